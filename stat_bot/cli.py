@@ -1,0 +1,476 @@
+"""`stat-bot`: run the service and drive the queue from a terminal, no Slack needed.
+
+Every command prints a readable table or sentence by default and JSON with
+`--json`. Mistakes in what was typed exit 2 with a sentence saying what to
+change; "not found" and failed jobs exit 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import getpass
+import json
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from tabulate import tabulate
+
+from stat_bot.jobs.model import Job, JobStatus
+
+EPILOG_EXAMPLES = "\b\nExamples:\n"
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"stat-bot: {message}", err=True)
+    raise SystemExit(code)
+
+
+class Context:
+    """Lazily built services, so `--help` and `check-config` need no database."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self._settings: Any = None
+        self._configs: Any = None
+        self._queue: Any = None
+
+    @property
+    def settings(self) -> Any:
+        if self._settings is None:
+            from stat_bot import log
+            from stat_bot.settings import settings_or_exit
+
+            self._settings = settings_or_exit()
+            log.configure(self._settings.log_level, self._settings.log_format)
+        return self._settings
+
+    @property
+    def configs(self) -> Any:
+        if self._configs is None:
+            from stat_bot.jobs.config import ConfigError, load_config
+
+            try:
+                self._configs = load_config(self.settings.job_configs)
+            except ConfigError as error:
+                _fail(f"{error}\nRun `stat-bot check-config` after fixing it.", 2)
+        return self._configs
+
+    @property
+    def queue(self) -> Any:
+        if self._queue is None:
+            from stat_bot.queue import QueueError, open_queue
+
+            try:
+                self._queue = open_queue(self.settings)
+            except QueueError as error:
+                _fail(str(error), 1)
+        return self._queue
+
+    def output(self, data: Any, text: str) -> None:
+        click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False) if self.as_json else text)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def _when(ts: float | None, tz: Any = None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _ago(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    delta = time.time() - ts
+    future = delta < 0
+    delta = abs(delta)
+    if delta < 60:
+        text = f"{delta:.0f} s"
+    elif delta < 3600:
+        text = f"{delta / 60:.0f} min"
+    elif delta < 86400:
+        text = f"{delta / 3600:.1f} h"
+    else:
+        text = f"{delta / 86400:.1f} d"
+    return f"in {text}" if future else f"{text} ago"
+
+
+def _duration(job: Job) -> str:
+    d = job.duration
+    if d is None:
+        return "-"
+    return f"{d:.1f} s" if d < 120 else f"{d / 60:.1f} min"
+
+
+def _job_dict(job: Job) -> dict[str, Any]:
+    data = dataclasses.asdict(job)
+    data["status"] = str(job.status)
+    data["duration"] = job.duration
+    return data
+
+
+def _args_text(job: Job) -> str:
+    text = " ".join(f"{k}={v}" for k, v in job.args.items())
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _job_rows(jobs: list[Job]) -> str:
+    rows = [
+        [
+            j.id,
+            f"{j.namespace} {j.job_type}",
+            _args_text(j),
+            str(j.status) + (" (cancel requested)" if j.cancel_requested else ""),
+            _ago(j.created_at),
+            _duration(j),
+            j.user or j.source,
+            j.report_state if j.status.finished else "",
+        ]
+        for j in jobs
+    ]
+    return tabulate(rows, ["id", "job", "args", "status", "created", "duration", "who", "report"])
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=EPILOG_EXAMPLES
+    + "  stat-bot run                       # the service (local mode without Slack tokens)\n"
+    "  stat-bot exec \"system hello Ada\"   # try a command without the queue\n"
+    "  stat-bot enqueue \"system uptime\"   # queue it for the dispatcher\n"
+    "  stat-bot status\n"
+    "  stat-bot logs 12 stderr --tail",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.version_option(package_name="stat-bot")
+@click.pass_context
+def main(ctx: click.Context, as_json: bool) -> None:
+    """STAT bot: a ChatOps job queue for HPC system triage.
+
+    Settings come from the environment and an optional `environment` file;
+    see environment-sample for every variable.
+    """
+    ctx.obj = Context(as_json)
+
+
+# -- running the service ---------------------------------------------------------------
+
+
+def _run_dispatcher(ctx: Context) -> None:
+    from stat_bot.dispatcher.service import Dispatcher
+    from stat_bot.report.notifiers import ConsoleNotifier
+
+    dispatcher = Dispatcher(ctx.settings, ctx.configs, ctx.queue, ConsoleNotifier())
+    asyncio.run(dispatcher.run())
+
+
+@main.command(
+    epilog=EPILOG_EXAMPLES + "  stat-bot run\n  DISPATCHER_CONCURRENCY=4 stat-bot run",
+)
+@pass_ctx
+def run(ctx: Context) -> None:
+    """Start the service: the dispatcher (and, as they arrive, the bot and web server).
+
+    Without Slack tokens this is local mode: reports print in this terminal.
+    Queue jobs from another terminal with `stat-bot enqueue`.
+    """
+    settings, configs = ctx.settings, ctx.configs
+    click.echo(
+        f"STAT bot {_version()} - local mode: no Slack workspace is configured, so reports print here.\n"
+        f"  database:   {settings.database_url}\n"
+        f"  namespaces: {', '.join(configs.namespaces) or '(none)'}\n"
+        "  try, in another terminal:  .venv/bin/stat-bot enqueue \"system hello Ada\"\n"
+        "  to connect a real workspace, set SLACK_BOT_TOKEN and SLACK_APP_TOKEN (see DEPLOY.md).\n"
+        "  stop with Ctrl-C.",
+        err=True,
+    )
+    _run_dispatcher(ctx)
+
+
+@main.command(epilog=EPILOG_EXAMPLES + "  stat-bot dispatcher")
+@pass_ctx
+def dispatcher(ctx: Context) -> None:
+    """Run the dispatcher alone: claim queued jobs, run them, report, fire schedules.
+
+    Stops on SIGTERM or Ctrl-C, giving running jobs SHUTDOWN_GRACE seconds.
+    """
+    _run_dispatcher(ctx)
+
+
+def _version() -> str:
+    from stat_bot import __version__
+
+    return __version__
+
+
+# -- trying and queueing commands ------------------------------------------------------
+
+
+def _match(ctx: Context, text: str) -> Any:
+    from stat_bot.jobs.matching import MatchError, match_command
+
+    try:
+        return match_command(ctx.configs, text)
+    except MatchError as error:
+        _fail(str(error), 2)
+
+
+@main.command("exec", epilog=EPILOG_EXAMPLES + '  stat-bot exec "system hello Ada"\n  stat-bot exec "system disk"')
+@click.argument("command")
+@pass_ctx
+def exec_(ctx: Context, command: str) -> None:
+    """Run COMMAND now, through the same runner as the dispatcher, and print its report.
+
+    The queue is not used: this is for trying a job config. Exits with 0 when
+    the job succeeds, 1 when it fails.
+    """
+    from stat_bot.dispatcher.runner import Runner
+    from stat_bot.report.messages import build_report
+    from stat_bot.report.notifiers import ConsoleNotifier
+
+    match = _match(ctx, command)
+    if match.command.spec.action != "schedule_job":
+        _fail(f"`{command}` is a {match.command.spec.action} command; use `stat-bot enqueue` for it.", 2)
+    spec = ctx.configs.job(match.namespace, match.job_type)
+    namespace = ctx.configs.namespaces[match.namespace].spec
+    now = time.time()
+    job = Job(
+        id=0, namespace=match.namespace, job_type=match.job_type, args=match.args, channel=None,
+        thread_ts=None, user=getpass.getuser(), source="cli", status=JobStatus.RUNNING,
+        created_at=now, start_after=now, started_at=now, finished_at=None, attempts=1,
+        max_retries=0, concurrency=1, worker_id=None, heartbeat_at=None, pid=None, exit_code=None,
+        log_dir=None, cancel_requested=False, report_state="pending", report_error=None,
+        is_im=False, note=None,
+    )  # fmt: skip
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    log_dir = ctx.settings.logs_dir / "exec" / match.namespace / match.job_type / stamp
+
+    async def go() -> Any:
+        running = await Runner(ctx.settings).start(job, spec, namespace, log_dir=log_dir)
+        return await running.wait()
+
+    outcome = asyncio.run(go())
+    report = build_report(job, spec, outcome)
+    if ctx.as_json:
+        ctx.output(
+            {
+                "status": str(outcome.status),
+                "exit_code": outcome.exit_code,
+                "log_dir": outcome.log_dir,
+                "messages": [dataclasses.asdict(m) for m in (report.messages if report else [])],
+            },
+            "",
+        )
+    elif report is not None:
+        ConsoleNotifier(sys.stdout, headers=False).deliver(report)
+    raise SystemExit(0 if outcome.status is JobStatus.SUCCEEDED else 1)
+
+
+@main.command(
+    epilog=EPILOG_EXAMPLES
+    + '  stat-bot enqueue "system hello Ada"\n'
+    '  stat-bot enqueue --channel "#stat" "system disk"\n'
+    '  stat-bot --json enqueue "system uptime"',
+)
+@click.argument("command")
+@click.option("--channel", help="Where the report goes (a Slack channel once the bot is configured).")
+@click.option("--thread", "thread_ts", help="Thread timestamp to reply in.")
+@click.option("--user", default=None, help="Who is asking (default: your login name).")
+@pass_ctx
+def enqueue(ctx: Context, command: str, channel: str | None, thread_ts: str | None, user: str | None) -> None:
+    """Match COMMAND and carry out its action: usually, queue a job for the dispatcher."""
+    from stat_bot.jobs.actions import ActionError, Requester, perform
+    from stat_bot.jobs.model import Source
+
+    match = _match(ctx, command)
+    requester = Requester(user=user or getpass.getuser(), channel=channel, thread_ts=thread_ts, source=Source.CLI)
+    try:
+        result = perform(match, ctx.configs, ctx.queue, requester, ctx.settings.tz, now=time.time())
+    except ActionError as error:
+        _fail(str(error), 2)
+    data: dict[str, Any] = {"message": result.text, **result.data}
+    if result.job is not None:
+        data["job"] = _job_dict(result.job)
+        data["coalesced"] = bool(result.enqueued and result.enqueued.coalesced)
+    ctx.output(data, result.text)
+
+
+# -- looking at the queue ----------------------------------------------------------------
+
+
+@main.command(epilog=EPILOG_EXAMPLES + "  stat-bot status\n  stat-bot --json status")
+@pass_ctx
+def status(ctx: Context) -> None:
+    """Running and queued jobs, suppressions, next schedule fires, and dispatchers."""
+    from stat_bot.dispatcher.schedules import next_due
+
+    queue, tz = ctx.queue, ctx.settings.tz
+    running = queue.jobs(statuses=[JobStatus.RUNNING], limit=1000)
+    queued = queue.jobs(statuses=[JobStatus.QUEUED], limit=1000)
+    now = time.time()
+    suppressions = queue.suppressions(active_at=now)
+    schedules = queue.schedules()
+    workers = queue.workers()
+    fires = [(s, next_due(s.cron, tz, now) if s.enabled else None) for s in schedules]
+    if ctx.as_json:
+        ctx.output(
+            {
+                "running": [_job_dict(j) for j in running],
+                "queued": [_job_dict(j) for j in queued],
+                "suppressions": [dataclasses.asdict(s) for s in suppressions],
+                "schedules": [
+                    {**dataclasses.asdict(s), "next_fire_at": nxt} for s, nxt in fires
+                ],
+                "dispatchers": [dataclasses.asdict(w) for w in workers],
+            },
+            "",
+        )
+        return
+    out = []
+    out.append(f"Running ({len(running)}):")
+    out.append(_job_rows(running) if running else "  nothing running")
+    out.append(f"\nQueued ({len(queued)}):")
+    out.append(_job_rows(list(reversed(queued))) if queued else "  nothing queued")
+    out.append("\nSuppressions:")
+    out.append(
+        tabulate(
+            [[f"{s.namespace} {s.job_type}", _when(s.start_at, tz), _when(s.end_at, tz), s.user or ""] for s in suppressions],
+            ["job", "from", "until", "by"],
+        )
+        if suppressions
+        else "  none"
+    )
+    out.append("\nSchedules:")
+    out.append(
+        tabulate(
+            [
+                [s.key, s.cron, f"{s.namespace} {s.job_type}", _when(s.last_fired_at, tz),
+                 f"{_when(nxt, tz)} ({_ago(nxt)})" if nxt else "disabled"]
+                for s, nxt in fires
+            ],
+            ["schedule", "cron", "job", "last fired", "next fire"],
+        )  # fmt: skip
+        if schedules
+        else "  none (schedules appear once a dispatcher has started)"
+    )
+    out.append("\nDispatchers:")
+    out.append(
+        tabulate([[w.id, _ago(w.started_at), _ago(w.heartbeat_at)] for w in workers], ["id", "started", "heartbeat"])
+        if workers
+        else "  none running"
+    )
+    click.echo("\n".join(out))
+
+
+@main.command(
+    epilog=EPILOG_EXAMPLES + "  stat-bot jobs\n  stat-bot jobs -n system -s failed -s timed_out\n  stat-bot --json jobs -l 5",
+)
+@click.option("-n", "--namespace", help="Only this namespace.")
+@click.option(
+    "-s", "--status", "statuses", multiple=True,
+    type=click.Choice([s.value for s in JobStatus]), help="Only these statuses (repeatable).",
+)  # fmt: skip
+@click.option("-l", "--limit", default=30, show_default=True, type=click.IntRange(1, 10000))
+@pass_ctx
+def jobs(ctx: Context, namespace: str | None, statuses: tuple[str, ...], limit: int) -> None:
+    """Job history, newest first."""
+    if namespace and namespace not in ctx.configs.namespaces:
+        _fail(f"no namespace {namespace!r}; namespaces: {', '.join(ctx.configs.namespaces)}", 2)
+    found = ctx.queue.jobs(namespace=namespace, statuses=[JobStatus(s) for s in statuses], limit=limit)
+    ctx.output([_job_dict(j) for j in found], _job_rows(found) if found else "No jobs match.")
+
+
+@main.command(
+    epilog=EPILOG_EXAMPLES + "  stat-bot logs 12\n  stat-bot logs 12 stderr --head -n 50",
+)
+@click.argument("job_id", type=int)
+@click.argument("stream", type=click.Choice(["stdout", "stderr"]), default="stdout")
+@click.option("--head", "end", flag_value="head", help="The first lines.")
+@click.option("--tail", "end", flag_value="tail", default=True, help="The last lines (default).")
+@click.option("--all", "end", flag_value="all", help="The whole file.")
+@click.option("-n", "--lines", default=40, show_default=True, type=click.IntRange(1, 100000))
+@pass_ctx
+def logs(ctx: Context, job_id: int, stream: str, end: str, lines: int) -> None:
+    """Print a job's stdout or stderr (the last lines by default)."""
+    job = ctx.queue.get(job_id)
+    if job is None:
+        _fail(f"no job #{job_id}; `stat-bot jobs` lists recent jobs")
+    if not job.log_dir:
+        _fail(f"job #{job_id} is {job.status} and has no logs yet")
+    path = Path(job.log_dir) / stream
+    if not path.is_file():
+        _fail(f"{path} is gone (log folders are pruned after HISTORY_DAYS days)")
+    text = path.read_text(errors="replace")
+    all_lines = text.splitlines()
+    chosen = all_lines if end == "all" else all_lines[:lines] if end == "head" else all_lines[-lines:]
+    ctx.output(
+        {"job_id": job_id, "stream": stream, "path": str(path), "lines": chosen, "total_lines": len(all_lines)},
+        "\n".join(chosen) if chosen else f"({stream} is empty)",
+    )
+
+
+@main.command(epilog=EPILOG_EXAMPLES + "  stat-bot cancel 12")
+@click.argument("job_id", type=int)
+@pass_ctx
+def cancel(ctx: Context, job_id: int) -> None:
+    """Cancel job JOB_ID: a queued job never starts; a running one is stopped (its process group)."""
+    from stat_bot.queue.base import CancelOutcome
+
+    result = ctx.queue.request_cancel(job_id)
+    texts = {
+        CancelOutcome.NOT_FOUND: f"No job #{job_id}.",
+        CancelOutcome.CANCELLED: f"Job #{job_id} was queued and is now cancelled.",
+        CancelOutcome.REQUESTED: f"Job #{job_id} is running; its dispatcher is stopping it.",
+        CancelOutcome.ALREADY_FINISHED: f"Job #{job_id} already ended ({result.job.status if result.job else ''}).",
+    }
+    ctx.output({"job_id": job_id, "outcome": str(result.outcome)}, texts[result.outcome])
+    if result.outcome in (CancelOutcome.NOT_FOUND, CancelOutcome.ALREADY_FINISHED):
+        raise SystemExit(1)
+
+
+@main.command("check-config", epilog=EPILOG_EXAMPLES + "  stat-bot check-config\n  JOB_CONFIGS=other.py stat-bot check-config")
+@pass_ctx
+def check_config(ctx: Context) -> None:
+    """Validate job_configs.py: a summary of namespaces, commands and schedules, or every mistake."""
+    from stat_bot.jobs.config import ConfigError, load_config
+
+    path = ctx.settings.job_configs
+    try:
+        configs = load_config(path)
+    except ConfigError as error:
+        if ctx.as_json:
+            ctx.output({"ok": False, "file": str(path), "problems": error.problems}, "")
+        else:
+            click.echo(f"{path}: {len(error.problems)} problem(s):", err=True)
+            for problem in error.problems:
+                click.echo(f"  - {problem}", err=True)
+        raise SystemExit(1) from None
+    summary = {
+        "ok": True,
+        "file": str(path),
+        "namespaces": {
+            name: {
+                "description": ns.spec.description,
+                "restricted": ns.spec.restricted,
+                "jobs": list(ns.spec.jobs),
+                "commands": [c.usage for c in ns.commands],
+                "schedules": [{"key": s.key, "cron": s.spec.cron, "job": s.job_type} for s in ns.schedules],
+            }
+            for name, ns in configs.namespaces.items()
+        },
+    }
+    lines = [f"{path}: OK, {len(configs.namespaces)} namespace(s)"]
+    for name, ns in configs.namespaces.items():
+        lock = " (restricted)" if ns.spec.restricted else ""
+        lines.append(f"\n{name}{lock}: {ns.spec.description}")
+        lines.append(f"  jobs: {', '.join(ns.spec.jobs) or '(none)'}")
+        for c in ns.commands:
+            lines.append(f"  {c.usage:<44} {c.spec.help}")
+        for s in ns.schedules:
+            lines.append(f"  schedule {s.key}: '{s.spec.cron}' -> {s.job_type}")
+    ctx.output(summary, "\n".join(lines))

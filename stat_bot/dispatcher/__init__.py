@@ -1,0 +1,1 @@
+"""Claims jobs, runs them (process groups, timeouts, cancel, logs), fires schedules."""

@@ -1,0 +1,353 @@
+"""The dispatcher: claims due jobs, runs them, reports them, fires schedules.
+
+One asyncio loop. Queue calls run on a single helper thread (one SQLite
+connection, and a lock wait never stalls the loop); reports are delivered on
+another so a slow Slack never delays the next job. The loop wakes when another
+process commits a job (see queue/wakeup.py), when a delayed job becomes due,
+when a job ends, or at the poll interval as a safety net.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import structlog
+
+from stat_bot.dispatcher.runner import RunningJob, Runner, kill_group, process_is_job, remove_log_dir
+from stat_bot.dispatcher.schedules import config_rows, latest_due, next_due
+from stat_bot.jobs.config import JobConfigs, JobSpec
+from stat_bot.jobs.model import Job, JobRequest, JobStatus, ReportState, Source
+from stat_bot.queue.base import Queue, Recovered, Worker
+from stat_bot.report.messages import Message, Outcome, Report, build_report
+from stat_bot.report.notifiers import Notifier
+from stat_bot.settings import Settings
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+PRUNE_EVERY = 6 * 3600.0
+MAX_SCHEDULE_SLEEP = 30.0  # re-read schedules at least this often (the dashboard may change them)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Dispatcher:
+    """Runs queued jobs until told to stop; several may share one queue."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        configs: JobConfigs,
+        queue: Queue,
+        notifier: Notifier,
+        *,
+        worker_id: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.configs = configs
+        self.queue = queue
+        self.notifier = notifier
+        self.hostname = socket.gethostname()
+        self.worker_id = worker_id or f"{self.hostname}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.runner = Runner(settings)
+        self.running: dict[int, RunningJob] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._db = ThreadPoolExecutor(1, thread_name_prefix="stat-bot-db")
+        self._send = ThreadPoolExecutor(4, thread_name_prefix="stat-bot-report")
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self.log = log.bind(worker=self.worker_id)
+
+    # plumbing ----------------------------------------------------------------
+    async def _q(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._db, lambda: fn(*args, **kwargs))
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def stop(self) -> None:
+        """Stop claiming; running jobs get SHUTDOWN_GRACE seconds to finish."""
+        if not self._stopping.is_set():
+            self.log.info("dispatcher stopping", running=len(self.running))
+        self._stopping.set()
+        self._wake.set()
+
+    # life ----------------------------------------------------------------
+    async def run(self, *, install_signal_handlers: bool = True) -> None:
+        loop = asyncio.get_running_loop()
+        if install_signal_handlers:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
+        listener = self.queue.wakeup_listener("dispatcher")
+
+        def on_wakeup() -> None:
+            listener.drain()
+            self._wake.set()
+
+        loop.add_reader(listener.fileno(), on_wakeup)
+        try:
+            await self._q(self.queue.register_worker, self.worker_id, self.hostname, os.getpid())
+            await self._q(self.queue.sync_schedules, config_rows(self.configs))
+            self.log.info(
+                "dispatcher started",
+                concurrency=self.settings.dispatcher_concurrency,
+                database=str(self.settings.database_url),
+            )
+            await self._recover()
+            background = [
+                self._spawn(self._heartbeat_loop()),
+                self._spawn(self._schedule_loop()),
+                self._spawn(self._prune_loop()),
+            ]
+            await self._main_loop()
+            for task in background:
+                task.cancel()
+            await self._shutdown()
+        finally:
+            loop.remove_reader(listener.fileno())
+            listener.close()
+            if install_signal_handlers:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+            with contextlib.suppress(Exception):
+                await self._q(self.queue.unregister_worker, self.worker_id)
+            self._send.shutdown(wait=True)
+            self._db.shutdown(wait=True)
+            self.log.info("dispatcher stopped")
+
+    async def _main_loop(self) -> None:
+        poll = self.settings.dispatcher_poll_interval
+        while not self._stopping.is_set():
+            self._wake.clear()
+            timeout = poll
+            try:
+                await self._dispatch_once()
+                due = await self._q(self.queue.next_due)
+                if due is not None:
+                    timeout = min(poll, max(0.0, due - time.time()))
+            except Exception:
+                self.log.exception("dispatch cycle failed; retrying")
+                timeout = max(poll, 1.0)
+            if timeout > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _dispatch_once(self) -> None:
+        if self.running:
+            for job_id in await self._q(self.queue.cancel_requests, self.worker_id):
+                if job_id in self.running:
+                    self.running[job_id].cancel("cancelled on request")
+        free = self.settings.dispatcher_concurrency - len(self.running)
+        if free <= 0 or self._stopping.is_set():
+            return
+        for job in await self._q(self.queue.claim, self.worker_id, free):
+            await self._start(job)
+
+    async def _start(self, job: Job) -> None:
+        jlog = self.log.bind(job_id=job.id, job=job.full_type)
+        if not self.configs.has_job(job.namespace, job.job_type):
+            note = f"job type {job.full_type!r} is no longer in {self.configs.source}"
+            jlog.warning("job not configured", note=note)
+            await self._finish(job, None, Outcome(JobStatus.FAILED, note=note))
+            return
+        spec = self.configs.job(job.namespace, job.job_type)
+        namespace = self.configs.namespaces[job.namespace].spec
+        try:
+            running = await self.runner.start(job, spec, namespace)
+        except OSError as error:
+            jlog.error("job could not start", error=str(error))
+            await self._finish(job, spec, Outcome(JobStatus.FAILED, note=f"could not start: {error}"))
+            return
+        self.running[job.id] = running
+        jlog.info("job started", pid=running.pid, args=job.args, attempt=job.attempts)
+        self._spawn(self._supervise(running))
+
+    async def _supervise(self, running: RunningJob) -> None:
+        job = running.job
+        try:
+            await self._q(self.queue.mark_started, job.id, running.pid, str(running.log_dir))
+            outcome = await running.wait()
+        except Exception as error:
+            self.log.exception("job supervision failed", job_id=job.id)
+            outcome = Outcome(JobStatus.FAILED, note=f"STAT bot error while running it: {error}")
+        finally:
+            self.running.pop(job.id, None)
+            self._wake.set()  # a slot is free
+        await self._finish(job, running.spec, outcome, time.monotonic() - running.started)
+
+    async def _finish(
+        self, job: Job, spec: JobSpec | None, outcome: Outcome, duration: float | None = None
+    ) -> None:
+        report = build_report(job, spec, outcome)
+        state = ReportState.PENDING if report else ReportState.NONE
+        finished = await self._q(
+            self.queue.finish, job.id, outcome.status, outcome.exit_code, note=outcome.note, report_state=state
+        )
+        self.log.info(
+            "job finished",
+            job_id=job.id,
+            job=job.full_type,
+            status=str(outcome.status),
+            exit_code=outcome.exit_code,
+            duration=round(duration, 3) if duration is not None else None,
+        )
+        if finished is None:
+            self.log.warning("job was no longer running when it ended (declared lost?)", job_id=job.id)
+            return
+        if report is not None:
+            self._spawn(self._deliver(report))
+
+    async def _deliver(self, report: Report) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._send, self.notifier.deliver, report)
+        except Exception as error:
+            self.log.error("report not delivered", job_id=report.job_id, error=str(error))
+            if report.job_id:
+                await self._q(self.queue.record_report, report.job_id, ReportState.FAILED, str(error)[:500])
+            return
+        if report.job_id:
+            await self._q(self.queue.record_report, report.job_id, ReportState.DELIVERED)
+
+    def _spec(self, job: Job) -> JobSpec | None:
+        if self.configs.has_job(job.namespace, job.job_type):
+            return self.configs.job(job.namespace, job.job_type)
+        return None
+
+    # lost jobs ---------------------------------------------------------------
+    def _is_dead(self, worker: Worker) -> bool:
+        if worker.id == self.worker_id:
+            return False
+        if worker.hostname == self.hostname and not pid_alive(worker.pid):
+            return True
+        return time.time() - worker.heartbeat_at > self.settings.lost_after
+
+    async def _recover(self) -> None:
+        recovered: list[Recovered] = await self._q(self.queue.recover_lost, self._is_dead)
+        for item in recovered:
+            job = item.job
+            if item.worker and item.worker.hostname == self.hostname and job.pid:
+                # Its dispatcher died (kill -9) but the job's process group may live on.
+                if process_is_job(job.pid, job.id):
+                    kill_group(job.pid, signal.SIGKILL)
+            self.log.warning(
+                "job re-queued after its dispatcher was lost" if item.requeued else "job lost",
+                job_id=job.id,
+                job=job.full_type,
+                dead_worker=item.worker.id if item.worker else None,
+            )
+            spec = self._spec(job)
+            if item.requeued:
+                text = f"Job #{job.id} `{job.full_type}`: its dispatcher stopped while it ran; {job.note}."
+                report: Report | None = Report(
+                    [Message(text)],
+                    "info",
+                    channel=job.channel or (spec.report_channel if spec else None),
+                    thread_ts=job.thread_ts,
+                    is_im=job.is_im,
+                    title=f"#{job.id} {job.full_type}",
+                )
+            else:
+                report = build_report(job, spec, Outcome(JobStatus.LOST, log_dir=job.log_dir, note=job.note))
+            if report:
+                self._spawn(self._deliver(report))
+        if any(r.requeued for r in recovered):
+            self._wake.set()
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_interval)
+            try:
+                cancels = await self._q(self.queue.heartbeat, self.worker_id)
+                for job_id in cancels:
+                    if job_id in self.running:
+                        self.running[job_id].cancel("cancelled on request")
+                await self._recover()
+            except Exception:
+                self.log.exception("heartbeat failed")
+
+    # schedules ---------------------------------------------------------------
+    async def _schedule_loop(self) -> None:
+        tz = self.settings.tz
+        while True:
+            now = time.time()
+            wake_at = now + MAX_SCHEDULE_SLEEP
+            try:
+                for row in await self._q(self.queue.schedules):
+                    if not row.enabled or not self.configs.has_job(row.namespace, row.job_type):
+                        continue
+                    due = latest_due(row.cron, tz, now)
+                    if row.last_fired_at is None or due > row.last_fired_at:
+                        await self._fire(row.key, row.namespace, row.job_type, row.args, row.channel, due)
+                    wake_at = min(wake_at, next_due(row.cron, tz, now))
+            except Exception:
+                self.log.exception("schedule check failed")
+            await asyncio.sleep(max(0.0, wake_at - time.time()))
+
+    async def _fire(
+        self, key: str, namespace: str, job_type: str, args: dict[str, str], channel: str | None, due: float
+    ) -> None:
+        spec = self.configs.job(namespace, job_type)
+        request = JobRequest(
+            namespace=namespace,
+            job_type=job_type,
+            args=args,
+            channel=channel or spec.report_channel,
+            source=Source.SCHEDULE,
+            user=f"schedule {key}",
+            concurrency=spec.concurrency,
+            coalesce=spec.coalesce,
+            retries=spec.retries,
+        )
+        result = await self._q(self.queue.fire_schedule, key, due, request)
+        if result is not None:
+            self.log.info("schedule fired", schedule=key, due=due, job_id=result.job.id)
+            self._wake.set()
+
+    # housekeeping ----------------------------------------------------------------
+    async def _prune_loop(self) -> None:
+        while True:
+            try:
+                cutoff = time.time() - self.settings.history_days * 86400
+                pruned = await self._q(self.queue.prune, cutoff)
+                for job in pruned:
+                    await asyncio.to_thread(remove_log_dir, job.log_dir)
+                if pruned:
+                    self.log.info("pruned old jobs", count=len(pruned), days=self.settings.history_days)
+            except Exception:
+                self.log.exception("pruning failed")
+            await asyncio.sleep(PRUNE_EVERY)
+
+    async def _shutdown(self) -> None:
+        """Wait for running jobs up to the grace period, then stop them; let reports go out."""
+        supervisors = list(self._tasks)
+        if self.running:
+            grace = self.settings.shutdown_grace
+            self.log.info("waiting for running jobs", count=len(self.running), grace=grace)
+            if grace > 0 and supervisors:
+                await asyncio.wait(supervisors, timeout=grace)
+            for running in list(self.running.values()):
+                running.cancel(f"stopped: the dispatcher shut down after waiting {grace:g} s for it")
+        while pending := [t for t in self._tasks if not t.done()]:
+            await asyncio.wait(pending)

@@ -1,0 +1,1 @@
+"""Clients for the outside world, usable by workspace scripts (they never import the service)."""

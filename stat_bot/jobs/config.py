@@ -1,0 +1,418 @@
+"""Loading and validating `job_configs.py`: what may run, and how it is asked for.
+
+The file keeps ebmbot's format (a `raw_config` dict of namespaces with `jobs` and
+`slack` commands) and adds optional keys. Every mistake is found at load time and
+reported with where it is (namespace, job or command, key) and what would be valid,
+so a typo never surfaces as a job that fails at three in the morning.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import re
+import string
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from croniter import croniter
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from stat_bot.jobs.params import PLACEHOLDER, Param, parse_placeholder
+
+ReportFormat = Literal["text", "blocks", "code", "file"]
+Action = Literal["schedule_job", "cancel_job", "schedule_suppression", "cancel_suppression"]
+
+# Words the bot answers itself; a namespace of that name could never be reached.
+RESERVED_NAMESPACES = frozenset({"help", "status", "jobs", "logs", "cancel", "remove"})
+NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+class ConfigError(Exception):
+    """job_configs.py is wrong; `problems` lists every mistake found, each on its own."""
+
+    def __init__(self, problems: list[str], source: str = "job_configs.py") -> None:
+        self.problems = problems
+        self.source = source
+        super().__init__("\n".join(f"{source}: {p}" for p in problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class JobSpec(_Strict):
+    """One job type: the command it runs and how its outcome is reported."""
+
+    run_args_template: str
+    report_stdout: bool = False
+    report_success: bool = True
+    report_format: ReportFormat = "text"
+    timeout: float | None = Field(None, gt=0)
+    concurrency: int = Field(1, ge=1)
+    coalesce: bool = True
+    retries: int = Field(0, ge=0, le=100)
+    report_channel: str | None = None
+
+
+class CommandSpec(_Strict):
+    """One chat command, as in ebmbot's `slack` list."""
+
+    command: str
+    help: str = ""
+    action: Action = "schedule_job"
+    job_type: str
+    delay_seconds: float = Field(0, ge=0)
+
+
+class ScheduleSpec(_Strict):
+    """A cron schedule that enqueues a job with fixed arguments into a channel."""
+
+    cron: str
+    job_type: str
+    args: dict[str, str] = Field(default_factory=dict)
+    channel: str | None = None
+    name: str | None = None
+    enabled: bool = True
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        if not croniter.is_valid(value):
+            raise ValueError(
+                f"{value!r} is not a cron expression; expected five fields such as '0 * * * *' "
+                "(an optional sixth field gives seconds)"
+            )
+        return value
+
+
+class NamespaceSpec(_Strict):
+    """A category of jobs with its own workspace folder."""
+
+    description: str = ""
+    restricted: bool = False
+    fabfile: str | None = None
+    default_channel: str | None = None
+    jobs: dict[str, JobSpec] = Field(default_factory=dict)
+    slack: list[CommandSpec] = Field(default_factory=list)
+    schedules: list[ScheduleSpec] = Field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A validated chat command: its words, split into literals and placeholders."""
+
+    namespace: str
+    spec: CommandSpec
+    tokens: tuple[str | Param, ...]
+
+    @property
+    def params(self) -> tuple[Param, ...]:
+        return tuple(t for t in self.tokens if isinstance(t, Param))
+
+    @property
+    def literals(self) -> tuple[str, ...]:
+        return tuple(t for t in self.tokens if isinstance(t, str))
+
+    @property
+    def text(self) -> str:
+        return self.spec.command
+
+    @property
+    def usage(self) -> str:
+        return f"{self.namespace} {self.spec.command}"
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A validated schedule with its stable key (used by the queue to fire it once per due time)."""
+
+    key: str
+    namespace: str
+    spec: ScheduleSpec
+
+    @property
+    def job_type(self) -> str:
+        return self.spec.job_type
+
+
+@dataclass(frozen=True)
+class Namespace:
+    name: str
+    spec: NamespaceSpec
+    commands: tuple[Command, ...]
+    schedules: tuple[Schedule, ...]
+
+    @property
+    def jobs(self) -> Mapping[str, JobSpec]:
+        return self.spec.jobs
+
+
+@dataclass(frozen=True)
+class JobConfigs:
+    """Everything job_configs.py allows, validated and ready to match commands against."""
+
+    namespaces: dict[str, Namespace] = field(default_factory=dict)
+    source: str = "job_configs.py"
+
+    def job(self, namespace: str, job_type: str) -> JobSpec:
+        return self.namespaces[namespace].spec.jobs[job_type]
+
+    def has_job(self, namespace: str, job_type: str) -> bool:
+        ns = self.namespaces.get(namespace)
+        return ns is not None and job_type in ns.spec.jobs
+
+    def schedules(self) -> Iterator[Schedule]:
+        for ns in self.namespaces.values():
+            yield from ns.schedules
+
+    def commands(self) -> Iterator[Command]:
+        for ns in self.namespaces.values():
+            yield from ns.commands
+
+
+def template_fields(template: str) -> list[str]:
+    """The `{names}` a run_args_template uses, in order; ValueError if the braces are malformed."""
+    names = []
+    for _, name, spec, conversion in string.Formatter().parse(template):
+        if name is None:
+            continue
+        if not name.isidentifier() or spec or conversion:
+            raise ValueError(
+                f"placeholder {{{name}{'!' + conversion if conversion else ''}"
+                f"{':' + spec if spec else ''}}} must be a plain name such as {{name}}"
+            )
+        names.append(name)
+    return names
+
+
+def render_template(template: str, args: Mapping[str, str]) -> str:
+    """The bash command for a job: each argument shell-quoted, so it arrives as literal text."""
+    import shlex
+
+    return template.format(**{key: shlex.quote(str(value)) for key, value in args.items()})
+
+
+def parse_command(text: str) -> tuple[str | Param, ...]:
+    """Split a command's text into literal words and placeholders; ValueError if malformed."""
+    tokens: list[str | Param] = []
+    for word in text.split():
+        match = PLACEHOLDER.fullmatch(word)
+        if match:
+            tokens.append(parse_placeholder(match))
+        elif "[" in word or "]" in word:
+            raise ValueError(
+                f"{word!r} is not a placeholder; write [name], [name:int], [name:a|b], "
+                "[name=default] or [name...] as a word of its own"
+            )
+        else:
+            tokens.append(word.lower())
+    if not tokens or not isinstance(tokens[0], str):
+        raise ValueError("a command must start with a word, such as 'say hello [name]'")
+    params = [t for t in tokens if isinstance(t, Param)]
+    names = [p.name for p in params]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        raise ValueError(f"placeholder [{dup}] appears more than once")
+    for i, param in enumerate(params):
+        later = params[i + 1 :]
+        if param.rest and tokens[-1] is not param:
+            raise ValueError(f"[{param.name}...] takes the rest of the line, so it must come last")
+        if param.optional and any(not p.optional for p in later):
+            raise ValueError(
+                f"[{param.name}={param.default}] has a default, so the placeholders after it need one too"
+            )
+    return tuple(tokens)
+
+
+def _suggest(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _location(raw: Mapping[str, Any], loc: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
+    """Describe where a pydantic error points, in job_configs.py's own words."""
+    parts = [f"namespace {loc[0]!r}"]
+    rest = loc[1:]
+    if len(rest) >= 2 and rest[0] == "jobs":
+        parts.append(f"job {rest[1]!r}")
+        rest = rest[2:]
+    elif len(rest) >= 2 and rest[0] in ("slack", "schedules") and isinstance(rest[1], int):
+        try:
+            item = raw[loc[0]][rest[0]][rest[1]]
+            label = item.get("command") if rest[0] == "slack" else item.get("name") or item.get("cron")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            label = None
+        kind = "command" if rest[0] == "slack" else "schedule"
+        parts.append(f"{kind} {label!r}" if label else f"{kind} #{rest[1] + 1}")
+        rest = rest[2:]
+    return ", ".join(parts), rest
+
+
+_KEYS = {
+    "namespace": list(NamespaceSpec.model_fields),
+    "job": list(JobSpec.model_fields),
+    "command": list(CommandSpec.model_fields),
+    "schedule": list(ScheduleSpec.model_fields),
+}
+
+
+def _describe(raw: Mapping[str, Any], error: ValidationError, namespace: str) -> list[str]:
+    problems = []
+    for item in error.errors():
+        loc = (namespace, *item["loc"])
+        where, rest = _location(raw, loc)
+        kind = where.rsplit(", ", 1)[-1].split(" ", 1)[0]
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            key = str(rest[-1])
+            valid = _KEYS.get(kind, [])
+            problems.append(
+                f"{where}: unknown key {key!r}{_suggest(key, valid)}; valid keys: {', '.join(valid)}"
+            )
+        elif item["type"] == "missing":
+            problems.append(f"{where}: missing required key {str(rest[-1])!r}")
+        else:
+            key = ".".join(str(p) for p in rest)
+            got = item.get("input")
+            got_text = f" (got {got!r})" if not isinstance(got, dict | list) else ""
+            problems.append(f"{where}: key {key!r}: {message}{got_text}")
+    return problems
+
+
+def _check_namespace(name: str, spec: NamespaceSpec) -> tuple[list[str], Namespace]:
+    problems: list[str] = []
+    where = f"namespace {name!r}"
+    fields: dict[str, list[str]] = {}
+    for job_type, job in spec.jobs.items():
+        if not NAME.match(job_type):
+            problems.append(f"{where}: job name {job_type!r} must be lower-case letters, digits, _ or -")
+        try:
+            fields[job_type] = template_fields(job.run_args_template)
+        except ValueError as error:
+            problems.append(f"{where}, job {job_type!r}: key 'run_args_template': {error}")
+            continue
+        for quoted in re.findall(r"""(['"])\{(\w+)\}\1""", job.run_args_template):
+            problems.append(
+                f"{where}, job {job_type!r}: key 'run_args_template': remove the quotes around "
+                f"{{{quoted[1]}}}; values are shell-quoted for you"
+            )
+    commands: list[Command] = []
+    shapes: dict[tuple[str, ...], str] = {}
+    for cmd in spec.slack:
+        cwhere = f"{where}, command {cmd.command!r}"
+        try:
+            tokens = parse_command(cmd.command)
+        except ValueError as error:
+            problems.append(f"{cwhere}: key 'command': {error}")
+            continue
+        if cmd.job_type not in spec.jobs:
+            problems.append(
+                f"{cwhere}: key 'job_type': unknown job {cmd.job_type!r}{_suggest(cmd.job_type, list(spec.jobs))}; "
+                f"jobs in this namespace: {', '.join(spec.jobs) or '(none)'}"
+            )
+            continue
+        command = Command(name, cmd, tokens)
+        names = {p.name for p in command.params}
+        if cmd.action == "schedule_job" and cmd.job_type in fields:
+            wanted = set(fields[cmd.job_type])
+            if names != wanted:
+                missing = sorted(wanted - names)
+                extra = sorted(names - wanted)
+                detail = []
+                if missing:
+                    detail.append(f"the template needs {', '.join('[' + m + ']' for m in missing)}")
+                if extra:
+                    detail.append(f"the template has no {', '.join('{' + e + '}' for e in extra)}")
+                problems.append(
+                    f"{cwhere}: placeholders do not match job {cmd.job_type!r}'s run_args_template "
+                    f"{spec.jobs[cmd.job_type].run_args_template!r}: {'; '.join(detail)}"
+                )
+        elif cmd.action == "schedule_suppression" and names != {"start_at", "end_at"}:
+            problems.append(
+                f"{cwhere}: a schedule_suppression command takes exactly [start_at] and [end_at] "
+                "(times as HH:MM)"
+            )
+        elif cmd.action in ("cancel_job", "cancel_suppression") and names:
+            problems.append(f"{cwhere}: a {cmd.action} command takes no placeholders")
+        shape = tuple(t if isinstance(t, str) else "[]" for t in tokens)
+        if shape in shapes:
+            problems.append(f"{cwhere}: same words as command {shapes[shape]!r}; one of them can never match")
+        shapes[shape] = cmd.command
+        commands.append(command)
+    schedules: list[Schedule] = []
+    for index, sched in enumerate(spec.schedules):
+        swhere = f"{where}, schedule {sched.name or sched.cron!r}"
+        if sched.job_type not in spec.jobs:
+            problems.append(
+                f"{swhere}: key 'job_type': unknown job {sched.job_type!r}{_suggest(sched.job_type, list(spec.jobs))}"
+            )
+            continue
+        wanted = set(fields.get(sched.job_type, []))
+        if set(sched.args) != wanted:
+            problems.append(
+                f"{swhere}: key 'args' must give exactly {sorted(wanted)} for job {sched.job_type!r}; "
+                f"got {sorted(sched.args)}"
+            )
+        key = f"{name}.{sched.name or f'{sched.job_type}.{index}'}"
+        schedules.append(Schedule(key, name, sched))
+    keys = [s.key for s in schedules]
+    for dup in sorted({k for k in keys if keys.count(k) > 1}):
+        problems.append(f"{where}: two schedules share the key {dup!r}; give them distinct 'name's")
+    commands.sort(key=lambda c: -len(c.literals))
+    return problems, Namespace(name, spec, tuple(commands), tuple(schedules))
+
+
+def parse_config(raw: Any, source: str = "job_configs.py") -> JobConfigs:
+    """Validate a raw_config dict; ConfigError lists every problem found."""
+    if not isinstance(raw, dict):
+        raise ConfigError([f"raw_config must be a dict of namespaces, got {type(raw).__name__}"], source)
+    problems: list[str] = []
+    namespaces: dict[str, Namespace] = {}
+    for name, body in raw.items():
+        if not isinstance(name, str) or not NAME.match(name):
+            problems.append(
+                f"namespace {name!r}: names must be lower-case letters, digits, _ or - (it is a folder name)"
+            )
+            continue
+        if name in RESERVED_NAMESPACES:
+            problems.append(
+                f"namespace {name!r}: the name is a built-in command "
+                f"({', '.join(sorted(RESERVED_NAMESPACES))}); choose another"
+            )
+            continue
+        try:
+            spec = NamespaceSpec.model_validate(body)
+        except ValidationError as error:
+            problems.extend(_describe(raw, error, name))
+            continue
+        ns_problems, namespace = _check_namespace(name, spec)
+        problems.extend(ns_problems)
+        namespaces[name] = namespace
+    if problems:
+        raise ConfigError(problems, source)
+    return JobConfigs(namespaces, source)
+
+
+def load_config(path: Path) -> JobConfigs:
+    """Import job_configs.py from a path and validate its raw_config."""
+    source = path.name
+    if not path.is_file():
+        raise ConfigError([f"no such file {str(path)!r}; set JOB_CONFIGS to the job configuration file"], source)
+    module_name = f"_stat_bot_job_configs_{abs(hash(str(path)))}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as error:
+        raise ConfigError([f"line {error.lineno}: syntax error: {error.msg}"], source) from None
+    except Exception as error:
+        raise ConfigError([f"importing it raised {type(error).__name__}: {error}"], source) from None
+    finally:
+        sys.modules.pop(module_name, None)
+    if not hasattr(module, "raw_config"):
+        raise ConfigError(["defines no raw_config dict (see README: Configuring jobs)"], source)
+    return parse_config(module.raw_config, source)

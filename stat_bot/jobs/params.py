@@ -1,0 +1,155 @@
+"""Command placeholders: `[name]`, `[count:int]`, `[interval:1h|2h|5h|1d]`, `[name=world]`, `[text...]`.
+
+A placeholder names a value that is templated into the job's `run_args_template`.
+Its type checks and normalises what the user typed, so a job never starts with
+an argument it cannot use, and the refusal can say what was expected.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+PLACEHOLDER = re.compile(
+    r"\[(?P<name>[A-Za-z_]\w*)(?P<rest>\.\.\.)?(?::(?P<type>[^\]=]*))?(?:=(?P<default>[^\]]*))?\]"
+)
+
+# HPE Cray EX component names (xnames), from cabinet down to processor or port.
+# A partial xname (`x1000c0`) is itself a valid component: the chassis.
+XNAME = re.compile(
+    r"""
+    x\d{1,4}                                  # cabinet
+    (?:
+        c\d{1,2}                              # chassis
+        (?:
+            s\d{1,2}(?:b\d(?:n\d(?:p\d|d\d|i\d)?)?|e\d)?   # slot, BMC, node, processor/DIMM/HSN NIC
+          | r\d{1,2}(?:b\d|e\d|j\d{1,3}(?:p\d)?|a\d)?       # router slot, BMC, connector, port
+          | b\d                                             # chassis BMC
+          | w\d{1,2}(?:j\d{1,3})?                           # management switch (and port)
+          | h\d{1,2}(?:s\d{1,2})?                           # switch connector
+        )?
+      | m\d(?:p\d(?:j\d{1,2})?)?              # cabinet PDU controller, PDU, outlet
+      | b\d                                   # cabinet BMC
+      | e\d                                   # cabinet environment controller
+    )?
+    """,
+    re.VERBOSE,
+)
+
+
+class ParamError(ValueError):
+    """A value does not fit its placeholder; the message says what was expected."""
+
+
+@dataclass(frozen=True, slots=True)
+class ParamType:
+    """A named kind of value: how to describe it to a person and how to check it."""
+
+    name: str
+    description: str
+    convert: Callable[[str], str]
+
+
+def _as_int(value: str) -> str:
+    try:
+        return str(int(value, 10))
+    except ValueError:
+        raise ParamError("a whole number, such as 5") from None
+
+
+def _as_float(value: str) -> str:
+    try:
+        return repr(float(value))
+    except ValueError:
+        raise ParamError("a number, such as 2.5") from None
+
+
+def _as_xname(value: str) -> str:
+    lowered = value.lower()
+    if not XNAME.fullmatch(lowered):
+        raise ParamError("an xname (HPE Cray EX component name) such as x1000c0s0b0n0")
+    return lowered
+
+
+def _as_str(value: str) -> str:
+    return value
+
+
+TYPES: dict[str, ParamType] = {
+    t.name: t
+    for t in (
+        ParamType("str", "text", _as_str),
+        ParamType("int", "a whole number", _as_int),
+        ParamType("float", "a number", _as_float),
+        ParamType("xname", "an xname such as x1000c0s0b0n0", _as_xname),
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One placeholder of a command."""
+
+    name: str
+    type_name: str = "str"
+    choices: tuple[str, ...] = ()
+    default: str | None = None
+    rest: bool = False
+
+    @property
+    def optional(self) -> bool:
+        return self.default is not None
+
+    def describe(self) -> str:
+        """How a person would read what this placeholder expects."""
+        if self.choices:
+            what = "one of " + ", ".join(self.choices)
+        else:
+            what = TYPES[self.type_name].description
+        if self.rest:
+            what += " (the rest of the line)"
+        if self.default is not None:
+            what += f"; default {self.default!r}"
+        return what
+
+    def convert(self, value: str) -> str:
+        """The normalised value, or ParamError naming this placeholder and what it expects."""
+        if self.choices:
+            if value in self.choices:
+                return value
+            lowered = {c.lower(): c for c in self.choices}
+            if value.lower() in lowered:
+                return lowered[value.lower()]
+            raise ParamError(f"[{self.name}] must be one of {', '.join(self.choices)}; got {value!r}")
+        try:
+            return TYPES[self.type_name].convert(value)
+        except ParamError as error:
+            raise ParamError(f"[{self.name}] must be {error}; got {value!r}") from None
+
+
+def parse_placeholder(match: re.Match[str]) -> Param:
+    """Turn one `[...]` into a Param, or raise ValueError saying what is malformed."""
+    name = match["name"]
+    type_spec = (match["type"] or "").strip()
+    default = match["default"]
+    choices: tuple[str, ...] = ()
+    type_name = "str"
+    if "|" in type_spec:
+        choices = tuple(c.strip() for c in type_spec.split("|"))
+        if any(not c for c in choices):
+            raise ValueError(f"[{match[0][1:-1]}]: a choice list may not contain an empty choice")
+    elif type_spec:
+        if type_spec not in TYPES:
+            raise ValueError(
+                f"[{match[0][1:-1]}]: unknown type {type_spec!r}; "
+                f"use one of {', '.join(TYPES)} or choices like a|b|c"
+            )
+        type_name = type_spec
+    param = Param(name, type_name, choices, default, bool(match["rest"]))
+    if default is not None:
+        try:
+            param.convert(default)
+        except ParamError as error:
+            raise ValueError(f"default of {error}") from None
+    return param

@@ -1,0 +1,98 @@
+"""Logging set-up: readable in a terminal, JSON lines under systemd, secrets never written.
+
+Every log line, ours or a library's (through the standard logging bridge), passes
+the redaction step, so a token pasted into a URL or an exception message is
+masked before it reaches a file or the journal.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any
+
+import structlog
+
+SECRET_KEYS = re.compile(r"token|secret|password|passwd|authorization|cookie|api[_-]?key", re.I)
+SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\b(xox[abprse]-|xapp-)[A-Za-z0-9-]+"), r"\1***"),
+    (re.compile(r"(?<=://)([^/\s:@]+):([^/\s@]+)@"), r"\1:***@"),
+    (re.compile(r"(?i)\b(password|passwd|token|secret|api_key|apikey)=([^&\s]+)"), r"\1=***"),
+    (re.compile(r"(?i)\b(authorization:\s*(?:bearer|basic)\s+)\S+"), r"\1***"),
+    (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"), "gh*_***"),
+)
+
+
+def redact(value: str) -> str:
+    """Mask anything that looks like a credential inside free text."""
+    for pattern, replacement in SECRET_PATTERNS:
+        value = pattern.sub(replacement, value)
+    return value
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: "***" if SECRET_KEYS.search(str(k)) else _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_scrub(v) for v in value)
+    return value
+
+
+def redact_processor(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: mask secret-named keys and credential-looking text."""
+    for key, value in list(event_dict.items()):
+        if SECRET_KEYS.search(key):
+            event_dict[key] = "***"
+        else:
+            event_dict[key] = _scrub(value)
+    return event_dict
+
+
+def _render_exception_then_redact(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    if "exception" in event_dict and isinstance(event_dict["exception"], str):
+        event_dict["exception"] = redact(event_dict["exception"])
+    return event_dict
+
+
+def configure(level: str = "INFO", fmt: str = "auto", stream: Any = None) -> None:
+    """Set up structlog and route the standard library's logging through the same pipeline."""
+    stream = stream or sys.stderr
+    console = fmt == "console" or (fmt == "auto" and stream.isatty())
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_processor,
+    ]
+    renderer: Any
+    if console:
+        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        tail: list[Any] = [renderer]
+    else:
+        tail = [
+            structlog.processors.format_exc_info,
+            _render_exception_then_redact,
+            structlog.processors.JSONRenderer(ensure_ascii=False),
+        ]
+    numeric = logging.getLevelName(level)
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.PositionalArgumentsFormatter(), *tail]
+        if not console
+        else [*shared, *tail],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric)

@@ -1,0 +1,22 @@
+"""Persistence behind one small interface (`Queue`); only this package knows SQL."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from stat_bot.queue.base import Queue, QueueError
+
+if TYPE_CHECKING:
+    from stat_bot.settings import Settings
+
+__all__ = ["Queue", "QueueError", "open_queue"]
+
+
+def open_queue(settings: Settings, *, migrate: bool = True) -> Queue:
+    """The queue named by DATABASE_URL, with its schema brought up to date."""
+    from stat_bot.queue.sqlite import SQLiteQueue
+
+    queue = SQLiteQueue(settings.sqlite_path, synchronous=settings.sqlite_synchronous)
+    if migrate:
+        queue.migrate()
+    return queue

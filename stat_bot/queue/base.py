@@ -1,0 +1,222 @@
+"""The queue interface every backend implements.
+
+The dispatcher, the bot, the web server and the CLI speak only to this
+interface, so a PostgreSQL backend can stand beside the SQLite one without any
+of them changing. Each method is one transaction: a caller never sees a
+half-written job.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from stat_bot.jobs.model import Job, JobRequest, JobStatus, ReportState
+
+
+class QueueError(Exception):
+    """The queue could not do what was asked (for example, the database is unreachable)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    """What enqueue did: the job, whether it merged into one already queued, and what runs."""
+
+    job: Job
+    coalesced: bool = False
+    running: tuple[Job, ...] = ()
+    suppressed_until: float | None = None
+
+
+class CancelOutcome(enum.StrEnum):
+    NOT_FOUND = "not_found"
+    CANCELLED = "cancelled"  # was queued, now cancelled
+    REQUESTED = "requested"  # was running; its dispatcher will stop it
+    ALREADY_FINISHED = "already_finished"
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResult:
+    outcome: CancelOutcome
+    job: Job | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    id: int
+    namespace: str
+    job_type: str
+    start_at: float
+    end_at: float
+    user: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRow:
+    """A schedule as the queue keeps it: the config's cron and when it last fired."""
+
+    key: str
+    namespace: str
+    job_type: str
+    cron: str
+    args: dict[str, str] = field(default_factory=dict)
+    channel: str | None = None
+    enabled: bool = True
+    last_fired_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Worker:
+    id: str
+    hostname: str
+    pid: int
+    started_at: float
+    heartbeat_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """A job whose dispatcher died: re-queued while retries remain, otherwise lost."""
+
+    job: Job
+    requeued: bool
+    worker: Worker | None
+
+
+class WakeupListener(abc.ABC):
+    """A file descriptor that becomes readable when the queue changed (new job, cancel, ...)."""
+
+    @abc.abstractmethod
+    def fileno(self) -> int: ...
+
+    @abc.abstractmethod
+    def drain(self) -> None:
+        """Consume pending notifications so the descriptor is quiet until the next one."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
+class Queue(abc.ABC):
+    """A durable job queue shared by every STAT bot process."""
+
+    # lifecycle -------------------------------------------------------------
+    @abc.abstractmethod
+    def migrate(self) -> int:
+        """Create or upgrade the schema; returns the schema version now in force."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    # writing ---------------------------------------------------------------
+    @abc.abstractmethod
+    def enqueue(self, request: JobRequest, *, now: float | None = None) -> EnqueueResult:
+        """Add a job, or (coalesce) update the queued job of that type instead."""
+
+    @abc.abstractmethod
+    def claim(self, worker_id: str, limit: int, *, now: float | None = None) -> list[Job]:
+        """Atomically move up to `limit` due jobs to running, honouring concurrency and suppressions."""
+
+    @abc.abstractmethod
+    def mark_started(self, job_id: int, pid: int, log_dir: str) -> None:
+        """Record the process group and log folder of a job that has just been spawned."""
+
+    @abc.abstractmethod
+    def finish(
+        self,
+        job_id: int,
+        status: JobStatus,
+        exit_code: int | None = None,
+        *,
+        note: str | None = None,
+        report_state: ReportState = ReportState.PENDING,
+        now: float | None = None,
+    ) -> Job | None:
+        """End a running job; None if it was no longer running (for example, declared lost)."""
+
+    @abc.abstractmethod
+    def heartbeat(self, worker_id: str, *, now: float | None = None) -> list[int]:
+        """Say this worker and its jobs are alive; returns ids of its jobs asked to cancel."""
+
+    @abc.abstractmethod
+    def request_cancel(self, job_id: int, *, now: float | None = None) -> CancelResult: ...
+
+    @abc.abstractmethod
+    def cancel_queued(self, namespace: str, job_type: str, *, now: float | None = None) -> list[Job]:
+        """Cancel every queued job of a type (ebmbot's cancel_job action)."""
+
+    @abc.abstractmethod
+    def suppress(
+        self, namespace: str, job_type: str, start_at: float, end_at: float, user: str | None = None
+    ) -> Suppression: ...
+
+    @abc.abstractmethod
+    def unsuppress(self, namespace: str, job_type: str) -> int:
+        """Remove the suppressions of a type; returns how many there were."""
+
+    @abc.abstractmethod
+    def record_report(self, job_id: int, state: ReportState, error: str | None = None) -> None: ...
+
+    @abc.abstractmethod
+    def prune(self, before: float) -> list[Job]:
+        """Delete finished jobs older than `before` and expired suppressions; returns the jobs."""
+
+    # workers ---------------------------------------------------------------
+    @abc.abstractmethod
+    def register_worker(self, worker_id: str, hostname: str, pid: int, *, now: float | None = None) -> None: ...
+
+    @abc.abstractmethod
+    def unregister_worker(self, worker_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def workers(self) -> list[Worker]: ...
+
+    @abc.abstractmethod
+    def recover_lost(
+        self, is_dead: Callable[[Worker], bool], *, now: float | None = None
+    ) -> list[Recovered]:
+        """Re-queue or mark lost the running jobs of workers `is_dead` judges gone."""
+
+    # schedules ---------------------------------------------------------------
+    @abc.abstractmethod
+    def sync_schedules(self, rows: Sequence[ScheduleRow], *, now: float | None = None) -> None:
+        """Make the stored schedules match the config, keeping when each last fired."""
+
+    @abc.abstractmethod
+    def schedules(self) -> list[ScheduleRow]: ...
+
+    @abc.abstractmethod
+    def fire_schedule(self, key: str, due: float, request: JobRequest) -> EnqueueResult | None:
+        """Enqueue for one due time of a schedule, at most once however many dispatchers ask."""
+
+    # reading ---------------------------------------------------------------
+    @abc.abstractmethod
+    def get(self, job_id: int) -> Job | None: ...
+
+    @abc.abstractmethod
+    def jobs(
+        self,
+        *,
+        namespace: str | None = None,
+        statuses: Sequence[JobStatus] = (),
+        limit: int = 50,
+    ) -> list[Job]:
+        """History, newest first."""
+
+    @abc.abstractmethod
+    def suppressions(self, *, active_at: float | None = None) -> list[Suppression]: ...
+
+    @abc.abstractmethod
+    def next_due(self, *, now: float | None = None) -> float | None:
+        """When the earliest delayed job becomes due, to sleep exactly that long."""
+
+    # waking ----------------------------------------------------------------
+    @abc.abstractmethod
+    def wakeup_listener(self, name: str) -> WakeupListener:
+        """A descriptor that is readable soon after any process changes the queue."""
+
+    @abc.abstractmethod
+    def notify(self) -> None:
+        """Wake listeners (done after every commit that may give a dispatcher work)."""

@@ -1,0 +1,189 @@
+"""A finished job's output -> the messages that report it.
+
+The format rules (ebmbot's, kept): `text` posts stdout; `blocks` posts stdout as a
+Block Kit list; `code` wraps stdout in a code block, or uploads it as a file when
+too long for one message; `file` uploads it. Failures always report, naming the
+job, why it ended, the end of stderr and how to read the logs. Everything here
+is pure: the notifier decides where and how the messages travel.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from stat_bot.jobs.config import JobSpec
+from stat_bot.jobs.model import Job, JobStatus
+
+# Slack truncates a message's text well above this, but renders ~4,000 at most
+# before "show more"; ebmbot's limit for a code block was the same.
+MAX_TEXT = 3990
+MAX_BLOCKS = 50
+STDERR_TAIL_LINES = 15
+STDERR_TAIL_CHARS = 1500
+
+Kind = Literal["success", "failure", "info"]
+
+
+@dataclass(frozen=True, slots=True)
+class FileUpload:
+    filename: str
+    content: bytes
+    title: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One chat message: fallback text always, and blocks or a file when the format calls for it."""
+
+    text: str
+    blocks: list[dict[str, Any]] | None = None
+    file: FileUpload | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Messages for one destination (a channel and thread), with why they were sent."""
+
+    messages: list[Message]
+    kind: Kind = "success"
+    channel: str | None = None
+    thread_ts: str | None = None
+    job_id: int | None = None
+    is_im: bool = False
+    title: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the runner saw: enough to describe the end of a job without reading the queue."""
+
+    status: JobStatus
+    exit_code: int | None = None
+    stdout: str = ""
+    stderr_tail: str = ""
+    log_dir: str | None = None
+    timeout: float | None = None
+    note: str | None = None
+
+
+def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
+    """Cut long text into message-sized pieces, at line ends where possible."""
+    pieces: list[str] = []
+    while len(text) > limit:
+        cut = text.rfind("\n", 0, limit)
+        if cut <= 0:
+            cut = limit
+        pieces.append(text[:cut])
+        text = text[cut:].removeprefix("\n")
+    if text or not pieces:
+        pieces.append(text)
+    return pieces
+
+
+def _label(job: Job) -> str:
+    return f"`{job.namespace} {job.job_type}`"
+
+
+def tail(text: str, lines: int = STDERR_TAIL_LINES, chars: int = STDERR_TAIL_CHARS) -> str:
+    """The last few lines of some output, bounded in size."""
+    kept = text.rstrip("\n").splitlines()[-lines:]
+    result = "\n".join(kept)
+    return result[-chars:]
+
+
+def _file_name(job: Job, extension: str = "txt") -> str:
+    return f"{job.namespace}-{job.job_type}-{job.id}.{extension}"
+
+
+def _blocks_messages(job: Job, stdout: str) -> list[Message] | str:
+    """Block Kit messages from stdout, or a description of what is wrong with it."""
+    try:
+        blocks = json.loads(stdout)
+    except json.JSONDecodeError as error:
+        return f"its output is not valid JSON: {error}"
+    if not isinstance(blocks, list) or not all(isinstance(b, dict) and "type" in b for b in blocks):
+        return "its output must be a JSON list of Block Kit blocks, each an object with a \"type\""
+    if not blocks:
+        return "its output is an empty list of blocks"
+    fallback = f"{job.namespace} {job.job_type} report"
+    return [
+        Message(text=fallback, blocks=blocks[i : i + MAX_BLOCKS])
+        for i in range(0, len(blocks), MAX_BLOCKS)
+    ]
+
+
+def success_messages(job: Job, spec: JobSpec, stdout: str) -> list[Message] | str:
+    """Messages for a successful job (empty: nothing to say), or why its output is unusable."""
+    if not spec.report_stdout:
+        if spec.report_success:
+            return [Message(f"Command {_label(job)} succeeded (job #{job.id}).")]
+        return []
+    if not stdout.strip():
+        return [Message(f"No output found for command {_label(job)} (job #{job.id}).")]
+    fmt = spec.report_format
+    if fmt == "blocks":
+        return _blocks_messages(job, stdout)
+    if fmt == "file":
+        return [Message(f"Output of {_label(job)}", file=FileUpload(_file_name(job), stdout.encode()))]
+    if fmt == "code":
+        body = stdout.rstrip("\n")
+        if len(body) + 8 > MAX_TEXT:
+            return [
+                Message(
+                    f"Output of {_label(job)} is {len(body):,} characters, so it is attached as a file.",
+                    file=FileUpload(_file_name(job), stdout.encode()),
+                )
+            ]
+        return [Message(f"```\n{body}\n```")]
+    return [Message(piece) for piece in split_text(stdout.rstrip("\n"))]
+
+
+def _why(job: Job, outcome: Outcome) -> str:
+    match outcome.status:
+        case JobStatus.TIMED_OUT:
+            return f"timed out after {outcome.timeout:g} s and was stopped"
+        case JobStatus.CANCELLED:
+            return "was cancelled"
+        case JobStatus.LOST:
+            return "was lost: the dispatcher running it stopped"
+        case _ if outcome.exit_code is not None and outcome.exit_code < 0:
+            return f"was killed by signal {-outcome.exit_code}"
+        case _:
+            return f"failed with exit status {outcome.exit_code}"
+
+
+def failure_message(job: Job, outcome: Outcome, problem: str | None = None) -> Message:
+    """Job id, why it ended, the end of stderr, and how to read the logs."""
+    lines = [f"Job #{job.id} {_label(job)} {problem or _why(job, outcome)}."]
+    if outcome.note:
+        lines.append(outcome.note[0].upper() + outcome.note[1:] + ".")
+    if outcome.stderr_tail.strip():
+        lines.append(f"Last lines of stderr:\n```\n{outcome.stderr_tail}\n```")
+    if outcome.log_dir:
+        lines.append(
+            f"Logs: `stat-bot logs {job.id} stderr` or `stat-bot logs {job.id} stdout` "
+            f"(folder {outcome.log_dir})"
+        )
+    return Message("\n".join(lines))
+
+
+def build_report(job: Job, spec: JobSpec | None, outcome: Outcome) -> Report | None:
+    """The report for a finished job, or None when its config asks for silence."""
+    destination = {
+        "channel": job.channel or (spec.report_channel if spec else None),
+        "thread_ts": job.thread_ts,
+        "job_id": job.id,
+        "is_im": job.is_im,
+        "title": f"#{job.id} {job.namespace} {job.job_type}",
+    }
+    if outcome.status is JobStatus.SUCCEEDED and spec is not None:
+        messages = success_messages(job, spec, outcome.stdout)
+        if isinstance(messages, str):
+            return Report([failure_message(job, outcome, f"succeeded, but {messages}")], "failure", **destination)
+        return Report(messages, "success", **destination) if messages else None
+    if outcome.status is JobStatus.CANCELLED:
+        return Report([Message(f"Job #{job.id} {_label(job)} was cancelled.")], "info", **destination)
+    return Report([failure_message(job, outcome)], "failure", **destination)

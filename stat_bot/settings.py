@@ -1,0 +1,178 @@
+"""Every setting STAT bot reads, in one place.
+
+Settings come from the process environment, then from an optional `environment`
+(or `.env`) file in the working directory. Nothing else in the service reads
+`os.environ`: other modules take a `Settings` object, so tests can build one
+with overrides and every variable is documented in `environment-sample`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dotenv import dotenv_values
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_FILES = ("environment", ".env")
+
+# Variables the service itself needs that a job has no business seeing. Jobs
+# inherit the rest of the environment (ebmbot's behaviour), minus these.
+SERVICE_SECRETS = frozenset(
+    {
+        "SLACK_BOT_TOKEN",
+        "SLACK_APP_TOKEN",
+        "SLACK_SIGNING_SECRET",
+        "GITHUB_WEBHOOK_SECRET",
+        "WEB_SECRET_KEY",
+    }
+)
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names it and what is expected."""
+
+
+class Settings(BaseSettings):
+    """STAT bot's configuration. Field names are the variable names, lower-cased."""
+
+    model_config = SettingsConfigDict(
+        env_file=ENV_FILES,
+        env_file_encoding="utf-8",
+        case_sensitive=False,
+        extra="ignore",
+        validate_default=True,
+    )
+
+    state_dir: Path = Field(Path("var"), description="Folder for the database, logs and scratch")
+    database_url: str = Field(
+        "", description="sqlite:///PATH (default: sqlite:///STATE_DIR/stat-bot.sqlite3)"
+    )
+    logs_dir: Path | None = Field(None, description="Per-job stdout/stderr folders")
+    writeable_dir: Path | None = Field(None, description="Where jobs may write files")
+    workspace_dir: Path = Field(Path("workspace"), description="Namespace script folders")
+    job_configs: Path = Field(Path("job_configs.py"), description="The job configuration file")
+
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    dispatcher_concurrency: int = Field(8, ge=1, le=1024)
+    dispatcher_poll_interval: float = Field(0.5, gt=0, le=60)
+    heartbeat_interval: float = Field(5.0, gt=0, le=3600)
+    lost_after: float = Field(30.0, gt=0)
+    job_timeout: float = Field(3600.0, ge=0)
+    kill_grace: float = Field(5.0, ge=0, le=600)
+    shutdown_grace: float = Field(30.0, ge=0)
+    history_days: int = Field(90, ge=1)
+    timezone: str = Field("UTC")
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "console", "json"] = "auto"
+
+    @field_validator("log_level", "sqlite_synchronous", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"expected an IANA time zone such as UTC or Europe/Paris, got {value!r}") from None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        if value and not value.startswith("sqlite:///"):
+            raise ValueError(
+                f"expected sqlite:///PATH (an absolute or relative file path), got {value!r}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _derive_paths(self) -> Settings:
+        self.state_dir = self.state_dir.expanduser().absolute()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.state_dir / 'stat-bot.sqlite3'}"
+        self.logs_dir = (self.logs_dir or self.state_dir / "logs").expanduser().absolute()
+        self.writeable_dir = (self.writeable_dir or self.state_dir / "writeable").expanduser().absolute()
+        self.workspace_dir = self.workspace_dir.expanduser().absolute()
+        self.job_configs = self.job_configs.expanduser().absolute()
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def sqlite_path(self) -> Path:
+        return Path(self.database_url.removeprefix("sqlite:///")).expanduser().absolute()
+
+    def job_environment(self) -> dict[str, str]:
+        """The environment jobs start from: ours plus the env file, less the service's secrets.
+
+        Workspace scripts know nothing of the service, so anything they need
+        (paths, site settings) reaches them as variables, as in ebmbot.
+        """
+        env: dict[str, str] = {}
+        for name in ENV_FILES:
+            if Path(name).is_file():
+                env.update({k: v for k, v in dotenv_values(name).items() if v is not None})
+        env.update(os.environ)
+        for secret in SERVICE_SECRETS:
+            env.pop(secret, None)
+        env["PYTHONPATH"] = str(self.workspace_dir)
+        env["WRITEABLE_DIR"] = str(self.writeable_dir)
+        env["STAT_BOT_TIMEZONE"] = self.timezone
+        return env
+
+
+def describe_error(error: ValidationError) -> str:
+    """One line per bad variable: its name, what was wrong, what it got."""
+    lines = []
+    for item in error.errors():
+        name = str(item["loc"][0]).upper() if item["loc"] else "settings"
+        message = item["msg"].removeprefix("Value error, ")
+        got = item.get("input")
+        suffix = f" (got {got!r})" if isinstance(got, str | int | float) and "got" not in message else ""
+        lines.append(f"setting {name}: {message}{suffix}; see environment-sample")
+    return "\n".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning pydantic's errors into a SettingsError with readable lines."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise SettingsError(describe_error(error)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()
+
+
+def settings_or_exit() -> Settings:
+    """For entry points: settings, or one line per problem on stderr and exit status 2."""
+    try:
+        return get_settings()
+    except SettingsError as error:
+        print(f"stat-bot: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def is_interactive() -> bool:
+    """Whether stderr is a terminal (console log rendering) rather than a pipe or journal."""
+    return sys.stderr.isatty()
