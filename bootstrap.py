@@ -50,7 +50,9 @@ def make_venv() -> None:
             shutil.rmtree(VENV, ignore_errors=True)
             run(sys.executable, "-m", "venv", VENV)
         else:
-            sys.exit("bootstrap: `python3 -m venv` failed; install your distribution's python3-venv package")
+            sys.exit(
+                "bootstrap: `python3 -m venv` failed; install your distribution's python3-venv package"
+            )
 
 
 def install(kind: str) -> None:
@@ -69,7 +71,9 @@ def install(kind: str) -> None:
 
 
 def apt_install(packages: list[str]) -> None:
-    missing = [p for p in packages if subprocess.run(["dpkg", "-s", p], capture_output=True).returncode]
+    missing = [
+        p for p in packages if subprocess.run(["dpkg", "-s", p], capture_output=True).returncode
+    ]
     if not missing:
         return
     if not shutil.which("apt-get") or os.geteuid() != 0:
@@ -89,7 +93,15 @@ def main(argv: list[str]) -> int:
     if command == "lock":
         make_venv()
         run(BIN / "python", "-m", "pip", "install", "-q", "uv")
-        common = ["pip", "compile", "pyproject.toml", "--generate-hashes", "--python-version", "3.11", "-q"]
+        common = [
+            "pip",
+            "compile",
+            "pyproject.toml",
+            "--generate-hashes",
+            "--python-version",
+            "3.11",
+            "-q",
+        ]
         run(BIN / "uv", *common, "-o", LOCKS["run"])
         run(BIN / "uv", *common, "--extra", "dev", "-o", LOCKS["dev"])
         return 0

@@ -72,7 +72,9 @@ class Context:
         return self._queue
 
     def output(self, data: Any, text: str) -> None:
-        click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False) if self.as_json else text)
+        click.echo(
+            json.dumps(data, indent=2, default=str, ensure_ascii=False) if self.as_json else text
+        )
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -141,8 +143,8 @@ def _job_rows(jobs: list[Job]) -> str:
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=EPILOG_EXAMPLES
     + "  stat-bot run                       # the service (local mode without Slack tokens)\n"
-    "  stat-bot exec \"system hello Ada\"   # try a command without the queue\n"
-    "  stat-bot enqueue \"system uptime\"   # queue it for the dispatcher\n"
+    '  stat-bot exec "system hello Ada"   # try a command without the queue\n'
+    '  stat-bot enqueue "system uptime"   # queue it for the dispatcher\n'
     "  stat-bot status\n"
     "  stat-bot logs 12 stderr --tail",
 )
@@ -184,7 +186,7 @@ def run(ctx: Context) -> None:
         f"STAT bot {_version()} - local mode: no Slack workspace is configured, so reports print here.\n"
         f"  database:   {settings.database_url}\n"
         f"  namespaces: {', '.join(configs.namespaces) or '(none)'}\n"
-        "  try, in another terminal:  .venv/bin/stat-bot enqueue \"system hello Ada\"\n"
+        '  try, in another terminal:  .venv/bin/stat-bot enqueue "system hello Ada"\n'
         "  to connect a real workspace, set SLACK_BOT_TOKEN and SLACK_APP_TOKEN (see DEPLOY.md).\n"
         "  stop with Ctrl-C.",
         err=True,
@@ -220,7 +222,10 @@ def _match(ctx: Context, text: str) -> Any:
         _fail(str(error), 2)
 
 
-@main.command("exec", epilog=EPILOG_EXAMPLES + '  stat-bot exec "system hello Ada"\n  stat-bot exec "system disk"')
+@main.command(
+    "exec",
+    epilog=EPILOG_EXAMPLES + '  stat-bot exec "system hello Ada"\n  stat-bot exec "system disk"',
+)
 @click.argument("command")
 @pass_ctx
 def exec_(ctx: Context, command: str) -> None:
@@ -235,7 +240,10 @@ def exec_(ctx: Context, command: str) -> None:
 
     match = _match(ctx, command)
     if match.command.spec.action != "schedule_job":
-        _fail(f"`{command}` is a {match.command.spec.action} command; use `stat-bot enqueue` for it.", 2)
+        _fail(
+            f"`{command}` is a {match.command.spec.action} command; use `stat-bot enqueue` for it.",
+            2,
+        )
     spec = ctx.configs.job(match.namespace, match.job_type)
     namespace = ctx.configs.namespaces[match.namespace].spec
     now = time.time()
@@ -272,23 +280,28 @@ def exec_(ctx: Context, command: str) -> None:
 
 
 @main.command(
-    epilog=EPILOG_EXAMPLES
-    + '  stat-bot enqueue "system hello Ada"\n'
+    epilog=EPILOG_EXAMPLES + '  stat-bot enqueue "system hello Ada"\n'
     '  stat-bot enqueue --channel "#stat" "system disk"\n'
     '  stat-bot --json enqueue "system uptime"',
 )
 @click.argument("command")
-@click.option("--channel", help="Where the report goes (a Slack channel once the bot is configured).")
+@click.option(
+    "--channel", help="Where the report goes (a Slack channel once the bot is configured)."
+)
 @click.option("--thread", "thread_ts", help="Thread timestamp to reply in.")
 @click.option("--user", default=None, help="Who is asking (default: your login name).")
 @pass_ctx
-def enqueue(ctx: Context, command: str, channel: str | None, thread_ts: str | None, user: str | None) -> None:
+def enqueue(
+    ctx: Context, command: str, channel: str | None, thread_ts: str | None, user: str | None
+) -> None:
     """Match COMMAND and carry out its action: usually, queue a job for the dispatcher."""
     from stat_bot.jobs.actions import ActionError, Requester, perform
     from stat_bot.jobs.model import Source
 
     match = _match(ctx, command)
-    requester = Requester(user=user or getpass.getuser(), channel=channel, thread_ts=thread_ts, source=Source.CLI)
+    requester = Requester(
+        user=user or getpass.getuser(), channel=channel, thread_ts=thread_ts, source=Source.CLI
+    )
     try:
         result = perform(match, ctx.configs, ctx.queue, requester, ctx.settings.tz, now=time.time())
     except ActionError as error:
@@ -323,9 +336,7 @@ def status(ctx: Context) -> None:
                 "running": [_job_dict(j) for j in running],
                 "queued": [_job_dict(j) for j in queued],
                 "suppressions": [dataclasses.asdict(s) for s in suppressions],
-                "schedules": [
-                    {**dataclasses.asdict(s), "next_fire_at": nxt} for s, nxt in fires
-                ],
+                "schedules": [{**dataclasses.asdict(s), "next_fire_at": nxt} for s, nxt in fires],
                 "dispatchers": [dataclasses.asdict(w) for w in workers],
             },
             "",
@@ -339,7 +350,15 @@ def status(ctx: Context) -> None:
     out.append("\nSuppressions:")
     out.append(
         tabulate(
-            [[f"{s.namespace} {s.job_type}", _when(s.start_at, tz), _when(s.end_at, tz), s.user or ""] for s in suppressions],
+            [
+                [
+                    f"{s.namespace} {s.job_type}",
+                    _when(s.start_at, tz),
+                    _when(s.end_at, tz),
+                    s.user or "",
+                ]
+                for s in suppressions
+            ],
             ["job", "from", "until", "by"],
         )
         if suppressions
@@ -349,18 +368,26 @@ def status(ctx: Context) -> None:
     out.append(
         tabulate(
             [
-                [s.key, s.cron, f"{s.namespace} {s.job_type}", _when(s.last_fired_at, tz),
-                 f"{_when(nxt, tz)} ({_ago(nxt)})" if nxt else "disabled"]
+                [
+                    s.key,
+                    s.cron,
+                    f"{s.namespace} {s.job_type}",
+                    _when(s.last_fired_at, tz),
+                    f"{_when(nxt, tz)} ({_ago(nxt)})" if nxt else "disabled",
+                ]
                 for s, nxt in fires
             ],
             ["schedule", "cron", "job", "last fired", "next fire"],
-        )  # fmt: skip
+        )
         if schedules
         else "  none (schedules appear once a dispatcher has started)"
     )
     out.append("\nDispatchers:")
     out.append(
-        tabulate([[w.id, _ago(w.started_at), _ago(w.heartbeat_at)] for w in workers], ["id", "started", "heartbeat"])
+        tabulate(
+            [[w.id, _ago(w.started_at), _ago(w.heartbeat_at)] for w in workers],
+            ["id", "started", "heartbeat"],
+        )
         if workers
         else "  none running"
     )
@@ -368,7 +395,8 @@ def status(ctx: Context) -> None:
 
 
 @main.command(
-    epilog=EPILOG_EXAMPLES + "  stat-bot jobs\n  stat-bot jobs -n system -s failed -s timed_out\n  stat-bot --json jobs -l 5",
+    epilog=EPILOG_EXAMPLES
+    + "  stat-bot jobs\n  stat-bot jobs -n system -s failed -s timed_out\n  stat-bot --json jobs -l 5",
 )
 @click.option("-n", "--namespace", help="Only this namespace.")
 @click.option(
@@ -381,7 +409,9 @@ def jobs(ctx: Context, namespace: str | None, statuses: tuple[str, ...], limit: 
     """Job history, newest first."""
     if namespace and namespace not in ctx.configs.namespaces:
         _fail(f"no namespace {namespace!r}; namespaces: {', '.join(ctx.configs.namespaces)}", 2)
-    found = ctx.queue.jobs(namespace=namespace, statuses=[JobStatus(s) for s in statuses], limit=limit)
+    found = ctx.queue.jobs(
+        namespace=namespace, statuses=[JobStatus(s) for s in statuses], limit=limit
+    )
     ctx.output([_job_dict(j) for j in found], _job_rows(found) if found else "No jobs match.")
 
 
@@ -407,9 +437,17 @@ def logs(ctx: Context, job_id: int, stream: str, end: str, lines: int) -> None:
         _fail(f"{path} is gone (log folders are pruned after HISTORY_DAYS days)")
     text = path.read_text(errors="replace")
     all_lines = text.splitlines()
-    chosen = all_lines if end == "all" else all_lines[:lines] if end == "head" else all_lines[-lines:]
+    chosen = (
+        all_lines if end == "all" else all_lines[:lines] if end == "head" else all_lines[-lines:]
+    )
     ctx.output(
-        {"job_id": job_id, "stream": stream, "path": str(path), "lines": chosen, "total_lines": len(all_lines)},
+        {
+            "job_id": job_id,
+            "stream": stream,
+            "path": str(path),
+            "lines": chosen,
+            "total_lines": len(all_lines),
+        },
         "\n".join(chosen) if chosen else f"({stream} is empty)",
     )
 
@@ -433,7 +471,11 @@ def cancel(ctx: Context, job_id: int) -> None:
         raise SystemExit(1)
 
 
-@main.command("check-config", epilog=EPILOG_EXAMPLES + "  stat-bot check-config\n  JOB_CONFIGS=other.py stat-bot check-config")
+@main.command(
+    "check-config",
+    epilog=EPILOG_EXAMPLES
+    + "  stat-bot check-config\n  JOB_CONFIGS=other.py stat-bot check-config",
+)
 @pass_ctx
 def check_config(ctx: Context) -> None:
     """Validate job_configs.py: a summary of namespaces, commands and schedules, or every mistake."""
@@ -459,7 +501,9 @@ def check_config(ctx: Context) -> None:
                 "restricted": ns.spec.restricted,
                 "jobs": list(ns.spec.jobs),
                 "commands": [c.usage for c in ns.commands],
-                "schedules": [{"key": s.key, "cron": s.spec.cron, "job": s.job_type} for s in ns.schedules],
+                "schedules": [
+                    {"key": s.key, "cron": s.spec.cron, "job": s.job_type} for s in ns.schedules
+                ],
             }
             for name, ns in configs.namespaces.items()
         },

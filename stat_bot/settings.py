@@ -88,7 +88,9 @@ class Settings(BaseSettings):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"expected an IANA time zone such as UTC or Europe/Paris, got {value!r}") from None
+            raise ValueError(
+                f"expected an IANA time zone such as UTC or Europe/Paris, got {value!r}"
+            ) from None
         return value
 
     @field_validator("database_url")
@@ -106,7 +108,9 @@ class Settings(BaseSettings):
         if not self.database_url:
             self.database_url = f"sqlite:///{self.state_dir / 'stat-bot.sqlite3'}"
         self.logs_dir = (self.logs_dir or self.state_dir / "logs").expanduser().absolute()
-        self.writeable_dir = (self.writeable_dir or self.state_dir / "writeable").expanduser().absolute()
+        self.writeable_dir = (
+            (self.writeable_dir or self.state_dir / "writeable").expanduser().absolute()
+        )
         self.workspace_dir = self.workspace_dir.expanduser().absolute()
         self.job_configs = self.job_configs.expanduser().absolute()
         return self
@@ -145,7 +149,9 @@ def describe_error(error: ValidationError) -> str:
         name = str(item["loc"][0]).upper() if item["loc"] else "settings"
         message = item["msg"].removeprefix("Value error, ")
         got = item.get("input")
-        suffix = f" (got {got!r})" if isinstance(got, str | int | float) and "got" not in message else ""
+        suffix = (
+            f" (got {got!r})" if isinstance(got, str | int | float) and "got" not in message else ""
+        )
         lines.append(f"setting {name}: {message}{suffix}; see environment-sample")
     return "\n".join(lines)
 

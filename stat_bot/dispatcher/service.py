@@ -22,7 +22,13 @@ from typing import Any, TypeVar
 
 import structlog
 
-from stat_bot.dispatcher.runner import RunningJob, Runner, kill_group, process_is_job, remove_log_dir
+from stat_bot.dispatcher.runner import (
+    Runner,
+    RunningJob,
+    kill_group,
+    process_is_job,
+    remove_log_dir,
+)
 from stat_bot.dispatcher.schedules import config_rows, latest_due, next_due
 from stat_bot.jobs.config import JobConfigs, JobSpec
 from stat_bot.jobs.model import Job, JobRequest, JobStatus, ReportState, Source
@@ -177,7 +183,9 @@ class Dispatcher:
             running = await self.runner.start(job, spec, namespace)
         except OSError as error:
             jlog.error("job could not start", error=str(error))
-            await self._finish(job, spec, Outcome(JobStatus.FAILED, note=f"could not start: {error}"))
+            await self._finish(
+                job, spec, Outcome(JobStatus.FAILED, note=f"could not start: {error}")
+            )
             return
         self.running[job.id] = running
         jlog.info("job started", pid=running.pid, args=job.args, attempt=job.attempts)
@@ -202,7 +210,12 @@ class Dispatcher:
         report = build_report(job, spec, outcome)
         state = ReportState.PENDING if report else ReportState.NONE
         finished = await self._q(
-            self.queue.finish, job.id, outcome.status, outcome.exit_code, note=outcome.note, report_state=state
+            self.queue.finish,
+            job.id,
+            outcome.status,
+            outcome.exit_code,
+            note=outcome.note,
+            report_state=state,
         )
         self.log.info(
             "job finished",
@@ -213,7 +226,9 @@ class Dispatcher:
             duration=round(duration, 3) if duration is not None else None,
         )
         if finished is None:
-            self.log.warning("job was no longer running when it ended (declared lost?)", job_id=job.id)
+            self.log.warning(
+                "job was no longer running when it ended (declared lost?)", job_id=job.id
+            )
             return
         if report is not None:
             self._spawn(self._deliver(report))
@@ -225,7 +240,9 @@ class Dispatcher:
         except Exception as error:
             self.log.error("report not delivered", job_id=report.job_id, error=str(error))
             if report.job_id:
-                await self._q(self.queue.record_report, report.job_id, ReportState.FAILED, str(error)[:500])
+                await self._q(
+                    self.queue.record_report, report.job_id, ReportState.FAILED, str(error)[:500]
+                )
             return
         if report.job_id:
             await self._q(self.queue.record_report, report.job_id, ReportState.DELIVERED)
@@ -247,10 +264,10 @@ class Dispatcher:
         recovered: list[Recovered] = await self._q(self.queue.recover_lost, self._is_dead)
         for item in recovered:
             job = item.job
-            if item.worker and item.worker.hostname == self.hostname and job.pid:
+            local = item.worker is not None and item.worker.hostname == self.hostname
+            if local and job.pid and process_is_job(job.pid, job.id):
                 # Its dispatcher died (kill -9) but the job's process group may live on.
-                if process_is_job(job.pid, job.id):
-                    kill_group(job.pid, signal.SIGKILL)
+                kill_group(job.pid, signal.SIGKILL)
             self.log.warning(
                 "job re-queued after its dispatcher was lost" if item.requeued else "job lost",
                 job_id=job.id,
@@ -269,7 +286,9 @@ class Dispatcher:
                     title=f"#{job.id} {job.full_type}",
                 )
             else:
-                report = build_report(job, spec, Outcome(JobStatus.LOST, log_dir=job.log_dir, note=job.note))
+                report = build_report(
+                    job, spec, Outcome(JobStatus.LOST, log_dir=job.log_dir, note=job.note)
+                )
             if report:
                 self._spawn(self._deliver(report))
         if any(r.requeued for r in recovered):
@@ -299,14 +318,22 @@ class Dispatcher:
                         continue
                     due = latest_due(row.cron, tz, now)
                     if row.last_fired_at is None or due > row.last_fired_at:
-                        await self._fire(row.key, row.namespace, row.job_type, row.args, row.channel, due)
+                        await self._fire(
+                            row.key, row.namespace, row.job_type, row.args, row.channel, due
+                        )
                     wake_at = min(wake_at, next_due(row.cron, tz, now))
             except Exception:
                 self.log.exception("schedule check failed")
             await asyncio.sleep(max(0.0, wake_at - time.time()))
 
     async def _fire(
-        self, key: str, namespace: str, job_type: str, args: dict[str, str], channel: str | None, due: float
+        self,
+        key: str,
+        namespace: str,
+        job_type: str,
+        args: dict[str, str],
+        channel: str | None,
+        due: float,
     ) -> None:
         spec = self.configs.job(namespace, job_type)
         request = JobRequest(
@@ -334,7 +361,9 @@ class Dispatcher:
                 for job in pruned:
                     await asyncio.to_thread(remove_log_dir, job.log_dir)
                 if pruned:
-                    self.log.info("pruned old jobs", count=len(pruned), days=self.settings.history_days)
+                    self.log.info(
+                        "pruned old jobs", count=len(pruned), days=self.settings.history_days
+                    )
             except Exception:
                 self.log.exception("pruning failed")
             await asyncio.sleep(PRUNE_EVERY)
@@ -348,6 +377,8 @@ class Dispatcher:
             if grace > 0 and supervisors:
                 await asyncio.wait(supervisors, timeout=grace)
             for running in list(self.running.values()):
-                running.cancel(f"stopped: the dispatcher shut down after waiting {grace:g} s for it")
+                running.cancel(
+                    f"stopped: the dispatcher shut down after waiting {grace:g} s for it"
+                )
         while pending := [t for t in self._tasks if not t.done()]:
             await asyncio.wait(pending)

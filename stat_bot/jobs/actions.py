@@ -52,7 +52,9 @@ def parse_window(start: str, end: str, tz: ZoneInfo, now: float) -> tuple[float,
     for label, value in (("start_at", start), ("end_at", end)):
         m = HHMM.match(value.strip())
         if not m:
-            raise ActionError(f"[{label}] must be a time as HH:MM (24-hour clock), e.g. 09:30; got {value!r}")
+            raise ActionError(
+                f"[{label}] must be a time as HH:MM (24-hour clock), e.g. 09:30; got {value!r}"
+            )
         times.append((int(m[1]), int(m[2])))
     today = datetime.fromtimestamp(now, tz).replace(second=0, microsecond=0)
     start_dt = today.replace(hour=times[0][0], minute=times[0][1])
@@ -104,7 +106,11 @@ def perform(
         job = result.job
         parts = [
             f"Job #{job.id} {label} "
-            + ("updated: it was already queued, so it now uses these arguments" if result.coalesced else "queued")
+            + (
+                "updated: it was already queued, so it now uses these arguments"
+                if result.coalesced
+                else "queued"
+            )
         ]
         if spec.delay_seconds:
             parts.append(f"it starts in {spec.delay_seconds:g} s")
@@ -112,14 +118,18 @@ def perform(
             ids = ", ".join(f"#{r.id}" for r in result.running)
             parts.append(f"{ids} of that type is running, so this one waits behind it")
         if result.suppressed_until:
-            parts.append(f"{label} is suppressed until {describe_time(result.suppressed_until, tz)}; it runs after that")
+            parts.append(
+                f"{label} is suppressed until {describe_time(result.suppressed_until, tz)}; it runs after that"
+            )
         return ActionResult("; ".join(parts) + ".", job, result)
     if spec.action == "cancel_job":
         cancelled = queue.cancel_queued(match.namespace, spec.job_type, now=now)
         if not cancelled:
             return ActionResult(f"No queued {label} job to cancel.", data={"cancelled": []})
         ids = ", ".join(f"#{j.id}" for j in cancelled)
-        return ActionResult(f"Cancelled queued {label}: {ids}.", data={"cancelled": [j.id for j in cancelled]})
+        return ActionResult(
+            f"Cancelled queued {label}: {ids}.", data={"cancelled": [j.id for j in cancelled]}
+        )
     if spec.action == "schedule_suppression":
         start, end = parse_window(match.args["start_at"], match.args["end_at"], tz, now)
         suppression = queue.suppress(match.namespace, spec.job_type, start, end, requester.user)

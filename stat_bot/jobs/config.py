@@ -242,7 +242,9 @@ def _location(raw: Mapping[str, Any], loc: tuple[Any, ...]) -> tuple[str, tuple[
     elif len(rest) >= 2 and rest[0] in ("slack", "schedules") and isinstance(rest[1], int):
         try:
             item = raw[loc[0]][rest[0]][rest[1]]
-            label = item.get("command") if rest[0] == "slack" else item.get("name") or item.get("cron")
+            label = (
+                item.get("command") if rest[0] == "slack" else item.get("name") or item.get("cron")
+            )
         except (KeyError, IndexError, TypeError, AttributeError):
             label = None
         kind = "command" if rest[0] == "slack" else "schedule"
@@ -288,7 +290,9 @@ def _check_namespace(name: str, spec: NamespaceSpec) -> tuple[list[str], Namespa
     fields: dict[str, list[str]] = {}
     for job_type, job in spec.jobs.items():
         if not NAME.match(job_type):
-            problems.append(f"{where}: job name {job_type!r} must be lower-case letters, digits, _ or -")
+            problems.append(
+                f"{where}: job name {job_type!r} must be lower-case letters, digits, _ or -"
+            )
         try:
             fields[job_type] = template_fields(job.run_args_template)
         except ValueError as error:
@@ -339,7 +343,9 @@ def _check_namespace(name: str, spec: NamespaceSpec) -> tuple[list[str], Namespa
             problems.append(f"{cwhere}: a {cmd.action} command takes no placeholders")
         shape = tuple(t if isinstance(t, str) else "[]" for t in tokens)
         if shape in shapes:
-            problems.append(f"{cwhere}: same words as command {shapes[shape]!r}; one of them can never match")
+            problems.append(
+                f"{cwhere}: same words as command {shapes[shape]!r}; one of them can never match"
+            )
         shapes[shape] = cmd.command
         commands.append(command)
     schedules: list[Schedule] = []
@@ -368,7 +374,9 @@ def _check_namespace(name: str, spec: NamespaceSpec) -> tuple[list[str], Namespa
 def parse_config(raw: Any, source: str = "job_configs.py") -> JobConfigs:
     """Validate a raw_config dict; ConfigError lists every problem found."""
     if not isinstance(raw, dict):
-        raise ConfigError([f"raw_config must be a dict of namespaces, got {type(raw).__name__}"], source)
+        raise ConfigError(
+            [f"raw_config must be a dict of namespaces, got {type(raw).__name__}"], source
+        )
     problems: list[str] = []
     namespaces: dict[str, Namespace] = {}
     for name, body in raw.items():
@@ -400,17 +408,22 @@ def load_config(path: Path) -> JobConfigs:
     """Import job_configs.py from a path and validate its raw_config."""
     source = path.name
     if not path.is_file():
-        raise ConfigError([f"no such file {str(path)!r}; set JOB_CONFIGS to the job configuration file"], source)
+        raise ConfigError(
+            [f"no such file {str(path)!r}; set JOB_CONFIGS to the job configuration file"], source
+        )
     module_name = f"_stat_bot_job_configs_{abs(hash(str(path)))}"
     spec = importlib.util.spec_from_file_location(module_name, path)
-    assert spec and spec.loader
+    if spec is None or spec.loader is None:
+        raise ConfigError([f"{path} cannot be imported as Python"], source)
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
     except SyntaxError as error:
         raise ConfigError([f"line {error.lineno}: syntax error: {error.msg}"], source) from None
     except Exception as error:
-        raise ConfigError([f"importing it raised {type(error).__name__}: {error}"], source) from None
+        raise ConfigError(
+            [f"importing it raised {type(error).__name__}: {error}"], source
+        ) from None
     finally:
         sys.modules.pop(module_name, None)
     if not hasattr(module, "raw_config"):

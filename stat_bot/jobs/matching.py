@@ -71,12 +71,12 @@ def normalise(text: str) -> str:
     return text
 
 
-class _ArgProblem(Exception):
+class _ArgProblemError(Exception):
     pass
 
 
 def _bind(command: Command, text: str, words: list[Word]) -> dict[str, str] | None:
-    """Arguments for `command` from `words`, None if its literal words differ, or _ArgProblem."""
+    """Arguments for `command` from `words`, None if its literal words differ, or _ArgProblemError."""
     args: dict[str, str] = {}
     i = 0
     for token in command.tokens:
@@ -90,7 +90,7 @@ def _bind(command: Command, text: str, words: list[Word]) -> dict[str, str] | No
             if param.optional:
                 args[param.name] = param.convert(param.default or "")
                 continue
-            raise _ArgProblem(f"missing [{param.name}]: expected {param.describe()}")
+            raise _ArgProblemError(f"missing [{param.name}]: expected {param.describe()}")
         if param.rest:
             raw = text[words[i].start :].strip()
             value = raw if len(words) - i > 1 else words[i].value
@@ -101,12 +101,12 @@ def _bind(command: Command, text: str, words: list[Word]) -> dict[str, str] | No
         try:
             args[param.name] = param.convert(value)
         except ParamError as error:
-            raise _ArgProblem(str(error)) from None
+            raise _ArgProblemError(str(error)) from None
     if i < len(words):
         extra = " ".join(w.value for w in words[i:])
         last = command.params[-1].name if command.params else None
-        hint = f"; put quotes around a value with spaces, e.g. [{last}] \"two words\"" if last else ""
-        raise _ArgProblem(f"unexpected extra words {extra!r}{hint}")
+        hint = f'; put quotes around a value with spaces, e.g. [{last}] "two words"' if last else ""
+        raise _ArgProblemError(f"unexpected extra words {extra!r}{hint}")
     return args
 
 
@@ -131,7 +131,7 @@ def match_command(configs: JobConfigs, text: str) -> Match:
     for command in namespace.commands:
         try:
             args = _bind(command, rest_text, rest)
-        except _ArgProblem as problem:
+        except _ArgProblemError as problem:
             problems.append((len(command.literals), command, str(problem)))
             continue
         if args is not None:
@@ -163,8 +163,10 @@ def closest_commands(configs: JobConfigs, text: str, n: int = 3) -> list[str]:
     }
     lowered = text.lower()
     scored = sorted(
-        ((difflib.SequenceMatcher(None, lowered, f"{c.namespace} {shape}").ratio(), c.usage)
-         for shape, c in shapes.items()),
+        (
+            (difflib.SequenceMatcher(None, lowered, f"{c.namespace} {shape}").ratio(), c.usage)
+            for shape, c in shapes.items()
+        ),
         reverse=True,
     )
-    return [_usage(by_usage[usage]) for score, usage in scored[:n] if score >= 0.4]
+    return [_usage(by_usage[usage]) for score, usage in scored[:n] if score >= 0.75]

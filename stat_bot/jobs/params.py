@@ -121,7 +121,9 @@ class Param:
             lowered = {c.lower(): c for c in self.choices}
             if value.lower() in lowered:
                 return lowered[value.lower()]
-            raise ParamError(f"[{self.name}] must be one of {', '.join(self.choices)}; got {value!r}")
+            raise ParamError(
+                f"[{self.name}] must be one of {', '.join(self.choices)}; got {value!r}"
+            )
         try:
             return TYPES[self.type_name].convert(value)
         except ParamError as error:

@@ -144,7 +144,9 @@ class Queue(abc.ABC):
     def request_cancel(self, job_id: int, *, now: float | None = None) -> CancelResult: ...
 
     @abc.abstractmethod
-    def cancel_queued(self, namespace: str, job_type: str, *, now: float | None = None) -> list[Job]:
+    def cancel_queued(
+        self, namespace: str, job_type: str, *, now: float | None = None
+    ) -> list[Job]:
         """Cancel every queued job of a type (ebmbot's cancel_job action)."""
 
     @abc.abstractmethod
@@ -165,7 +167,9 @@ class Queue(abc.ABC):
 
     # workers ---------------------------------------------------------------
     @abc.abstractmethod
-    def register_worker(self, worker_id: str, hostname: str, pid: int, *, now: float | None = None) -> None: ...
+    def register_worker(
+        self, worker_id: str, hostname: str, pid: int, *, now: float | None = None
+    ) -> None: ...
 
     @abc.abstractmethod
     def unregister_worker(self, worker_id: str) -> None: ...

@@ -108,24 +108,32 @@ JOB_COLUMNS = (
     "heartbeat_at, pid, exit_code, log_dir, cancel_requested, report_state, report_error, is_im, note"
 )
 
-SQL_INSERT_JOB = """
+SQL_INSERT_JOB = (
+    """
     INSERT INTO jobs (namespace, job_type, args, channel, thread_ts, user, source, status,
                       created_at, start_after, max_retries, concurrency, is_im, report_state)
     VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, 'pending')
-    RETURNING """ + JOB_COLUMNS
+    RETURNING """
+    + JOB_COLUMNS
+)
 
 SQL_FIND_QUEUED_OF_TYPE = """
     SELECT id FROM jobs WHERE status = 'queued' AND namespace = ? AND job_type = ?
     ORDER BY id LIMIT 1
 """
 
-SQL_COALESCE = """
+SQL_COALESCE = (
+    """
     UPDATE jobs SET args = ?, channel = ?, thread_ts = ?, user = ?, source = ?, start_after = ?,
                     max_retries = ?, concurrency = ?, is_im = ?
-    WHERE id = ? RETURNING """ + JOB_COLUMNS
+    WHERE id = ? RETURNING """
+    + JOB_COLUMNS
+)
 
 SQL_RUNNING_OF_TYPE = (
-    "SELECT " + JOB_COLUMNS + " FROM jobs WHERE status = 'running' AND namespace = ? AND job_type = ?"
+    "SELECT "
+    + JOB_COLUMNS
+    + " FROM jobs WHERE status = 'running' AND namespace = ? AND job_type = ?"
 )
 
 SQL_ACTIVE_SUPPRESSION_END = """
@@ -147,17 +155,23 @@ SQL_CLAIM_NEXT = """
     LIMIT 1
 """
 
-SQL_MARK_RUNNING = """
+SQL_MARK_RUNNING = (
+    """
     UPDATE jobs SET status = 'running', started_at = :now, heartbeat_at = :now, worker_id = :worker,
                     attempts = attempts + 1, cancel_requested = 0, pid = NULL, exit_code = NULL
-    WHERE id = :id RETURNING """ + JOB_COLUMNS
+    WHERE id = :id RETURNING """
+    + JOB_COLUMNS
+)
 
 SQL_MARK_STARTED = "UPDATE jobs SET pid = ?, log_dir = ? WHERE id = ?"
 
-SQL_FINISH = """
+SQL_FINISH = (
+    """
     UPDATE jobs SET status = ?, exit_code = ?, finished_at = ?, note = coalesce(?, note),
                     report_state = ?
-    WHERE id = ? AND status = 'running' RETURNING """ + JOB_COLUMNS
+    WHERE id = ? AND status = 'running' RETURNING """
+    + JOB_COLUMNS
+)
 
 SQL_WORKER_HEARTBEAT = "UPDATE workers SET heartbeat_at = ? WHERE id = ?"
 SQL_JOBS_HEARTBEAT = "UPDATE jobs SET heartbeat_at = ? WHERE worker_id = ? AND status = 'running'"
@@ -166,13 +180,19 @@ SQL_CANCEL_REQUESTED = (
 )
 
 SQL_GET = "SELECT " + JOB_COLUMNS + " FROM jobs WHERE id = ?"
-SQL_CANCEL_QUEUED = """
+SQL_CANCEL_QUEUED = (
+    """
     UPDATE jobs SET status = 'cancelled', finished_at = ?, report_state = 'none', note = ?
-    WHERE id = ? AND status = 'queued' RETURNING """ + JOB_COLUMNS
+    WHERE id = ? AND status = 'queued' RETURNING """
+    + JOB_COLUMNS
+)
 SQL_REQUEST_CANCEL = "UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND status = 'running'"
-SQL_CANCEL_QUEUED_OF_TYPE = """
+SQL_CANCEL_QUEUED_OF_TYPE = (
+    """
     UPDATE jobs SET status = 'cancelled', finished_at = ?, report_state = 'none', note = ?
-    WHERE status = 'queued' AND namespace = ? AND job_type = ? RETURNING """ + JOB_COLUMNS
+    WHERE status = 'queued' AND namespace = ? AND job_type = ? RETURNING """
+    + JOB_COLUMNS
+)
 
 SQL_INSERT_SUPPRESSION = """
     INSERT INTO suppressions (namespace, job_type, start_at, end_at, user, created_at)
@@ -184,7 +204,9 @@ SQL_ACTIVE_SUPPRESSIONS = SQL_SUPPRESSIONS + " WHERE end_at > ? ORDER BY start_a
 
 SQL_RECORD_REPORT = "UPDATE jobs SET report_state = ?, report_error = ? WHERE id = ?"
 
-SQL_PRUNE = "DELETE FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ? RETURNING " + JOB_COLUMNS
+SQL_PRUNE = (
+    "DELETE FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ? RETURNING " + JOB_COLUMNS
+)
 SQL_PRUNE_SUPPRESSIONS = "DELETE FROM suppressions WHERE end_at < ?"
 
 SQL_REGISTER_WORKER = """
@@ -194,13 +216,19 @@ SQL_REGISTER_WORKER = """
 SQL_UNREGISTER_WORKER = "DELETE FROM workers WHERE id = ?"
 SQL_WORKERS = "SELECT id, hostname, pid, started_at, heartbeat_at FROM workers ORDER BY started_at"
 SQL_RUNNING_ALL = "SELECT " + JOB_COLUMNS + " FROM jobs WHERE status = 'running'"
-SQL_REQUEUE = """
+SQL_REQUEUE = (
+    """
     UPDATE jobs SET status = 'queued', worker_id = NULL, pid = NULL, heartbeat_at = NULL,
                     started_at = NULL, start_after = ?, note = ?
-    WHERE id = ? AND status = 'running' RETURNING """ + JOB_COLUMNS
-SQL_MARK_LOST = """
+    WHERE id = ? AND status = 'running' RETURNING """
+    + JOB_COLUMNS
+)
+SQL_MARK_LOST = (
+    """
     UPDATE jobs SET status = 'lost', finished_at = ?, note = ?, report_state = 'pending'
-    WHERE id = ? AND status = 'running' RETURNING """ + JOB_COLUMNS
+    WHERE id = ? AND status = 'running' RETURNING """
+    + JOB_COLUMNS
+)
 
 SQL_SCHEDULES = """
     SELECT key, namespace, job_type, cron, args, channel, enabled, last_fired_at
@@ -266,7 +294,10 @@ class SQLiteQueue(Queue):
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():
             conn = sqlite3.connect(
-                self.path, isolation_level=None, timeout=self._busy_ms / 1000, check_same_thread=True
+                self.path,
+                isolation_level=None,
+                timeout=self._busy_ms / 1000,
+                check_same_thread=True,
             )
             conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
@@ -334,7 +365,9 @@ class SQLiteQueue(Queue):
         """Insert the job, or with coalescing update the queued one of its type (ebmbot)."""
         args = json.dumps(request.args, ensure_ascii=False, sort_keys=True)
         if request.coalesce:
-            existing = conn.execute(SQL_FIND_QUEUED_OF_TYPE, (request.namespace, request.job_type)).fetchone()
+            existing = conn.execute(
+                SQL_FIND_QUEUED_OF_TYPE, (request.namespace, request.job_type)
+            ).fetchone()
             if existing:
                 row = conn.execute(
                     SQL_COALESCE,
@@ -356,9 +389,12 @@ class SQLiteQueue(Queue):
         start_after = now + request.delay_seconds
         with self._write() as conn:
             row, coalesced = self._insert_or_coalesce(conn, request, now, start_after)
-            running = conn.execute(SQL_RUNNING_OF_TYPE, (request.namespace, request.job_type)).fetchall()
+            running = conn.execute(
+                SQL_RUNNING_OF_TYPE, (request.namespace, request.job_type)
+            ).fetchall()
             until = conn.execute(
-                SQL_ACTIVE_SUPPRESSION_END, (request.namespace, request.job_type, start_after, start_after)
+                SQL_ACTIVE_SUPPRESSION_END,
+                (request.namespace, request.job_type, start_after, start_after),
             ).fetchone()[0]
         self._wakeup.notify()
         return EnqueueResult(_job(row), coalesced, tuple(_job(r) for r in running), until)
@@ -373,7 +409,9 @@ class SQLiteQueue(Queue):
                 row = conn.execute(SQL_CLAIM_NEXT, {"now": now}).fetchone()
                 if row is None:
                     break
-                job = conn.execute(SQL_MARK_RUNNING, {"now": now, "worker": worker_id, "id": row[0]}).fetchone()
+                job = conn.execute(
+                    SQL_MARK_RUNNING, {"now": now, "worker": worker_id, "id": row[0]}
+                ).fetchone()
                 claimed.append(_job(job))
         return claimed
 
@@ -393,7 +431,9 @@ class SQLiteQueue(Queue):
     ) -> Job | None:
         now = time.time() if now is None else now
         with self._write() as conn:
-            row = conn.execute(SQL_FINISH, (status, exit_code, now, note, report_state, job_id)).fetchone()
+            row = conn.execute(
+                SQL_FINISH, (status, exit_code, now, note, report_state, job_id)
+            ).fetchone()
         return _job(row) if row else None
 
     def heartbeat(self, worker_id: str, *, now: float | None = None) -> list[int]:
@@ -415,7 +455,9 @@ class SQLiteQueue(Queue):
                 return CancelResult(CancelOutcome.NOT_FOUND)
             job = _job(row)
             if job.status is JobStatus.QUEUED:
-                row = conn.execute(SQL_CANCEL_QUEUED, (now, "cancelled before it started", job_id)).fetchone()
+                row = conn.execute(
+                    SQL_CANCEL_QUEUED, (now, "cancelled before it started", job_id)
+                ).fetchone()
                 outcome = CancelResult(CancelOutcome.CANCELLED, _job(row))
             elif job.status is JobStatus.RUNNING:
                 conn.execute(SQL_REQUEST_CANCEL, (job_id,))
@@ -425,11 +467,14 @@ class SQLiteQueue(Queue):
         self._wakeup.notify()
         return outcome
 
-    def cancel_queued(self, namespace: str, job_type: str, *, now: float | None = None) -> list[Job]:
+    def cancel_queued(
+        self, namespace: str, job_type: str, *, now: float | None = None
+    ) -> list[Job]:
         now = time.time() if now is None else now
         with self._write() as conn:
             rows = conn.execute(
-                SQL_CANCEL_QUEUED_OF_TYPE, (now, "cancelled by a cancel_job command", namespace, job_type)
+                SQL_CANCEL_QUEUED_OF_TYPE,
+                (now, "cancelled by a cancel_job command", namespace, job_type),
             ).fetchall()
         return [_job(r) for r in rows]
 
@@ -459,7 +504,9 @@ class SQLiteQueue(Queue):
         return [_job(r) for r in rows]
 
     # workers ---------------------------------------------------------------
-    def register_worker(self, worker_id: str, hostname: str, pid: int, *, now: float | None = None) -> None:
+    def register_worker(
+        self, worker_id: str, hostname: str, pid: int, *, now: float | None = None
+    ) -> None:
         now = time.time() if now is None else now
         with self._write() as conn:
             conn.execute(SQL_REGISTER_WORKER, (worker_id, hostname, pid, now, now))

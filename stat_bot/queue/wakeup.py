@@ -27,7 +27,9 @@ class WakeupDirectory:
 
     def __init__(self, database: Path) -> None:
         self.directory = Path(f"{database}.wake")
-        self._prefix = b"\0stat-bot/" + hashlib.sha1(str(database).encode()).hexdigest()[:16].encode() + b"/"
+        self._prefix = (
+            b"\0stat-bot/" + hashlib.sha1(str(database).encode()).hexdigest()[:16].encode() + b"/"
+        )
         self._sender: socket.socket | None = None
 
     def _address(self, name: str) -> bytes:

@@ -105,7 +105,7 @@ def _blocks_messages(job: Job, stdout: str) -> list[Message] | str:
     except json.JSONDecodeError as error:
         return f"its output is not valid JSON: {error}"
     if not isinstance(blocks, list) or not all(isinstance(b, dict) and "type" in b for b in blocks):
-        return "its output must be a JSON list of Block Kit blocks, each an object with a \"type\""
+        return 'its output must be a JSON list of Block Kit blocks, each an object with a "type"'
     if not blocks:
         return "its output is an empty list of blocks"
     fallback = f"{job.namespace} {job.job_type} report"
@@ -127,7 +127,9 @@ def success_messages(job: Job, spec: JobSpec, stdout: str) -> list[Message] | st
     if fmt == "blocks":
         return _blocks_messages(job, stdout)
     if fmt == "file":
-        return [Message(f"Output of {_label(job)}", file=FileUpload(_file_name(job), stdout.encode()))]
+        return [
+            Message(f"Output of {_label(job)}", file=FileUpload(_file_name(job), stdout.encode()))
+        ]
     if fmt == "code":
         body = stdout.rstrip("\n")
         if len(body) + 8 > MAX_TEXT:
@@ -182,8 +184,14 @@ def build_report(job: Job, spec: JobSpec | None, outcome: Outcome) -> Report | N
     if outcome.status is JobStatus.SUCCEEDED and spec is not None:
         messages = success_messages(job, spec, outcome.stdout)
         if isinstance(messages, str):
-            return Report([failure_message(job, outcome, f"succeeded, but {messages}")], "failure", **destination)
+            return Report(
+                [failure_message(job, outcome, f"succeeded, but {messages}")],
+                "failure",
+                **destination,
+            )
         return Report(messages, "success", **destination) if messages else None
     if outcome.status is JobStatus.CANCELLED:
-        return Report([Message(f"Job #{job.id} {_label(job)} was cancelled.")], "info", **destination)
+        return Report(
+            [Message(f"Job #{job.id} {_label(job)} was cancelled.")], "info", **destination
+        )
     return Report([failure_message(job, outcome)], "failure", **destination)

@@ -52,10 +52,13 @@ def render_block(block: dict[str, Any]) -> list[str]:
     if kind == "section":
         if block.get("text"):
             lines.extend(_text_of(block["text"]).splitlines())
-        fields = [_text_of(f) for f in block.get("fields", [])]
+        fields = [_text_of(f).splitlines() or [""] for f in block.get("fields", [])]
         for i in range(0, len(fields), 2):
-            pair = fields[i : i + 2]
-            lines.append("  ".join(f"{f:<38}" for f in pair).rstrip())
+            left, right = fields[i], fields[i + 1] if i + 1 < len(fields) else []
+            for j in range(max(len(left), len(right))):
+                a = left[j] if j < len(left) else ""
+                b = right[j] if j < len(right) else ""
+                lines.append(f"{a:<38}  {b}".rstrip())
         if block.get("accessory"):
             lines.append(f"  [{_text_of(block['accessory'])}]")
         return lines

@@ -32,14 +32,19 @@ def disks() -> list[str]:
     lines = []
     for path in os.environ.get("SYSTEM_DISK_PATHS", "/").split():
         usage = shutil.disk_usage(path)
-        lines.append(f"`{path}` {usage.free / 2**30:.1f} GiB free ({usage.used / usage.total:.0%} used)")
+        lines.append(
+            f"`{path}` {usage.free / 2**30:.1f} GiB free ({usage.used / usage.total:.0%} used)"
+        )
     return lines
 
 
 def main() -> None:
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     blocks = [
-        {"type": "header", "text": {"type": "plain_text", "text": f"{socket.gethostname()} summary"}},
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": f"{socket.gethostname()} summary"},
+        },
         {
             "type": "section",
             "fields": [
