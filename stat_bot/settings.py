@@ -47,6 +47,7 @@ class Settings(BaseSettings):
         case_sensitive=False,
         extra="ignore",
         validate_default=True,
+        env_ignore_empty=True,
     )
 
     state_dir: Path = Field(Path("var"), description="Folder for the database, logs and scratch")
