@@ -7,6 +7,7 @@ masked before it reaches a file or the journal.
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import sys
@@ -18,8 +19,18 @@ SECRET_KEYS = re.compile(r"token|secret|password|passwd|authorization|cookie|api
 SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b(xox[abprse]-|xapp-)[A-Za-z0-9-]+"), r"\1***"),
     (re.compile(r"(?<=://)([^/\s:@]+):([^/\s@]+)@"), r"\1:***@"),
-    (re.compile(r"(?i)\b(password|passwd|token|secret|api_key|apikey)=([^&\s]+)"), r"\1=***"),
-    (re.compile(r"(?i)\b(authorization:\s*(?:bearer|basic)\s+)\S+"), r"\1***"),
+    # `access_token=`, `client_secret=`... as well as the bare names.
+    (
+        re.compile(r"(?i)\b(\w*(?:password|passwd|token|secret|api_key|apikey))=([^&\s]+)"),
+        r"\1=***",
+    ),
+    # A header line or a headers dict's repr: `Authorization: Bearer x`, `'Authorization': 'token x'`.
+    (
+        re.compile(
+            r"""(?i)\b(authorization['"]?\s*[:=]\s*['"]?(?:(?:bearer|basic|token)\s+)?)[^\s'",}]+"""
+        ),
+        r"\1***",
+    ),
     (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"), "gh*_***"),
 )
 
@@ -57,6 +68,13 @@ def _render_exception_then_redact(_: Any, __: str, event_dict: dict[str, Any]) -
     return event_dict
 
 
+def _redacted_traceback(sio: Any, exc_info: Any) -> None:
+    """The console renderer's traceback, with credentials in exception messages masked."""
+    buffer = io.StringIO()
+    structlog.dev.default_exception_formatter(buffer, exc_info)
+    sio.write(redact(buffer.getvalue()))
+
+
 def configure(level: str = "INFO", fmt: str = "auto", stream: Any = None) -> None:
     """Set up structlog and route the standard library's logging through the same pipeline."""
     stream = stream or sys.stderr
@@ -69,7 +87,9 @@ def configure(level: str = "INFO", fmt: str = "auto", stream: Any = None) -> Non
     ]
     renderer: Any
     if console:
-        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=stream.isatty(), exception_formatter=_redacted_traceback
+        )
         tail: list[Any] = [renderer]
     else:
         tail = [

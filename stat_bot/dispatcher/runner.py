@@ -150,6 +150,9 @@ class Runner:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._base_env = settings.job_environment()
+        # The one place jobs may write (WRITEABLE_DIR): there from the first job on.
+        if settings.writeable_dir is not None:
+            settings.writeable_dir.mkdir(parents=True, exist_ok=True)
 
     def log_dir_for(self, job: Job) -> Path:
         assert self.settings.logs_dir is not None

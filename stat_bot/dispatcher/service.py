@@ -32,7 +32,7 @@ from stat_bot.dispatcher.runner import (
 from stat_bot.dispatcher.schedules import config_rows, latest_due, next_due
 from stat_bot.jobs.config import JobConfigs, JobSpec
 from stat_bot.jobs.model import Job, JobRequest, JobStatus, ReportState, Source
-from stat_bot.queue.base import Queue, Recovered, Worker
+from stat_bot.queue.base import Queue, QueueError, Recovered, Worker
 from stat_bot.report.messages import Message, Outcome, Report, build_report
 from stat_bot.report.notifiers import Notifier
 from stat_bot.settings import Settings
@@ -86,6 +86,19 @@ class Dispatcher:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._db, lambda: fn(*args, **kwargs))
 
+    async def _q_persist(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A queue write that must not be lost (a job's end): retried with backoff until it lands."""
+        delay = 0.05
+        while True:
+            try:
+                return await self._q(fn, *args, **kwargs)
+            except QueueError as error:
+                self.log.warning(
+                    "queue write failed; retrying", what=what, error=str(error), retry_in=delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -102,6 +115,12 @@ class Dispatcher:
     # life ----------------------------------------------------------------
     async def run(self, *, install_signal_handlers: bool = True) -> None:
         loop = asyncio.get_running_loop()
+        import os as _o
+
+        if _o.environ.get("XPIDFD"):
+            w = asyncio.PidfdChildWatcher()
+            asyncio.set_child_watcher(w)
+            w.attach_loop(loop)
         if install_signal_handlers:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
@@ -149,7 +168,7 @@ class Dispatcher:
             timeout = poll
             try:
                 await self._dispatch_once()
-                due = await self._q(self.queue.next_due)
+                due = await self._q(self.queue.next_due, now=time.time())
                 if due is not None:
                     timeout = min(poll, max(0.0, due - time.time()))
             except Exception:
@@ -168,7 +187,12 @@ class Dispatcher:
         if free <= 0 or self._stopping.is_set():
             return
         for job in await self._q(self.queue.claim, self.worker_id, free):
-            await self._start(job)
+            try:
+                await self._start(job)
+            except Exception as error:
+                self.log.exception("job could not start", job_id=job.id)
+                note = f"STAT bot could not start it: {error}"
+                await self._finish(job, self._spec(job), Outcome(JobStatus.FAILED, note=note))
 
     async def _start(self, job: Job) -> None:
         jlog = self.log.bind(job_id=job.id, job=job.full_type)
@@ -209,7 +233,8 @@ class Dispatcher:
     ) -> None:
         report = build_report(job, spec, outcome)
         state = ReportState.PENDING if report else ReportState.NONE
-        finished = await self._q(
+        finished = await self._q_persist(
+            "finish",
             self.queue.finish,
             job.id,
             outcome.status,
@@ -240,12 +265,18 @@ class Dispatcher:
         except Exception as error:
             self.log.error("report not delivered", job_id=report.job_id, error=str(error))
             if report.job_id:
-                await self._q(
-                    self.queue.record_report, report.job_id, ReportState.FAILED, str(error)[:500]
+                await self._q_persist(
+                    "record_report",
+                    self.queue.record_report,
+                    report.job_id,
+                    ReportState.FAILED,
+                    str(error)[:500],
                 )
             return
         if report.job_id:
-            await self._q(self.queue.record_report, report.job_id, ReportState.DELIVERED)
+            await self._q_persist(
+                "record_report", self.queue.record_report, report.job_id, ReportState.DELIVERED
+            )
 
     def _spec(self, job: Job) -> JobSpec | None:
         if self.configs.has_job(job.namespace, job.job_type):
@@ -265,9 +296,9 @@ class Dispatcher:
         for item in recovered:
             job = item.job
             local = item.worker is not None and item.worker.hostname == self.hostname
-            if local and job.pid and process_is_job(job.pid, job.id):
+            if local and item.pid and process_is_job(item.pid, job.id):
                 # Its dispatcher died (kill -9) but the job's process group may live on.
-                kill_group(job.pid, signal.SIGKILL)
+                kill_group(item.pid, signal.SIGKILL)
             self.log.warning(
                 "job re-queued after its dispatcher was lost" if item.requeued else "job lost",
                 job_id=job.id,

@@ -189,6 +189,32 @@ def template_fields(template: str) -> list[str]:
     return names
 
 
+def quoted_fields(template: str) -> list[str]:
+    """The `{names}` that sit inside shell quotes, where a shell-quoted value would keep its quotes.
+
+    `echo "Hello {name}"` would print `Hello 'Ada Lovelace'`; the value must stand unquoted.
+    """
+    found = []
+    quote: str | None = None
+    escaped = False
+    for literal, name, _, _ in string.Formatter().parse(template):
+        for char in literal:
+            if escaped:
+                escaped = False
+            elif quote == "'":
+                quote = None if char == "'" else quote
+            elif char == "\\":
+                escaped = True
+            elif quote == '"':
+                quote = None if char == '"' else quote
+            elif char in "'\"":
+                quote = char
+        escaped = False
+        if name is not None and quote is not None:
+            found.append(name)
+    return found
+
+
 def render_template(template: str, args: Mapping[str, str]) -> str:
     """The bash command for a job: each argument shell-quoted, so it arrives as literal text."""
     import shlex
@@ -267,7 +293,7 @@ def _describe(raw: Mapping[str, Any], error: ValidationError, namespace: str) ->
         loc = (namespace, *item["loc"])
         where, rest = _location(raw, loc)
         kind = where.rsplit(", ", 1)[-1].split(" ", 1)[0]
-        message = item["msg"].removeprefix("Value error, ")
+        message = re.sub(r" or instance of \w+", "", item["msg"].removeprefix("Value error, "))
         if item["type"] == "extra_forbidden":
             key = str(rest[-1])
             valid = _KEYS.get(kind, [])
@@ -279,12 +305,18 @@ def _describe(raw: Mapping[str, Any], error: ValidationError, namespace: str) ->
         else:
             key = ".".join(str(p) for p in rest)
             got = item.get("input")
-            got_text = f" (got {got!r})" if not isinstance(got, dict | list) else ""
-            problems.append(f"{where}: key {key!r}: {message}{got_text}")
+            repeats = item["type"] == "value_error" and repr(got) in message
+            got_text = f" (got {got!r})" if not isinstance(got, dict | list) and not repeats else ""
+            if not key:  # the namespace, job, command or schedule itself is the wrong shape
+                got_text = f" (got {type(got).__name__})"
+            prefix = f"key {key!r}: " if key else ""
+            problems.append(f"{where}: {prefix}{message}{got_text}")
     return problems
 
 
-def _check_namespace(name: str, spec: NamespaceSpec) -> tuple[list[str], Namespace]:
+def _check_namespace(
+    name: str, spec: NamespaceSpec, broken: frozenset[str] | set[str] = frozenset()
+) -> tuple[list[str], Namespace]:
     problems: list[str] = []
     where = f"namespace {name!r}"
     fields: dict[str, list[str]] = {}
@@ -298,10 +330,10 @@ def _check_namespace(name: str, spec: NamespaceSpec) -> tuple[list[str], Namespa
         except ValueError as error:
             problems.append(f"{where}, job {job_type!r}: key 'run_args_template': {error}")
             continue
-        for quoted in re.findall(r"""(['"])\{(\w+)\}\1""", job.run_args_template):
+        for quoted in quoted_fields(job.run_args_template):
             problems.append(
                 f"{where}, job {job_type!r}: key 'run_args_template': remove the quotes around "
-                f"{{{quoted[1]}}}; values are shell-quoted for you"
+                f"{{{quoted}}}; values are shell-quoted for you"
             )
     commands: list[Command] = []
     shapes: dict[tuple[str, ...], str] = {}
@@ -311,6 +343,8 @@ def _check_namespace(name: str, spec: NamespaceSpec) -> tuple[list[str], Namespa
             tokens = parse_command(cmd.command)
         except ValueError as error:
             problems.append(f"{cwhere}: key 'command': {error}")
+            continue
+        if cmd.job_type in broken:
             continue
         if cmd.job_type not in spec.jobs:
             problems.append(
@@ -351,9 +385,12 @@ def _check_namespace(name: str, spec: NamespaceSpec) -> tuple[list[str], Namespa
     schedules: list[Schedule] = []
     for index, sched in enumerate(spec.schedules):
         swhere = f"{where}, schedule {sched.name or sched.cron!r}"
+        if sched.job_type in broken:
+            continue
         if sched.job_type not in spec.jobs:
             problems.append(
-                f"{swhere}: key 'job_type': unknown job {sched.job_type!r}{_suggest(sched.job_type, list(spec.jobs))}"
+                f"{swhere}: key 'job_type': unknown job {sched.job_type!r}{_suggest(sched.job_type, list(spec.jobs))}; "
+                f"jobs in this namespace: {', '.join(spec.jobs) or '(none)'}"
             )
             continue
         wanted = set(fields.get(sched.job_type, []))
@@ -369,6 +406,39 @@ def _check_namespace(name: str, spec: NamespaceSpec) -> tuple[list[str], Namespa
         problems.append(f"{where}: two schedules share the key {dup!r}; give them distinct 'name's")
     commands.sort(key=lambda c: -len(c.literals))
     return problems, Namespace(name, spec, tuple(commands), tuple(schedules))
+
+
+def _salvage(body: Any, error: ValidationError, broken: set[str]) -> NamespaceSpec | None:
+    """The namespace without the items pydantic refused, so the cross-checks can still run.
+
+    Reporting one mistake per run would make fixing a config a slow loop; the names
+    of refused jobs go into `broken` so commands using them are not blamed twice.
+    """
+    if not isinstance(body, dict):
+        return None
+    body = {
+        k: (dict(v) if isinstance(v, dict) else list(v) if isinstance(v, list) else v)
+        for k, v in body.items()
+    }
+    drop: dict[str, set[Any]] = {"slack": set(), "schedules": set()}
+    for item in error.errors():
+        loc = item["loc"]
+        if len(loc) == 1 or (loc[0] == "jobs" and not isinstance(body.get("jobs"), dict)):
+            if loc[0] == "jobs" and isinstance(body.get("jobs"), dict):
+                broken.update(body["jobs"])
+            body.pop(loc[0], None)
+        elif loc[0] == "jobs" and isinstance(body.get("jobs"), dict):
+            broken.add(str(loc[1]))
+            body["jobs"].pop(loc[1], None)
+        elif loc[0] in drop and isinstance(loc[1], int):
+            drop[str(loc[0])].add(loc[1])
+    for key, indexes in drop.items():
+        if isinstance(body.get(key), list):
+            body[key] = [x for i, x in enumerate(body[key]) if i not in indexes]
+    try:
+        return NamespaceSpec.model_validate(body)
+    except ValidationError:
+        return None
 
 
 def parse_config(raw: Any, source: str = "job_configs.py") -> JobConfigs:
@@ -391,12 +461,16 @@ def parse_config(raw: Any, source: str = "job_configs.py") -> JobConfigs:
                 f"({', '.join(sorted(RESERVED_NAMESPACES))}); choose another"
             )
             continue
+        broken: set[str] = set()
         try:
             spec = NamespaceSpec.model_validate(body)
         except ValidationError as error:
             problems.extend(_describe(raw, error, name))
-            continue
-        ns_problems, namespace = _check_namespace(name, spec)
+            salvaged = _salvage(body, error, broken)
+            if salvaged is None:
+                continue
+            spec = salvaged
+        ns_problems, namespace = _check_namespace(name, spec, broken)
         problems.extend(ns_problems)
         namespaces[name] = namespace
     if problems:

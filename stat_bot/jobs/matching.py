@@ -161,10 +161,19 @@ def closest_commands(configs: JobConfigs, text: str, n: int = 3) -> list[str]:
     shapes = {
         " ".join(t if isinstance(t, str) else "" for t in c.tokens).strip(): c for c in commands
     }
-    lowered = text.lower()
+    words = text.lower().split()
+    # Compare only as many words as the command has literal ones (plus its namespace), so the
+    # arguments after a mistyped command word (`hw chek x1000c0`) do not drown the likeness.
     scored = sorted(
         (
-            (difflib.SequenceMatcher(None, lowered, f"{c.namespace} {shape}").ratio(), c.usage)
+            (
+                difflib.SequenceMatcher(
+                    None,
+                    " ".join(words[: len(c.literals) + 1]),
+                    f"{c.namespace} {shape}",
+                ).ratio(),
+                c.usage,
+            )
             for shape, c in shapes.items()
         ),
         reverse=True,

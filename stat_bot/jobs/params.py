@@ -7,6 +7,7 @@ an argument it cannot use, and the refusal can say what was expected.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,9 +61,12 @@ def _as_int(value: str) -> str:
 
 def _as_float(value: str) -> str:
     try:
-        return repr(float(value))
+        number = float(value)
     except ValueError:
         raise ParamError("a number, such as 2.5") from None
+    if not math.isfinite(number):
+        raise ParamError("a finite number, such as 2.5")
+    return repr(number)
 
 
 def _as_xname(value: str) -> str:

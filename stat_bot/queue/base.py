@@ -78,11 +78,16 @@ class Worker:
 
 @dataclass(frozen=True, slots=True)
 class Recovered:
-    """A job whose dispatcher died: re-queued while retries remain, otherwise lost."""
+    """A job whose dispatcher died: re-queued while retries remain, otherwise lost.
+
+    `pid` is the process group the lost attempt ran in (a re-queued job's row no
+    longer holds it), so the recovering dispatcher can kill what is left of it.
+    """
 
     job: Job
     requeued: bool
     worker: Worker | None
+    pid: int | None = None
 
 
 class WakeupListener(abc.ABC):
@@ -214,7 +219,12 @@ class Queue(abc.ABC):
 
     @abc.abstractmethod
     def next_due(self, *, now: float | None = None) -> float | None:
-        """When the earliest delayed job becomes due, to sleep exactly that long."""
+        """When the earliest delayed job becomes due, to sleep exactly that long.
+
+        With `now`, only jobs not yet due at `now` count: a due job that must wait
+        (its type at its limit, or suppressed) would otherwise make a caller that
+        sleeps until "the next due time" never sleep at all.
+        """
 
     # waking ----------------------------------------------------------------
     @abc.abstractmethod

@@ -249,6 +249,7 @@ SQL_FIRE_SCHEDULE = """
 """
 
 SQL_NEXT_DUE = "SELECT min(start_after) FROM jobs WHERE status = 'queued'"
+SQL_NEXT_DUE_AFTER = SQL_NEXT_DUE + " AND start_after > ?"
 
 
 def _job(row: Sequence[object]) -> Job:
@@ -538,11 +539,11 @@ class SQLiteQueue(Queue):
                         f"(attempt {job.attempts} of {job.max_retries + 1} failed)"
                     )
                     new = conn.execute(SQL_REQUEUE, (now, note, job.id)).fetchone()
-                    recovered.append(Recovered(_job(new), True, worker))
+                    recovered.append(Recovered(_job(new), True, worker, job.pid))
                 else:
                     note = f"lost: {who} stopped while it ran"
                     new = conn.execute(SQL_MARK_LOST, (now, note, job.id)).fetchone()
-                    recovered.append(Recovered(_job(new), False, worker))
+                    recovered.append(Recovered(_job(new), False, worker, job.pid))
             for wid in dead:
                 conn.execute(SQL_UNREGISTER_WORKER, (wid,))
         if any(r.requeued for r in recovered):
@@ -610,7 +611,9 @@ class SQLiteQueue(Queue):
         return [_suppression(r) for r in self._read(SQL_ACTIVE_SUPPRESSIONS, (active_at,))]
 
     def next_due(self, *, now: float | None = None) -> float | None:
-        return self._read(SQL_NEXT_DUE)[0][0]
+        if now is None:
+            return self._read(SQL_NEXT_DUE)[0][0]
+        return self._read(SQL_NEXT_DUE_AFTER, (now,))[0][0]
 
     # waking ----------------------------------------------------------------
     def wakeup_listener(self, name: str) -> WakeupListener:

@@ -145,6 +145,8 @@ def success_messages(job: Job, spec: JobSpec, stdout: str) -> list[Message] | st
 
 def _why(job: Job, outcome: Outcome) -> str:
     match outcome.status:
+        case JobStatus.TIMED_OUT if outcome.timeout is None:
+            return "timed out and was stopped"
         case JobStatus.TIMED_OUT:
             return f"timed out after {outcome.timeout:g} s and was stopped"
         case JobStatus.CANCELLED:

@@ -1,0 +1,111 @@
+"""`python -m benchmarks [queue|latency|spawn ...]`: run benchmarks, print figures and targets.
+
+Usually run as `python3 bootstrap.py bench [queue|latency|spawn ...]`. Exit
+status 0 when every benchmark ran (targets missed or not: a MISS is a finding,
+not a crash), 1 when one could not run, 2 for a wrong command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from benchmarks import latency, queue_cycle, spawn
+from benchmarks.common import Figure, machine, print_figures
+
+NAMES = ("queue", "latency", "spawn")
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python3 bootstrap.py bench",
+        description="STAT bot's benchmarks; see BENCHMARKS.md for the targets and the method.",
+    )
+    parser.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"which to run: {', '.join(NAMES)} (default: all, in that order)",
+    )
+    parser.add_argument("--queue-jobs", type=int, default=20_000, help="queue: jobs (20,000)")
+    parser.add_argument(
+        "--synchronous",
+        choices=("NORMAL", "FULL"),
+        help="queue: SQLite synchronous setting (default: the service's SQLITE_SYNCHRONOUS default)",
+    )
+    parser.add_argument("--latency-jobs", type=int, default=300, help="latency: jobs (300)")
+    parser.add_argument(
+        "--latency-gap", type=float, default=0.02, help="latency: seconds between jobs (0.02)"
+    )
+    parser.add_argument("--spawn-jobs", type=int, default=1000, help="spawn: jobs (1,000)")
+    parser.add_argument(
+        "--spawn-concurrency", type=int, default=8, help="spawn: DISPATCHER_CONCURRENCY (8)"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary folder (logs, databases)"
+    )
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in NAMES]
+    if unknown:
+        parser.error(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(NAMES)}")
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse(argv)
+    names = [n for n in NAMES if n in args.names] if args.names else list(NAMES)
+    runs: dict[str, Callable[[Path], tuple[str, list[Figure]]]] = {
+        "queue": lambda home: queue_cycle.run(
+            home, jobs=args.queue_jobs, synchronous=args.synchronous
+        ),
+        "latency": lambda home: latency.run(home, jobs=args.latency_jobs, gap=args.latency_gap),
+        "spawn": lambda home: spawn.run(
+            home, jobs=args.spawn_jobs, concurrency=args.spawn_concurrency
+        ),
+    }
+    facts = machine()
+    print(
+        f"STAT bot benchmarks on {facts['cpus']} x {facts['cpu']}, {facts['memory']}, "
+        f"Linux {facts['kernel']}, Python {facts['python']}, SQLite {facts['sqlite']}; "
+        f"load average {facts['load']}\n",
+        flush=True,
+    )
+    top = Path(tempfile.mkdtemp(prefix="stat-bot-bench-"))
+    crashed: list[str] = []
+    verdicts: list[tuple[str, Figure]] = []
+    try:
+        for name in names:
+            home = top / name
+            home.mkdir()
+            started = time.monotonic()
+            try:
+                title, figures = runs[name](home)
+            except Exception:
+                crashed.append(name)
+                print(f"{name}: could not run\n{traceback.format_exc()}", file=sys.stderr)
+                continue
+            print(f"{title} [{time.monotonic() - started:.1f} s]")
+            print_figures(figures)
+            verdicts.extend((name, f) for f in figures if f.passed is not None)
+    finally:
+        if args.keep:
+            print(f"kept {top}")
+        else:
+            shutil.rmtree(top, ignore_errors=True)
+    if verdicts:
+        summary = ", ".join(f"{name} {f.label} {f.verdict}" for name, f in verdicts)
+        print(f"summary: {summary}")
+    if crashed:
+        print(f"could not run: {', '.join(crashed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

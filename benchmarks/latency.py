@@ -1,0 +1,92 @@
+"""(b) Dispatch latency: a job enqueued in one process -> its child started by the dispatcher.
+
+The real `stat-bot dispatcher` console script runs idle as a subprocess with the
+production settings (concurrency 8, poll interval 0.5 s, JSON logs at INFO to a
+file). This process enqueues jobs one at a time through SQLiteQueue, as the bot,
+the web server and `stat-bot enqueue` do, and records `time.time()` as soon as
+`enqueue` returns (after its commit and its wake-up datagram). Jobs are spaced
+apart so each is measured alone. The job is an ordinary configured job whose
+command is `t=$EPOCHREALTIME; echo "$STAT_BOT_JOB_ID $t" >> FILE`: bash 5 reads
+the wall clock as soon as the child runs, so latency = the child's
+$EPOCHREALTIME - the enqueue's return, which covers the wake-up, the claim
+transaction, the log folder, the environment and the spawn of bash itself. The
+first jobs warm the dispatcher up and are not counted.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from pathlib import Path
+
+from benchmarks.common import BenchmarkError, DispatcherProcess, Figure, percentile, wait_until
+from benchmarks.common import write_job_configs as write_configs
+from stat_bot.jobs.model import JobRequest, Source
+from stat_bot.queue.sqlite import SQLiteQueue
+
+TARGET_P50_MS = 5.0
+TARGET_P99_MS = 25.0
+WARMUP = 10
+
+
+def run(home: Path, *, jobs: int = 300, gap: float = 0.02) -> tuple[str, list[Figure]]:
+    starts = home / "starts.txt"
+    (home / "workspace" / "bench").mkdir(parents=True)
+    command = f't=$EPOCHREALTIME; echo "$STAT_BOT_JOB_ID $t" >> {shlex.quote(str(starts))}'
+    write_configs(home / "job_configs.py", {"latency": {"run_args_template": command}})
+    enqueued: dict[int, tuple[float, float]] = {}  # job id -> (before enqueue, after enqueue)
+    coalesced = 0
+    with DispatcherProcess(home) as dispatcher:
+        dispatcher.start()
+        queue = SQLiteQueue(dispatcher.database)
+        try:
+            request = JobRequest(namespace="bench", job_type="latency", source=Source.CLI)
+            for n in range(WARMUP + jobs):
+                before = time.time()
+                result = queue.enqueue(request)
+                after = time.time()
+                if result.coalesced:
+                    coalesced += 1  # merged into a job still queued: not measured alone
+                elif n >= WARMUP:
+                    enqueued[result.job.id] = (before, after)
+                time.sleep(gap)
+
+            def all_started() -> dict[int, float] | None:
+                started: dict[int, float] = {}
+                if starts.exists():
+                    for line in starts.read_text().splitlines():
+                        job_id, stamp = line.split()
+                        started[int(job_id)] = float(stamp)
+                return started if enqueued.keys() <= started.keys() else None
+
+            started = wait_until(all_started, 30, f"{jobs} jobs to start")
+        finally:
+            queue.close()
+        if dispatcher.process is not None and dispatcher.process.poll() is not None:
+            raise BenchmarkError(f"the dispatcher died:\n{dispatcher.log_tail()}")
+    latencies = [(started[i] - after) * 1000 for i, (_, after) in enqueued.items()]
+    enqueue_ms = [(after - before) * 1000 for before, after in enqueued.values()]
+    title = (
+        f"dispatch latency: {len(latencies)} jobs enqueued one at a time {gap * 1000:g} ms apart "
+        f"-> child started (real `stat-bot dispatcher`, idle, default settings)"
+    )
+    figures = [
+        Figure("p50", percentile(latencies, 50), " ms", TARGET_P50_MS, False, 2),
+        Figure("p90", percentile(latencies, 90), " ms", None, False, 2),
+        Figure("p99", percentile(latencies, 99), " ms", TARGET_P99_MS, False, 2),
+        Figure("max", max(latencies), " ms", None, False, 2),
+        Figure(
+            "enqueue call itself, p50",
+            percentile(enqueue_ms, 50),
+            " ms",
+            None,
+            False,
+            2,
+            note="not part of the latency",
+        ),
+    ]
+    if coalesced:
+        figures.append(
+            Figure("jobs coalesced (not measured)", coalesced, "", None, False, note="raise --gap")
+        )
+    return title, figures

@@ -1,0 +1,115 @@
+"""Four processes enqueue 5,000 jobs while a dispatcher runs them: each runs exactly once."""
+
+from __future__ import annotations
+
+import collections
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import wait_until
+
+PROCESSES = 4
+PER_PROCESS = 1250
+TOTAL = PROCESSES * PER_PROCESS
+
+ENQUEUER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from stat_bot.jobs.model import JobRequest
+    from stat_bot.queue.sqlite import SQLiteQueue
+
+    database, go, count, label = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    queue = SQLiteQueue(database)
+    while not go.exists():  # start all enqueuers at once
+        time.sleep(0.005)
+    for i in range(count):
+        queue.enqueue(JobRequest(namespace="t", job_type="true", args={"n": f"{label}-{i}"},
+                                 concurrency=8, coalesce=False))
+    queue.close()
+    """
+)
+
+
+@pytest.mark.slow
+def test_four_enqueuers_and_a_dispatcher_run_every_job_exactly_once(
+    configure, settings, queue, start_dispatcher, tmp_path, home
+):
+    configure(
+        {
+            "t": {
+                "jobs": {
+                    "true": {
+                        "run_args_template": "true",
+                        "concurrency": 8,
+                        "coalesce": False,
+                        "report_success": False,
+                    }
+                }
+            }
+        }
+    )
+    dispatcher = start_dispatcher(DISPATCHER_CONCURRENCY="8", LOG_LEVEL="INFO")
+    go = tmp_path / "go"
+    enqueuers = []
+    for p in range(PROCESSES):
+        err = (tmp_path / f"enqueuer-{p}.err").open("wb")
+        enqueuers.append(
+            (
+                subprocess.Popen(
+                    [sys.executable, "-c", ENQUEUER, str(settings.sqlite_path), str(go),
+                     str(PER_PROCESS), f"p{p}"],
+                    cwd=home, stdout=subprocess.DEVNULL, stderr=err,
+                ),  # fmt: skip
+                err,
+            )
+        )
+    try:
+        go.touch()
+        for proc, err in enqueuers:
+            assert proc.wait(120) == 0, Path(err.name).read_text()
+    finally:
+        for proc, err in enqueuers:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            err.close()
+
+    def finished() -> bool:
+        with sqlite3.connect(settings.sqlite_path) as db:
+            (left,) = db.execute(
+                "SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')"
+            ).fetchone()
+        return left == 0
+
+    wait_until(finished, timeout=180, interval=0.5, what="every job to finish")
+    assert dispatcher.terminate() == 0
+
+    with sqlite3.connect(settings.sqlite_path) as db:
+        rows = db.execute("SELECT id, status, attempts, args, exit_code FROM jobs").fetchall()
+    assert len(rows) == TOTAL
+    assert collections.Counter(r[1] for r in rows) == {"succeeded": TOTAL}
+    assert {r[2] for r in rows} == {1}
+    assert {r[4] for r in rows} == {0}
+    # Every enqueue arrived once: all 5,000 distinct argument sets are there.
+    assert len({r[3] for r in rows}) == TOTAL
+
+    # The dispatcher started and finished each job exactly once.
+    events = dispatcher.events()
+    started = collections.Counter(e["job_id"] for e in events if e.get("event") == "job started")
+    ended = collections.Counter(e["job_id"] for e in events if e.get("event") == "job finished")
+    ids = {r[0] for r in rows}
+    assert set(started) == ids and set(started.values()) == {1}
+    assert set(ended) == ids and set(ended.values()) == {1}
+
+    outputs = [dispatcher.stderr(), dispatcher.stdout()] + [
+        (tmp_path / f"enqueuer-{p}.err").read_text() for p in range(PROCESSES)
+    ]
+    for text in outputs:
+        assert "database is locked" not in text
+        assert "Traceback" not in text

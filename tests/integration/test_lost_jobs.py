@@ -1,0 +1,119 @@
+"""A dispatcher killed with SIGKILL: the next one declares its job lost or runs it again."""
+
+from __future__ import annotations
+
+import pytest
+
+from stat_bot.jobs.model import JobStatus, ReportState
+from tests.integration.conftest import (
+    process_gone,
+    read_pid_file,
+    request_for,
+    wait_pid,
+    wait_status,
+    wait_until,
+)
+
+# The first attempt leaves a grandchild in its process group and sleeps; later attempts end at once.
+FIRST_ATTEMPT_HANGS = (
+    'if [ "$STAT_BOT_ATTEMPT" = 1 ]; then '
+    'sleep 30 & echo $! > "$WRITEABLE_DIR/child-$STAT_BOT_JOB_ID"; sleep 30; '
+    "else echo attempt $STAT_BOT_ATTEMPT; fi"
+)
+
+
+def _configs(configure, retries: int):
+    return configure(
+        {
+            "t": {
+                "jobs": {
+                    "hang": {
+                        "run_args_template": FIRST_ATTEMPT_HANGS,
+                        "retries": retries,
+                        "report_stdout": True,
+                    }
+                }
+            }
+        }
+    )
+
+
+def _start_and_kill(start_dispatcher, queue, configs, settings, kill_at_end):
+    """Run the job under a dispatcher, kill -9 that dispatcher; the job's pids and id."""
+    first = start_dispatcher()
+    job = queue.enqueue(request_for(configs, "t", "hang")).job
+    wait_status(queue, job.id, JobStatus.RUNNING)
+    leader = wait_pid(queue, job.id)
+    kill_at_end(leader, job.id)
+    child = read_pid_file(settings.writeable_dir / f"child-{job.id}")
+    first.kill()
+    # The job's processes outlive their dispatcher: they are in a session of their own.
+    assert not process_gone(leader)
+    assert not process_gone(child)
+    assert queue.get(job.id).status is JobStatus.RUNNING
+    return job.id, leader, child
+
+
+@pytest.mark.slow
+def test_without_retries_the_job_is_lost_reported_and_its_processes_killed(
+    configure, queue, settings, start_dispatcher, kill_at_end
+):
+    configs = _configs(configure, retries=0)
+    job_id, leader, child = _start_and_kill(
+        start_dispatcher, queue, configs, settings, kill_at_end
+    )
+
+    second = start_dispatcher()
+    job = wait_status(queue, job_id, JobStatus.LOST)
+    assert job.attempts == 1
+    assert "lost" in (job.note or "")
+    wait_until(lambda: process_gone(leader) and process_gone(child), 10, what="orphans to die")
+
+    # The failure report goes out (the console notifier prints to the dispatcher's stdout).
+    wait_until(lambda: f"Job #{job_id} `t hang` was lost" in second.stdout(), 10, what="report")
+    assert f"--- #{job_id} t hang [failure]" in second.stdout()
+    wait_until(
+        lambda: queue.get(job_id).report_state == ReportState.DELIVERED, 10, what="delivered"
+    )
+    # Lost is final: it is not run again.
+    assert queue.get(job_id).attempts == 1
+
+
+@pytest.mark.slow
+def test_with_a_retry_the_job_is_requeued_and_runs_again(
+    configure, queue, settings, start_dispatcher, kill_at_end
+):
+    configs = _configs(configure, retries=1)
+    job_id, leader, child = _start_and_kill(
+        start_dispatcher, queue, configs, settings, kill_at_end
+    )
+
+    second = start_dispatcher()
+    job = wait_status(queue, job_id, JobStatus.SUCCEEDED)
+    assert job.attempts == 2
+    assert job.worker_id is not None and job.worker_id.split(":")[1] == str(second.pid)
+    assert "re-queued" in (job.note or "")
+    # The first attempt's process group must not keep running beside the second attempt.
+    wait_until(lambda: process_gone(leader) and process_gone(child), 10, what="orphans to die")
+    wait_until(lambda: "attempt 2" in second.stdout(), 10, what="the second attempt's report")
+    assert "its dispatcher stopped while it ran" in second.stdout()
+
+
+def test_lost_job_report_reaches_an_in_process_notifier(
+    configure, queue, settings, start_dispatcher, thread_dispatcher, kill_at_end
+):
+    configs = _configs(configure, retries=0)
+    job_id, leader, child = _start_and_kill(
+        start_dispatcher, queue, configs, settings, kill_at_end
+    )
+
+    second = thread_dispatcher(configs)
+    reports = second.notifier.wait_for(1)
+    assert len(reports) == 1
+    (report,) = reports
+    assert report.kind == "failure"
+    assert report.job_id == job_id
+    assert f"Job #{job_id}" in report.messages[0].text
+    assert "was lost" in report.messages[0].text
+    assert queue.get(job_id).status is JobStatus.LOST
+    wait_until(lambda: process_gone(leader) and process_gone(child), 10, what="orphans to die")

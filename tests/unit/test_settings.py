@@ -1,0 +1,180 @@
+"""Settings: defaults, the `environment` file, refusals that name the variable."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from stat_bot.settings import SERVICE_SECRETS, SettingsError, load_settings
+
+VARIABLES = (
+    "STATE_DIR",
+    "DATABASE_URL",
+    "LOGS_DIR",
+    "WRITEABLE_DIR",
+    "WORKSPACE_DIR",
+    "JOB_CONFIGS",
+    "SQLITE_SYNCHRONOUS",
+    "DISPATCHER_CONCURRENCY",
+    "DISPATCHER_POLL_INTERVAL",
+    "HEARTBEAT_INTERVAL",
+    "LOST_AFTER",
+    "JOB_TIMEOUT",
+    "KILL_GRACE",
+    "SHUTDOWN_GRACE",
+    "HISTORY_DAYS",
+    "TIMEZONE",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "PYTHONPATH",
+    *SERVICE_SECRETS,
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No setting leaks in from the machine running the tests; cwd is an empty folder."""
+    for name in VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_defaults_are_derived_from_state_dir(tmp_path: Path):
+    settings = load_settings(state_dir=tmp_path / "state")
+    state = tmp_path / "state"
+    assert settings.state_dir == state
+    assert settings.database_url == f"sqlite:///{state / 'stat-bot.sqlite3'}"
+    assert settings.sqlite_path == state / "stat-bot.sqlite3"
+    assert settings.logs_dir == state / "logs"
+    assert settings.writeable_dir == state / "writeable"
+
+
+def test_defaults_without_any_variable(tmp_path: Path):
+    settings = load_settings()
+    assert settings.state_dir == tmp_path / "var"
+    assert settings.workspace_dir == tmp_path / "workspace"
+    assert settings.job_configs == tmp_path / "job_configs.py"
+    assert settings.sqlite_path == tmp_path / "var" / "stat-bot.sqlite3"
+    assert settings.dispatcher_concurrency == 8
+    assert settings.timezone == "UTC"
+    assert settings.log_level == "INFO"
+    assert settings.log_format == "auto"
+    assert settings.sqlite_synchronous == "NORMAL"
+
+
+def test_relative_paths_become_absolute(tmp_path: Path):
+    settings = load_settings(state_dir="s", logs_dir="l", database_url="sqlite:///d/q.db")
+    assert settings.state_dir == tmp_path / "s"
+    assert settings.logs_dir == tmp_path / "l"
+    assert settings.sqlite_path == tmp_path / "d" / "q.db"
+
+
+def test_explicit_paths_win_over_derived_ones(tmp_path: Path):
+    settings = load_settings(state_dir=tmp_path / "s", writeable_dir=tmp_path / "w")
+    assert settings.writeable_dir == tmp_path / "w"
+    assert settings.logs_dir == tmp_path / "s" / "logs"
+
+
+def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setenv("STATE_DIR", str(tmp_path / "from-env"))
+    monkeypatch.setenv("DISPATCHER_CONCURRENCY", "3")
+    monkeypatch.setenv("log_level", "debug")
+    monkeypatch.setenv("TIMEZONE", "Europe/Paris")
+    settings = load_settings()
+    assert settings.state_dir == tmp_path / "from-env"
+    assert settings.dispatcher_concurrency == 3
+    assert settings.log_level == "DEBUG"
+    assert str(settings.tz) == "Europe/Paris"
+
+
+def test_values_are_read_from_an_environment_file(tmp_path: Path):
+    (tmp_path / "environment").write_text(
+        "# site settings\nSTATE_DIR=/srv/stat-bot\nTIMEZONE=America/Chicago\nHISTORY_DAYS=7\n"
+        "SITE_TRAC_URL=https://trac.example/\n"
+    )
+    settings = load_settings()
+    assert settings.state_dir == Path("/srv/stat-bot")
+    assert settings.timezone == "America/Chicago"
+    assert settings.history_days == 7
+
+
+def test_process_environment_wins_over_the_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    (tmp_path / "environment").write_text("HISTORY_DAYS=7\n")
+    monkeypatch.setenv("HISTORY_DAYS", "30")
+    assert load_settings().history_days == 30
+
+
+def test_a_malformed_value_in_the_file_is_refused(tmp_path: Path):
+    (tmp_path / "environment").write_text("LOG_FORMAT=xml\n")
+    with pytest.raises(SettingsError, match="setting LOG_FORMAT"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("DISPATCHER_CONCURRENCY", "lots", "valid integer"),
+        ("DISPATCHER_CONCURRENCY", "0", "greater than or equal to 1"),
+        ("TIMEZONE", "Mars/Base", "expected an IANA time zone such as UTC or Europe/Paris"),
+        ("TIMEZONE", "../../etc/passwd", "expected an IANA time zone"),
+        ("DATABASE_URL", "mysql://x", "expected sqlite:///PATH"),
+        ("LOG_LEVEL", "loud", "'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
+        ("HEARTBEAT_INTERVAL", "soon", "valid number"),
+        ("SQLITE_SYNCHRONOUS", "off", "'NORMAL' or 'FULL'"),
+    ],
+)
+def test_malformed_values_name_the_variable_and_what_is_expected(
+    monkeypatch: pytest.MonkeyPatch, variable, value, expected
+):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    (line,) = str(caught.value).splitlines()
+    assert line.startswith(f"setting {variable}: ")
+    assert expected in line
+    assert value.upper() in line.upper()
+    assert line.endswith("see environment-sample")
+
+
+def test_every_bad_variable_gets_its_own_line(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("DISPATCHER_CONCURRENCY", "lots")
+    monkeypatch.setenv("TIMEZONE", "Mars/Base")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 2
+    assert {line.split(":")[0] for line in lines} == {
+        "setting DISPATCHER_CONCURRENCY",
+        "setting TIMEZONE",
+    }
+
+
+def test_job_environment_strips_service_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    for secret in SERVICE_SECRETS:
+        monkeypatch.setenv(secret, "s3cret")
+    monkeypatch.setenv("SITE_REDFISH_USER", "admin")
+    (tmp_path / "environment").write_text(
+        "SLACK_APP_TOKEN=xapp-file\nSITE_TRAC_URL=https://trac.example/\n"
+    )
+    settings = load_settings(state_dir=tmp_path / "state", workspace_dir=tmp_path / "ws")
+    env = settings.job_environment()
+    assert not SERVICE_SECRETS & set(env)
+    assert "s3cret" not in env.values()
+    assert env["SITE_REDFISH_USER"] == "admin"
+    assert env["SITE_TRAC_URL"] == "https://trac.example/"
+    assert env["PYTHONPATH"] == str(tmp_path / "ws")
+    assert env["WRITEABLE_DIR"] == str(tmp_path / "state" / "writeable")
+    assert env["STAT_BOT_TIMEZONE"] == "UTC"
+    assert env["PATH"] == os.environ["PATH"]
+
+
+def test_job_environment_overrides_an_inherited_pythonpath(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    env = load_settings(workspace_dir=tmp_path / "ws").job_environment()
+    assert env["PYTHONPATH"] == str(tmp_path / "ws")
