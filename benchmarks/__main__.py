@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks import latency, queue_cycle, spawn
-from benchmarks.common import Figure, machine, print_figures
+from benchmarks.common import Figure, file_system, machine, print_figures
 
 NAMES = ("queue", "latency", "spawn")
 
@@ -47,6 +47,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--spawn-concurrency", type=int, default=8, help="spawn: DISPATCHER_CONCURRENCY (8)"
     )
+    parser.add_argument("--spawn-rounds", type=int, default=5, help="spawn: alternating rounds (5)")
+    parser.add_argument(
+        "--tmpdir",
+        type=Path,
+        help="where the temporary folder goes (default: the system's, usually /tmp)",
+    )
     parser.add_argument(
         "--keep", action="store_true", help="keep the temporary folder (logs, databases)"
     )
@@ -66,17 +72,20 @@ def main(argv: list[str]) -> int:
         ),
         "latency": lambda home: latency.run(home, jobs=args.latency_jobs, gap=args.latency_gap),
         "spawn": lambda home: spawn.run(
-            home, jobs=args.spawn_jobs, concurrency=args.spawn_concurrency
+            home,
+            jobs=args.spawn_jobs,
+            concurrency=args.spawn_concurrency,
+            rounds=args.spawn_rounds,
         ),
     }
+    top = Path(tempfile.mkdtemp(prefix="stat-bot-bench-", dir=args.tmpdir))
     facts = machine()
     print(
         f"STAT bot benchmarks on {facts['cpus']} x {facts['cpu']}, {facts['memory']}, "
         f"Linux {facts['kernel']}, Python {facts['python']}, SQLite {facts['sqlite']}; "
-        f"load average {facts['load']}\n",
+        f"load average {facts['load']}; in {top} ({file_system(top)})\n",
         flush=True,
     )
-    top = Path(tempfile.mkdtemp(prefix="stat-bot-bench-"))
     crashed: list[str] = []
     verdicts: list[tuple[str, Figure]] = []
     try:

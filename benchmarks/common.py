@@ -76,6 +76,35 @@ def print_figures(figures: Sequence[Figure]) -> None:
     print(flush=True)
 
 
+def file_cost(folder: Path, count: int = 200) -> float:
+    """Microseconds to make what a job of a new type gets: 2 folders and 2 empty files."""
+    start = time.perf_counter()
+    for n in range(count):
+        job = folder / f"type{n}" / "1"
+        job.mkdir(parents=True)
+        (job / "stdout").open("wb").close()
+        (job / "stderr").open("wb").close()
+    return (time.perf_counter() - start) / count * 1e6
+
+
+SLOW_FILES_US = 500.0  # a job's folders + 2 files taking longer than this: the fs is disturbed
+
+
+def file_figure(files_us: float) -> Figure:
+    """The file system's cost for one job's log folder, flagged when it is abnormally slow."""
+    return Figure(
+        "file system: a job's folders + files",
+        files_us,
+        " \u00b5s",
+        higher_is_better=False,
+        note=(
+            "SLOW right now, figures above disturbed (see BENCHMARKS.md): rerun in a few minutes"
+            if files_us > SLOW_FILES_US
+            else "normal"
+        ),
+    )
+
+
 def percentile(values: Sequence[float], p: float) -> float:
     """The p-th percentile (0-100) by linear interpolation between closest ranks."""
     ordered = sorted(values)
@@ -218,6 +247,19 @@ def read_only(database: Path) -> Iterator[sqlite3.Connection]:
         yield conn
     finally:
         conn.close()
+
+
+def file_system(path: Path) -> str:
+    """The type of the file system holding `path` (from /proc/mounts), e.g. ext4 or tmpfs."""
+    best, kind = "", "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/mounts").read_text().splitlines():
+            fields = line.split()
+            mount = fields[1]
+            inside = str(path).startswith(mount.rstrip("/") + "/") or str(path) == mount
+            if inside and len(mount) >= len(best):
+                best, kind = mount, fields[2]
+    return kind
 
 
 def machine() -> dict[str, str]:

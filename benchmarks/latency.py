@@ -10,16 +10,27 @@ command is `t=$EPOCHREALTIME; echo "$STAT_BOT_JOB_ID $t" >> FILE`: bash 5 reads
 the wall clock as soon as the child runs, so latency = the child's
 $EPOCHREALTIME - the enqueue's return, which covers the wake-up, the claim
 transaction, the log folder, the environment and the spawn of bash itself. The
-first jobs warm the dispatcher up and are not counted.
+first jobs warm the dispatcher up and are not counted. Each job's log folder and
+files are made on its way to starting, so the file system's speed at creating
+files is measured and shown too (see spawn.py).
 """
 
 from __future__ import annotations
 
 import shlex
+import subprocess
 import time
 from pathlib import Path
 
-from benchmarks.common import BenchmarkError, DispatcherProcess, Figure, percentile, wait_until
+from benchmarks.common import (
+    BenchmarkError,
+    DispatcherProcess,
+    Figure,
+    file_cost,
+    file_figure,
+    percentile,
+    wait_until,
+)
 from benchmarks.common import write_job_configs as write_configs
 from stat_bot.jobs.model import JobRequest, Source
 from stat_bot.queue.sqlite import SQLiteQueue
@@ -29,7 +40,20 @@ TARGET_P99_MS = 25.0
 WARMUP = 10
 
 
+def bare_starts(home: Path, count: int = 50) -> list[float]:
+    """For scale: ms from `subprocess.Popen` of the same command to its $EPOCHREALTIME."""
+    stamps = home / "bare-starts.txt"
+    command = f't=$EPOCHREALTIME; echo "0 $t" >> {shlex.quote(str(stamps))}'
+    before: list[float] = []
+    for _ in range(count):
+        before.append(time.time())
+        subprocess.run(["bash", "-c", command], check=True)
+    started = [float(line.split()[1]) for line in stamps.read_text().splitlines()]
+    return [(s - b) * 1000 for s, b in zip(started, before, strict=True)]
+
+
 def run(home: Path, *, jobs: int = 300, gap: float = 0.02) -> tuple[str, list[Figure]]:
+    files_us = file_cost(home / "files", 100)
     starts = home / "starts.txt"
     (home / "workspace" / "bench").mkdir(parents=True)
     command = f't=$EPOCHREALTIME; echo "$STAT_BOT_JOB_ID $t" >> {shlex.quote(str(starts))}'
@@ -85,6 +109,19 @@ def run(home: Path, *, jobs: int = 300, gap: float = 0.02) -> tuple[str, list[Fi
             note="not part of the latency",
         ),
     ]
+    bare = bare_starts(home)
+    figures.append(
+        Figure(
+            "bare Popen -> same child started, p50",
+            percentile(bare, 50),
+            " ms",
+            None,
+            False,
+            2,
+            note="reference: bash's own start-up, no queue",
+        )
+    )
+    figures.append(file_figure(files_us))
     if coalesced:
         figures.append(
             Figure("jobs coalesced (not measured)", coalesced, "", None, False, note="raise --gap")

@@ -5,6 +5,12 @@ line exercises exactly what production runs. The job gets its arguments
 shell-quoted into the template, context in `STAT_BOT_*` variables, stdout and
 stderr in files of its own log folder, and is stopped as a whole process group
 (SIGTERM, then SIGKILL after a grace period) on timeout or cancel.
+
+On Linux the event loop learns that a job ended from a pidfd, a descriptor it
+watches like a socket. Python 3.11's asyncio subprocess support instead starts a
+thread per child to wait for it (ThreadedChildWatcher); with many short jobs
+those threads and their GIL hand-overs cost more than the spawn itself.
+Elsewhere (no pidfd_open) jobs are spawned through asyncio as before.
 """
 
 from __future__ import annotations
@@ -13,11 +19,15 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
+import subprocess
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
@@ -29,6 +39,7 @@ from stat_bot.settings import Settings
 log = structlog.get_logger(__name__)
 
 MAX_REPORTED_STDOUT = 10 * 1024 * 1024  # read at most this much stdout into a report
+LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 
 
 def kill_group(pid: int, sig: int) -> bool:
@@ -51,19 +62,94 @@ def process_is_job(pid: int, job_id: int) -> bool:
     return f"STAT_BOT_JOB_ID={job_id}".encode() in environ.split(b"\0")
 
 
+class JobProcess(Protocol):
+    """What a job's process offers: asyncio.subprocess.Process and ChildProcess both do."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int: ...
+
+
+class ChildProcess:
+    """A spawned child whose exit the event loop sees through a pidfd (Linux 5.3+)."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop) -> None:
+        self._popen = popen
+        self._loop = loop
+        self._exited: asyncio.Future[int] = loop.create_future()
+        try:
+            self._pidfd = os.pidfd_open(popen.pid)
+        except OSError:  # out of descriptors, say: wait for this one on a thread instead
+            waiter = loop.run_in_executor(None, popen.wait)
+            waiter.add_done_callback(lambda done: self._exit(done.result()))
+        else:
+            loop.add_reader(self._pidfd, self._reap)
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.returncode
+
+    def _reap(self) -> None:
+        self._loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        # The pidfd is readable once the child has exited, so this wait returns at once.
+        self._exit(self._popen.wait())
+
+    def _exit(self, code: int) -> None:
+        if not self._exited.done():
+            self._exited.set_result(code)
+
+    @property
+    def exited(self) -> asyncio.Future[int]:
+        """Done with the exit status once the child has ended (await it only through a shield)."""
+        return self._exited
+
+    async def wait(self) -> int:
+        """The exit status (negative: killed by that signal), as asyncio's Process.wait."""
+        return await asyncio.shield(self._exited)
+
+
+@cache
+def devnull() -> int:
+    """One descriptor on /dev/null for every job's stdin (not inherited: Popen dup2s it to 0).
+
+    With subprocess.DEVNULL, Popen opens and closes /dev/null for every spawn.
+    """
+    return os.open(os.devnull, os.O_RDWR)
+
+
+@cache
+def pidfd_usable() -> bool:
+    """Whether this kernel and Python offer pidfd_open (Linux 5.3+, Python 3.9+)."""
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):
+        return False
+    return True
+
+
 @dataclass
 class RunningJob:
     """A spawned job; `wait` returns once it has ended for any reason."""
 
     job: Job
     spec: JobSpec
-    process: asyncio.subprocess.Process
+    process: JobProcess
     log_dir: Path
     timeout: float | None
     kill_grace: float
     started: float = field(default_factory=time.monotonic)
     _cancel: asyncio.Event = field(default_factory=asyncio.Event)
     _reason: str | None = None
+    _cancelled: asyncio.Future[None] | None = None  # what `wait` waits on besides the exit
 
     @property
     def pid(self) -> int:
@@ -73,6 +159,8 @@ class RunningJob:
         """Ask the job to stop; `wait` then reports it cancelled."""
         self._reason = reason
         self._cancel.set()
+        if self._cancelled is not None and not self._cancelled.done():
+            self._cancelled.set_result(None)
 
     async def _stop(self) -> None:
         """SIGTERM the process group, then SIGKILL whatever is left after the grace period."""
@@ -86,14 +174,18 @@ class RunningJob:
         kill_group(self.pid, signal.SIGKILL)
 
     async def wait(self) -> Outcome:
-        waiter = asyncio.ensure_future(self.process.wait())
-        canceller = asyncio.ensure_future(self._cancel.wait())
-        try:
-            done, _ = await asyncio.wait(
-                {waiter, canceller}, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            canceller.cancel()
+        # Plain futures rather than a task per awaitable: this runs once per job.
+        self._cancelled = asyncio.get_running_loop().create_future()
+        if self._cancel.is_set():
+            self._cancelled.set_result(None)
+        process = self.process
+        if isinstance(process, ChildProcess):
+            waiter: asyncio.Future[int] = process.exited
+        else:
+            waiter = asyncio.ensure_future(process.wait())
+        done, _ = await asyncio.wait(
+            {waiter, self._cancelled}, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED
+        )
         status: JobStatus
         note = None
         if waiter in done:
@@ -135,6 +227,8 @@ def read_text(path: Path, limit: int) -> str:
 
 def read_tail(path: Path, limit: int = 16384) -> str:
     try:
+        if os.stat(path).st_size == 0:
+            return ""  # the usual stderr: no need to open it
         with path.open("rb") as f:
             f.seek(0, os.SEEK_END)
             size = f.tell()
@@ -150,6 +244,9 @@ class Runner:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._base_env = settings.job_environment()
+        # bash as the jobs' PATH finds it, looked up once rather than tried dir by dir per spawn.
+        self._bash = shutil.which("bash", path=self._base_env.get("PATH", os.defpath))
+        self._made: set[Path] = set()  # workspace folders known to exist
         # The one place jobs may write (WRITEABLE_DIR): there from the first job on.
         if settings.writeable_dir is not None:
             settings.writeable_dir.mkdir(parents=True, exist_ok=True)
@@ -188,24 +285,49 @@ class Runner:
         log_dir = log_dir or self.log_dir_for(job)
         log_dir.mkdir(parents=True, exist_ok=True)
         cwd = self.settings.workspace_dir / job.namespace
-        cwd.mkdir(parents=True, exist_ok=True)
+        if cwd not in self._made:
+            cwd.mkdir(parents=True, exist_ok=True)
+            self._made.add(cwd)
         if namespace.fabfile:
             await asyncio.to_thread(refresh_fabfile, namespace.fabfile, cwd)
         command = render_template(spec.run_args_template, job.args)
         timeout = spec.timeout if spec.timeout is not None else (self.settings.job_timeout or None)
-        with (log_dir / "stdout").open("wb") as out, (log_dir / "stderr").open("wb") as err:
-            process = await asyncio.create_subprocess_exec(
-                "bash",
-                "-c",
-                command,
-                cwd=cwd,
-                env=self.environment(job, log_dir),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-            )
+        env = self.environment(job, log_dir)
+        folder = str(log_dir)
+        out = os.open(os.path.join(folder, "stdout"), LOG_FLAGS, 0o666)  # as open("wb")
+        try:
+            err = os.open(os.path.join(folder, "stderr"), LOG_FLAGS, 0o666)
+            try:
+                try:
+                    process = await self._spawn(command, cwd, env, out, err)
+                except FileNotFoundError:
+                    if cwd.is_dir():
+                        raise
+                    cwd.mkdir(parents=True, exist_ok=True)  # removed since the last job: again
+                    process = await self._spawn(command, cwd, env, out, err)
+            finally:
+                os.close(err)
+        finally:
+            os.close(out)
         return RunningJob(job, spec, process, log_dir, timeout, self.settings.kill_grace)
+
+    async def _spawn(
+        self, command: str, cwd: Path, env: dict[str, str], out: int, err: int
+    ) -> JobProcess:
+        """`bash -c command` as a session (process group) leader, stdin from /dev/null."""
+        options = {
+            "executable": self._bash,  # None: search PATH
+            "cwd": cwd,
+            "env": env,
+            "stdin": devnull(),
+            "stdout": out,
+            "stderr": err,
+            "start_new_session": True,
+        }
+        if pidfd_usable():
+            popen = subprocess.Popen(["bash", "-c", command], **options)
+            return ChildProcess(popen, asyncio.get_running_loop())
+        return await asyncio.create_subprocess_exec("bash", "-c", command, **options)
 
 
 def refresh_fabfile(url: str, cwd: Path) -> None:

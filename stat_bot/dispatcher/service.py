@@ -115,12 +115,6 @@ class Dispatcher:
     # life ----------------------------------------------------------------
     async def run(self, *, install_signal_handlers: bool = True) -> None:
         loop = asyncio.get_running_loop()
-        import os as _o
-
-        if _o.environ.get("XPIDFD"):
-            w = asyncio.PidfdChildWatcher()
-            asyncio.set_child_watcher(w)
-            w.attach_loop(loop)
         if install_signal_handlers:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
@@ -140,15 +134,14 @@ class Dispatcher:
                 database=str(self.settings.database_url),
             )
             await self._recover()
-            background = [
-                self._spawn(self._heartbeat_loop()),
-                self._spawn(self._schedule_loop()),
-                self._spawn(self._prune_loop()),
-            ]
+            heartbeat = self._spawn(self._heartbeat_loop())
+            background = [self._spawn(self._schedule_loop()), self._spawn(self._prune_loop())]
             await self._main_loop()
             for task in background:
                 task.cancel()
-            await self._shutdown()
+            # Heartbeats go on while running jobs drain: peers must not take them for lost,
+            # and a cancel request must still reach them.
+            await self._shutdown(heartbeat)
         finally:
             loop.remove_reader(listener.fileno())
             listener.close()
@@ -399,9 +392,9 @@ class Dispatcher:
                 self.log.exception("pruning failed")
             await asyncio.sleep(PRUNE_EVERY)
 
-    async def _shutdown(self) -> None:
+    async def _shutdown(self, heartbeat: asyncio.Task[Any]) -> None:
         """Wait for running jobs up to the grace period, then stop them; let reports go out."""
-        supervisors = list(self._tasks)
+        supervisors = [t for t in self._tasks if t is not heartbeat]
         if self.running:
             grace = self.settings.shutdown_grace
             self.log.info("waiting for running jobs", count=len(self.running), grace=grace)
@@ -411,5 +404,8 @@ class Dispatcher:
                 running.cancel(
                     f"stopped: the dispatcher shut down after waiting {grace:g} s for it"
                 )
+        while pending := [t for t in self._tasks if not t.done() and t is not heartbeat]:
+            await asyncio.wait(pending)
+        heartbeat.cancel()
         while pending := [t for t in self._tasks if not t.done()]:
             await asyncio.wait(pending)

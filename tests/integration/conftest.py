@@ -7,6 +7,7 @@ and so is every job process group a killed dispatcher may have left behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -104,9 +105,7 @@ def read_pid_file(path: Path, timeout: float = 15.0) -> int:
 # -- configs and requests ----------------------------------------------------------------
 
 
-def request_for(
-    configs: JobConfigs, namespace: str, job_type: str, **overrides: Any
-) -> JobRequest:
+def request_for(configs: JobConfigs, namespace: str, job_type: str, **overrides: Any) -> JobRequest:
     """A JobRequest as the bot would build it from the job's config."""
     spec = configs.job(namespace, job_type)
     values: dict[str, Any] = {
@@ -154,10 +153,8 @@ def kill_at_end() -> Iterator[Callable[[int, int], None]]:
     yield lambda pgid, job_id: groups.append((pgid, job_id))
     for pgid, job_id in groups:
         if process_is_job(pgid, job_id):
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
 
 
 # -- dispatcher as a subprocess ----------------------------------------------------------
@@ -187,10 +184,8 @@ class DispatcherProcess:
         for line in self.stderr().splitlines():
             line = line.strip()
             if line.startswith("{"):
-                try:
+                with contextlib.suppress(json.JSONDecodeError):  # a line being written
                     events.append(json.loads(line))
-                except json.JSONDecodeError:
-                    pass  # a line being written as we read
         return events
 
     def wait_ready(self, timeout: float = 20.0) -> None:
@@ -229,10 +224,8 @@ def kill_leftover_jobs(database: Path) -> None:
     try:
         for job in q.jobs(limit=100000):
             if job.pid and process_is_job(job.pid, job.id):
-                try:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(job.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
     finally:
         q.close()
 
@@ -322,10 +315,8 @@ class ThreadDispatcher:
         if not self.running:
             return
         assert self.loop is not None
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop already closed
             self.loop.call_soon_threadsafe(self.dispatcher.stop)
-        except RuntimeError:
-            pass  # the loop already closed
         assert self.thread is not None
         self.thread.join(timeout)
         assert not self.thread.is_alive(), "the in-process dispatcher did not stop"
@@ -340,7 +331,9 @@ def thread_dispatcher(
     """Start in-process Dispatchers: `thread_dispatcher(configs, settings=None)`."""
     started: list[ThreadDispatcher] = []
 
-    def start(configs: JobConfigs | None = None, settings_: Settings | None = None) -> ThreadDispatcher:
+    def start(
+        configs: JobConfigs | None = None, settings_: Settings | None = None
+    ) -> ThreadDispatcher:
         s = settings_ or settings
         configs = configs or load_config(s.job_configs)
         queue = SQLiteQueue(s.sqlite_path)

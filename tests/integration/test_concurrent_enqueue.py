@@ -7,7 +7,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -56,29 +55,28 @@ def test_four_enqueuers_and_a_dispatcher_run_every_job_exactly_once(
     )
     dispatcher = start_dispatcher(DISPATCHER_CONCURRENCY="8", LOG_LEVEL="INFO")
     go = tmp_path / "go"
+    err_paths = [tmp_path / f"enqueuer-{p}.err" for p in range(PROCESSES)]
     enqueuers = []
-    for p in range(PROCESSES):
-        err = (tmp_path / f"enqueuer-{p}.err").open("wb")
-        enqueuers.append(
-            (
-                subprocess.Popen(
-                    [sys.executable, "-c", ENQUEUER, str(settings.sqlite_path), str(go),
-                     str(PER_PROCESS), f"p{p}"],
-                    cwd=home, stdout=subprocess.DEVNULL, stderr=err,
-                ),  # fmt: skip
-                err,
-            )
-        )
     try:
+        for p, err_path in enumerate(err_paths):
+            with err_path.open("wb") as err:
+                command = [sys.executable, "-c", ENQUEUER, str(settings.sqlite_path), str(go)]
+                enqueuers.append(
+                    subprocess.Popen(
+                        [*command, str(PER_PROCESS), f"p{p}"],
+                        cwd=home,
+                        stdout=subprocess.DEVNULL,
+                        stderr=err,
+                    )
+                )
         go.touch()
-        for proc, err in enqueuers:
-            assert proc.wait(120) == 0, Path(err.name).read_text()
+        for proc, err_path in zip(enqueuers, err_paths, strict=True):
+            assert proc.wait(120) == 0, err_path.read_text()
     finally:
-        for proc, err in enqueuers:
+        for proc in enqueuers:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-            err.close()
 
     def finished() -> bool:
         with sqlite3.connect(settings.sqlite_path) as db:
@@ -104,12 +102,12 @@ def test_four_enqueuers_and_a_dispatcher_run_every_job_exactly_once(
     started = collections.Counter(e["job_id"] for e in events if e.get("event") == "job started")
     ended = collections.Counter(e["job_id"] for e in events if e.get("event") == "job finished")
     ids = {r[0] for r in rows}
-    assert set(started) == ids and set(started.values()) == {1}
-    assert set(ended) == ids and set(ended.values()) == {1}
+    assert set(started) == ids
+    assert set(started.values()) == {1}
+    assert set(ended) == ids
+    assert set(ended.values()) == {1}
 
-    outputs = [dispatcher.stderr(), dispatcher.stdout()] + [
-        (tmp_path / f"enqueuer-{p}.err").read_text() for p in range(PROCESSES)
-    ]
+    outputs = [dispatcher.stderr(), dispatcher.stdout()] + [p.read_text() for p in err_paths]
     for text in outputs:
         assert "database is locked" not in text
         assert "Traceback" not in text

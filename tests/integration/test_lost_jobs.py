@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from stat_bot.jobs.model import JobStatus, ReportState
 from tests.integration.conftest import (
     process_gone,
@@ -54,14 +52,11 @@ def _start_and_kill(start_dispatcher, queue, configs, settings, kill_at_end):
     return job.id, leader, child
 
 
-@pytest.mark.slow
 def test_without_retries_the_job_is_lost_reported_and_its_processes_killed(
     configure, queue, settings, start_dispatcher, kill_at_end
 ):
     configs = _configs(configure, retries=0)
-    job_id, leader, child = _start_and_kill(
-        start_dispatcher, queue, configs, settings, kill_at_end
-    )
+    job_id, leader, child = _start_and_kill(start_dispatcher, queue, configs, settings, kill_at_end)
 
     second = start_dispatcher()
     job = wait_status(queue, job_id, JobStatus.LOST)
@@ -79,19 +74,17 @@ def test_without_retries_the_job_is_lost_reported_and_its_processes_killed(
     assert queue.get(job_id).attempts == 1
 
 
-@pytest.mark.slow
 def test_with_a_retry_the_job_is_requeued_and_runs_again(
     configure, queue, settings, start_dispatcher, kill_at_end
 ):
     configs = _configs(configure, retries=1)
-    job_id, leader, child = _start_and_kill(
-        start_dispatcher, queue, configs, settings, kill_at_end
-    )
+    job_id, leader, child = _start_and_kill(start_dispatcher, queue, configs, settings, kill_at_end)
 
     second = start_dispatcher()
     job = wait_status(queue, job_id, JobStatus.SUCCEEDED)
     assert job.attempts == 2
-    assert job.worker_id is not None and job.worker_id.split(":")[1] == str(second.pid)
+    assert job.worker_id is not None
+    assert job.worker_id.split(":")[1] == str(second.pid)
     assert "re-queued" in (job.note or "")
     # The first attempt's process group must not keep running beside the second attempt.
     wait_until(lambda: process_gone(leader) and process_gone(child), 10, what="orphans to die")
@@ -103,9 +96,7 @@ def test_lost_job_report_reaches_an_in_process_notifier(
     configure, queue, settings, start_dispatcher, thread_dispatcher, kill_at_end
 ):
     configs = _configs(configure, retries=0)
-    job_id, leader, child = _start_and_kill(
-        start_dispatcher, queue, configs, settings, kill_at_end
-    )
+    job_id, leader, child = _start_and_kill(start_dispatcher, queue, configs, settings, kill_at_end)
 
     second = thread_dispatcher(configs)
     reports = second.notifier.wait_for(1)
@@ -117,3 +108,23 @@ def test_lost_job_report_reaches_an_in_process_notifier(
     assert "was lost" in report.messages[0].text
     assert queue.get(job_id).status is JobStatus.LOST
     wait_until(lambda: process_gone(leader) and process_gone(child), 10, what="orphans to die")
+
+
+def test_a_running_peer_recovers_the_job_without_a_restart(
+    configure, queue, settings, start_dispatcher, kill_at_end
+):
+    configs = _configs(configure, retries=1)
+    first = start_dispatcher()
+    job_id = queue.enqueue(request_for(configs, "t", "hang")).job.id
+    leader = wait_pid(queue, job_id)
+    kill_at_end(leader, job_id)
+    child = read_pid_file(settings.writeable_dir / f"child-{job_id}")
+    peer = start_dispatcher()  # started after the claim, so the job is the first one's
+
+    first.kill()
+    # The peer notices at a heartbeat (not only at start-up), kills the orphans, runs it again.
+    job = wait_status(queue, job_id, JobStatus.SUCCEEDED)
+    assert job.attempts == 2
+    assert job.worker_id.split(":")[1] == str(peer.pid)
+    wait_until(lambda: process_gone(leader) and process_gone(child), 10, what="orphans to die")
+    assert [w.pid for w in queue.workers()] == [peer.pid]

@@ -16,7 +16,6 @@ from tests.integration.conftest import (
     read_intervals,
     request_for,
     wait_status,
-    wait_until,
 )
 
 SUPPRESS_CONFIG = {
@@ -83,10 +82,19 @@ def test_a_suppressed_type_waits_until_the_suppression_is_cancelled(
     assert again.data == {"removed": 0}
 
 
+def test_a_suppressed_job_runs_once_the_window_ends(configure, queue, thread_dispatcher):
+    configs = configure(SUPPRESS_CONFIG)
+    thread_dispatcher(configs)
+    now = time.time()
+    queue.suppress("t", "quiet", now - 60, now + 1.5)
+    result = queue.enqueue(request_for(configs, "t", "quiet"))
+    assert result.suppressed_until == now + 1.5
+    job = wait_status(queue, result.job.id, JobStatus.SUCCEEDED)
+    assert job.started_at >= now + 1.5
+
+
 @pytest.mark.parametrize("start_at", ["9am", "25:00", "12:60", "noon"])
-def test_a_malformed_time_is_refused_and_nothing_is_stored(
-    configure, queue, cli, start_at
-):
+def test_a_malformed_time_is_refused_and_nothing_is_stored(configure, queue, cli, start_at):
     configure(SUPPRESS_CONFIG)
     result = cli("enqueue", f"t suppress quiet {start_at} 10:00")
     assert result.returncode == 2
@@ -161,7 +169,8 @@ def test_without_coalescing_each_enqueue_is_a_job(configure, queue):
     configs = configure(COALESCE_CONFIG)
     a = queue.enqueue(request_for(configs, "t", "each", args={"text": "one"}, delay_seconds=60))
     b = queue.enqueue(request_for(configs, "t", "each", args={"text": "two"}, delay_seconds=60))
-    assert not a.coalesced and not b.coalesced
+    assert not a.coalesced
+    assert not b.coalesced
     assert a.job.id != b.job.id
     assert sorted(j.args["text"] for j in queue.jobs()) == ["one", "two"]
 
@@ -203,7 +212,6 @@ def _stamp_job(label: str, concurrency: int) -> dict:
     }
 
 
-@pytest.mark.slow
 def test_per_type_concurrency_holds_across_two_dispatchers(
     configure, queue, settings, start_dispatcher
 ):
@@ -218,13 +226,13 @@ def test_per_type_concurrency_holds_across_two_dispatchers(
     for job_id in ids:
         wait_status(queue, job_id, JobStatus.SUCCEEDED, timeout=30)
     intervals = read_intervals(settings.writeable_dir / "stamps")
-    assert len(intervals["trio"]) == 9 and len(intervals["solo"]) == 3
+    assert len(intervals["trio"]) == 9
+    assert len(intervals["solo"]) == 3
     assert overlap(intervals["trio"]) == 3
     assert overlap(intervals["solo"]) == 1
     assert overlap(intervals["trio"] + intervals["solo"]) <= 4
 
 
-@pytest.mark.slow
 def test_dispatcher_concurrency_caps_all_types_together(
     configure, queue, settings, start_dispatcher
 ):

@@ -27,7 +27,7 @@ CONFIG = {
                 "timeout": 1,
             },
             "family": {"run_args_template": CHILD + "sleep 30"},
-            "later": {"run_args_template": "echo ran > \"$WRITEABLE_DIR/later-ran\""},
+            "later": {"run_args_template": 'echo ran > "$WRITEABLE_DIR/later-ran"'},
             "quick": {"run_args_template": "true"},
         },
         "slack": [
@@ -91,7 +91,9 @@ def test_cancel_a_queued_job_it_never_starts(configure, queue, settings, cli, st
     assert f"Job #{job_id} was queued and is now cancelled" in result.stdout
     job = queue.get(job_id)
     assert job.status is JobStatus.CANCELLED
-    assert job.started_at is None and job.attempts == 0 and job.pid is None
+    assert job.started_at is None
+    assert job.attempts == 0
+    assert job.pid is None
 
     # A later job runs, so the dispatcher is working, and the cancelled one stays cancelled.
     quick = json.loads(cli("--json", "enqueue", "t quick").stdout)["job"]["id"]

@@ -1,0 +1,311 @@
+"""`stat-bot` as people run it: subprocesses against a real queue and dispatcher."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from stat_bot.cli import main
+from stat_bot.jobs.model import JobStatus
+from tests.integration.conftest import wait_pid, wait_status
+
+CONFIG = {
+    "t": {
+        "description": "test jobs",
+        "jobs": {
+            "lines": {
+                "run_args_template": "seq 1 10; echo oops-1 >&2; echo oops-2 >&2",
+                "report_stdout": True,
+            },
+            "fail": {"run_args_template": "echo broken >&2; exit 3"},
+            "hold": {"run_args_template": "sleep 30"},
+            "later": {"run_args_template": "true"},
+        },
+        "slack": [
+            {"command": "lines", "job_type": "lines", "help": "count to ten"},
+            {"command": "fail", "job_type": "fail"},
+            {"command": "hold", "job_type": "hold"},
+            {"command": "later", "job_type": "later", "delay_seconds": 3600},
+        ],
+        "schedules": [{"cron": "0 3 * * *", "job_type": "later", "name": "nightly"}],
+    },
+    "u": {
+        "jobs": {"ok": {"run_args_template": "echo fine", "report_stdout": True}},
+        "slack": [{"command": "ok", "job_type": "ok"}],
+    },
+}
+
+
+def _enqueue(cli, text: str) -> int:
+    result = cli("--json", "enqueue", text)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["job"]["id"]
+
+
+# -- help -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [None, *sorted(main.commands)])
+def test_help_of_every_command_shows_an_example(cli, command):
+    args = [command, "--help"] if command else ["--help"]
+    result = cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert "Examples:" in result.stdout
+    examples = result.stdout.split("Examples:", 1)[1]
+    assert f"stat-bot {command or ''}".strip() in examples
+
+
+# -- enqueue, logs ------------------------------------------------------------------------
+
+
+def test_enqueue_then_logs_of_both_streams(configure, cli, queue, start_dispatcher):
+    configure(CONFIG)
+    start_dispatcher()
+    result = cli("enqueue", "t lines")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "Job #1 `t lines` queued."
+    job = wait_status(queue, 1, JobStatus.SUCCEEDED)
+    assert job.source == "cli"
+    assert job.user
+
+    whole = cli("logs", "1")
+    assert whole.returncode == 0, whole.stderr
+    assert whole.stdout.splitlines() == [str(i) for i in range(1, 11)]
+    assert cli("logs", "1", "stdout", "--head", "-n", "3").stdout.splitlines() == ["1", "2", "3"]
+    assert cli("logs", "1", "stdout", "--tail", "-n", "2").stdout.splitlines() == ["9", "10"]
+    assert cli("logs", "1", "stdout", "-n", "2").stdout.splitlines() == ["9", "10"]  # tail
+    assert cli("logs", "1", "stderr").stdout.splitlines() == ["oops-1", "oops-2"]
+    assert cli("logs", "1", "stderr", "--head", "-n", "1").stdout.splitlines() == ["oops-1"]
+
+    data = json.loads(cli("--json", "logs", "1", "stdout", "--head", "-n", "3").stdout)
+    assert data["job_id"] == 1
+    assert data["stream"] == "stdout"
+    assert data["lines"] == ["1", "2", "3"]
+    assert data["total_lines"] == 10
+    assert data["path"] == f"{job.log_dir}/stdout"
+
+
+def test_logs_refuses_unknown_and_not_yet_started_jobs(configure, cli):
+    configure(CONFIG)
+    unknown = cli("logs", "42")
+    assert unknown.returncode == 1
+    assert "no job #42" in unknown.stderr
+    later = _enqueue(cli, "t later")
+    queued = cli("logs", str(later))
+    assert queued.returncode == 1
+    assert f"job #{later} is queued and has no logs yet" in queued.stderr
+    assert "Traceback" not in unknown.stderr + queued.stderr
+    bad_stream = cli("logs", str(later), "stdin")
+    assert bad_stream.returncode == 2
+
+
+def test_enqueue_json_and_refusals(configure, cli, queue):
+    configure(CONFIG)
+    result = cli("--json", "enqueue", "--channel", "#ops", "--user", "ada", "t lines")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["coalesced"] is False
+    assert data["job"]["status"] == "queued"
+    assert (data["job"]["channel"], data["job"]["user"]) == ("#ops", "ada")
+    assert data["message"] == f"Job #{data['job']['id']} `t lines` queued."
+
+    typo = cli("enqueue", "t lnes")
+    assert typo.returncode == 2
+    assert "I didn't understand `t lnes`" in typo.stderr
+    assert "t lines - count to ten" in typo.stderr  # the closest command is suggested
+    unknown_ns = cli("enqueue", "nope lines")
+    assert unknown_ns.returncode == 2
+    assert "I don't know the namespace 'nope'" in unknown_ns.stderr
+    assert [j.id for j in queue.jobs()] == [data["job"]["id"]]  # nothing else was queued
+
+
+def test_exec_json(configure, cli):
+    configure(CONFIG)
+    ok = cli("--json", "exec", "u ok")
+    assert ok.returncode == 0, ok.stderr
+    data = json.loads(ok.stdout)
+    assert data["status"] == "succeeded"
+    assert data["exit_code"] == 0
+    assert data["messages"][0]["text"] == "fine"
+    failed = cli("--json", "exec", "t fail")
+    assert failed.returncode == 1
+    data = json.loads(failed.stdout)
+    assert data["status"] == "failed"
+    assert data["exit_code"] == 3
+    assert "broken" in data["messages"][0]["text"]
+
+
+# -- jobs, status -------------------------------------------------------------------------
+
+
+def test_jobs_filters_by_namespace_status_and_limit(configure, cli, queue, start_dispatcher):
+    configure(CONFIG)
+    start_dispatcher()
+    lines, fail, ok = _enqueue(cli, "t lines"), _enqueue(cli, "t fail"), _enqueue(cli, "u ok")
+    for job_id in (lines, fail, ok):
+        wait_status(queue, job_id, {JobStatus.SUCCEEDED, JobStatus.FAILED})
+
+    def ids(*args: str) -> list[int]:
+        result = cli("--json", "jobs", *args)
+        assert result.returncode == 0, result.stderr
+        return [j["id"] for j in json.loads(result.stdout)]
+
+    assert ids() == [ok, fail, lines]
+    assert ids("-n", "t") == [fail, lines]
+    assert ids("-n", "u") == [ok]
+    assert ids("-s", "failed") == [fail]
+    assert ids("-s", "failed", "-s", "succeeded", "-n", "t") == [fail, lines]
+    assert ids("-l", "1") == [ok]
+    assert ids("-n", "t", "-s", "running") == []
+
+    table = cli("jobs", "-n", "t")
+    assert table.returncode == 0
+    assert "t fail" in table.stdout
+    assert "failed" in table.stdout
+    assert "u ok" not in table.stdout
+    assert cli("jobs", "-s", "running").stdout.strip() == "No jobs match."
+
+    unknown = cli("jobs", "-n", "nope")
+    assert unknown.returncode == 2
+    assert "no namespace 'nope'" in unknown.stderr
+    assert cli("jobs", "-s", "exploded").returncode == 2
+    assert cli("jobs", "-l", "0").returncode == 2
+
+
+def test_status_shows_running_queued_suppressions_schedules_and_dispatchers(
+    configure, cli, queue, start_dispatcher
+):
+    configure(CONFIG)
+    dispatcher = start_dispatcher()
+    hold = _enqueue(cli, "t hold")
+    later = _enqueue(cli, "t later")
+    wait_pid(queue, hold)
+    now = time.time()
+    queue.suppress("u", "ok", now - 60, now + 3600, "ada")
+
+    data = json.loads(cli("--json", "status").stdout)
+    assert [j["id"] for j in data["running"]] == [hold]
+    assert [j["id"] for j in data["queued"]] == [later]
+    assert [(s["namespace"], s["job_type"], s["user"]) for s in data["suppressions"]] == [
+        ("u", "ok", "ada")
+    ]
+    (schedule,) = data["schedules"]
+    assert schedule["key"] == "t.nightly"
+    assert schedule["cron"] == "0 3 * * *"
+    assert schedule["next_fire_at"] > now
+    assert [d["pid"] for d in data["dispatchers"]] == [dispatcher.pid]
+
+    text = cli("status")
+    assert text.returncode == 0, text.stderr
+    out = text.stdout
+    assert "Running (1):" in out
+    assert "t hold" in out
+    assert "Queued (1):" in out
+    assert "t later" in out
+    assert "u ok" in out
+    assert "ada" in out
+    assert "t.nightly" in out
+    assert "0 3 * * *" in out
+    assert str(dispatcher.pid) in out
+
+
+def test_status_of_an_empty_queue(configure, cli):
+    configure(CONFIG)
+    result = cli("status")
+    assert result.returncode == 0, result.stderr
+    assert "nothing running" in result.stdout
+    assert "nothing queued" in result.stdout
+    data = json.loads(cli("--json", "status").stdout)
+    assert data == {
+        "running": [],
+        "queued": [],
+        "suppressions": [],
+        "schedules": [],
+        "dispatchers": [],
+    }
+
+
+# -- check-config ---------------------------------------------------------------------------
+
+
+def test_check_config_summarises_a_good_file(configure, cli):
+    configure(CONFIG)
+    result = cli("check-config")
+    assert result.returncode == 0, result.stderr
+    assert ": OK, 2 namespace(s)" in result.stdout
+    assert "t lines" in result.stdout
+    assert "count to ten" in result.stdout
+    assert "schedule t.nightly: '0 3 * * *' -> later" in result.stdout
+    data = json.loads(cli("--json", "check-config").stdout)
+    assert data["ok"] is True
+    assert data["namespaces"]["t"]["jobs"] == ["lines", "fail", "hold", "later"]
+    assert data["namespaces"]["t"]["schedules"] == [
+        {"key": "t.nightly", "cron": "0 3 * * *", "job": "later"}
+    ]
+
+
+BROKEN = {
+    "t": {
+        "jobs": {
+            "lines": {"run_args_template": "seq 1 {count}", "timeuot": 5},
+            "hold": {"run_args_template": "sleep 30", "concurrency": 0},
+        },
+        "slack": [{"command": "hold [seconds]", "job_type": "hold"}],
+        "schedules": [{"cron": "every day", "job_type": "hold"}],
+    },
+}
+
+
+def test_check_config_names_namespace_job_and_key_of_every_mistake(configure, cli, home):
+    (home / "job_configs.py").write_text(f"raw_config = {BROKEN!r}\n")
+    result = cli("check-config")
+    assert result.returncode == 1
+    err = result.stderr
+    assert "namespace 't', job 'lines': unknown key 'timeuot' (did you mean 'timeout'?)" in err
+    assert "namespace 't', job 'hold': key 'concurrency'" in err
+    assert "namespace 't', schedule 'every day': key 'cron'" in err
+    assert "Traceback" not in err
+
+    data = json.loads(cli("--json", "check-config").stdout)
+    assert data["ok"] is False
+    assert len(data["problems"]) >= 3
+    assert any("unknown key 'timeuot'" in p for p in data["problems"])
+
+    # Every other command refuses to work from a broken file, and says how to check it.
+    enqueue = cli("enqueue", "t hold 5")
+    assert enqueue.returncode == 2
+    assert "stat-bot check-config" in enqueue.stderr
+    assert "Traceback" not in enqueue.stderr
+
+
+def test_check_config_of_a_python_error_and_a_missing_file(cli, home, cli_env):
+    (home / "job_configs.py").write_text("raw_config = {\n")
+    syntax = cli("check-config")
+    assert syntax.returncode == 1
+    assert "syntax error" in syntax.stderr
+    missing = cli("check-config", env={"JOB_CONFIGS": str(home / "absent.py")})
+    assert missing.returncode == 1
+    assert "absent.py" in missing.stderr
+    assert "JOB_CONFIGS" in missing.stderr
+    assert "Traceback" not in syntax.stderr + missing.stderr
+
+
+# -- settings -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("status",), ("--json", "jobs"), ("dispatcher",), ("enqueue", "u ok"), ("check-config",)],
+)
+def test_a_malformed_setting_exits_2_with_one_line(configure, cli, args):
+    configure(CONFIG)
+    result = cli(*args, env={"DISPATCHER_CONCURRENCY": "lots"})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "DISPATCHER_CONCURRENCY" in lines[0]
+    assert "'lots'" in lines[0]
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
