@@ -24,6 +24,7 @@ import signal
 import subprocess
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -238,6 +239,19 @@ def read_tail(path: Path, limit: int = 16384) -> str:
         return ""
 
 
+def open_logs(log_dir: Path) -> tuple[int, int]:
+    """Make a job's log folder and open its stdout and stderr files (as open("wb") would)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    folder = str(log_dir)
+    out = os.open(os.path.join(folder, "stdout"), LOG_FLAGS, 0o666)
+    try:
+        err = os.open(os.path.join(folder, "stderr"), LOG_FLAGS, 0o666)
+    except BaseException:
+        os.close(out)
+        raise
+    return out, err
+
+
 class Runner:
     """Spawns jobs; holds what every spawn shares (the base environment) computed once."""
 
@@ -247,6 +261,10 @@ class Runner:
         # bash as the jobs' PATH finds it, looked up once rather than tried dir by dir per spawn.
         self._bash = shutil.which("bash", path=self._base_env.get("PATH", os.defpath))
         self._made: set[Path] = set()  # workspace folders known to exist
+        # Creating a job's log folder and files is file-system work (three new inodes) that
+        # can take milliseconds on a busy disk; on these threads it overlaps the event
+        # loop's spawning and reaping of other jobs instead of stalling it.
+        self._files = ThreadPoolExecutor(2, thread_name_prefix="stat-bot-logs")
         # The one place jobs may write (WRITEABLE_DIR): there from the first job on.
         if settings.writeable_dir is not None:
             settings.writeable_dir.mkdir(parents=True, exist_ok=True)
@@ -283,7 +301,6 @@ class Runner:
     ) -> RunningJob:
         """Spawn the job's command; raises OSError if it cannot be started at all."""
         log_dir = log_dir or self.log_dir_for(job)
-        log_dir.mkdir(parents=True, exist_ok=True)
         cwd = self.settings.workspace_dir / job.namespace
         if cwd not in self._made:
             cwd.mkdir(parents=True, exist_ok=True)
@@ -293,10 +310,9 @@ class Runner:
         command = render_template(spec.run_args_template, job.args)
         timeout = spec.timeout if spec.timeout is not None else (self.settings.job_timeout or None)
         env = self.environment(job, log_dir)
-        folder = str(log_dir)
-        out = os.open(os.path.join(folder, "stdout"), LOG_FLAGS, 0o666)  # as open("wb")
+        loop = asyncio.get_running_loop()
+        out, err = await loop.run_in_executor(self._files, open_logs, log_dir)
         try:
-            err = os.open(os.path.join(folder, "stderr"), LOG_FLAGS, 0o666)
             try:
                 try:
                     process = await self._spawn(command, cwd, env, out, err)

@@ -74,6 +74,7 @@ class Dispatcher:
         self.worker_id = worker_id or f"{self.hostname}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.runner = Runner(settings)
         self.running: dict[int, RunningJob] = {}
+        self._launching = 0  # claimed jobs whose process is being started
         self._tasks: set[asyncio.Task[Any]] = set()
         self._db = ThreadPoolExecutor(1, thread_name_prefix="stat-bot-db")
         self._send = ThreadPoolExecutor(4, thread_name_prefix="stat-bot-report")
@@ -176,16 +177,26 @@ class Dispatcher:
             for job_id in await self._q(self.queue.cancel_requests, self.worker_id):
                 if job_id in self.running:
                     self.running[job_id].cancel("cancelled on request")
-        free = self.settings.dispatcher_concurrency - len(self.running)
+        free = self.settings.dispatcher_concurrency - len(self.running) - self._launching
         if free <= 0 or self._stopping.is_set():
             return
         for job in await self._q(self.queue.claim, self.worker_id, free):
-            try:
-                await self._start(job)
-            except Exception as error:
-                self.log.exception("job could not start", job_id=job.id)
-                note = f"STAT bot could not start it: {error}"
-                await self._finish(job, self._spec(job), Outcome(JobStatus.FAILED, note=note))
+            # Each claimed job is launched on its own so that one's file-system work
+            # (its log folder) overlaps another's spawn.
+            self._launching += 1
+            self._spawn(self._launch(job))
+
+    async def _launch(self, job: Job) -> None:
+        try:
+            await self._start(job)
+        except Exception as error:
+            self.log.exception("job could not start", job_id=job.id)
+            note = f"STAT bot could not start it: {error}"
+            await self._finish(job, self._spec(job), Outcome(JobStatus.FAILED, note=note))
+        finally:
+            self._launching -= 1
+            if job.id not in self.running:
+                self._wake.set()  # it never ran (or has already ended): its slot is free
 
     async def _start(self, job: Job) -> None:
         jlog = self.log.bind(job_id=job.id, job=job.full_type)
