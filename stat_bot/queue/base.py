@@ -12,12 +12,19 @@ import abc
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from stat_bot.jobs.model import Job, JobRequest, JobStatus, ReportState
+
+T = TypeVar("T")
 
 
 class QueueError(Exception):
     """The queue could not do what was asked (for example, the database is unreachable)."""
+
+
+class QueueBusyError(QueueError):
+    """A call made with `call_nowait` found another writer holding the lock; nothing was done."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +232,17 @@ class Queue(abc.ABC):
         (its type at its limit, or suppressed) would otherwise make a caller that
         sleeps until "the next due time" never sleep at all.
         """
+
+    # calling without waiting -----------------------------------------------
+    def call_nowait(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run one of this queue's methods now, failing with QueueBusyError rather than waiting.
+
+        Lets an event loop make its short, frequent queue calls itself (no hand-over to
+        a thread) while never stalling on another process's lock: on QueueBusyError the
+        caller hands the call to a thread that may wait. A backend that cannot promise
+        not to wait keeps this default, which always sends callers to the thread.
+        """
+        raise QueueBusyError(f"{type(self).__name__} has no calls that cannot wait")
 
     # waking ----------------------------------------------------------------
     @abc.abstractmethod

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 from stat_bot.jobs.model import Job, JobRequest, JobStatus, ReportState
 from stat_bot.queue.base import (
@@ -23,6 +24,7 @@ from stat_bot.queue.base import (
     CancelResult,
     EnqueueResult,
     Queue,
+    QueueBusyError,
     QueueError,
     Recovered,
     ScheduleRow,
@@ -31,6 +33,8 @@ from stat_bot.queue.base import (
     Worker,
 )
 from stat_bot.queue.wakeup import WakeupDirectory
+
+T = TypeVar("T")
 
 WAL_AUTOCHECKPOINT_PAGES = 4000
 
@@ -313,6 +317,18 @@ class SQLiteQueue(Queue):
             self._local.pid = os.getpid()
         return conn
 
+    def call_nowait(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        # A busy timeout of 0 makes BEGIN IMMEDIATE fail at once when another connection
+        # holds the write lock; in WAL mode reads do not wait for writers at all.
+        conn = self._conn()
+        conn.execute("PRAGMA busy_timeout = 0")
+        self._local.nowait = True
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self._local.nowait = False
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One IMMEDIATE transaction: the write lock up front, so no upgrade can deadlock."""
@@ -320,6 +336,8 @@ class SQLiteQueue(Queue):
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as error:
+            if getattr(self._local, "nowait", False):
+                raise QueueBusyError(f"{self.path} is locked by another writer") from error
             raise QueueError(f"could not lock the queue database {self.path}: {error}") from error
         try:
             yield conn
@@ -333,6 +351,8 @@ class SQLiteQueue(Queue):
         try:
             return self._conn().execute(sql, params).fetchall()
         except sqlite3.OperationalError as error:
+            if getattr(self._local, "nowait", False):
+                raise QueueBusyError(f"{self.path} is busy: {error}") from error
             raise QueueError(f"could not read the queue database {self.path}: {error}") from error
 
     # lifecycle -------------------------------------------------------------

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import select
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from stat_bot.jobs.model import JobRequest, JobStatus, ReportState, Source
-from stat_bot.queue.base import CancelOutcome, QueueError, ScheduleRow
+from stat_bot.queue.base import CancelOutcome, QueueBusyError, QueueError, ScheduleRow
 from stat_bot.queue.sqlite import MIGRATIONS, SQLiteQueue
 
 T0 = 1_700_000_000.0
@@ -549,3 +550,55 @@ def test_notify_without_listeners_is_harmless(queue: SQLiteQueue):
     queue.notify()
     queue.enqueue(request(), now=T0)
     assert not Path(f"{queue.path}.wake").exists()
+
+
+# --- calls that must not wait ------------------------------------------------------------
+
+
+@pytest.fixture
+def write_lock(queue: SQLiteQueue) -> Iterator[sqlite3.Connection]:
+    """Another connection, ready to hold the database's write lock as a busy CLI or bot would."""
+    holder = sqlite3.connect(queue.path, isolation_level=None)
+    yield holder
+    if holder.in_transaction:
+        holder.execute("ROLLBACK")
+    holder.close()
+
+
+def test_call_nowait_gives_up_at_once_while_another_writer_holds_the_lock(
+    queue: SQLiteQueue, other: SQLiteQueue, write_lock: sqlite3.Connection
+):
+    job = queue.enqueue(request(), now=T0).job
+    write_lock.execute("BEGIN IMMEDIATE")
+
+    started = time.monotonic()
+    with pytest.raises(QueueBusyError, match="locked by another writer"):
+        other.call_nowait(other.claim, "w1", 1, now=T0 + 1)
+    assert time.monotonic() - started < 0.5
+    # Nothing was done, and reads never wait for a writer in WAL mode.
+    stored = other.call_nowait(other.get, job.id)
+    assert stored is not None
+    assert stored.status is JobStatus.QUEUED
+
+    write_lock.execute("ROLLBACK")
+    assert [j.id for j in other.call_nowait(other.claim, "w1", 1, now=T0 + 1)] == [job.id]
+
+
+def test_after_call_nowait_other_calls_wait_for_the_lock_again(tmp_path: Path):
+    q = SQLiteQueue(tmp_path / "q.sqlite3", busy_timeout=0.6)
+    q.migrate()
+    holder = sqlite3.connect(q.path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(QueueBusyError):
+            q.call_nowait(q.enqueue, request())
+        started = time.monotonic()
+        with pytest.raises(QueueError) as raised:
+            q.enqueue(request())
+        assert not isinstance(raised.value, QueueBusyError)
+        assert time.monotonic() - started >= 0.5  # it waited out its busy timeout
+        holder.execute("ROLLBACK")
+        assert q.enqueue(request()).job.id == 1
+    finally:
+        holder.close()
+        q.close()
