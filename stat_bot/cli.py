@@ -14,13 +14,12 @@ import json
 import sys
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-from tabulate import tabulate
 
 from stat_bot.jobs.model import Job, JobStatus
+from stat_bot.views import job_dict, job_table
 
 EPILOG_EXAMPLES = "\b\nExamples:\n"
 
@@ -80,65 +79,6 @@ class Context:
 pass_ctx = click.make_pass_decorator(Context)
 
 
-def _when(ts: float | None, tz: Any = None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _ago(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    delta = time.time() - ts
-    future = delta < 0
-    delta = abs(delta)
-    if delta < 60:
-        text = f"{delta:.0f} s"
-    elif delta < 3600:
-        text = f"{delta / 60:.0f} min"
-    elif delta < 86400:
-        text = f"{delta / 3600:.1f} h"
-    else:
-        text = f"{delta / 86400:.1f} d"
-    return f"in {text}" if future else f"{text} ago"
-
-
-def _duration(job: Job) -> str:
-    d = job.duration
-    if d is None:
-        return "-"
-    return f"{d:.1f} s" if d < 120 else f"{d / 60:.1f} min"
-
-
-def _job_dict(job: Job) -> dict[str, Any]:
-    data = dataclasses.asdict(job)
-    data["status"] = str(job.status)
-    data["duration"] = job.duration
-    return data
-
-
-def _args_text(job: Job) -> str:
-    text = " ".join(f"{k}={v}" for k, v in job.args.items())
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _job_rows(jobs: list[Job]) -> str:
-    rows = [
-        [
-            j.id,
-            f"{j.namespace} {j.job_type}",
-            _args_text(j),
-            str(j.status) + (" (cancel requested)" if j.cancel_requested else ""),
-            _ago(j.created_at),
-            _duration(j),
-            j.user or j.source,
-            j.report_state if j.status.finished else "",
-        ]
-        for j in jobs
-    ]
-    return tabulate(rows, ["id", "job", "args", "status", "created", "duration", "who", "report"])
-
-
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=EPILOG_EXAMPLES
@@ -165,9 +105,16 @@ def main(ctx: click.Context, as_json: bool) -> None:
 
 def _run_dispatcher(ctx: Context) -> None:
     from stat_bot.dispatcher.service import Dispatcher
-    from stat_bot.report.notifiers import ConsoleNotifier
+    from stat_bot.report.notifiers import ConsoleNotifier, Notifier
 
-    dispatcher = Dispatcher(ctx.settings, ctx.configs, ctx.queue, ConsoleNotifier())
+    notifier: Notifier
+    if ctx.settings.slack_configured:
+        from stat_bot.report.slack import SlackNotifier
+
+        notifier = SlackNotifier(ctx.settings)
+    else:
+        notifier = ConsoleNotifier()
+    dispatcher = Dispatcher(ctx.settings, ctx.configs, ctx.queue, notifier)
     asyncio.run(dispatcher.run())
 
 
@@ -192,6 +139,25 @@ def run(ctx: Context) -> None:
         err=True,
     )
     _run_dispatcher(ctx)
+
+
+@main.command(
+    epilog=EPILOG_EXAMPLES
+    + "  stat-bot bot\n  SLACK_API_URL=http://127.0.0.1:3011/api/ stat-bot bot"
+)
+@pass_ctx
+def bot(ctx: Context) -> None:
+    """Run the Slack bot alone: answer mentions and direct messages in socket mode.
+
+    Needs SLACK_BOT_TOKEN and SLACK_APP_TOKEN (DEPLOY.md explains the Slack app
+    set-up). Waits for an unreachable Slack for up to SLACK_CONNECT_TIMEOUT seconds.
+    """
+    from stat_bot.bot.service import BotStartError, run_bot
+
+    try:
+        run_bot(ctx.settings, ctx.configs, ctx.queue)
+    except BotStartError as error:
+        _fail(str(error), 1)
 
 
 @main.command(epilog=EPILOG_EXAMPLES + "  stat-bot dispatcher")
@@ -308,7 +274,7 @@ def enqueue(
         _fail(str(error), 2)
     data: dict[str, Any] = {"message": result.text, **result.data}
     if result.job is not None:
-        data["job"] = _job_dict(result.job)
+        data["job"] = job_dict(result.job)
         data["coalesced"] = bool(result.enqueued and result.enqueued.coalesced)
     ctx.output(data, result.text)
 
@@ -320,78 +286,10 @@ def enqueue(
 @pass_ctx
 def status(ctx: Context) -> None:
     """Running and queued jobs, suppressions, next schedule fires, and dispatchers."""
-    from stat_bot.dispatcher.schedules import next_due
+    from stat_bot.views import StatusView
 
-    queue, tz = ctx.queue, ctx.settings.tz
-    running = queue.jobs(statuses=[JobStatus.RUNNING], limit=1000)
-    queued = queue.jobs(statuses=[JobStatus.QUEUED], limit=1000)
-    now = time.time()
-    suppressions = queue.suppressions(active_at=now)
-    schedules = queue.schedules()
-    workers = queue.workers()
-    fires = [(s, next_due(s.cron, tz, now) if s.enabled else None) for s in schedules]
-    if ctx.as_json:
-        ctx.output(
-            {
-                "running": [_job_dict(j) for j in running],
-                "queued": [_job_dict(j) for j in queued],
-                "suppressions": [dataclasses.asdict(s) for s in suppressions],
-                "schedules": [{**dataclasses.asdict(s), "next_fire_at": nxt} for s, nxt in fires],
-                "dispatchers": [dataclasses.asdict(w) for w in workers],
-            },
-            "",
-        )
-        return
-    out = []
-    out.append(f"Running ({len(running)}):")
-    out.append(_job_rows(running) if running else "  nothing running")
-    out.append(f"\nQueued ({len(queued)}):")
-    out.append(_job_rows(list(reversed(queued))) if queued else "  nothing queued")
-    out.append("\nSuppressions:")
-    out.append(
-        tabulate(
-            [
-                [
-                    f"{s.namespace} {s.job_type}",
-                    _when(s.start_at, tz),
-                    _when(s.end_at, tz),
-                    s.user or "",
-                ]
-                for s in suppressions
-            ],
-            ["job", "from", "until", "by"],
-        )
-        if suppressions
-        else "  none"
-    )
-    out.append("\nSchedules:")
-    out.append(
-        tabulate(
-            [
-                [
-                    s.key,
-                    s.cron,
-                    f"{s.namespace} {s.job_type}",
-                    _when(s.last_fired_at, tz),
-                    f"{_when(nxt, tz)} ({_ago(nxt)})" if nxt else "disabled",
-                ]
-                for s, nxt in fires
-            ],
-            ["schedule", "cron", "job", "last fired", "next fire"],
-        )
-        if schedules
-        else "  none (schedules appear once a dispatcher has started)"
-    )
-    out.append("\nDispatchers:")
-    out.append(
-        tabulate(
-            [[w.id, _ago(w.started_at), _ago(w.heartbeat_at)] for w in workers],
-            ["id", "started", "heartbeat"],
-        )
-        if workers
-        else "  none running"
-    )
-    click.echo("\n".join(out))
+    view = StatusView.read(ctx.queue, ctx.settings.tz)
+    ctx.output(view.data(), view.text(ctx.settings.tz))
 
 
 @main.command(
@@ -412,7 +310,7 @@ def jobs(ctx: Context, namespace: str | None, statuses: tuple[str, ...], limit: 
     found = ctx.queue.jobs(
         namespace=namespace, statuses=[JobStatus(s) for s in statuses], limit=limit
     )
-    ctx.output([_job_dict(j) for j in found], _job_rows(found) if found else "No jobs match.")
+    ctx.output([job_dict(j) for j in found], job_table(found) if found else "No jobs match.")
 
 
 @main.command(
@@ -427,29 +325,13 @@ def jobs(ctx: Context, namespace: str | None, statuses: tuple[str, ...], limit: 
 @pass_ctx
 def logs(ctx: Context, job_id: int, stream: str, end: str, lines: int) -> None:
     """Print a job's stdout or stderr (the last lines by default)."""
-    job = ctx.queue.get(job_id)
-    if job is None:
-        _fail(f"no job #{job_id}; `stat-bot jobs` lists recent jobs")
-    if not job.log_dir:
-        _fail(f"job #{job_id} is {job.status} and has no logs yet")
-    path = Path(job.log_dir) / stream
-    if not path.is_file():
-        _fail(f"{path} is gone (log folders are pruned after HISTORY_DAYS days)")
-    text = path.read_text(errors="replace")
-    all_lines = text.splitlines()
-    chosen = (
-        all_lines if end == "all" else all_lines[:lines] if end == "head" else all_lines[-lines:]
-    )
-    ctx.output(
-        {
-            "job_id": job_id,
-            "stream": stream,
-            "path": str(path),
-            "lines": chosen,
-            "total_lines": len(all_lines),
-        },
-        "\n".join(chosen) if chosen else f"({stream} is empty)",
-    )
+    from stat_bot.views import ViewError, read_log
+
+    try:
+        view = read_log(ctx.queue, job_id, stream, end, lines)  # type: ignore[arg-type]
+    except ViewError as error:
+        _fail(str(error))
+    ctx.output(view.data(), "\n".join(view.lines) if view.lines else f"({stream} is empty)")
 
 
 @main.command(epilog=EPILOG_EXAMPLES + "  stat-bot cancel 12")
@@ -458,15 +340,10 @@ def logs(ctx: Context, job_id: int, stream: str, end: str, lines: int) -> None:
 def cancel(ctx: Context, job_id: int) -> None:
     """Cancel job JOB_ID: a queued job never starts; a running one is stopped (its process group)."""
     from stat_bot.queue.base import CancelOutcome
+    from stat_bot.views import cancel_text
 
     result = ctx.queue.request_cancel(job_id)
-    texts = {
-        CancelOutcome.NOT_FOUND: f"No job #{job_id}.",
-        CancelOutcome.CANCELLED: f"Job #{job_id} was queued and is now cancelled.",
-        CancelOutcome.REQUESTED: f"Job #{job_id} is running; its dispatcher is stopping it.",
-        CancelOutcome.ALREADY_FINISHED: f"Job #{job_id} already ended ({result.job.status if result.job else ''}).",
-    }
-    ctx.output({"job_id": job_id, "outcome": str(result.outcome)}, texts[result.outcome])
+    ctx.output({"job_id": job_id, "outcome": str(result.outcome)}, cancel_text(job_id, result))
     if result.outcome in (CancelOutcome.NOT_FOUND, CancelOutcome.ALREADY_FINISHED):
         raise SystemExit(1)
 

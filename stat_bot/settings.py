@@ -16,7 +16,14 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_FILES = ("environment", ".env")
@@ -73,6 +80,21 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "console", "json"] = "auto"
 
+    # Slack. Without both tokens STAT bot runs in local mode (its own Slack emulator).
+    slack_bot_token: SecretStr | None = Field(None, description="xoxb-... bot token")
+    slack_app_token: SecretStr | None = Field(None, description="xapp-... app-level token")
+    slack_signing_secret: SecretStr | None = None
+    slack_api_url: str = Field("https://slack.com/api/", description="Web API base URL")
+    slack_app_username: str = "stat-bot"
+    slack_logs_channel: str | None = Field(None, description="Job start notices go here")
+    slack_tech_support_channel: str | None = Field(None, description="Failures reposted here")
+    slack_ack_reaction: str = Field("crossed_fingers", pattern=r"^[a-z0-9_+\-']+$")
+    progress_after: float = Field(10.0, ge=0, description="0: no progress messages")
+    progress_interval: float = Field(5.0, ge=0.2)
+    slack_join_new_channels: bool = False
+    slack_user_cache_seconds: float = Field(3600.0, ge=0)
+    slack_connect_timeout: float = Field(300.0, ge=0, description="Give up starting after this")
+
     @field_validator("log_level", "sqlite_synchronous", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
@@ -94,6 +116,23 @@ class Settings(BaseSettings):
             ) from None
         return value
 
+    @field_validator("slack_bot_token", "slack_app_token")
+    @classmethod
+    def _token_kind(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        prefix = "xoxb-" if info.field_name == "slack_bot_token" else "xapp-"
+        if value is not None and not value.get_secret_value().startswith(prefix):
+            raise ValueError(f"expected a token starting {prefix} (the value is not shown)")
+        return value
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError(
+                f"expected an http(s) URL such as https://slack.com/api/, got {value!r}"
+            )
+        return value if value.endswith("/") else value + "/"
+
     @field_validator("database_url")
     @classmethod
     def _supported_database(cls, value: str) -> str:
@@ -114,7 +153,18 @@ class Settings(BaseSettings):
         )
         self.workspace_dir = self.workspace_dir.expanduser().absolute()
         self.job_configs = self.job_configs.expanduser().absolute()
+        if (self.slack_bot_token is None) != (self.slack_app_token is None):
+            missing = "SLACK_APP_TOKEN" if self.slack_app_token is None else "SLACK_BOT_TOKEN"
+            raise ValueError(
+                f"{missing} is not set: set both SLACK_BOT_TOKEN and SLACK_APP_TOKEN "
+                "to connect to Slack, or neither for local mode"
+            )
         return self
+
+    @property
+    def slack_configured(self) -> bool:
+        """Whether to connect to a real Slack (both tokens set) rather than run local mode."""
+        return self.slack_bot_token is not None and self.slack_app_token is not None
 
     @property
     def tz(self) -> ZoneInfo:
@@ -144,16 +194,23 @@ class Settings(BaseSettings):
 
 
 def describe_error(error: ValidationError) -> str:
-    """One line per bad variable: its name, what was wrong, what it got."""
+    """One line per bad variable: its name, what was wrong, what it got (never a secret's value)."""
     lines = []
     for item in error.errors():
-        name = str(item["loc"][0]).upper() if item["loc"] else "settings"
         message = item["msg"].removeprefix("Value error, ")
+        if not item["loc"]:  # a rule about several variables: the message names them
+            lines.append(f"{message}; see environment-sample")
+            continue
+        name = str(item["loc"][0]).upper()
         got = item.get("input")
-        suffix = (
-            f" (got {got!r})" if isinstance(got, str | int | float) and "got" not in message else ""
+        shown = (
+            isinstance(got, str | int | float)
+            and "got" not in message
+            and name not in SERVICE_SECRETS
         )
-        lines.append(f"setting {name}: {message}{suffix}; see environment-sample")
+        lines.append(
+            f"setting {name}: {message}{f' (got {got!r})' if shown else ''}; see environment-sample"
+        )
     return "\n".join(lines)
 
 

@@ -20,7 +20,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import structlog
@@ -30,14 +30,15 @@ from stat_bot.dispatcher.runner import (
     RunningJob,
     kill_group,
     process_is_job,
+    read_tail,
     remove_log_dir,
 )
 from stat_bot.dispatcher.schedules import config_rows, latest_due, next_due
 from stat_bot.jobs.config import JobConfigs, JobSpec
 from stat_bot.jobs.model import Job, JobRequest, JobStatus, ReportState, Source
 from stat_bot.queue.base import Queue, QueueBusyError, QueueError, Recovered, Worker
-from stat_bot.report.messages import Message, Outcome, Report, build_report
-from stat_bot.report.notifiers import Notifier
+from stat_bot.report.messages import Message, Outcome, Report, build_report, tail
+from stat_bot.report.notifiers import Notifier, Progress
 from stat_bot.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -84,6 +85,11 @@ class Dispatcher:
         self._send = ThreadPoolExecutor(4, thread_name_prefix="stat-bot-report")
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
+        # The notifier's optional extras, looked up once: calling a no-op through the
+        # report thread for every job would cost more than some jobs do.
+        self._notify_starts = type(notifier).job_started is not Notifier.job_started
+        self._progress_after = settings.progress_after if notifier.wants_progress else 0.0
+        self._progress: dict[int, tuple[asyncio.TimerHandle, Future[None] | None]] = {}
         self.log = log.bind(worker=self.worker_id)
 
     # plumbing ----------------------------------------------------------------
@@ -240,6 +246,45 @@ class Dispatcher:
         self.running[job.id] = running
         jlog.info("job started", pid=running.pid, args=job.args, attempt=job.attempts)
         self._spawn(self._supervise(running))
+        if self._notify_starts:
+            self._send.submit(self._best_effort, self.notifier.job_started, job)
+        if self._progress_after:
+            loop = asyncio.get_running_loop()
+            timer = loop.call_later(self._progress_after, self._progress_tick, running)
+            self._progress[job.id] = (timer, None)
+
+    def _best_effort(self, fn: Callable[..., object], *args: Any) -> None:
+        """A notice that may be lost (job started, progress): logged, never raised."""
+        try:
+            fn(*args)
+        except Exception as error:
+            self.log.warning("notice not delivered", notice=fn.__name__, error=str(error))
+
+    def _progress_tick(self, running: RunningJob) -> None:
+        """Every PROGRESS_INTERVAL: the elapsed time and the end of stdout, to the notifier."""
+        job_id = running.job.id
+        if job_id not in self.running or job_id not in self._progress:
+            return
+        _, pending = self._progress[job_id]
+        if pending is None or pending.done():  # a slow Slack: skip a beat rather than queue up
+            pending = self._send.submit(self._best_effort, self._send_progress, running)
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(self.settings.progress_interval, self._progress_tick, running)
+        self._progress[job_id] = (timer, pending)
+
+    def _send_progress(self, running: RunningJob) -> None:
+        elapsed = time.monotonic() - running.started
+        output = tail(read_tail(running.log_dir / "stdout", 4096), lines=10)
+        self.notifier.progress(Progress(running.job, elapsed, output))
+
+    def _end_progress(self, job_id: int) -> None:
+        """Stop a job's progress notices and wait for one in flight, so the report comes last."""
+        timer, pending = self._progress.pop(job_id, (None, None))
+        if timer is not None:
+            timer.cancel()
+        if pending is not None:
+            with contextlib.suppress(Exception):
+                pending.result(timeout=30)
 
     async def _supervise(self, running: RunningJob) -> None:
         job = running.job
@@ -252,6 +297,8 @@ class Dispatcher:
         finally:
             self.running.pop(job.id, None)
             self._wake.set()  # a slot is free
+        if job.id in self._progress:
+            await asyncio.get_running_loop().run_in_executor(None, self._end_progress, job.id)
         await self._finish(job, running.spec, outcome, time.monotonic() - running.started)
 
     async def _finish(

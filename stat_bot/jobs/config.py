@@ -29,6 +29,7 @@ Action = Literal["schedule_job", "cancel_job", "schedule_suppression", "cancel_s
 # Words the bot answers itself; a namespace of that name could never be reached.
 RESERVED_NAMESPACES = frozenset({"help", "status", "jobs", "logs", "cancel", "remove"})
 NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+ALLOWED_USER = re.compile(r"^(?:[UW][A-Z0-9]{2,}|@[a-z0-9][a-z0-9._-]*)$")
 
 
 class ConfigError(Exception):
@@ -92,8 +93,21 @@ class ScheduleSpec(_Strict):
 class NamespaceSpec(_Strict):
     """A category of jobs with its own workspace folder."""
 
+    @field_validator("allowed_users")
+    @classmethod
+    def _user_or_group(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not ALLOWED_USER.match(value):
+                raise ValueError(
+                    f"{value!r} is neither a Slack user id (such as U0123ABCD) nor a "
+                    "user-group handle (such as @hpc-admins)"
+                )
+        return values
+
     description: str = ""
     restricted: bool = False
+    # Slack user ids (U0123ABCD) or user-group handles (@hpc-admins); empty: every member.
+    allowed_users: list[str] = Field(default_factory=list)
     fabfile: str | None = None
     default_channel: str | None = None
     jobs: dict[str, JobSpec] = Field(default_factory=dict)

@@ -1,15 +1,19 @@
-"""Where reports go. The Slack notifier arrives with the bot; here, a terminal and a recorder.
+"""Where reports go: here a terminal and a recorder; Slack in report/slack.py.
 
 A notifier either delivers a whole report or raises DeliveryError; the dispatcher
 records which on the job, so an undelivered report is visible, never silently lost.
+Besides the final report a notifier may hear that a job started and, for long
+jobs, how it is getting on; those are best effort and may be ignored.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
-from typing import IO, Any, Protocol
+from dataclasses import dataclass
+from typing import IO, Any
 
+from stat_bot.jobs.model import Job
 from stat_bot.report.messages import Message, Report
 
 
@@ -17,8 +21,29 @@ class DeliveryError(Exception):
     """A report could not be delivered; the message says why (never a secret)."""
 
 
-class Notifier(Protocol):
-    def deliver(self, report: Report) -> None: ...
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How a running job is getting on: sent every few seconds once it has run a while."""
+
+    job: Job
+    elapsed: float
+    output_tail: str
+
+
+class Notifier:
+    """Base of every notifier: `deliver` is required, the rest are optional extras."""
+
+    #: whether the dispatcher should send `progress` for long jobs at all
+    wants_progress: bool = False
+
+    def deliver(self, report: Report) -> None:
+        raise NotImplementedError
+
+    def job_started(self, job: Job) -> None:
+        """A job's process has started (Slack: a notice in the logs channel)."""
+
+    def progress(self, progress: Progress) -> None:
+        """A long job is still running (Slack: one message in its thread, kept up to date)."""
 
 
 def _text_of(element: Any) -> str:
@@ -82,7 +107,7 @@ def render_message(message: Message) -> str:
     return "\n".join(parts)
 
 
-class ConsoleNotifier:
+class ConsoleNotifier(Notifier):
     """Prints reports readably: the service's notifier when no Slack is configured."""
 
     def __init__(self, stream: IO[str] | None = None, *, headers: bool = True) -> None:
@@ -103,11 +128,14 @@ class ConsoleNotifier:
             stream.flush()
 
 
-class RecordingNotifier:
+class RecordingNotifier(Notifier):
     """Keeps reports in memory, for tests; can be told to fail to exercise delivery errors."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, wants_progress: bool = False) -> None:
+        self.wants_progress = wants_progress
         self.reports: list[Report] = []
+        self.started: list[Job] = []
+        self.progressed: list[Progress] = []
         self.fail_with: str | None = None
         self._lock = threading.Lock()
         self._event = threading.Condition(self._lock)
@@ -118,6 +146,14 @@ class RecordingNotifier:
         with self._lock:
             self.reports.append(report)
             self._event.notify_all()
+
+    def job_started(self, job: Job) -> None:
+        with self._lock:
+            self.started.append(job)
+
+    def progress(self, progress: Progress) -> None:
+        with self._lock:
+            self.progressed.append(progress)
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[Report]:
         with self._lock:

@@ -156,6 +156,8 @@ def test_every_bad_variable_gets_its_own_line(monkeypatch: pytest.MonkeyPatch):
 def test_job_environment_strips_service_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     for secret in SERVICE_SECRETS:
         monkeypatch.setenv(secret, "s3cret")
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-s3cret")
+    monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-s3cret")
     monkeypatch.setenv("SITE_REDFISH_USER", "admin")
     (tmp_path / "environment").write_text(
         "SLACK_APP_TOKEN=xapp-file\nSITE_TRAC_URL=https://trac.example/\n"
@@ -163,7 +165,7 @@ def test_job_environment_strips_service_secrets(monkeypatch: pytest.MonkeyPatch,
     settings = load_settings(state_dir=tmp_path / "state", workspace_dir=tmp_path / "ws")
     env = settings.job_environment()
     assert not SERVICE_SECRETS & set(env)
-    assert "s3cret" not in env.values()
+    assert not [v for v in env.values() if "s3cret" in v]
     assert env["SITE_REDFISH_USER"] == "admin"
     assert env["SITE_TRAC_URL"] == "https://trac.example/"
     assert env["PYTHONPATH"] == str(tmp_path / "ws")
@@ -178,3 +180,26 @@ def test_job_environment_overrides_an_inherited_pythonpath(
     monkeypatch.setenv("PYTHONPATH", "/elsewhere")
     env = load_settings(workspace_dir=tmp_path / "ws").job_environment()
     assert env["PYTHONPATH"] == str(tmp_path / "ws")
+
+
+def test_slack_tokens_come_in_pairs_and_are_never_echoed(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-only-one")
+    with pytest.raises(SettingsError, match="SLACK_APP_TOKEN is not set") as raised:
+        load_settings()
+    assert "only-one" not in str(raised.value)
+    monkeypatch.setenv("SLACK_APP_TOKEN", "xoxb-wrong-kind")
+    with pytest.raises(
+        SettingsError, match="SLACK_APP_TOKEN: expected a token starting xapp-"
+    ) as raised:
+        load_settings()
+    assert "wrong-kind" not in str(raised.value)
+    monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-right")
+    settings = load_settings()
+    assert settings.slack_configured
+    assert "xapp-right" not in repr(settings)
+
+
+def test_without_tokens_it_is_local_mode():
+    settings = load_settings(slack_api_url="http://127.0.0.1:1234/api")
+    assert not settings.slack_configured
+    assert settings.slack_api_url == "http://127.0.0.1:1234/api/"

@@ -1,0 +1,119 @@
+"""The Bolt app: Slack events in, ChatCommands answers out.
+
+Listens to mentions in channels and to direct messages (where no mention is
+needed). The bot's own messages, other bots' and edits are ignored. Bolt acks
+each event before the listener runs, so Slack never waits on a job being
+queued. An exception inside a listener puts an :x: on the command and a short
+apology in its thread; the details go to the log with a reference to match.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import structlog
+from slack_bolt import App
+from slack_sdk import WebClient
+
+from stat_bot.bot.chat import Answer, Asker, ChatCommands, command_text
+from stat_bot.bot.people import SlackPeople
+from stat_bot.report.slack import ChannelDirectory, post
+from stat_bot.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+def create_app(
+    settings: Settings,
+    chat: ChatCommands,
+    client: WebClient,
+    *,
+    bot_user_id: str,
+    people: SlackPeople | None = None,
+) -> App:
+    """A Bolt App for an already verified client (auth.test done by the caller)."""
+    app = App(
+        client=client,
+        token_verification_enabled=False,
+        ignoring_self_events_enabled=True,
+        raise_error_for_unhandled_request=False,
+        logger=None,
+    )
+    channels = ChannelDirectory(client)
+
+    def answer(event: dict[str, Any], text: str) -> None:
+        asker = Asker(
+            user_id=event["user"],
+            channel=event["channel"],
+            thread_ts=event.get("thread_ts") or event["ts"],
+            is_im=event.get("channel_type") == "im",
+        )
+        bound = log.bind(user=asker.user_id, channel=asker.channel, command=text)
+        try:
+            result: Answer = chat.handle(text, asker)
+            if result.reaction:
+                client.reactions_add(
+                    channel=asker.channel, timestamp=event["ts"], name=result.reaction
+                )
+            for message in result.messages:
+                post(client, channels, asker.channel, asker.thread_ts, message)
+            bound.info("command answered", messages=len(result.messages))
+        except Exception:
+            reference = uuid.uuid4().hex[:8]
+            bound.exception("command failed", reference=reference)
+            apologise(client, asker, event["ts"], reference)
+
+    def wanted(event: dict[str, Any]) -> bool:
+        # Edits, joins, bot posts (ours or another app's) all carry a subtype or a bot_id.
+        return not event.get("subtype") and not event.get("bot_id") and "user" in event
+
+    @app.event("app_mention")
+    def on_mention(event: dict[str, Any]) -> None:
+        if wanted(event) and event.get("channel_type") != "im":
+            answer(event, command_text(event.get("text", ""), bot_user_id))
+
+    @app.event("message")
+    def on_message(event: dict[str, Any]) -> None:
+        # In channels a command comes as app_mention (Slack sends both); here only DMs count.
+        if wanted(event) and event.get("channel_type") == "im":
+            answer(event, command_text(event.get("text", ""), bot_user_id))
+
+    @app.event("channel_created")
+    def on_channel_created(event: dict[str, Any]) -> None:
+        if settings.slack_join_new_channels:
+            channel = event["channel"]
+            client.conversations_join(channel=channel["id"])
+            log.info("joined a new channel", channel=channel.get("name"))
+
+    @app.event("team_join")
+    @app.event("user_change")
+    def on_user(event: dict[str, Any]) -> None:
+        if people is not None:
+            user = event.get("user") or {}
+            people.forget(user.get("id") if isinstance(user, dict) else user)
+
+    @app.error
+    def on_error(error: Exception, body: dict[str, Any]) -> None:
+        event = body.get("event") or {}
+        reference = uuid.uuid4().hex[:8]
+        log.error("event handling failed", error=repr(error), reference=reference)
+        if event.get("channel") and event.get("ts") and event.get("user"):
+            asker = Asker(event["user"], event["channel"], event.get("thread_ts") or event["ts"])
+            apologise(client, asker, event["ts"], reference)
+
+    return app
+
+
+def apologise(client: WebClient, asker: Asker, ts: str, reference: str) -> None:
+    """An :x: on the command and a short note in its thread; never raises."""
+    try:
+        client.reactions_add(channel=asker.channel, timestamp=ts, name="x")
+        client.chat_postMessage(
+            channel=asker.channel,
+            thread_ts=asker.thread_ts,
+            text=f"Sorry, something went wrong inside STAT bot while handling that "
+            f"(reference `{reference}`); the details are in its logs.",
+        )
+    except Exception as error:
+        log.warning("could not report a failed command", error=repr(error), reference=reference)

@@ -1,0 +1,65 @@
+"""Who is asking: Slack users and user groups, cached for permission checks.
+
+Every command to a restricted namespace needs to know whether its sender is a
+guest and which groups they are in; asking Slack each time would add a round
+trip to every command. Users are cached for SLACK_USER_CACHE_SECONDS and looked
+up on a miss, so someone who joined after start-up is found on their first
+command; `forget` drops a user when Slack says they changed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import structlog
+from slack_sdk import WebClient
+
+from stat_bot.bot.chat import Person
+
+log = structlog.get_logger(__name__)
+
+
+class SlackPeople:
+    """The People of bot/chat.py, asked of Slack (users.info, usergroups.list)."""
+
+    def __init__(self, client: WebClient, ttl: float = 3600.0) -> None:
+        self._client = client
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._users: dict[str, tuple[float, str, bool]] = {}  # id -> (fetched, name, guest)
+        self._groups: tuple[float, dict[str, frozenset[str]]] | None = None  # user -> handles
+
+    def person(self, user_id: str) -> Person:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._users.get(user_id)
+        if cached is None or now - cached[0] > self._ttl:
+            info = self._client.users_info(user=user_id)["user"]
+            guest = bool(info.get("is_restricted") or info.get("is_ultra_restricted"))
+            cached = (now, info.get("name", ""), guest)
+            with self._lock:
+                self._users[user_id] = cached
+        return Person(user_id, cached[1], cached[2], self._groups_of(user_id, now))
+
+    def _groups_of(self, user_id: str, now: float) -> frozenset[str]:
+        with self._lock:
+            groups = self._groups
+        if groups is None or now - groups[0] > self._ttl:
+            members: dict[str, set[str]] = {}
+            for group in self._client.usergroups_list(include_users=True).get("usergroups", []):
+                for member in group.get("users") or []:
+                    members.setdefault(member, set()).add(group["handle"])
+            groups = (now, {user: frozenset(handles) for user, handles in members.items()})
+            with self._lock:
+                self._groups = groups
+        return groups[1].get(user_id, frozenset())
+
+    def forget(self, user_id: str | None = None) -> None:
+        """Drop a user (or everyone, and the groups) so the next command asks Slack again."""
+        with self._lock:
+            if user_id is None:
+                self._users.clear()
+            else:
+                self._users.pop(user_id, None)
+            self._groups = None

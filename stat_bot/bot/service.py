@@ -1,0 +1,122 @@
+"""`stat-bot bot`: connect to Slack in socket mode and answer until told to stop.
+
+Start-up waits out an unreachable Slack with backoff and one clear line per try
+(not a traceback per try), gives up after SLACK_CONNECT_TIMEOUT seconds, and
+stops at once on a refused token, since retrying cannot fix that. The socket is
+slack-sdk's websocket-client adapter: it reconnects within about a second after
+a disconnect message, a close frame or a dropped connection, and unlike the
+builtin client does not spin a CPU while it waits.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import structlog
+from slack_bolt.adapter.socket_mode.websocket_client import SocketModeHandler
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from stat_bot.bot.app import create_app
+from stat_bot.bot.chat import ChatCommands
+from stat_bot.bot.people import SlackPeople
+from stat_bot.jobs.config import JobConfigs
+from stat_bot.queue.base import Queue
+from stat_bot.report.slack import slack_error, web_client
+from stat_bot.settings import Settings
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+PROXY_VARIABLES = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+)
+REFUSALS = {
+    "invalid_auth",
+    "not_authed",
+    "account_inactive",
+    "token_revoked",
+    "not_allowed_token_type",
+}
+
+
+class BotStartError(Exception):
+    """The bot cannot start; the message says why and what to change."""
+
+
+def _retrying(what: str, call: Callable[[], T], settings: Settings, stop: threading.Event) -> T:
+    """`call` until it succeeds, backing off 1 s -> 30 s, for SLACK_CONNECT_TIMEOUT seconds."""
+    deadline = time.monotonic() + settings.slack_connect_timeout
+    delay = 1.0
+    while True:
+        try:
+            return call()
+        except SlackApiError as error:
+            code = error.response.get("error") if error.response is not None else None
+            if code in REFUSALS:
+                variable = "SLACK_APP_TOKEN" if what == "socket mode" else "SLACK_BOT_TOKEN"
+                raise BotStartError(
+                    f"Slack refused {variable} ({code}): check the token in your environment "
+                    "file (DEPLOY.md, 'Slack app set-up')"
+                ) from None
+            reason = slack_error(error, what)
+        except (SlackClientError, OSError) as error:
+            reason = f"Slack at {settings.slack_api_url} cannot be reached for {what}: {error}"
+        if time.monotonic() + delay > deadline:
+            raise BotStartError(
+                f"{reason}; gave up after {settings.slack_connect_timeout:g} s "
+                "(SLACK_CONNECT_TIMEOUT)"
+            )
+        log.warning("Slack not reachable yet; retrying", reason=reason, retry_in=delay)
+        if stop.wait(delay):
+            raise BotStartError("stopped while waiting for Slack")
+        delay = min(delay * 2, 30.0)
+
+
+def run_bot(settings: Settings, configs: JobConfigs, queue: Queue) -> None:
+    """Connect and serve until SIGTERM or SIGINT; BotStartError if it cannot start."""
+    if not settings.slack_configured:
+        raise BotStartError(
+            "SLACK_BOT_TOKEN and SLACK_APP_TOKEN are not set: the bot needs a Slack app "
+            "(DEPLOY.md), or use `stat-bot run`, which starts a local Slack without them"
+        )
+    assert settings.slack_app_token is not None
+    if urlsplit(settings.slack_api_url).hostname in ("127.0.0.1", "localhost", "::1"):
+        # A proxy set for the outside world breaks the websocket to a local Slack.
+        for name in PROXY_VARIABLES:
+            os.environ.pop(name, None)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+    client = web_client(settings)
+    auth = _retrying("auth.test", client.auth_test, settings, stop)
+    people = SlackPeople(client, settings.slack_user_cache_seconds)
+    chat = ChatCommands(settings, configs, queue, people, bot_name=auth.get("user") or "stat-bot")
+    app = create_app(settings, chat, client, bot_user_id=auth["user_id"], people=people)
+    handler = SocketModeHandler(
+        app, settings.slack_app_token.get_secret_value(), ping_interval=5, concurrency=8
+    )
+    _retrying("socket mode", handler.connect, settings, stop)
+    log.info(
+        "bot connected",
+        team=auth.get("team"),
+        bot=auth.get("user"),
+        slack=settings.slack_api_url,
+        namespaces=len(configs.namespaces),
+    )
+    try:
+        stop.wait()
+    finally:
+        log.info("bot stopping")
+        handler.close()

@@ -1,0 +1,255 @@
+"""What the queue looks like to a person: the texts `status`, `jobs`, `logs`, `cancel` and
+`help` answer with, in the terminal and in chat alike.
+
+The command line prints these as they are; the bot wraps tables in code blocks.
+Keeping them here means a person sees the same words whichever way they asked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from tabulate import tabulate
+
+from stat_bot.dispatcher.schedules import next_due
+from stat_bot.jobs.config import JobConfigs
+from stat_bot.jobs.model import Job, JobStatus
+from stat_bot.queue.base import CancelOutcome, CancelResult, Queue, ScheduleRow, Suppression, Worker
+
+LogEnd = Literal["head", "tail", "all"]
+LOG_STREAMS = ("stdout", "stderr")
+
+
+def when(ts: float | None, tz: ZoneInfo | None = None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def ago(ts: float | None, now: float | None = None) -> str:
+    """`5 s ago`, `in 3 min`: how far a time is from now, roughly."""
+    if ts is None:
+        return "-"
+    delta = (now if now is not None else time.time()) - ts
+    future = delta < 0
+    delta = abs(delta)
+    if delta < 60:
+        text = f"{delta:.0f} s"
+    elif delta < 3600:
+        text = f"{delta / 60:.0f} min"
+    elif delta < 86400:
+        text = f"{delta / 3600:.1f} h"
+    else:
+        text = f"{delta / 86400:.1f} d"
+    return f"in {text}" if future else f"{text} ago"
+
+
+def seconds(value: float) -> str:
+    return f"{value:.1f} s" if value < 120 else f"{value / 60:.1f} min"
+
+
+def duration(job: Job) -> str:
+    return "-" if job.duration is None else seconds(job.duration)
+
+
+def job_dict(job: Job) -> dict[str, Any]:
+    data = dataclasses.asdict(job)
+    data["status"] = str(job.status)
+    data["duration"] = job.duration
+    return data
+
+
+def args_text(job: Job) -> str:
+    text = " ".join(f"{k}={v}" for k, v in job.args.items())
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def job_table(jobs: list[Job]) -> str:
+    rows = [
+        [
+            j.id,
+            f"{j.namespace} {j.job_type}",
+            args_text(j),
+            str(j.status) + (" (cancel requested)" if j.cancel_requested else ""),
+            ago(j.created_at),
+            duration(j),
+            j.user or j.source,
+            (j.report_state if j.status.finished else ""),
+        ]
+        for j in jobs
+    ]
+    return tabulate(rows, ["id", "job", "args", "status", "created", "duration", "who", "report"])
+
+
+@dataclass(frozen=True)
+class StatusView:
+    """Everything `status` shows, read from the queue at one moment."""
+
+    running: list[Job]
+    queued: list[Job]
+    suppressions: list[Suppression]
+    fires: list[tuple[ScheduleRow, float | None]]
+    workers: list[Worker]
+
+    @classmethod
+    def read(cls, queue: Queue, tz: ZoneInfo, now: float | None = None) -> StatusView:
+        now = time.time() if now is None else now
+        return cls(
+            running=queue.jobs(statuses=[JobStatus.RUNNING], limit=1000),
+            queued=list(reversed(queue.jobs(statuses=[JobStatus.QUEUED], limit=1000))),
+            suppressions=queue.suppressions(active_at=now),
+            fires=[
+                (s, next_due(s.cron, tz, now) if s.enabled else None) for s in queue.schedules()
+            ],
+            workers=queue.workers(),
+        )
+
+    def data(self) -> dict[str, Any]:
+        return {
+            "running": [job_dict(j) for j in self.running],
+            "queued": [job_dict(j) for j in self.queued],
+            "suppressions": [dataclasses.asdict(s) for s in self.suppressions],
+            "schedules": [{**dataclasses.asdict(s), "next_fire_at": nxt} for s, nxt in self.fires],
+            "dispatchers": [dataclasses.asdict(w) for w in self.workers],
+        }
+
+    def sections(self, tz: ZoneInfo) -> list[tuple[str, str | None]]:
+        """(heading, table or None when empty) pairs, for a terminal or a chat message."""
+        suppressions = tabulate(
+            [
+                [
+                    f"{s.namespace} {s.job_type}",
+                    when(s.start_at, tz),
+                    when(s.end_at, tz),
+                    s.user or "",
+                ]
+                for s in self.suppressions
+            ],
+            ["job", "from", "until", "by"],
+        )
+        schedules = tabulate(
+            [
+                [
+                    s.key,
+                    s.cron,
+                    f"{s.namespace} {s.job_type}",
+                    when(s.last_fired_at, tz),
+                    f"{when(nxt, tz)} ({ago(nxt)})" if nxt else "disabled",
+                ]
+                for s, nxt in self.fires
+            ],
+            ["schedule", "cron", "job", "last fired", "next fire"],
+        )
+        workers = tabulate(
+            [[w.id, ago(w.started_at), ago(w.heartbeat_at)] for w in self.workers],
+            ["id", "started", "heartbeat"],
+        )
+        return [
+            (f"Running ({len(self.running)})", job_table(self.running) if self.running else None),
+            (f"Queued ({len(self.queued)})", job_table(self.queued) if self.queued else None),
+            ("Suppressions", suppressions if self.suppressions else None),
+            ("Schedules", schedules if self.fires else None),
+            ("Dispatchers", workers if self.workers else None),
+        ]
+
+    def text(self, tz: ZoneInfo) -> str:
+        empty = {
+            "Suppressions": "none",
+            "Schedules": "none (schedules appear once a dispatcher has started)",
+            "Dispatchers": "none running",
+        }
+        out = []
+        for heading, table in self.sections(tz):
+            key = heading.split(" (")[0]
+            out.append(f"{heading}:")
+            out.append(table if table else "  " + empty.get(key, f"nothing {key.lower()}"))
+            out.append("")
+        return "\n".join(out).rstrip("\n")
+
+
+class ViewError(Exception):
+    """A request about a job that cannot be answered (no such job, no logs); says why."""
+
+
+@dataclass(frozen=True)
+class LogView:
+    job: Job
+    stream: str
+    path: Path
+    lines: list[str]
+    total_lines: int
+
+    def data(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job.id,
+            "stream": self.stream,
+            "path": str(self.path),
+            "lines": self.lines,
+            "total_lines": self.total_lines,
+        }
+
+
+def read_log(queue: Queue, job_id: int, stream: str, end: LogEnd, count: int) -> LogView:
+    """Some lines of a job's stdout or stderr; ViewError naming what is missing."""
+    job = queue.get(job_id)
+    if job is None:
+        raise ViewError(f"no job #{job_id}; `jobs` lists recent jobs")
+    if not job.log_dir:
+        raise ViewError(f"job #{job_id} is {job.status} and has no logs yet")
+    path = Path(job.log_dir) / stream
+    if not path.is_file():
+        raise ViewError(
+            f"the {stream} of job #{job_id} is gone (logs are pruned after HISTORY_DAYS days)"
+        )
+    all_lines = path.read_text(errors="replace").splitlines()
+    chosen = (
+        all_lines if end == "all" else all_lines[:count] if end == "head" else all_lines[-count:]
+    )
+    return LogView(job, stream, path, chosen, len(all_lines))
+
+
+def cancel_text(job_id: int, result: CancelResult) -> str:
+    finished = result.job.status if result.job else ""
+    return {
+        CancelOutcome.NOT_FOUND: f"No job #{job_id}.",
+        CancelOutcome.CANCELLED: f"Job #{job_id} was queued and is now cancelled.",
+        CancelOutcome.REQUESTED: f"Job #{job_id} is running; its dispatcher is stopping it.",
+        CancelOutcome.ALREADY_FINISHED: f"Job #{job_id} already ended ({finished}).",
+    }[result.outcome]
+
+
+def namespaces_help(configs: JobConfigs, bot: str = "stat-bot") -> str:
+    """The top-level `help`: every namespace with its description, locks on restricted ones."""
+    lines = ["Namespaces:"]
+    for name, ns in sorted(configs.namespaces.items()):
+        lock = " :lock:" if ns.spec.restricted else ""
+        lines.append(f"• `{name}`{lock}: {ns.spec.description or '(no description)'}")
+    lines += [
+        "",
+        f"`@{bot} <namespace> help` lists a namespace's commands.",
+        "Built in: `status`, `jobs [namespace]`, `logs <id> [stdout|stderr] [head|tail]`, "
+        "`cancel <id>`, `remove job id <id>`.",
+    ]
+    return "\n".join(lines)
+
+
+def namespace_help(configs: JobConfigs, namespace: str) -> str:
+    """One namespace's commands with their help text and parameter types."""
+    ns = configs.namespaces[namespace]
+    lock = " :lock: (restricted)" if ns.spec.restricted else ""
+    lines = [f"`{namespace}`{lock}: {ns.spec.description or '(no description)'}"]
+    if not ns.commands:
+        lines.append("It has no chat commands.")
+    for command in ns.commands:
+        lines.append(
+            f"• `{command.usage}`" + (f": {command.spec.help}" if command.spec.help else "")
+        )
+        for param in command.params:
+            lines.append(f"      `[{param.name}]`: {param.describe()}")
+    return "\n".join(lines)
