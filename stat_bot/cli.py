@@ -12,6 +12,7 @@ import dataclasses
 import getpass
 import json
 import sys
+import threading
 import time
 from datetime import datetime
 from typing import Any, NoReturn
@@ -119,26 +120,113 @@ def _run_dispatcher(ctx: Context) -> None:
 
 
 @main.command(
-    epilog=EPILOG_EXAMPLES + "  stat-bot run\n  DISPATCHER_CONCURRENCY=4 stat-bot run",
+    epilog=EPILOG_EXAMPLES
+    + "  stat-bot run                 # local mode unless SLACK_*_TOKEN are set\n"
+    "  stat-bot run --no-console    # print the conversation instead of offering a prompt",
+)
+@click.option(
+    "--console/--no-console",
+    default=None,
+    help="Offer the local-mode chat prompt here (default: when this is a terminal).",
 )
 @pass_ctx
-def run(ctx: Context) -> None:
-    """Start the service: the dispatcher (and, as they arrive, the bot and web server).
+def run(ctx: Context, console: bool | None) -> None:
+    """Start the service: the dispatcher and the Slack bot, each as its own process.
 
-    Without Slack tokens this is local mode: reports print in this terminal.
-    Queue jobs from another terminal with `stat-bot enqueue`.
+    Without SLACK_BOT_TOKEN and SLACK_APP_TOKEN this is local mode: a local Slack
+    emulator starts too, and you chat with the bot here (or from another terminal
+    with `stat-bot console`). Stops on Ctrl-C or SIGTERM.
     """
+    import os
+
+    from stat_bot.supervisor import (
+        Supervisor,
+        SupervisorError,
+        local_mode_environment,
+        write_local_slack_file,
+    )
+
     settings, configs = ctx.settings, ctx.configs
+    ctx.queue  # noqa: B018 - create and migrate the database before the parts start
+    local = not settings.slack_configured
+    interactive = local and (sys.stdin.isatty() if console is None else console)
+    log_path = settings.logs_dir / "service.log"
+    output = None
+    if interactive:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        output = log_path.open("ab")
+    supervisor = Supervisor(settings, output=output)
+    supervisor.install_signal_handlers()
+    env = dict(os.environ)
+    me = [sys.executable, "-m", "stat_bot"]
+    try:
+        url = None
+        if local:
+            url = supervisor.start_emulator(env, settings.local_slack_port)
+            env = local_mode_environment(env, url)
+            write_local_slack_file(settings, url)
+        supervisor.start("Slack bot", [*me, "bot"], env)
+        supervisor.start("dispatcher", [*me, "dispatcher"], env)
+    except SupervisorError as error:
+        supervisor.stop()
+        _fail(str(error))
+    namespaces = ", ".join(configs.namespaces) or "(none)"
+    if not local:
+        click.echo(
+            f"STAT bot {_version()} connected to Slack at {settings.slack_api_url}\n"
+            f"  database:   {settings.database_url}\n  namespaces: {namespaces}\n"
+            "  stop with Ctrl-C.",
+            err=True,
+        )
+        raise SystemExit(supervisor.wait())
     click.echo(
-        f"STAT bot {_version()} - local mode: no Slack workspace is configured, so reports print here.\n"
-        f"  database:   {settings.database_url}\n"
-        f"  namespaces: {', '.join(configs.namespaces) or '(none)'}\n"
-        '  try, in another terminal:  .venv/bin/stat-bot enqueue "system hello Ada"\n'
-        "  to connect a real workspace, set SLACK_BOT_TOKEN and SLACK_APP_TOKEN (see DEPLOY.md).\n"
+        f"STAT bot {_version()} - local mode: no Slack workspace is configured "
+        f"(SLACK_BOT_TOKEN, SLACK_APP_TOKEN), so a local Slack runs at {url}.\n"
+        f"  database:   {settings.database_url}\n  namespaces: {namespaces}\n"
+        + (f"  the service's logs go to {log_path}\n" if interactive else "")
+        + "  chat from another terminal:  .venv/bin/stat-bot console\n"
+        '  or queue a job:              .venv/bin/stat-bot enqueue "system hello Ada"\n'
+        "  to connect a real workspace, set SLACK_BOT_TOKEN and SLACK_APP_TOKEN (DEPLOY.md).\n"
         "  stop with Ctrl-C.",
         err=True,
     )
-    _run_dispatcher(ctx)
+    from stat_bot.console import Console
+    from stat_bot.integrations.slack_emulator.client import EmulatorClient
+
+    chat = Console(EmulatorClient(str(url)))
+    if interactive:
+        threading.Thread(
+            target=chat.run,
+            kwargs={"on_quit": supervisor.stopping.set, "since_now": False},
+            daemon=True,
+        ).start()
+    else:
+        # The emulator is new: all it holds happened since start, so show it from the start.
+        threading.Thread(target=chat.follow, kwargs={"since_now": False}, daemon=True).start()
+    status = supervisor.wait()
+    chat.stop.set()
+    raise SystemExit(status)
+
+
+@main.command(
+    epilog=EPILOG_EXAMPLES + "  stat-bot console\n  stat-bot console --user guest",
+)
+@click.option("--user", default="admin", show_default=True, help="Who you are in the local Slack.")
+@click.option("--url", help="The local Slack's URL (default: the one `stat-bot run` started).")
+@pass_ctx
+def console(ctx: Context, user: str, url: str | None) -> None:
+    """Chat with the bot in local mode: type `@stat-bot system hello Ada`.
+
+    Joins the local Slack that `stat-bot run` started without Slack tokens.
+    """
+    from stat_bot.console import Console
+    from stat_bot.integrations.slack_emulator.client import EmulatorClient
+    from stat_bot.supervisor import read_local_slack_url
+
+    url = url or read_local_slack_url(ctx.settings)
+    if not url:
+        _fail("no local mode is running here: start `stat-bot run` without Slack tokens first", 1)
+    Console(EmulatorClient(url), user=user).run()
 
 
 @main.command(

@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     progress_interval: float = Field(5.0, ge=0.2)
     slack_join_new_channels: bool = False
     slack_user_cache_seconds: float = Field(3600.0, ge=0)
+    local_slack_port: int = Field(0, ge=0, le=65535, description="Local mode's emulator; 0: any")
     slack_connect_timeout: float = Field(300.0, ge=0, description="Give up starting after this")
 
     @field_validator("log_level", "sqlite_synchronous", mode="before")

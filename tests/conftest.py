@@ -19,6 +19,8 @@ from stat_bot.jobs.config import JobConfigs, load_config
 from stat_bot.queue.sqlite import SQLiteQueue
 from stat_bot.settings import Settings, load_settings
 
+pytest_plugins = ["tests.slack_emulator_fixtures"]
+
 ROOT = Path(__file__).resolve().parents[1]
 STAT_BOT = str(Path(sys.executable).parent / "stat-bot")
 

@@ -3,9 +3,9 @@
 Start-up waits out an unreachable Slack with backoff and one clear line per try
 (not a traceback per try), gives up after SLACK_CONNECT_TIMEOUT seconds, and
 stops at once on a refused token, since retrying cannot fix that. The socket is
-slack-sdk's websocket-client adapter: it reconnects within about a second after
-a disconnect message, a close frame or a dropped connection, and unlike the
-builtin client does not spin a CPU while it waits.
+slack-sdk's websocket-client adapter with a short read timeout (bot/socket_mode.py):
+it reconnects within about a second after a disconnect message, a close frame or
+a dropped connection, and unlike the builtin client does not spin a CPU meanwhile.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 import structlog
-from slack_bolt.adapter.socket_mode.websocket_client import SocketModeHandler
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from stat_bot.bot.app import create_app
 from stat_bot.bot.chat import ChatCommands
 from stat_bot.bot.people import SlackPeople
+from stat_bot.bot.socket_mode import PromptSocketModeHandler
 from stat_bot.jobs.config import JobConfigs
 from stat_bot.queue.base import Queue
 from stat_bot.report.slack import slack_error, web_client
@@ -99,14 +99,13 @@ def run_bot(settings: Settings, configs: JobConfigs, queue: Queue) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
 
+    probe = web_client(settings, retries=False)
+    auth = _retrying("auth.test", probe.auth_test, settings, stop)
     client = web_client(settings)
-    auth = _retrying("auth.test", client.auth_test, settings, stop)
     people = SlackPeople(client, settings.slack_user_cache_seconds)
     chat = ChatCommands(settings, configs, queue, people, bot_name=auth.get("user") or "stat-bot")
     app = create_app(settings, chat, client, bot_user_id=auth["user_id"], people=people)
-    handler = SocketModeHandler(
-        app, settings.slack_app_token.get_secret_value(), ping_interval=5, concurrency=8
-    )
+    handler = PromptSocketModeHandler(app, settings.slack_app_token.get_secret_value())
     _retrying("socket mode", handler.connect, settings, stop)
     log.info(
         "bot connected",

@@ -36,19 +36,24 @@ MAX_SERVER_ERROR_RETRIES = 5
 REMEMBERED_JOBS = 2000  # progress messages kept track of at once
 
 
-def web_client(settings: Settings) -> WebClient:
-    """A WebClient for the bot token that retries what Slack says to retry."""
+def web_client(settings: Settings, *, retries: bool = True) -> WebClient:
+    """A WebClient for the bot token that retries what Slack says to retry.
+
+    `retries=False` gives one attempt per call: for probing at start-up, where
+    the caller's own backoff decides how long to wait.
+    """
     if settings.slack_bot_token is None:
         raise ValueError("SLACK_BOT_TOKEN is not set")
+    handlers = [
+        ConnectionErrorRetryHandler(max_retry_count=MAX_SERVER_ERROR_RETRIES),
+        RateLimitErrorRetryHandler(max_retry_count=MAX_RATE_LIMIT_RETRIES),
+        ServerErrorRetryHandler(max_retry_count=MAX_SERVER_ERROR_RETRIES),
+    ]
     return WebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=settings.slack_api_url,
-        timeout=30,
-        retry_handlers=[
-            ConnectionErrorRetryHandler(max_retry_count=MAX_SERVER_ERROR_RETRIES),
-            RateLimitErrorRetryHandler(max_retry_count=MAX_RATE_LIMIT_RETRIES),
-            ServerErrorRetryHandler(max_retry_count=MAX_SERVER_ERROR_RETRIES),
-        ],
+        timeout=30 if retries else 10,
+        retry_handlers=handlers if retries else [],
     )
 
 
@@ -163,7 +168,7 @@ class SlackNotifier(Notifier):
             try:
                 first_ts = self._post_all(report, channel)
             except SlackClientError as error:
-                raise DeliveryError(slack_error(error, "the report")) from error
+                raise DeliveryError(slack_error(error, f"the report to {channel}")) from error
             finally:
                 self._forget(report.job_id)
         if report.kind == "failure" and not report.is_im and first_ts:

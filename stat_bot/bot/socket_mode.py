@@ -1,0 +1,71 @@
+"""Socket Mode with a short read timeout, so reconnects and shutdowns never stall for 10 s.
+
+slack-sdk's websocket-client adapter runs each connection with websocket-client's
+default select() timeout of 10 s. When a connection is replaced (Slack's
+`disconnect` message) or closed (shutdown), the old socket is closed from another
+thread while the reader thread sits in that select(), which on Linux does not
+wake up: the new connection waits up to 10 s for the reader thread, and events
+wait with it. Passing `ping_timeout` shortens the select() to that many seconds
+and, as a bonus, ends a connection whose pongs stop coming (a silent network
+drop) instead of waiting for TCP to notice.
+"""
+
+from __future__ import annotations
+
+from slack_bolt import App
+from slack_bolt.adapter.socket_mode.websocket_client import SocketModeHandler
+from slack_sdk.socket_mode.websocket_client import SocketModeClient
+
+
+class PromptSocketModeClient(SocketModeClient):
+    """SocketModeClient whose connections use `ping_timeout` (see the module docstring)."""
+
+    def __init__(self, *args: object, ping_timeout: float = 2.0, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.ping_timeout = ping_timeout
+
+    def _run_current_session(self) -> None:
+        # The parent's method, with ping_timeout added to run_forever.
+        if self.current_session is None:
+            return
+        try:
+            self.logger.info("Starting to receive messages from a new connection")
+            self.current_session.run_forever(
+                ping_interval=self.ping_interval,
+                ping_timeout=self.ping_timeout,
+                http_proxy_host=self.http_proxy_host,
+                http_proxy_port=self.http_proxy_port,
+                http_proxy_auth=self.http_proxy_auth,
+                proxy_type=self.proxy_type,
+            )
+            self.logger.info("Stopped receiving messages from a connection")
+        except Exception as error:
+            self.logger.exception(f"Failed to start or stop the current session: {error}")
+            if self.current_session is not None:
+                self.current_session.close()
+
+
+class PromptSocketModeHandler(SocketModeHandler):
+    """Bolt's websocket-client handler on a PromptSocketModeClient."""
+
+    def __init__(
+        self,
+        app: App,
+        app_token: str,
+        *,
+        ping_interval: float = 5.0,
+        ping_timeout: float = 2.0,
+        concurrency: int = 8,
+    ) -> None:
+        # Not super().__init__: it would build the stock client only to throw it away.
+        self.app = app
+        self.app_token = app_token
+        self.client = PromptSocketModeClient(
+            app_token=app_token,
+            logger=app.logger,
+            web_client=app.client,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            concurrency=concurrency,
+        )
+        self.client.socket_mode_request_listeners.append(self.handle)  # type: ignore[arg-type]

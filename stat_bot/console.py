@@ -1,0 +1,164 @@
+"""A terminal chat with the local Slack: type as a Slack user, read what the bot posts.
+
+Local mode's way in for someone without a Slack workspace: `stat-bot run`
+offers it in its own terminal, and `stat-bot console` joins a running local
+mode from another. Lines typed go to the emulator as if typed in Slack's
+#general (`@stat-bot` becomes a real mention); everything posted, edited or
+reacted to anywhere in the workspace is printed as it happens, Block Kit and
+files rendered as text.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import IO, Any
+
+from stat_bot.integrations.slack_emulator.client import EmulatorClient
+from stat_bot.report.notifiers import render_block
+
+FILE_PREVIEW_LINES = 20
+HELP = """\
+Type a message as you would in Slack's #general, for example:
+  @stat-bot help
+  @stat-bot system hello Ada
+  @stat-bot status
+Commands of this console:
+  /dm <text>        send <text> to the bot as a direct message (no mention needed)
+  /as <user> <text> send as another user (admin, guest, visitor)
+  /channel <name>   post in another channel from now on
+  /help             this text
+  /quit             leave (Ctrl-D too)"""
+
+
+def render(event: dict[str, Any], names: dict[str, str]) -> str:
+    """One feed event as terminal lines: where, who, and the message as it reads."""
+    message = event["message"]
+    channel = event.get("channel_name") or event.get("channel", "?")
+    where = f"#{channel}" if not str(event.get("channel", "")).startswith("D") else "(DM)"
+    who = names.get(message.get("user") or "", message.get("user") or "?")
+    thread = (
+        "  ↳ " if message.get("thread_ts") and message.get("thread_ts") != message["ts"] else " "
+    )
+    kind = event.get("kind", "message")
+    if kind == "reaction":
+        reactor = names.get(event.get("user") or "", event.get("user") or "?")
+        return f"{where}{thread}{reactor} reacted :{event.get('reaction')}:"
+    body: list[str] = []
+    blocks = message.get("blocks") or []
+    if blocks and any(b.get("type") != "rich_text" for b in blocks):
+        for block in blocks:
+            body.extend(render_block(block))
+    elif message.get("text"):
+        body.extend(str(message["text"]).splitlines())
+    for file in message.get("files") or []:
+        body.append(f"[file {file.get('name')}, {file.get('size', 0):,} bytes]")
+        preview = str(file.get("preview") or "").splitlines()
+        body.extend(preview[:FILE_PREVIEW_LINES])
+        if len(preview) > FILE_PREVIEW_LINES:
+            body.append(f"... ({len(preview) - FILE_PREVIEW_LINES} more lines)")
+    edited = " (edited)" if kind == "edit" else ""
+    head = f"{where}{thread}{who}{edited}:"
+    if len(body) == 1 and len(body[0]) < 100:
+        return f"{head} {body[0]}"
+    return "\n".join([head, *("    " + line for line in body)])
+
+
+class Console:
+    """Reads lines from `stdin`, posts them, and prints the workspace's feed to `stdout`."""
+
+    def __init__(
+        self,
+        client: EmulatorClient,
+        *,
+        stdin: IO[str] | None = None,
+        stdout: IO[str] | None = None,
+        user: str = "admin",
+        channel: str = "general",
+    ) -> None:
+        self.client = client
+        self.stdin = stdin or sys.stdin
+        self.stdout = stdout or sys.stdout
+        self.user = user
+        self.channel = channel
+        self.stop = threading.Event()
+        self._lock = threading.Lock()
+        self._names: dict[str, str] = {}
+
+    def say(self, text: str) -> None:
+        with self._lock:
+            self.stdout.write(text + "\n")
+            self.stdout.flush()
+
+    def follow(self, *, since_now: bool = True, poll: float = 0.1) -> None:
+        """Print the feed until stopped (run on a thread)."""
+        cursor = self.client.feed_cursor() if since_now else 0
+        while not self.stop.is_set():
+            try:
+                events, cursor = self.client.feed(cursor, wait=1.0)
+            except OSError:
+                if self.stop.wait(1.0):
+                    return
+                continue
+            for event in events:
+                self._learn(event)
+                self.say(render(event, self._names))
+            if not events:
+                self.stop.wait(poll)
+
+    def _learn(self, event: dict[str, Any]) -> None:
+        for user_id, name in (event.get("names") or {}).items():
+            self._names[user_id] = name
+
+    def run(self, on_quit: Callable[[], None] | None = None, *, since_now: bool = True) -> None:
+        """The read-post loop; returns on /quit or end of input."""
+        follower = threading.Thread(
+            target=self.follow, kwargs={"since_now": since_now}, name="console-feed", daemon=True
+        )
+        follower.start()
+        self.say(HELP)
+        try:
+            while not self.stop.is_set():
+                line = self.stdin.readline()
+                if not line:
+                    break
+                if not self.handle(line.strip()):
+                    break
+        finally:
+            time.sleep(0.2)  # let the last replies print
+            self.stop.set()
+            if on_quit is not None:
+                on_quit()
+
+    def handle(self, line: str) -> bool:
+        """Act on one typed line; False to quit."""
+        if not line:
+            return True
+        if line in ("/quit", "/exit"):
+            return False
+        if line == "/help":
+            self.say(HELP)
+            return True
+        user, channel, text = self.user, self.channel, line
+        if line.startswith("/dm "):
+            channel, text = "dm", line[4:]
+        elif line.startswith("/as "):
+            parts = line.split(maxsplit=2)
+            if len(parts) < 3:
+                self.say("usage: /as <user> <text>")
+                return True
+            user, text = parts[1], parts[2]
+        elif line.startswith("/channel "):
+            self.channel = line.split(maxsplit=1)[1].lstrip("#")
+            self.say(f"(posting in #{self.channel} from now on)")
+            return True
+        elif line.startswith("/"):
+            self.say(f"unknown console command {line.split()[0]!r}; /help lists them")
+            return True
+        try:
+            self.client.post(user, channel, text)
+        except Exception as error:
+            self.say(f"(could not post: {error})")
+        return True

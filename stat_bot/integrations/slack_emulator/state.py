@@ -1,0 +1,119 @@
+"""What one running emulator holds: the workspace, its sockets, armed faults, recent calls.
+
+Both the Web API and the control API act on this one object, and it is only
+touched from the server's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from aiohttp import web
+
+from stat_bot.integrations.slack_emulator.events import event_callback
+from stat_bot.integrations.slack_emulator.faults import FaultPlan
+from stat_bot.integrations.slack_emulator.socket_mode import SocketModeHub
+from stat_bot.integrations.slack_emulator.workspace import (
+    APP_TOKEN,
+    BOT_TOKEN,
+    Channel,
+    Message,
+    Workspace,
+    message_view,
+)
+
+MAX_CALLS = 2000
+MAX_FEED = 10_000
+
+
+class EmulatorState:
+    """One emulator's mutable state, and the way back to how it started (`reset`)."""
+
+    def __init__(
+        self,
+        workspace: Workspace | None = None,
+        *,
+        bot_token: str = BOT_TOKEN,
+        app_token: str = APP_TOKEN,
+    ) -> None:
+        self._seed = copy.deepcopy(workspace) if workspace is not None else None
+        self.workspace = workspace if workspace is not None else Workspace.seeded()
+        self.bot_token = bot_token
+        self.app_token = app_token
+        self.hub = SocketModeHub()
+        self.faults = FaultPlan()
+        self.calls: deque[dict[str, Any]] = deque(maxlen=MAX_CALLS)
+        # The feed: what a Slack client window would show, for the terminal console.
+        # Cursors are absolute positions, so they stay valid when old entries drop off.
+        self.feed: deque[dict[str, Any]] = deque(maxlen=MAX_FEED)
+        self.feed_end = 0
+        self._feed_grew: asyncio.Event | None = None
+
+    def reset(self) -> None:
+        """Back to the seed: messages, files, users and faults gone; sockets stay connected."""
+        self.workspace = copy.deepcopy(self._seed) if self._seed is not None else Workspace.seeded()
+        self.faults.clear()
+        self.hub.reset()
+        self.calls.clear()
+        self.feed.clear()
+
+    async def publish(self, events: Iterable[dict[str, Any]]) -> None:
+        """Send each event to the app over Socket Mode, in order, right now."""
+        for event in events:
+            await self.hub.publish(event_callback(event))
+
+    def record_call(self, method: str, args: dict[str, Any], answer: dict[str, Any]) -> None:
+        """Keep a Web API call for `/_emulator/calls`, tokens and raw bytes left out."""
+        self.calls.append(
+            {
+                "time": time.time(),
+                "method": method,
+                "args": {
+                    k: "(bytes)" if isinstance(v, bytes) else v
+                    for k, v in args.items()
+                    if k != "token"
+                },
+                "ok": answer.get("ok", False),
+                "error": answer.get("error"),
+            }
+        )
+
+    def note(
+        self, kind: str, channel: Channel, message: Message, base_url: str, **extra: Any
+    ) -> None:
+        """Add a feed entry (`message`, `edit` or `reaction`) and wake whoever waits for one."""
+        self.feed_end += 1
+        self.feed.append(
+            {
+                "cursor": self.feed_end,
+                "kind": kind,
+                "channel": channel.id,
+                "channel_name": None if channel.is_im else channel.name,
+                "message": message_view(self.workspace, message, base_url),
+                "names": {u.id: u.name for u in self.workspace.users.values()},
+                **extra,
+            }
+        )
+        if self._feed_grew is not None:
+            self._feed_grew.set()
+            self._feed_grew = None
+
+    async def read_feed(self, cursor: int, wait: float) -> tuple[list[dict[str, Any]], int]:
+        """Entries after `cursor`, waiting up to `wait` s for the first; and the next cursor."""
+        if cursor >= self.feed_end and wait > 0:
+            if self._feed_grew is None:
+                self._feed_grew = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._feed_grew.wait(), wait)
+        found = [e for e in self.feed if e["cursor"] > cursor]
+        return found, self.feed_end
+
+
+# Where create_app keeps the state on the aiohttp application.
+STATE: web.AppKey[EmulatorState] = web.AppKey("slack_emulator_state", EmulatorState)

@@ -1,0 +1,190 @@
+"""`stat-bot run`: every part of the service as its own process, started and stopped together.
+
+The parts are the same commands production runs under systemd (DEPLOY.md), so
+`run` on a laptop exercises the real process boundaries: the dispatcher, the
+bot and, with no Slack tokens, the local Slack emulator they talk to instead
+of Slack. If one part dies the others are stopped and `run` exits non-zero
+naming it, rather than limping on half-working.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import structlog
+
+from stat_bot.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+URL = re.compile(r"https?://127\.0\.0\.1:\d+")
+LOCAL_BOT_TOKEN = "xoxb-local-emulator"
+LOCAL_APP_TOKEN = "xapp-local-emulator"
+
+
+class SupervisorError(Exception):
+    """A part could not be started; the message names it and why."""
+
+
+@dataclass
+class Part:
+    name: str
+    process: subprocess.Popen[bytes]
+    expected_exit: bool = False
+
+
+@dataclass
+class Supervisor:
+    """Starts parts, watches them, and stops them all on a signal or when one dies."""
+
+    settings: Settings
+    output: IO[bytes] | None = None  # where the parts' logs go; None: this terminal
+    parts: list[Part] = field(default_factory=list)
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        try:
+            process = subprocess.Popen(
+                argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=self.output,
+                stderr=self.output,
+                start_new_session=True,  # a Ctrl-C reaches them through us, in order
+            )
+        except OSError as error:
+            raise SupervisorError(f"could not start the {name}: {error}") from error
+        self.parts.append(Part(name, process))
+        return process
+
+    def start_emulator(self, env: dict[str, str], port: int) -> str:
+        """Start the local Slack emulator; its base URL once it is listening."""
+        argv = [sys.executable, "-m", "stat_bot.integrations.slack_emulator"]
+        argv += ["--host", "127.0.0.1", "--port", str(port)]
+        argv += ["--bot-token", LOCAL_BOT_TOKEN, "--app-token", LOCAL_APP_TOKEN]
+        process = subprocess.Popen(
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self.output,
+            start_new_session=True,
+        )
+        self.parts.append(Part("local Slack emulator", process))
+        assert process.stdout is not None
+        found: list[str] = []
+
+        def read() -> None:
+            assert process.stdout is not None
+            for raw in process.stdout:
+                line = raw.decode(errors="replace")
+                if not found and (m := URL.search(line)):
+                    found.append(m[0])
+                    break
+            # Keep draining so the emulator never blocks on a full pipe.
+            for _ in process.stdout:
+                pass
+
+        threading.Thread(target=read, name="emulator-stdout", daemon=True).start()
+        deadline = time.monotonic() + 20
+        while not found:
+            if process.poll() is not None:
+                raise SupervisorError(
+                    f"the local Slack emulator exited at start (status {process.returncode}); "
+                    f"is port {port} free? Set LOCAL_SLACK_PORT=0 for any free port"
+                )
+            if time.monotonic() > deadline:
+                raise SupervisorError("the local Slack emulator did not start within 20 s")
+            time.sleep(0.02)
+        return found[0]
+
+    def wait(self) -> int:
+        """Until a signal (0) or a part's unexpected end (1); then stop everything."""
+        status = 0
+        while not self.stopping.is_set():
+            for part in self.parts:
+                code = part.process.poll()
+                if code is not None and not part.expected_exit:
+                    log.error(f"the {part.name} stopped unexpectedly", exit_status=code)
+                    print(
+                        f"stat-bot: the {part.name} stopped (exit status {code}); stopping the rest",
+                        file=sys.stderr,
+                    )
+                    status = 1
+                    self.stopping.set()
+                    break
+            self.stopping.wait(0.2)
+        self.stop()
+        return status
+
+    def stop(self) -> None:
+        """SIGTERM every part (the dispatcher gives its jobs SHUTDOWN_GRACE), then SIGKILL."""
+        self.stopping.set()
+        for part in reversed(self.parts):
+            part.expected_exit = True
+            if part.process.poll() is None:
+                part.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.settings.shutdown_grace + 10
+        for part in reversed(self.parts):
+            remaining = max(0.1, deadline - time.monotonic())
+            try:
+                part.process.wait(remaining)
+            except subprocess.TimeoutExpired:
+                log.warning(f"the {part.name} did not stop in time; killing it")
+                part.process.kill()
+                part.process.wait()
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stopping.set())
+
+
+def local_slack_file(settings: Settings) -> Path:
+    """Where local mode leaves its emulator's address for `stat-bot console`."""
+    return settings.state_dir / "local-slack.json"
+
+
+def local_mode_environment(env: dict[str, str], url: str) -> dict[str, str]:
+    """The parts' environment pointed at the local emulator, with its channels as defaults."""
+    env = dict(env)
+    env.update(
+        SLACK_BOT_TOKEN=LOCAL_BOT_TOKEN,
+        SLACK_APP_TOKEN=LOCAL_APP_TOKEN,
+        SLACK_API_URL=f"{url}/api/",
+    )
+    env.setdefault("SLACK_LOGS_CHANNEL", "stat-bot-logs")
+    env.setdefault("SLACK_TECH_SUPPORT_CHANNEL", "tech-support")
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        env.pop(name, None)
+    return env
+
+
+def write_local_slack_file(settings: Settings, url: str) -> None:
+    path = local_slack_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"url": url, "pid": os.getpid()}))
+    tmp.replace(path)
+
+
+def read_local_slack_url(settings: Settings) -> str | None:
+    """The running local mode's emulator URL, if `stat-bot run` is up in local mode."""
+    try:
+        data = json.loads(local_slack_file(settings).read_text())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(int(data["pid"]), 0)
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+    return str(data.get("url") or "") or None

@@ -1,0 +1,137 @@
+"""Local mode, as a newcomer meets it: `stat-bot run` with no Slack tokens, in a terminal.
+
+The shipped job_configs.py and workspace; `run` in a real pseudo-terminal (so it
+offers its chat prompt as it would to a person), and `stat-bot console` joining
+from another process.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from tests.conftest import ROOT, STAT_BOT
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("JOB_CONFIGS", "WORKSPACE_DIR") and not k.startswith("SLACK_")
+    }
+    env.update(STATE_DIR=str(tmp_path / "var"), LOG_FORMAT="json", TERM="dumb")
+    return env
+
+
+def _read_until(fd: int, needle: str, seen: list[str], timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    while needle not in "".join(seen):
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"never saw {needle!r}; saw:\n{''.join(seen)}"
+        ready, _, _ = select.select([fd], [], [], min(remaining, 0.5))
+        if ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # the terminal closed: the process ended
+                break
+            seen.append(chunk.decode(errors="replace"))
+    return "".join(seen)
+
+
+def test_run_in_a_terminal_is_a_chat_with_the_bot(tmp_path: Path) -> None:
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: become `stat-bot run` on the terminal
+        os.chdir(ROOT)
+        os.execve(STAT_BOT, [STAT_BOT, "run"], _env(tmp_path))
+    seen: list[str] = []
+    try:
+        banner = _read_until(fd, "Type a message", seen)
+        assert "local mode" in banner
+        assert "stat-bot console" in banner
+        # Wait until the bot is connected (its log goes to a file in this mode).
+        log = tmp_path / "var" / "logs" / "service.log"
+        deadline = time.monotonic() + 30
+        while '"bot connected"' not in (log.read_text() if log.exists() else ""):
+            assert time.monotonic() < deadline, log.read_text() if log.exists() else "no log"
+            time.sleep(0.1)
+        os.write(fd, b"@stat-bot system hello Ada\n")
+        out = _read_until(fd, "stat-bot: Hello Ada", seen)
+        assert "#general admin: <@U0BOT> system hello Ada" in out
+        assert "reacted :crossed_fingers:" in out
+        os.write(fd, b"@stat-bot sytem hello\n")
+        assert "I didn't understand" in _read_until(fd, "I didn't understand", seen)
+        os.kill(pid, signal.SIGINT)  # Ctrl-C
+        deadline = time.monotonic() + 40
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            assert time.monotonic() < deadline, "run did not stop on Ctrl-C"
+            time.sleep(0.1)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert "Traceback" not in "".join(seen)
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(fd)
+
+
+def test_console_joins_a_running_local_mode(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    out = (tmp_path / "run.out").open("w+")
+    service = subprocess.Popen(
+        [STAT_BOT, "run", "--no-console"],
+        cwd=ROOT,
+        env=env,
+        stdout=out,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "var" / "local-slack.json").exists():
+            assert service.poll() is None
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        console = subprocess.Popen(
+            [STAT_BOT, "console"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert console.stdin is not None
+        assert console.stdout is not None
+        console.stdin.write("@stat-bot system hello Console\n")
+        console.stdin.flush()
+        lines = []
+        deadline = time.monotonic() + 30
+        while not any("stat-bot: Hello Console" in line for line in lines):
+            assert time.monotonic() < deadline, lines
+            lines.append(console.stdout.readline())
+        console.stdin.write("/quit\n")
+        console.stdin.flush()
+        assert console.wait(15) == 0
+        # The service's own terminal shows the conversation too.
+        assert "Hello Console" in (tmp_path / "run.out").read_text()
+    finally:
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(40) == 0
+        out.close()
+
+
+def test_console_without_local_mode_says_how_to_start_it(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [STAT_BOT, "console"], cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert "start `stat-bot run` without Slack tokens first" in result.stderr
