@@ -1,4 +1,4 @@
-"""`python -m benchmarks [queue|latency|spawn ...]`: run benchmarks, print figures and targets.
+"""`python -m benchmarks [queue|latency|spawn|slack ...]`: run benchmarks, print figures and targets.
 
 Usually run as `python3 bootstrap.py bench [queue|latency|spawn ...]`. Exit
 status 0 when every benchmark ran (targets missed or not: a MISS is a finding,
@@ -16,10 +16,10 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import latency, queue_cycle, spawn
+from benchmarks import latency, queue_cycle, slack, spawn
 from benchmarks.common import Figure, file_system, machine, print_figures
 
-NAMES = ("queue", "latency", "spawn")
+NAMES = ("queue", "latency", "spawn", "slack")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -48,6 +48,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--spawn-concurrency", type=int, default=8, help="spawn: DISPATCHER_CONCURRENCY (8)"
     )
     parser.add_argument("--spawn-rounds", type=int, default=5, help="spawn: alternating rounds (5)")
+    parser.add_argument("--slack-commands", type=int, default=100, help="slack: commands (100)")
     parser.add_argument(
         "--tmpdir",
         type=Path,
@@ -77,6 +78,7 @@ def main(argv: list[str]) -> int:
             concurrency=args.spawn_concurrency,
             rounds=args.spawn_rounds,
         ),
+        "slack": lambda home: slack.run(home, count=args.slack_commands),
     }
     top = Path(tempfile.mkdtemp(prefix="stat-bot-bench-", dir=args.tmpdir))
     facts = machine()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +42,7 @@ PROXY_VARIABLES = (
     "https_proxy",
     "all_proxy",
 )
+SWITCH_INTERVAL = 0.0005
 REFUSALS = {
     "invalid_auth",
     "not_authed",
@@ -95,6 +97,10 @@ def run_bot(settings: Settings, configs: JobConfigs, queue: Queue) -> None:
         # A proxy set for the outside world breaks the websocket to a local Slack.
         for name in PROXY_VARIABLES:
             os.environ.pop(name, None)
+    # Many threads share the GIL here (socket reader, Bolt workers, listeners). At the
+    # default 5 ms switch interval the socket reader waits up to 5 ms at every hand-over
+    # behind busy listeners, so under a burst of commands acks fall far behind.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

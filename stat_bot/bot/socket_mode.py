@@ -8,13 +8,29 @@ wake up: the new connection waits up to 10 s for the reader thread, and events
 wait with it. Passing `ping_timeout` shortens the select() to that many seconds
 and, as a bonus, ends a connection whose pongs stop coming (a silent network
 drop) instead of waiting for TCP to notice.
+
+It also acks each Events API envelope the moment it arrives, on the socket's
+reader thread, instead of after it has waited for a worker thread and gone
+through Bolt's middleware. Bolt acks events before running listeners anyway
+(nothing is said in an events ack), so the meaning is unchanged; but under a
+burst of commands the ack no longer queues behind the handling of earlier ones,
+so Slack never sees a slow app and never redelivers.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import threading
+from collections import OrderedDict
+from typing import Any
+
 from slack_bolt import App
 from slack_bolt.adapter.socket_mode.websocket_client import SocketModeHandler
+from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.socket_mode.websocket_client import SocketModeClient
+
+REMEMBERED_ACKS = 1000
 
 
 class PromptSocketModeClient(SocketModeClient):
@@ -23,6 +39,40 @@ class PromptSocketModeClient(SocketModeClient):
     def __init__(self, *args: object, ping_timeout: float = 2.0, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.ping_timeout = ping_timeout
+        self._acked: OrderedDict[str, None] = OrderedDict()
+        self._acked_lock = threading.Lock()
+
+    def enqueue_message(self, message: str) -> None:
+        if '"events_api"' in message:
+            with contextlib.suppress(ValueError):
+                envelope = json.loads(message)
+                envelope_id = envelope.get("envelope_id")
+                if (
+                    envelope.get("type") == "events_api"
+                    and envelope_id
+                    and not envelope.get("accepts_response_payload")
+                ):
+                    self._ack_now(envelope_id)
+        super().enqueue_message(message)
+
+    def _ack_now(self, envelope_id: str) -> None:
+        try:
+            self.send_message(json.dumps({"envelope_id": envelope_id}))
+        except Exception as error:  # Bolt's own ack, later, is the fallback
+            self.logger.warning(f"early ack failed ({error}); Bolt will ack instead")
+            return
+        with self._acked_lock:
+            self._acked[envelope_id] = None
+            while len(self._acked) > REMEMBERED_ACKS:
+                self._acked.popitem(last=False)
+
+    def send_socket_mode_response(self, response: dict[str, Any] | SocketModeResponse) -> None:
+        data = response.to_dict() if isinstance(response, SocketModeResponse) else response
+        if set(data) == {"envelope_id"}:
+            with self._acked_lock:
+                if self._acked.pop(data["envelope_id"], False) is None:
+                    return  # acked on arrival already
+        super().send_socket_mode_response(response)
 
     def _run_current_session(self) -> None:
         # The parent's method, with ping_timeout added to run_forever.

@@ -278,9 +278,10 @@ def test_a_user_who_joined_after_start_is_looked_up(service: SlackService):
 
 
 def test_its_own_messages_and_edits_are_ignored(service: SlackService):
-    where = service.say("@stat-bot demo hello Once")
+    # In a DM the app hears every message (message.im), its own replies and edits included.
+    where = service.say("demo hello Once", channel="dm")
     service.reply(where, "Hello Once")
-    service.slack.edit(where[0], where[1], "@stat-bot demo hello Twice")
+    service.slack.edit(where[0], where[1], "demo hello Twice")
     time.sleep(1.5)
     replies = [m for m in service.slack.messages(where[0], thread_ts=where[1]) if m["bot_id"]]
     assert [m["text"] for m in replies] == ["Hello Once"]

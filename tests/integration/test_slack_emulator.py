@@ -10,7 +10,7 @@ import json
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -40,8 +40,29 @@ from stat_bot.integrations.slack_emulator import (
     EmulatorThread,
     wait_for,
 )
+from tests.slack_emulator_fixtures import PROXY_VARIABLES
 
 Connect = Callable[[App], SocketModeHandler]
+
+
+@pytest.fixture
+def slack_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatorThread]:
+    """An emulator subscribed to every event, so the event shapes of each can be checked."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    with EmulatorThread(bot_events=None) as emulator:
+        yield emulator
+
+
+def test_by_default_only_the_manifests_events_are_sent(emulator_client: EmulatorClient):
+    with EmulatorThread() as emulator:
+        client = emulator.client()
+        client.post("admin", "general", "@stat-bot hello")
+        client.post("admin", "dm", "hello")
+        client.post("admin", "general", "no mention")
+        sent = sorted(e["event_type"] for e in client.acks())
+    # A channel mention comes once, as app_mention; a DM as message; plain chatter not at all.
+    assert sent == ["app_mention", "message"]
 
 
 def refusal(call: Callable[..., Any], **kwargs: Any) -> Any:

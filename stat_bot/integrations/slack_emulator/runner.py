@@ -14,7 +14,7 @@ from types import TracebackType
 from aiohttp import web
 
 from stat_bot.integrations.slack_emulator.client import EmulatorClient
-from stat_bot.integrations.slack_emulator.server import create_app
+from stat_bot.integrations.slack_emulator.server import ALL_EVENTS_OF_STAT_BOT, create_app
 from stat_bot.integrations.slack_emulator.workspace import APP_TOKEN, BOT_TOKEN, Workspace
 
 
@@ -29,13 +29,16 @@ class EmulatorThread:
         port: int = 0,
         bot_token: str = BOT_TOKEN,
         app_token: str = APP_TOKEN,
+        bot_events: frozenset[str] | None = ALL_EVENTS_OF_STAT_BOT,
         start_timeout: float = 10.0,
     ) -> None:
         self.host = host
         self.port = port
         self.bot_token = bot_token
         self.app_token = app_token
-        self.app = create_app(workspace, bot_token=bot_token, app_token=app_token)
+        self.app = create_app(
+            workspace, bot_token=bot_token, app_token=app_token, bot_events=bot_events
+        )
         self._start_timeout = start_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None

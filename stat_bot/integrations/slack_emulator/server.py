@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from stat_bot.bot.manifest import bot_events as manifest_events
 from stat_bot.integrations.slack_emulator import control
 from stat_bot.integrations.slack_emulator.control import base_url
 from stat_bot.integrations.slack_emulator.state import STATE, EmulatorState
@@ -146,19 +147,26 @@ async def _close_sockets(app: web.Application) -> None:
     await app[STATE].hub.close_all()
 
 
+ALL_EVENTS_OF_STAT_BOT = manifest_events()
+
+
 def create_app(
     workspace: Workspace | None = None,
     *,
     bot_token: str = BOT_TOKEN,
     app_token: str = APP_TOKEN,
+    bot_events: frozenset[str] | None = ALL_EVENTS_OF_STAT_BOT,
 ) -> web.Application:
     """A Slack emulator as an aiohttp application (serve it with any aiohttp runner).
 
     `workspace` defaults to the seeded one (see workspace.py); `/_emulator/reset`
-    returns to a copy of whichever it started with.
+    returns to a copy of whichever it started with. `bot_events` are the app's event
+    subscriptions (default: STAT bot's manifest; None sends every event).
     """
     app = web.Application(client_max_size=1024**3)
-    app[STATE] = EmulatorState(workspace, bot_token=bot_token, app_token=app_token)
+    app[STATE] = EmulatorState(
+        workspace, bot_token=bot_token, app_token=app_token, bot_events=bot_events
+    )
     app.router.add_route("*", "/api/{method}", web_api)
     app.router.add_post("/upload/v1/{file_id}", upload)
     app.router.add_get("/files-pri/{team_file}/{name}", private_file)

@@ -52,6 +52,7 @@ class EnvelopeRecord:
     event_type: str
     event_id: str
     published: float
+    event_ts: str | None = None  # the message's ts, to match an ack to the command it carried
     sent: float | None = None
     acked: float | None = None
     connection: int | None = None
@@ -63,6 +64,7 @@ class EnvelopeRecord:
             "type": self.type,
             "event_type": self.event_type,
             "event_id": self.event_id,
+            "event_ts": self.event_ts,
             "published": self.published,
             "sent": self.sent,
             "acked": self.acked,
@@ -167,6 +169,7 @@ class SocketModeHub:
             event_type=payload.get("event", {}).get("type", ""),
             event_id=payload.get("event_id", ""),
             published=time.time(),
+            event_ts=payload.get("event", {}).get("ts"),
         )
         self.records[envelope_id] = record
         while len(self.records) > MAX_RECORDS:

@@ -29,6 +29,21 @@ from stat_bot.integrations.slack_emulator.workspace import (
 )
 
 MAX_CALLS = 2000
+MESSAGE_SUBSCRIPTIONS = {
+    "channel": "message.channels",
+    "group": "message.groups",
+    "im": "message.im",
+    "mpim": "message.mpim",
+}
+
+
+def subscription(event: dict[str, Any]) -> str:
+    """The event subscription that delivers `event` (`message` events by conversation type)."""
+    if event.get("type") == "message":
+        return MESSAGE_SUBSCRIPTIONS.get(event.get("channel_type", ""), "message.channels")
+    return str(event.get("type"))
+
+
 MAX_FEED = 10_000
 
 
@@ -41,7 +56,10 @@ class EmulatorState:
         *,
         bot_token: str = BOT_TOKEN,
         app_token: str = APP_TOKEN,
+        bot_events: frozenset[str] | None = None,
     ) -> None:
+        # The app's event subscriptions (None: every event), as Slack honours them.
+        self.bot_events = bot_events
         self._seed = copy.deepcopy(workspace) if workspace is not None else None
         self.workspace = workspace if workspace is not None else Workspace.seeded()
         self.bot_token = bot_token
@@ -64,9 +82,10 @@ class EmulatorState:
         self.feed.clear()
 
     async def publish(self, events: Iterable[dict[str, Any]]) -> None:
-        """Send each event to the app over Socket Mode, in order, right now."""
+        """Send each event the app subscribes to over Socket Mode, in order, right now."""
         for event in events:
-            await self.hub.publish(event_callback(event))
+            if self.bot_events is None or subscription(event) in self.bot_events:
+                await self.hub.publish(event_callback(event))
 
     def record_call(self, method: str, args: dict[str, Any], answer: dict[str, Any]) -> None:
         """Keep a Web API call for `/_emulator/calls`, tokens and raw bytes left out."""

@@ -1,0 +1,1 @@
+"""The Slack bot: Bolt listeners, chat commands, permissions, the socket-mode service."""
