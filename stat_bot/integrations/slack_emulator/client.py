@@ -90,10 +90,25 @@ class EmulatorClient:
     # -- the humans --------------------------------------------------------------------
 
     def post(
-        self, user: str, channel: str, text: str, thread_ts: str | None = None
+        self,
+        user: str,
+        channel: str,
+        text: str,
+        thread_ts: str | None = None,
+        *,
+        wait_ack: bool = False,
     ) -> tuple[str, str]:
-        """Post as `user` (id or name) to a channel (id, name, #name, or `dm`); (channel, ts)."""
-        body = {"user": user, "channel": channel, "text": text, "thread_ts": thread_ts}
+        """Post as `user` (id or name) to a channel (id, name, #name, or `dm`); (channel, ts).
+
+        `wait_ack`: return only once the app has acked the events the message caused.
+        """
+        body = {
+            "user": user,
+            "channel": channel,
+            "text": text,
+            "thread_ts": thread_ts,
+            "wait_ack": wait_ack,
+        }
         answer = self._call("POST", "messages", body)
         return answer["channel"], answer["ts"]
 

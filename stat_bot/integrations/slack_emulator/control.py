@@ -96,9 +96,13 @@ async def post_message(request: web.Request) -> web.StreamResponse:
     message = ws.post(channel, user, text=text, thread_ts=body.get("thread_ts") or None)
     url = base_url(request)
     state.note("message", channel, message, url)
-    await state.publish(new_message_events(ws, channel, message, url))
+    records = await state.publish(new_message_events(ws, channel, message, url))
+    acked = None
+    if body.get("wait_ack"):  # as a Slack client would see it: delivered to the app
+        timeout = float(body.get("wait_ack_timeout") or 10)
+        acked = all([await state.hub.wait_acked(r, timeout) for r in records])
     return web.json_response(
-        {"ok": True, "channel": channel.id, "ts": message.ts, "text": message.text}
+        {"ok": True, "channel": channel.id, "ts": message.ts, "text": message.text, "acked": acked}
     )
 
 

@@ -83,6 +83,7 @@ class SocketModeHub:
         self.total_connections = 0
         self.pending: deque[tuple[EnvelopeRecord, str]] = deque()
         self.records: OrderedDict[str, EnvelopeRecord] = OrderedDict()
+        self.ack_waiters: dict[str, asyncio.Future[float]] = {}
         self._tickets: set[str] = set()
 
     # -- connecting --------------------------------------------------------------------
@@ -150,6 +151,24 @@ class SocketModeHub:
         if record.acked is None:
             record.acked = now
             record.ack_payload = message.get("payload")
+            waiter = self.ack_waiters.pop(record.envelope_id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(now)
+
+    async def wait_acked(self, record: EnvelopeRecord, timeout: float) -> bool:
+        """Until `record` is acked (True) or `timeout` seconds pass (False)."""
+        if record.acked is not None:
+            return True
+        waiter = self.ack_waiters.setdefault(
+            record.envelope_id, asyncio.get_running_loop().create_future()
+        )
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), timeout)
+        except TimeoutError:
+            return False
+        finally:
+            self.ack_waiters.pop(record.envelope_id, None)
+        return True
 
     async def _flush_pending(self, conn: Connection) -> None:
         while self.pending:

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from stat_bot.integrations.slack_emulator.events import event_callback
 from stat_bot.integrations.slack_emulator.faults import FaultPlan
-from stat_bot.integrations.slack_emulator.socket_mode import SocketModeHub
+from stat_bot.integrations.slack_emulator.socket_mode import EnvelopeRecord, SocketModeHub
 from stat_bot.integrations.slack_emulator.workspace import (
     APP_TOKEN,
     BOT_TOKEN,
@@ -81,11 +81,13 @@ class EmulatorState:
         self.calls.clear()
         self.feed.clear()
 
-    async def publish(self, events: Iterable[dict[str, Any]]) -> None:
+    async def publish(self, events: Iterable[dict[str, Any]]) -> list[EnvelopeRecord]:
         """Send each event the app subscribes to over Socket Mode, in order, right now."""
+        records = []
         for event in events:
             if self.bot_events is None or subscription(event) in self.bot_events:
-                await self.hub.publish(event_callback(event))
+                records.append(await self.hub.publish(event_callback(event)))
+        return records
 
     def record_call(self, method: str, args: dict[str, Any], answer: dict[str, Any]) -> None:
         """Keep a Web API call for `/_emulator/calls`, tokens and raw bytes left out."""
