@@ -106,6 +106,7 @@ def main(ctx: click.Context, as_json: bool) -> None:
 
 def _run_dispatcher(ctx: Context) -> None:
     from stat_bot.dispatcher.service import Dispatcher
+    from stat_bot.lifeline import watch_parent
     from stat_bot.report.notifiers import ConsoleNotifier, Notifier
 
     notifier: Notifier
@@ -116,6 +117,7 @@ def _run_dispatcher(ctx: Context) -> None:
     else:
         notifier = ConsoleNotifier()
     dispatcher = Dispatcher(ctx.settings, ctx.configs, ctx.queue, notifier)
+    watch_parent()
     asyncio.run(dispatcher.run())
 
 
@@ -241,7 +243,9 @@ def bot(ctx: Context) -> None:
     set-up). Waits for an unreachable Slack for up to SLACK_CONNECT_TIMEOUT seconds.
     """
     from stat_bot.bot.service import BotStartError, run_bot
+    from stat_bot.lifeline import watch_parent
 
+    watch_parent()
     try:
         run_bot(ctx.settings, ctx.configs, ctx.queue)
     except BotStartError as error:

@@ -82,9 +82,40 @@ def _redacted_traceback(sio: Any, exc_info: Any) -> None:
     sio.write(redact(buffer.getvalue()))
 
 
+class TolerantStream:
+    """A log stream whose failures are dropped lines, never exceptions.
+
+    If whoever reads our stderr goes away (a closed pipe), every log call would
+    raise in the middle of whatever was logging, a signal handler included, and a
+    service asked to stop might never get to. Losing log lines is the lesser harm.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._broken = False
+
+    def write(self, text: str) -> int:
+        if not self._broken:
+            try:
+                return self._stream.write(text)
+            except (OSError, ValueError):
+                self._broken = True
+        return 0
+
+    def flush(self) -> None:
+        if not self._broken:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError):
+                self._broken = True
+
+    def isatty(self) -> bool:
+        return bool(self._stream.isatty())
+
+
 def configure(level: str = "INFO", fmt: str = "auto", stream: Any = None) -> None:
     """Set up structlog and route the standard library's logging through the same pipeline."""
-    stream = stream or sys.stderr
+    stream = TolerantStream(stream or sys.stderr)
     console = fmt == "console" or (fmt == "auto" and stream.isatty())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,

@@ -23,6 +23,7 @@ from typing import IO
 
 import structlog
 
+from stat_bot.lifeline import PARENT_VARIABLE
 from stat_bot.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -53,6 +54,7 @@ class Supervisor:
     stopping: threading.Event = field(default_factory=threading.Event)
 
     def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        env = {**env, PARENT_VARIABLE: str(os.getpid())}
         try:
             process = subprocess.Popen(
                 argv,
@@ -74,7 +76,7 @@ class Supervisor:
         argv += ["--bot-token", LOCAL_BOT_TOKEN, "--app-token", LOCAL_APP_TOKEN]
         process = subprocess.Popen(
             argv,
-            env=env,
+            env={**env, PARENT_VARIABLE: str(os.getpid())},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self.output,

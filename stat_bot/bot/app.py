@@ -38,6 +38,13 @@ def create_app(
         token_verification_enabled=False,
         ignoring_self_events_enabled=True,
         raise_error_for_unhandled_request=False,
+        # Events are acked on arrival (bot/socket_mode.py), so a listener may run in the
+        # socket worker's own thread: one thread hand-off less per event.
+        process_before_response=True,
+        # Checks for HTTP mode; socket-mode requests never need them.
+        ssl_check_enabled=False,
+        url_verification_enabled=False,
+        request_verification_enabled=False,
         logger=None,
     )
     channels = ChannelDirectory(client)

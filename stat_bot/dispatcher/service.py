@@ -136,10 +136,11 @@ class Dispatcher:
 
     def stop(self) -> None:
         """Stop claiming; running jobs get SHUTDOWN_GRACE seconds to finish."""
-        if not self._stopping.is_set():
-            self.log.info("dispatcher stopping", running=len(self.running))
-        self._stopping.set()
+        first = not self._stopping.is_set()
+        self._stopping.set()  # before logging: nothing may keep a stop from happening
         self._wake.set()
+        if first:
+            self.log.info("dispatcher stopping", running=len(self.running))
 
     # life ----------------------------------------------------------------
     async def run(self, *, install_signal_handlers: bool = True) -> None:

@@ -135,3 +135,49 @@ def test_console_without_local_mode_says_how_to_start_it(tmp_path: Path) -> None
     )
     assert result.returncode == 1
     assert "start `stat-bot run` without Slack tokens first" in result.stderr
+
+
+def test_parts_stop_when_run_is_killed_outright(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    service = subprocess.Popen(
+        [STAT_BOT, "run", "--no-console"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "var" / "local-slack.json").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        children = _children(service.pid)
+        assert len(children) == 3  # the emulator, the bot, the dispatcher
+    finally:
+        service.kill()  # SIGKILL: it gets no chance to stop them itself
+        service.wait()
+    deadline = time.monotonic() + 20
+    while alive := [pid for pid in children if _running(pid)]:
+        assert time.monotonic() < deadline, f"parts outlived `run`: {alive}"
+        time.sleep(0.1)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

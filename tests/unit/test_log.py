@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -188,3 +189,19 @@ def test_level_filters_both_pipelines(restore_logging):
     logging.getLogger("x").info("quiet too")
     structlog.get_logger().warning("loud")
     assert [json.loads(line)["event"] for line in stream.getvalue().splitlines()] == ["loud"]
+
+
+def test_logging_to_a_closed_pipe_drops_lines_instead_of_raising():
+    import os
+
+    read_end, write_end = os.pipe()
+    stream = os.fdopen(write_end, "w")
+    os.close(read_end)  # whoever read our stderr has gone
+    try:
+        configure("INFO", "json", stream)
+        structlog.get_logger("t").info("still running", job_id=1)  # must not raise
+        logging.getLogger("t").warning("and the stdlib bridge too")
+    finally:
+        configure("INFO", "json")
+        with contextlib.suppress(OSError):
+            stream.close()

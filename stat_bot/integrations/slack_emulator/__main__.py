@@ -15,6 +15,7 @@ from aiohttp import web
 
 from stat_bot.integrations.slack_emulator.server import create_app
 from stat_bot.integrations.slack_emulator.workspace import APP_TOKEN, BOT_TOKEN
+from stat_bot.lifeline import watch_parent
 
 DEFAULT_PORT = 8765
 
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--app-token", default=APP_TOKEN)
     parser.add_argument("--access-log", action="store_true", help="log every HTTP request")
     args = parser.parse_args(argv)
+    watch_parent()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args.host, args.port, args.bot_token, args.app_token, args.access_log))
