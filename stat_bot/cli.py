@@ -249,7 +249,10 @@ def bot(ctx: Context) -> None:
     try:
         run_bot(ctx.settings, ctx.configs, ctx.queue)
     except BotStartError as error:
-        _fail(str(error), 1)
+        if error.exit_status == 0:
+            click.echo(f"stat-bot: {error}", err=True)
+            raise SystemExit(0) from None
+        _fail(str(error), error.exit_status)
 
 
 @main.command(epilog=EPILOG_EXAMPLES + "  stat-bot dispatcher")

@@ -10,6 +10,7 @@ files rendered as text.
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import time
@@ -20,6 +21,7 @@ from stat_bot.integrations.slack_emulator.client import EmulatorClient
 from stat_bot.report.notifiers import render_block
 
 FILE_PREVIEW_LINES = 20
+MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 HELP = """\
 Type a message as you would in Slack's #general, for example:
   @stat-bot help
@@ -31,6 +33,11 @@ Commands of this console:
   /channel <name>   post in another channel from now on
   /help             this text
   /quit             leave (Ctrl-D too)"""
+
+
+def readable(text: str, names: dict[str, str]) -> str:
+    """Slack's `<@U123>` mentions as `@name`, the way Slack shows them."""
+    return MENTION.sub(lambda m: f"@{names.get(m[1], m[1])}", text)
 
 
 def render(event: dict[str, Any], names: dict[str, str]) -> str:
@@ -52,7 +59,7 @@ def render(event: dict[str, Any], names: dict[str, str]) -> str:
         for block in blocks:
             body.extend(render_block(block))
     elif message.get("text"):
-        body.extend(str(message["text"]).splitlines())
+        body.extend(readable(str(message["text"]), names).splitlines())
     for file in message.get("files") or []:
         body.append(f"[file {file.get('name')}, {file.get('size', 0):,} bytes]")
         preview = str(file.get("preview") or "").splitlines()
@@ -92,9 +99,12 @@ class Console:
             self.stdout.write(text + "\n")
             self.stdout.flush()
 
-    def follow(self, *, since_now: bool = True, poll: float = 0.1) -> None:
-        """Print the feed until stopped (run on a thread)."""
-        cursor = self.client.feed_cursor() if since_now else 0
+    def follow(
+        self, *, since_now: bool = True, poll: float = 0.1, cursor: int | None = None
+    ) -> None:
+        """Print the feed until stopped (run on a thread), from `cursor` if given."""
+        if cursor is None:
+            cursor = self.client.feed_cursor() if since_now else 0
         while not self.stop.is_set():
             try:
                 events, cursor = self.client.feed(cursor, wait=1.0)
@@ -114,8 +124,10 @@ class Console:
 
     def run(self, on_quit: Callable[[], None] | None = None, *, since_now: bool = True) -> None:
         """The read-post loop; returns on /quit or end of input."""
+        # Where the feed ends now, read before the first line is posted so it shows too.
+        cursor = self.client.feed_cursor() if since_now else 0
         follower = threading.Thread(
-            target=self.follow, kwargs={"since_now": since_now}, name="console-feed", daemon=True
+            target=self.follow, kwargs={"cursor": cursor}, name="console-feed", daemon=True
         )
         follower.start()
         self.say(HELP)

@@ -161,7 +161,8 @@ class StatusView:
     def text(self, tz: ZoneInfo) -> str:
         empty = {
             "Suppressions": "none",
-            "Schedules": "none (schedules appear once a dispatcher has started)",
+            "Schedules": "none"
+            + ("" if self.workers else " (schedules appear once a dispatcher has started)"),
             "Dispatchers": "none running",
         }
         out = []

@@ -264,12 +264,16 @@ class ChatCommands:
     def _refused_match(self, text: str, error: MatchError) -> Answer:
         first = text.split()[0].lower() if text.split() else ""
         if first in self.configs.namespaces:
-            return Answer.say(str(error))  # the namespace is right: its own explanation is best
+            # The namespace is right: its own explanation (which argument, what is expected).
+            return self._not_understood(text, error.message, error.suggestions)
         return self._not_understood(text)
 
-    def _not_understood(self, text: str) -> Answer:
-        lines = [f"I didn't understand `{text}`."]
-        close = closest_commands(self.configs, text)
+    def _not_understood(
+        self, text: str, why: str | None = None, close: list[str] | None = None
+    ) -> Answer:
+        lines = [why or f"I didn't understand `{text}`."]
+        if close is None:
+            close = closest_commands(self.configs, text)
         if close:
             lines.append("The closest commands:")
             lines += [

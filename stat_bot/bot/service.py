@@ -53,12 +53,22 @@ REFUSALS = {
 
 
 class BotStartError(Exception):
-    """The bot cannot start; the message says why and what to change."""
+    """The bot cannot start; the message says why and what to change.
+
+    `exit_status`: 2 when only a change of settings can help (a refused token, so
+    systemd's RestartPreventExitStatus=2 can stop retrying), 1 when trying again
+    later may (Slack unreachable), 0 when told to stop while waiting.
+    """
+
+    def __init__(self, message: str, *, exit_status: int = 1) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
 
 
 def _retrying(what: str, call: Callable[[], T], settings: Settings, stop: threading.Event) -> T:
     """`call` until it succeeds, backing off 1 s -> 30 s, for SLACK_CONNECT_TIMEOUT seconds."""
-    deadline = time.monotonic() + settings.slack_connect_timeout
+    started = time.monotonic()
+    deadline = started + settings.slack_connect_timeout
     delay = 1.0
     while True:
         try:
@@ -69,19 +79,22 @@ def _retrying(what: str, call: Callable[[], T], settings: Settings, stop: thread
                 variable = "SLACK_APP_TOKEN" if what == "socket mode" else "SLACK_BOT_TOKEN"
                 raise BotStartError(
                     f"Slack refused {variable} ({code}): check the token in your environment "
-                    "file (DEPLOY.md, 'Slack app set-up')"
+                    "file (DEPLOY.md, 'Slack app set-up')",
+                    exit_status=2,
                 ) from None
             reason = slack_error(error, what)
         except (SlackClientError, OSError) as error:
             reason = f"Slack at {settings.slack_api_url} cannot be reached for {what}: {error}"
-        if time.monotonic() + delay > deadline:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
             raise BotStartError(
-                f"{reason}; gave up after {settings.slack_connect_timeout:g} s "
+                f"{reason}; gave up after {time.monotonic() - started:.0f} s "
                 "(SLACK_CONNECT_TIMEOUT)"
             )
-        log.warning("Slack not reachable yet; retrying", reason=reason, retry_in=delay)
-        if stop.wait(delay):
-            raise BotStartError("stopped while waiting for Slack")
+        wait = min(delay, remaining)
+        log.warning("Slack not reachable yet; retrying", reason=reason, retry_in=round(wait, 1))
+        if stop.wait(wait):
+            raise BotStartError("stopped while waiting for Slack", exit_status=0)
         delay = min(delay * 2, 30.0)
 
 

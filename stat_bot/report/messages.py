@@ -168,8 +168,8 @@ def failure_message(job: Job, outcome: Outcome, problem: str | None = None) -> M
         lines.append(f"Last lines of stderr:\n```\n{outcome.stderr_tail}\n```")
     if outcome.log_dir:
         lines.append(
-            f"Logs: `stat-bot logs {job.id} stderr` or `stat-bot logs {job.id} stdout` "
-            f"(folder {outcome.log_dir})"
+            f"Logs: `@stat-bot logs {job.id} stderr` in chat, or `stat-bot logs {job.id} stderr` "
+            f"on the server (folder {outcome.log_dir})"
         )
     return Message("\n".join(lines))
 

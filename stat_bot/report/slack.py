@@ -11,6 +11,7 @@ in their thread that the final report replaces.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ log = structlog.get_logger(__name__)
 MAX_RATE_LIMIT_RETRIES = 20  # each waits as long as Slack's Retry-After says
 MAX_SERVER_ERROR_RETRIES = 5
 REMEMBERED_JOBS = 2000  # progress messages kept track of at once
+QUIET = logging.getLogger("stat_bot.slack.probe")
+QUIET.setLevel(logging.CRITICAL)
 
 
 def web_client(settings: Settings, *, retries: bool = True) -> WebClient:
@@ -54,6 +57,8 @@ def web_client(settings: Settings, *, retries: bool = True) -> WebClient:
         base_url=settings.slack_api_url,
         timeout=30 if retries else 10,
         retry_handlers=handlers if retries else [],
+        # A probe's failures are reported by its caller, once per try.
+        logger=None if retries else QUIET,
     )
 
 

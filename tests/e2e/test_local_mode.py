@@ -61,7 +61,7 @@ def test_run_in_a_terminal_is_a_chat_with_the_bot(tmp_path: Path) -> None:
             time.sleep(0.1)
         os.write(fd, b"@stat-bot system hello Ada\n")
         out = _read_until(fd, "stat-bot: Hello Ada", seen)
-        assert "#general admin: <@U0BOT> system hello Ada" in out
+        assert "#general admin: @stat-bot system hello Ada" in out
         assert "reacted :crossed_fingers:" in out
         os.write(fd, b"@stat-bot sytem hello\n")
         assert "I didn't understand" in _read_until(fd, "I didn't understand", seen)

@@ -248,8 +248,8 @@ def test_failure_names_job_status_stderr_and_logs():
     lines = message.text.split("\n")
     assert lines[0] == "Job #42 `example hello` failed with exit status 3."
     assert "Last lines of stderr:\n```\nTraceback...\nValueError: bad node\n```" in message.text
-    assert "`stat-bot logs 42 stderr`" in message.text
-    assert "`stat-bot logs 42 stdout`" in message.text
+    assert "`@stat-bot logs 42 stderr` in chat" in message.text
+    assert "`stat-bot logs 42 stderr` on the server" in message.text
     assert "/var/logs/42" in message.text
 
 
