@@ -340,6 +340,28 @@ def test_a_burst_of_rate_limits_is_waited_out(fresh: SlackService):
     assert len(limited) == 6
 
 
+def test_server_errors_are_retried(fresh: SlackService):
+    fresh.slack.server_error(count=2, status=503, methods=["chat.postMessage"])
+    where = fresh.say("@stat-bot demo hello Again")
+    assert message_text(fresh.reply(where, "Hello", timeout=30)) == "Hello Again"
+    failed = [c for c in fresh.slack.calls("chat.postMessage") if not c["ok"]]
+    assert len(failed) == 2
+
+
+def test_new_channels_are_joined_when_asked(tmp_path: Path, slack_emulator: EmulatorThread):
+    running = start_service(tmp_path, slack_emulator, CONFIG, SLACK_JOIN_NEW_CHANNELS="true")
+    try:
+        channel = running.slack.add_channel("incidents")
+        deadline = time.monotonic() + 15
+        while not running.slack.calls("conversations.join"):
+            assert time.monotonic() < deadline, running.log_of("bot")
+            time.sleep(0.05)
+        where = running.say("@stat-bot demo hello Incidents", channel=channel["id"])
+        assert message_text(running.reply(where, "Hello")) == "Hello Incidents"
+    finally:
+        running.stop()
+
+
 @pytest.mark.parametrize("kind", ["message", "close", "drop"])
 def test_the_socket_comes_back_after_a_disconnect(fresh: SlackService, kind: str):
     before = fresh.slack.connections()["total"]
