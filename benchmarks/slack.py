@@ -44,6 +44,7 @@ from benchmarks.common import (
     wait_until,
 )
 from stat_bot.integrations.slack_emulator import APP_TOKEN, BOT_TOKEN, EmulatorClient
+from stat_bot.settings import PROXY_VARIABLES
 
 TARGET_ACK_P50_MS = 5.0
 TARGET_START_P50_MS = 30.0
@@ -119,7 +120,7 @@ def run(home: Path, *, count: int = 100) -> tuple[str, list[Figure]]:
         + "\n"
     )
     env = dispatcher_env(home)
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+    for name in PROXY_VARIABLES:
         env.pop(name, None)
     parts: list[Background] = []
     try:

@@ -40,6 +40,17 @@ SERVICE_SECRETS = frozenset(
     }
 )
 
+# A proxy set for reaching the outside world also catches connections to a local
+# Slack (the emulator), and breaks its websocket; these are dropped for loopback.
+PROXY_VARIABLES = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+)
+
 
 class SettingsError(Exception):
     """A setting is missing or malformed; the message names it and what is expected."""

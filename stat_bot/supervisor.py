@@ -24,7 +24,7 @@ from typing import IO
 import structlog
 
 from stat_bot.lifeline import PARENT_VARIABLE
-from stat_bot.settings import Settings
+from stat_bot.settings import PROXY_VARIABLES, Settings
 
 log = structlog.get_logger(__name__)
 
@@ -166,7 +166,7 @@ def local_mode_environment(env: dict[str, str], url: str) -> dict[str, str]:
     )
     env.setdefault("SLACK_LOGS_CHANNEL", "stat-bot-logs")
     env.setdefault("SLACK_TECH_SUPPORT_CHANNEL", "tech-support")
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+    for name in PROXY_VARIABLES:
         env.pop(name, None)
     return env
 

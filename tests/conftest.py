@@ -17,7 +17,7 @@ import pytest
 
 from stat_bot.jobs.config import JobConfigs, load_config
 from stat_bot.queue.sqlite import SQLiteQueue
-from stat_bot.settings import Settings, load_settings
+from stat_bot.settings import PROXY_VARIABLES, Settings, load_settings
 
 pytest_plugins = ["tests.slack_emulator_fixtures"]
 
@@ -85,7 +85,16 @@ def queue(settings: Settings) -> Iterator[SQLiteQueue]:
 @pytest.fixture
 def cli_env(home: Path) -> dict[str, str]:
     """Environment for running `stat-bot` as a subprocess against the test home."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STAT_BOT", "SLACK_"))}
+    return subprocess_env(home)
+
+
+def subprocess_env(home: Path) -> dict[str, str]:
+    """Ours without any STAT_BOT_/SLACK_ variable or proxy, pointed at `home`, quick timings."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("STAT_BOT", "SLACK_")) and k not in PROXY_VARIABLES
+    }
     env.update(
         STATE_DIR=str(home / "var"),
         WORKSPACE_DIR=str(home / "workspace"),

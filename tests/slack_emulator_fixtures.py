@@ -19,16 +19,7 @@ from stat_bot.integrations.slack_emulator import (
     EmulatorClient,
     EmulatorThread,
 )
-
-# The builtin websocket and urllib both route loopback through these; see DESIGN.md.
-PROXY_VARIABLES = (
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-)
+from stat_bot.settings import PROXY_VARIABLES
 
 
 def close_socket_mode(handler: SocketModeHandler, client: EmulatorClient) -> None:

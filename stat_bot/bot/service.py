@@ -29,19 +29,11 @@ from stat_bot.bot.socket_mode import PromptSocketModeHandler
 from stat_bot.jobs.config import JobConfigs
 from stat_bot.queue.base import Queue
 from stat_bot.report.slack import slack_error, web_client
-from stat_bot.settings import Settings
+from stat_bot.settings import PROXY_VARIABLES, Settings
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
-PROXY_VARIABLES = (
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-)
 SWITCH_INTERVAL = 0.0005
 REFUSALS = {
     "invalid_auth",

@@ -87,7 +87,7 @@ class Dispatcher:
         self._stopping = asyncio.Event()
         # The notifier's optional extras, looked up once: calling a no-op through the
         # report thread for every job would cost more than some jobs do.
-        self._notify_starts = type(notifier).job_started is not Notifier.job_started
+        self._notify_starts = notifier.wants_starts
         self._progress_after = settings.progress_after if notifier.wants_progress else 0.0
         self._progress: dict[int, tuple[asyncio.TimerHandle, Future[None] | None]] = {}
         self.log = log.bind(worker=self.worker_id)
@@ -278,15 +278,6 @@ class Dispatcher:
         output = tail(read_tail(running.log_dir / "stdout", 4096), lines=10)
         self.notifier.progress(Progress(running.job, elapsed, output))
 
-    def _end_progress(self, job_id: int) -> None:
-        """Stop a job's progress notices and wait for one in flight, so the report comes last."""
-        timer, pending = self._progress.pop(job_id, (None, None))
-        if timer is not None:
-            timer.cancel()
-        if pending is not None:
-            with contextlib.suppress(Exception):
-                pending.result(timeout=30)
-
     async def _supervise(self, running: RunningJob) -> None:
         job = running.job
         try:
@@ -299,7 +290,10 @@ class Dispatcher:
             self.running.pop(job.id, None)
             self._wake.set()  # a slot is free
         if job.id in self._progress:
-            await asyncio.get_running_loop().run_in_executor(None, self._end_progress, job.id)
+            timer, pending = self._progress.pop(job.id)
+            timer.cancel()
+            if pending is not None and not pending.done():  # a notice in flight: it goes first
+                await asyncio.wrap_future(pending)
         await self._finish(job, running.spec, outcome, time.monotonic() - running.started)
 
     async def _finish(

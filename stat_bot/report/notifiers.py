@@ -35,6 +35,8 @@ class Notifier:
 
     #: whether the dispatcher should send `progress` for long jobs at all
     wants_progress: bool = False
+    #: whether the dispatcher should call `job_started` at all
+    wants_starts: bool = False
 
     def deliver(self, report: Report) -> None:
         raise NotImplementedError
@@ -133,6 +135,7 @@ class RecordingNotifier(Notifier):
 
     def __init__(self, *, wants_progress: bool = False) -> None:
         self.wants_progress = wants_progress
+        self.wants_starts = True
         self.reports: list[Report] = []
         self.started: list[Job] = []
         self.progressed: list[Progress] = []

@@ -154,6 +154,7 @@ class SlackNotifier(Notifier):
 
     def __init__(self, settings: Settings, client: WebClient | None = None) -> None:
         self.settings = settings
+        self.wants_starts = bool(settings.slack_logs_channel)
         self.client = client or web_client(settings)
         self.channels = ChannelDirectory(self.client)
         self._threads: OrderedDict[int, _Thread] = OrderedDict()

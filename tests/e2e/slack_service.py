@@ -5,7 +5,6 @@ through the emulator and reads the channels.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -21,27 +20,12 @@ from stat_bot.integrations.slack_emulator import (
 )
 from stat_bot.jobs.model import Job
 from stat_bot.queue.sqlite import SQLiteQueue
-from tests.conftest import STAT_BOT, write_configs
-
-PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy")
+from tests.conftest import STAT_BOT, subprocess_env, write_configs
 
 
 def service_env(home: Path, api_url: str, **overrides: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("STAT_BOT", "SLACK_")) and k not in PROXY_VARIABLES
-    }
+    env = subprocess_env(home)
     env.update(
-        STATE_DIR=str(home / "var"),
-        WORKSPACE_DIR=str(home / "workspace"),
-        JOB_CONFIGS=str(home / "job_configs.py"),
-        LOG_FORMAT="json",
-        HEARTBEAT_INTERVAL="0.5",
-        LOST_AFTER="5",
-        KILL_GRACE="1",
-        SHUTDOWN_GRACE="5",
-        DISPATCHER_POLL_INTERVAL="0.2",
         SLACK_BOT_TOKEN=BOT_TOKEN,
         SLACK_APP_TOKEN=APP_TOKEN,
         SLACK_API_URL=api_url,

@@ -40,7 +40,7 @@ from stat_bot.integrations.slack_emulator import (
     EmulatorThread,
     wait_for,
 )
-from tests.slack_emulator_fixtures import PROXY_VARIABLES
+from stat_bot.settings import PROXY_VARIABLES
 
 Connect = Callable[[App], SocketModeHandler]
 
