@@ -137,9 +137,7 @@ def configure(level: str = "INFO", fmt: str = "auto", stream: Any = None) -> Non
         ]
     numeric = logging.getLevelName(level)
     structlog.configure(
-        processors=[*shared, structlog.stdlib.PositionalArgumentsFormatter(), *tail]
-        if not console
-        else [*shared, *tail],
+        processors=[*shared, structlog.stdlib.PositionalArgumentsFormatter(), *tail],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,

@@ -37,7 +37,7 @@ from stat_bot.dispatcher.schedules import config_rows, latest_due, next_due
 from stat_bot.jobs.config import JobConfigs, JobSpec
 from stat_bot.jobs.model import Job, JobRequest, JobStatus, ReportState, Source
 from stat_bot.queue.base import Queue, QueueBusyError, QueueError, Recovered, Worker
-from stat_bot.report.messages import Message, Outcome, Report, build_report, tail
+from stat_bot.report.messages import Outcome, Report, build_report, requeued_report, tail
 from stat_bot.report.notifiers import Notifier, Progress
 from stat_bot.settings import Settings
 
@@ -375,15 +375,7 @@ class Dispatcher:
             )
             spec = self._spec(job)
             if item.requeued:
-                text = f"Job #{job.id} `{job.full_type}`: its dispatcher stopped while it ran; {job.note}."
-                report: Report | None = Report(
-                    [Message(text)],
-                    "info",
-                    channel=job.channel or (spec.report_channel if spec else None),
-                    thread_ts=job.thread_ts,
-                    is_im=job.is_im,
-                    title=f"#{job.id} {job.full_type}",
-                )
+                report: Report | None = requeued_report(job, spec)
             else:
                 report = build_report(
                     job, spec, Outcome(JobStatus.LOST, log_dir=job.log_dir, note=job.note)

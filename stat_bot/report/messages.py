@@ -174,15 +174,26 @@ def failure_message(job: Job, outcome: Outcome, problem: str | None = None) -> M
     return Message("\n".join(lines))
 
 
-def build_report(job: Job, spec: JobSpec | None, outcome: Outcome) -> Report | None:
-    """The report for a finished job, or None when its config asks for silence."""
-    destination = {
+def _destination(job: Job, spec: JobSpec | None) -> dict[str, Any]:
+    """Where a job's reports go: its own channel and thread, else its job's report_channel."""
+    return {
         "channel": job.channel or (spec.report_channel if spec else None),
         "thread_ts": job.thread_ts,
         "job_id": job.id,
         "is_im": job.is_im,
         "title": f"#{job.id} {job.namespace} {job.job_type}",
     }
+
+
+def requeued_report(job: Job, spec: JobSpec | None) -> Report:
+    """Word that a job lost with its dispatcher will run again (its retries allow it)."""
+    text = f"Job #{job.id} {_label(job)}: its dispatcher stopped while it ran; {job.note}."
+    return Report([Message(text)], "info", **_destination(job, spec))
+
+
+def build_report(job: Job, spec: JobSpec | None, outcome: Outcome) -> Report | None:
+    """The report for a finished job, or None when its config asks for silence."""
+    destination = _destination(job, spec)
     if outcome.status is JobStatus.SUCCEEDED and spec is not None:
         messages = success_messages(job, spec, outcome.stdout)
         if isinstance(messages, str):
