@@ -39,6 +39,7 @@ from benchmarks.common import (
     BenchmarkError,
     DispatcherProcess,
     Figure,
+    cpu_seconds,
     dispatcher_env,
     percentile,
     wait_until,
@@ -70,9 +71,7 @@ class Background:
             )
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time used so far (Linux /proc)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.process.pid)
 
     def text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -155,7 +154,7 @@ def run(home: Path, *, count: int = 100) -> tuple[str, list[Figure]]:
             results = {}
             for mode in ("back-to-back", "burst"):
                 cpu = {p.name: p.cpu_seconds() for p in parts}
-                cpu["dispatcher"] = dispatcher_cpu(dispatcher)
+                cpu["dispatcher"] = cpu_seconds(dispatcher.process.pid)
                 posted: dict[str, float] = {}
                 for _ in range(count):
                     before = time.time()
@@ -168,7 +167,7 @@ def run(home: Path, *, count: int = 100) -> tuple[str, list[Figure]]:
                 )
                 time.sleep(0.5)  # let the last reactions and acks finish before reading CPU
                 used = {p.name: p.cpu_seconds() - cpu[p.name] for p in parts}
-                used["dispatcher"] = dispatcher_cpu(dispatcher) - cpu["dispatcher"]
+                used["dispatcher"] = cpu_seconds(dispatcher.process.pid) - cpu["dispatcher"]
                 acked = {
                     e["event_ts"]: (e["published"], e["acked"])
                     for e in slack.acks(event_type="app_mention")
@@ -255,9 +254,3 @@ def starts_of(stamps: Path, posted: dict[str, float]) -> dict[str, float] | None
             ts, stamp = line.split()
             started[ts] = float(stamp)
     return started if posted.keys() <= started.keys() else None
-
-
-def dispatcher_cpu(dispatcher: DispatcherProcess) -> float:
-    assert dispatcher.process is not None
-    fields = Path(f"/proc/{dispatcher.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

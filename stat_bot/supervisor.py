@@ -53,14 +53,17 @@ class Supervisor:
     parts: list[Part] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
 
-    def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, argv: list[str], env: dict[str, str], *, stdout: int | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start a part (its output to `output`, or its stdout to `stdout` if given)."""
         env = {**env, PARENT_VARIABLE: str(os.getpid())}
         try:
             process = subprocess.Popen(
                 argv,
                 env=env,
                 stdin=subprocess.DEVNULL,
-                stdout=self.output,
+                stdout=self.output if stdout is None else stdout,
                 stderr=self.output,
                 start_new_session=True,  # a Ctrl-C reaches them through us, in order
             )
@@ -74,15 +77,7 @@ class Supervisor:
         argv = [sys.executable, "-m", "stat_bot.integrations.slack_emulator"]
         argv += ["--host", "127.0.0.1", "--port", str(port)]
         argv += ["--bot-token", LOCAL_BOT_TOKEN, "--app-token", LOCAL_APP_TOKEN]
-        process = subprocess.Popen(
-            argv,
-            env={**env, PARENT_VARIABLE: str(os.getpid())},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self.output,
-            start_new_session=True,
-        )
-        self.parts.append(Part("local Slack emulator", process))
+        process = self.start("local Slack emulator", argv, env, stdout=subprocess.PIPE)
         assert process.stdout is not None
         found: list[str] = []
 

@@ -25,6 +25,17 @@ ROOT = Path(__file__).resolve().parents[1]
 STAT_BOT = str(Path(sys.executable).parent / "stat-bot")
 
 
+def proc_stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (state is [0], ppid [1])."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = proc_stat(pid)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def write_configs(path: Path, raw_config: dict[str, Any] | str) -> Path:
     """Write a job_configs.py holding `raw_config` (a dict, or Python source to paste verbatim)."""
     source = raw_config if isinstance(raw_config, str) else f"raw_config = {raw_config!r}\n"

@@ -144,11 +144,15 @@ class _Thread:
 
     channel: str
     ts: str | None = None
-    finished: bool = False
 
 
 class SlackNotifier(Notifier):
-    """Delivers reports, start notices and progress to Slack."""
+    """Delivers reports, start notices and progress to Slack.
+
+    For one job the dispatcher never overlaps `progress` calls, and delivers the
+    report only after the last one has returned; so only the table of progress
+    messages, shared by all jobs, needs a lock.
+    """
 
     wants_progress = True
 
@@ -159,7 +163,6 @@ class SlackNotifier(Notifier):
         self.channels = ChannelDirectory(self.client)
         self._threads: OrderedDict[int, _Thread] = OrderedDict()
         self._lock = threading.Lock()
-        self._job_locks: dict[int, threading.Lock] = {}
 
     # reports ---------------------------------------------------------------------
     def deliver(self, report: Report) -> None:
@@ -169,21 +172,21 @@ class SlackNotifier(Notifier):
                 "no channel to report to: the job came without one and neither its "
                 "report_channel, its namespace's default_channel nor SLACK_LOGS_CHANNEL is set"
             )
-        lock = self._job_lock(report.job_id)
-        with lock:
-            try:
-                first_ts = self._post_all(report, channel)
-            except SlackClientError as error:
-                raise DeliveryError(slack_error(error, f"the report to {channel}")) from error
-            finally:
-                self._forget(report.job_id)
+        try:
+            first_ts = self._post_all(report, channel)
+        except SlackClientError as error:
+            raise DeliveryError(slack_error(error, f"the report to {channel}")) from error
+        finally:
+            with self._lock:
+                self._threads.pop(report.job_id, None)
         if report.kind == "failure" and not report.is_im and first_ts:
             self._repost_to_tech_support(report, channel, first_ts)
 
     def _post_all(self, report: Report, channel: str) -> str | None:
         """Post every message; the first replaces the job's progress message if it has one."""
         first_ts: str | None = None
-        thread = self._threads.get(report.job_id) if report.job_id is not None else None
+        with self._lock:
+            thread = self._threads.get(report.job_id) if report.job_id is not None else None
         for index, message in enumerate(report.messages):
             if index == 0 and thread and thread.ts and message.file is None:
                 self.client.chat_update(
@@ -238,23 +241,21 @@ class SlackNotifier(Notifier):
         if not job.channel:
             return
         text = self._progress_text(progress)
-        with self._job_lock(job.id):
-            with self._lock:
-                thread = self._threads.get(job.id)
-                if thread is None:
-                    thread = self._threads[job.id] = _Thread(job.channel)
-                    while len(self._threads) > REMEMBERED_JOBS:
-                        self._threads.popitem(last=False)
-            if thread.finished:
-                return
-            if thread.ts is None:
-                response = self.client.chat_postMessage(
-                    channel=job.channel, thread_ts=job.thread_ts, text=text
-                )
-                thread.channel = response.get("channel") or job.channel
-                thread.ts = response.get("ts")
-            else:
-                self.client.chat_update(channel=thread.channel, ts=thread.ts, text=text)
+        with self._lock:
+            thread = self._threads.get(job.id)
+            if thread is None:
+                # Jobs that end without a report never free their entry: keep the newest.
+                thread = self._threads[job.id] = _Thread(job.channel)
+                while len(self._threads) > REMEMBERED_JOBS:
+                    self._threads.popitem(last=False)
+        if thread.ts is None:
+            response = self.client.chat_postMessage(
+                channel=job.channel, thread_ts=job.thread_ts, text=text
+            )
+            thread.channel = response.get("channel") or job.channel
+            thread.ts = response.get("ts")
+        else:
+            self.client.chat_update(channel=thread.channel, ts=thread.ts, text=text)
 
     @staticmethod
     def _progress_text(progress: Progress) -> str:
@@ -267,20 +268,3 @@ class SlackNotifier(Notifier):
         if progress.output_tail.strip():
             lines.append(f"Latest output:\n```\n{progress.output_tail[-2500:]}\n```")
         return "\n".join(lines)
-
-    # bookkeeping ---------------------------------------------------------------------
-    def _job_lock(self, job_id: int | None) -> threading.Lock:
-        if job_id is None:
-            return threading.Lock()
-        with self._lock:
-            return self._job_locks.setdefault(job_id, threading.Lock())
-
-    def _forget(self, job_id: int | None) -> None:
-        if job_id is None:
-            return
-        with self._lock:
-            thread = self._threads.get(job_id)
-            if thread is not None:
-                thread.finished = True
-                self._threads.move_to_end(job_id)
-            self._job_locks.pop(job_id, None)

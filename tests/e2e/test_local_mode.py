@@ -15,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.conftest import ROOT, STAT_BOT
+from tests.conftest import ROOT, STAT_BOT, proc_stat
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -167,17 +167,17 @@ def _children(pid: int) -> list[int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                stat = (entry / "stat").read_text()
+                ppid = int(proc_stat(int(entry.name))[1])
             except OSError:
                 continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            if ppid == pid:
                 found.append(int(entry.name))
     return found
 
 
 def _running(pid: int) -> bool:
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        state = proc_stat(pid)[0]
     except OSError:
         return False
     return state != "Z"

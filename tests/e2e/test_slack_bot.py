@@ -13,6 +13,7 @@ import pytest
 
 from stat_bot.integrations.slack_emulator import EmulatorThread
 from stat_bot.jobs.model import JobStatus
+from tests.conftest import cpu_seconds
 from tests.e2e.slack_service import SlackService, message_text, start_service
 
 BLOCKS = [
@@ -365,7 +366,7 @@ def test_new_channels_are_joined_when_asked(tmp_path: Path, slack_emulator: Emul
 @pytest.mark.parametrize("kind", ["message", "close", "drop"])
 def test_the_socket_comes_back_after_a_disconnect(fresh: SlackService, kind: str):
     before = fresh.slack.connections()["total"]
-    cpu_before = _cpu_seconds(fresh.processes["bot"].pid)
+    cpu_before = cpu_seconds(fresh.processes["bot"].pid)
     started = time.monotonic()
     assert fresh.slack.disconnect(kind) >= 1
     fresh.wait_bot_connected(before + 1, timeout=10)
@@ -374,7 +375,7 @@ def test_the_socket_comes_back_after_a_disconnect(fresh: SlackService, kind: str
     where = fresh.say(f"@stat-bot demo hello {kind}")
     assert message_text(fresh.reply(where, "Hello")) == f"Hello {kind}"
     time.sleep(2)  # no spinning while connected again either
-    used = _cpu_seconds(fresh.processes["bot"].pid) - cpu_before
+    used = cpu_seconds(fresh.processes["bot"].pid) - cpu_before
     assert used < 0.5 * (time.monotonic() - started), f"bot used {used:.2f} s of CPU"
 
 
@@ -414,10 +415,3 @@ def test_a_refused_token_stops_at_once(tmp_path: Path, slack_emulator: EmulatorT
     assert result.returncode == 2  # a settings problem: systemd should not keep retrying
     assert "Slack refused SLACK_BOT_TOKEN (invalid_auth)" in result.stderr
     assert "wrong-secret" not in result.stderr
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    import os
-
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -28,7 +28,7 @@ from stat_bot.jobs.model import Job, JobRequest, JobStatus
 from stat_bot.queue.sqlite import SQLiteQueue
 from stat_bot.report.notifiers import RecordingNotifier
 from stat_bot.settings import Settings
-from tests.conftest import STAT_BOT
+from tests.conftest import STAT_BOT, cpu_seconds
 
 T = TypeVar("T")
 
@@ -212,8 +212,7 @@ class DispatcherProcess:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the process has used so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.pid)
 
 
 def kill_leftover_jobs(database: Path) -> None:
