@@ -255,6 +255,117 @@ def bot(ctx: Context) -> None:
         _fail(str(error), error.exit_status)
 
 
+@main.command(epilog=EPILOG_EXAMPLES + "  stat-bot web\n  WEB_PORT=9000 WEB_WORKERS=4 stat-bot web")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port (default: WEB_PORT; 0: any).")
+@pass_ctx
+def web(ctx: Context, port: int | None) -> None:
+    """Run the web server alone (gunicorn): webhooks, the STAT relay, health, metrics, dashboard.
+
+    Binds WEB_HOST:WEB_PORT with WEB_WORKERS processes. Dashboard users come from
+    `stat-bot web-user add NAME`; there is no default user. Stops on SIGTERM or Ctrl-C.
+    """
+    from stat_bot.lifeline import watch_parent
+    from stat_bot.web.server import serve
+
+    settings = ctx.settings
+    if port is not None:
+        settings = settings.model_copy(update={"web_port": port})
+    ctx.queue  # noqa: B018 - create and migrate the database before the workers fork
+
+    def ready(host: str, bound: int) -> None:
+        click.echo(f"stat-bot: web server at http://{host}:{bound}/", err=True)
+        if not _web_users(settings).names():
+            click.echo(
+                "stat-bot: no dashboard users yet: create one with `stat-bot web-user add NAME`",
+                err=True,
+            )
+
+    watch_parent()
+    serve(settings, on_ready=ready)
+
+
+def _web_users(settings: Any) -> Any:
+    from stat_bot.web.users import UserError, UserStore
+
+    env = settings.web_users.get_secret_value() if settings.web_users else ""
+    try:
+        return UserStore(settings.web_users_file, env)
+    except UserError as error:
+        _fail(str(error), 2)
+
+
+@main.group("web-user")
+def web_user() -> None:
+    """Manage dashboard users (the WEB_USERS_FILE; passwords are stored only as hashes)."""
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != first:
+        _fail("the two passwords differ; nothing was changed", 2)
+    return first
+
+
+@web_user.command(
+    "add",
+    epilog=EPILOG_EXAMPLES
+    + "  stat-bot web-user add alice\n  printf '%s\\n' \"$PW\" | stat-bot web-user add alice --password-stdin",
+)
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin's first line.")
+@pass_ctx
+def web_user_add(ctx: Context, name: str, password_stdin: bool) -> None:
+    """Add a dashboard user, or set a new password for one."""
+    from stat_bot.web.users import UserError, check_name
+
+    try:
+        check_name(name)
+        store = _web_users(ctx.settings)
+        new = store.set(name, _read_password(password_stdin))
+    except UserError as error:
+        _fail(f"{error}; nothing was changed", 2)
+    click.echo(f"{'added' if new else 'changed the password of'} {name} in {store.path}")
+
+
+@web_user.command("remove", epilog=EPILOG_EXAMPLES + "  stat-bot web-user remove alice")
+@click.argument("name")
+@pass_ctx
+def web_user_remove(ctx: Context, name: str) -> None:
+    """Remove a dashboard user from the users file (their sessions end too)."""
+    store = _web_users(ctx.settings)
+    if not store.remove(name):
+        _fail(f"no user {name!r} in {store.path}", 1)
+    click.echo(f"removed {name} from {store.path}")
+
+
+@web_user.command("list")
+@pass_ctx
+def web_user_list(ctx: Context) -> None:
+    """List dashboard users (from WEB_USERS and the users file)."""
+    names = _web_users(ctx.settings).names()
+    if ctx.as_json:
+        click.echo(json.dumps(names))
+    elif names:
+        click.echo("\n".join(names))
+    else:
+        click.echo("no dashboard users: add one with `stat-bot web-user add NAME`")
+
+
+@web_user.command("hash", epilog=EPILOG_EXAMPLES + "  stat-bot web-user hash alice")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin's first line.")
+def web_user_hash(name: str, password_stdin: bool) -> None:
+    """Print NAME:HASH for WEB_USERS, for deployments that keep users in the environment."""
+    from stat_bot.web.users import UserError, check_name, hash_password
+
+    try:
+        click.echo(f"{check_name(name)}:{hash_password(_read_password(password_stdin))}")
+    except UserError as error:
+        _fail(str(error), 2)
+
+
 @main.command(epilog=EPILOG_EXAMPLES + "  stat-bot dispatcher")
 @pass_ctx
 def dispatcher(ctx: Context) -> None:

@@ -37,6 +37,8 @@ SERVICE_SECRETS = frozenset(
         "SLACK_SIGNING_SECRET",
         "GITHUB_WEBHOOK_SECRET",
         "WEB_SECRET_KEY",
+        "WEB_USERS",
+        "STAT_RELAY_TOKEN",
     }
 )
 
@@ -107,6 +109,37 @@ class Settings(BaseSettings):
     local_slack_port: int = Field(0, ge=0, le=65535, description="Local mode's emulator; 0: any")
     slack_connect_timeout: float = Field(300.0, ge=0, description="Give up starting after this")
 
+    # Web server (stat-bot web): webhooks, the STAT relay, health, metrics, the dashboard.
+    web_host: str = Field("127.0.0.1", description="Address gunicorn binds to")
+    web_port: int = Field(8080, ge=0, le=65535, description="0: any free port")
+    web_workers: int = Field(2, ge=1, le=64, description="gunicorn worker processes")
+    web_threads: int = Field(4, ge=1, le=256, description="threads per worker")
+    web_secret_key: SecretStr | None = Field(
+        None, description="Signs session cookies; empty: generated once into STATE_DIR"
+    )
+    web_users: SecretStr | None = Field(
+        None, description="NAME:HASH entries, comma- or space-separated (stat-bot web-user hash)"
+    )
+    web_users_file: Path | None = Field(None, description="NAME:HASH lines (stat-bot web-user add)")
+    web_trusted_user_header: str | None = Field(
+        None,
+        description="Header a reverse proxy sets to the authenticated user, e.g. X-Remote-User",
+    )
+    web_proxy_count: int = Field(
+        0, ge=0, le=8, description="Reverse proxies in front (X-Forwarded-*)"
+    )
+    web_secure_cookies: bool | None = Field(None, description="Default: on behind a proxy")
+    web_max_body: int = Field(1_048_576, ge=1024, description="Largest request body, bytes")
+    web_cors_origins: str = Field("", description="Origins allowed to call the STAT relay")
+    github_webhook_secret: SecretStr | None = None
+    stat_relay_token: SecretStr | None = Field(
+        None, description="Bearer token for /slack-proxy and /set-interval from other sites"
+    )
+    stat_channel: str | None = Field(None, description="Where /slack-proxy posts tickets")
+    active_tickets_schedule: str = Field(
+        "trac.active-tickets", description="The schedule key /set-interval changes"
+    )
+
     @field_validator("log_level", "sqlite_synchronous", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
@@ -164,6 +197,9 @@ class Settings(BaseSettings):
             (self.writeable_dir or self.state_dir / "writeable").expanduser().absolute()
         )
         self.workspace_dir = self.workspace_dir.expanduser().absolute()
+        self.web_users_file = (
+            (self.web_users_file or self.state_dir / "web-users").expanduser().absolute()
+        )
         self.job_configs = self.job_configs.expanduser().absolute()
         if (self.slack_bot_token is None) != (self.slack_app_token is None):
             missing = "SLACK_APP_TOKEN" if self.slack_app_token is None else "SLACK_BOT_TOKEN"
@@ -177,6 +213,17 @@ class Settings(BaseSettings):
     def slack_configured(self) -> bool:
         """Whether to connect to a real Slack (both tokens set) rather than run local mode."""
         return self.slack_bot_token is not None and self.slack_app_token is not None
+
+    @property
+    def cors_origins(self) -> list[str]:
+        return [o for o in self.web_cors_origins.replace(",", " ").split() if o]
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Secure cookies when asked, else whenever a (TLS-terminating) proxy is in front."""
+        if self.web_secure_cookies is not None:
+            return self.web_secure_cookies
+        return self.web_proxy_count > 0
 
     @property
     def tz(self) -> ZoneInfo:

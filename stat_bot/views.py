@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from tabulate import tabulate
 
-from stat_bot.dispatcher.schedules import next_due
+from stat_bot.dispatcher.schedules import row_next_due
 from stat_bot.jobs.config import JobConfigs
 from stat_bot.jobs.model import Job, JobStatus
 from stat_bot.queue.base import CancelOutcome, CancelResult, Queue, ScheduleRow, Suppression, Worker
@@ -104,9 +104,7 @@ class StatusView:
             running=queue.jobs(statuses=[JobStatus.RUNNING], limit=1000),
             queued=list(reversed(queue.jobs(statuses=[JobStatus.QUEUED], limit=1000))),
             suppressions=queue.suppressions(active_at=now),
-            fires=[
-                (s, next_due(s.cron, tz, now) if s.enabled else None) for s in queue.schedules()
-            ],
+            fires=[(s, row_next_due(s, tz, now) if s.enabled else None) for s in queue.schedules()],
             workers=queue.workers(),
         )
 

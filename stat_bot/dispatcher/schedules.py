@@ -32,6 +32,27 @@ def next_due(cron: str, tz: ZoneInfo, now: float) -> float:
     return float(croniter(cron, datetime.fromtimestamp(now, tz)).get_next(float))
 
 
+def interval_due(since: float, interval: float, now: float) -> float | None:
+    """The latest `since + k * interval` (k >= 1) at or before `now`; None before the first."""
+    k = int((now - since) // interval)
+    return since + k * interval if k >= 1 else None
+
+
+def row_latest_due(row: ScheduleRow, tz: ZoneInfo, now: float) -> float | None:
+    """The schedule's most recent due time: by its web-set interval if any, else its cron."""
+    if row.interval_seconds and row.interval_since is not None:
+        return interval_due(row.interval_since, row.interval_seconds, now)
+    return latest_due(row.cron, tz, now)
+
+
+def row_next_due(row: ScheduleRow, tz: ZoneInfo, now: float) -> float:
+    """The schedule's first due time strictly after `now`."""
+    if row.interval_seconds and row.interval_since is not None:
+        k = max(1, int((now - row.interval_since) // row.interval_seconds) + 1)
+        return row.interval_since + k * row.interval_seconds
+    return next_due(row.cron, tz, now)
+
+
 def config_rows(configs: JobConfigs) -> list[ScheduleRow]:
     """The schedules job_configs.py declares, as rows for the queue to keep."""
     return [

@@ -33,7 +33,7 @@ from stat_bot.dispatcher.runner import (
     read_tail,
     remove_log_dir,
 )
-from stat_bot.dispatcher.schedules import config_rows, latest_due, next_due
+from stat_bot.dispatcher.schedules import config_rows, row_latest_due, row_next_due
 from stat_bot.jobs.config import JobConfigs, JobSpec
 from stat_bot.jobs.model import Job, JobRequest, JobStatus, ReportState, Source
 from stat_bot.queue.base import Queue, QueueBusyError, QueueError, Recovered, Worker
@@ -407,12 +407,12 @@ class Dispatcher:
                 for row in await self._q(self.queue.schedules):
                     if not row.enabled or not self.configs.has_job(row.namespace, row.job_type):
                         continue
-                    due = latest_due(row.cron, tz, now)
-                    if row.last_fired_at is None or due > row.last_fired_at:
+                    due = row_latest_due(row, tz, now)
+                    if due is not None and (row.last_fired_at is None or due > row.last_fired_at):
                         await self._fire(
                             row.key, row.namespace, row.job_type, row.args, row.channel, due
                         )
-                    wake_at = min(wake_at, next_due(row.cron, tz, now))
+                    wake_at = min(wake_at, row_next_due(row, tz, now))
             except Exception:
                 self.log.exception("schedule check failed")
             await asyncio.sleep(max(0.0, wake_at - time.time()))

@@ -19,6 +19,10 @@ from stat_bot.jobs.model import Job, JobRequest, JobStatus, ReportState
 T = TypeVar("T")
 
 
+class KEEP:
+    """Sentinel for "leave this as it is" where None already means "clear the override"."""
+
+
 class QueueError(Exception):
     """The queue could not do what was asked (for example, the database is unreachable)."""
 
@@ -62,7 +66,14 @@ class Suppression:
 
 @dataclass(frozen=True, slots=True)
 class ScheduleRow:
-    """A schedule as the queue keeps it: the config's cron and when it last fired."""
+    """A schedule as the queue keeps it: the config's cron and when it last fired.
+
+    `interval_seconds` and `enabled_override` are changes made from the web (the
+    active-tickets interval, enable/disable): kept apart from the config's values so
+    they survive restarts and config reloads. With an interval the schedule fires at
+    `interval_since + k * interval_seconds` (k >= 1) instead of at its cron times.
+    `enabled` is what is in force: the override if there is one, else the config's.
+    """
 
     key: str
     namespace: str
@@ -72,6 +83,44 @@ class ScheduleRow:
     channel: str | None = None
     enabled: bool = True
     last_fired_at: float | None = None
+    interval_seconds: float | None = None
+    interval_since: float | None = None
+    enabled_override: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Beat:
+    """A long-running component's latest word on its health (the bot: connected or not)."""
+
+    component: str
+    hostname: str
+    pid: int
+    state: str
+    detail: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class JobCount:
+    namespace: str
+    job_type: str
+    status: JobStatus
+    report_state: ReportState
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobTiming:
+    """When a job was asked for, due, started and finished: for charts and histograms."""
+
+    id: int
+    namespace: str
+    job_type: str
+    status: JobStatus
+    created_at: float
+    start_after: float
+    started_at: float | None
+    finished_at: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,9 +256,72 @@ class Queue(abc.ABC):
     def fire_schedule(self, key: str, due: float, request: JobRequest) -> EnqueueResult | None:
         """Enqueue for one due time of a schedule, at most once however many dispatchers ask."""
 
+    @abc.abstractmethod
+    def set_schedule(
+        self,
+        key: str,
+        *,
+        interval_seconds: float | type[KEEP] | None = KEEP,
+        enabled: bool | type[KEEP] | None = KEEP,
+        now: float | None = None,
+    ) -> ScheduleRow | None:
+        """Override a schedule's interval and/or enabled state (None: back to the config's).
+
+        Returns the schedule as it is now, or None if there is no schedule `key`.
+        """
+
+    # webhooks ----------------------------------------------------------------
+    @abc.abstractmethod
+    def accept_delivery(
+        self,
+        source: str,
+        delivery_id: str,
+        requests: Sequence[JobRequest],
+        *,
+        now: float | None = None,
+    ) -> list[EnqueueResult] | None:
+        """Record a webhook delivery and enqueue its jobs, in one transaction.
+
+        None, with nothing enqueued, if `delivery_id` was already accepted from
+        `source` (a replay or a redelivery): each delivery enqueues exactly once.
+        """
+
+    @abc.abstractmethod
+    def count(self, name: str, label: str, by: int = 1) -> None:
+        """Add to a named counter (for /metrics: shared by every process and worker)."""
+
+    @abc.abstractmethod
+    def counters(self, name: str) -> dict[str, int]:
+        """A counter's values by label."""
+
+    # component health ----------------------------------------------------------
+    @abc.abstractmethod
+    def beat(
+        self,
+        component: str,
+        state: str,
+        detail: str = "",
+        *,
+        hostname: str = "",
+        pid: int = 0,
+        now: float | None = None,
+    ) -> None:
+        """Record a component's state (the bot's connection) for /readyz."""
+
+    @abc.abstractmethod
+    def beats(self) -> list[Beat]: ...
+
     # reading ---------------------------------------------------------------
     @abc.abstractmethod
     def get(self, job_id: int) -> Job | None: ...
+
+    @abc.abstractmethod
+    def job_counts(self) -> list[JobCount]:
+        """How many jobs there are by namespace, type, status and report state."""
+
+    @abc.abstractmethod
+    def job_timings(self, *, since: float, limit: int = 100_000) -> list[JobTiming]:
+        """Jobs created at or after `since`, oldest first, with their times."""
 
     @abc.abstractmethod
     def jobs(

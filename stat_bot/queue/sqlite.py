@@ -20,9 +20,13 @@ from typing import Any, TypeVar
 
 from stat_bot.jobs.model import Job, JobRequest, JobStatus, ReportState
 from stat_bot.queue.base import (
+    KEEP,
+    Beat,
     CancelOutcome,
     CancelResult,
     EnqueueResult,
+    JobCount,
+    JobTiming,
     Queue,
     QueueBusyError,
     QueueError,
@@ -110,6 +114,39 @@ MIGRATIONS: tuple[str, ...] = (
         pid          INTEGER NOT NULL,
         started_at   REAL NOT NULL,
         heartbeat_at REAL NOT NULL
+    );
+    """,
+    """
+    -- The web server's changes to a schedule, kept apart from what the config says.
+    ALTER TABLE schedules ADD COLUMN interval_seconds REAL;
+    ALTER TABLE schedules ADD COLUMN interval_since REAL;
+    ALTER TABLE schedules ADD COLUMN enabled_override INTEGER;
+
+    -- Webhook deliveries already accepted, so a replay enqueues nothing.
+    CREATE TABLE deliveries (
+        source      TEXT NOT NULL,
+        delivery_id TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        PRIMARY KEY (source, delivery_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX deliveries_received ON deliveries (received_at);
+
+    -- Counters every process adds to (web workers, bot, dispatcher), read by /metrics.
+    CREATE TABLE counters (
+        name  TEXT    NOT NULL,
+        label TEXT    NOT NULL,
+        value INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (name, label)
+    ) WITHOUT ROWID;
+
+    -- Each long-running component's latest state (the bot's connection), for /readyz.
+    CREATE TABLE beats (
+        component TEXT PRIMARY KEY,
+        hostname  TEXT    NOT NULL,
+        pid       INTEGER NOT NULL,
+        state     TEXT    NOT NULL,
+        detail    TEXT    NOT NULL,
+        at        REAL    NOT NULL
     );
     """,
 )
@@ -242,9 +279,40 @@ SQL_MARK_LOST = (
     + JOB_COLUMNS
 )
 
-SQL_SCHEDULES = """
-    SELECT key, namespace, job_type, cron, args, channel, enabled, last_fired_at
-    FROM schedules ORDER BY key
+SCHEDULE_COLUMNS = """
+    key, namespace, job_type, cron, args, channel, coalesce(enabled_override, enabled),
+    last_fired_at, interval_seconds, interval_since, enabled_override
+"""
+SQL_SCHEDULES = "SELECT " + SCHEDULE_COLUMNS + " FROM schedules ORDER BY key"
+SQL_SCHEDULE = "SELECT " + SCHEDULE_COLUMNS + " FROM schedules WHERE key = ?"
+SQL_SET_SCHEDULE_INTERVAL = (
+    "UPDATE schedules SET interval_seconds = ?, interval_since = ?, updated_at = ? WHERE key = ?"
+)
+SQL_SET_SCHEDULE_ENABLED = "UPDATE schedules SET enabled_override = ?, updated_at = ? WHERE key = ?"
+
+SQL_INSERT_DELIVERY = """
+    INSERT INTO deliveries (source, delivery_id, received_at) VALUES (?, ?, ?)
+    ON CONFLICT (source, delivery_id) DO NOTHING
+"""
+SQL_PRUNE_DELIVERIES = "DELETE FROM deliveries WHERE received_at < ?"
+SQL_COUNT = """
+    INSERT INTO counters (name, label, value) VALUES (?, ?, ?)
+    ON CONFLICT (name, label) DO UPDATE SET value = value + excluded.value
+"""
+SQL_COUNTERS = "SELECT label, value FROM counters WHERE name = ?"
+SQL_BEAT = """
+    INSERT INTO beats (component, hostname, pid, state, detail, at) VALUES (?, ?, ?, ?, ?, ?)
+    ON CONFLICT (component) DO UPDATE SET hostname = excluded.hostname, pid = excluded.pid,
+        state = excluded.state, detail = excluded.detail, at = excluded.at
+"""
+SQL_BEATS = "SELECT component, hostname, pid, state, detail, at FROM beats ORDER BY component"
+SQL_JOB_COUNTS = """
+    SELECT namespace, job_type, status, report_state, count(*) FROM jobs
+    GROUP BY namespace, job_type, status, report_state
+"""
+SQL_JOB_TIMINGS = """
+    SELECT id, namespace, job_type, status, created_at, start_after, started_at, finished_at
+    FROM jobs WHERE created_at >= ? ORDER BY id LIMIT ?
 """
 SQL_UPSERT_SCHEDULE = """
     INSERT INTO schedules (key, namespace, job_type, cron, args, channel, enabled, last_fired_at, updated_at)
@@ -283,6 +351,14 @@ def _job(row: Sequence[object]) -> Job:
 
 def _suppression(row: Sequence[object]) -> Suppression:
     return Suppression(*row)  # type: ignore[arg-type]
+
+
+def _schedule(row: Sequence[Any]) -> ScheduleRow:
+    key, ns, jt, cron, args, channel, enabled, last, interval, since, override = row
+    return ScheduleRow(
+        key, ns, jt, cron, json.loads(args), channel, bool(enabled), last, interval, since,
+        None if override is None else bool(override),
+    )  # fmt: skip
 
 
 class SQLiteQueue(Queue):
@@ -552,6 +628,7 @@ class SQLiteQueue(Queue):
         with self._write() as conn:
             rows = conn.execute(SQL_PRUNE, (before,)).fetchall()
             conn.execute(SQL_PRUNE_SUPPRESSIONS, (time.time(),))
+            conn.execute(SQL_PRUNE_DELIVERIES, (before,))
         return [_job(r) for r in rows]
 
     # workers ---------------------------------------------------------------
@@ -619,10 +696,29 @@ class SQLiteQueue(Queue):
                 )  # fmt: skip
 
     def schedules(self) -> list[ScheduleRow]:
-        return [
-            ScheduleRow(key, ns, jt, cron, json.loads(args), channel, bool(enabled), last)
-            for key, ns, jt, cron, args, channel, enabled, last in self._read(SQL_SCHEDULES)
-        ]
+        return [_schedule(r) for r in self._read(SQL_SCHEDULES)]
+
+    def set_schedule(
+        self,
+        key: str,
+        *,
+        interval_seconds: float | type[KEEP] | None = KEEP,
+        enabled: bool | type[KEEP] | None = KEEP,
+        now: float | None = None,
+    ) -> ScheduleRow | None:
+        now = time.time() if now is None else now
+        with self._write() as conn:
+            if conn.execute(SQL_SCHEDULE, (key,)).fetchone() is None:
+                return None
+            if interval_seconds is not KEEP:
+                since = None if interval_seconds is None else now
+                conn.execute(SQL_SET_SCHEDULE_INTERVAL, (interval_seconds, since, now, key))
+            if enabled is not KEEP:
+                value = None if enabled is None else int(bool(enabled))
+                conn.execute(SQL_SET_SCHEDULE_ENABLED, (value, now, key))
+            row = conn.execute(SQL_SCHEDULE, (key,)).fetchone()
+        self._wakeup.notify()
+        return _schedule(row)
 
     def fire_schedule(self, key: str, due: float, request: JobRequest) -> EnqueueResult | None:
         with self._write() as conn:
@@ -632,7 +728,72 @@ class SQLiteQueue(Queue):
         self._wakeup.notify()
         return EnqueueResult(_job(row), coalesced)
 
+    # webhooks ----------------------------------------------------------------
+    def accept_delivery(
+        self,
+        source: str,
+        delivery_id: str,
+        requests: Sequence[JobRequest],
+        *,
+        now: float | None = None,
+    ) -> list[EnqueueResult] | None:
+        now = time.time() if now is None else now
+        results: list[EnqueueResult] = []
+        with self._write() as conn:
+            if conn.execute(SQL_INSERT_DELIVERY, (source, delivery_id, now)).rowcount != 1:
+                return None
+            for request in requests:
+                start_after = now + request.delay_seconds
+                row, coalesced = self._insert_or_coalesce(conn, request, now, start_after)
+                until = conn.execute(
+                    SQL_ACTIVE_SUPPRESSION_END,
+                    (request.namespace, request.job_type, start_after, start_after),
+                ).fetchone()[0]
+                results.append(EnqueueResult(_job(row), coalesced, (), until))
+        if results:
+            self._wakeup.notify()
+        return results
+
+    def count(self, name: str, label: str, by: int = 1) -> None:
+        with self._write() as conn:
+            conn.execute(SQL_COUNT, (name, label, by))
+
+    def counters(self, name: str) -> dict[str, int]:
+        return dict(self._read(SQL_COUNTERS, (name,)))
+
+    # component health ----------------------------------------------------------
+    def beat(
+        self,
+        component: str,
+        state: str,
+        detail: str = "",
+        *,
+        hostname: str = "",
+        pid: int = 0,
+        now: float | None = None,
+    ) -> None:
+        now = time.time() if now is None else now
+        with self._write() as conn:
+            conn.execute(SQL_BEAT, (component, hostname, pid, state, detail, now))
+
+    def beats(self) -> list[Beat]:
+        return [Beat(*r) for r in self._read(SQL_BEATS)]
+
     # reading ---------------------------------------------------------------
+    def job_counts(self) -> list[JobCount]:
+        return [
+            JobCount(ns, jt, JobStatus(status), ReportState(report), n)
+            for ns, jt, status, report, n in self._read(SQL_JOB_COUNTS)
+        ]
+
+    def job_timings(self, *, since: float, limit: int = 100_000) -> list[JobTiming]:
+        return [
+            JobTiming(id_, ns, jt, JobStatus(status), created, due, started, finished)
+            for id_, ns, jt, status, created, due, started, finished in self._read(
+                SQL_JOB_TIMINGS, (since, limit)
+            )
+        ]
+
     def get(self, job_id: int) -> Job | None:
         rows = self._read(SQL_GET, (job_id,))
         return _job(rows[0]) if rows else None

@@ -1,0 +1,76 @@
+"""The Flask application factory: settings in, a configured app with every blueprint out."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Flask, Response
+from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from stat_bot.jobs.config import JobConfigs
+from stat_bot.queue import Queue
+from stat_bot.settings import Settings, get_settings
+from stat_bot.web import auth, errors
+from stat_bot.web.services import KEY, Services, SlackPoster, secret_key
+
+csrf = CSRFProtect()
+
+# Scripts and styles come only from this site (no CDN); pages may not be framed.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    queue: Queue | None = None,
+    configs: JobConfigs | None = None,
+    slack: SlackPoster | None = None,
+) -> Flask:
+    """A STAT bot web app. Tests pass their own settings, queue, configs or Slack poster."""
+    settings = settings or get_settings()
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=secret_key(settings),
+        MAX_CONTENT_LENGTH=settings.web_max_body,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        SESSION_COOKIE_NAME="stat_bot_session",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SECURE=settings.secure_cookies,
+        WTF_CSRF_TIME_LIMIT=None,  # valid for the session's life: a dashboard left open works
+        JSON_SORT_KEYS=False,
+    )
+    if settings.web_proxy_count:
+        n = settings.web_proxy_count
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+    app.extensions[KEY] = Services(settings, queue=queue, configs=configs, slack=slack)
+
+    csrf.init_app(app)
+    errors.register(app)
+    auth.init_app(app)
+    _register_blueprints(app)
+
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        if settings.secure_cookies:
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        return response
+
+    return app
+
+
+def _register_blueprints(app: Flask) -> None:
+    from stat_bot.web import console_page, dashboard, github, health, metrics, stat_relay
+
+    for module in (github, stat_relay, health, metrics, dashboard, console_page):
+        module.init_app(app, csrf)

@@ -1,0 +1,147 @@
+"""Who is asking: a logged-in session, a trusted proxy's header, or the relay's bearer token.
+
+Pages and state-changing routes need one of these. Sessions come from the login
+form (Flask-Login, password hashes from `users.py`); a reverse proxy that already
+authenticated the user may say who it is in WEB_TRUSTED_USER_HEADER; programs on
+other sites (the HPC-STAT Trac page) send STAT_RELAY_TOKEN as a bearer token.
+Cookie-authenticated state changes also need the CSRF token (Flask-WTF); a bearer
+token cannot be sent by a forged cross-site form, so it needs none.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import structlog
+from flask import (
+    Blueprint,
+    Flask,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
+from flask_wtf.csrf import CSRFError, validate_csrf
+from wtforms import ValidationError
+
+from stat_bot.web.errors import ApiError
+from stat_bot.web.services import services
+
+log = structlog.get_logger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+bp = Blueprint("auth", __name__)
+login_manager = LoginManager()
+login_manager.login_view = "auth.login"
+login_manager.login_message = "Log in to see this page."
+
+
+class User(UserMixin):
+    """A dashboard user; `via` says how they were recognised (session, proxy or token)."""
+
+    def __init__(self, name: str, via: str = "session") -> None:
+        self.id = name
+        self.name = name
+        self.via = via
+
+
+@login_manager.user_loader
+def _load(name: str) -> User | None:
+    # A session stays valid only while its user does: removing a user logs them out.
+    return User(name) if services().users.exists(name) else None
+
+
+@login_manager.request_loader
+def _from_request(req: Any) -> User | None:
+    settings = services().settings
+    header = settings.web_trusted_user_header
+    if header:
+        name = (req.headers.get(header) or "").strip()
+        if name:
+            return User(name, via="proxy")
+    token = settings.stat_relay_token
+    auth = req.headers.get("Authorization", "")
+    if (
+        token is not None
+        and auth.startswith("Bearer ")
+        and hmac.compare_digest(auth[7:].strip().encode(), token.get_secret_value().encode())
+    ):
+        return User("relay", via="token")
+    return None
+
+
+def who() -> str:
+    """The current user's name, for logs and job sources."""
+    return current_user.name if current_user.is_authenticated else "anonymous"
+
+
+def api_login_required(fn: F) -> F:
+    """For JSON routes: 401 unless authenticated; cookie sessions must send the CSRF token."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not current_user.is_authenticated:
+            raise ApiError(
+                401,
+                "log in to the dashboard, or send `Authorization: Bearer <STAT_RELAY_TOKEN>`",
+            )
+        if request.method not in ("GET", "HEAD", "OPTIONS") and current_user.via == "session":
+            try:
+                validate_csrf(request.headers.get("X-CSRFToken") or request.form.get("csrf_token"))
+            except (ValidationError, CSRFError) as error:
+                raise ApiError(
+                    400, f"CSRF token missing or invalid ({error}); reload the page", "csrf_token"
+                ) from None
+        return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site: never an open redirect to somewhere else."""
+    if target:
+        parts = urlsplit(target)
+        if (
+            not parts.scheme
+            and not parts.netloc
+            and target.startswith("/")
+            and not target.startswith("//")
+        ):
+            return target
+    return url_for("dashboard.index")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    store = services().users
+    if request.method == "POST":
+        name = request.form.get("username", "").strip()
+        password = request.form.get("password", "")
+        if store.verify(name, password):
+            login_user(User(name), remember=False)
+            log.info("web login", user=name, remote=request.remote_addr)
+            return redirect(_safe_next(request.args.get("next")))
+        log.warning("web login refused", user=name, remote=request.remote_addr)
+        flash("Wrong user name or password.", "error")
+        return render_template("login.html", username=name, no_users=not store.names()), 401
+    if current_user.is_authenticated:
+        return redirect(_safe_next(request.args.get("next")))
+    return render_template("login.html", username="", no_users=not store.names())
+
+
+@bp.route("/logout", methods=["POST"])
+def logout() -> Any:
+    logout_user()
+    return redirect(url_for("auth.login"))
+
+
+def init_app(app: Flask) -> None:
+    login_manager.init_app(app)
+    app.register_blueprint(bp)
