@@ -294,7 +294,10 @@ def _web_users(settings: Any) -> Any:
         _fail(str(error), 2)
 
 
-@main.group("web-user")
+@main.group(
+    "web-user",
+    epilog=EPILOG_EXAMPLES + "  stat-bot web-user add alice\n  stat-bot web-user list",
+)
 def web_user() -> None:
     """Manage dashboard users (the WEB_USERS_FILE; passwords are stored only as hashes)."""
 

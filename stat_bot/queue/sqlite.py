@@ -325,7 +325,8 @@ SQL_UPSERT_SCHEDULE = """
 SQL_DELETE_SCHEDULE = "DELETE FROM schedules WHERE key = ?"
 SQL_FIRE_SCHEDULE = """
     UPDATE schedules SET last_fired_at = ?
-    WHERE key = ? AND enabled = 1 AND (last_fired_at IS NULL OR last_fired_at < ?)
+    WHERE key = ? AND coalesce(enabled_override, enabled) = 1
+      AND (last_fired_at IS NULL OR last_fired_at < ?)
 """
 
 SQL_NEXT_DUE = "SELECT min(start_after) FROM jobs WHERE status = 'queued'"
