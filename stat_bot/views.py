@@ -87,6 +87,22 @@ def job_table(jobs: list[Job]) -> str:
     return tabulate(rows, ["id", "job", "args", "status", "created", "duration", "who", "report"])
 
 
+def interval_text(seconds: float) -> str:
+    """3600 -> "1h", 86400 -> "1d", 5400 -> "90m": as the interval choices are written."""
+    whole = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if whole >= size and whole % size == 0:
+            return f"{whole // size}{unit}"
+    return f"{whole}s"
+
+
+def schedule_timing(row: ScheduleRow) -> str:
+    """When a schedule fires: its cron, or the interval set on the web that replaces it."""
+    if row.interval_seconds:
+        return f"every {interval_text(row.interval_seconds)} (set on the web; config: {row.cron})"
+    return row.cron
+
+
 @dataclass(frozen=True)
 class StatusView:
     """Everything `status` shows, read from the queue at one moment."""
@@ -135,14 +151,14 @@ class StatusView:
             [
                 [
                     s.key,
-                    s.cron,
+                    schedule_timing(s),
                     f"{s.namespace} {s.job_type}",
                     when(s.last_fired_at, tz),
                     f"{when(nxt, tz)} ({ago(nxt)})" if nxt else "disabled",
                 ]
                 for s, nxt in self.fires
             ],
-            ["schedule", "cron", "job", "last fired", "next fire"],
+            ["schedule", "when", "job", "last fired", "next fire"],
         )
         workers = tabulate(
             [[w.id, ago(w.started_at), ago(w.heartbeat_at)] for w in self.workers],

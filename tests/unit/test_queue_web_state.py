@@ -6,12 +6,15 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from stat_bot.jobs.model import JobRequest, JobStatus, ReportState, Source
 from stat_bot.queue.base import KEEP, ScheduleRow
 from stat_bot.queue.sqlite import MIGRATIONS, SQLiteQueue
+
+UTC = ZoneInfo("UTC")
 
 T0 = 1_700_000_000.0
 
@@ -195,3 +198,22 @@ def test_job_timings_limit(queue: SQLiteQueue, limit: int):
     for n in range(3):
         queue.enqueue(request(f"t{n}"), now=T0 + n)
     assert len(queue.job_timings(since=0, limit=limit)) == min(limit, 3)
+
+
+def test_status_shows_an_interval_set_on_the_web_instead_of_the_cron(queue: SQLiteQueue):
+    from stat_bot.views import StatusView, interval_text, when
+
+    assert [interval_text(s) for s in (3600, 7200, 18000, 86400, 5400, 90)] == [
+        "1h",
+        "2h",
+        "5h",
+        "1d",
+        "90m",
+        "90s",
+    ]
+    queue.sync_schedules([schedule()], now=T0)
+    queue.set_schedule("ns.report", interval_seconds=7200, now=T0)
+    text = StatusView.read(queue, UTC, now=T0 + 60).text(UTC)
+    assert "every 2h (set on the web; config: 0 8 * * *)" in text
+    assert when(T0 + 7200, UTC) in text  # the next fire: 2 h after it was set, not 08:00
+    assert when(T0 + 7200, UTC).endswith("00:13")
