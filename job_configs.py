@@ -2,7 +2,7 @@
 
 The format is ebmbot's `raw_config` (see README, "Configuring jobs"), with optional
 extensions: per job `timeout`, `concurrency`, `coalesce`, `retries`,
-`report_channel`; per namespace `default_channel` and `schedules`; typed
+`report_channel`; per namespace `default_channel`, `schedules` and `webhooks`; typed
 placeholders such as `[count:int]`, `[interval:1h|2h|5h|1d]`, `[name=world]`,
 `[node:xname]` and `[text...]` (the rest of the line).
 
@@ -64,5 +64,14 @@ raw_config = {
         ],
         # A schedule enqueues a job with fixed args; cron in TIMEZONE, e.g.:
         # "schedules": [{"cron": "0 8 * * 1-5", "job_type": "disk", "channel": "#stat"}],
+        # GitHub webhooks to POST /github/<namespace> queue jobs by rule (README, "GitHub
+        # webhooks"); e.g. a pull request merged into the default branch deploys a minute
+        # later, and a push to main builds that commit (with "build": "make build SHA={sha}"):
+        # "webhooks": [
+        #     {"event": "pull_request", "action": "closed", "merged": True,
+        #      "branch": "default", "job_type": "deploy", "delay_seconds": 60},
+        #     {"event": "push", "branch": "main", "job_type": "build", "args": {"sha": "{sha}"}},
+        #     {"event": "release", "action": "published", "job_type": "release"},
+        # ],
     },
 }

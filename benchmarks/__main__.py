@@ -1,4 +1,4 @@
-"""`python -m benchmarks [queue|latency|spawn|slack ...]`: run benchmarks, print figures and targets.
+"""`python -m benchmarks [NAME ...]`: run benchmarks (queue, latency, spawn, slack, webhooks).
 
 Usually run as `python3 bootstrap.py bench [queue|latency|spawn ...]`. Exit
 status 0 when every benchmark ran (targets missed or not: a MISS is a finding,
@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import latency, queue_cycle, slack, spawn
+from benchmarks import latency, queue_cycle, slack, spawn, webhooks
 from benchmarks.common import (
     SLOW_FILES_US,
     Figure,
@@ -26,7 +26,7 @@ from benchmarks.common import (
     print_figures,
 )
 
-NAMES = ("queue", "latency", "spawn", "slack")
+NAMES = ("queue", "latency", "spawn", "slack", "webhooks")
 # These create a job's log folder and files for every job, so the file system's state is
 # part of their figures (BENCHMARKS.md, "The file system"): they wait for it to settle.
 FILE_BOUND = frozenset({"latency", "spawn", "slack"})
@@ -61,6 +61,18 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--spawn-rounds", type=int, default=5, help="spawn: alternating rounds (5)")
     parser.add_argument("--slack-commands", type=int, default=100, help="slack: commands (100)")
+    parser.add_argument(
+        "--webhooks", type=int, default=5000, help="webhooks: signed deliveries (5,000)"
+    )
+    parser.add_argument(
+        "--webhook-clients", type=int, default=4, help="webhooks: client processes (4)"
+    )
+    parser.add_argument(
+        "--web-workers", type=int, help="webhooks: WEB_WORKERS (default: the setting's default)"
+    )
+    parser.add_argument(
+        "--web-threads", type=int, help="webhooks: WEB_THREADS (default: the setting's default)"
+    )
     parser.add_argument(
         "--tmpdir",
         type=Path,
@@ -134,6 +146,13 @@ def main(argv: list[str]) -> int:
             rounds=args.spawn_rounds,
         ),
         "slack": lambda home: slack.run(home, count=args.slack_commands),
+        "webhooks": lambda home: webhooks.run(
+            home,
+            count=args.webhooks,
+            clients=args.webhook_clients,
+            workers=args.web_workers,
+            threads=args.web_threads,
+        ),
     }
     top = Path(tempfile.mkdtemp(prefix="stat-bot-bench-", dir=args.tmpdir))
     facts = machine()

@@ -22,6 +22,7 @@ from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from stat_bot.jobs.params import PLACEHOLDER, Param, parse_placeholder
+from stat_bot.jobs.webhooks import ACTIONS, DEFAULT_BRANCH, VALUES
 
 ReportFormat = Literal["text", "blocks", "code", "file"]
 Action = Literal["schedule_job", "cancel_job", "schedule_suppression", "cancel_suppression"]
@@ -29,6 +30,7 @@ Action = Literal["schedule_job", "cancel_job", "schedule_suppression", "cancel_s
 # Words the bot answers itself; a namespace of that name could never be reached.
 RESERVED_NAMESPACES = frozenset({"help", "status", "jobs", "logs", "cancel", "remove"})
 NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 ALLOWED_USER = re.compile(r"^(?:[UW][A-Z0-9]{2,}|@[a-z0-9][a-z0-9._-]*)$")
 
 
@@ -90,6 +92,36 @@ class ScheduleSpec(_Strict):
         return value
 
 
+class WebhookSpec(_Strict):
+    """A GitHub event that queues a job: the event, conditions on it, and the job it schedules.
+
+    Conditions left out match anything. `branch` is the pushed branch for a push and
+    the base (target) branch for a pull request; "default" means the repository's
+    default branch; `branch` and `tag` may be glob patterns (`release/*`, `v*`).
+    `args` fill the job's template fields, with `{sha}`-style event values inside.
+    """
+
+    event: Literal["push", "pull_request", "release"]
+    action: str | None = None
+    merged: bool | None = None
+    branch: str | None = None
+    tag: str | None = None
+    repository: str | None = None
+    job_type: str
+    args: dict[str, str] = Field(default_factory=dict)
+    delay_seconds: float = Field(0, ge=0)
+    channel: str | None = None
+
+    @field_validator("repository")
+    @classmethod
+    def _owner_and_name(cls, value: str | None) -> str | None:
+        if value is not None and not REPOSITORY.match(value):
+            raise ValueError(
+                f"{value!r} is not a repository; write it as owner/name, such as 'hpe/stat'"
+            )
+        return value
+
+
 class NamespaceSpec(_Strict):
     """A category of jobs with its own workspace folder."""
 
@@ -113,6 +145,7 @@ class NamespaceSpec(_Strict):
     jobs: dict[str, JobSpec] = Field(default_factory=dict)
     slack: list[CommandSpec] = Field(default_factory=list)
     schedules: list[ScheduleSpec] = Field(default_factory=list)
+    webhooks: list[WebhookSpec] = Field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +219,10 @@ class JobConfigs:
     def commands(self) -> Iterator[Command]:
         for ns in self.namespaces.values():
             yield from ns.commands
+
+    def webhook_projects(self) -> list[str]:
+        """Namespaces with webhook rules: the `<project>` of `/github/<project>`."""
+        return [name for name, ns in self.namespaces.items() if ns.spec.webhooks]
 
 
 def template_fields(template: str) -> list[str]:
@@ -272,12 +309,29 @@ def _suggest(word: str, options: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def webhook_label(index: int, rule: Any) -> str:
+    """`webhook #2 (push -> build)`: rules have no names, so their place and what they do."""
+    label = f"webhook #{index + 1}"
+    if isinstance(rule, Mapping) and isinstance(rule.get("event"), str):
+        label += f" ({rule['event']} -> {rule.get('job_type', '?')})"
+    elif isinstance(rule, WebhookSpec):
+        label += f" ({rule.event} -> {rule.job_type})"
+    return label
+
+
 def _location(raw: Mapping[str, Any], loc: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
     """Describe where a pydantic error points, in job_configs.py's own words."""
     parts = [f"namespace {loc[0]!r}"]
     rest = loc[1:]
     if len(rest) >= 2 and rest[0] == "jobs":
         parts.append(f"job {rest[1]!r}")
+        rest = rest[2:]
+    elif len(rest) >= 2 and rest[0] == "webhooks" and isinstance(rest[1], int):
+        try:
+            item = raw[loc[0]]["webhooks"][rest[1]]
+        except (KeyError, IndexError, TypeError):
+            item = None
+        parts.append(webhook_label(rest[1], item))
         rest = rest[2:]
     elif len(rest) >= 2 and rest[0] in ("slack", "schedules") and isinstance(rest[1], int):
         try:
@@ -298,6 +352,7 @@ _KEYS = {
     "job": list(JobSpec.model_fields),
     "command": list(CommandSpec.model_fields),
     "schedule": list(ScheduleSpec.model_fields),
+    "webhook": list(WebhookSpec.model_fields),
 }
 
 
@@ -329,7 +384,10 @@ def _describe(raw: Mapping[str, Any], error: ValidationError, namespace: str) ->
 
 
 def _check_namespace(
-    name: str, spec: NamespaceSpec, broken: frozenset[str] | set[str] = frozenset()
+    name: str,
+    spec: NamespaceSpec,
+    broken: frozenset[str] | set[str] = frozenset(),
+    webhook_places: list[int] | None = None,
 ) -> tuple[list[str], Namespace]:
     problems: list[str] = []
     where = f"namespace {name!r}"
@@ -419,14 +477,105 @@ def _check_namespace(
     for dup in sorted({k for k in keys if keys.count(k) > 1}):
         problems.append(f"{where}: two schedules share the key {dup!r}; give them distinct 'name's")
     commands.sort(key=lambda c: -len(c.literals))
+    places = webhook_places or list(range(len(spec.webhooks)))
+    for index, rule in zip(places, spec.webhooks, strict=True):
+        problems.extend(_check_webhook(where, index, rule, spec, fields, broken))
     return problems, Namespace(name, spec, tuple(commands), tuple(schedules))
 
 
-def _salvage(body: Any, error: ValidationError, broken: set[str]) -> NamespaceSpec | None:
+def _check_webhook(
+    where: str,
+    index: int,
+    rule: WebhookSpec,
+    spec: NamespaceSpec,
+    fields: Mapping[str, list[str]],
+    broken: frozenset[str] | set[str],
+) -> list[str]:
+    """What is wrong with one webhook rule: conditions its event cannot meet, job, args."""
+    w = f"{where}, {webhook_label(index, rule)}"
+    event = rule.event
+    problems = []
+    actions = ACTIONS[event]
+    if rule.action is not None and not actions:
+        problems.append(f"{w}: key 'action': a {event} has no action; remove the key")
+    elif rule.action is not None and rule.action not in actions:
+        hint = (
+            '; a merged pull request is "action": "closed" with "merged": True'
+            if event == "pull_request" and rule.action == "merged"
+            else ""
+        )
+        problems.append(
+            f"{w}: key 'action': {rule.action!r} is not a {event} action"
+            f"{_suggest(rule.action, list(actions))}; valid actions: {', '.join(actions)}{hint}"
+        )
+    if rule.merged is not None and event != "pull_request":
+        problems.append(f"{w}: key 'merged': only a pull_request is merged; remove the key")
+    elif rule.merged is not None and rule.action != "closed":
+        problems.append(
+            f"{w}: key 'merged': a pull request is merged when it is closed, and a merged one "
+            'is still merged when later edited or labelled; add "action": "closed"'
+        )
+    if rule.branch is not None and event == "release":
+        problems.append(f"{w}: key 'branch': a release has no branch; match its 'tag' instead")
+    if rule.tag is not None and event == "pull_request":
+        problems.append(
+            f"{w}: key 'tag': a pull request has no tag; match its base 'branch' instead"
+        )
+    if rule.branch is not None and rule.tag is not None and event == "push":
+        problems.append(
+            f"{w}: keys 'branch' and 'tag': a push is to a branch or to a tag, never both; "
+            "write a rule for each"
+        )
+    for key, value, prefix, example in (
+        ("branch", rule.branch, "refs/heads/", f"'main', {DEFAULT_BRANCH!r} or 'release/*'"),
+        ("tag", rule.tag, "refs/tags/", "'v1.2.0' or 'v*'"),
+    ):
+        if value is not None and (not value.strip() or value.startswith("refs/")):
+            if value.startswith(prefix) and value.removeprefix(prefix):
+                example = repr(value.removeprefix(prefix))
+            problems.append(
+                f"{w}: key {key!r}: give the {key} name or a glob, such as {example}, not {value!r}"
+            )
+    if rule.job_type in broken:
+        return problems
+    if rule.job_type not in spec.jobs:
+        problems.append(
+            f"{w}: key 'job_type': unknown job {rule.job_type!r}{_suggest(rule.job_type, list(spec.jobs))}; "
+            f"jobs in this namespace: {', '.join(spec.jobs) or '(none)'}"
+        )
+        return problems
+    wanted = set(fields.get(rule.job_type, []))
+    if set(rule.args) != wanted:
+        problems.append(
+            f"{w}: key 'args' must give exactly {sorted(wanted)} for job {rule.job_type!r} "
+            f"(run_args_template {spec.jobs[rule.job_type].run_args_template!r}); "
+            f"got {sorted(rule.args)}"
+        )
+    values = list(VALUES[event])
+    for key, value in rule.args.items():
+        try:
+            names = template_fields(value)
+        except ValueError as error:
+            problems.append(f"{w}: key 'args.{key}': {error}")
+            continue
+        for unknown in [n for n in names if n not in values]:
+            problems.append(
+                f"{w}: key 'args.{key}': {{{unknown}}} is not a {event} value"
+                f"{_suggest(unknown, values)}; a {event} gives "
+                f"{', '.join('{' + v + '}' for v in values)}"
+            )
+    return problems
+
+
+def _salvage(
+    body: Any, error: ValidationError, broken: set[str], webhook_places: list[int]
+) -> NamespaceSpec | None:
     """The namespace without the items pydantic refused, so the cross-checks can still run.
 
     Reporting one mistake per run would make fixing a config a slow loop; the names
     of refused jobs go into `broken` so commands using them are not blamed twice.
+    Webhook rules are named by their place, so `webhook_places` gets the original
+    place of each rule kept.
     """
     if not isinstance(body, dict):
         return None
@@ -434,7 +583,7 @@ def _salvage(body: Any, error: ValidationError, broken: set[str]) -> NamespaceSp
         k: (dict(v) if isinstance(v, dict) else list(v) if isinstance(v, list) else v)
         for k, v in body.items()
     }
-    drop: dict[str, set[Any]] = {"slack": set(), "schedules": set()}
+    drop: dict[str, set[Any]] = {"slack": set(), "schedules": set(), "webhooks": set()}
     for item in error.errors():
         loc = item["loc"]
         if len(loc) == 1 or (loc[0] == "jobs" and not isinstance(body.get("jobs"), dict)):
@@ -448,6 +597,8 @@ def _salvage(body: Any, error: ValidationError, broken: set[str]) -> NamespaceSp
             drop[str(loc[0])].add(loc[1])
     for key, indexes in drop.items():
         if isinstance(body.get(key), list):
+            if key == "webhooks":
+                webhook_places[:] = [i for i in range(len(body[key])) if i not in indexes]
             body[key] = [x for i, x in enumerate(body[key]) if i not in indexes]
     try:
         return NamespaceSpec.model_validate(body)
@@ -476,15 +627,16 @@ def parse_config(raw: Any, source: str = "job_configs.py") -> JobConfigs:
             )
             continue
         broken: set[str] = set()
+        webhook_places: list[int] = []
         try:
             spec = NamespaceSpec.model_validate(body)
         except ValidationError as error:
             problems.extend(_describe(raw, error, name))
-            salvaged = _salvage(body, error, broken)
+            salvaged = _salvage(body, error, broken, webhook_places)
             if salvaged is None:
                 continue
             spec = salvaged
-        ns_problems, namespace = _check_namespace(name, spec, broken)
+        ns_problems, namespace = _check_namespace(name, spec, broken, webhook_places or None)
         problems.extend(ns_problems)
         namespaces[name] = namespace
     if problems:

@@ -1,10 +1,349 @@
-"""Placeholder: filled in by the github work."""
+"""GitHub webhooks: `POST /github/<project>` checks the signature, matches rules, enqueues.
+
+`<project>` is a namespace of job_configs.py with a `webhooks` rule list. The
+checks run in this order, each refusal saying what to fix:
+
+1. GITHUB_WEBHOOK_SECRET unset: 403, webhooks are off (nothing unsigned is ever enqueued).
+2. The raw body (413 above WEB_MAX_BODY) must carry a valid `X-Hub-Signature-256`
+   (HMAC-SHA256 with the secret, compared in constant time) before anything in it is read.
+3. `X-GitHub-Event` and `X-GitHub-Delivery` must be present: 400.
+4. The project must be a namespace with webhook rules: 400 naming the valid ones.
+5. The body must be a JSON object (content type application/json): 415 / 400.
+6. `ping` (sent when the webhook is created): 200. Not recorded as a delivery: it
+   enqueues nothing, so a repeated ping is harmless.
+7. Rules for the event are matched, and the delivery is recorded and its jobs
+   enqueued in one transaction (`Queue.accept_delivery`): a delivery id seen before
+   is acknowledged (200, `duplicate`) and enqueues nothing; no rule matched is 200
+   with no jobs (still recorded); otherwise 202 with the jobs.
+
+A job that lands in an active suppression gets a notice in the namespace's channel
+saying until when and how to lift it; Slack being down never fails the webhook.
+Every request is counted in the queue counter `webhook_requests` by result (for
+/metrics) and logged, without the secret or the signature.
+"""
 
 from __future__ import annotations
 
-from flask import Flask
+import hashlib
+import hmac
+import json
+import re
+import threading
+import time
+from typing import Any
+
+import structlog
+from flask import Blueprint, Flask, Response, jsonify, request
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from stat_bot.jobs.actions import describe_time
+from stat_bot.jobs.config import JobConfigs, Namespace, WebhookSpec
+from stat_bot.jobs.model import JobRequest, Source
+from stat_bot.jobs.webhooks import (
+    JSON_TYPES,
+    GitHubEvent,
+    PayloadError,
+    matches,
+    read_event,
+    rule_args,
+)
+from stat_bot.queue.base import EnqueueResult
+from stat_bot.report.messages import Message
+from stat_bot.web.errors import ApiError
+from stat_bot.web.services import SlackPoster, SlackUnavailableError, services
+
+log = structlog.get_logger(__name__)
+
+bp = Blueprint("github", __name__)
+
+COUNTER = "webhook_requests"  # read by /metrics; labels: the RESULTS below
+RESULTS = (
+    "accepted", "duplicate", "ignored", "ping", "bad_signature", "bad_request",
+    "unknown_project", "disabled", "too_large",
+)  # fmt: skip
+SOURCE = "github"  # deliveries are unique per source
+SIGNATURE = "X-Hub-Signature-256"
+EVENT_NAME = re.compile(r"^[a-z_]{1,64}$")
+DELIVERY_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RefusedError(ApiError):
+    """An ApiError that also says which `webhook_requests` result to count it as."""
+
+    def __init__(self, status: int, result: str, error: str, field: str | None = None) -> None:
+        super().__init__(status, error, field)
+        self.result = result
 
 
 def init_app(app: Flask, csrf: CSRFProtect) -> None:
-    """Register this module's routes (csrf: to exempt routes that authenticate otherwise)."""
+    """Register the webhook route; exempt from CSRF, since it authenticates by signature."""
+    csrf.exempt(bp)
+    app.register_blueprint(bp)
+
+
+@bp.post("/github/<project>")
+def receive(project: str) -> tuple[Response, int]:
+    started = time.perf_counter()
+    context = {
+        "project": project[:100],
+        "github_event": request.headers.get("X-GitHub-Event", "")[:64],
+        "delivery": request.headers.get("X-GitHub-Delivery", "")[:128],
+    }
+    try:
+        result, status, body = _receive(project)
+    except RefusedError as refusal:
+        _count(refusal.result)
+        log.warning(
+            "github webhook refused",
+            **context,
+            result=refusal.result,
+            status=refusal.status,
+            reason=refusal.error,
+        )
+        raise
+    except RequestEntityTooLarge:
+        _count("too_large")  # the app's 413 handler answers, naming WEB_MAX_BODY
+        log.warning("github webhook refused", **context, result="too_large", status=413)
+        raise
+    _count(result)
+    log.info(
+        "github webhook",
+        **context,
+        result=result,
+        status=status,
+        jobs=[job["id"] for job in body.get("jobs", ())],
+        ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+    return jsonify(body), status
+
+
+def _receive(project: str) -> tuple[str, int, dict[str, Any]]:
+    """The result to count, the status and the body; RefusedError for anything refused."""
+    svc = services()
+    secret = svc.settings.github_webhook_secret
+    if secret is None or not secret.get_secret_value():
+        raise RefusedError(
+            403,
+            "disabled",
+            "GitHub webhooks are disabled until GITHUB_WEBHOOK_SECRET is set; set it, and the "
+            "same secret in the webhook's settings in GitHub",
+        )
+    body = request.get_data(cache=False)  # RequestEntityTooLarge above WEB_MAX_BODY
+    _verify(secret.get_secret_value().encode(), body)
+    event = _header("X-GitHub-Event", EVENT_NAME, "the event's name, such as push")
+    delivery = _header("X-GitHub-Delivery", DELIVERY_ID, "the delivery's id (a GUID)")
+    namespace = _project(svc.configs, project)
+    # Before answering a ping: a webhook set up to send forms should fail its first ping.
+    payload = _payload(body)
+    if event == "ping":
+        return "ping", 200, {"ok": True, "event": "ping", "project": project}
+    rules = [rule for rule in namespace.spec.webhooks if rule.event == event]
+    requests: list[JobRequest] = []
+    github: GitHubEvent | None = None
+    if rules:
+        try:
+            github = read_event(event, payload)
+        except PayloadError as error:
+            raise RefusedError(400, "bad_request", f"{event} payload: {error}", "body") from None
+        requests = [_request(namespace, rule, github) for rule in rules if matches(rule, github)]
+    results = svc.queue.accept_delivery(SOURCE, delivery, requests)
+    answer: dict[str, Any] = {"ok": True, "event": event, "delivery": delivery}
+    if results is None:
+        return "duplicate", 200, {**answer, "duplicate": True, "jobs": []}
+    answer["jobs"] = [_job_body(r) for r in results]
+    if not results:
+        return "ignored", 200, answer
+    assert github is not None
+    for enqueued in results:
+        if enqueued.suppressed_until is not None:
+            _notify_suppressed(namespace, enqueued, github)
+    return "accepted", 202, answer
+
+
+def _verify(secret: bytes, body: bytes) -> None:
+    """Refuse unless X-Hub-Signature-256 is `sha256=` + HMAC-SHA256(secret, raw body) in hex."""
+    header = request.headers.get(SIGNATURE)
+    if header is None:
+        if "X-Hub-Signature" in request.headers:
+            raise RefusedError(
+                403,
+                "bad_signature",
+                f"only the SHA-1 X-Hub-Signature was sent; STAT bot checks {SIGNATURE} "
+                "(SHA-256), which GitHub sends with every delivery of a webhook that has a secret",
+                SIGNATURE,
+            )
+        raise RefusedError(
+            403,
+            "bad_signature",
+            f"no {SIGNATURE} header: give the webhook in GitHub a secret, the same as "
+            "GITHUB_WEBHOOK_SECRET",
+            SIGNATURE,
+        )
+    scheme, _, digest = header.strip().partition("=")
+    if scheme != "sha256" or not digest:
+        raise RefusedError(
+            403,
+            "bad_signature",
+            f"{SIGNATURE} must be 'sha256=' followed by the body's HMAC-SHA256 in hex",
+            SIGNATURE,
+        )
+    expected = hmac.new(secret, body, hashlib.sha256).hexdigest().encode()
+    if not hmac.compare_digest(expected, digest.lower().encode("latin-1", "replace")):
+        raise RefusedError(
+            403,
+            "bad_signature",
+            f"{SIGNATURE} does not match the body: the webhook's secret in GitHub must be the "
+            "same as GITHUB_WEBHOOK_SECRET",
+            SIGNATURE,
+        )
+
+
+def _header(name: str, pattern: re.Pattern[str], what: str) -> str:
+    value = request.headers.get(name, "").strip()
+    if not value:
+        raise RefusedError(400, "bad_request", f"no {name} header: GitHub sends {what} in it", name)
+    if not pattern.match(value):
+        raise RefusedError(
+            400, "bad_request", f"{name} {value[:80]!r} is not {what} as GitHub sends it", name
+        )
+    return value
+
+
+def _project(configs: JobConfigs, project: str) -> Namespace:
+    namespace = configs.namespaces.get(project)
+    if namespace is not None and namespace.spec.webhooks:
+        return namespace
+    why = (
+        "there is no such namespace in job_configs.py"
+        if namespace is None
+        else "the namespace has no webhooks rules in job_configs.py"
+    )
+    valid = ", ".join(configs.webhook_projects()) or "none yet: add a webhooks list to a namespace"
+    raise RefusedError(
+        400,
+        "unknown_project",
+        f"unknown project {project[:100]!r}: {why}; projects with webhook rules: {valid}",
+        "project",
+    )
+
+
+def _payload(body: bytes) -> dict[str, Any]:
+    if request.mimetype != "application/json":
+        raise RefusedError(
+            415,
+            "bad_request",
+            f"the body is {request.mimetype or 'of no type'!s}, not application/json: set the "
+            "webhook's Content type to application/json in GitHub",
+            "Content-Type",
+        )
+    try:
+        payload = json.loads(body)
+    except ValueError as error:
+        raise RefusedError(400, "bad_request", f"the body is not JSON: {error}", "body") from None
+    if not isinstance(payload, dict):
+        raise RefusedError(
+            400,
+            "bad_request",
+            "the body must be a JSON object (GitHub's event payload), "
+            f"not {JSON_TYPES.get(type(payload), 'null')}",
+            "body",
+        )
+    return payload
+
+
+def _request(namespace: Namespace, rule: WebhookSpec, github: GitHubEvent) -> JobRequest:
+    """The job a matched rule asks for, with the job type's own limits (as schedules do)."""
+    job = namespace.spec.jobs[rule.job_type]
+    return JobRequest(
+        namespace=namespace.name,
+        job_type=rule.job_type,
+        args=rule_args(rule, github),
+        channel=rule.channel or job.report_channel or namespace.spec.default_channel,
+        user=f"github {github.sender}",
+        source=Source.WEBHOOK,
+        delay_seconds=rule.delay_seconds,
+        concurrency=job.concurrency,
+        coalesce=job.coalesce,
+        retries=job.retries,
+    )
+
+
+def _job_body(enqueued: EnqueueResult) -> dict[str, Any]:
+    job = enqueued.job
+    body: dict[str, Any] = {"id": job.id, "job_type": job.job_type, "start_after": job.start_after}
+    if enqueued.coalesced:
+        body["coalesced"] = True
+    if enqueued.suppressed_until is not None:
+        body["suppressed_until"] = enqueued.suppressed_until
+    return body
+
+
+def _count(result: str) -> None:
+    """Count a request for /metrics; a failure to count never changes the answer."""
+    try:
+        services().queue.count(COUNTER, result)
+    except Exception:
+        log.warning("could not count a webhook request", result=result, exc_info=True)
+
+
+def suppressed_text(
+    namespace: Namespace, enqueued: EnqueueResult, github: GitHubEvent, when: str, bot: str
+) -> str:
+    """What the channel is told: until when the job waits, and how to make it run now."""
+    job = enqueued.job
+    label = f"`{namespace.name} {job.job_type}`"
+    lines = [
+        f"{label} (job #{job.id}, queued by GitHub: {github.summary}) is suppressed "
+        f"until {when}; it will run then."
+    ]
+    lifts = [
+        c
+        for c in namespace.commands
+        if c.spec.action == "cancel_suppression" and c.spec.job_type == job.job_type
+    ]
+    if lifts:
+        lines.append(
+            f"To run it now, lift the suppression: `@{bot} {lifts[0].usage}`; "
+            f"not at all: `@{bot} cancel {job.id}`."
+        )
+    else:
+        lines.append(
+            f"No command lifts this suppression (a cancel_suppression command for "
+            f"`{job.job_type}` in job_configs.py would); not at all: `@{bot} cancel {job.id}`."
+        )
+    return "\n".join(lines)
+
+
+def _notify_suppressed(namespace: Namespace, enqueued: EnqueueResult, github: GitHubEvent) -> None:
+    """Tell the namespace's channel, from a thread: Slack's retries must not hold GitHub up."""
+    svc = services()
+    channel = namespace.spec.default_channel or enqueued.job.channel
+    where = {"project": namespace.name, "job_id": enqueued.job.id}
+    if not channel:
+        log.warning("suppressed webhook job: no channel to say so in", **where)
+        return
+    assert enqueued.suppressed_until is not None
+    when = describe_time(enqueued.suppressed_until, svc.settings.tz)
+    text = suppressed_text(namespace, enqueued, github, when, svc.settings.slack_app_username)
+    try:
+        poster = svc.slack
+    except SlackUnavailableError as error:
+        log.warning("suppressed webhook job: cannot tell Slack", **where, reason=str(error))
+        return
+    threading.Thread(
+        target=_post, args=(poster, channel, text, where), name="github-notice", daemon=True
+    ).start()
+
+
+def _post(poster: SlackPoster, channel: str, text: str, where: dict[str, Any]) -> None:
+    try:
+        poster.post(channel, Message(text))
+    except SlackUnavailableError as error:
+        log.warning(
+            "suppressed webhook job: Slack did not take the notice", **where, reason=str(error)
+        )
+    except Exception:
+        log.exception("suppressed webhook job: the notice failed", **where)
+    else:
+        log.info("suppressed webhook job: notice posted", **where, channel=channel)

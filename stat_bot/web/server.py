@@ -42,6 +42,9 @@ class WebServer(BaseApplication):  # type: ignore[misc]
             "forwarded_allow_ips": "*" if s.web_proxy_count else "127.0.0.1",
             "limit_request_line": 8190,
             "when_ready": self._when_ready,
+            # gunicorn's control socket would be one per user ($HOME/.gunicorn), shared by
+            # every server on the machine; STAT bot is managed by signals (systemd) instead.
+            "control_socket_disable": True,
         }
         for key, value in options.items():
             self.cfg.set(key, value)
