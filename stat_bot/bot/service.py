@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -57,7 +58,13 @@ class BotStartError(Exception):
         self.exit_status = exit_status
 
 
-def _retrying(what: str, call: Callable[[], T], settings: Settings, stop: threading.Event) -> T:
+def _retrying(
+    what: str,
+    call: Callable[[], T],
+    settings: Settings,
+    stop: threading.Event,
+    beat: BotBeat | None = None,
+) -> T:
     """`call` until it succeeds, backing off 1 s -> 30 s, for SLACK_CONNECT_TIMEOUT seconds."""
     started = time.monotonic()
     deadline = started + settings.slack_connect_timeout
@@ -85,9 +92,72 @@ def _retrying(what: str, call: Callable[[], T], settings: Settings, stop: thread
             )
         wait = min(delay, remaining)
         log.warning("Slack not reachable yet; retrying", reason=reason, retry_in=round(wait, 1))
+        if beat is not None:
+            beat.waiting(reason)
         if stop.wait(wait):
             raise BotStartError("stopped while waiting for Slack", exit_status=0)
         delay = min(delay * 2, 30.0)
+
+
+class BotBeat:
+    """Tells the queue, every HEARTBEAT_INTERVAL seconds, whether the bot is connected.
+
+    The web server's /readyz and /metrics read these beats. They are written from a
+    daemon thread of their own, never from the threads that handle Slack events, and
+    a database problem here is logged, not raised: it must not take the bot down.
+    """
+
+    def __init__(self, settings: Settings, queue: Queue) -> None:
+        self._queue = queue
+        self._interval = settings.heartbeat_interval
+        self._where = settings.slack_api_url
+        self._handler: PromptSocketModeHandler | None = None
+        self._waiting = f"connecting to Slack at {self._where}"
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bot-heartbeat", daemon=True)
+        self._hostname = socket.gethostname()
+
+    def start(self) -> None:
+        self._beat(*self.state())
+        self._thread.start()
+
+    def waiting(self, reason: str) -> None:
+        """Still connecting; `reason` says why (Slack unreachable, ...)."""
+        self._waiting = reason
+
+    def connected(self, handler: PromptSocketModeHandler) -> None:
+        self._handler = handler
+        self._beat(*self.state())
+
+    def state(self) -> tuple[str, str]:
+        handler = self._handler
+        if handler is None:
+            return "connecting", self._waiting
+        if handler.client.is_connected():
+            return "connected", f"socket mode via {self._where}"
+        return "connecting", "reconnecting the socket mode connection"
+
+    def stop(self, detail: str = "the bot exited") -> None:
+        """The last beat: nothing the thread writes can come after it."""
+        self._wake.set()
+        self._beat("stopped", detail, last=True)
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._wake.wait(self._interval):
+            self._beat(*self.state())
+
+    def _beat(self, state: str, detail: str, *, last: bool = False) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = last
+            try:
+                self._queue.beat("bot", state, detail, hostname=self._hostname, pid=os.getpid())
+            except Exception as error:
+                log.warning("bot heartbeat not recorded", state=state, reason=str(error))
 
 
 def run_bot(settings: Settings, configs: JobConfigs, queue: Queue) -> None:
@@ -110,14 +180,26 @@ def run_bot(settings: Settings, configs: JobConfigs, queue: Queue) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
 
-    probe = web_client(settings, retries=False)
-    auth = _retrying("auth.test", probe.auth_test, settings, stop)
-    client = web_client(settings)
-    people = SlackPeople(client, settings.slack_user_cache_seconds)
-    chat = ChatCommands(settings, configs, queue, people, bot_name=auth.get("user") or "stat-bot")
-    app = create_app(settings, chat, client, bot_user_id=auth["user_id"], people=people)
-    handler = PromptSocketModeHandler(app, settings.slack_app_token.get_secret_value())
-    _retrying("socket mode", handler.connect, settings, stop)
+    beat = BotBeat(settings, queue)
+    beat.start()
+    try:
+        probe = web_client(settings, retries=False)
+        auth = _retrying("auth.test", probe.auth_test, settings, stop, beat)
+        client = web_client(settings)
+        people = SlackPeople(client, settings.slack_user_cache_seconds)
+        chat = ChatCommands(
+            settings, configs, queue, people, bot_name=auth.get("user") or "stat-bot"
+        )
+        app = create_app(settings, chat, client, bot_user_id=auth["user_id"], people=people)
+        handler = PromptSocketModeHandler(app, settings.slack_app_token.get_secret_value())
+        _retrying("socket mode", handler.connect, settings, stop, beat)
+    except BotStartError as error:
+        beat.stop(f"did not start: {error}")
+        raise
+    except BaseException:
+        beat.stop("did not start")
+        raise
+    beat.connected(handler)
     log.info(
         "bot connected",
         team=auth.get("team"),
@@ -129,4 +211,7 @@ def run_bot(settings: Settings, configs: JobConfigs, queue: Queue) -> None:
         stop.wait()
     finally:
         log.info("bot stopping")
-        handler.close()
+        try:
+            handler.close()
+        finally:
+            beat.stop()

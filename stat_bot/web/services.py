@@ -34,20 +34,37 @@ class SlackPoster:
     """Posts the web server's own messages (relay tickets, suppressed-deploy notices)."""
 
     def __init__(self, settings: Settings) -> None:
+        from slack_sdk.http_retry.builtin_handlers import (
+            ConnectionErrorRetryHandler,
+            ServerErrorRetryHandler,
+        )
+
         from stat_bot.report.slack import ChannelDirectory, web_client
 
         self._client = web_client(settings)
         self._channels = ChannelDirectory(self._client)
+        # For a person waiting on the answer (the STAT relay): one retry, not Slack's
+        # patient backoff, which takes ~17 s to give up on an unreachable Slack.
+        self._quick = web_client(settings, retries=False)
+        self._quick.retry_handlers = [
+            ConnectionErrorRetryHandler(max_retry_count=1),
+            ServerErrorRetryHandler(max_retry_count=1),
+        ]
 
-    def post(self, channel: str, message: Message) -> str | None:
-        """Post and return the message's ts; SlackUnavailableError with the reason if it failed."""
+    def post(self, channel: str, message: Message, *, quick: bool = False) -> str | None:
+        """Post and return the message's ts; SlackUnavailableError with the reason if it failed.
+
+        `quick`: give up after one retry (about a second when Slack is down), for requests
+        whose caller is waiting; otherwise retry as the reports do.
+        """
         from slack_sdk.errors import SlackClientError
 
         from stat_bot.report.notifiers import DeliveryError
         from stat_bot.report.slack import post, slack_error
 
+        client = self._quick if quick else self._client
         try:
-            return post(self._client, self._channels, channel, None, message)
+            return post(client, self._channels, channel, None, message)
         except DeliveryError as error:
             raise SlackUnavailableError(str(error)) from None
         except (SlackClientError, OSError) as error:
