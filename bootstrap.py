@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / "bin"
 LOCKS = {"run": ROOT / "requirements.lock", "dev": ROOT / "requirements-dev.lock"}
-# Debian packages the tests need for their real peers (servers started by the tests themselves).
-TEST_APT_PACKAGES: list[str] = []
+# Debian packages the tests need for their real peers (servers started by the tests themselves):
+# chromium for the dashboard's browser tests (Playwright drives it; never `playwright install`).
+TEST_APT_PACKAGES: list[str] = ["chromium"]
 
 
 def say(message: str) -> None:

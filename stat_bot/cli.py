@@ -133,18 +133,21 @@ def _run_dispatcher(ctx: Context) -> None:
 )
 @pass_ctx
 def run(ctx: Context, console: bool | None) -> None:
-    """Start the service: the dispatcher and the Slack bot, each as its own process.
+    """Start the service: the dispatcher, the Slack bot and the web server, each a process.
 
     Without SLACK_BOT_TOKEN and SLACK_APP_TOKEN this is local mode: a local Slack
     emulator starts too, and you chat with the bot here (or from another terminal
-    with `stat-bot console`). Stops on Ctrl-C or SIGTERM.
+    with `stat-bot console`, or the dashboard's chat console). The dashboard is at
+    WEB_HOST:WEB_PORT (WEB_PORT=0: any free port). Stops on Ctrl-C or SIGTERM.
     """
     import os
 
     from stat_bot.supervisor import (
         Supervisor,
         SupervisorError,
+        choose_web_port,
         local_mode_environment,
+        web_url,
         write_local_slack_file,
     )
 
@@ -161,6 +164,9 @@ def run(ctx: Context, console: bool | None) -> None:
     supervisor.install_signal_handlers()
     env = dict(os.environ)
     me = [sys.executable, "-m", "stat_bot"]
+    # The web server's port is chosen here and handed down, so this banner can say where it is.
+    web_port, port_note = choose_web_port(settings, local=local)
+    env["WEB_PORT"] = str(web_port)
     try:
         url = None
         if local:
@@ -169,14 +175,24 @@ def run(ctx: Context, console: bool | None) -> None:
             write_local_slack_file(settings, url)
         supervisor.start("Slack bot", [*me, "bot"], env)
         supervisor.start("dispatcher", [*me, "dispatcher"], env)
+        web = supervisor.start("web server", [*me, "web"], env)
+        supervisor.wait_listening("web server", web, settings.web_host, web_port)
     except SupervisorError as error:
         supervisor.stop()
         _fail(str(error))
     namespaces = ", ".join(configs.namespaces) or "(none)"
+    dashboard = f"  dashboard: {web_url(settings.web_host, web_port)}\n" + (
+        f"    ({port_note})\n" if port_note else ""
+    )
+    if not _web_users(settings).names():
+        dashboard += (
+            "    no dashboard users yet: create one with `.venv/bin/stat-bot web-user add NAME`\n"
+        )
     if not local:
         click.echo(
             f"STAT bot {_version()} connected to Slack at {settings.slack_api_url}\n"
-            f"  database:   {settings.database_url}\n  namespaces: {namespaces}\n"
+            + dashboard
+            + f"  database:   {settings.database_url}\n  namespaces: {namespaces}\n"
             "  stop with Ctrl-C.",
             err=True,
         )
@@ -184,7 +200,8 @@ def run(ctx: Context, console: bool | None) -> None:
     click.echo(
         f"STAT bot {_version()} - local mode: no Slack workspace is configured "
         f"(SLACK_BOT_TOKEN, SLACK_APP_TOKEN), so a local Slack runs at {url}.\n"
-        f"  database:   {settings.database_url}\n  namespaces: {namespaces}\n"
+        + dashboard
+        + f"  database:   {settings.database_url}\n  namespaces: {namespaces}\n"
         + (f"  the service's logs go to {log_path}\n" if interactive else "")
         + "  chat from another terminal:  .venv/bin/stat-bot console\n"
         '  or queue a job:              .venv/bin/stat-bot enqueue "system hello Ada"\n'

@@ -2,8 +2,8 @@
 
 The parts are the same commands production runs under systemd (DEPLOY.md), so
 `run` on a laptop exercises the real process boundaries: the dispatcher, the
-bot and, with no Slack tokens, the local Slack emulator they talk to instead
-of Slack. If one part dies the others are stopped and `run` exits non-zero
+bot, the web server (dashboard, webhooks) and, with no Slack tokens, the local
+Slack emulator they talk to instead of Slack. If one part dies the others are stopped and `run` exits non-zero
 naming it, rather than limping on half-working.
 """
 
@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -105,6 +106,28 @@ class Supervisor:
             time.sleep(0.02)
         return found[0]
 
+    def wait_listening(
+        self, name: str, process: subprocess.Popen[bytes], host: str, port: int, timeout: float = 30
+    ) -> None:
+        """Return once `host:port` accepts connections; SupervisorError if the part ends first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with socket.create_connection((connect_host(host), port), timeout=1):
+                    return
+            except OSError:
+                pass
+            if process.poll() is not None:
+                raise SupervisorError(
+                    f"the {name} exited at start (status {process.returncode}); is port {port} "
+                    "free? Set WEB_PORT=0 for any free port"
+                )
+            if time.monotonic() > deadline:
+                raise SupervisorError(
+                    f"the {name} did not listen on port {port} within {timeout:g} s"
+                )
+            time.sleep(0.05)
+
     def wait(self) -> int:
         """Until a signal (0) or a part's unexpected end (1); then stop everything."""
         status = 0
@@ -146,6 +169,45 @@ class Supervisor:
             signal.signal(sig, lambda *_: self.stopping.set())
 
 
+def connect_host(host: str) -> str:
+    """Where to reach a server bound to `host` from this machine (any-address: loopback)."""
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+
+
+def web_url(host: str, port: int) -> str:
+    """The dashboard's address as a person on this machine would open it."""
+    host = connect_host(host)
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def choose_web_port(settings: Settings, *, local: bool) -> tuple[int, str | None]:
+    """The port `stat-bot web` gets from `run`, chosen here so `run` can say where it is.
+
+    WEB_PORT=0 means any free port. In local mode a busy WEB_PORT (another STAT bot,
+    another program) gives way to a free one with a note, rather than stopping the
+    newcomer's first run; with a real workspace the configured port is kept, since a
+    reverse proxy expects it there.
+    """
+    from stat_bot.web.server import free_port
+
+    host, port = settings.web_host, settings.web_port
+    if port == 0:
+        return free_port(host), None
+    if local and not port_is_free(host, port):
+        chosen = free_port(host)
+        return chosen, f"WEB_PORT {port} is in use, so the dashboard took {chosen}"
+    return port, None
+
+
 def local_slack_file(settings: Settings) -> Path:
     """Where local mode leaves its emulator's address for `stat-bot console`."""
     return settings.state_dir / "local-slack.json"
@@ -161,6 +223,7 @@ def local_mode_environment(env: dict[str, str], url: str) -> dict[str, str]:
     )
     env.setdefault("SLACK_LOGS_CHANNEL", "stat-bot-logs")
     env.setdefault("SLACK_TECH_SUPPORT_CHANNEL", "tech-support")
+    env.setdefault("STAT_CHANNEL", "general")  # where the dashboard's STAT ticket form posts
     for name in PROXY_VARIABLES:
         env.pop(name, None)
     return env

@@ -40,7 +40,9 @@ class WebSession:
 
     def csrf(self) -> str:
         if self._csrf is None:
-            self._csrf = csrf_from(self.client.get("/login").get_data(as_text=True))
+            # Logged in, /login redirects to the dashboard, which has the token too.
+            page = self.client.get("/login", follow_redirects=True)
+            self._csrf = csrf_from(page.get_data(as_text=True))
         return self._csrf
 
     def login(self, name: str = WEB_USER, password: str = WEB_PASSWORD) -> Any:

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 from tests.conftest import ROOT, STAT_BOT, proc_stat
+
+DASHBOARD = re.compile(r"dashboard: (http://127\.0\.0\.1:\d+/)")
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -151,8 +155,8 @@ def test_parts_stop_when_run_is_killed_outright(tmp_path: Path) -> None:
         while not (tmp_path / "var" / "local-slack.json").exists():
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        children = _children(service.pid)
-        assert len(children) == 3  # the emulator, the bot, the dispatcher
+        # The emulator, the bot, the dispatcher, the web server (its workers are its own).
+        children = _wait_children(service.pid, 4)
     finally:
         service.kill()  # SIGKILL: it gets no chance to stop them itself
         service.wait()
@@ -160,6 +164,46 @@ def test_parts_stop_when_run_is_killed_outright(tmp_path: Path) -> None:
     while alive := [pid for pid in children if _running(pid)]:
         assert time.monotonic() < deadline, f"parts outlived `run`: {alive}"
         time.sleep(0.1)
+
+
+def _wait_children(pid: int, count: int, timeout: float = 30.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while len(found := _children(pid)) < count:
+        assert time.monotonic() < deadline, f"{len(found)} parts, expected {count}"
+        time.sleep(0.1)
+    assert len(found) == count
+    return found
+
+
+def test_run_serves_the_dashboard_and_says_where(tmp_path: Path) -> None:
+    env = {**_env(tmp_path), "WEB_PORT": "0"}
+    err = (tmp_path / "run.err").open("w+")
+    service = subprocess.Popen(
+        [STAT_BOT, "run", "--no-console"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=err,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (found := DASHBOARD.search((tmp_path / "run.err").read_text())):
+            assert service.poll() is None, (tmp_path / "run.err").read_text()
+            assert time.monotonic() < deadline, (tmp_path / "run.err").read_text()
+            time.sleep(0.05)
+        banner = (tmp_path / "run.err").read_text()
+        assert "no dashboard users yet: create one with `.venv/bin/stat-bot web-user add NAME`" in (
+            banner
+        )
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(f"{found[1]}login", timeout=10) as page:
+            html = page.read().decode()
+        assert page.status == 200
+        assert "stat-bot web-user add NAME" in html
+    finally:
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(40) == 0
+        err.close()
 
 
 def _children(pid: int) -> list[int]:
