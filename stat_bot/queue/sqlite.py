@@ -388,11 +388,18 @@ class SQLiteQueue(Queue):
             )
             # No SQLite busy handler: `_when_free` waits for locks instead (see there).
             conn.execute("PRAGMA busy_timeout = 0")
-            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            # Checkpoint every ~16 MiB of WAL instead of 4: a hot page (index roots, the
-            # queued-jobs index) is copied back once per checkpoint however often it changed.
-            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+
+            def setup() -> None:
+                # These read the file's header: they meet the lock of a process that is
+                # creating the database or switching it to WAL at this moment, and wait.
+                conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+                conn.execute("PRAGMA foreign_keys = ON")
+                # Checkpoint every ~16 MiB of WAL instead of 4: a hot page (index roots,
+                # the queued-jobs index) is copied back once per checkpoint however often
+                # it changed.
+                conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+
+            self._when_free(setup, "open")
             self._local.conn = conn
             self._local.pid = os.getpid()
         return conn

@@ -46,3 +46,34 @@ def test_a_held_write_lock_delays_a_jobs_end_without_stalling_the_dispatcher(
     assert job.finished_at is not None
     (report,) = td.notifier.wait_for(1)
     assert report.job_id == job_id
+
+
+def test_opening_waits_for_a_process_that_is_creating_the_database(tmp_path):
+    """`stat-bot run` and `stat-bot enqueue` started together both open a new file."""
+    import threading
+
+    from stat_bot.queue.sqlite import MIGRATIONS, SQLiteQueue
+
+    path = tmp_path / "new.sqlite3"
+    creator = sqlite3.connect(path, isolation_level=None)
+    creator.execute("BEGIN EXCLUSIVE")  # as while the first process sets the file up
+    creator.execute("CREATE TABLE early (x)")
+    outcome: list[object] = []
+
+    def open_and_migrate() -> None:
+        queue = SQLiteQueue(path)
+        try:
+            outcome.append(queue.migrate())
+        except Exception as error:  # reported below
+            outcome.append(error)
+        finally:
+            queue.close()
+
+    opener = threading.Thread(target=open_and_migrate)
+    opener.start()
+    time.sleep(0.3)
+    assert outcome == []  # still waiting, not failed
+    creator.execute("COMMIT")
+    creator.close()
+    opener.join(timeout=10)
+    assert outcome == [len(MIGRATIONS)]
