@@ -581,8 +581,9 @@ def cancel(ctx: Context, job_id: int) -> None:
 )
 @pass_ctx
 def check_config(ctx: Context) -> None:
-    """Validate job_configs.py: a summary of namespaces, commands and schedules, or every mistake."""
-    from stat_bot.jobs.config import ConfigError, load_config
+    """Validate job_configs.py: a summary of namespaces, commands, schedules and webhook rules,
+    or every mistake."""
+    from stat_bot.jobs.config import ConfigError, load_config, webhook_label
 
     path = ctx.settings.job_configs
     try:
@@ -607,6 +608,7 @@ def check_config(ctx: Context) -> None:
                 "schedules": [
                     {"key": s.key, "cron": s.spec.cron, "job": s.job_type} for s in ns.schedules
                 ],
+                "webhooks": [rule.model_dump(exclude_defaults=True) for rule in ns.spec.webhooks],
             }
             for name, ns in configs.namespaces.items()
         },
@@ -620,4 +622,6 @@ def check_config(ctx: Context) -> None:
             lines.append(f"  {c.usage:<44} {c.spec.help}")
         for s in ns.schedules:
             lines.append(f"  schedule {s.key}: '{s.spec.cron}' -> {s.job_type}")
+        for index, rule in enumerate(ns.spec.webhooks):
+            lines.append(f"  {webhook_label(index, rule)}: POST /github/{name}")
     ctx.output(summary, "\n".join(lines))

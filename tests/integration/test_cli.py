@@ -244,6 +244,29 @@ def test_check_config_summarises_a_good_file(configure, cli):
     assert data["namespaces"]["t"]["schedules"] == [
         {"key": "t.nightly", "cron": "0 3 * * *", "job": "later"}
     ]
+    assert data["namespaces"]["t"]["webhooks"] == []
+
+
+def test_check_config_lists_webhook_rules(configure, cli):
+    configure(
+        {
+            "site": {
+                "jobs": {"deploy": {"run_args_template": "true"}},
+                "webhooks": [
+                    {"event": "pull_request", "action": "closed", "merged": True,
+                     "branch": "default", "job_type": "deploy", "delay_seconds": 60},
+                ],
+            }
+        }
+    )  # fmt: skip
+    result = cli("check-config")
+    assert result.returncode == 0, result.stderr
+    assert "webhook #1 (pull_request -> deploy): POST /github/site" in result.stdout
+    data = json.loads(cli("--json", "check-config").stdout)
+    assert data["namespaces"]["site"]["webhooks"] == [
+        {"event": "pull_request", "action": "closed", "merged": True, "branch": "default",
+         "job_type": "deploy", "delay_seconds": 60.0},
+    ]  # fmt: skip
 
 
 BROKEN = {
