@@ -101,34 +101,37 @@ def settle(folder: Path, limit: float) -> None:
 
     Right after thousands of files were deleted (a test run, or this program's previous
     run cleaning up), a journal-less ext4 takes milliseconds per new file for a few
-    minutes; figures taken then measure that, not STAT bot.
+    minutes; figures taken then measure that, not STAT bot. Two good probes in a row
+    are asked for, as one can land in a block group the deletions missed.
     """
     deadline = time.monotonic() + limit
     folder.mkdir(exist_ok=True)
-    probe = 0
+    good = 0
+    waited = False
     while True:
-        probe += 1
-        cost = file_cost(Path(tempfile.mkdtemp(dir=folder)), 100)
-        if cost <= SETTLED_US:
-            if probe > 1:
+        cost = file_cost(Path(tempfile.mkdtemp(dir=folder)), 200)
+        good = good + 1 if cost <= SETTLED_US else 0
+        if good >= 2:
+            if waited:
                 print(f"file system settled: {cost:,.0f} \u00b5s per job's files\n", flush=True)
             return
         left = deadline - time.monotonic()
-        if left <= 0:
+        if good == 0 and left <= 0:
             print(
                 f"file system still slow ({cost:,.0f} \u00b5s per job's files) after "
                 f"{limit:g} s: going on; the figures below are disturbed\n",
                 flush=True,
             )
             return
-        if probe == 1:
+        if good == 0 and not waited:
+            waited = True
             print(
                 f"file system slow right now ({cost:,.0f} \u00b5s per job's files, normal is "
                 f"under {SETTLED_US:,.0f}): waiting up to {limit:g} s for it to settle "
                 "(--settle 0 to skip)",
                 flush=True,
             )
-        time.sleep(min(SETTLE_PROBE_EVERY, left))
+        time.sleep(min(2.0 if good else SETTLE_PROBE_EVERY, max(left, 0.0)))
 
 
 def main(argv: list[str]) -> int:

@@ -80,6 +80,7 @@ class Dispatcher:
         self.running: dict[int, RunningJob] = {}
         self._launching = 0  # claimed jobs whose process is being started
         self._db_pending = 0  # calls handed to the queue thread and not yet back
+        self._group: list[tuple[str, tuple[Any, ...], dict[str, Any], Any]] = []  # see _grouped
         self._tasks: set[asyncio.Task[Any]] = set()
         self._db = ThreadPoolExecutor(1, thread_name_prefix="stat-bot-db")
         self._send = ThreadPoolExecutor(4, thread_name_prefix="stat-bot-report")
@@ -115,12 +116,44 @@ class Dispatcher:
                 pass
         return await self._q(fn, *args, **kwargs)
 
-    async def _q_persist(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """A queue write that must not be lost (a job's end): retried with backoff until it lands."""
+    async def _grouped(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """A per-job write (`Queue.GROUPED_WRITES`), committed with the others of this moment.
+
+        Writes asked for while the loop handles one batch of events (jobs started, jobs
+        ended) go to the queue together at the next turn of the loop, as one transaction
+        (`Queue.write_many`): one commit for several jobs instead of one each. Each caller
+        still resumes only once its write is committed, and writes keep their order.
+        """
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Any] = loop.create_future()
+        self._group.append((name, args, kwargs, done))
+        if len(self._group) == 1:
+            loop.call_soon(self._commit_group)
+        return await done
+
+    def _commit_group(self) -> None:
+        group, self._group = self._group, []
+        self._spawn(self._commit(group))
+
+    async def _commit(self, group: list[tuple[str, tuple[Any, ...], dict[str, Any], Any]]) -> None:
+        writes = [(name, args, kwargs) for name, args, kwargs, _ in group]
+        try:
+            results = await self._q_quick(self.queue.write_many, writes)
+        except Exception as error:
+            for *_, done in group:
+                if not done.done():
+                    done.set_exception(error)
+            return
+        for (*_, done), result in zip(group, results, strict=True):
+            if not done.done():
+                done.set_result(result)
+
+    async def _q_persist(self, what: str, *args: Any, **kwargs: Any) -> Any:
+        """A grouped write that must not be lost (a job's end): retried with backoff until it lands."""
         delay = 0.05
         while True:
             try:
-                return await self._q_quick(fn, *args, **kwargs)
+                return await self._grouped(what, *args, **kwargs)
             except QueueError as error:
                 self.log.warning(
                     "queue write failed; retrying", what=what, error=str(error), retry_in=delay
@@ -281,7 +314,7 @@ class Dispatcher:
     async def _supervise(self, running: RunningJob) -> None:
         job = running.job
         try:
-            await self._q_quick(self.queue.mark_started, job.id, running.pid, str(running.log_dir))
+            await self._grouped("mark_started", job.id, running.pid, str(running.log_dir))
             outcome = await running.wait()
         except Exception as error:
             self.log.exception("job supervision failed", job_id=job.id)
@@ -303,7 +336,6 @@ class Dispatcher:
         state = ReportState.PENDING if report else ReportState.NONE
         finished = await self._q_persist(
             "finish",
-            self.queue.finish,
             job.id,
             outcome.status,
             outcome.exit_code,
@@ -335,16 +367,13 @@ class Dispatcher:
             if report.job_id:
                 await self._q_persist(
                     "record_report",
-                    self.queue.record_report,
                     report.job_id,
                     ReportState.FAILED,
                     str(error)[:500],
                 )
             return
         if report.job_id:
-            await self._q_persist(
-                "record_report", self.queue.record_report, report.job_id, ReportState.DELIVERED
-            )
+            await self._q_persist("record_report", report.job_id, ReportState.DELIVERED)
 
     def _spec(self, job: Job) -> JobSpec | None:
         if self.configs.has_job(job.namespace, job.job_type):

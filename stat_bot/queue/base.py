@@ -345,6 +345,25 @@ class Queue(abc.ABC):
         sleeps until "the next due time" never sleep at all.
         """
 
+    # group commit ------------------------------------------------------------
+    GROUPED_WRITES = frozenset({"mark_started", "finish", "record_report"})
+
+    def write_many(
+        self, writes: Sequence[tuple[str, tuple[Any, ...], dict[str, Any]]]
+    ) -> list[Any]:
+        """Several per-job writes (`GROUPED_WRITES` by name, with their arguments), in order.
+
+        The dispatcher makes these for every job; a backend that can should commit them
+        in one transaction (one commit instead of one per write: a group commit), all or
+        none. This default makes them one by one, each its own transaction.
+        """
+        for name, _, _ in writes:
+            if name not in self.GROUPED_WRITES:
+                raise ValueError(
+                    f"{name} cannot be grouped; use one of {sorted(self.GROUPED_WRITES)}"
+                )
+        return [getattr(self, name)(*args, **kwargs) for name, args, kwargs in writes]
+
     # calling without waiting -----------------------------------------------
     def call_nowait(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run one of this queue's methods now, failing with QueueBusyError rather than waiting.

@@ -552,7 +552,11 @@ class SQLiteQueue(Queue):
 
     def mark_started(self, job_id: int, pid: int, log_dir: str) -> None:
         with self._write() as conn:
-            conn.execute(SQL_MARK_STARTED, (pid, log_dir, job_id))
+            self._mark_started(conn, job_id, pid, log_dir)
+
+    @staticmethod
+    def _mark_started(conn: sqlite3.Connection, job_id: int, pid: int, log_dir: str) -> None:
+        conn.execute(SQL_MARK_STARTED, (pid, log_dir, job_id))
 
     def finish(
         self,
@@ -564,11 +568,23 @@ class SQLiteQueue(Queue):
         report_state: ReportState = ReportState.PENDING,
         now: float | None = None,
     ) -> Job | None:
-        now = time.time() if now is None else now
         with self._write() as conn:
-            row = conn.execute(
-                SQL_FINISH, (status, exit_code, now, note, report_state, job_id)
-            ).fetchone()
+            return self._finish(conn, job_id, status, exit_code, note, report_state, now)
+
+    @staticmethod
+    def _finish(
+        conn: sqlite3.Connection,
+        job_id: int,
+        status: JobStatus,
+        exit_code: int | None = None,
+        note: str | None = None,
+        report_state: ReportState = ReportState.PENDING,
+        now: float | None = None,
+    ) -> Job | None:
+        now = time.time() if now is None else now
+        row = conn.execute(
+            SQL_FINISH, (status, exit_code, now, note, report_state, job_id)
+        ).fetchone()
         return _job(row) if row else None
 
     def heartbeat(self, worker_id: str, *, now: float | None = None) -> list[int]:
@@ -630,7 +646,28 @@ class SQLiteQueue(Queue):
 
     def record_report(self, job_id: int, state: ReportState, error: str | None = None) -> None:
         with self._write() as conn:
-            conn.execute(SQL_RECORD_REPORT, (state, error, job_id))
+            self._record_report(conn, job_id, state, error)
+
+    @staticmethod
+    def _record_report(
+        conn: sqlite3.Connection, job_id: int, state: ReportState, error: str | None = None
+    ) -> None:
+        conn.execute(SQL_RECORD_REPORT, (state, error, job_id))
+
+    def write_many(
+        self, writes: Sequence[tuple[str, tuple[Any, ...], dict[str, Any]]]
+    ) -> list[Any]:
+        """One transaction for all of them: one commit, the WAL written once (group commit)."""
+        inner = {
+            "mark_started": self._mark_started,
+            "finish": self._finish,
+            "record_report": self._record_report,
+        }
+        for name, _, _ in writes:
+            if name not in inner:
+                raise ValueError(f"{name} cannot be grouped; use one of {sorted(inner)}")
+        with self._write() as conn:
+            return [inner[name](conn, *args, **kwargs) for name, args, kwargs in writes]
 
     def prune(self, before: float) -> list[Job]:
         with self._write() as conn:

@@ -602,3 +602,65 @@ def test_after_call_nowait_other_calls_wait_for_the_lock_again(tmp_path: Path):
     finally:
         holder.close()
         q.close()
+
+
+# --- group commit ------------------------------------------------------------------------
+
+
+def test_write_many_commits_all_writes_in_one_transaction(queue: SQLiteQueue):
+    jobs = [queue.enqueue(request(t), now=T0).job for t in ("a", "b", "c", "d")]
+    queue.claim("w", 4, now=T0 + 1)
+    wal = queue.path.with_name(queue.path.name + "-wal")
+
+    def writes(first, second):
+        return [
+            ("mark_started", (first.id, 101, "/logs/a"), {}),
+            ("finish", (second.id, JobStatus.FAILED, 2), {"note": "boom", "now": T0 + 2}),
+            ("record_report", (second.id, ReportState.DELIVERED), {}),
+        ]
+
+    before = wal.stat().st_size
+    results = queue.write_many(writes(jobs[0], jobs[1]))
+    grouped = wal.stat().st_size - before
+    before = wal.stat().st_size
+    for name, args, kwargs in writes(jobs[2], jobs[3]):
+        getattr(queue, name)(*args, **kwargs)
+    separate = wal.stat().st_size - before
+    # One commit writes each changed page once; three commits write the jobs page thrice.
+    assert 0 < grouped < separate
+
+    assert results[0] is None
+    assert results[1] is not None
+    assert results[1].status is JobStatus.FAILED
+    assert results[2] is None
+    started = queue.get(jobs[0].id)
+    assert (started.pid, started.log_dir) == (101, "/logs/a")
+    finished = queue.get(jobs[1].id)
+    assert (finished.status, finished.note, finished.report_state) == (
+        JobStatus.FAILED,
+        "boom",
+        ReportState.DELIVERED,
+    )
+
+
+def test_write_many_is_all_or_nothing_and_refuses_other_methods(queue: SQLiteQueue):
+    a = queue.enqueue(request("a"), now=T0).job
+    queue.claim("w", 1, now=T0 + 1)
+    with pytest.raises(ValueError, match="enqueue cannot be grouped"):
+        queue.write_many([("mark_started", (a.id, 7, "/l"), {}), ("enqueue", (request(),), {})])
+    with pytest.raises(TypeError):  # a write that fails half-way through the group
+        queue.write_many(
+            [("mark_started", (a.id, 7, "/l"), {}), ("finish", (a.id, "succeeded", 0), {"nope": 1})]
+        )
+    assert queue.get(a.id).pid is None  # the first write was rolled back with the failed one
+
+
+def test_the_default_write_many_makes_the_writes_one_by_one(queue: SQLiteQueue):
+    from stat_bot.queue.base import Queue
+
+    a = queue.enqueue(request("a"), now=T0).job
+    queue.claim("w", 1, now=T0 + 1)
+    results = Queue.write_many(queue, [("finish", (a.id, JobStatus.SUCCEEDED, 0), {})])
+    assert results[0].status is JobStatus.SUCCEEDED
+    with pytest.raises(ValueError, match="cannot be grouped"):
+        Queue.write_many(queue, [("prune", (T0,), {})])
