@@ -36,6 +36,7 @@ SERVICE_SECRETS = frozenset(
         "SLACK_APP_TOKEN",
         "SLACK_SIGNING_SECRET",
         "GITHUB_WEBHOOK_SECRET",
+        "TRAC_WEBHOOK_SECRET",
         "WEB_SECRET_KEY",
         "WEB_USERS",
         "STAT_RELAY_TOKEN",
@@ -132,6 +133,9 @@ class Settings(BaseSettings):
     web_max_body: int = Field(1_048_576, ge=1024, description="Largest request body, bytes")
     web_cors_origins: str = Field("", description="Origins allowed to call the STAT relay")
     github_webhook_secret: SecretStr | None = None
+    trac_webhook_secret: SecretStr | None = Field(
+        None, description="Secret the Trac plugin signs /trac events with (trac.ini [stat_bot])"
+    )
     stat_relay_token: SecretStr | None = Field(
         None, description="Bearer token for /slack-proxy and /set-interval from other sites"
     )
@@ -139,6 +143,16 @@ class Settings(BaseSettings):
     active_tickets_schedule: str = Field(
         "trac.active-tickets", description="The schedule key /set-interval changes"
     )
+
+    # Trac, for the `trac` namespace's jobs: they read these variables themselves
+    # (stat_bot.integrations.trac.TracClient.from_environment); declared here so they
+    # are documented and checked at start. TRAC_PASSWORD is deliberately NOT in
+    # SERVICE_SECRETS: it is the trac jobs' own credential, and jobs never see those.
+    trac_url: str | None = Field(None, description="Trac environment URL: http://host:8000/stat")
+    trac_user: str | None = Field(None, description="Trac account STAT bot's jobs log in as")
+    trac_password: SecretStr | None = Field(None, description="That account's password")
+    trac_password_file: Path | None = Field(None, description="File holding the password")
+    trac_timeout: float = Field(10.0, gt=0, le=600, description="Seconds per Trac request")
 
     @field_validator("log_level", "sqlite_synchronous", mode="before")
     @classmethod
@@ -177,6 +191,16 @@ class Settings(BaseSettings):
                 f"expected an http(s) URL such as https://slack.com/api/, got {value!r}"
             )
         return value if value.endswith("/") else value + "/"
+
+    @field_validator("trac_url")
+    @classmethod
+    def _trac_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError(
+                f"expected the Trac environment's http(s) URL such as "
+                f"http://trac.example.org:8000/stat, got {value!r}"
+            )
+        return value.rstrip("/") if value else value
 
     @field_validator("database_url")
     @classmethod
@@ -247,6 +271,11 @@ class Settings(BaseSettings):
         for secret in SERVICE_SECRETS:
             env.pop(secret, None)
         env["PYTHONPATH"] = str(self.workspace_dir)
+        if sys.prefix != sys.base_prefix:
+            # Run by a virtualenv's Python: jobs see it as activated, so `python3` in a
+            # template is this Python, with stat_bot.integrations and its dependencies.
+            venv_bin = str(Path(sys.executable).parent)
+            env["PATH"] = os.pathsep.join([venv_bin, env.get("PATH", os.defpath)])
         env["WRITEABLE_DIR"] = str(self.writeable_dir)
         env["STAT_BOT_TIMEZONE"] = self.timezone
         return env

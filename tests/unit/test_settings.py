@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -171,7 +172,9 @@ def test_job_environment_strips_service_secrets(monkeypatch: pytest.MonkeyPatch,
     assert env["PYTHONPATH"] == str(tmp_path / "ws")
     assert env["WRITEABLE_DIR"] == str(tmp_path / "state" / "writeable")
     assert env["STAT_BOT_TIMEZONE"] == "UTC"
-    assert env["PATH"] == os.environ["PATH"]
+    # In a virtualenv, jobs see it activated: `python3` is the service's Python.
+    venv = [str(Path(sys.executable).parent)] if sys.prefix != sys.base_prefix else []
+    assert env["PATH"] == os.pathsep.join([*venv, os.environ["PATH"]])
 
 
 def test_job_environment_overrides_an_inherited_pythonpath(
