@@ -25,7 +25,7 @@ BIN = VENV / "bin"
 LOCKS = {"run": ROOT / "requirements.lock", "dev": ROOT / "requirements-dev.lock"}
 # Debian packages the tests need for their real peers (servers started by the tests themselves):
 # chromium for the dashboard's browser tests (Playwright drives it; never `playwright install`).
-TEST_APT_PACKAGES: list[str] = ["chromium"]
+TEST_APT_PACKAGES: list[str] = ["chromium", "openssl"]  # browser tests; htpasswd lines for Trac
 
 
 def say(message: str) -> None:
