@@ -583,7 +583,7 @@ def cancel(ctx: Context, job_id: int) -> None:
 def check_config(ctx: Context) -> None:
     """Validate job_configs.py: a summary of namespaces, commands, schedules and webhook rules,
     or every mistake."""
-    from stat_bot.jobs.config import ConfigError, load_config, webhook_label
+    from stat_bot.jobs.config import ConfigError, load_config, trac_rule_label, webhook_label
 
     path = ctx.settings.job_configs
     try:
@@ -609,6 +609,9 @@ def check_config(ctx: Context) -> None:
                     {"key": s.key, "cron": s.spec.cron, "job": s.job_type} for s in ns.schedules
                 ],
                 "webhooks": [rule.model_dump(exclude_defaults=True) for rule in ns.spec.webhooks],
+                "trac_rules": [
+                    rule.model_dump(exclude_defaults=True) for rule in ns.spec.trac_rules
+                ],
             }
             for name, ns in configs.namespaces.items()
         },
@@ -624,4 +627,6 @@ def check_config(ctx: Context) -> None:
             lines.append(f"  schedule {s.key}: '{s.spec.cron}' -> {s.job_type}")
         for index, rule in enumerate(ns.spec.webhooks):
             lines.append(f"  {webhook_label(index, rule)}: POST /github/{name}")
+        for index, trac_rule in enumerate(ns.spec.trac_rules):
+            lines.append(f"  {trac_rule_label(index, trac_rule)}: POST /trac")
     ctx.output(summary, "\n".join(lines))

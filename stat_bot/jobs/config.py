@@ -19,8 +19,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from croniter import croniter
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
 
+from stat_bot.jobs import trac_rules
 from stat_bot.jobs.params import PLACEHOLDER, Param, parse_placeholder
 from stat_bot.jobs.webhooks import ACTIONS, DEFAULT_BRANCH, VALUES
 
@@ -122,6 +131,42 @@ class WebhookSpec(_Strict):
         return value
 
 
+class TracRuleSpec(_Strict):
+    """A Trac ticket event that queues a job: the event, conditions on the ticket, the job.
+
+    `when` tests the ticket's fields after the change: True means the field is not
+    empty, False that it is, text is a glob pattern (case ignored, `x1000c0*`), a list
+    any of its patterns. `changed` (for "changed" events) wants one of its fields
+    altered, so a rule for closing does not fire again on a comment to a closed ticket.
+    `args` fill the job's template fields with `{xname}`-style ticket values.
+    """
+
+    event: Literal["created", "changed", "deleted"]
+    when: dict[str, StrictBool | StrictStr | list[StrictStr]] = Field(default_factory=dict)
+    changed: list[str] = Field(default_factory=list)
+    job_type: str
+    args: dict[str, str] = Field(default_factory=dict)
+    delay_seconds: float = Field(0, ge=0)
+    channel: str | None = None
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def _conditions(cls, value: Any) -> Any:
+        """One clear message for a condition of the wrong kind (not one per kind it is not)."""
+        if not isinstance(value, dict):
+            return value
+        for name, condition in value.items():
+            ok = isinstance(condition, bool | str) or (
+                isinstance(condition, list) and all(isinstance(c, str) for c in condition)
+            )
+            if not ok:
+                raise ValueError(
+                    f"when.{name} must be True (not empty), False (empty), a pattern such as "
+                    f"'x1000c0*' or a list of patterns, not {condition!r}"
+                )
+        return value
+
+
 class NamespaceSpec(_Strict):
     """A category of jobs with its own workspace folder."""
 
@@ -146,6 +191,7 @@ class NamespaceSpec(_Strict):
     slack: list[CommandSpec] = Field(default_factory=list)
     schedules: list[ScheduleSpec] = Field(default_factory=list)
     webhooks: list[WebhookSpec] = Field(default_factory=list)
+    trac_rules: list[TracRuleSpec] = Field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +265,12 @@ class JobConfigs:
     def commands(self) -> Iterator[Command]:
         for ns in self.namespaces.values():
             yield from ns.commands
+
+    def trac_rules(self) -> Iterator[tuple[Namespace, TracRuleSpec]]:
+        """Every namespace's trac rules, in the file's order: each ticket event meets them all."""
+        for ns in self.namespaces.values():
+            for rule in ns.spec.trac_rules:
+                yield ns, rule
 
     def webhook_projects(self) -> list[str]:
         """Namespaces with webhook rules: the `<project>` of `/github/<project>`."""
@@ -319,6 +371,16 @@ def webhook_label(index: int, rule: Any) -> str:
     return label
 
 
+def trac_rule_label(index: int, rule: Any) -> str:
+    """`trac rule #1 (created -> check)`, as webhook rules are named."""
+    label = f"trac rule #{index + 1}"
+    if isinstance(rule, Mapping) and isinstance(rule.get("event"), str):
+        label += f" ({rule['event']} -> {rule.get('job_type', '?')})"
+    elif isinstance(rule, TracRuleSpec):
+        label += f" ({rule.event} -> {rule.job_type})"
+    return label
+
+
 def _location(raw: Mapping[str, Any], loc: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
     """Describe where a pydantic error points, in job_configs.py's own words."""
     parts = [f"namespace {loc[0]!r}"]
@@ -332,6 +394,13 @@ def _location(raw: Mapping[str, Any], loc: tuple[Any, ...]) -> tuple[str, tuple[
         except (KeyError, IndexError, TypeError):
             item = None
         parts.append(webhook_label(rest[1], item))
+        rest = rest[2:]
+    elif len(rest) >= 2 and rest[0] == "trac_rules" and isinstance(rest[1], int):
+        try:
+            item = raw[loc[0]]["trac_rules"][rest[1]]
+        except (KeyError, IndexError, TypeError):
+            item = None
+        parts.append(trac_rule_label(rest[1], item))
         rest = rest[2:]
     elif len(rest) >= 2 and rest[0] in ("slack", "schedules") and isinstance(rest[1], int):
         try:
@@ -353,6 +422,7 @@ _KEYS = {
     "command": list(CommandSpec.model_fields),
     "schedule": list(ScheduleSpec.model_fields),
     "webhook": list(WebhookSpec.model_fields),
+    "trac": list(TracRuleSpec.model_fields),  # "trac rule #1": its first word is the kind
 }
 
 
@@ -388,6 +458,7 @@ def _check_namespace(
     spec: NamespaceSpec,
     broken: frozenset[str] | set[str] = frozenset(),
     webhook_places: list[int] | None = None,
+    trac_places: list[int] | None = None,
 ) -> tuple[list[str], Namespace]:
     problems: list[str] = []
     where = f"namespace {name!r}"
@@ -480,6 +551,9 @@ def _check_namespace(
     places = webhook_places or list(range(len(spec.webhooks)))
     for index, rule in zip(places, spec.webhooks, strict=True):
         problems.extend(_check_webhook(where, index, rule, spec, fields, broken))
+    places = trac_places or list(range(len(spec.trac_rules)))
+    for index, trac_rule in zip(places, spec.trac_rules, strict=True):
+        problems.extend(_check_trac_rule(where, index, trac_rule, spec, fields, broken))
     return problems, Namespace(name, spec, tuple(commands), tuple(schedules))
 
 
@@ -567,15 +641,83 @@ def _check_webhook(
     return problems
 
 
+def _check_trac_rule(
+    where: str,
+    index: int,
+    rule: TracRuleSpec,
+    spec: NamespaceSpec,
+    fields: Mapping[str, list[str]],
+    broken: frozenset[str] | set[str],
+) -> list[str]:
+    """What is wrong with one trac rule: field names, patterns, job, args."""
+    w = f"{where}, {trac_rule_label(index, rule)}"
+    problems = []
+    bad = [n for n in [*rule.when, *rule.changed] if not trac_rules.FIELD_NAME.match(n)]
+    for name in bad:
+        problems.append(
+            f"{w}: {name!r} is not a Trac field name; field names are lower-case letters, "
+            f"digits and _, such as {', '.join(trac_rules.TICKET_FIELDS[:4])} or xname"
+        )
+    for name, condition in rule.when.items():
+        if isinstance(condition, bool):
+            continue
+        patterns = [condition] if isinstance(condition, str) else condition
+        if not patterns or any(not pattern.strip() for pattern in patterns):
+            problems.append(
+                f"{w}: key 'when.{name}': give a pattern such as 'x1000c0*', True (not empty) "
+                "or False (empty), not an empty one"
+            )
+    if rule.changed and rule.event != "changed":
+        problems.append(
+            f"{w}: key 'changed': only a changed event alters fields; remove the key or "
+            'use "event": "changed"'
+        )
+    if rule.job_type in broken:
+        return problems
+    if rule.job_type not in spec.jobs:
+        problems.append(
+            f"{w}: key 'job_type': unknown job {rule.job_type!r}"
+            f"{_suggest(rule.job_type, list(spec.jobs))}; "
+            f"jobs in this namespace: {', '.join(spec.jobs) or '(none)'}"
+        )
+        return problems
+    wanted = set(fields.get(rule.job_type, []))
+    if set(rule.args) != wanted:
+        problems.append(
+            f"{w}: key 'args' must give exactly {sorted(wanted)} for job {rule.job_type!r} "
+            f"(run_args_template {spec.jobs[rule.job_type].run_args_template!r}); "
+            f"got {sorted(rule.args)}"
+        )
+    values = [*trac_rules.VALUES, *(n for n in rule.when if n not in trac_rules.VALUES)]
+    for key, value in rule.args.items():
+        try:
+            names = template_fields(value)
+        except ValueError as error:
+            problems.append(f"{w}: key 'args.{key}': {error}")
+            continue
+        for unknown in [n for n in names if n not in values]:
+            problems.append(
+                f"{w}: key 'args.{key}': {{{unknown}}} is not a ticket value"
+                f"{_suggest(unknown, values)}; a rule may use "
+                f"{', '.join('{' + v + '}' for v in trac_rules.VALUES)}, and a custom field "
+                f'it names in "when" (such as "when": {{"{unknown}": True}})'
+            )
+    return problems
+
+
 def _salvage(
-    body: Any, error: ValidationError, broken: set[str], webhook_places: list[int]
+    body: Any,
+    error: ValidationError,
+    broken: set[str],
+    webhook_places: list[int],
+    trac_places: list[int] | None = None,
 ) -> NamespaceSpec | None:
     """The namespace without the items pydantic refused, so the cross-checks can still run.
 
     Reporting one mistake per run would make fixing a config a slow loop; the names
     of refused jobs go into `broken` so commands using them are not blamed twice.
     Webhook rules are named by their place, so `webhook_places` gets the original
-    place of each rule kept.
+    place of each rule kept, and `trac_places` that of each trac rule.
     """
     if not isinstance(body, dict):
         return None
@@ -583,7 +725,12 @@ def _salvage(
         k: (dict(v) if isinstance(v, dict) else list(v) if isinstance(v, list) else v)
         for k, v in body.items()
     }
-    drop: dict[str, set[Any]] = {"slack": set(), "schedules": set(), "webhooks": set()}
+    drop: dict[str, set[Any]] = {
+        "slack": set(),
+        "schedules": set(),
+        "webhooks": set(),
+        "trac_rules": set(),
+    }
     for item in error.errors():
         loc = item["loc"]
         if len(loc) == 1 or (loc[0] == "jobs" and not isinstance(body.get("jobs"), dict)):
@@ -599,6 +746,8 @@ def _salvage(
         if isinstance(body.get(key), list):
             if key == "webhooks":
                 webhook_places[:] = [i for i in range(len(body[key])) if i not in indexes]
+            if key == "trac_rules" and trac_places is not None:
+                trac_places[:] = [i for i in range(len(body[key])) if i not in indexes]
             body[key] = [x for i, x in enumerate(body[key]) if i not in indexes]
     try:
         return NamespaceSpec.model_validate(body)
@@ -628,15 +777,18 @@ def parse_config(raw: Any, source: str = "job_configs.py") -> JobConfigs:
             continue
         broken: set[str] = set()
         webhook_places: list[int] = []
+        trac_places: list[int] = []
         try:
             spec = NamespaceSpec.model_validate(body)
         except ValidationError as error:
             problems.extend(_describe(raw, error, name))
-            salvaged = _salvage(body, error, broken, webhook_places)
+            salvaged = _salvage(body, error, broken, webhook_places, trac_places)
             if salvaged is None:
                 continue
             spec = salvaged
-        ns_problems, namespace = _check_namespace(name, spec, broken, webhook_places or None)
+        ns_problems, namespace = _check_namespace(
+            name, spec, broken, webhook_places or None, trac_places or None
+        )
         problems.extend(ns_problems)
         namespaces[name] = namespace
     if problems:

@@ -70,7 +70,15 @@ def create_app(
 
 
 def _register_blueprints(app: Flask) -> None:
-    from stat_bot.web import console_page, dashboard, github, health, metrics, stat_relay
+    from stat_bot.web import (
+        console_page,
+        dashboard,
+        github,
+        health,
+        metrics,
+        stat_relay,
+        trac_hook,
+    )
 
-    for module in (github, stat_relay, health, metrics, dashboard, console_page):
+    for module in (github, trac_hook, stat_relay, health, metrics, dashboard, console_page):
         module.init_app(app, csrf)

@@ -144,7 +144,11 @@ class QueueCollector(Collector):
 
         yield from self._histograms(queue.job_timings(since=now - self._window))
 
-        for name, what in (("webhook_requests", "Webhook"), ("relay_requests", "STAT relay")):
+        for name, what in (
+            ("webhook_requests", "Webhook"),
+            ("relay_requests", "STAT relay"),
+            ("trac_requests", "Trac notification"),
+        ):
             counter = CounterMetricFamily(
                 f"stat_bot_{name}", f"{what} requests by result", labels=["result"]
             )
