@@ -2,9 +2,9 @@
 
 The format is ebmbot's `raw_config` (see README, "Configuring jobs"), with optional
 extensions: per job `timeout`, `concurrency`, `coalesce`, `retries`,
-`report_channel`; per namespace `default_channel`, `schedules` and `webhooks`; typed
-placeholders such as `[count:int]`, `[interval:1h|2h|5h|1d]`, `[name=world]`,
-`[node:xname]` and `[text...]` (the rest of the line).
+`report_channel`; per namespace `default_channel`, `schedules`, `webhooks` and
+`trac_rules`; typed placeholders such as `[count:int]`, `[interval:1h|2h|5h|1d]`,
+`[name=world]`, `[node:xname]` and `[text...]` (the rest of the line).
 
 Check a change with `stat-bot check-config` before restarting the service.
 """
@@ -73,5 +73,169 @@ raw_config = {
         #     {"event": "push", "branch": "main", "job_type": "build", "args": {"sha": "{sha}"}},
         #     {"event": "release", "action": "published", "job_type": "release"},
         # ],
+        # Trac ticket events (the plugin in contrib/trac/ POSTs them to /trac) queue jobs
+        # by rule (README, "Trac notifications"); every namespace's rules see every event.
+        # `when` tests the ticket's fields: True = not empty, text = glob (case ignored).
+        # E.g. in a hardware namespace with "check": "python3 check.py {node}", a new
+        # ticket with an xname checks that component, and closing one checks it again:
+        # "trac_rules": [
+        #     {"event": "created", "when": {"xname": True}, "job_type": "check",
+        #      "args": {"node": "{xname}"}},
+        #     {"event": "changed", "changed": ["status"], "when": {"status": "closed",
+        #      "xname": "x*"}, "job_type": "check", "args": {"node": "{xname}"},
+        #      "delay_seconds": 60},
+        # ],
+    },
+    "trac": {
+        "description": "Tickets in the site's Trac (STAT): list, read, open, comment, close",
+        # The scripts read TRAC_URL, TRAC_USER, TRAC_PASSWORD (or TRAC_PASSWORD_FILE) and
+        # TRAC_TIMEOUT; changes are made by that account and signed "via STAT bot for ...".
+        # Every command is its own job with coalesce off: two people asking about two
+        # tickets get two answers, and no comment replaces another one still queued.
+        "jobs": {
+            "active": {
+                "run_args_template": "python3 trac_cmd.py active",
+                "report_stdout": True,
+                "report_format": "blocks",
+                "timeout": 60,
+                "concurrency": 4,
+                "coalesce": False,
+            },
+            # The scheduled report: as `active`, but silent (no output, report_success off)
+            # when nothing is active and TRAC_REPORT_WHEN_EMPTY=false.
+            "active-report": {
+                "run_args_template": "python3 trac_cmd.py active-report",
+                "report_stdout": True,
+                "report_success": False,
+                "report_format": "blocks",
+                "timeout": 120,
+            },
+            "ticket": {
+                "run_args_template": "python3 trac_cmd.py ticket {id}",
+                "report_stdout": True,
+                "report_format": "blocks",
+                "timeout": 60,
+                "concurrency": 4,
+                "coalesce": False,
+            },
+            "xname": {
+                "run_args_template": "python3 trac_cmd.py xname {xname}",
+                "report_stdout": True,
+                "report_format": "blocks",
+                "timeout": 60,
+                "concurrency": 4,
+                "coalesce": False,
+            },
+            "owner": {
+                "run_args_template": "python3 trac_cmd.py owner {user}",
+                "report_stdout": True,
+                "report_format": "blocks",
+                "timeout": 60,
+                "concurrency": 4,
+                "coalesce": False,
+            },
+            "search": {
+                "run_args_template": "python3 trac_cmd.py search {text}",
+                "report_stdout": True,
+                "report_format": "blocks",
+                "timeout": 60,
+                "concurrency": 4,
+                "coalesce": False,
+            },
+            "new": {
+                "run_args_template": "python3 trac_cmd.py new {type} {priority} {xname} {summary}",
+                "report_stdout": True,
+                "report_format": "blocks",
+                "timeout": 60,
+                "concurrency": 2,
+                "coalesce": False,
+            },
+            "comment": {
+                "run_args_template": "python3 trac_cmd.py comment {id} {text}",
+                "report_stdout": True,
+                "report_format": "blocks",
+                "timeout": 60,
+                "concurrency": 2,
+                "coalesce": False,
+            },
+            "close": {
+                "run_args_template": "python3 trac_cmd.py close {id} {resolution}",
+                "report_stdout": True,
+                "report_format": "blocks",
+                "timeout": 60,
+                "concurrency": 2,
+                "coalesce": False,
+            },
+            "assign": {
+                "run_args_template": "python3 trac_cmd.py assign {id} {user}",
+                "report_stdout": True,
+                "report_format": "blocks",
+                "timeout": 60,
+                "concurrency": 2,
+                "coalesce": False,
+            },
+        },
+        "slack": [
+            {
+                "command": "active",
+                "help": "Active tickets: counts by priority and type, then each ticket",
+                "action": "schedule_job",
+                "job_type": "active",
+            },
+            {
+                "command": "ticket [id:int]",
+                "help": "Ticket [id]: its fields, description and last comments",
+                "action": "schedule_job",
+                "job_type": "ticket",
+            },
+            {
+                "command": "xname [xname:xname]",
+                "help": "Open and recently closed tickets for [xname] and everything below it",
+                "action": "schedule_job",
+                "job_type": "xname",
+            },
+            {
+                "command": "owner [user]",
+                "help": "Open tickets owned by the Trac user [user]",
+                "action": "schedule_job",
+                "job_type": "owner",
+            },
+            {
+                "command": "search [text...]",
+                "help": "Tickets with [text] in their summary, description or xname",
+                "action": "schedule_job",
+                "job_type": "search",
+            },
+            {
+                "command": "new [type] [priority] [xname:xname] [summary...]",
+                "help": "Open a ticket, e.g. `trac new defect major x1000c0s0b0n0 Fan failure`",
+                "action": "schedule_job",
+                "job_type": "new",
+            },
+            {
+                "command": "comment [id:int] [text...]",
+                "help": "Add a comment to ticket [id]",
+                "action": "schedule_job",
+                "job_type": "comment",
+            },
+            {
+                "command": "close [id:int] [resolution=fixed]",
+                "help": "Close ticket [id] as [resolution] (fixed, invalid, wontfix, duplicate, worksforme)",
+                "action": "schedule_job",
+                "job_type": "close",
+            },
+            {
+                "command": "assign [id:int] [user]",
+                "help": "Give ticket [id] to the Trac user [user]",
+                "action": "schedule_job",
+                "job_type": "assign",
+            },
+        ],
+        "schedules": [
+            # HPC-STAT's ActiveTicketsBot: hourly; /set-interval and the dashboard change the
+            # interval of this schedule (ACTIVE_TICKETS_SCHEDULE=trac.active-tickets). With
+            # no "channel" here it posts to STAT_CHANNEL, where ticket notices go too.
+            {"cron": "0 * * * *", "job_type": "active-report", "name": "active-tickets"},
+        ],
     },
 }

@@ -73,8 +73,22 @@ class Context:
 
     def output(self, data: Any, text: str) -> None:
         click.echo(
-            json.dumps(data, indent=2, default=str, ensure_ascii=False) if self.as_json else text
+            json.dumps(data, indent=2, default=_json_value, ensure_ascii=False)
+            if self.as_json
+            else text
         )
+
+
+def _json_value(value: Any) -> Any:
+    """What JSON cannot hold as is: a file's bytes as its text (base64 if not UTF-8), else str."""
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            import base64
+
+            return {"base64": base64.b64encode(value).decode()}
+    return str(value)
 
 
 pass_ctx = click.make_pass_decorator(Context)

@@ -446,6 +446,14 @@ class Dispatcher:
                 self.log.exception("schedule check failed")
             await asyncio.sleep(max(0.0, wake_at - time.time()))
 
+    def _schedule_channel(self, key: str) -> str | None:
+        """The active-tickets report goes to the STAT channel when its schedule names none.
+
+        job_configs.py cannot read settings, and the channel is a site's setting
+        (STAT_CHANNEL, where ticket notices go too), so it is not written twice.
+        """
+        return self.settings.stat_channel if key == self.settings.active_tickets_schedule else None
+
     async def _fire(
         self,
         key: str,
@@ -460,7 +468,7 @@ class Dispatcher:
             namespace=namespace,
             job_type=job_type,
             args=args,
-            channel=channel or spec.report_channel,
+            channel=channel or spec.report_channel or self._schedule_channel(key),
             source=Source.SCHEDULE,
             user=f"schedule {key}",
             concurrency=spec.concurrency,

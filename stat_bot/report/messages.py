@@ -1,8 +1,9 @@
 """A finished job's output -> the messages that report it.
 
 The format rules (ebmbot's, kept): `text` posts stdout; `blocks` posts stdout as a
-Block Kit list; `code` wraps stdout in a code block, or uploads it as a file when
-too long for one message; `file` uploads it. Failures always report, naming the
+Block Kit list (or an object of blocks, notification text and a file to attach);
+`code` wraps stdout in a code block, or uploads it as a file when too long for one
+message; `file` uploads it. Failures always report, naming the
 job, why it ended, the end of stderr and how to read the logs. Everything here
 is pure: the notifier decides where and how the messages travel.
 """
@@ -24,6 +25,12 @@ STDERR_TAIL_LINES = 15
 STDERR_TAIL_CHARS = 1500
 
 Kind = Literal["success", "failure", "info"]
+
+
+def escape_mrkdwn(text: str) -> str:
+    """Slack's three control characters escaped: text from outside (a ticket summary) can
+    then neither mention @channel nor fake a link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,21 +105,59 @@ def _file_name(job: Job, extension: str = "txt") -> str:
     return f"{job.namespace}-{job.job_type}-{job.id}.{extension}"
 
 
+BLOCKS_SHAPE = (
+    'its output must be a JSON list of Block Kit blocks, each an object with a "type", or an '
+    'object {"blocks": [...], "text": "...", "file": {"filename": "...", "content": "..."}}'
+)
+
+
+def _attachment(upload: Any) -> FileUpload | str:
+    """The file a blocks report attaches ({"filename", "content", "title"?}), or what is wrong."""
+    if (
+        not isinstance(upload, dict)
+        or not isinstance(upload.get("filename"), str)
+        or not upload["filename"].strip()
+        or not isinstance(upload.get("content"), str)
+        or not isinstance(upload.get("title", ""), str)
+    ):
+        return 'its "file" must be an object with a "filename" and a "content", both text'
+    name = upload["filename"].replace("/", "_")
+    return FileUpload(name, upload["content"].encode(), upload.get("title") or name)
+
+
 def _blocks_messages(job: Job, stdout: str) -> list[Message] | str:
-    """Block Kit messages from stdout, or a description of what is wrong with it."""
+    """Block Kit messages from stdout, or a description of what is wrong with it.
+
+    Stdout is a list of blocks, or an object with "blocks", optionally "text" (what
+    notifications show instead of "<job> report") and a "file" to attach after them:
+    a script's answer with the full data (a CSV, say) too long for blocks.
+    """
     try:
-        blocks = json.loads(stdout)
+        data = json.loads(stdout)
     except json.JSONDecodeError as error:
         return f"its output is not valid JSON: {error}"
-    if not isinstance(blocks, list) or not all(isinstance(b, dict) and "type" in b for b in blocks):
-        return 'its output must be a JSON list of Block Kit blocks, each an object with a "type"'
-    if not blocks:
-        return "its output is an empty list of blocks"
+    upload: FileUpload | None = None
     fallback = f"{job.namespace} {job.job_type} report"
-    return [
-        Message(text=fallback, blocks=blocks[i : i + MAX_BLOCKS])
-        for i in range(0, len(blocks), MAX_BLOCKS)
+    if isinstance(data, dict) and "blocks" in data:
+        if isinstance(data.get("text"), str) and data["text"].strip():
+            fallback = data["text"][:MAX_TEXT]
+        if "file" in data:
+            attached = _attachment(data["file"])
+            if isinstance(attached, str):
+                return attached
+            upload = attached
+        data = data["blocks"]
+    if not isinstance(data, list) or not all(isinstance(b, dict) and "type" in b for b in data):
+        return BLOCKS_SHAPE
+    if not data and upload is None:
+        return "its output is an empty list of blocks"
+    messages = [
+        Message(text=fallback, blocks=data[i : i + MAX_BLOCKS])
+        for i in range(0, len(data), MAX_BLOCKS)
     ]
+    if upload is not None:
+        messages.append(Message(upload.filename, file=upload))
+    return messages
 
 
 def success_messages(job: Job, spec: JobSpec, stdout: str) -> list[Message] | str:
@@ -122,6 +167,8 @@ def success_messages(job: Job, spec: JobSpec, stdout: str) -> list[Message] | st
             return [Message(f"Command {_label(job)} succeeded (job #{job.id}).")]
         return []
     if not stdout.strip():
+        if not spec.report_success:  # nothing to say, and no word of success wanted
+            return []
         return [Message(f"No output found for command {_label(job)} (job #{job.id}).")]
     fmt = spec.report_format
     if fmt == "blocks":

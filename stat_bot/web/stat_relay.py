@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from stat_bot.dispatcher.schedules import row_next_due
 from stat_bot.jobs.params import TYPES, ParamError
 from stat_bot.queue.base import ScheduleRow
-from stat_bot.report.messages import Message
+from stat_bot.report.messages import Message, escape_mrkdwn
 from stat_bot.web.auth import api_login_required, who
 from stat_bot.web.errors import ApiError
 from stat_bot.web.services import KEY, SlackUnavailableError, services
@@ -174,15 +174,10 @@ def _expected(name: str) -> str:
     }[name]
 
 
-def _escape(text: str) -> str:
-    """Slack's three control characters, so a summary cannot mention @channel or fake a link."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def ticket_message(ticket: TicketForm, submitted_by: str) -> Message:
     """The STAT channel's message: a section with the summary and a field per form value."""
-    summary = _escape(ticket.summary)
-    by = _escape(submitted_by)
+    summary = escape_mrkdwn(ticket.summary)
+    by = escape_mrkdwn(submitted_by)
     fields = [
         ("Type", ticket.type),
         ("Priority", ticket.priority),
@@ -195,7 +190,7 @@ def ticket_message(ticket: TicketForm, submitted_by: str) -> Message:
             "type": "section",
             "text": {"type": "mrkdwn", "text": f"*STAT ticket:* {summary}"},
             "fields": [
-                {"type": "mrkdwn", "text": f"*{label}*\n{_escape(value)}"}
+                {"type": "mrkdwn", "text": f"*{label}*\n{escape_mrkdwn(value)}"}
                 for label, value in fields
             ],
         }

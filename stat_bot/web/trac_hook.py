@@ -41,11 +41,10 @@ from stat_bot.jobs.config import Namespace, TracRuleSpec
 from stat_bot.jobs.model import JobRequest, Source
 from stat_bot.jobs.trac_rules import EventError, TicketEvent, matches, read_ticket_event, rule_args
 from stat_bot.queue.base import EnqueueResult
-from stat_bot.report.messages import Message
+from stat_bot.report.messages import Message, escape_mrkdwn
 from stat_bot.settings import Settings
 from stat_bot.web.github import RefusedError
 from stat_bot.web.services import SlackUnavailableError, services
-from stat_bot.web.stat_relay import _escape as escape
 
 log = structlog.get_logger(__name__)
 
@@ -304,7 +303,7 @@ def ticket_event_message(
     f = event.fields
     title = f"#{event.ticket}"
     named = f"<{link}|{title}>" if link else title
-    summary = escape(_cut(f.get("summary", ""), MAX_SUMMARY)) or "(no summary)"
+    summary = escape_mrkdwn(_cut(f.get("summary", ""), MAX_SUMMARY)) or "(no summary)"
     values = [
         ("Type", f.get("type", "")),
         ("Priority", f.get("priority", "")),
@@ -318,18 +317,21 @@ def ticket_event_message(
             "type": "section",
             "text": {"type": "mrkdwn", "text": f"*STAT ticket {named} {event.event}:* {summary}"},
             "fields": [
-                {"type": "mrkdwn", "text": f"*{label}*\n{escape(_cut(value, MAX_VALUE)) or '-'}"}
+                {
+                    "type": "mrkdwn",
+                    "text": f"*{label}*\n{escape_mrkdwn(_cut(value, MAX_VALUE)) or '-'}",
+                }
                 for label, value in values
             ],
         }
     ]
     changes = _changes(event)
     if changes:
-        text = "*Changed:* " + "; ".join(escape(line) for line in changes)
+        text = "*Changed:* " + "; ".join(escape_mrkdwn(line) for line in changes)
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text[:2900]}})
     comment = _cut(event.comment, MAX_COMMENT, one_line=False)
     if comment:
-        quoted = "\n".join(f">{escape(line)}" for line in comment.splitlines())
+        quoted = "\n".join(f">{escape_mrkdwn(line)}" for line in comment.splitlines())
         blocks.append(
             {"type": "section", "text": {"type": "mrkdwn", "text": f"*Comment:*\n{quoted}"}}
         )
@@ -338,11 +340,11 @@ def ticket_event_message(
         blocks.append(
             {"type": "context", "elements": [{"type": "mrkdwn", "text": f"Queued: {jobs}"}]}
         )
-    by = f", by {escape(event.author)}" if event.author else ""
+    by = f", by {escape_mrkdwn(event.author)}" if event.author else ""
     text = (
-        f"STAT ticket #{event.ticket} {event.event}: {summary} | type {escape(f.get('type', ''))}, "
-        f"priority {escape(f.get('priority', ''))}, xname {escape(f.get('xname', '')) or '-'}, "
-        f"action {escape(event.action)}{by}"
+        f"STAT ticket #{event.ticket} {event.event}: {summary} | type {escape_mrkdwn(f.get('type', ''))}, "
+        f"priority {escape_mrkdwn(f.get('priority', ''))}, xname {escape_mrkdwn(f.get('xname', '')) or '-'}, "
+        f"action {escape_mrkdwn(event.action)}{by}"
     )
     if link:
         text += f" | {link}"
