@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import runpy
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,10 +25,11 @@ from stat_bot.jobs.config import parse_config
 from stat_bot.jobs.model import JobStatus
 from stat_bot.queue.sqlite import SQLiteQueue
 from tests.e2e.slack_service import SlackService, message_text, start_service
-from tests.trac_fixtures import TracServer, require_trac
+from tests.trac_fixtures import TracServer, free_port, require_trac
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEDULE = "trac.active-tickets"
+NOTIFY_SECRET = "the plugin's secret"
 
 pytestmark = pytest.mark.trac
 
@@ -55,16 +57,51 @@ def schedule_every(home: Path, seconds: float) -> SQLiteQueue:
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory, tracd: TracServer) -> Iterator[SlackService]:
+    """Bot, dispatcher and web server; Trac's plugin sends its events to the web server."""
     home = tmp_path_factory.mktemp("trac-e2e")
     prepare(home)
+    port = free_port()
     with EmulatorThread() as emulator:
-        running = start_service(home, emulator, trac_config(), **tracd.environ())
+        running = start_service(
+            home,
+            emulator,
+            trac_config(),
+            STAT_CHANNEL="stat-bot-logs",
+            TRAC_WEBHOOK_SECRET=NOTIFY_SECRET,
+            WEB_PORT=str(port),
+            WEB_WORKERS="1",
+            **tracd.environ(),
+        )
         try:
+            running.start("web")
+            wait_listening(port, running)
+            tracd.set_notify(f"http://127.0.0.1:{port}/trac", NOTIFY_SECRET)
             yield running
         finally:
+            tracd.set_notify(None, None)  # the session's tracd, as the other tests expect it
             running.stop()
-    for name in ("bot", "dispatcher"):
+    for name in ("bot", "dispatcher", "web"):
         assert "Traceback" not in running.log_of(name), running.log_of(name)
+
+
+def wait_listening(port: int, running: SlackService, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        assert running.processes["web"].poll() is None, running.log_of("web")
+        assert time.monotonic() < deadline, running.log_of("web")
+        time.sleep(0.05)
+
+
+def notices(service: SlackService, number: int) -> list[str]:
+    """The plugin's messages about ticket `number` in the STAT channel, oldest first."""
+    return [
+        message_text(m)
+        for m in service.slack.messages("stat-bot-logs")
+        if m.get("bot_id") and f"STAT ticket #{number} " in m.get("text", "")
+    ]
 
 
 def ticket_number(text: str) -> int:
@@ -109,6 +146,18 @@ def test_a_ticket_from_slack_through_its_life(service: SlackService, tracd: Trac
     comments = [c.new for c in ticket.comments]
     assert "Reseated the DIMMs; <b> & ü" in comments[0]
     assert all("(via STAT bot for Slack user U0ADMIN)" in c for c in comments)
+
+    # Each change made from Slack came back from Trac's plugin into the STAT channel.
+    deadline = time.monotonic() + 15
+    while len(seen := notices(service, number)) < 4:
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.05)
+    created, commented, assigned, closed_notice = seen[:4]
+    assert "created" in created
+    assert f"{cab}c0s2b1n0" in created
+    assert "Reseated the DIMMs; &lt;b&gt; &amp; ü" in commented
+    assert "alice" in assigned
+    assert "closed (worksforme)" in closed_notice
 
     shown = service.reply(service.say(f"@stat-bot trac ticket {number}"), "*Status*")
     assert shown["text"] == f"#{number} Node will not boot"  # the notification's text
