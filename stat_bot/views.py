@@ -65,6 +65,13 @@ def job_dict(job: Job) -> dict[str, Any]:
     return data
 
 
+def asker(job: Job) -> str:
+    """Who asked, as people know them: @name for Slack users whose name is known."""
+    if job.user_name:
+        return f"@{job.user_name}"
+    return job.user or str(job.source)
+
+
 def args_text(job: Job) -> str:
     text = " ".join(f"{k}={v}" for k, v in job.args.items())
     return text if len(text) <= 40 else text[:37] + "..."
@@ -79,7 +86,7 @@ def job_table(jobs: list[Job]) -> str:
             str(j.status) + (" (cancel requested)" if j.cancel_requested else ""),
             ago(j.created_at),
             duration(j),
-            j.user or j.source,
+            asker(j),
             (j.report_state if j.status.finished else ""),
         ]
         for j in jobs

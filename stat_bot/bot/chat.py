@@ -58,6 +58,10 @@ class People(Protocol):
 
     def person(self, user_id: str) -> Person: ...
 
+    def name(self, user_id: str) -> str | None:
+        """The user's name for people to read (no user groups: cheaper than `person`)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Asker:
@@ -240,6 +244,7 @@ class ChatCommands:
             thread_ts=asker.thread_ts,
             source=Source.SLACK,
             is_im=asker.is_im,
+            user_name=self.people.name(asker.user_id),
         )
         try:
             result = perform(

@@ -14,6 +14,7 @@ import time
 
 import structlog
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackClientError
 
 from stat_bot.bot.chat import Person
 
@@ -32,6 +33,18 @@ class SlackPeople:
 
     def person(self, user_id: str) -> Person:
         now = time.monotonic()
+        _, name, guest = self._user(user_id, now)
+        return Person(user_id, name, guest, self._groups_of(user_id, now))
+
+    def name(self, user_id: str) -> str | None:
+        """The user's Slack name (cached like the rest), or None if Slack cannot say."""
+        try:
+            return self._user(user_id, time.monotonic())[1] or None
+        except (SlackClientError, OSError) as error:
+            log.debug("no name for a user", user=user_id, error=type(error).__name__)
+            return None
+
+    def _user(self, user_id: str, now: float) -> tuple[float, str, bool]:
         with self._lock:
             cached = self._users.get(user_id)
         if cached is None or now - cached[0] > self._ttl:
@@ -40,7 +53,7 @@ class SlackPeople:
             cached = (now, info.get("name", ""), guest)
             with self._lock:
                 self._users[user_id] = cached
-        return Person(user_id, cached[1], cached[2], self._groups_of(user_id, now))
+        return cached
 
     def _groups_of(self, user_id: str, now: float) -> frozenset[str]:
         with self._lock:

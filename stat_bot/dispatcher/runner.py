@@ -281,6 +281,7 @@ class Runner:
             STAT_BOT_JOB_TYPE=job.job_type,
             STAT_BOT_ARGS=json.dumps(job.args, ensure_ascii=False),
             STAT_BOT_USER=job.user or "",
+            STAT_BOT_USER_NAME=job.user_name or "",
             STAT_BOT_CHANNEL=job.channel or "",
             STAT_BOT_THREAD_TS=job.thread_ts or "",
             STAT_BOT_SOURCE=str(job.source),

@@ -33,6 +33,7 @@ class Requester:
     thread_ts: str | None = None
     source: Source = Source.CLI
     is_im: bool = False
+    user_name: str | None = None
 
 
 @dataclass
@@ -100,6 +101,7 @@ def perform(
                 coalesce=job_spec.coalesce,
                 retries=job_spec.retries,
                 is_im=requester.is_im,
+                user_name=requester.user_name,
             ),
             now=now,
         )

@@ -58,6 +58,7 @@ class JobRequest:
     coalesce: bool = True
     retries: int = 0
     is_im: bool = False
+    user_name: str | None = None  # the asker's Slack name, for people to read (user is the id)
 
 
 @dataclass(slots=True)
@@ -90,6 +91,7 @@ class Job:
     report_error: str | None
     is_im: bool
     note: str | None
+    user_name: str | None = None
 
     @property
     def full_type(self) -> str:

@@ -149,19 +149,25 @@ MIGRATIONS: tuple[str, ...] = (
         at        REAL    NOT NULL
     );
     """,
+    """
+    -- The asker's Slack name beside their id, for what people read (Trac, the dashboard).
+    ALTER TABLE jobs ADD COLUMN user_name TEXT;
+    """,
 )
 
 JOB_COLUMNS = (
     "id, namespace, job_type, args, channel, thread_ts, user, source, status, created_at, "
     "start_after, started_at, finished_at, attempts, max_retries, concurrency, worker_id, "
-    "heartbeat_at, pid, exit_code, log_dir, cancel_requested, report_state, report_error, is_im, note"
+    "heartbeat_at, pid, exit_code, log_dir, cancel_requested, report_state, report_error, is_im, note, "
+    "user_name"
 )
 
 SQL_INSERT_JOB = (
     """
     INSERT INTO jobs (namespace, job_type, args, channel, thread_ts, user, source, status,
-                      created_at, start_after, max_retries, concurrency, is_im, report_state)
-    VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, 'pending')
+                      created_at, start_after, max_retries, concurrency, is_im, report_state,
+                      user_name)
+    VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, 'pending', ?)
     RETURNING """
     + JOB_COLUMNS
 )
@@ -174,7 +180,7 @@ SQL_FIND_QUEUED_OF_TYPE = """
 SQL_COALESCE = (
     """
     UPDATE jobs SET args = ?, channel = ?, thread_ts = ?, user = ?, source = ?, start_after = ?,
-                    max_retries = ?, concurrency = ?, is_im = ?
+                    max_retries = ?, concurrency = ?, is_im = ?, user_name = ?
     WHERE id = ? RETURNING """
     + JOB_COLUMNS
 )
@@ -338,6 +344,7 @@ def _job(row: Sequence[object]) -> Job:
         id_, namespace, job_type, args, channel, thread_ts, user, source, status, created_at,
         start_after, started_at, finished_at, attempts, max_retries, concurrency, worker_id,
         heartbeat_at, pid, exit_code, log_dir, cancel_requested, report_state, report_error, is_im, note,
+        user_name,
     ) = row  # fmt: skip
     return Job(
         id=id_, namespace=namespace, job_type=job_type, args=json.loads(args), channel=channel,
@@ -347,6 +354,7 @@ def _job(row: Sequence[object]) -> Job:
         concurrency=concurrency, worker_id=worker_id, heartbeat_at=heartbeat_at, pid=pid,
         exit_code=exit_code, log_dir=log_dir, cancel_requested=bool(cancel_requested),
         report_state=report_state, report_error=report_error, is_im=bool(is_im), note=note,
+        user_name=user_name,
     )  # fmt: skip  # type: ignore[arg-type]
 
 
@@ -508,14 +516,14 @@ class SQLiteQueue(Queue):
                     SQL_COALESCE,
                     (args, request.channel, request.thread_ts, request.user, request.source,
                      start_after, request.retries, request.concurrency, int(request.is_im),
-                     existing[0]),
+                     request.user_name, existing[0]),
                 ).fetchone()  # fmt: skip
                 return row, True
         row = conn.execute(
             SQL_INSERT_JOB,
             (request.namespace, request.job_type, args, request.channel, request.thread_ts,
              request.user, request.source, created, start_after, request.retries,
-             request.concurrency, int(request.is_im)),
+             request.concurrency, int(request.is_im), request.user_name),
         ).fetchone()  # fmt: skip
         return row, False
 

@@ -36,6 +36,7 @@ from stat_bot.views import (
     LOG_STREAMS,
     ViewError,
     ago,
+    asker,
     cancel_text,
     duration,
     job_dict,
@@ -63,10 +64,10 @@ CHART_HOURS = (6, 24, 72, 168)
 
 
 def source_text(job: Job) -> str:
-    """Who asked and from where: `slack: U0ADMIN in C0GENERAL`, `schedule`, `webhook: ...`."""
-    text = job.source
-    if job.user:
-        text += f": {job.user}"
+    """Who asked and from where: `slack: @ada in C0GENERAL`, `schedule`, `webhook: ...`."""
+    text = str(job.source)
+    if job.user or job.user_name:
+        text += f": {asker(job)}"
     if job.channel:
         text += f" in {job.channel}" + (" (DM)" if job.is_im else "")
     return text

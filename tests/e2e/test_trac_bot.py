@@ -122,7 +122,7 @@ def test_a_ticket_from_slack_through_its_life(service: SlackService, tracd: Trac
     assert f"<{tracd.url}/ticket/{number}|#{number}> Node will not boot" in message_text(created)
     ticket = tracd.client().ticket(number)
     assert ticket.fields["xname"] == f"{cab}c0s2b1n0"
-    assert ticket.fields["description"] == "Opened via STAT bot for Slack user U0ADMIN."
+    assert ticket.fields["description"] == "Opened via STAT bot for Slack user @admin (U0ADMIN)."
 
     active = service.reply(service.say("@stat-bot trac active"), "Active tickets")
     assert active["blocks"][0]["type"] == "header"
@@ -145,7 +145,7 @@ def test_a_ticket_from_slack_through_its_life(service: SlackService, tracd: Trac
     assert ticket.fields["owner"] == "alice"
     comments = [c.new for c in ticket.comments]
     assert "Reseated the DIMMs; <b> & ü" in comments[0]
-    assert all("(via STAT bot for Slack user U0ADMIN)" in c for c in comments)
+    assert all("(via STAT bot for Slack user @admin (U0ADMIN))" in c for c in comments)
 
     # Each change made from Slack came back from Trac's plugin into the STAT channel.
     deadline = time.monotonic() + 15

@@ -64,6 +64,9 @@ class Directory:
         self.asked.append(user_id)
         return PEOPLE[user_id]
 
+    def name(self, user_id: str) -> str | None:
+        return PEOPLE[user_id].name
+
 
 @pytest.fixture
 def chat(configure, settings: Settings, queue: SQLiteQueue) -> ChatCommands:
@@ -200,6 +203,7 @@ def test_allowed_users_admit_listed_users_and_group_members(chat: ChatCommands, 
     assert chat.handle("trac active", ask("U0ALICE")).reaction
     assert chat.handle("trac active", ask("U0ADMIN")).reaction  # via @hpc-admins
     assert [j.user for j in queue.jobs()] == ["U0ADMIN", "U0ALICE"]
+    assert [j.user_name for j in queue.jobs()] == ["admin", "alice"]
 
 
 def test_open_namespaces_do_not_look_people_up(chat: ChatCommands):

@@ -46,7 +46,7 @@ def test_a_version_1_database_is_upgraded_keeping_its_data(tmp_path: Path):
     conn.close()
     q = SQLiteQueue(path)
     try:
-        assert q.migrate() == 2
+        assert q.migrate() == len(MIGRATIONS)
         (row,) = q.schedules()
         assert (row.cron, row.last_fired_at, row.enabled) == ("0 8 * * *", T0, True)
         assert (row.interval_seconds, row.interval_since, row.enabled_override) == (None,) * 3
