@@ -252,6 +252,16 @@ def open_logs(log_dir: Path) -> tuple[int, int]:
     return out, err
 
 
+SLOW_FILES = 0.0005  # seconds per job's log files beyond which threads create them
+
+
+def timed_open_logs(log_dir: Path) -> tuple[int, int, float]:
+    """open_logs, and how long it took."""
+    started = time.perf_counter()
+    out, err = open_logs(log_dir)
+    return out, err, time.perf_counter() - started
+
+
 class Runner:
     """Spawns jobs; holds what every spawn shares (the base environment) computed once."""
 
@@ -261,10 +271,13 @@ class Runner:
         # bash as the jobs' PATH finds it, looked up once rather than tried dir by dir per spawn.
         self._bash = shutil.which("bash", path=self._base_env.get("PATH", os.defpath))
         self._made: set[Path] = set()  # workspace folders known to exist
-        # Creating a job's log folder and files is file-system work (three new inodes) that
-        # can take milliseconds on a busy disk; on these threads it overlaps the event
-        # loop's spawning and reaping of other jobs instead of stalling it.
+        # Creating a job's log folder and files (three new inodes) usually takes tens of
+        # microseconds, less than handing it to a thread and back, so the loop does it
+        # itself. On a disk that has turned slow (milliseconds per file: see BENCHMARKS.md,
+        # "The file system") these threads do it instead, overlapping the loop's spawning
+        # and reaping of other jobs, until it is fast again.
         self._files = ThreadPoolExecutor(2, thread_name_prefix="stat-bot-logs")
+        self._file_seconds = 0.0  # a moving average of what open_logs takes
         # The one place jobs may write (WRITEABLE_DIR): there from the first job on.
         if settings.writeable_dir is not None:
             settings.writeable_dir.mkdir(parents=True, exist_ok=True)
@@ -311,8 +324,7 @@ class Runner:
         command = render_template(spec.run_args_template, job.args)
         timeout = spec.timeout if spec.timeout is not None else (self.settings.job_timeout or None)
         env = self.environment(job, log_dir)
-        loop = asyncio.get_running_loop()
-        out, err = await loop.run_in_executor(self._files, open_logs, log_dir)
+        out, err = await self._open_logs(log_dir)
         try:
             try:
                 try:
@@ -327,6 +339,15 @@ class Runner:
         finally:
             os.close(out)
         return RunningJob(job, spec, process, log_dir, timeout, self.settings.kill_grace)
+
+    async def _open_logs(self, log_dir: Path) -> tuple[int, int]:
+        if self._file_seconds > SLOW_FILES:
+            loop = asyncio.get_running_loop()
+            out, err, took = await loop.run_in_executor(self._files, timed_open_logs, log_dir)
+        else:
+            out, err, took = timed_open_logs(log_dir)
+        self._file_seconds += (took - self._file_seconds) * 0.2
+        return out, err
 
     async def _spawn(
         self, command: str, cwd: Path, env: dict[str, str], out: int, err: int

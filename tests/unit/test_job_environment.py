@@ -35,3 +35,38 @@ def test_a_name_slack_cannot_give_is_none_not_an_error():
     # Nothing listens on port 9 of loopback: the lookup fails at once.
     client = WebClient(token="xoxb-test", base_url="http://127.0.0.1:9/api/", timeout=2)
     assert SlackPeople(client).name("U0ADMIN") is None
+
+
+def test_log_files_go_to_threads_only_while_the_disk_is_slow(settings: Settings, tmp_path: Path):
+    import asyncio
+    import os
+
+    from stat_bot.dispatcher.runner import SLOW_FILES, timed_open_logs
+
+    runner = Runner(settings)
+    threaded: list[object] = []
+    submit = runner._files.submit
+
+    def recording_submit(fn, *args, **kwargs):
+        threaded.append(fn)
+        return submit(fn, *args, **kwargs)
+
+    runner._files.submit = recording_submit  # type: ignore[method-assign]
+
+    async def open_one(name: str) -> None:
+        out, err = await runner._open_logs(tmp_path / name)
+        os.close(out)
+        os.close(err)
+
+    asyncio.run(open_one("fast"))
+    assert threaded == []  # the usual case: the loop makes them itself
+    runner._file_seconds = 1.0  # as after some jobs on a disk that turned slow
+    asyncio.run(open_one("slow"))
+    assert threaded == [timed_open_logs]
+    while runner._file_seconds > SLOW_FILES:  # fast again: the average comes down...
+        asyncio.run(open_one(f"again{len(threaded)}"))
+    threaded.clear()
+    asyncio.run(open_one("back"))
+    assert threaded == []  # ...and the loop takes it back
+    assert (tmp_path / "back" / "stdout").exists()
+    assert (tmp_path / "back" / "stderr").exists()
