@@ -41,6 +41,14 @@ class ApiError(Exception):
         return body
 
 
+class RefusedError(ApiError):
+    """A webhook's refusal (GitHub's, Trac's), with the result its counter records it as."""
+
+    def __init__(self, status: int, result: str, error: str, field: str | None = None) -> None:
+        super().__init__(status, error, field)
+        self.result = result
+
+
 def wants_json() -> bool:
     if request.path.startswith(API_PREFIXES):
         return True

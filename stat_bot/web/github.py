@@ -50,7 +50,7 @@ from stat_bot.jobs.webhooks import (
 )
 from stat_bot.queue.base import EnqueueResult
 from stat_bot.report.messages import Message
-from stat_bot.web.errors import ApiError
+from stat_bot.web.errors import RefusedError
 from stat_bot.web.services import SlackPoster, SlackUnavailableError, services
 
 log = structlog.get_logger(__name__)
@@ -66,14 +66,6 @@ SOURCE = "github"  # deliveries are unique per source
 SIGNATURE = "X-Hub-Signature-256"
 EVENT_NAME = re.compile(r"^[a-z_]{1,64}$")
 DELIVERY_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-
-
-class RefusedError(ApiError):
-    """An ApiError that also says which `webhook_requests` result to count it as."""
-
-    def __init__(self, status: int, result: str, error: str, field: str | None = None) -> None:
-        super().__init__(status, error, field)
-        self.result = result
 
 
 def init_app(app: Flask, csrf: CSRFProtect) -> None:

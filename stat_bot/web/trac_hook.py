@@ -43,7 +43,7 @@ from stat_bot.jobs.trac_rules import EventError, TicketEvent, matches, read_tick
 from stat_bot.queue.base import EnqueueResult
 from stat_bot.report.messages import Message, escape_mrkdwn
 from stat_bot.settings import Settings
-from stat_bot.web.github import RefusedError
+from stat_bot.web.errors import RefusedError
 from stat_bot.web.services import SlackUnavailableError, services
 
 log = structlog.get_logger(__name__)
