@@ -47,7 +47,7 @@ from stat_bot.web import charts
 from stat_bot.web.auth import api_login_required, who
 from stat_bot.web.errors import ApiError
 from stat_bot.web.services import services
-from stat_bot.web.stat_relay import ACTIONS, INTERVALS, PRIORITIES, TICKET_TYPES
+from stat_bot.web.stat_relay import ACTIONS, INTERVALS, PRIORITIES, TICKET_TYPES, interval_name
 
 log = structlog.get_logger(__name__)
 
@@ -272,10 +272,7 @@ def interval_choice(row: ScheduleRow) -> str:
     """The dropdown's current value: a key of INTERVALS, `default` (the cron), or `custom`."""
     if not row.interval_seconds:
         return "default"
-    for key, value in INTERVALS.items():
-        if abs(value - row.interval_seconds) < 1:
-            return key
-    return "custom"
+    return interval_name(round(row.interval_seconds)) or "custom"
 
 
 def schedule_view(row: ScheduleRow, now: float) -> dict[str, Any]:
