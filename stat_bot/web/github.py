@@ -24,9 +24,6 @@ Every request is counted in the queue counter `webhook_requests` by result (for
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import re
 import threading
 import time
@@ -35,7 +32,6 @@ from typing import Any
 import structlog
 from flask import Blueprint, Flask, Response, jsonify, request
 from flask_wtf.csrf import CSRFProtect
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from stat_bot.jobs.actions import describe_time
 from stat_bot.jobs.config import JobConfigs, Namespace, WebhookSpec
@@ -52,6 +48,14 @@ from stat_bot.queue.base import EnqueueResult
 from stat_bot.report.messages import Message
 from stat_bot.web.errors import RefusedError
 from stat_bot.web.services import SlackPoster, SlackUnavailableError, services
+from stat_bot.web.signed import (
+    count,
+    counting_refusals,
+    job_body,
+    json_body,
+    secret_or_refuse,
+    verify_sha256,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -82,23 +86,9 @@ def receive(project: str) -> tuple[Response, int]:
         "github_event": request.headers.get("X-GitHub-Event", "")[:64],
         "delivery": request.headers.get("X-GitHub-Delivery", "")[:128],
     }
-    try:
+    with counting_refusals(COUNTER, "github webhook refused", **context):
         result, status, body = _receive(project)
-    except RefusedError as refusal:
-        _count(refusal.result)
-        log.warning(
-            "github webhook refused",
-            **context,
-            result=refusal.result,
-            status=refusal.status,
-            reason=refusal.error,
-        )
-        raise
-    except RequestEntityTooLarge:
-        _count("too_large")  # the app's 413 handler answers, naming WEB_MAX_BODY
-        log.warning("github webhook refused", **context, result="too_large", status=413)
-        raise
-    _count(result)
+    count(COUNTER, result)
     log.info(
         "github webhook",
         **context,
@@ -113,16 +103,13 @@ def receive(project: str) -> tuple[Response, int]:
 def _receive(project: str) -> tuple[str, int, dict[str, Any]]:
     """The result to count, the status and the body; RefusedError for anything refused."""
     svc = services()
-    secret = svc.settings.github_webhook_secret
-    if secret is None or not secret.get_secret_value():
-        raise RefusedError(
-            403,
-            "disabled",
-            "GitHub webhooks are disabled until GITHUB_WEBHOOK_SECRET is set; set it, and the "
-            "same secret in the webhook's settings in GitHub",
-        )
+    secret = secret_or_refuse(
+        svc.settings.github_webhook_secret,
+        "GitHub webhooks are disabled until GITHUB_WEBHOOK_SECRET is set; set it, and the "
+        "same secret in the webhook's settings in GitHub",
+    )
     body = request.get_data(cache=False)  # RequestEntityTooLarge above WEB_MAX_BODY
-    _verify(secret.get_secret_value().encode(), body)
+    _verify(secret, body)
     event = _header("X-GitHub-Event", EVENT_NAME, "the event's name, such as push")
     delivery = _header("X-GitHub-Delivery", DELIVERY_ID, "the delivery's id (a GUID)")
     namespace = _project(svc.configs, project)
@@ -143,7 +130,7 @@ def _receive(project: str) -> tuple[str, int, dict[str, Any]]:
     answer: dict[str, Any] = {"ok": True, "event": event, "delivery": delivery}
     if results is None:
         return "duplicate", 200, {**answer, "duplicate": True, "jobs": []}
-    answer["jobs"] = [_job_body(r) for r in results]
+    answer["jobs"] = [job_body(r) for r in results]
     if not results:
         return "ignored", 200, answer
     assert github is not None
@@ -155,40 +142,23 @@ def _receive(project: str) -> tuple[str, int, dict[str, Any]]:
 
 def _verify(secret: bytes, body: bytes) -> None:
     """Refuse unless X-Hub-Signature-256 is `sha256=` + HMAC-SHA256(secret, raw body) in hex."""
-    header = request.headers.get(SIGNATURE)
-    if header is None:
-        if "X-Hub-Signature" in request.headers:
-            raise RefusedError(
-                403,
-                "bad_signature",
-                f"only the SHA-1 X-Hub-Signature was sent; STAT bot checks {SIGNATURE} "
-                "(SHA-256), which GitHub sends with every delivery of a webhook that has a secret",
-                SIGNATURE,
-            )
+    if SIGNATURE not in request.headers and "X-Hub-Signature" in request.headers:
         raise RefusedError(
             403,
             "bad_signature",
-            f"no {SIGNATURE} header: give the webhook in GitHub a secret, the same as "
-            "GITHUB_WEBHOOK_SECRET",
+            f"only the SHA-1 X-Hub-Signature was sent; STAT bot checks {SIGNATURE} "
+            "(SHA-256), which GitHub sends with every delivery of a webhook that has a secret",
             SIGNATURE,
         )
-    scheme, _, digest = header.strip().partition("=")
-    if scheme != "sha256" or not digest:
-        raise RefusedError(
-            403,
-            "bad_signature",
-            f"{SIGNATURE} must be 'sha256=' followed by the body's HMAC-SHA256 in hex",
-            SIGNATURE,
-        )
-    expected = hmac.new(secret, body, hashlib.sha256).hexdigest().encode()
-    if not hmac.compare_digest(expected, digest.lower().encode("latin-1", "replace")):
-        raise RefusedError(
-            403,
-            "bad_signature",
-            f"{SIGNATURE} does not match the body: the webhook's secret in GitHub must be the "
-            "same as GITHUB_WEBHOOK_SECRET",
-            SIGNATURE,
-        )
+    verify_sha256(
+        secret,
+        body,
+        SIGNATURE,
+        missing=f"no {SIGNATURE} header: give the webhook in GitHub a secret, the same as "
+        "GITHUB_WEBHOOK_SECRET",
+        mismatch=f"{SIGNATURE} does not match the body: the webhook's secret in GitHub must be "
+        "the same as GITHUB_WEBHOOK_SECRET",
+    )
 
 
 def _header(name: str, pattern: re.Pattern[str], what: str) -> str:
@@ -221,18 +191,10 @@ def _project(configs: JobConfigs, project: str) -> Namespace:
 
 
 def _payload(body: bytes) -> dict[str, Any]:
-    if request.mimetype != "application/json":
-        raise RefusedError(
-            415,
-            "bad_request",
-            f"the body is {request.mimetype or 'of no type'!s}, not application/json: set the "
-            "webhook's Content type to application/json in GitHub",
-            "Content-Type",
-        )
-    try:
-        payload = json.loads(body)
-    except ValueError as error:
-        raise RefusedError(400, "bad_request", f"the body is not JSON: {error}", "body") from None
+    payload = json_body(
+        body,
+        content_type_hint=": set the webhook's Content type to application/json in GitHub",
+    )
     if not isinstance(payload, dict):
         raise RefusedError(
             400,
@@ -259,24 +221,6 @@ def _request(namespace: Namespace, rule: WebhookSpec, github: GitHubEvent) -> Jo
         coalesce=job.coalesce,
         retries=job.retries,
     )
-
-
-def _job_body(enqueued: EnqueueResult) -> dict[str, Any]:
-    job = enqueued.job
-    body: dict[str, Any] = {"id": job.id, "job_type": job.job_type, "start_after": job.start_after}
-    if enqueued.coalesced:
-        body["coalesced"] = True
-    if enqueued.suppressed_until is not None:
-        body["suppressed_until"] = enqueued.suppressed_until
-    return body
-
-
-def _count(result: str) -> None:
-    """Count a request for /metrics; a failure to count never changes the answer."""
-    try:
-        services().queue.count(COUNTER, result)
-    except Exception:
-        log.warning("could not count a webhook request", result=result, exc_info=True)
 
 
 def suppressed_text(

@@ -24,9 +24,6 @@ and logged, without the secret or the signature.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import re
 import time
 from collections.abc import Sequence
@@ -35,7 +32,6 @@ from typing import Any
 import structlog
 from flask import Blueprint, Flask, Response, jsonify, request
 from flask_wtf.csrf import CSRFProtect
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from stat_bot.jobs.config import Namespace, TracRuleSpec
 from stat_bot.jobs.model import JobRequest, Source
@@ -45,6 +41,14 @@ from stat_bot.report.messages import Message, escape_mrkdwn
 from stat_bot.settings import Settings
 from stat_bot.web.errors import RefusedError
 from stat_bot.web.services import SlackUnavailableError, services
+from stat_bot.web.signed import (
+    count,
+    counting_refusals,
+    job_body,
+    json_body,
+    secret_or_refuse,
+    verify_sha256,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -74,23 +78,9 @@ def init_app(app: Flask, csrf: CSRFProtect) -> None:
 def receive() -> tuple[Response, int]:
     started = time.perf_counter()
     context = {"event_id": request.headers.get(EVENT_ID, "")[:128]}
-    try:
+    with counting_refusals(COUNTER, "trac event refused", **context):
         result, body = _receive()
-    except RefusedError as refusal:
-        _count(refusal.result)
-        log.warning(
-            "trac event refused",
-            **context,
-            result=refusal.result,
-            status=refusal.status,
-            reason=refusal.error,
-        )
-        raise
-    except RequestEntityTooLarge:
-        _count("too_large")  # the app's 413 handler answers, naming WEB_MAX_BODY
-        log.warning("trac event refused", **context, result="too_large", status=413)
-        raise
-    _count(result)
+    count(COUNTER, result)
     say = log.warning if result == "not_posted" else log.info  # Slack trouble: look at it
     say(
         "trac event",
@@ -108,16 +98,21 @@ def receive() -> tuple[Response, int]:
 def _receive() -> tuple[str, dict[str, Any]]:
     """The result to count and the answer's body; RefusedError for anything refused."""
     svc = services()
-    secret = svc.settings.trac_webhook_secret
-    if secret is None or not secret.get_secret_value():
-        raise RefusedError(
-            403,
-            "disabled",
-            "Trac notifications are disabled until TRAC_WEBHOOK_SECRET is set; set it, and the "
-            "same value as `secret` in the [stat_bot] section of the Trac site's trac.ini",
-        )
+    secret = secret_or_refuse(
+        svc.settings.trac_webhook_secret,
+        "Trac notifications are disabled until TRAC_WEBHOOK_SECRET is set; set it, and the "
+        "same value as `secret` in the [stat_bot] section of the Trac site's trac.ini",
+    )
     body = request.get_data(cache=False)  # RequestEntityTooLarge above WEB_MAX_BODY
-    verify(secret.get_secret_value().encode(), body, request.headers.get(SIGNATURE))
+    verify_sha256(
+        secret,
+        body,
+        SIGNATURE,
+        missing=f"no {SIGNATURE} header: the plugin signs every event once trac.ini's "
+        "[stat_bot] section has a secret, the same as TRAC_WEBHOOK_SECRET",
+        mismatch=f"{SIGNATURE} does not match the body: `secret` in trac.ini's [stat_bot] "
+        "section must be the same as TRAC_WEBHOOK_SECRET",
+    )
     event = _event(body)
     header_id = request.headers.get(EVENT_ID)
     if header_id is not None and header_id.strip() != event.id:
@@ -142,53 +137,14 @@ def _receive() -> tuple[str, dict[str, Any]]:
     }
     if results is None:
         return "duplicate", {**answer, "duplicate": True, "posted": False, "jobs": []}
-    answer["jobs"] = [_job_body(enqueued) for enqueued in results]
+    answer["jobs"] = [job_body(enqueued, namespace=True) for enqueued in results]
     posted = _post(event, results, svc.settings)
     answer.update(posted)
     return ("posted" if posted["posted"] else "not_posted"), answer
 
 
-def verify(secret: bytes, body: bytes, header: str | None) -> None:
-    """Refuse unless the header is `sha256=` + HMAC-SHA256(secret, raw body) in hex."""
-    if header is None:
-        raise RefusedError(
-            403,
-            "bad_signature",
-            f"no {SIGNATURE} header: the plugin signs every event once trac.ini's [stat_bot] "
-            "section has a secret, the same as TRAC_WEBHOOK_SECRET",
-            SIGNATURE,
-        )
-    scheme, _, digest = header.strip().partition("=")
-    if scheme != "sha256" or not digest:
-        raise RefusedError(
-            403,
-            "bad_signature",
-            f"{SIGNATURE} must be 'sha256=' followed by the body's HMAC-SHA256 in hex",
-            SIGNATURE,
-        )
-    expected = hmac.new(secret, body, hashlib.sha256).hexdigest().encode()
-    if not hmac.compare_digest(expected, digest.lower().encode("latin-1", "replace")):
-        raise RefusedError(
-            403,
-            "bad_signature",
-            f"{SIGNATURE} does not match the body: `secret` in trac.ini's [stat_bot] section "
-            "must be the same as TRAC_WEBHOOK_SECRET",
-            SIGNATURE,
-        )
-
-
 def _event(body: bytes) -> TicketEvent:
-    if request.mimetype != "application/json":
-        raise RefusedError(
-            415,
-            "bad_request",
-            f"the body is {request.mimetype or 'of no type'!s}, not application/json",
-            "Content-Type",
-        )
-    try:
-        payload = json.loads(body)
-    except ValueError as error:
-        raise RefusedError(400, "bad_request", f"the body is not JSON: {error}", "body") from None
+    payload = json_body(body)
     try:
         return read_ticket_event(payload)
     except EventError as error:
@@ -219,21 +175,6 @@ def _request(
     )
 
 
-def _job_body(enqueued: EnqueueResult) -> dict[str, Any]:
-    job = enqueued.job
-    body: dict[str, Any] = {
-        "id": job.id,
-        "namespace": job.namespace,
-        "job_type": job.job_type,
-        "start_after": job.start_after,
-    }
-    if enqueued.coalesced:
-        body["coalesced"] = True
-    if enqueued.suppressed_until is not None:
-        body["suppressed_until"] = enqueued.suppressed_until
-    return body
-
-
 def _post(event: TicketEvent, results: list[EnqueueResult], settings: Settings) -> dict[str, Any]:
     """Post the ticket to STAT_CHANNEL: `posted`, and `channel` and `ts` or the `reason`."""
     channel = settings.stat_channel
@@ -248,14 +189,6 @@ def _post(event: TicketEvent, results: list[EnqueueResult], settings: Settings) 
             reason += f"; invite the bot to {channel} or change STAT_CHANNEL"
         return {"posted": False, "channel": channel, "reason": reason}
     return {"posted": True, "channel": channel, "ts": ts}
-
-
-def _count(result: str) -> None:
-    """Count a request for /metrics; a failure to count never changes the answer."""
-    try:
-        services().queue.count(COUNTER, result)
-    except Exception:
-        log.warning("could not count a trac event", result=result, exc_info=True)
 
 
 # -- the message ---------------------------------------------------------------------------

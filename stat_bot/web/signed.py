@@ -1,0 +1,109 @@
+"""What the signed webhook routes (GitHub's, Trac's) share: the secret, the HMAC check, the
+JSON body, counting and logging each request's result, and how a queued job is answered.
+
+Each route keeps only what is its own: its headers, its payload, its messages' wording.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import structlog
+from flask import request
+from pydantic import SecretStr
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from stat_bot.queue.base import EnqueueResult
+from stat_bot.web.errors import RefusedError
+from stat_bot.web.services import services
+
+log = structlog.get_logger(__name__)
+
+
+def secret_or_refuse(secret: SecretStr | None, disabled: str) -> bytes:
+    """The route's secret; refused as `disabled` (403) while it is not set."""
+    if secret is None or not secret.get_secret_value():
+        raise RefusedError(403, "disabled", disabled)
+    return secret.get_secret_value().encode()
+
+
+def verify_sha256(secret: bytes, body: bytes, header: str, *, missing: str, mismatch: str) -> None:
+    """Refuse (403) unless header `header` is `sha256=` + HMAC-SHA256(secret, body) in hex.
+
+    `missing` and `mismatch` say, in the sender's terms, how to fix those two cases.
+    The comparison takes the same time however much of the digest matches.
+    """
+    value = request.headers.get(header)
+    if value is None:
+        raise RefusedError(403, "bad_signature", missing, header)
+    scheme, _, digest = value.strip().partition("=")
+    if scheme != "sha256" or not digest:
+        raise RefusedError(
+            403,
+            "bad_signature",
+            f"{header} must be 'sha256=' followed by the body's HMAC-SHA256 in hex",
+            header,
+        )
+    expected = hmac.new(secret, body, hashlib.sha256).hexdigest().encode()
+    if not hmac.compare_digest(expected, digest.lower().encode("latin-1", "replace")):
+        raise RefusedError(403, "bad_signature", mismatch, header)
+
+
+def json_body(body: bytes, *, content_type_hint: str = "") -> Any:
+    """The body parsed as JSON; 415 unless sent as application/json, 400 if it is not JSON."""
+    if request.mimetype != "application/json":
+        raise RefusedError(
+            415,
+            "bad_request",
+            f"the body is {request.mimetype or 'of no type'!s}, not application/json"
+            + content_type_hint,
+            "Content-Type",
+        )
+    try:
+        return json.loads(body)
+    except ValueError as error:
+        raise RefusedError(400, "bad_request", f"the body is not JSON: {error}", "body") from None
+
+
+def job_body(enqueued: EnqueueResult, *, namespace: bool = False) -> dict[str, Any]:
+    """A queued job as the answer lists it."""
+    job = enqueued.job
+    body: dict[str, Any] = {"id": job.id}
+    if namespace:
+        body["namespace"] = job.namespace
+    body.update(job_type=job.job_type, start_after=job.start_after)
+    if enqueued.coalesced:
+        body["coalesced"] = True
+    if enqueued.suppressed_until is not None:
+        body["suppressed_until"] = enqueued.suppressed_until
+    return body
+
+
+def count(counter: str, result: str) -> None:
+    """Count a request for /metrics; a failure to count never changes the answer."""
+    try:
+        services().queue.count(counter, result)
+    except Exception:
+        log.warning("could not count a request", counter=counter, result=result, exc_info=True)
+
+
+@contextmanager
+def counting_refusals(counter: str, refused: str, **context: Any) -> Iterator[None]:
+    """Count and log (as `refused`) a request refused inside, then let the refusal answer."""
+    try:
+        yield
+    except RefusedError as refusal:
+        count(counter, refusal.result)
+        log.warning(
+            refused, **context, result=refusal.result, status=refusal.status, reason=refusal.error
+        )
+        raise
+    except RequestEntityTooLarge:
+        count(counter, "too_large")  # the app's 413 handler answers, naming WEB_MAX_BODY
+        log.warning(refused, **context, result="too_large", status=413)
+        raise
