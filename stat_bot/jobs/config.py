@@ -13,7 +13,7 @@ import importlib.util
 import re
 import string
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -610,34 +610,58 @@ def _check_webhook(
             problems.append(
                 f"{w}: key {key!r}: give the {key} name or a glob, such as {example}, not {value!r}"
             )
-    if rule.job_type in broken:
-        return problems
-    if rule.job_type not in spec.jobs:
-        problems.append(
-            f"{w}: key 'job_type': unknown job {rule.job_type!r}{_suggest(rule.job_type, list(spec.jobs))}; "
-            f"jobs in this namespace: {', '.join(spec.jobs) or '(none)'}"
-        )
-        return problems
-    wanted = set(fields.get(rule.job_type, []))
-    if set(rule.args) != wanted:
-        problems.append(
-            f"{w}: key 'args' must give exactly {sorted(wanted)} for job {rule.job_type!r} "
-            f"(run_args_template {spec.jobs[rule.job_type].run_args_template!r}); "
-            f"got {sorted(rule.args)}"
-        )
     values = list(VALUES[event])
-    for key, value in rule.args.items():
+    problems += _check_rule_job(
+        w,
+        rule.job_type,
+        rule.args,
+        spec,
+        fields,
+        broken,
+        values,
+        lambda unknown: (
+            f"{{{unknown}}} is not a {event} value{_suggest(unknown, values)}; a {event} gives "
+            f"{', '.join('{' + v + '}' for v in values)}"
+        ),
+    )
+    return problems
+
+
+def _check_rule_job(
+    w: str,
+    job_type: str,
+    args: Mapping[str, str],
+    spec: NamespaceSpec,
+    fields: Mapping[str, list[str]],
+    broken: frozenset[str] | set[str],
+    values: list[str],
+    not_a_value: Callable[[str], str],
+) -> list[str]:
+    """The job a rule (webhook or trac) queues, and its args: exactly the job's template
+    fields, each filled only from `values` (`not_a_value` says why another is not one)."""
+    if job_type in broken:
+        return []
+    if job_type not in spec.jobs:
+        return [
+            f"{w}: key 'job_type': unknown job {job_type!r}{_suggest(job_type, list(spec.jobs))}; "
+            f"jobs in this namespace: {', '.join(spec.jobs) or '(none)'}"
+        ]
+    problems = []
+    wanted = set(fields.get(job_type, []))
+    if set(args) != wanted:
+        problems.append(
+            f"{w}: key 'args' must give exactly {sorted(wanted)} for job {job_type!r} "
+            f"(run_args_template {spec.jobs[job_type].run_args_template!r}); "
+            f"got {sorted(args)}"
+        )
+    for key, value in args.items():
         try:
             names = template_fields(value)
         except ValueError as error:
             problems.append(f"{w}: key 'args.{key}': {error}")
             continue
         for unknown in [n for n in names if n not in values]:
-            problems.append(
-                f"{w}: key 'args.{key}': {{{unknown}}} is not a {event} value"
-                f"{_suggest(unknown, values)}; a {event} gives "
-                f"{', '.join('{' + v + '}' for v in values)}"
-            )
+            problems.append(f"{w}: key 'args.{key}': {not_a_value(unknown)}")
     return problems
 
 
@@ -672,8 +696,22 @@ def _check_trac_rule(
             f"{w}: key 'changed': only a changed event alters fields; remove the key or "
             'use "event": "changed"'
         )
-    if rule.job_type in broken:
-        return problems
+    values = [*trac_rules.VALUES, *(n for n in rule.when if n not in trac_rules.VALUES)]
+    problems += _check_rule_job(
+        w,
+        rule.job_type,
+        rule.args,
+        spec,
+        fields,
+        broken,
+        values,
+        lambda unknown: (
+            f"{{{unknown}}} is not a ticket value{_suggest(unknown, values)}; a rule may use "
+            f"{', '.join('{' + v + '}' for v in trac_rules.VALUES)}, and a custom field "
+            f'it names in "when" (such as "when": {{"{unknown}": True}})'
+        ),
+    )
+    return problems
     if rule.job_type not in spec.jobs:
         problems.append(
             f"{w}: key 'job_type': unknown job {rule.job_type!r}"
