@@ -357,12 +357,16 @@ class Queue(abc.ABC):
         in one transaction (one commit instead of one per write: a group commit), all or
         none. This default makes them one by one, each its own transaction.
         """
+        self._check_grouped(writes)
+        return [getattr(self, name)(*args, **kwargs) for name, args, kwargs in writes]
+
+    def _check_grouped(self, writes: Sequence[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> None:
+        """ValueError, before anything is written, for a write that cannot be grouped."""
         for name, _, _ in writes:
             if name not in self.GROUPED_WRITES:
                 raise ValueError(
                     f"{name} cannot be grouped; use one of {sorted(self.GROUPED_WRITES)}"
                 )
-        return [getattr(self, name)(*args, **kwargs) for name, args, kwargs in writes]
 
     # calling without waiting -----------------------------------------------
     def call_nowait(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

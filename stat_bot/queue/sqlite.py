@@ -671,9 +671,7 @@ class SQLiteQueue(Queue):
             "finish": self._finish,
             "record_report": self._record_report,
         }
-        for name, _, _ in writes:
-            if name not in inner:
-                raise ValueError(f"{name} cannot be grouped; use one of {sorted(inner)}")
+        self._check_grouped(writes)
         with self._write() as conn:
             return [inner[name](conn, *args, **kwargs) for name, args, kwargs in writes]
 
