@@ -105,6 +105,18 @@ class Settings(BaseSettings):
     slack_ack_reaction: str = Field("crossed_fingers", pattern=r"^[a-z0-9_+\-']+$")
     progress_after: float = Field(10.0, ge=0, description="0: no progress messages")
     progress_interval: float = Field(5.0, ge=0.2)
+    slack_delivery_expiry: float = Field(
+        86400.0, gt=0, description="Seconds a message is retried before it is given up"
+    )
+    slack_delivery_degraded_after: float = Field(
+        300.0, gt=0, description="/readyz is not ready while a message waits longer than this"
+    )
+    slack_retry_max: float = Field(
+        30.0, ge=0.1, le=3600, description="Longest wait between tries while Slack is down"
+    )
+    stat_relay_wait: float = Field(
+        3.0, gt=0, le=60, description="Seconds /slack-proxy tries before answering 502"
+    )
     slack_join_new_channels: bool = False
     slack_user_cache_seconds: float = Field(3600.0, ge=0)
     local_slack_port: int = Field(0, ge=0, le=65535, description="Local mode's emulator; 0: any")

@@ -4,8 +4,10 @@ One asyncio loop. Queue calls that may wait for a lock run on a single helper
 thread, so a lock wait never stalls the loop; the short calls made for every
 job (claim, mark started, finish, ...) are made on the loop itself when they
 need not wait (Queue.call_nowait), which saves two thread hand-overs per call
-and is the larger part of a short job's cost. Reports are delivered on another
-thread so a slow Slack never delays the next job. The loop wakes when another
+and is the larger part of a short job's cost. Reports, start notices and
+progress notes are stored in the queue's outbox in the same transaction as the
+change they report, and a sender thread (report/outbox.py) delivers them, so a
+slow or absent Slack never delays the next job and never loses a report. The loop wakes when another
 process commits a job (see queue/wakeup.py), when a delayed job becomes due,
 when a job ends, or at the poll interval as a safety net.
 """
@@ -20,7 +22,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import structlog
@@ -36,9 +38,18 @@ from stat_bot.dispatcher.runner import (
 from stat_bot.dispatcher.schedules import config_rows, row_latest_due, row_next_due
 from stat_bot.jobs.config import JobConfigs, JobSpec
 from stat_bot.jobs.model import Job, JobRequest, JobStatus, ReportState, Source
-from stat_bot.queue.base import Queue, QueueBusyError, QueueError, Recovered, Worker
-from stat_bot.report.messages import Outcome, Report, build_report, requeued_report, tail
-from stat_bot.report.notifiers import Notifier, Progress
+from stat_bot.queue.base import OutboxMessage, Queue, QueueBusyError, QueueError, Recovered, Worker
+from stat_bot.report.messages import (
+    Outcome,
+    Report,
+    build_report,
+    progress_report,
+    requeued_report,
+    start_notice,
+    tail,
+)
+from stat_bot.report.notifiers import Notifier
+from stat_bot.report.outbox import OutboxSender, outgoing
 from stat_bot.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -83,14 +94,15 @@ class Dispatcher:
         self._group: list[tuple[str, tuple[Any, ...], dict[str, Any], Any]] = []  # see _grouped
         self._tasks: set[asyncio.Task[Any]] = set()
         self._db = ThreadPoolExecutor(1, thread_name_prefix="stat-bot-db")
-        self._send = ThreadPoolExecutor(4, thread_name_prefix="stat-bot-report")
+        self.sender = OutboxSender(queue, notifier, settings, owner=self.worker_id)
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
-        # The notifier's optional extras, looked up once: calling a no-op through the
-        # report thread for every job would cost more than some jobs do.
-        self._notify_starts = notifier.wants_starts
+        # The notifier's optional extras, looked up once: a start notice nobody reads
+        # would cost a stored message for every job.
+        self._logs_channel = settings.slack_logs_channel if notifier.wants_starts else None
         self._progress_after = settings.progress_after if notifier.wants_progress else 0.0
-        self._progress: dict[int, tuple[asyncio.TimerHandle, Future[None] | None]] = {}
+        self._progress: dict[int, tuple[asyncio.TimerHandle, asyncio.Task[None] | None]] = {}
+        self._had_progress: set[int] = set()  # jobs whose report replaces a progress message
         self.log = log.bind(worker=self.worker_id)
 
     # plumbing ----------------------------------------------------------------
@@ -189,6 +201,7 @@ class Dispatcher:
 
         loop.add_reader(listener.fileno(), on_wakeup)
         try:
+            self.sender.start()
             await self._q(self.queue.register_worker, self.worker_id, self.hostname, os.getpid())
             await self._q(self.queue.sync_schedules, config_rows(self.configs))
             self.log.info(
@@ -213,7 +226,8 @@ class Dispatcher:
                     loop.remove_signal_handler(sig)
             with contextlib.suppress(Exception):
                 await self._q(self.queue.unregister_worker, self.worker_id)
-            self._send.shutdown(wait=True)
+            # Messages not yet accepted stay in the outbox for the next sender.
+            await asyncio.to_thread(self.sender.stop)
             self._db.shutdown(wait=True)
             self.log.info("dispatcher stopped")
 
@@ -280,41 +294,53 @@ class Dispatcher:
         self.running[job.id] = running
         jlog.info("job started", pid=running.pid, args=job.args, attempt=job.attempts)
         self._spawn(self._supervise(running))
-        if self._notify_starts:
-            self._send.submit(self._best_effort, self.notifier.job_started, job)
         if self._progress_after:
             loop = asyncio.get_running_loop()
             timer = loop.call_later(self._progress_after, self._progress_tick, running)
             self._progress[job.id] = (timer, None)
 
-    def _best_effort(self, fn: Callable[..., object], *args: Any) -> None:
-        """A notice that may be lost (job started, progress): logged, never raised."""
-        try:
-            fn(*args)
-        except Exception as error:
-            self.log.warning("notice not delivered", notice=fn.__name__, error=str(error))
-
     def _progress_tick(self, running: RunningJob) -> None:
-        """Every PROGRESS_INTERVAL: the elapsed time and the end of stdout, to the notifier."""
+        """Every PROGRESS_INTERVAL: the elapsed time and the end of stdout, to the outbox."""
         job_id = running.job.id
         if job_id not in self.running or job_id not in self._progress:
             return
         _, pending = self._progress[job_id]
-        if pending is None or pending.done():  # a slow Slack: skip a beat rather than queue up
-            pending = self._send.submit(self._best_effort, self._send_progress, running)
+        if pending is None or pending.done():  # a slow disk: skip a beat rather than queue up
+            pending = self._spawn(self._store_progress(running))
         loop = asyncio.get_running_loop()
         timer = loop.call_later(self.settings.progress_interval, self._progress_tick, running)
         self._progress[job_id] = (timer, pending)
 
-    def _send_progress(self, running: RunningJob) -> None:
+    async def _store_progress(self, running: RunningJob) -> None:
+        job = running.job
+        if not job.channel:
+            return
         elapsed = time.monotonic() - running.started
-        output = tail(read_tail(running.log_dir / "stdout", 4096), lines=10)
-        self.notifier.progress(Progress(running.job, elapsed, output))
+        output = tail(
+            await asyncio.to_thread(read_tail, running.log_dir / "stdout", 4096), lines=10
+        )
+        message = outgoing(progress_report(job, elapsed, output), "progress")
+        try:
+            await self._q(self.queue.post_progress, job.id, message)
+        except QueueError as error:  # the next tick tries again
+            self.log.warning("progress note not stored", job_id=job.id, error=str(error))
+            return
+        self._had_progress.add(job.id)
+        self.sender.wake()
 
     async def _supervise(self, running: RunningJob) -> None:
         job = running.job
         try:
-            await self._grouped("mark_started", job.id, running.pid, str(running.log_dir))
+            notices = (
+                [outgoing(start_notice(job, self._logs_channel), "start")]
+                if self._logs_channel
+                else []
+            )
+            await self._grouped(
+                "mark_started", job.id, running.pid, str(running.log_dir), outbox=notices
+            )
+            if notices:
+                self.sender.wake()
             outcome = await running.wait()
         except Exception as error:
             self.log.exception("job supervision failed", job_id=job.id)
@@ -325,14 +351,18 @@ class Dispatcher:
         if job.id in self._progress:
             timer, pending = self._progress.pop(job.id)
             timer.cancel()
-            if pending is not None and not pending.done():  # a notice in flight: it goes first
-                await asyncio.wrap_future(pending)
+            if pending is not None and not pending.done():  # a note being stored: it goes first
+                await pending
         await self._finish(job, running.spec, outcome, time.monotonic() - running.started)
 
     async def _finish(
         self, job: Job, spec: JobSpec | None, outcome: Outcome, duration: float | None = None
     ) -> None:
         report = build_report(job, spec, outcome)
+        if report is not None and job.id in self._had_progress:
+            report.meta["replaces_progress"] = True
+        self._had_progress.discard(job.id)
+        outbox = [outgoing(report, "report")] if report is not None else []
         state = ReportState.PENDING if report else ReportState.NONE
         finished = await self._q_persist(
             "finish",
@@ -341,6 +371,7 @@ class Dispatcher:
             outcome.exit_code,
             note=outcome.note,
             report_state=state,
+            outbox=outbox,
         )
         self.log.info(
             "job finished",
@@ -355,25 +386,8 @@ class Dispatcher:
                 "job was no longer running when it ended (declared lost?)", job_id=job.id
             )
             return
-        if report is not None:
-            self._spawn(self._deliver(report))
-
-    async def _deliver(self, report: Report) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(self._send, self.notifier.deliver, report)
-        except Exception as error:
-            self.log.error("report not delivered", job_id=report.job_id, error=str(error))
-            if report.job_id:
-                await self._q_persist(
-                    "record_report",
-                    report.job_id,
-                    ReportState.FAILED,
-                    str(error)[:500],
-                )
-            return
-        if report.job_id:
-            await self._q_persist("record_report", report.job_id, ReportState.DELIVERED)
+        if outbox:
+            self.sender.wake()
 
     def _spec(self, job: Job) -> JobSpec | None:
         if self.configs.has_job(job.namespace, job.job_type):
@@ -388,8 +402,22 @@ class Dispatcher:
             return True
         return time.time() - worker.heartbeat_at > self.settings.lost_after
 
+    def _recovery_notices(self, item: Recovered) -> list[OutboxMessage]:
+        """What the asker of a job recovered from a dead dispatcher is told (in its transaction)."""
+        job = item.job
+        spec = self._spec(job)
+        if item.requeued:
+            report: Report | None = requeued_report(job, spec)
+        else:
+            report = build_report(
+                job, spec, Outcome(JobStatus.LOST, log_dir=job.log_dir, note=job.note)
+            )
+        return [outgoing(report, "report" if not item.requeued else "notice")] if report else []
+
     async def _recover(self) -> None:
-        recovered: list[Recovered] = await self._q(self.queue.recover_lost, self._is_dead)
+        recovered: list[Recovered] = await self._q(
+            self.queue.recover_lost, self._is_dead, notices=self._recovery_notices
+        )
         for item in recovered:
             job = item.job
             local = item.worker is not None and item.worker.hostname == self.hostname
@@ -402,15 +430,8 @@ class Dispatcher:
                 job=job.full_type,
                 dead_worker=item.worker.id if item.worker else None,
             )
-            spec = self._spec(job)
-            if item.requeued:
-                report: Report | None = requeued_report(job, spec)
-            else:
-                report = build_report(
-                    job, spec, Outcome(JobStatus.LOST, log_dir=job.log_dir, note=job.note)
-                )
-            if report:
-                self._spawn(self._deliver(report))
+        if recovered:
+            self.sender.wake()
         if any(r.requeued for r in recovered):
             self._wake.set()
 

@@ -16,7 +16,11 @@ def open_queue(settings: Settings, *, migrate: bool = True) -> Queue:
     """The queue named by DATABASE_URL, with its schema brought up to date."""
     from stat_bot.queue.sqlite import SQLiteQueue
 
-    queue = SQLiteQueue(settings.sqlite_path, synchronous=settings.sqlite_synchronous)
+    queue = SQLiteQueue(
+        settings.sqlite_path,
+        synchronous=settings.sqlite_synchronous,
+        outbox_expiry=settings.slack_delivery_expiry,
+    )
     if migrate:
         queue.migrate()
     return queue

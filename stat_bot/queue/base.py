@@ -146,6 +146,67 @@ class Recovered:
     pid: int | None = None
 
 
+class OutboxState(enum.StrEnum):
+    """Where a message STAT bot sends on its own is on its way to Slack."""
+
+    PENDING = "pending"  # waiting for its first try or a retry
+    DELIVERED = "delivered"  # Slack accepted it
+    FAILED = "failed"  # Slack refused it for good (channel_not_found, ...)
+    EXPIRED = "expired"  # not accepted before its expiry: given up, and said so
+    DROPPED = "dropped"  # superseded before it was sent (a progress note once the job ended)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """A message to send, written in the same transaction as the change that causes it.
+
+    `payload` is opaque here (report/outbox.py encodes and decodes it): the queue keeps
+    messages, it does not know what they say. `kind` is for people and metrics (report,
+    start, progress, repost, notice, relay); a `progress` message is kept once per job
+    and re-armed by each new note instead of piling up.
+    """
+
+    kind: str
+    payload: str
+    channel: str | None = None
+    job_id: int | None = None
+    expires_at: float | None = None  # None: the queue's default expiry from now
+    ref: str | None = None  # what caused it ("trac:<event id>"), to find it again
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """A stored outbox message with its delivery state."""
+
+    id: int
+    kind: str
+    payload: str
+    channel: str | None
+    job_id: int | None
+    state: OutboxState
+    created_at: float
+    expires_at: float
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None
+    parts_done: int
+    posted_channel: str | None
+    ts: str | None
+    delivered_at: float | None
+    version: int
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxSummary:
+    """What /metrics, /readyz, `status` and the dashboard say about undelivered messages."""
+
+    undelivered: int
+    oldest_created_at: float | None
+    by_state: dict[str, int] = field(default_factory=dict)
+    last_error: str | None = None
+
+
 class WakeupListener(abc.ABC):
     """A file descriptor that becomes readable when the queue changed (new job, cancel, ...)."""
 
@@ -181,8 +242,13 @@ class Queue(abc.ABC):
         """Atomically move up to `limit` due jobs to running, honouring concurrency and suppressions."""
 
     @abc.abstractmethod
-    def mark_started(self, job_id: int, pid: int, log_dir: str) -> None:
-        """Record the process group and log folder of a job that has just been spawned."""
+    def mark_started(
+        self, job_id: int, pid: int, log_dir: str, *, outbox: Sequence[OutboxMessage] = ()
+    ) -> None:
+        """Record the process group and log folder of a job that has just been spawned.
+
+        `outbox`: its start notice, stored in the same transaction.
+        """
 
     @abc.abstractmethod
     def finish(
@@ -193,13 +259,23 @@ class Queue(abc.ABC):
         *,
         note: str | None = None,
         report_state: ReportState = ReportState.PENDING,
+        outbox: Sequence[OutboxMessage] = (),
         now: float | None = None,
     ) -> Job | None:
-        """End a running job; None if it was no longer running (for example, declared lost)."""
+        """End a running job; None if it was no longer running (for example, declared lost).
+
+        `outbox`: its report, stored in the same transaction, and only if the job was
+        still running (a job declared lost meanwhile is reported by its recovery). The
+        job's unsent progress note is dropped: the report replaces it.
+        """
 
     @abc.abstractmethod
     def heartbeat(self, worker_id: str, *, now: float | None = None) -> list[int]:
         """Say this worker and its jobs are alive; returns ids of its jobs asked to cancel."""
+
+    @abc.abstractmethod
+    def cancel_requests(self, worker_id: str) -> list[int]:
+        """Ids of this worker's running jobs someone asked to cancel (a read: no lock taken)."""
 
     @abc.abstractmethod
     def request_cancel(self, job_id: int, *, now: float | None = None) -> CancelResult: ...
@@ -240,9 +316,17 @@ class Queue(abc.ABC):
 
     @abc.abstractmethod
     def recover_lost(
-        self, is_dead: Callable[[Worker], bool], *, now: float | None = None
+        self,
+        is_dead: Callable[[Worker], bool],
+        *,
+        notices: Callable[[Recovered], Sequence[OutboxMessage]] | None = None,
+        now: float | None = None,
     ) -> list[Recovered]:
-        """Re-queue or mark lost the running jobs of workers `is_dead` judges gone."""
+        """Re-queue or mark lost the running jobs of workers `is_dead` judges gone.
+
+        `notices` gives the messages that tell each job's asker, stored in the same
+        transaction as the change they report.
+        """
 
     # schedules ---------------------------------------------------------------
     @abc.abstractmethod
@@ -278,12 +362,15 @@ class Queue(abc.ABC):
         delivery_id: str,
         requests: Sequence[JobRequest],
         *,
+        notices: Callable[[list[EnqueueResult]], Sequence[OutboxMessage]] | None = None,
         now: float | None = None,
     ) -> list[EnqueueResult] | None:
         """Record a webhook delivery and enqueue its jobs, in one transaction.
 
         None, with nothing enqueued, if `delivery_id` was already accepted from
         `source` (a replay or a redelivery): each delivery enqueues exactly once.
+        `notices` turns what was enqueued into the messages the delivery causes (the
+        ticket in the STAT channel, a suppressed deploy's notice), stored with it.
         """
 
     @abc.abstractmethod
@@ -310,6 +397,98 @@ class Queue(abc.ABC):
 
     @abc.abstractmethod
     def beats(self) -> list[Beat]: ...
+
+    # outbox ------------------------------------------------------------------
+    # Every message STAT bot sends on its own goes through here: written with the change
+    # that causes it (finish, mark_started, accept_delivery, recover_lost take `outbox`),
+    # then claimed, sent and recorded by report/outbox.py's sender, whichever process runs it.
+    @abc.abstractmethod
+    def post(self, messages: Sequence[OutboxMessage], *, now: float | None = None) -> list[int]:
+        """Store messages to send that no other change causes (a relayed ticket); their ids."""
+
+    @abc.abstractmethod
+    def post_progress(
+        self, job_id: int, message: OutboxMessage, *, now: float | None = None
+    ) -> int:
+        """Arm the job's one progress message with new content (kept unsent once it ended)."""
+
+    @abc.abstractmethod
+    def claim_outbox(
+        self,
+        owner: str,
+        *,
+        limit: int = 20,
+        lease: float = 120.0,
+        only: int | None = None,
+        now: float | None = None,
+    ) -> list[OutboxItem]:
+        """Lease up to `limit` due messages (only id `only`, if given), oldest first.
+
+        Messages past their expiry are marked expired in the same transaction (and their
+        job's report failed, saying so). A leased message is not handed out again until
+        the lease ends, so a crashed sender's messages are retried, never lost.
+        """
+
+    @abc.abstractmethod
+    def outbox_sent_part(
+        self, item_id: int, parts_done: int, posted_channel: str | None, ts: str | None
+    ) -> None:
+        """Part of a several-message report went out: a retry resumes after it."""
+
+    @abc.abstractmethod
+    def outbox_delivered(
+        self,
+        item: OutboxItem,
+        posted_channel: str | None,
+        ts: str | None,
+        *,
+        follow_ups: Sequence[OutboxMessage] = (),
+        now: float | None = None,
+    ) -> None:
+        """Slack accepted it: record where, mark its job's report delivered, queue follow-ups."""
+
+    @abc.abstractmethod
+    def outbox_retry(self, item_id: int, error: str, retry_at: float) -> None:
+        """A try failed for a reason that may pass: count it, release it until `retry_at`."""
+
+    @abc.abstractmethod
+    def outbox_failed(
+        self,
+        item_id: int,
+        error: str,
+        *,
+        state: OutboxState = OutboxState.FAILED,
+        now: float | None = None,
+    ) -> None:
+        """Given up (refused for good, or expired): record why, on its job's report too."""
+
+    @abc.abstractmethod
+    def outbox_release(self, item_ids: Sequence[int]) -> None:
+        """Hand leased messages back untried (a sender stopping, or pausing after an error)."""
+
+    @abc.abstractmethod
+    def outbox_get(self, item_id: int) -> OutboxItem | None: ...
+
+    @abc.abstractmethod
+    def outbox_find(self, ref: str) -> list[OutboxItem]:
+        """The messages stored with `ref` (a web request finds what its change stored)."""
+
+    @abc.abstractmethod
+    def outbox_items(
+        self, *, states: Sequence[OutboxState] = (), limit: int = 50
+    ) -> list[OutboxItem]:
+        """Messages newest first (the dashboard's list)."""
+
+    @abc.abstractmethod
+    def outbox_summary(self) -> OutboxSummary: ...
+
+    @abc.abstractmethod
+    def outbox_next_due(self) -> float | None:
+        """When the earliest pending message may be tried, to sleep exactly that long."""
+
+    @abc.abstractmethod
+    def progress_posted(self, job_id: int) -> tuple[str, str] | None:
+        """(channel, ts) of the job's progress message once Slack has it: a report replaces it."""
 
     # reading ---------------------------------------------------------------
     @abc.abstractmethod

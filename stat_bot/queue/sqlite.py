@@ -27,6 +27,10 @@ from stat_bot.queue.base import (
     EnqueueResult,
     JobCount,
     JobTiming,
+    OutboxItem,
+    OutboxMessage,
+    OutboxState,
+    OutboxSummary,
     Queue,
     QueueBusyError,
     QueueError,
@@ -152,6 +156,41 @@ MIGRATIONS: tuple[str, ...] = (
     """
     -- The asker's Slack name beside their id, for what people read (Trac, the dashboard).
     ALTER TABLE jobs ADD COLUMN user_name TEXT;
+    """,
+    """
+    -- Every message STAT bot sends on its own, written with the change that causes it and
+    -- delivered by report/outbox.py until Slack accepts it, refuses it for good or it expires.
+    CREATE TABLE outbox (
+        id              INTEGER PRIMARY KEY,
+        kind            TEXT    NOT NULL,
+        payload         TEXT    NOT NULL,
+        channel         TEXT,
+        job_id          INTEGER,
+        state           TEXT    NOT NULL DEFAULT 'pending',
+        created_at      REAL    NOT NULL,
+        expires_at      REAL    NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL    NOT NULL,
+        last_error      TEXT,
+        parts_done      INTEGER NOT NULL DEFAULT 0,
+        posted_channel  TEXT,
+        ts              TEXT,
+        delivered_at    REAL,
+        claimed_by      TEXT,
+        claimed_until   REAL,
+        version         INTEGER NOT NULL DEFAULT 0,
+        ref             TEXT
+    );
+    CREATE INDEX outbox_ref ON outbox (ref) WHERE ref IS NOT NULL;
+    CREATE INDEX outbox_pending ON outbox (next_attempt_at, id) WHERE state = 'pending';
+    CREATE INDEX outbox_given_up ON outbox (state) WHERE state IN ('failed', 'expired');
+    CREATE INDEX outbox_job ON outbox (job_id) WHERE job_id IS NOT NULL;
+    CREATE UNIQUE INDEX outbox_progress ON outbox (job_id) WHERE kind = 'progress';
+    -- Reports a STAT bot before the outbox left pending (killed between posting and
+    -- recording) can never be confirmed: say so rather than leave them pending forever.
+    UPDATE jobs SET report_state = 'failed',
+        report_error = 'not known whether it was delivered: STAT bot stopped before recording it'
+    WHERE report_state = 'pending' AND finished_at IS NOT NULL;
     """,
 )
 
@@ -335,6 +374,98 @@ SQL_FIRE_SCHEDULE = """
       AND (last_fired_at IS NULL OR last_fired_at < ?)
 """
 
+OUTBOX_COLUMNS = (
+    "id, kind, payload, channel, job_id, state, created_at, expires_at, attempts, "
+    "next_attempt_at, last_error, parts_done, posted_channel, ts, delivered_at, version, ref"
+)
+SQL_OUTBOX_INSERT = """
+    INSERT INTO outbox (kind, payload, channel, job_id, created_at, expires_at, next_attempt_at,
+                        ref)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id
+"""
+# One progress message per job, re-armed by each note; never for a job that has ended,
+# and never again once Slack refused it.
+SQL_OUTBOX_PROGRESS = """
+    INSERT INTO outbox (kind, payload, channel, job_id, created_at, expires_at, next_attempt_at)
+    SELECT 'progress', :payload, :channel, :job_id, :now, :expires, :now
+    WHERE EXISTS (SELECT 1 FROM jobs WHERE id = :job_id AND status = 'running')
+    ON CONFLICT (job_id) WHERE kind = 'progress' DO UPDATE SET
+        payload = excluded.payload, expires_at = excluded.expires_at, version = version + 1,
+        state = CASE WHEN state IN ('pending', 'delivered') THEN 'pending' ELSE state END,
+        next_attempt_at = CASE WHEN state = 'pending' THEN next_attempt_at ELSE :now END
+    RETURNING id
+"""
+SQL_OUTBOX_DROP_PROGRESS = """
+    UPDATE outbox SET state = 'dropped', version = version + 1
+    WHERE kind = 'progress' AND job_id = ? AND state = 'pending'
+"""
+SQL_OUTBOX_EXPIRE = (
+    """
+    UPDATE outbox SET state = 'expired', claimed_by = NULL, claimed_until = NULL,
+        last_error = 'not delivered before it expired; last error: '
+                     || coalesce(last_error, 'none: it was never tried')
+    WHERE state = 'pending' AND expires_at <= :now
+      AND (claimed_until IS NULL OR claimed_until <= :now)
+    RETURNING """
+    + OUTBOX_COLUMNS
+)
+SQL_OUTBOX_DUE = (
+    "SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= :now "
+    "AND (claimed_until IS NULL OR claimed_until <= :now) ORDER BY id LIMIT :limit"
+)
+SQL_OUTBOX_ONE = (
+    "SELECT id FROM outbox WHERE id = :only AND state = 'pending' "
+    "AND (claimed_until IS NULL OR claimed_until <= :now)"
+)
+SQL_OUTBOX_LEASE = (
+    "UPDATE outbox SET claimed_by = :owner, claimed_until = :until WHERE id = :id RETURNING "
+    + OUTBOX_COLUMNS
+)
+SQL_OUTBOX_PART = "UPDATE outbox SET parts_done = ?, posted_channel = ?, ts = ? WHERE id = ?"
+# A progress note re-armed while it was being sent (its version moved on) stays pending.
+SQL_OUTBOX_DELIVERED = """
+    UPDATE outbox SET state = CASE WHEN version = :version AND state = 'pending'
+                                   THEN 'delivered' ELSE state END,
+        posted_channel = coalesce(:channel, posted_channel), ts = coalesce(:ts, ts),
+        delivered_at = :now, attempts = attempts + 1, last_error = NULL,
+        claimed_by = NULL, claimed_until = NULL
+    WHERE id = :id
+"""
+SQL_OUTBOX_RETRY = """
+    UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?,
+        claimed_by = NULL, claimed_until = NULL
+    WHERE id = ? AND state = 'pending'
+"""
+SQL_OUTBOX_GIVE_UP = """
+    UPDATE outbox SET state = ?, last_error = ?, attempts = attempts + 1,
+        claimed_by = NULL, claimed_until = NULL
+    WHERE id = ? AND state = 'pending' RETURNING kind, job_id
+"""
+SQL_OUTBOX_RELEASE = "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL WHERE id = ?"
+SQL_OUTBOX_GET = "SELECT " + OUTBOX_COLUMNS + " FROM outbox WHERE id = ?"
+SQL_OUTBOX_FIND = "SELECT " + OUTBOX_COLUMNS + " FROM outbox WHERE ref = ? ORDER BY id"
+SQL_OUTBOX_PENDING_SUMMARY = "SELECT count(*), min(created_at) FROM outbox WHERE state = 'pending'"
+SQL_OUTBOX_GIVEN_UP = (
+    "SELECT state, count(*) FROM outbox WHERE state IN ('failed', 'expired') GROUP BY state"
+)
+SQL_OUTBOX_LAST_ERROR = (
+    "SELECT last_error FROM outbox WHERE state = 'pending' AND last_error IS NOT NULL "
+    "ORDER BY id DESC LIMIT 1"
+)
+SQL_OUTBOX_NEXT_DUE = "SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending'"
+SQL_OUTBOX_PROGRESS_POSTED = (
+    "SELECT posted_channel, ts FROM outbox WHERE kind = 'progress' AND job_id = ? "
+    "AND ts IS NOT NULL"
+)
+SQL_OUTBOX_REPORTS_LEFT = (
+    "SELECT count(*) FROM outbox WHERE job_id = ? AND kind = 'report' AND state = 'pending'"
+)
+SQL_REPORT_DELIVERED = (
+    "UPDATE jobs SET report_state = 'delivered' WHERE id = ? AND report_state = 'pending'"
+)
+SQL_REPORT_GIVEN_UP = "UPDATE jobs SET report_state = 'failed', report_error = ? WHERE id = ?"
+SQL_PRUNE_OUTBOX = "DELETE FROM outbox WHERE state != 'pending' AND created_at < ?"
+
 SQL_NEXT_DUE = "SELECT min(start_after) FROM jobs WHERE status = 'queued'"
 SQL_NEXT_DUE_AFTER = SQL_NEXT_DUE + " AND start_after > ?"
 
@@ -358,6 +489,12 @@ def _job(row: Sequence[object]) -> Job:
     )  # fmt: skip  # type: ignore[arg-type]
 
 
+def _outbox_item(row: Sequence[Any]) -> OutboxItem:
+    values = list(row)
+    values[5] = OutboxState(values[5])
+    return OutboxItem(*values)
+
+
 def _suppression(row: Sequence[object]) -> Suppression:
     return Suppression(*row)  # type: ignore[arg-type]
 
@@ -379,8 +516,10 @@ class SQLiteQueue(Queue):
         *,
         busy_timeout: float = 30.0,
         synchronous: str = "NORMAL",
+        outbox_expiry: float = 86400.0,
     ) -> None:
         self.path = Path(path).absolute()
+        self.outbox_expiry = outbox_expiry
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._busy_ms = int(busy_timeout * 1000)
         self._synchronous = synchronous
@@ -558,13 +697,23 @@ class SQLiteQueue(Queue):
                 claimed.append(_job(job))
         return claimed
 
-    def mark_started(self, job_id: int, pid: int, log_dir: str) -> None:
+    def mark_started(
+        self, job_id: int, pid: int, log_dir: str, *, outbox: Sequence[OutboxMessage] = ()
+    ) -> None:
         with self._write() as conn:
-            self._mark_started(conn, job_id, pid, log_dir)
+            self._mark_started(conn, job_id, pid, log_dir, outbox=outbox)
 
-    @staticmethod
-    def _mark_started(conn: sqlite3.Connection, job_id: int, pid: int, log_dir: str) -> None:
+    def _mark_started(
+        self,
+        conn: sqlite3.Connection,
+        job_id: int,
+        pid: int,
+        log_dir: str,
+        *,
+        outbox: Sequence[OutboxMessage] = (),
+    ) -> None:
         conn.execute(SQL_MARK_STARTED, (pid, log_dir, job_id))
+        self._store(conn, outbox)
 
     def finish(
         self,
@@ -574,26 +723,35 @@ class SQLiteQueue(Queue):
         *,
         note: str | None = None,
         report_state: ReportState = ReportState.PENDING,
+        outbox: Sequence[OutboxMessage] = (),
         now: float | None = None,
     ) -> Job | None:
         with self._write() as conn:
-            return self._finish(conn, job_id, status, exit_code, note, report_state, now)
+            return self._finish(
+                conn, job_id, status, exit_code, note, report_state, outbox=outbox, now=now
+            )
 
-    @staticmethod
     def _finish(
+        self,
         conn: sqlite3.Connection,
         job_id: int,
         status: JobStatus,
         exit_code: int | None = None,
         note: str | None = None,
         report_state: ReportState = ReportState.PENDING,
+        *,
+        outbox: Sequence[OutboxMessage] = (),
         now: float | None = None,
     ) -> Job | None:
         now = time.time() if now is None else now
         row = conn.execute(
             SQL_FINISH, (status, exit_code, now, note, report_state, job_id)
         ).fetchone()
-        return _job(row) if row else None
+        if row is None:
+            return None
+        conn.execute(SQL_OUTBOX_DROP_PROGRESS, (job_id,))
+        self._store(conn, outbox, now)
+        return _job(row)
 
     def heartbeat(self, worker_id: str, *, now: float | None = None) -> list[int]:
         now = time.time() if now is None else now
@@ -662,6 +820,152 @@ class SQLiteQueue(Queue):
     ) -> None:
         conn.execute(SQL_RECORD_REPORT, (state, error, job_id))
 
+    # outbox ------------------------------------------------------------------
+    def _store(
+        self, conn: sqlite3.Connection, messages: Sequence[OutboxMessage], now: float | None = None
+    ) -> list[int]:
+        """Insert messages in the caller's transaction; their ids."""
+        if not messages:
+            return []
+        now = time.time() if now is None else now
+        ids = []
+        for m in messages:
+            expires = m.expires_at if m.expires_at is not None else now + self.outbox_expiry
+            (id_,) = conn.execute(
+                SQL_OUTBOX_INSERT,
+                (m.kind, m.payload, m.channel, m.job_id, now, expires, now, m.ref),
+            ).fetchone()
+            ids.append(id_)
+        return ids
+
+    def post(self, messages: Sequence[OutboxMessage], *, now: float | None = None) -> list[int]:
+        with self._write() as conn:
+            ids = self._store(conn, messages, now)
+        self._wakeup.notify()
+        return ids
+
+    def post_progress(
+        self, job_id: int, message: OutboxMessage, *, now: float | None = None
+    ) -> int:
+        now = time.time() if now is None else now
+        with self._write() as conn:
+            row = conn.execute(
+                SQL_OUTBOX_PROGRESS,
+                {"payload": message.payload, "channel": message.channel, "job_id": job_id,
+                 "now": now, "expires": now + self.outbox_expiry},
+            ).fetchone()  # fmt: skip
+        return row[0] if row else 0
+
+    def claim_outbox(
+        self,
+        owner: str,
+        *,
+        limit: int = 20,
+        lease: float = 120.0,
+        only: int | None = None,
+        now: float | None = None,
+    ) -> list[OutboxItem]:
+        now = time.time() if now is None else now
+        items: list[OutboxItem] = []
+        with self._write() as conn:
+            for row in conn.execute(SQL_OUTBOX_EXPIRE, {"now": now}).fetchall():
+                item = _outbox_item(row)
+                if item.kind == "report" and item.job_id is not None:
+                    conn.execute(SQL_REPORT_GIVEN_UP, (item.last_error, item.job_id))
+                items.append(item)
+            if only is not None:
+                ids = conn.execute(SQL_OUTBOX_ONE, {"only": only, "now": now}).fetchall()
+            else:
+                ids = conn.execute(SQL_OUTBOX_DUE, {"now": now, "limit": limit}).fetchall()
+            for (id_,) in ids:
+                row = conn.execute(
+                    SQL_OUTBOX_LEASE, {"owner": owner, "until": now + lease, "id": id_}
+                ).fetchone()
+                items.append(_outbox_item(row))
+        return items
+
+    def outbox_sent_part(
+        self, item_id: int, parts_done: int, posted_channel: str | None, ts: str | None
+    ) -> None:
+        with self._write() as conn:
+            conn.execute(SQL_OUTBOX_PART, (parts_done, posted_channel, ts, item_id))
+
+    def outbox_delivered(
+        self,
+        item: OutboxItem,
+        posted_channel: str | None,
+        ts: str | None,
+        *,
+        follow_ups: Sequence[OutboxMessage] = (),
+        now: float | None = None,
+    ) -> None:
+        now = time.time() if now is None else now
+        with self._write() as conn:
+            conn.execute(
+                SQL_OUTBOX_DELIVERED,
+                {"version": item.version, "channel": posted_channel, "ts": ts, "now": now,
+                 "id": item.id},
+            )  # fmt: skip
+            if item.kind == "report" and item.job_id is not None:
+                (left,) = conn.execute(SQL_OUTBOX_REPORTS_LEFT, (item.job_id,)).fetchone()
+                if not left:
+                    conn.execute(SQL_REPORT_DELIVERED, (item.job_id,))
+            self._store(conn, follow_ups, now)
+        if follow_ups:
+            self._wakeup.notify()
+
+    def outbox_retry(self, item_id: int, error: str, retry_at: float) -> None:
+        with self._write() as conn:
+            conn.execute(SQL_OUTBOX_RETRY, (error, retry_at, item_id))
+
+    def outbox_failed(
+        self,
+        item_id: int,
+        error: str,
+        *,
+        state: OutboxState = OutboxState.FAILED,
+        now: float | None = None,
+    ) -> None:
+        with self._write() as conn:
+            row = conn.execute(SQL_OUTBOX_GIVE_UP, (state, error, item_id)).fetchone()
+            if row and row[0] == "report" and row[1] is not None:
+                conn.execute(SQL_REPORT_GIVEN_UP, (error, row[1]))
+
+    def outbox_release(self, item_ids: Sequence[int]) -> None:
+        if not item_ids:
+            return
+        with self._write() as conn:
+            conn.executemany(SQL_OUTBOX_RELEASE, [(i,) for i in item_ids])
+
+    def outbox_get(self, item_id: int) -> OutboxItem | None:
+        rows = self._read(SQL_OUTBOX_GET, (item_id,))
+        return _outbox_item(rows[0]) if rows else None
+
+    def outbox_find(self, ref: str) -> list[OutboxItem]:
+        return [_outbox_item(r) for r in self._read(SQL_OUTBOX_FIND, (ref,))]
+
+    def outbox_items(
+        self, *, states: Sequence[OutboxState] = (), limit: int = 50
+    ) -> list[OutboxItem]:
+        where = ""
+        if states:
+            where = f"WHERE state IN ({', '.join('?' for _ in states)})"
+        sql = f"SELECT {OUTBOX_COLUMNS} FROM outbox {where} ORDER BY id DESC LIMIT ?"
+        return [_outbox_item(r) for r in self._read(sql, (*[str(s) for s in states], limit))]
+
+    def outbox_summary(self) -> OutboxSummary:
+        ((count, oldest),) = self._read(SQL_OUTBOX_PENDING_SUMMARY)
+        by_state = {str(OutboxState.PENDING): count, **dict(self._read(SQL_OUTBOX_GIVEN_UP))}
+        last = self._read(SQL_OUTBOX_LAST_ERROR) if count else []
+        return OutboxSummary(count, oldest, by_state, last[0][0] if last else None)
+
+    def outbox_next_due(self) -> float | None:
+        return self._read(SQL_OUTBOX_NEXT_DUE)[0][0]
+
+    def progress_posted(self, job_id: int) -> tuple[str, str] | None:
+        rows = self._read(SQL_OUTBOX_PROGRESS_POSTED, (job_id,))
+        return (rows[0][0], rows[0][1]) if rows and rows[0][0] else None
+
     def write_many(
         self, writes: Sequence[tuple[str, tuple[Any, ...], dict[str, Any]]]
     ) -> list[Any]:
@@ -680,6 +984,7 @@ class SQLiteQueue(Queue):
             rows = conn.execute(SQL_PRUNE, (before,)).fetchall()
             conn.execute(SQL_PRUNE_SUPPRESSIONS, (time.time(),))
             conn.execute(SQL_PRUNE_DELIVERIES, (before,))
+            conn.execute(SQL_PRUNE_OUTBOX, (before,))
         return [_job(r) for r in rows]
 
     # workers ---------------------------------------------------------------
@@ -698,7 +1003,11 @@ class SQLiteQueue(Queue):
         return [Worker(*r) for r in self._read(SQL_WORKERS)]
 
     def recover_lost(
-        self, is_dead: Callable[[Worker], bool], *, now: float | None = None
+        self,
+        is_dead: Callable[[Worker], bool],
+        *,
+        notices: Callable[[Recovered], Sequence[OutboxMessage]] | None = None,
+        now: float | None = None,
     ) -> list[Recovered]:
         now = time.time() if now is None else now
         recovered: list[Recovered] = []
@@ -724,7 +1033,10 @@ class SQLiteQueue(Queue):
                     recovered.append(Recovered(_job(new), False, worker, job.pid))
             for wid in dead:
                 conn.execute(SQL_UNREGISTER_WORKER, (wid,))
-        if any(r.requeued for r in recovered):
+            if notices is not None:
+                for item in recovered:
+                    self._store(conn, notices(item), now)
+        if recovered:
             self._wakeup.notify()
         return recovered
 
@@ -786,10 +1098,12 @@ class SQLiteQueue(Queue):
         delivery_id: str,
         requests: Sequence[JobRequest],
         *,
+        notices: Callable[[list[EnqueueResult]], Sequence[OutboxMessage]] | None = None,
         now: float | None = None,
     ) -> list[EnqueueResult] | None:
         now = time.time() if now is None else now
         results: list[EnqueueResult] = []
+        stored: list[int] = []
         with self._write() as conn:
             if conn.execute(SQL_INSERT_DELIVERY, (source, delivery_id, now)).rowcount != 1:
                 return None
@@ -801,7 +1115,9 @@ class SQLiteQueue(Queue):
                     (request.namespace, request.job_type, start_after, start_after),
                 ).fetchone()[0]
                 results.append(EnqueueResult(_job(row), coalesced, (), until))
-        if results:
+            if notices is not None:
+                stored = self._store(conn, notices(results), now)
+        if results or stored:
             self._wakeup.notify()
         return results
 

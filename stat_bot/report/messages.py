@@ -5,7 +5,7 @@ Block Kit list (or an object of blocks, notification text and a file to attach);
 `code` wraps stdout in a code block, or uploads it as a file when too long for one
 message; `file` uploads it. Failures always report, naming the
 job, why it ended, the end of stderr and how to read the logs. Everything here
-is pure: the notifier decides where and how the messages travel.
+is pure: the outbox (report/outbox.py) and its notifier carry the messages.
 """
 
 from __future__ import annotations
@@ -255,3 +255,35 @@ def build_report(job: Job, spec: JobSpec | None, outcome: Outcome) -> Report | N
             [Message(f"Job #{job.id} {_label(job)} was cancelled.")], "info", **destination
         )
     return Report([failure_message(job, outcome)], "failure", **destination)
+
+
+def start_notice(job: Job, channel: str) -> Report:
+    """The logs channel's line for a job whose process has started."""
+    who = f" for <@{job.user}>" if job.user and job.user.startswith(("U", "W")) else ""
+    args = " ".join(f"{k}={v}" for k, v in job.args.items())
+    text = f"Job #{job.id} {_label(job)}{' ' + args if args else ''} started ({job.source}{who})."
+    return Report(
+        [Message(text)],
+        "info",
+        channel=channel,
+        job_id=job.id,
+        title=f"#{job.id} {job.namespace} {job.job_type} started",
+        meta={"start": True},
+    )
+
+
+def progress_report(job: Job, elapsed: float, output_tail: str) -> Report:
+    """The one message in a long job's thread, edited as it runs and replaced by its report."""
+    took = f"{elapsed:.0f} s" if elapsed < 120 else f"{elapsed / 60:.1f} min"
+    lines = [f":hourglass_flowing_sand: Job #{job.id} {_label(job)} has been running for {took}."]
+    if output_tail.strip():
+        lines.append(f"Latest output:\n```\n{output_tail[-2500:]}\n```")
+    return Report(
+        [Message("\n".join(lines))],
+        "info",
+        channel=job.channel,
+        thread_ts=job.thread_ts,
+        job_id=job.id,
+        title=f"#{job.id} {job.namespace} {job.job_type} progress",
+        meta={"progress": True},
+    )

@@ -1,9 +1,9 @@
-"""Where reports go: here a terminal and a recorder; Slack in report/slack.py.
+"""Where messages go: here a terminal and a recorder; Slack in report/slack.py.
 
-A notifier either delivers a whole report or raises DeliveryError; the dispatcher
-records which on the job, so an undelivered report is visible, never silently lost.
-Besides the final report a notifier may hear that a job started and, for long
-jobs, how it is getting on; those are best effort and may be ignored.
+A notifier sends one message per call or raises DeliveryError saying why, and
+whether trying again may help. It keeps no state of its own about what was sent:
+the outbox (report/outbox.py) records each step in the queue, so a crash loses
+nothing and a retry posts nothing twice.
 """
 
 from __future__ import annotations
@@ -18,7 +18,27 @@ from stat_bot.report.messages import Message, Report
 
 
 class DeliveryError(Exception):
-    """A report could not be delivered; the message says why (never a secret)."""
+    """A message was not delivered; the text says why in words a person can act on.
+
+    `permanent`: trying again cannot help (the channel does not exist, the bot is not in
+    it): the outbox gives the message up at once. Otherwise it is retried, no sooner
+    than `retry_after` seconds when the far end said so (Slack's Retry-After).
+    """
+
+    def __init__(
+        self, reason: str, *, permanent: bool = False, retry_after: float | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.permanent = permanent
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """Where a message landed: enough to edit it or link to it later."""
+
+    channel: str | None = None
+    ts: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,21 +51,32 @@ class Progress:
 
 
 class Notifier:
-    """Base of every notifier: `deliver` is required, the rest are optional extras."""
+    """Carries the outbox's messages to their destination, one message at a time.
 
-    #: whether the dispatcher should send `progress` for long jobs at all
+    The outbox sender (report/outbox.py) decides what to send, retries and records;
+    a notifier only makes one attempt per call and raises DeliveryError when it fails.
+    """
+
+    #: whether the dispatcher should keep a progress message for long jobs at all
     wants_progress: bool = False
-    #: whether the dispatcher should call `job_started` at all
+    #: whether the dispatcher should store job start notices at all
     wants_starts: bool = False
 
-    def deliver(self, report: Report) -> None:
+    def send(self, report: Report, index: int, *, replace: Posted | None = None) -> Posted:
+        """Send message `index` of `report`; with `replace`, edit that message instead."""
         raise NotImplementedError
 
-    def job_started(self, job: Job) -> None:
-        """A job's process has started (Slack: a notice in the logs channel)."""
+    def edit(self, where: Posted, text: str) -> None:
+        """Replace an earlier message's text (a progress message the report could not replace)."""
 
-    def progress(self, progress: Progress) -> None:
-        """A long job is still running (Slack: one message in its thread, kept up to date)."""
+    def permalink(self, where: Posted) -> str | None:
+        """A link to a sent message, where the destination has links."""
+        return None
+
+    def deliver(self, report: Report) -> None:
+        """Every message of a report in order, without the outbox (`stat-bot exec`)."""
+        for index in range(len(report.messages)):
+            self.send(report, index)
 
 
 def _text_of(element: Any) -> str:
@@ -117,46 +148,50 @@ class ConsoleNotifier(Notifier):
         self._headers = headers
         self._lock = threading.Lock()
 
-    def deliver(self, report: Report) -> None:
+    def send(self, report: Report, index: int, *, replace: Posted | None = None) -> Posted:
         stream = self._stream or sys.stdout
         out: list[str] = []
-        if self._headers:
+        if self._headers and index == 0:
             where = f" -> {report.channel}" if report.channel else ""
             thread = f" (thread {report.thread_ts})" if report.thread_ts else ""
             out.append(f"--- {report.title or 'report'} [{report.kind}]{where}{thread} ---")
-        out.extend(render_message(m) for m in report.messages)
+        out.append(render_message(report.messages[index]))
         with self._lock:
             stream.write("\n".join(out) + "\n")
             stream.flush()
+        return Posted(report.channel)
 
 
 class RecordingNotifier(Notifier):
-    """Keeps reports in memory, for tests; can be told to fail to exercise delivery errors."""
+    """Keeps what it is sent in memory, for tests; can be told to fail, for good or for now."""
 
     def __init__(self, *, wants_progress: bool = False) -> None:
         self.wants_progress = wants_progress
         self.wants_starts = True
         self.reports: list[Report] = []
-        self.started: list[Job] = []
-        self.progressed: list[Progress] = []
+        self.started: list[Report] = []
+        self.progressed: list[Report] = []
+        self.sent: list[tuple[Report, int, Posted | None]] = []
         self.fail_with: str | None = None
+        self.fail_permanently = False
+        self._ts = 0
         self._lock = threading.Lock()
         self._event = threading.Condition(self._lock)
 
-    def deliver(self, report: Report) -> None:
+    def send(self, report: Report, index: int, *, replace: Posted | None = None) -> Posted:
         if self.fail_with:
-            raise DeliveryError(self.fail_with)
+            raise DeliveryError(self.fail_with, permanent=self.fail_permanently)
         with self._lock:
-            self.reports.append(report)
+            self.sent.append((report, index, replace))
+            self._ts += 1
+            if report.meta.get("progress"):
+                self.progressed.append(report)
+            elif report.meta.get("start"):
+                self.started.append(report)
+            elif index == len(report.messages) - 1:
+                self.reports.append(report)
             self._event.notify_all()
-
-    def job_started(self, job: Job) -> None:
-        with self._lock:
-            self.started.append(job)
-
-    def progress(self, progress: Progress) -> None:
-        with self._lock:
-            self.progressed.append(progress)
+            return replace or Posted(report.channel, f"{self._ts}.000000")
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[Report]:
         with self._lock:

@@ -1,20 +1,15 @@
-"""Reports into Slack: the one place that makes Slack Web API calls for reports.
+"""Slack for the outbox: the one place that makes Web API calls for STAT bot's own messages.
 
-A report goes into the channel and thread its command came from (or the job's
-configured channel). Rate limits are waited out as Slack's Retry-After asks,
-server and connection errors are retried with backoff (slack-sdk's retry
-handlers); what still fails raises DeliveryError, which the dispatcher records
-on the job. Failures are also reposted, as a link, to the tech-support channel
-unless they came from a direct message, and long jobs get one progress message
-in their thread that the final report replaces.
+`SlackNotifier` makes one attempt per message and says, through DeliveryError,
+whether Slack refused it for good (a missing or archived channel) or for now
+(unreachable, 5xx, rate limited with Retry-After); report/outbox.py decides when
+to try again. The bot's replies to the person who spoke to it use `post` too.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
-from dataclasses import dataclass
 
 import structlog
 from slack_sdk import WebClient
@@ -25,16 +20,14 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
-from stat_bot.jobs.model import Job
 from stat_bot.report.messages import Message, Report
-from stat_bot.report.notifiers import DeliveryError, Notifier, Progress
+from stat_bot.report.notifiers import DeliveryError, Notifier, Posted
 from stat_bot.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 MAX_RATE_LIMIT_RETRIES = 20  # each waits as long as Slack's Retry-After says
 MAX_SERVER_ERROR_RETRIES = 5
-REMEMBERED_JOBS = 2000  # progress messages kept track of at once
 QUIET = logging.getLogger("stat_bot.slack.probe")
 QUIET.setLevel(logging.CRITICAL)
 
@@ -87,7 +80,11 @@ class ChannelDirectory:
             if name not in self._ids:
                 self._refresh()
             if name not in self._ids:
-                raise DeliveryError(f"no Slack channel named #{name} (is the bot invited to it?)")
+                raise DeliveryError(
+                    f"Slack has no channel #{name} that the bot can see: check the channel's "
+                    "name, or invite @stat-bot to it if it is private (channel_not_found)",
+                    permanent=True,
+                )
             return self._ids[name]
 
     def _refresh(self) -> None:
@@ -138,20 +135,63 @@ def post(
     return response.get("ts")
 
 
-@dataclass
-class _Thread:
-    """Where a job's progress message is, so the final report can replace it."""
+# Slack's answers that no retry can change, in words that say what to do about them.
+PERMANENT = {
+    "channel_not_found": "Slack has no channel {channel} that the bot can see: check the "
+    "channel's name, or invite @stat-bot to it if it is private",
+    "not_in_channel": "the bot is not a member of {channel}: invite it with "
+    "`/invite @stat-bot` in that channel",
+    "is_archived": "{channel} is archived: unarchive it, or send these reports elsewhere "
+    "(the job's report_channel)",
+    "channel_is_archived": "{channel} is archived: unarchive it, or send these reports elsewhere "
+    "(the job's report_channel)",
+    "msg_too_long": "the message is too long for Slack",
+    "no_text": "the message has no text",
+    "invalid_blocks": "Slack refused the message's blocks (invalid_blocks): fix the job's "
+    "Block Kit output",
+    "invalid_blocks_format": "Slack refused the message's blocks (invalid_blocks_format): fix "
+    "the job's Block Kit output",
+    "too_many_attachments": "the message has too many attachments",
+    "cannot_reply_to_message": "Slack does not allow replies in the thread of {channel}",
+    "restricted_action": "the workspace does not let the bot post in {channel}",
+    "restricted_action_read_only_channel": "{channel} is read-only for the bot",
+    "restricted_action_thread_only_channel": "{channel} allows posts in threads only",
+    "ekm_access_denied": "the workspace's key management denied the post",
+    "invalid_arguments": "Slack refused the call's arguments (invalid_arguments)",
+}
 
-    channel: str
-    ts: str | None = None
+
+def delivery_error(error: Exception, channel: str) -> DeliveryError:
+    """A failed Slack call as the outbox needs it: the reason, and whether to try again."""
+    if isinstance(error, DeliveryError):
+        return error
+    if isinstance(error, SlackApiError) and error.response is not None:
+        code = str(error.response.get("error") or "")
+        status = error.response.status_code
+        if code in PERMANENT:
+            words = PERMANENT[code].format(channel=channel)
+            return DeliveryError(f"{words} ({code})", permanent=True)
+        retry_after = None
+        if status == 429:
+            header = (error.response.headers or {}).get("Retry-After") or (
+                error.response.headers or {}
+            ).get("retry-after")
+            try:
+                retry_after = float(header) if header is not None else 1.0
+            except ValueError:
+                retry_after = 1.0
+        return DeliveryError(slack_error(error, f"a message to {channel}"), retry_after=retry_after)
+    return DeliveryError(
+        f"Slack could not be reached for a message to {channel}: {type(error).__name__}"
+    )
 
 
 class SlackNotifier(Notifier):
-    """Delivers reports, start notices and progress to Slack.
+    """Sends the outbox's messages to Slack, one call per attempt (the outbox retries).
 
-    For one job the dispatcher never overlaps `progress` calls, and delivers the
-    report only after the last one has returned; so only the table of progress
-    messages, shared by all jobs, needs a lock.
+    Rate limits and outages are not waited out here, since a thread sleeping in a
+    retry handler would hold every other message up: they come back as
+    DeliveryError with Slack's Retry-After, and the outbox schedules the retry.
     """
 
     wants_progress = True
@@ -159,112 +199,74 @@ class SlackNotifier(Notifier):
     def __init__(self, settings: Settings, client: WebClient | None = None) -> None:
         self.settings = settings
         self.wants_starts = bool(settings.slack_logs_channel)
-        self.client = client or web_client(settings)
+        self.client = client or web_client(settings, retries=False)
         self.channels = ChannelDirectory(self.client)
-        self._threads: OrderedDict[int, _Thread] = OrderedDict()
-        self._lock = threading.Lock()
 
-    # reports ---------------------------------------------------------------------
-    def deliver(self, report: Report) -> None:
-        channel = report.channel or self.settings.slack_logs_channel
-        if not channel:
+    def send(self, report: Report, index: int, *, replace: Posted | None = None) -> Posted:
+        if not report.channel:
             raise DeliveryError(
-                "no channel to report to: the job came without one and neither its "
-                "report_channel, its namespace's default_channel nor SLACK_LOGS_CHANNEL is set"
+                "no channel to send it to: the job came without one and neither its "
+                "report_channel, its namespace's default_channel nor SLACK_LOGS_CHANNEL is set",
+                permanent=True,
             )
+        channel = report.channel
+        message = report.messages[index]
         try:
-            first_ts = self._post_all(report, channel)
-        except SlackClientError as error:
-            raise DeliveryError(slack_error(error, f"the report to {channel}")) from error
-        finally:
-            with self._lock:
-                self._threads.pop(report.job_id, None)
-        if report.kind == "failure" and not report.is_im and first_ts:
-            self._repost_to_tech_support(report, channel, first_ts)
-
-    def _post_all(self, report: Report, channel: str) -> str | None:
-        """Post every message; the first replaces the job's progress message if it has one."""
-        first_ts: str | None = None
-        with self._lock:
-            thread = self._threads.get(report.job_id) if report.job_id is not None else None
-        for index, message in enumerate(report.messages):
-            if index == 0 and thread and thread.ts and message.file is None:
-                self.client.chat_update(
-                    channel=thread.channel, ts=thread.ts, text=message.text, blocks=message.blocks
-                )
-                first_ts = thread.ts
-                continue
-            ts = post(self.client, self.channels, channel, report.thread_ts, message)
-            first_ts = first_ts or ts
-        if thread and thread.ts and report.messages and report.messages[0].file is not None:
-            # A file cannot replace a message: leave the progress message saying it ended.
-            self.client.chat_update(
-                channel=thread.channel, ts=thread.ts, text=f"{report.title}: finished, see below."
-            )
-        return first_ts
-
-    def _repost_to_tech_support(self, report: Report, channel: str, ts: str) -> None:
-        support = self.settings.slack_tech_support_channel
-        if not support:
-            return
-        try:
-            link = self.client.chat_getPermalink(
-                channel=self.channels.id_of(channel), message_ts=ts
-            )
-            self.client.chat_postMessage(
-                channel=support,
-                text=f":rotating_light: {report.title} failed: {link['permalink']}",
-                unfurl_links=False,
-            )
-        except (SlackClientError, DeliveryError) as error:
-            # The report itself went out; a missing repost is logged, not a failed delivery.
-            log.warning(
-                "failure not reposted to tech support", job_id=report.job_id, error=str(error)
-            )
-
-    # notices -----------------------------------------------------------------------
-    def job_started(self, job: Job) -> None:
-        logs = self.settings.slack_logs_channel
-        if not logs:
-            return
-        who = f" for <@{job.user}>" if job.user and job.user.startswith(("U", "W")) else ""
-        args = " ".join(f"{k}={v}" for k, v in job.args.items())
-        self.client.chat_postMessage(
-            channel=logs,
-            text=f"Job #{job.id} `{job.namespace} {job.job_type}`{' ' + args if args else ''} "
-            f"started ({job.source}{who}).",
-            unfurl_links=False,
-        )
-
-    def progress(self, progress: Progress) -> None:
-        job = progress.job
-        if not job.channel:
-            return
-        text = self._progress_text(progress)
-        with self._lock:
-            thread = self._threads.get(job.id)
-            if thread is None:
-                # Jobs that end without a report never free their entry: keep the newest.
-                thread = self._threads[job.id] = _Thread(job.channel)
-                while len(self._threads) > REMEMBERED_JOBS:
-                    self._threads.popitem(last=False)
-        if thread.ts is None:
+            repost_of = report.meta.get("repost_of") if index == 0 else None
+            if repost_of:
+                link = self.client.chat_getPermalink(
+                    channel=repost_of["channel"], message_ts=repost_of["ts"]
+                )["permalink"]
+                message = Message(f"{message.text} {link}", message.blocks, message.file)
+            if replace is not None and replace.ts and message.file is None:
+                try:
+                    response = self.client.chat_update(
+                        channel=replace.channel or channel,
+                        ts=replace.ts,
+                        text=message.text,
+                        blocks=message.blocks,
+                    )
+                    return Posted(response.get("channel") or replace.channel, replace.ts)
+                except SlackApiError as error:
+                    code = error.response.get("error") if error.response is not None else None
+                    if code not in (
+                        "message_not_found",
+                        "cant_update_message",
+                        "edit_window_closed",
+                    ):
+                        raise
+                    # Deleted or too old to edit: post it anew instead.
+            if message.file is not None:
+                ts = post(self.client, self.channels, channel, report.thread_ts, message)
+                return Posted(self.channels.id_of(channel), ts)
             response = self.client.chat_postMessage(
-                channel=job.channel, thread_ts=job.thread_ts, text=text
+                channel=channel,
+                thread_ts=report.thread_ts,
+                text=message.text,
+                blocks=message.blocks,
+                unfurl_links=False,
+                unfurl_media=False,
             )
-            thread.channel = response.get("channel") or job.channel
-            thread.ts = response.get("ts")
-        else:
-            self.client.chat_update(channel=thread.channel, ts=thread.ts, text=text)
+            return Posted(response.get("channel"), response.get("ts"))
+        except (SlackClientError, OSError, DeliveryError) as error:
+            raise delivery_error(error, channel) from error
 
-    @staticmethod
-    def _progress_text(progress: Progress) -> str:
-        job = progress.job
-        elapsed = progress.elapsed
-        took = f"{elapsed:.0f} s" if elapsed < 120 else f"{elapsed / 60:.1f} min"
-        lines = [
-            f":hourglass_flowing_sand: Job #{job.id} `{job.namespace} {job.job_type}` has been running for {took}."
-        ]
-        if progress.output_tail.strip():
-            lines.append(f"Latest output:\n```\n{progress.output_tail[-2500:]}\n```")
-        return "\n".join(lines)
+    def edit(self, where: Posted, text: str) -> None:
+        if not where.channel or not where.ts:
+            return
+        try:
+            self.client.chat_update(channel=where.channel, ts=where.ts, text=text)
+        except (SlackClientError, OSError) as error:
+            raise delivery_error(error, where.channel) from error
+
+    def permalink(self, where: Posted) -> str | None:
+        if not where.channel or not where.ts:
+            return None
+        try:
+            return str(
+                self.client.chat_getPermalink(channel=where.channel, message_ts=where.ts)[
+                    "permalink"
+                ]
+            )
+        except (SlackClientError, OSError) as error:
+            raise delivery_error(error, where.channel) from error

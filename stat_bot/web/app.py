@@ -10,9 +10,10 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from stat_bot.jobs.config import JobConfigs
 from stat_bot.queue import Queue
+from stat_bot.report.notifiers import Notifier
 from stat_bot.settings import Settings, get_settings
 from stat_bot.web import auth, errors
-from stat_bot.web.services import KEY, Services, SlackPoster, secret_key
+from stat_bot.web.services import KEY, Services, secret_key
 
 csrf = CSRFProtect()
 
@@ -28,7 +29,7 @@ def create_app(
     *,
     queue: Queue | None = None,
     configs: JobConfigs | None = None,
-    slack: SlackPoster | None = None,
+    notifier: Notifier | None = None,
 ) -> Flask:
     """A STAT bot web app. Tests pass their own settings, queue, configs or Slack poster."""
     settings = settings or get_settings()
@@ -49,7 +50,7 @@ def create_app(
     if settings.web_proxy_count:
         n = settings.web_proxy_count
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
-    app.extensions[KEY] = Services(settings, queue=queue, configs=configs, slack=slack)
+    app.extensions[KEY] = Services(settings, queue=queue, configs=configs, notifier=notifier)
 
     csrf.init_app(app)
     errors.register(app)

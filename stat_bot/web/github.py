@@ -17,7 +17,8 @@ checks run in this order, each refusal saying what to fix:
    with no jobs (still recorded); otherwise 202 with the jobs.
 
 A job that lands in an active suppression gets a notice in the namespace's channel
-saying until when and how to lift it; Slack being down never fails the webhook.
+saying until when and how to lift it, stored in the outbox with the delivery and
+delivered like every other message; Slack being down never fails the webhook.
 Every request is counted in the queue counter `webhook_requests` by result (for
 /metrics) and logged, without the secret or the signature.
 """
@@ -44,10 +45,12 @@ from stat_bot.jobs.webhooks import (
     read_event,
     rule_args,
 )
-from stat_bot.queue.base import EnqueueResult
-from stat_bot.report.messages import Message
+from stat_bot.queue.base import EnqueueResult, OutboxMessage, OutboxState
+from stat_bot.report.messages import Message, Report
+from stat_bot.report.notices import suppressed_text
+from stat_bot.report.outbox import outgoing
 from stat_bot.web.errors import RefusedError
-from stat_bot.web.services import SlackPoster, SlackUnavailableError, services
+from stat_bot.web.services import SlackUnavailableError, services
 from stat_bot.web.signed import (
     count,
     counting_refusals,
@@ -67,6 +70,7 @@ RESULTS = (
     "unknown_project", "disabled", "too_large",
 )  # fmt: skip
 SOURCE = "github"  # deliveries are unique per source
+NOTICE_WAIT = 10.0  # the first tries at a suppression notice; the outbox retries after
 SIGNATURE = "X-Hub-Signature-256"
 EVENT_NAME = re.compile(r"^[a-z_]{1,64}$")
 DELIVERY_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -126,17 +130,26 @@ def _receive(project: str) -> tuple[str, int, dict[str, Any]]:
         except PayloadError as error:
             raise RefusedError(400, "bad_request", f"{event} payload: {error}", "body") from None
         requests = [_request(namespace, rule, github) for rule in rules if matches(rule, github)]
-    results = svc.queue.accept_delivery(SOURCE, delivery, requests)
+    ref = f"{SOURCE}:{delivery}"
+
+    def notices(results: list[EnqueueResult]) -> list[OutboxMessage]:
+        assert github is not None or not results
+        return [
+            outgoing(notice, "notice", ref=ref)
+            for enqueued in results
+            if github is not None
+            and (notice := _suppressed_notice(namespace, enqueued, github)) is not None
+        ]
+
+    results = svc.queue.accept_delivery(SOURCE, delivery, requests, notices=notices)
     answer: dict[str, Any] = {"ok": True, "event": event, "delivery": delivery}
     if results is None:
         return "duplicate", 200, {**answer, "duplicate": True, "jobs": []}
     answer["jobs"] = [job_body(r) for r in results]
     if not results:
         return "ignored", 200, answer
-    assert github is not None
-    for enqueued in results:
-        if enqueued.suppressed_until is not None:
-            _notify_suppressed(namespace, enqueued, github)
+    if any(r.suppressed_until is not None for r in results):
+        _try_notices(ref)
     return "accepted", 202, answer
 
 
@@ -223,63 +236,60 @@ def _request(namespace: Namespace, rule: WebhookSpec, github: GitHubEvent) -> Jo
     )
 
 
-def suppressed_text(
-    namespace: Namespace, enqueued: EnqueueResult, github: GitHubEvent, when: str, bot: str
-) -> str:
-    """What the channel is told: until when the job waits, and how to make it run now."""
-    job = enqueued.job
-    label = f"`{namespace.name} {job.job_type}`"
-    lines = [
-        f"{label} (job #{job.id}, queued by GitHub: {github.summary}) is suppressed "
-        f"until {when}; it will run then."
-    ]
-    lifts = [
-        c
-        for c in namespace.commands
-        if c.spec.action == "cancel_suppression" and c.spec.job_type == job.job_type
-    ]
-    if lifts:
-        lines.append(
-            f"To run it now, lift the suppression: `@{bot} {lifts[0].usage}`; "
-            f"not at all: `@{bot} cancel {job.id}`."
-        )
-    else:
-        lines.append(
-            f"No command lifts this suppression (a cancel_suppression command for "
-            f"`{job.job_type}` in job_configs.py would); not at all: `@{bot} cancel {job.id}`."
-        )
-    return "\n".join(lines)
-
-
-def _notify_suppressed(namespace: Namespace, enqueued: EnqueueResult, github: GitHubEvent) -> None:
-    """Tell the namespace's channel, from a thread: Slack's retries must not hold GitHub up."""
-    svc = services()
+def _suppressed_notice(
+    namespace: Namespace, enqueued: EnqueueResult, github: GitHubEvent
+) -> Report | None:
+    """The namespace channel's word that a job waits in a suppression, and how to lift it."""
+    if enqueued.suppressed_until is None:
+        return None
+    settings = services().settings
     channel = namespace.spec.default_channel or enqueued.job.channel
-    where = {"project": namespace.name, "job_id": enqueued.job.id}
     if not channel:
-        log.warning("suppressed webhook job: no channel to say so in", **where)
-        return
-    assert enqueued.suppressed_until is not None
-    when = describe_time(enqueued.suppressed_until, svc.settings.tz)
-    text = suppressed_text(namespace, enqueued, github, when, svc.settings.slack_app_username)
-    try:
-        poster = svc.slack
-    except SlackUnavailableError as error:
-        log.warning("suppressed webhook job: cannot tell Slack", **where, reason=str(error))
-        return
-    threading.Thread(
-        target=_post, args=(poster, channel, text, where), name="github-notice", daemon=True
-    ).start()
-
-
-def _post(poster: SlackPoster, channel: str, text: str, where: dict[str, Any]) -> None:
-    try:
-        poster.post(channel, Message(text))
-    except SlackUnavailableError as error:
         log.warning(
-            "suppressed webhook job: Slack did not take the notice", **where, reason=str(error)
+            "suppressed webhook job: no channel to say so in",
+            project=namespace.name,
+            job_id=enqueued.job.id,
         )
-    except Exception:
-        log.exception("suppressed webhook job: the notice failed", **where)
-    else:
-        log.info("suppressed webhook job: notice posted", **where, channel=channel)
+        return None
+    when = describe_time(enqueued.suppressed_until, settings.tz)
+    text = suppressed_text(namespace, enqueued, github, when, settings.slack_app_username)
+    return Report([Message(text)], "info", channel=channel, title=f"#{enqueued.job.id} suppressed")
+
+
+def _try_notices(ref: str) -> None:
+    """Try the stored notices now, from a thread: Slack must not hold GitHub's request up.
+
+    What this try does not deliver stays in the outbox for the dispatcher's sender.
+    """
+    svc = services()
+    items = svc.queue.outbox_find(ref)
+    try:
+        sender = svc.sender
+    except SlackUnavailableError as error:
+        log.warning("suppressed webhook job: cannot tell Slack", reason=str(error), ref=ref)
+        return
+
+    def run() -> None:
+        for stored in items:
+            where = {"job_id": stored.job_id, "channel": stored.channel, "item": stored.id}
+            try:
+                item = sender.deliver_within(stored.id, NOTICE_WAIT)
+            except Exception:
+                log.exception("suppressed webhook job: the notice failed", **where)
+                continue
+            if item is not None and item.state is OutboxState.DELIVERED:
+                log.info("suppressed webhook job: notice posted", **where)
+            elif item is not None and item.state is OutboxState.PENDING:
+                log.warning(
+                    "suppressed webhook job: notice not posted yet; the outbox retries it",
+                    **where,
+                    reason=item.last_error,
+                )
+            else:
+                log.warning(
+                    "suppressed webhook job: Slack did not take the notice",
+                    **where,
+                    reason=item.last_error if item else "it is gone",
+                )
+
+    threading.Thread(target=run, name="github-notice", daemon=True).start()

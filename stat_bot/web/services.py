@@ -1,8 +1,11 @@
-"""What the web app's routes share: settings, the queue, job configs, users, Slack.
+"""What the web app's routes share: settings, the queue, job configs, users, the outbox.
 
 Built once per application (per gunicorn worker) and kept in `app.extensions`;
 routes get it from `services()`. The queue gives each thread its own
-connection, so one object serves all of a worker's threads.
+connection, so one object serves all of a worker's threads. The web server sends
+nothing to Slack itself: its messages go into the queue's outbox with the change
+that causes them, and `sender` makes an immediate try for a waiting request
+through the same sender the dispatcher runs (report/outbox.py).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import socket
 import tempfile
 import threading
 from functools import cached_property
@@ -19,7 +23,8 @@ from flask import current_app
 
 from stat_bot.jobs.config import JobConfigs, load_config
 from stat_bot.queue import Queue, open_queue
-from stat_bot.report.messages import Message
+from stat_bot.report.notifiers import Notifier
+from stat_bot.report.outbox import OutboxSender
 from stat_bot.settings import Settings
 from stat_bot.web.users import UserStore
 
@@ -27,48 +32,7 @@ KEY = "stat_bot"
 
 
 class SlackUnavailableError(Exception):
-    """Slack is not configured or could not take the message; the text says which and why."""
-
-
-class SlackPoster:
-    """Posts the web server's own messages (relay tickets, suppressed-deploy notices)."""
-
-    def __init__(self, settings: Settings) -> None:
-        from slack_sdk.http_retry.builtin_handlers import (
-            ConnectionErrorRetryHandler,
-            ServerErrorRetryHandler,
-        )
-
-        from stat_bot.report.slack import ChannelDirectory, web_client
-
-        self._client = web_client(settings)
-        self._channels = ChannelDirectory(self._client)
-        # For a person waiting on the answer (the STAT relay): one retry, not Slack's
-        # patient backoff, which takes ~17 s to give up on an unreachable Slack.
-        self._quick = web_client(settings, retries=False)
-        self._quick.retry_handlers = [
-            ConnectionErrorRetryHandler(max_retry_count=1),
-            ServerErrorRetryHandler(max_retry_count=1),
-        ]
-
-    def post(self, channel: str, message: Message, *, quick: bool = False) -> str | None:
-        """Post and return the message's ts; SlackUnavailableError with the reason if it failed.
-
-        `quick`: give up after one retry (about a second when Slack is down), for requests
-        whose caller is waiting; otherwise retry as the reports do.
-        """
-        from slack_sdk.errors import SlackClientError
-
-        from stat_bot.report.notifiers import DeliveryError
-        from stat_bot.report.slack import post, slack_error
-
-        client = self._quick if quick else self._client
-        try:
-            return post(client, self._channels, channel, None, message)
-        except DeliveryError as error:
-            raise SlackUnavailableError(str(error)) from None
-        except (SlackClientError, OSError) as error:
-            raise SlackUnavailableError(slack_error(error, f"a message to {channel}")) from None
+    """Slack is not configured, so the web server cannot send; the text says what to set."""
 
 
 class Services:
@@ -78,14 +42,15 @@ class Services:
         *,
         queue: Queue | None = None,
         configs: JobConfigs | None = None,
-        slack: SlackPoster | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.settings = settings
         self._queue = queue
         self._configs = configs
         self._configs_fixed = configs is not None
         self._configs_stamp: int | None = None
-        self._slack = slack
+        self._notifier = notifier
+        self._sender: OutboxSender | None = None
         self._lock = threading.Lock()
 
     @property
@@ -122,16 +87,25 @@ class Services:
         return UserStore(self.settings.web_users_file, env)
 
     @property
-    def slack(self) -> SlackPoster:
-        if self._slack is None:
-            if not self.settings.slack_configured:
+    def sender(self) -> OutboxSender:
+        """This process's outbox sender, for a request that waits for its message to go out."""
+        if self._sender is None:
+            if self._notifier is None and not self.settings.slack_configured:
                 raise SlackUnavailableError(
                     "Slack is not configured: set SLACK_BOT_TOKEN and SLACK_APP_TOKEN"
                 )
             with self._lock:
-                if self._slack is None:
-                    self._slack = SlackPoster(self.settings)
-        return self._slack
+                if self._sender is None:
+                    from stat_bot.report.slack import SlackNotifier
+
+                    notifier = self._notifier or SlackNotifier(self.settings)
+                    self._sender = OutboxSender(
+                        self.queue,
+                        notifier,
+                        self.settings,
+                        owner=f"web:{socket.gethostname()}:{os.getpid()}",
+                    )
+        return self._sender
 
     def local_slack_url(self) -> str | None:
         """The local mode emulator's URL while `stat-bot run` is up in local mode."""

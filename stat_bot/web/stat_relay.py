@@ -30,8 +30,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from stat_bot.dispatcher.schedules import row_next_due
 from stat_bot.jobs.params import TYPES, ParamError
-from stat_bot.queue.base import ScheduleRow
-from stat_bot.report.messages import Message, escape_mrkdwn
+from stat_bot.queue.base import OutboxState, ScheduleRow
+from stat_bot.report.messages import Report
+from stat_bot.report.notices import ticket_message
+from stat_bot.report.outbox import outgoing
 from stat_bot.web.auth import api_login_required, who
 from stat_bot.web.errors import ApiError
 from stat_bot.web.services import KEY, SlackUnavailableError, services
@@ -174,34 +176,6 @@ def _expected(name: str) -> str:
     }[name]
 
 
-def ticket_message(ticket: TicketForm, submitted_by: str) -> Message:
-    """The STAT channel's message: a section with the summary and a field per form value."""
-    summary = escape_mrkdwn(ticket.summary)
-    by = escape_mrkdwn(submitted_by)
-    fields = [
-        ("Type", ticket.type),
-        ("Priority", ticket.priority),
-        ("XName", ticket.xname),
-        ("Action", ticket.action),
-        ("Submitted by", submitted_by),
-    ]
-    blocks: list[dict[str, Any]] = [
-        {
-            "type": "section",
-            "text": {"type": "mrkdwn", "text": f"*STAT ticket:* {summary}"},
-            "fields": [
-                {"type": "mrkdwn", "text": f"*{label}*\n{escape_mrkdwn(value)}"}
-                for label, value in fields
-            ],
-        }
-    ]
-    text = (
-        f"STAT ticket: {summary} | type {ticket.type}, priority {ticket.priority}, "
-        f"xname {ticket.xname}, action {ticket.action}, submitted by {by}"
-    )
-    return Message(text=text, blocks=blocks)
-
-
 def _count(result: str) -> None:
     """Count a relay result for /metrics; a database problem must not cost the ticket."""
     try:
@@ -231,19 +205,44 @@ def slack_proxy() -> tuple[Response, int]:
     if not channel:
         _count("not_configured")
         raise ApiError(503, "STAT_CHANNEL is not set: set it to the channel tickets go to")
-    message = ticket_message(ticket, who())
+    svc = services()
     try:
-        ts = services().slack.post(channel, message, quick=True)
+        sender = svc.sender
     except SlackUnavailableError as error:
         _count("slack_failed")
-        reason = str(error)
-        if "not_in_channel" in reason or "channel_not_found" in reason:
-            reason += f"; invite the bot to {channel} or change STAT_CHANNEL"
+        log.warning("STAT ticket not posted", channel=channel, user=who(), reason=str(error))
+        return jsonify({"error": str(error)}), 502
+    # The form's user waits for the answer: what Slack has not taken within
+    # STAT_RELAY_WAIT is given up (never posted later, after the form said it failed).
+    wait = svc.settings.stat_relay_wait
+    report = Report([ticket_message(ticket, who())], "info", channel=channel, title="STAT ticket")
+    try:
+        (item_id,) = svc.queue.post([outgoing(report, "relay", expires_at=time.time() + wait + 1)])
+    except Exception as error:  # the database: the person waiting still gets the ticket sent
+        log.warning("STAT ticket not stored; sending it unrecorded", reason=str(error))
+        sent = sender.send_unrecorded(report, wait)
+        error_text, ts = (str(sent), None) if isinstance(sent, Exception) else (None, sent.ts)
+    else:
+        item = sender.deliver_within(item_id, wait, give_up_late=True)
+        delivered = item is not None and item.state is OutboxState.DELIVERED
+        error_text = None if delivered else (item.last_error if item else None) or ""
+        ts = item.ts if item is not None else None
+    if error_text is not None:
+        _count("slack_failed")
+        reason = relay_reason(error_text, channel)
         log.warning("STAT ticket not posted", channel=channel, user=who(), reason=reason)
         return jsonify({"error": reason}), 502
     _count("posted")
     log.info("STAT ticket posted", channel=channel, user=who(), xname=ticket.xname, ts=ts)
     return jsonify({"ok": True, "channel": channel, "ts": ts}), 200
+
+
+def relay_reason(error: str | None, channel: str) -> str:
+    """Why a message to the STAT channel did not go out, with what to change."""
+    reason = error or "Slack did not answer"
+    if "not_in_channel" in reason or "channel_not_found" in reason:
+        reason += f"; invite the bot to {channel} or change STAT_CHANNEL"
+    return reason
 
 
 # -- the active-tickets interval --------------------------------------------------------------

@@ -13,10 +13,12 @@ saying what to fix:
    header, not signed, must agree with it): the event is recorded and the jobs of the
    `trac_rules` it meets are enqueued in one transaction (`Queue.accept_delivery`);
    an id seen before is acknowledged (200, `duplicate`) and nothing is done again.
-5. The ticket is posted to STAT_CHANNEL as HPC-STAT's STATtoSlackBot posted its
-   tickets (summary, type, priority, xname, action, who, comment, link). The plugin
-   does not retry, so Slack being down or STAT_CHANNEL unset does not fail the
-   request: the answer is 200 with `"posted": false` and the reason, which is logged.
+5. The ticket's message for STAT_CHANNEL, as HPC-STAT's STATtoSlackBot posted its
+   tickets (summary, type, priority, xname, action, who, comment, link), is stored in
+   the outbox in that same transaction, then tried once or twice at once. Slack being
+   down or STAT_CHANNEL unset does not fail the request: the answer is 200 with
+   `"posted": false`, the reason (logged) and `"queued": true` when the dispatcher's
+   outbox sender will keep trying; the event is never lost and never posted twice.
 
 Every request is counted in the queue counter `trac_requests` by result (for /metrics)
 and logged, without the secret or the signature.
@@ -24,9 +26,7 @@ and logged, without the secret or the signature.
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -36,8 +36,10 @@ from flask_wtf.csrf import CSRFProtect
 from stat_bot.jobs.config import Namespace, TracRuleSpec
 from stat_bot.jobs.model import JobRequest, Source
 from stat_bot.jobs.trac_rules import EventError, TicketEvent, matches, read_ticket_event, rule_args
-from stat_bot.queue.base import EnqueueResult
-from stat_bot.report.messages import Message, escape_mrkdwn
+from stat_bot.queue.base import EnqueueResult, OutboxMessage, OutboxState
+from stat_bot.report.messages import Report
+from stat_bot.report.notices import ticket_event_message, ticket_link
+from stat_bot.report.outbox import outgoing
 from stat_bot.settings import Settings
 from stat_bot.web.errors import RefusedError
 from stat_bot.web.services import SlackUnavailableError, services
@@ -49,6 +51,7 @@ from stat_bot.web.signed import (
     secret_or_refuse,
     verify_sha256,
 )
+from stat_bot.web.stat_relay import relay_reason
 
 log = structlog.get_logger(__name__)
 
@@ -59,13 +62,9 @@ RESULTS = (
     "posted", "not_posted", "duplicate", "bad_signature", "bad_request", "disabled", "too_large",
 )  # fmt: skip
 SOURCE = "trac"  # event ids are unique per source
+POST_WAIT = 2.0  # the plugin waits a few seconds for the answer
 SIGNATURE = "X-Trac-Signature-256"
 EVENT_ID = "X-Trac-Event-Id"
-SAFE_LINK = re.compile(r"^https?://[^\s<>|]+$")
-MAX_SUMMARY = 300  # Slack shows a section's text up to 3,000 characters
-MAX_COMMENT = 2500
-MAX_VALUE = 80
-QUIET_FIELDS = frozenset({"status", "resolution", "owner", "changetime", "time"})  # in Action
 
 
 def init_app(app: Flask, csrf: CSRFProtect) -> None:
@@ -128,7 +127,18 @@ def _receive() -> tuple[str, dict[str, Any]]:
         for namespace, rule in svc.configs.trac_rules()
         if matches(rule, event)
     ]
-    results = svc.queue.accept_delivery(SOURCE, event.id, requests)
+    channel = svc.settings.stat_channel
+    ref = f"{SOURCE}:{event.id}"
+
+    def notices(results: list[EnqueueResult]) -> list[OutboxMessage]:
+        if not channel:
+            return []
+        link = ticket_link(event, svc.settings)
+        message = ticket_event_message(event, link, results)
+        report = Report([message], "info", channel=channel, title=f"Trac #{event.ticket}")
+        return [outgoing(report, "notice", ref=ref)]
+
+    results = svc.queue.accept_delivery(SOURCE, event.id, requests, notices=notices)
     answer: dict[str, Any] = {
         "ok": True,
         "event": event.event,
@@ -138,7 +148,7 @@ def _receive() -> tuple[str, dict[str, Any]]:
     if results is None:
         return "duplicate", {**answer, "duplicate": True, "posted": False, "jobs": []}
     answer["jobs"] = [job_body(enqueued, namespace=True) for enqueued in results]
-    posted = _post(event, results, svc.settings)
+    posted = _post(ref, channel)
     answer.update(posted)
     return ("posted" if posted["posted"] else "not_posted"), answer
 
@@ -175,110 +185,24 @@ def _request(
     )
 
 
-def _post(event: TicketEvent, results: list[EnqueueResult], settings: Settings) -> dict[str, Any]:
-    """Post the ticket to STAT_CHANNEL: `posted`, and `channel` and `ts` or the `reason`."""
-    channel = settings.stat_channel
+def _post(ref: str, channel: str | None) -> dict[str, Any]:
+    """One quick try at the STAT channel's post: `posted`, and `channel` and `ts` or the `reason`.
+
+    The post is in the outbox already (stored with the event): what this try does not
+    deliver, the dispatcher's sender keeps trying, so the answer says `queued`.
+    """
     if not channel:
         return {"posted": False, "reason": "STAT_CHANNEL is not set: set it to the STAT channel"}
-    message = ticket_event_message(event, ticket_link(event, settings), results)
+    svc = services()
+    items = svc.queue.outbox_find(ref)
+    if not items:
+        return {"posted": False, "channel": channel, "reason": "nothing to post"}
     try:
-        ts = services().slack.post(channel, message, quick=True)
+        item = svc.sender.deliver_within(items[0].id, POST_WAIT)
     except SlackUnavailableError as error:
-        reason = str(error)
-        if "not_in_channel" in reason or "channel_not_found" in reason:
-            reason += f"; invite the bot to {channel} or change STAT_CHANNEL"
-        return {"posted": False, "channel": channel, "reason": reason}
-    return {"posted": True, "channel": channel, "ts": ts}
-
-
-# -- the message ---------------------------------------------------------------------------
-
-
-def ticket_link(event: TicketEvent, settings: Settings) -> str | None:
-    """The ticket's URL: the plugin's (Trac's base_url), else TRAC_URL's; None if neither."""
-    if event.link and SAFE_LINK.match(event.link):
-        return event.link
-    if settings.trac_url:  # the Trac client's setting
-        link = f"{settings.trac_url.rstrip('/')}/ticket/{event.ticket}"
-        if SAFE_LINK.match(link):
-            return link
-    return None
-
-
-def _cut(text: str, limit: int, *, one_line: bool = True) -> str:
-    """`text` at most `limit` characters long (… marks a cut); `one_line` joins its lines."""
-    text = " ".join(text.split()) if one_line else text.strip()
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _changes(event: TicketEvent) -> list[str]:
-    """`priority: Medium → High` for each altered field the Action does not already say."""
-    lines = []
-    for name in event.changed:
-        if name in QUIET_FIELDS:
-            continue
-        if name == "description":
-            lines.append("description edited")
-            continue
-        old = _cut(event.old_values.get(name, ""), MAX_VALUE) or "(empty)"
-        new = _cut(event.fields.get(name, ""), MAX_VALUE) or "(empty)"
-        lines.append(f"{name}: {old} → {new}")
-    return lines
-
-
-def ticket_event_message(
-    event: TicketEvent, link: str | None, results: Sequence[EnqueueResult] = ()
-) -> Message:
-    """The STAT channel's message, as STATtoSlackBot's: the summary, then a field per value.
-
-    Everything from Trac is escaped, so a summary cannot mention @channel or fake a link.
-    """
-    f = event.fields
-    title = f"#{event.ticket}"
-    named = f"<{link}|{title}>" if link else title
-    summary = escape_mrkdwn(_cut(f.get("summary", ""), MAX_SUMMARY)) or "(no summary)"
-    values = [
-        ("Type", f.get("type", "")),
-        ("Priority", f.get("priority", "")),
-        ("XName", f.get("xname", "")),
-        ("Action", event.action),
-        ("By", event.author),
-        ("Owner", f.get("owner", "")),
-    ]
-    blocks: list[dict[str, Any]] = [
-        {
-            "type": "section",
-            "text": {"type": "mrkdwn", "text": f"*STAT ticket {named} {event.event}:* {summary}"},
-            "fields": [
-                {
-                    "type": "mrkdwn",
-                    "text": f"*{label}*\n{escape_mrkdwn(_cut(value, MAX_VALUE)) or '-'}",
-                }
-                for label, value in values
-            ],
-        }
-    ]
-    changes = _changes(event)
-    if changes:
-        text = "*Changed:* " + "; ".join(escape_mrkdwn(line) for line in changes)
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text[:2900]}})
-    comment = _cut(event.comment, MAX_COMMENT, one_line=False)
-    if comment:
-        quoted = "\n".join(f">{escape_mrkdwn(line)}" for line in comment.splitlines())
-        blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"*Comment:*\n{quoted}"}}
-        )
-    if results:
-        jobs = ", ".join(f"`{r.job.namespace} {r.job.job_type}` #{r.job.id}" for r in results)
-        blocks.append(
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"Queued: {jobs}"}]}
-        )
-    by = f", by {escape_mrkdwn(event.author)}" if event.author else ""
-    text = (
-        f"STAT ticket #{event.ticket} {event.event}: {summary} | type {escape_mrkdwn(f.get('type', ''))}, "
-        f"priority {escape_mrkdwn(f.get('priority', ''))}, xname {escape_mrkdwn(f.get('xname', '')) or '-'}, "
-        f"action {escape_mrkdwn(event.action)}{by}"
-    )
-    if link:
-        text += f" | {link}"
-    return Message(text=text, blocks=blocks)
+        return {"posted": False, "channel": channel, "reason": str(error), "queued": True}
+    if item is not None and item.state is OutboxState.DELIVERED:
+        return {"posted": True, "channel": channel, "ts": item.ts}
+    reason = relay_reason(item.last_error if item else None, channel)
+    queued = item is not None and item.state is OutboxState.PENDING
+    return {"posted": False, "channel": channel, "reason": reason, "queued": queued}

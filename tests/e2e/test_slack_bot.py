@@ -320,7 +320,11 @@ def test_an_undeliverable_report_is_recorded_on_the_job(service: SlackService):
     while (current := queue.get(job.id)).report_state != "failed":
         assert time.monotonic() < deadline, current
         time.sleep(0.1)
-    assert current.report_error == "Slack refused the report to #no-such: channel_not_found"
+    # Refused for good: given up at once, in words that say what to do.
+    assert current.report_error == (
+        "Slack has no channel #no-such that the bot can see: check the channel's name, "
+        "or invite @stat-bot to it if it is private (channel_not_found)"
+    )
 
 
 # --- Slack misbehaving ---------------------------------------------------------------------------
