@@ -20,7 +20,15 @@ from tabulate import tabulate
 from stat_bot.dispatcher.schedules import row_next_due
 from stat_bot.jobs.config import JobConfigs
 from stat_bot.jobs.model import Job, JobStatus
-from stat_bot.queue.base import CancelOutcome, CancelResult, Queue, ScheduleRow, Suppression, Worker
+from stat_bot.queue.base import (
+    CancelOutcome,
+    CancelResult,
+    OutboxSummary,
+    Queue,
+    ScheduleRow,
+    Suppression,
+    Worker,
+)
 
 LogEnd = Literal["head", "tail", "all"]
 LOG_STREAMS = ("stdout", "stderr")
@@ -119,6 +127,7 @@ class StatusView:
     suppressions: list[Suppression]
     fires: list[tuple[ScheduleRow, float | None]]
     workers: list[Worker]
+    outbox: OutboxSummary | None = None
 
     @classmethod
     def read(cls, queue: Queue, tz: ZoneInfo, now: float | None = None) -> StatusView:
@@ -129,6 +138,7 @@ class StatusView:
             suppressions=queue.suppressions(active_at=now),
             fires=[(s, row_next_due(s, tz, now) if s.enabled else None) for s in queue.schedules()],
             workers=queue.workers(),
+            outbox=queue.outbox_summary(),
         )
 
     def data(self) -> dict[str, Any]:
@@ -138,7 +148,36 @@ class StatusView:
             "suppressions": [dataclasses.asdict(s) for s in self.suppressions],
             "schedules": [{**dataclasses.asdict(s), "next_fire_at": nxt} for s, nxt in self.fires],
             "dispatchers": [dataclasses.asdict(w) for w in self.workers],
+            "undelivered": self.undelivered_data(),
         }
+
+    def undelivered_data(self) -> dict[str, Any]:
+        """Messages not yet accepted by Slack, and those given up."""
+        o = self.outbox or OutboxSummary(0, None)
+        return {
+            "pending": o.undelivered,
+            "oldest_pending_at": o.oldest_created_at,
+            "failed": o.by_state.get("failed", 0),
+            "expired": o.by_state.get("expired", 0),
+            "last_error": o.last_error,
+        }
+
+    def undelivered_text(self) -> str | None:
+        """One line for `status` while messages wait or were given up; None when all went out."""
+        d = self.undelivered_data()
+        if not (d["pending"] or d["failed"] or d["expired"]):
+            return None
+        parts = []
+        if d["pending"]:
+            parts.append(
+                f"{d['pending']} waiting for Slack (oldest since {ago(d['oldest_pending_at'])})"
+            )
+        if d["failed"] or d["expired"]:
+            parts.append(f"{d['failed']} refused by Slack, {d['expired']} expired undelivered")
+        line = "; ".join(parts)
+        if d["last_error"]:
+            line += f"\nlast error: {d['last_error']}"
+        return line
 
     def sections(self, tz: ZoneInfo) -> list[tuple[str, str | None]]:
         """(heading, table or None when empty) pairs, for a terminal or a chat message."""
@@ -177,6 +216,7 @@ class StatusView:
             ("Suppressions", suppressions if self.suppressions else None),
             ("Schedules", schedules if self.fires else None),
             ("Dispatchers", workers if self.workers else None),
+            ("Undelivered messages", self.undelivered_text()),
         ]
 
     def text(self, tz: ZoneInfo) -> str:
@@ -185,6 +225,7 @@ class StatusView:
             "Schedules": "none"
             + ("" if self.workers else " (schedules appear once a dispatcher has started)"),
             "Dispatchers": "none running",
+            "Undelivered messages": "none: every message has been delivered",
         }
         out = []
         for heading, table in self.sections(tz):

@@ -452,6 +452,11 @@ class Queue(abc.ABC):
         """A try failed for a reason that may pass: count it, release it until `retry_at`."""
 
     @abc.abstractmethod
+    def outbox_defer(self, until: float) -> None:
+        """Slack is down for every message: none is tried before `until` (kept across restarts,
+        so the oldest message is still the first to go when Slack returns)."""
+
+    @abc.abstractmethod
     def outbox_failed(
         self,
         item_id: int,

@@ -436,6 +436,9 @@ SQL_OUTBOX_RETRY = """
         claimed_by = NULL, claimed_until = NULL
     WHERE id = ? AND state = 'pending'
 """
+SQL_OUTBOX_DEFER = (
+    "UPDATE outbox SET next_attempt_at = ? WHERE state = 'pending' AND next_attempt_at < ?"
+)
 SQL_OUTBOX_GIVE_UP = """
     UPDATE outbox SET state = ?, last_error = ?, attempts = attempts + 1,
         claimed_by = NULL, claimed_until = NULL
@@ -917,6 +920,10 @@ class SQLiteQueue(Queue):
     def outbox_retry(self, item_id: int, error: str, retry_at: float) -> None:
         with self._write() as conn:
             conn.execute(SQL_OUTBOX_RETRY, (error, retry_at, item_id))
+
+    def outbox_defer(self, until: float) -> None:
+        with self._write() as conn:
+            conn.execute(SQL_OUTBOX_DEFER, (until, until))
 
     def outbox_failed(
         self,

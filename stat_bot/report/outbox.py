@@ -15,8 +15,12 @@ one at a time through a `Notifier`, and records each outcome:
   doubling up to SLACK_RETRY_MAX and never sooner than Slack's Retry-After,
   until the message expires (SLACK_DELIVERY_EXPIRY), which is recorded too.
 
-While one message waits for a retry the sender pauses: an outage is probed with
-the oldest message alone, and messages keep their order when Slack returns.
+When two messages in a row fail for a reason that may pass, Slack itself is in
+trouble: the sender holds every message back until the retry time (recorded in
+the queue, so a restarted sender does the same), the outage is then probed with
+the oldest messages alone, and messages keep their order when Slack returns. A
+single failure followed by a success is that message's own trouble: it alone
+waits for its retry.
 
 At most once per accepted post: a several-message report records each part as
 it goes, so a retry resumes after the last accepted part. The one case that can
@@ -185,13 +189,27 @@ class OutboxSender:
         if now < self._paused_until:
             return self._paused_until - now
         items = self.queue.claim_outbox(self.owner, limit=CLAIM_BATCH, lease=LEASE)
+        failed_in_a_row = 0
+        retry_at = 0.0
         for index, item in enumerate(items):
             if item.state is OutboxState.EXPIRED:
                 self._log_expired(item)
                 continue
-            if self._stop.is_set() or self._attempt(item) is Outcome.RETRY:
-                rest = [i.id for i in items[index + 1 :] if i.state is OutboxState.PENDING]
-                self.queue.outbox_release(rest)
+            if self._stop.is_set():
+                self._release(items[index:])
+                break
+            if self._attempt(item, pause=False) is not Outcome.RETRY:
+                failed_in_a_row, retry_at = 0, 0.0
+                continue
+            failed_in_a_row += 1
+            now_item = self.queue.outbox_get(item.id)
+            retry_at = max(retry_at, now_item.next_attempt_at if now_item else time.time())
+            # One failure may be that message's own trouble: the next message tells. Two
+            # in a row is Slack itself: stop, and hold every message back until the later
+            # retry time (in the queue, so a restarted sender keeps the order too).
+            if failed_in_a_row >= 2 or index == len(items) - 1:
+                self._pause(retry_at)
+                self._release(items[index + 1 :])
                 break
         if len(items) >= CLAIM_BATCH:
             return 0.0
@@ -368,7 +386,7 @@ class OutboxSender:
         retry_at = time.time() + delay
         self._record(self.queue.outbox_retry, item.id, str(error), retry_at)
         if pause:
-            self._paused_until = retry_at
+            self._pause(retry_at)
         self.log.warning(
             "message not delivered yet; will retry",
             item=item.id,
@@ -379,6 +397,15 @@ class OutboxSender:
             attempts=item.attempts + 1,
         )
         return Outcome.RETRY
+
+    def _pause(self, until: float) -> None:
+        self._paused_until = until
+        self._record(self.queue.outbox_defer, until)
+
+    def _release(self, items: list[OutboxItem]) -> None:
+        rest = [i.id for i in items if i.state is OutboxState.PENDING]
+        if rest:
+            self._record(self.queue.outbox_release, rest)
 
     def _log_expired(self, item: OutboxItem) -> None:
         if item.state is OutboxState.EXPIRED:

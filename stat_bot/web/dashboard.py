@@ -31,7 +31,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from stat_bot.dispatcher.schedules import row_next_due
 from stat_bot.jobs.model import Job, JobStatus
-from stat_bot.queue.base import ScheduleRow
+from stat_bot.queue.base import OutboxState, ScheduleRow
 from stat_bot.views import (
     LOG_STREAMS,
     ViewError,
@@ -146,6 +146,7 @@ class JobFilter:
         return found
 
 
+DELIVERY_LIMIT = 200
 SECTION_TITLES = {"running": "Running", "queued": "Queued", "recent": "Recent"}
 
 
@@ -323,6 +324,39 @@ def schedules() -> str:
         active_tickets=services().settings.active_tickets_schedule,
         dispatchers=len(queue.workers()),
         page="schedules",
+    )
+
+
+@bp.route("/deliveries")
+@login_required
+def deliveries() -> str:
+    """The outbox: what STAT bot sent on its own, what waits for Slack, what was given up."""
+    now = time.time()
+    queue = services().queue
+    tz = services().settings.tz
+    summary = queue.outbox_summary()
+    rows = [
+        {
+            "id": item.id,
+            "kind": item.kind,
+            "channel": item.channel or "(the logs channel)",
+            "job_id": item.job_id,
+            "state": str(item.state),
+            "created": when(item.created_at, tz),
+            "created_ago": ago(item.created_at, now),
+            "attempts": item.attempts,
+            "next": ago(item.next_attempt_at, now) if item.state is OutboxState.PENDING else "",
+            "error": item.last_error or "",
+        }
+        for item in queue.outbox_items(limit=DELIVERY_LIMIT)
+    ]
+    oldest = ago(summary.oldest_created_at, now) if summary.oldest_created_at else None
+    return render_template(
+        "deliveries.html",
+        rows=rows,
+        summary=summary,
+        oldest=oldest,
+        page="deliveries",
     )
 
 

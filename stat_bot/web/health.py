@@ -5,7 +5,9 @@ server restarted. Readiness checks, each with a line saying why:
 - `database`: one cheap read through the queue;
 - `dispatcher`: some dispatcher's heartbeat is younger than LOST_AFTER seconds;
 - `bot` (only when SLACK_BOT_TOKEN/SLACK_APP_TOKEN are set): the bot's last beat says
-  "connected" and is younger than LOST_AFTER seconds.
+  "connected" and is younger than LOST_AFTER seconds;
+- `delivery`: no message in the outbox has waited for Slack longer than
+  SLACK_DELIVERY_DEGRADED_AFTER seconds (Slack down, or no dispatcher to send).
 200 when every check is ready, 503 otherwise. Neither route needs a login: probes
 and load balancers call them, and they say nothing secret.
 """
@@ -20,7 +22,7 @@ import structlog
 from flask import Blueprint, Flask, Response, jsonify
 from flask_wtf.csrf import CSRFProtect
 
-from stat_bot.queue.base import Beat, Queue, Worker
+from stat_bot.queue.base import Beat, OutboxSummary, Queue, Worker
 from stat_bot.settings import Settings
 from stat_bot.web.services import services
 
@@ -90,12 +92,29 @@ def bot_check(beats: list[Beat], settings: Settings, now: float) -> Check:
     return Check(False, f"bot {where} is {said}, {_ago(beat.at, now)}")
 
 
+def delivery_check(summary: OutboxSummary, settings: Settings, now: float) -> Check:
+    """Degraded while a message has waited for Slack longer than the threshold."""
+    if summary.oldest_created_at is None:
+        return Check(True, "every message has been delivered")
+    age = max(0.0, now - summary.oldest_created_at)
+    waiting = f"{summary.undelivered} message(s) waiting for Slack, the oldest for {age:.0f} s"
+    why = f"; last error: {summary.last_error}" if summary.last_error else ""
+    if age > settings.slack_delivery_degraded_after:
+        return Check(
+            False,
+            f"{waiting}, longer than {settings.slack_delivery_degraded_after:g} s "
+            f"(SLACK_DELIVERY_DEGRADED_AFTER){why}",
+        )
+    return Check(True, f"{waiting}{why}")
+
+
 def database_down(settings: Settings, reason: str) -> dict[str, Check]:
     """The checks when the database fails: the others cannot be known without it."""
     log.warning("readiness: database not ready", reason=reason)
     checks = {
         "database": Check(False, reason),
         "dispatcher": Check(False, "unknown: the database cannot be read"),
+        "delivery": Check(False, "unknown: the database cannot be read"),
     }
     if settings.slack_configured:
         checks["bot"] = Check(False, "unknown: the database cannot be read")
@@ -109,12 +128,14 @@ def readiness(queue: Queue, settings: Settings) -> dict[str, Check]:
     try:
         workers = queue.workers()
         beats = queue.beats() if settings.slack_configured else []
+        outbox = queue.outbox_summary()
     except Exception as error:  # any database failure is an answer here, not a 500
         return database_down(settings, f"the queue database cannot be read: {error}")
     checks["database"] = Check(True, "the queue database answers")
     checks["dispatcher"] = dispatcher_check(workers, settings, now)
     if settings.slack_configured:
         checks["bot"] = bot_check(beats, settings, now)
+    checks["delivery"] = delivery_check(outbox, settings, now)
     return checks
 
 

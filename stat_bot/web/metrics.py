@@ -142,6 +142,24 @@ class QueueCollector(Collector):
             failed.add_metric([namespace], failures.get(namespace, 0))
         yield failed
 
+        outbox = queue.outbox_summary()
+        undelivered = GaugeMetricFamily(
+            "stat_bot_outbox_messages",
+            "Messages STAT bot sends on its own (reports, notices) by delivery state: "
+            "pending ones are being retried; failed and expired ones were given up",
+            labels=["state"],
+        )
+        for state in ("pending", "failed", "expired"):
+            undelivered.add_metric([state], outbox.by_state.get(state, 0))
+        yield undelivered
+        oldest = GaugeMetricFamily(
+            "stat_bot_outbox_oldest_pending_age_seconds",
+            "Age of the oldest message not yet accepted by Slack (0 when none waits)",
+        )
+        age = now - outbox.oldest_created_at if outbox.oldest_created_at is not None else 0.0
+        oldest.add_metric([], max(0.0, age))
+        yield oldest
+
         yield from self._histograms(queue.job_timings(since=now - self._window))
 
         for name, what in (

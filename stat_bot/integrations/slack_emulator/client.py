@@ -134,9 +134,19 @@ class EmulatorClient:
         return self._call("POST", "users", body)["user"]
 
     def add_channel(
-        self, name: str, *, is_private: bool = False, members: list[str] | None = None
+        self,
+        name: str,
+        *,
+        is_private: bool = False,
+        members: list[str] | None = None,
+        is_archived: bool = False,
     ) -> dict[str, Any]:
-        body = {"name": name, "is_private": is_private, "members": members}
+        body = {
+            "name": name,
+            "is_private": is_private,
+            "members": members,
+            "is_archived": is_archived,
+        }
         return self._call("POST", "channels", body)["channel"]
 
     # -- looking -----------------------------------------------------------------------

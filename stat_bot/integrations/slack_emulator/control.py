@@ -148,6 +148,7 @@ async def add_channel(request: web.Request) -> web.StreamResponse:
         str(body.get("name") or ""),
         is_private=bool(body.get("is_private")),
         members=body.get("members"),
+        is_archived=bool(body.get("is_archived")),
     )
     if not channel.is_private:
         await state.publish([channel_created_event(channel)])

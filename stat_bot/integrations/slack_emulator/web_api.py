@@ -128,6 +128,8 @@ def paginate(items: Sequence[T], args: Args, default_limit: int = 100) -> tuple[
 def _bot_channel(ctx: CallContext, ref: str) -> Channel:
     """A conversation the bot may post to or read: hidden private ones are not found."""
     channel = ctx.ws.visible_channel(ref)
+    if channel.is_archived:
+        raise SlackError("is_archived", ref)
     if BOT_USER_ID not in channel.members:
         raise SlackError("not_in_channel", ref)
     return channel

@@ -106,6 +106,7 @@ class Channel:
     members: list[str] = field(default_factory=list)
     created: int = field(default_factory=lambda: int(time.time()))
     creator: str = ADMIN_USER_ID
+    is_archived: bool = False
 
     @property
     def is_im(self) -> bool:
@@ -138,7 +139,7 @@ class Channel:
             "is_im": False,
             "is_mpim": False,
             "is_private": self.is_private,
-            "is_archived": False,
+            "is_archived": self.is_archived,
             "is_general": self.id == GENERAL_CHANNEL_ID,
             "is_shared": False,
             "is_ext_shared": False,
@@ -483,7 +484,12 @@ class Workspace:
         return user
 
     def add_channel(
-        self, name: str, *, is_private: bool = False, members: list[str] | None = None
+        self,
+        name: str,
+        *,
+        is_private: bool = False,
+        members: list[str] | None = None,
+        is_archived: bool = False,
     ) -> Channel:
         """A new channel; its members default to the admin alone, so the bot starts outside."""
         name = name.removeprefix("#")
@@ -498,6 +504,7 @@ class Workspace:
             is_private=is_private,
             members=list(dict.fromkeys(ids)),
             creator=ids[0] if ids else ADMIN_USER_ID,
+            is_archived=is_archived,
         )
         self.channels[channel.id] = channel
         self.messages[channel.id] = {}

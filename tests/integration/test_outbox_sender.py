@@ -1,0 +1,313 @@
+"""The outbox sender against the Slack emulator: retries, refusals, order, resumption.
+
+The sender, the queue and slack_sdk are the real ones; Slack is the project's
+emulator with injected faults, or a closed port for "unreachable".
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from stat_bot.integrations.slack_emulator import (
+    APP_TOKEN,
+    BOT_TOKEN,
+    GENERAL_CHANNEL_ID,
+    SUPPORT_CHANNEL_ID,
+    EmulatorClient,
+    EmulatorThread,
+)
+from stat_bot.jobs.model import JobRequest, JobStatus, ReportState
+from stat_bot.queue.base import OutboxState
+from stat_bot.queue.sqlite import SQLiteQueue
+from stat_bot.report.messages import FileUpload, Message, Report
+from stat_bot.report.notifiers import DeliveryError, Posted, RecordingNotifier
+from stat_bot.report.outbox import OutboxSender, decode, encode, outgoing
+from stat_bot.report.slack import SlackNotifier
+from stat_bot.settings import Settings
+from tests.integration.conftest import wait_until
+from tests.trac_fixtures import free_port
+
+
+@pytest.fixture
+def slack_settings(make_settings: Callable[..., Settings], slack_emulator: EmulatorThread):
+    def make(**overrides: Any) -> Settings:
+        values = {
+            "slack_bot_token": BOT_TOKEN,
+            "slack_app_token": APP_TOKEN,
+            "slack_api_url": slack_emulator.api_url,
+            "slack_retry_max": 0.5,
+            **overrides,
+        }
+        return make_settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def senders(queue: SQLiteQueue) -> Iterator[list[OutboxSender]]:
+    started: list[OutboxSender] = []
+    yield started
+    for sender in started:
+        sender.stop()
+
+
+def slack_sender(settings: Settings, queue: SQLiteQueue, owner: str = "test") -> OutboxSender:
+    return OutboxSender(queue, SlackNotifier(settings), settings, owner=owner)
+
+
+def drain(sender: OutboxSender, until: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Run send passes (as the sender's thread would) until `until()` holds."""
+    deadline = time.monotonic() + timeout
+    while not until():
+        assert time.monotonic() < deadline, "the outbox did not get there in time"
+        time.sleep(min(0.05, max(0.0, sender.send_due())))
+
+
+def texts(client: EmulatorClient, channel: str = GENERAL_CHANNEL_ID) -> list[str]:
+    return [m["text"] for m in client.messages(channel) if m.get("bot_id")]
+
+
+def store(queue: SQLiteQueue, *reports: Report, kind: str = "notice") -> list[int]:
+    return queue.post([outgoing(r, kind) for r in reports])
+
+
+def finished_job(queue: SQLiteQueue, report: Report) -> int:
+    job = queue.enqueue(JobRequest(namespace="ns", job_type="hello")).job
+    queue.claim("w1", 1)
+    report = Report(report.messages, report.kind, report.channel, None, job.id, title=f"#{job.id}")
+    queue.finish(job.id, JobStatus.SUCCEEDED, 0, outbox=[outgoing(report, "report")])
+    return job.id
+
+
+def test_payloads_round_trip_with_blocks_and_files():
+    report = Report(
+        [
+            Message("text", blocks=[{"type": "divider"}]),
+            Message("file", file=FileUpload("a.csv", b"\x00\xffx,y\n", "A")),
+        ],
+        "failure",
+        "general",
+        "1.2",
+        7,
+        True,
+        "#7 ns job",
+        {"replaces_progress": True},
+    )
+    assert decode(encode(report)) == report
+
+
+def test_server_errors_are_retried_and_the_message_posted_once(
+    slack_settings, queue, emulator_client
+):
+    emulator_client.server_error(count=3, methods=["chat.postMessage"])
+    job_id = finished_job(queue, Report([Message("report one")], channel="general"))
+    sender = slack_sender(slack_settings(), queue)
+    drain(sender, lambda: queue.get(job_id).report_state == ReportState.DELIVERED)
+    assert texts(emulator_client) == ["report one"]
+    (item,) = queue.outbox_items()
+    assert (item.state, item.attempts, item.posted_channel) == (
+        OutboxState.DELIVERED,
+        4,
+        GENERAL_CHANNEL_ID,
+    )
+    assert item.ts == emulator_client.messages(GENERAL_CHANNEL_ID)[-1]["ts"]
+
+
+def test_a_missing_channel_is_given_up_at_once_in_words_to_act_on(
+    slack_settings, queue, emulator_client
+):
+    job_id = finished_job(queue, Report([Message("lost")], channel="no-such"))
+    sender = slack_sender(slack_settings(), queue)
+    drain(sender, lambda: queue.get(job_id).report_state == ReportState.FAILED)
+    job = queue.get(job_id)
+    assert job.report_error == (
+        "Slack has no channel no-such that the bot can see: check the channel's name, "
+        "or invite @stat-bot to it if it is private (channel_not_found)"
+    )
+    assert len(emulator_client.calls("chat.postMessage")) == 1
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        ("not_in_channel", "invite it with `/invite @stat-bot` in that channel"),
+        ("is_archived", "is archived: unarchive it"),
+    ],
+)
+def test_permanent_refusals_name_what_to_do(slack_settings, queue, emulator_client, code, words):
+    if code == "not_in_channel":
+        emulator_client.add_channel("private-ops", members=[])
+    else:
+        emulator_client.add_channel("old-ops", is_archived=True)
+    channel = "private-ops" if code == "not_in_channel" else "old-ops"
+    (item_id,) = store(queue, Report([Message("x")], channel=channel))
+    sender = slack_sender(slack_settings(), queue)
+    drain(sender, lambda: queue.outbox_get(item_id).state is not OutboxState.PENDING)
+    item = queue.outbox_get(item_id)
+    assert item.state is OutboxState.FAILED
+    assert words in item.last_error
+    assert f"({code})" in item.last_error
+
+
+def test_retry_after_is_honoured(slack_settings, queue, emulator_client):
+    emulator_client.rate_limit(count=1, retry_after=2, methods=["chat.postMessage"])
+    (item_id,) = store(queue, Report([Message("patient")], channel="general"))
+    sender = slack_sender(slack_settings(), queue)
+    before = time.time()
+    sender.send_due()
+    item = queue.outbox_get(item_id)
+    assert item.state is OutboxState.PENDING
+    assert item.next_attempt_at >= before + 2
+    assert sender.send_due() > 1.0  # paused: nothing is tried before Slack said
+    assert len(emulator_client.calls("chat.postMessage")) == 1
+    drain(sender, lambda: queue.outbox_get(item_id).state is OutboxState.DELIVERED)
+    assert texts(emulator_client) == ["patient"]
+
+
+def test_an_unreachable_slack_keeps_every_message_in_order_until_it_returns(
+    slack_settings, queue, slack_emulator, emulator_client
+):
+    down = slack_settings(slack_api_url=f"http://127.0.0.1:{free_port()}/api/")
+    ids = store(queue, *[Report([Message(f"m{i}")], channel="general") for i in range(5)])
+    sender = slack_sender(down, queue)
+    drain(sender, lambda: queue.outbox_get(ids[0]).attempts >= 4)
+    items = [queue.outbox_get(i) for i in ids]
+    assert [i.state for i in items] == [OutboxState.PENDING] * 5
+    # Only the two oldest probe the outage (one failure alone might be that message's).
+    assert items[0].attempts == 4
+    assert items[1].attempts >= 3
+    assert [i.attempts for i in items[2:]] == [0] * 3
+    assert "could not be reached" in items[0].last_error
+    summary = queue.outbox_summary()
+    assert summary.undelivered == 5
+    assert "could not be reached" in summary.last_error
+    # Slack is back: a sender with the right address delivers them all, once, in order.
+    up = slack_sender(slack_settings(), queue, owner="after")
+    drain(up, lambda: queue.outbox_summary().undelivered == 0)
+    assert texts(emulator_client) == [f"m{i}" for i in range(5)]
+
+
+class FlakyOnSecondPart(RecordingNotifier):
+    """Fails the second message of a report once: the first must not be sent again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    def send(self, report: Report, index: int, *, replace: Posted | None = None) -> Posted:
+        if index == 1 and not self.failed:
+            self.failed = True
+            raise DeliveryError("HTTP 503")
+        return super().send(report, index, replace=replace)
+
+
+def test_a_retry_resumes_after_the_last_part_slack_accepted(settings, queue):
+    notifier = FlakyOnSecondPart()
+    (item_id,) = store(queue, Report([Message("one"), Message("two")], channel="general"))
+    sender = OutboxSender(queue, notifier, settings, owner="t")
+    sender.send_due()
+    assert queue.outbox_get(item_id).parts_done == 1
+    sender._paused_until = 0
+    queue.outbox_retry(item_id, "HTTP 503", time.time())
+    sender.send_due()
+    assert [(r.messages[i].text, i) for r, i, _ in notifier.sent] == [("one", 0), ("two", 1)]
+    item = queue.outbox_get(item_id)
+    assert (item.state, item.ts) == (OutboxState.DELIVERED, "1.000000")
+
+
+def test_a_crashed_senders_lease_ends_and_another_delivers(settings, queue):
+    (item_id,) = store(queue, Report([Message("orphan")], channel="general"))
+    assert [i.id for i in queue.claim_outbox("dead-sender", lease=0.5)] == [item_id]
+    notifier = RecordingNotifier()
+    sender = OutboxSender(queue, notifier, settings, owner="alive")
+    sender.send_due()
+    assert notifier.reports == []
+    time.sleep(0.6)
+    drain(sender, lambda: queue.outbox_get(item_id).state is OutboxState.DELIVERED)
+    assert [r.messages[0].text for r in notifier.reports] == ["orphan"]
+
+
+def test_a_failed_jobs_report_is_reposted_to_tech_support_with_a_link(
+    slack_settings, queue, emulator_client
+):
+    settings = slack_settings(slack_tech_support_channel="tech-support")
+    job_id = finished_job(queue, Report([Message("Job #1 failed")], "failure", channel="general"))
+    sender = slack_sender(settings, queue)
+    drain(sender, lambda: texts(emulator_client, SUPPORT_CHANNEL_ID) != [])
+    (repost,) = texts(emulator_client, SUPPORT_CHANNEL_ID)
+    assert repost.startswith(f":rotating_light: #{job_id} failed: http")
+    (report,) = emulator_client.messages(GENERAL_CHANNEL_ID)
+    assert report["ts"].replace(".", "") in repost
+
+
+def test_the_report_replaces_the_progress_message(slack_settings, queue, emulator_client):
+    job = queue.enqueue(JobRequest(namespace="ns", job_type="hello", channel="general")).job
+    queue.claim("w1", 1)
+    sender = slack_sender(slack_settings(), queue)
+    progress = Report([Message("running for 10 s")], "info", "general", None, job.id)
+    queue.post_progress(job.id, outgoing(progress, "progress"))
+    drain(sender, lambda: queue.progress_posted(job.id) is not None)
+    queue.post_progress(
+        job.id,
+        outgoing(
+            Report([Message("running for 15 s")], "info", "general", None, job.id), "progress"
+        ),
+    )
+    drain(sender, lambda: queue.outbox_summary().undelivered == 0)
+    report = Report(
+        [Message("done")], "success", "general", None, job.id, meta={"replaces_progress": True}
+    )
+    queue.finish(job.id, JobStatus.SUCCEEDED, 0, outbox=[outgoing(report, "report")])
+    drain(sender, lambda: queue.get(job.id).report_state == ReportState.DELIVERED)
+    (only,) = emulator_client.messages(GENERAL_CHANNEL_ID)
+    assert only["text"] == "done"
+    assert only["edited"]
+    assert len(emulator_client.calls("chat.postMessage")) == 1
+    assert len(emulator_client.calls("chat.update")) == 2
+
+
+def test_a_relayed_message_not_taken_in_time_is_never_sent_later(
+    slack_settings, queue, emulator_client
+):
+    emulator_client.server_error(count=50, methods=["chat.postMessage"])
+    (item_id,) = queue.post(
+        [
+            outgoing(
+                Report([Message("ticket")], channel="general"), "relay", expires_at=time.time() + 2
+            )
+        ]
+    )
+    sender = slack_sender(slack_settings(), queue, owner="web")
+    started = time.monotonic()
+    item = sender.deliver_within(item_id, 1.0, give_up_late=True)
+    assert time.monotonic() - started < 3
+    assert item.state is OutboxState.EXPIRED
+    assert item.last_error.endswith("(gave up after 1 s)")
+    emulator_client.reset()
+    later = slack_sender(slack_settings(), queue, owner="dispatcher")
+    later.send_due()
+    assert texts(emulator_client) == []
+
+
+def test_the_sender_thread_wakes_on_new_messages_and_stops_cleanly(settings, queue, senders):
+    notifier = RecordingNotifier()
+    sender = OutboxSender(queue, notifier, settings, owner="thread")
+    sender.start()
+    senders.append(sender)
+    store(queue, Report([Message("first")], channel="general"))
+    sender.wake()
+    assert [r.messages[0].text for r in notifier.wait_for(1, timeout=10)] == ["first"]
+    notifier.fail_with = "HTTP 503"
+    (item_id,) = store(queue, Report([Message("second")], channel="general"))
+    sender.wake()
+    wait_until(lambda: queue.outbox_get(item_id).attempts >= 1, what="a failed try")
+    sender.stop()
+    item = queue.outbox_get(item_id)
+    assert item.state is OutboxState.PENDING  # kept for the next sender, not lost
+    stopped = threading.enumerate()
+    assert not any(t.name == "stat-bot-outbox" and t.is_alive() for t in stopped)
