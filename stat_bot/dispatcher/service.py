@@ -35,9 +35,17 @@ from stat_bot.dispatcher.runner import (
 )
 from stat_bot.dispatcher.schedules import config_rows, row_latest_due, row_next_due
 from stat_bot.jobs.config import JobConfigs, JobSpec
-from stat_bot.jobs.model import Job, JobRequest, JobStatus, ReportState, Source
+from stat_bot.jobs.model import Job, JobRequest, JobRequester, JobStatus, ReportState, Source
 from stat_bot.queue.base import Queue, QueueBusyError, QueueError, Recovered, Worker
-from stat_bot.report.messages import Outcome, Report, build_report, requeued_report, tail
+from stat_bot.report.messages import (
+    Outcome,
+    Report,
+    build_report,
+    build_reports,
+    requeued_report,
+    tail,
+    to_requesters,
+)
 from stat_bot.report.notifiers import Notifier, Progress
 from stat_bot.settings import Settings
 
@@ -332,8 +340,13 @@ class Dispatcher:
     async def _finish(
         self, job: Job, spec: JobSpec | None, outcome: Outcome, duration: float | None = None
     ) -> None:
+        # Requests merged into the job (fixed once it left the queue) each get a copy;
+        # read only when there is something to send.
         report = build_report(job, spec, outcome)
-        state = ReportState.PENDING if report else ReportState.NONE
+        reports = (
+            [] if report is None else to_requesters(report, job, spec, await self._requesters(job))
+        )
+        state = ReportState.PENDING if reports else ReportState.NONE
         finished = await self._q_persist(
             "finish",
             job.id,
@@ -355,8 +368,16 @@ class Dispatcher:
                 "job was no longer running when it ended (declared lost?)", job_id=job.id
             )
             return
-        if report is not None:
-            self._spawn(self._deliver(report))
+        for each in reports:
+            self._spawn(self._deliver(each))
+
+    async def _requesters(self, job: Job) -> list[JobRequester]:
+        """Who else asked for this job; none if that cannot be read (its own report still goes)."""
+        try:
+            return await self._q_quick(self.queue.requesters, job.id)
+        except QueueError as error:
+            self.log.error("merged requesters not read", job_id=job.id, error=str(error))
+            return []
 
     async def _deliver(self, report: Report) -> None:
         loop = asyncio.get_running_loop()
@@ -404,12 +425,11 @@ class Dispatcher:
             )
             spec = self._spec(job)
             if item.requeued:
-                report: Report | None = requeued_report(job, spec)
+                reports = [requeued_report(job, spec)]
             else:
-                report = build_report(
-                    job, spec, Outcome(JobStatus.LOST, log_dir=job.log_dir, note=job.note)
-                )
-            if report:
+                outcome = Outcome(JobStatus.LOST, log_dir=job.log_dir, note=job.note)
+                reports = build_reports(job, spec, outcome, await self._requesters(job))
+            for report in reports:
                 self._spawn(self._deliver(report))
         if any(r.requeued for r in recovered):
             self._wake.set()

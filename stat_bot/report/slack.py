@@ -177,16 +177,18 @@ class SlackNotifier(Notifier):
         except SlackClientError as error:
             raise DeliveryError(slack_error(error, f"the report to {channel}")) from error
         finally:
-            with self._lock:
-                self._threads.pop(report.job_id, None)
-        if report.kind == "failure" and not report.is_im and first_ts:
+            if report.requester is None:
+                with self._lock:
+                    self._threads.pop(report.job_id, None)
+        if report.kind == "failure" and not report.is_im and first_ts and report.requester is None:
             self._repost_to_tech_support(report, channel, first_ts)
 
     def _post_all(self, report: Report, channel: str) -> str | None:
         """Post every message; the first replaces the job's progress message if it has one."""
         first_ts: str | None = None
         with self._lock:
-            thread = self._threads.get(report.job_id) if report.job_id is not None else None
+            own = report.job_id is not None and report.requester is None
+            thread = self._threads.get(report.job_id) if own else None
         for index, message in enumerate(report.messages):
             if index == 0 and thread and thread.ts and message.file is None:
                 self.client.chat_update(
