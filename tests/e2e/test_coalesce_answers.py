@@ -120,7 +120,8 @@ def test_a_burst_of_the_same_request_is_one_job_that_answers_everyone(service: S
             "its result comes to this thread too"
         )
     assert [j.id for j in held.queued()] == [job.id]
-    assert [(r.user_name, r.thread_ts) for r in held.queue.requesters(job.id)] == [
+    # (The bot handles events on several threads: they may be kept in another order.)
+    assert sorted((r.user_name, r.thread_ts) for r in held.queue.requesters(job.id)) == [
         (name, where[1]) for name, where in zip(PEOPLE, others, strict=True)
     ]
     held.release()
