@@ -37,16 +37,17 @@ from stat_bot.dispatcher.runner import (
 )
 from stat_bot.dispatcher.schedules import config_rows, row_latest_due, row_next_due
 from stat_bot.jobs.config import JobConfigs, JobSpec
-from stat_bot.jobs.model import Job, JobRequest, JobStatus, ReportState, Source
+from stat_bot.jobs.model import Job, JobRequest, JobRequester, JobStatus, ReportState, Source
 from stat_bot.queue.base import OutboxMessage, Queue, QueueBusyError, QueueError, Recovered, Worker
 from stat_bot.report.messages import (
     Outcome,
-    Report,
     build_report,
+    build_reports,
     progress_report,
     requeued_report,
     start_notice,
     tail,
+    to_requesters,
 )
 from stat_bot.report.notifiers import Notifier
 from stat_bot.report.outbox import OutboxSender, outgoing
@@ -358,12 +359,17 @@ class Dispatcher:
     async def _finish(
         self, job: Job, spec: JobSpec | None, outcome: Outcome, duration: float | None = None
     ) -> None:
+        # Requests merged into the job (fixed once it left the queue) each get a copy;
+        # read only when there is something to send.
         report = build_report(job, spec, outcome)
         if report is not None and job.id in self._had_progress:
-            report.meta["replaces_progress"] = True
+            report.meta["replaces_progress"] = True  # the job's own report only
         self._had_progress.discard(job.id)
-        outbox = [outgoing(report, "report")] if report is not None else []
-        state = ReportState.PENDING if report else ReportState.NONE
+        reports = (
+            [] if report is None else to_requesters(report, job, spec, await self._requesters(job))
+        )
+        outbox = [outgoing(each, "report") for each in reports]
+        state = ReportState.PENDING if reports else ReportState.NONE
         finished = await self._q_persist(
             "finish",
             job.id,
@@ -389,6 +395,14 @@ class Dispatcher:
         if outbox:
             self.sender.wake()
 
+    async def _requesters(self, job: Job) -> list[JobRequester]:
+        """Who else asked for this job; none if that cannot be read (its own report still goes)."""
+        try:
+            return await self._q_quick(self.queue.requesters, job.id)
+        except QueueError as error:
+            self.log.error("merged requesters not read", job_id=job.id, error=str(error))
+            return []
+
     def _spec(self, job: Job) -> JobSpec | None:
         if self.configs.has_job(job.namespace, job.job_type):
             return self.configs.job(job.namespace, job.job_type)
@@ -407,12 +421,11 @@ class Dispatcher:
         job = item.job
         spec = self._spec(job)
         if item.requeued:
-            report: Report | None = requeued_report(job, spec)
-        else:
-            report = build_report(
-                job, spec, Outcome(JobStatus.LOST, log_dir=job.log_dir, note=job.note)
-            )
-        return [outgoing(report, "report" if not item.requeued else "notice")] if report else []
+            return [outgoing(requeued_report(job, spec), "notice")]
+        # On the queue's thread, inside the recovery's transaction: read with it.
+        outcome = Outcome(JobStatus.LOST, log_dir=job.log_dir, note=job.note)
+        reports = build_reports(job, spec, outcome, self.queue.requesters(job.id))
+        return [outgoing(report, "report") for report in reports]
 
     async def _recover(self) -> None:
         recovered: list[Recovered] = await self._q(

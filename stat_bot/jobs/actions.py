@@ -16,6 +16,7 @@ from stat_bot.jobs.config import JobConfigs
 from stat_bot.jobs.matching import Match
 from stat_bot.jobs.model import Job, JobRequest, Source
 from stat_bot.queue.base import EnqueueResult, Queue
+from stat_bot.report.messages import joined_text
 
 HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
@@ -106,14 +107,11 @@ def perform(
             now=now,
         )
         job = result.job
-        parts = [
-            f"Job #{job.id} {label} "
-            + (
-                "updated: it was already queued, so it now uses these arguments"
-                if result.coalesced
-                else "queued"
-            )
-        ]
+        if result.coalesced:
+            by_type = job_spec.coalesce == "type"
+            parts = [joined_text(job, by_type=by_type, in_thread=bool(requester.thread_ts))]
+        else:
+            parts = [f"Job #{job.id} {label} queued"]
         if spec.delay_seconds:
             parts.append(f"it starts in {spec.delay_seconds:g} s")
         if result.running and len(result.running) >= job_spec.concurrency:

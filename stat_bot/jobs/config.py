@@ -65,9 +65,21 @@ class JobSpec(_Strict):
     report_format: ReportFormat = "text"
     timeout: float | None = Field(None, gt=0)
     concurrency: int = Field(1, ge=1)
-    coalesce: bool = True
+    coalesce: bool | Literal["type"] = True
     retries: int = Field(0, ge=0, le=100)
     report_channel: str | None = None
+
+    @field_validator("coalesce", mode="before")
+    @classmethod
+    def _coalesce_mode(cls, value: Any) -> Any:
+        """One message naming the three choices (pydantic would give one per type tried)."""
+        if value is True or value is False or value == "type":
+            return value
+        raise ValueError(
+            f"must be True (merge a request into a queued job of the same type with "
+            f'the same arguments), "type" (merge any request of the type; the latest arguments '
+            f"win) or False (every request is its own job), not {value!r}"
+        )
 
 
 class CommandSpec(_Strict):

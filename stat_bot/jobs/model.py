@@ -5,7 +5,13 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+#: How a job type merges a new request into one already queued (job_configs.py's
+#: `coalesce`): True merges a request with the same arguments (bennettbot's rule),
+#: "type" merges any request of the type and the latest arguments win (ebmbot's),
+#: False never merges.
+CoalesceMode = bool | Literal["type"]
 
 
 class JobStatus(enum.StrEnum):
@@ -55,10 +61,32 @@ class JobRequest:
     source: Source = Source.CLI
     delay_seconds: float = 0.0
     concurrency: int = 1
-    coalesce: bool = True
+    coalesce: CoalesceMode = True
     retries: int = 0
     is_im: bool = False
     user_name: str | None = None  # the asker's Slack name, for people to read (user is the id)
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequester:
+    """Someone whose request was merged into a job already queued: where to answer them.
+
+    The job's own row keeps its first requester; each later one is kept here so
+    everyone who asked gets the result in their own thread. `args` are what this
+    requester asked for, and `replaced_args` whether their request changed the job's
+    arguments (a job that coalesces by type, where the latest arguments win).
+    """
+
+    job_id: int
+    channel: str | None
+    thread_ts: str | None
+    user: str | None
+    user_name: str | None
+    is_im: bool
+    source: str
+    args: dict[str, Any]
+    replaced_args: bool
+    created_at: float
 
 
 @dataclass(slots=True)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from stat_bot.jobs.model import Job, JobRequest, JobStatus, ReportState
+from stat_bot.jobs.model import Job, JobRequest, JobRequester, JobStatus, ReportState
 
 T = TypeVar("T")
 
@@ -235,7 +235,13 @@ class Queue(abc.ABC):
     # writing ---------------------------------------------------------------
     @abc.abstractmethod
     def enqueue(self, request: JobRequest, *, now: float | None = None) -> EnqueueResult:
-        """Add a job, or (coalesce) update the queued job of that type instead."""
+        """Add a job, or merge the request into a queued job and keep its requester.
+
+        `request.coalesce` True merges into a queued job of the same type and the same
+        args; "type" into any queued job of the type, whose args become the request's;
+        False never merges. A merged request's requester is stored in the same
+        transaction (see `requesters`); the job keeps its first requester.
+        """
 
     @abc.abstractmethod
     def claim(self, worker_id: str, limit: int, *, now: float | None = None) -> list[Job]:
@@ -498,6 +504,13 @@ class Queue(abc.ABC):
     # reading ---------------------------------------------------------------
     @abc.abstractmethod
     def get(self, job_id: int) -> Job | None: ...
+
+    @abc.abstractmethod
+    def requesters(self, job_id: int) -> list[JobRequester]:
+        """Who else asked for this job (requests merged into it), in the order they asked.
+
+        The job's own requester (its channel, thread and user) is not among them.
+        """
 
     @abc.abstractmethod
     def job_counts(self) -> list[JobCount]:

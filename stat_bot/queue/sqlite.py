@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from stat_bot.jobs.model import Job, JobRequest, JobStatus, ReportState
+from stat_bot.jobs.model import Job, JobRequest, JobRequester, JobStatus, ReportState
 from stat_bot.queue.base import (
     KEEP,
     Beat,
@@ -158,6 +158,24 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN user_name TEXT;
     """,
     """
+    -- Everyone whose request was merged into a queued job after its first requester,
+    -- so each gets the result in their own thread. Goes when the job is pruned.
+    CREATE TABLE job_requesters (
+        id            INTEGER PRIMARY KEY,
+        job_id        INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        channel       TEXT,
+        thread_ts     TEXT,
+        user          TEXT,
+        user_name     TEXT,
+        is_im         INTEGER NOT NULL DEFAULT 0,
+        source        TEXT    NOT NULL,
+        args          TEXT    NOT NULL DEFAULT '{}',
+        replaced_args INTEGER NOT NULL DEFAULT 0,
+        created_at    REAL    NOT NULL
+    );
+    CREATE INDEX job_requesters_job ON job_requesters (job_id);
+    """,
+    """
     -- Every message STAT bot sends on its own, written with the change that causes it and
     -- delivered by report/outbox.py until Slack accepts it, refuses it for good or it expires.
     CREATE TABLE outbox (
@@ -212,17 +230,47 @@ SQL_INSERT_JOB = (
 )
 
 SQL_FIND_QUEUED_OF_TYPE = """
-    SELECT id FROM jobs WHERE status = 'queued' AND namespace = ? AND job_type = ?
+    SELECT id, args FROM jobs WHERE status = 'queued' AND namespace = ? AND job_type = ?
+    ORDER BY id LIMIT 1
+"""
+# Arguments are stored as canonical JSON (sorted keys), so equal arguments are equal text.
+SQL_FIND_QUEUED_SAME_ARGS = """
+    SELECT id, args FROM jobs
+    WHERE status = 'queued' AND namespace = ? AND job_type = ? AND args = ?
     ORDER BY id LIMIT 1
 """
 
+# The job keeps its first requester (channel, thread, user, source); a merged request
+# moves when it starts (ebmbot's "the latest request's delay") and, by type, its args.
 SQL_COALESCE = (
     """
-    UPDATE jobs SET args = ?, channel = ?, thread_ts = ?, user = ?, source = ?, start_after = ?,
-                    max_retries = ?, concurrency = ?, is_im = ?, user_name = ?
+    UPDATE jobs SET args = ?, start_after = ?, max_retries = ?, concurrency = ?
     WHERE id = ? RETURNING """
     + JOB_COLUMNS
 )
+
+# A requester already answered where the job reports (same channel and thread as the
+# job or as an earlier requester: a schedule firing again, a repeated command in one
+# thread) is not kept twice.
+SQL_ADD_REQUESTER = """
+    INSERT INTO job_requesters (job_id, channel, thread_ts, user, user_name, is_im, source, args,
+                                replaced_args, created_at)
+    SELECT :job_id, :channel, :thread_ts, :user, :user_name, :is_im, :source, :args,
+           :replaced_args, :now
+    WHERE NOT EXISTS (SELECT 1 FROM jobs
+                      WHERE id = :job_id AND channel IS :channel AND thread_ts IS :thread_ts)
+      AND NOT EXISTS (SELECT 1 FROM job_requesters
+                      WHERE job_id = :job_id AND channel IS :channel AND thread_ts IS :thread_ts)
+"""
+SQL_MARK_ARGS_REPLACED = (
+    "UPDATE job_requesters SET replaced_args = 1 WHERE job_id = :job_id AND :replaced_args "
+    "AND channel IS :channel AND thread_ts IS :thread_ts"
+)
+SQL_REQUESTERS = """
+    SELECT job_id, channel, thread_ts, user, user_name, is_im, source, args, replaced_args,
+           created_at
+    FROM job_requesters WHERE job_id = ? ORDER BY id
+"""
 
 SQL_RUNNING_OF_TYPE = (
     "SELECT "
@@ -498,6 +546,15 @@ def _outbox_item(row: Sequence[Any]) -> OutboxItem:
     return OutboxItem(*values)
 
 
+def _requester(row: Sequence[Any]) -> JobRequester:
+    job_id, channel, thread_ts, user, user_name, is_im, source, args, replaced, created_at = row
+    return JobRequester(
+        job_id=job_id, channel=channel, thread_ts=thread_ts, user=user, user_name=user_name,
+        is_im=bool(is_im), source=source, args=json.loads(args), replaced_args=bool(replaced),
+        created_at=created_at,
+    )  # fmt: skip
+
+
 def _suppression(row: Sequence[object]) -> Suppression:
     return Suppression(*row)  # type: ignore[arg-type]
 
@@ -647,19 +704,40 @@ class SQLiteQueue(Queue):
     def _insert_or_coalesce(
         conn: sqlite3.Connection, request: JobRequest, created: float, start_after: float
     ) -> tuple[tuple, bool]:
-        """Insert the job, or with coalescing update the queued one of its type (ebmbot)."""
+        """Insert the job, or merge the request into a queued one and keep who asked.
+
+        `coalesce` True merges into a queued job of the type with the same arguments
+        (bennettbot's rule), "type" into any queued job of the type, whose arguments
+        become this request's (ebmbot's); either way the requester is stored beside
+        the job, in this transaction, so their answer cannot be lost.
+        """
         args = json.dumps(request.args, ensure_ascii=False, sort_keys=True)
         if request.coalesce:
-            existing = conn.execute(
-                SQL_FIND_QUEUED_OF_TYPE, (request.namespace, request.job_type)
-            ).fetchone()
+            if request.coalesce == "type":
+                existing = conn.execute(
+                    SQL_FIND_QUEUED_OF_TYPE, (request.namespace, request.job_type)
+                ).fetchone()
+            else:
+                existing = conn.execute(
+                    SQL_FIND_QUEUED_SAME_ARGS, (request.namespace, request.job_type, args)
+                ).fetchone()
             if existing:
+                job_id, old_args = existing
                 row = conn.execute(
                     SQL_COALESCE,
-                    (args, request.channel, request.thread_ts, request.user, request.source,
-                     start_after, request.retries, request.concurrency, int(request.is_im),
-                     request.user_name, existing[0]),
-                ).fetchone()  # fmt: skip
+                    (args, start_after, request.retries, request.concurrency, job_id),
+                ).fetchone()
+                requester = {
+                    "job_id": job_id, "channel": request.channel,
+                    "thread_ts": request.thread_ts, "user": request.user,
+                    "user_name": request.user_name, "is_im": int(request.is_im),
+                    "source": str(request.source), "args": args,
+                    "replaced_args": int(old_args != args), "now": created,
+                }  # fmt: skip
+                if conn.execute(SQL_ADD_REQUESTER, requester).rowcount == 0:
+                    # Already answered where this request came from: keep that the
+                    # arguments changed, for the note in the report.
+                    conn.execute(SQL_MARK_ARGS_REPLACED, requester)
                 return row, True
         row = conn.execute(
             SQL_INSERT_JOB,
@@ -1171,6 +1249,9 @@ class SQLiteQueue(Queue):
     def get(self, job_id: int) -> Job | None:
         rows = self._read(SQL_GET, (job_id,))
         return _job(rows[0]) if rows else None
+
+    def requesters(self, job_id: int) -> list[JobRequester]:
+        return [_requester(r) for r in self._read(SQL_REQUESTERS, (job_id,))]
 
     def jobs(
         self,

@@ -10,12 +10,14 @@ is pure: the outbox (report/outbox.py) and its notifier carry the messages.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from stat_bot.jobs.config import JobSpec
-from stat_bot.jobs.model import Job, JobStatus
+from stat_bot.jobs.model import Job, JobRequester, JobStatus
 
 # Slack truncates a message's text well above this, but renders ~4,000 at most
 # before "show more"; ebmbot's limit for a code block was the same.
@@ -61,6 +63,10 @@ class Report:
     is_im: bool = False
     title: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    #: None for the job's own report; for the copy sent to someone whose request was
+    #: merged into the job, that requester (their copy replaces no progress message
+    #: and is not reposted to tech support: the job's own report does both once).
+    requester: JobRequester | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +261,89 @@ def build_report(job: Job, spec: JobSpec | None, outcome: Outcome) -> Report | N
             [Message(f"Job #{job.id} {_label(job)} was cancelled.")], "info", **destination
         )
     return Report([failure_message(job, outcome)], "failure", **destination)
+
+
+def build_reports(
+    job: Job, spec: JobSpec | None, outcome: Outcome, requesters: Sequence[JobRequester] = ()
+) -> list[Report]:
+    """A finished job's report for its requester and a copy for each one merged into it.
+
+    Each copy goes to its requester's own channel and thread (else the job's
+    report_channel); a destination already answered gets nothing twice. When a merge
+    replaced the job's arguments (coalesce "type"), every report says what it ran with.
+    Empty when the config asks for silence.
+    """
+    report = build_report(job, spec, outcome)
+    return [] if report is None else to_requesters(report, job, spec, requesters)
+
+
+def to_requesters(
+    report: Report, job: Job, spec: JobSpec | None, requesters: Sequence[JobRequester]
+) -> list[Report]:
+    """`report` (the job's own) followed by a copy for each requester merged into the job."""
+    if any(r.replaced_args for r in requesters):
+        note = Message(merged_args_note(job, len(requesters) + 1))
+        report = dataclasses.replace(report, messages=[note, *report.messages])
+    reports = [report]
+    answered = {(report.channel, report.thread_ts)}
+    for requester in requesters:
+        channel = requester.channel or (spec.report_channel if spec else None)
+        if (channel, requester.thread_ts) in answered:
+            continue
+        answered.add((channel, requester.thread_ts))
+        reports.append(
+            dataclasses.replace(
+                report,
+                channel=channel,
+                thread_ts=requester.thread_ts,
+                is_im=requester.is_im,
+                requester=requester,
+                # Carried by the outbox, where `requester` is not: a copy replaces no
+                # progress message and is not reposted to tech support.
+                meta={**report.meta, "copy": True},
+            )
+        )
+    return reports
+
+
+def _args_text(args: dict[str, Any]) -> str:
+    return " ".join(f"{key}={value}" for key, value in args.items()) or "no arguments"
+
+
+def merged_args_note(job: Job, asked: int) -> str:
+    """Why someone may get the answer to other arguments than theirs (coalesce "type")."""
+    return (
+        f"Job #{job.id} {_label(job)} answers {asked} requests merged into it, and ran with "
+        f"the arguments asked for last: {escape_mrkdwn(_args_text(job.args))}."
+    )
+
+
+def _asker(job: Job) -> str:
+    """Who a job is queued for, for people to read, without pinging them."""
+    if job.user_name:
+        return f"@{job.user_name}"
+    if job.user:
+        return job.user
+    return {"schedule": "a schedule", "webhook": "a webhook", "cli": "the command line"}.get(
+        job.source, job.source
+    )
+
+
+def joined_text(job: Job, *, by_type: bool, in_thread: bool) -> str:
+    """The answer to a request merged into a queued job: which job, and for whom.
+
+    `by_type` (coalesce "type"): the job now runs with this request's arguments.
+    `in_thread`: the requester has a thread of their own, where its result will go.
+    """
+    parts = [f"Joined job #{job.id} {_label(job)}, already queued for {escape_mrkdwn(_asker(job))}"]
+    if by_type:
+        parts.append(
+            "it now runs with the latest arguments asked for "
+            f"({escape_mrkdwn(_args_text(job.args))}), and everyone who asked gets its result"
+        )
+    if in_thread:
+        parts.append("its result comes to this thread too")
+    return "; ".join(parts)
 
 
 def start_notice(job: Job, channel: str) -> Report:

@@ -357,6 +357,8 @@ class OutboxSender:
         support = self.settings.slack_tech_support_channel
         if item.kind != "report" or report.kind != "failure" or report.is_im or not support:
             return []
+        if report.meta.get("copy"):  # a merged requester's copy: the job's own report reposts
+            return []
         if not first.ts or not first.channel:
             return []
         repost = Report(

@@ -36,10 +36,11 @@ def _configs(configure, retries: int):
     )
 
 
-def _start_and_kill(start_dispatcher, queue, configs, settings, kill_at_end):
-    """Run the job under a dispatcher, kill -9 that dispatcher; the job's pids and id."""
+def _start_and_kill(start_dispatcher, queue, configs, settings, kill_at_end, job=None):
+    """Run the job (`job`, else a new one) under a dispatcher, kill -9 that dispatcher;
+    the job's pids and id."""
     first = start_dispatcher()
-    job = queue.enqueue(request_for(configs, "t", "hang")).job
+    job = job or queue.enqueue(request_for(configs, "t", "hang")).job
     wait_status(queue, job.id, JobStatus.RUNNING)
     leader = wait_pid(queue, job.id)
     kill_at_end(leader, job.id)
@@ -128,3 +129,27 @@ def test_a_running_peer_recovers_the_job_without_a_restart(
     assert job.worker_id.split(":")[1] == str(peer.pid)
     wait_until(lambda: process_gone(leader) and process_gone(child), 10, what="orphans to die")
     assert [w.pid for w in queue.workers()] == [peer.pid]
+
+
+def test_a_lost_job_is_reported_to_every_requester_merged_into_it(
+    configure, queue, settings, start_dispatcher, thread_dispatcher, kill_at_end
+):
+    configs = _configs(configure, retries=0)
+    asked = [
+        queue.enqueue(request_for(configs, "t", "hang", channel="C1", thread_ts=f"{i}.0"))
+        for i in range(3)
+    ]
+    assert [a.coalesced for a in asked] == [False, True, True]
+    job = asked[0].job
+    job_id, leader, child = _start_and_kill(
+        start_dispatcher, queue, configs, settings, kill_at_end, job
+    )
+
+    second = thread_dispatcher(configs)
+    reports = second.notifier.wait_for(3)
+    assert sorted(r.thread_ts for r in reports) == ["0.0", "1.0", "2.0"]
+    for report in reports:
+        assert report.kind == "failure"
+        assert report.job_id == job_id
+        assert f"Job #{job_id} `t hang` was lost" in report.messages[0].text
+    wait_until(lambda: process_gone(leader) and process_gone(child), 10, what="orphans to die")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 import time
 from datetime import datetime, timedelta
 
@@ -10,7 +13,7 @@ import pytest
 
 from stat_bot.jobs.actions import Requester, perform
 from stat_bot.jobs.matching import match_command
-from stat_bot.jobs.model import JobStatus
+from stat_bot.jobs.model import JobStatus, Source
 from tests.integration.conftest import (
     overlap,
     read_intervals,
@@ -139,12 +142,14 @@ def test_the_dispatcher_idles_while_due_jobs_wait(configure, queue, settings, st
 COALESCE_CONFIG = {
     "t": {
         "jobs": {
-            "merge": {"run_args_template": "echo {text}"},
+            "merge": {"run_args_template": "echo {text}", "coalesce": "type"},
+            "same": {"run_args_template": "echo {text}"},
             "each": {"run_args_template": "echo {text}", "coalesce": False},
             "hold": {"run_args_template": "sleep 30"},
         },
         "slack": [
             {"command": "merge [text]", "job_type": "merge", "delay_seconds": 60},
+            {"command": "same [text]", "job_type": "same", "delay_seconds": 60},
             {"command": "each [text]", "job_type": "each", "delay_seconds": 60},
             {"command": "hold", "job_type": "hold"},
         ],
@@ -153,6 +158,7 @@ COALESCE_CONFIG = {
 
 
 def test_a_second_enqueue_of_a_coalescing_type_updates_the_queued_job(configure, queue, cli):
+    # `"coalesce": "type"`: ebmbot's rule, the latest arguments win.
     configure(COALESCE_CONFIG)
     first = json.loads(cli("--json", "enqueue", "t merge one").stdout)
     second = json.loads(cli("--json", "enqueue", "t merge two").stdout)
@@ -160,9 +166,22 @@ def test_a_second_enqueue_of_a_coalescing_type_updates_the_queued_job(configure,
     assert second["coalesced"] is True
     assert second["job"]["id"] == first["job"]["id"]
     assert "already queued" in second["message"]
+    assert "it now runs with the latest arguments asked for (text=two)" in second["message"]
     (job,) = queue.jobs()
     assert job.args == {"text": "two"}
     assert job.status is JobStatus.QUEUED
+
+
+def test_by_default_only_a_request_with_the_same_arguments_joins(configure, queue, cli):
+    configure(COALESCE_CONFIG)
+    five = json.loads(cli("--json", "enqueue", "t same five").stdout)
+    seven = json.loads(cli("--json", "enqueue", "t same seven").stdout)
+    again = json.loads(cli("--json", "enqueue", "t same five").stdout)
+    assert [five["coalesced"], seven["coalesced"], again["coalesced"]] == [False, False, True]
+    assert seven["job"]["id"] != five["job"]["id"]
+    assert again["job"]["id"] == five["job"]["id"]
+    assert again["message"].startswith(f"Joined job #{five['job']['id']} `t same`, already queued")
+    assert sorted(j.args["text"] for j in queue.jobs()) == ["five", "seven"]
 
 
 def test_without_coalescing_each_enqueue_is_a_job(configure, queue):
@@ -190,9 +209,142 @@ def test_enqueue_reports_the_running_job_of_its_type(configure, queue, cli, star
     said = cli("enqueue", "t hold")
     assert said.returncode == 0, said.stderr
     assert f"#{running.job.id} of that type is running, so this one waits behind it" in said.stdout
-    assert f"Job #{behind.job.id} `t hold` updated" in said.stdout
+    assert f"Joined job #{behind.job.id} `t hold`, already queued" in said.stdout
     assert queue.get(behind.job.id).status is JobStatus.QUEUED
     assert len(queue.jobs()) == 2
+
+
+REPORTING_CONFIG = {
+    "r": {
+        "jobs": {
+            "echo": {"run_args_template": "echo said {text}", "report_stdout": True},
+            "ticket": {
+                "run_args_template": "echo ticket {number}",
+                "report_stdout": True,
+                "coalesce": "type",
+            },
+        },
+    }
+}
+
+
+def _ask(configs, job_type: str, i: int, **args: str):
+    return request_for(
+        configs, "r", job_type, args=args, channel="C0GENERAL", thread_ts=f"{i}.0",
+        user=f"U0{i}", user_name=f"user{i}", source=Source.SLACK,
+    )  # fmt: skip
+
+
+def test_every_merged_requester_gets_the_report_in_their_own_thread(
+    configure, queue, thread_dispatcher
+):
+    configs = configure(REPORTING_CONFIG)
+    queue.suppress("r", "echo", time.time() - 1, time.time() + 600)  # hold them all in the queue
+    merged = [queue.enqueue(_ask(configs, "echo", i, text="hi")) for i in range(5)]
+    other = queue.enqueue(_ask(configs, "echo", 9, text="bye"))
+    assert [r.coalesced for r in merged] == [False, True, True, True, True]
+    assert {r.job.id for r in merged} == {merged[0].job.id}
+    assert other.job.id != merged[0].job.id
+    dispatcher = thread_dispatcher(configs)
+    queue.unsuppress("r", "echo")
+    reports = dispatcher.notifier.wait_for(6, timeout=30)
+    seen = sorted((r.thread_ts, [m.text for m in r.messages]) for r in reports)
+    assert seen == [(f"{i}.0", ["said hi"]) for i in range(5)] + [("9.0", ["said bye"])]
+    assert {r.job_id for r in reports if r.thread_ts != "9.0"} == {merged[0].job.id}
+    wait_status(queue, merged[0].job.id, JobStatus.SUCCEEDED)
+
+
+def test_by_type_the_latest_arguments_win_and_every_requester_is_told(
+    configure, queue, thread_dispatcher
+):
+    configs = configure(REPORTING_CONFIG)
+    queue.suppress("r", "ticket", time.time() - 1, time.time() + 600)
+    five = queue.enqueue(_ask(configs, "ticket", 1, number="5"))
+    seven = queue.enqueue(_ask(configs, "ticket", 2, number="7"))
+    assert seven.coalesced
+    assert seven.job.id == five.job.id
+    assert seven.job.args == {"number": "7"}
+    assert seven.job.thread_ts == "1.0"  # still the first requester's job
+    dispatcher = thread_dispatcher(configs)
+    queue.unsuppress("r", "ticket")
+    reports = dispatcher.notifier.wait_for(2, timeout=30)
+    note = (
+        f"Job #{five.job.id} `r ticket` answers 2 requests merged into it, and ran with the "
+        "arguments asked for last: number=7."
+    )
+    assert sorted((r.thread_ts, [m.text for m in r.messages]) for r in reports) == [
+        ("1.0", [note, "ticket 7"]),
+        ("2.0", [note, "ticket 7"]),
+    ]
+
+
+MERGING_ENQUEUER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from stat_bot.jobs.model import JobRequest, Source
+    from stat_bot.queue.sqlite import SQLiteQueue
+
+    database, go, count, label = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    queue = SQLiteQueue(database)
+    while not go.exists():  # start all enqueuers at once
+        time.sleep(0.005)
+    for i in range(count):
+        queue.enqueue(JobRequest(namespace="t", job_type="same", args={"text": f"n{i % 5}"},
+                                 channel="C0GENERAL", thread_ts=f"{label}.{i}", user=label,
+                                 source=Source.SLACK))
+    queue.close()
+    """
+)
+
+
+def test_concurrent_enqueues_from_processes_merge_by_args_and_keep_every_requester(
+    configure, settings, queue, tmp_path, home
+):
+    """Four processes ask for five argument sets at once: five jobs, nobody lost or kept twice."""
+    configure(COALESCE_CONFIG)
+    processes, per_process = 4, 60
+    go = tmp_path / "go"
+    enqueuers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                MERGING_ENQUEUER,
+                str(settings.sqlite_path),
+                str(go),
+                str(per_process),
+                f"p{p}",
+            ],
+            cwd=home,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for p in range(processes)
+    ]
+    try:
+        go.touch()
+        for proc in enqueuers:
+            _, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err.decode(errors="replace")
+    finally:
+        for proc in enqueuers:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    jobs = queue.jobs(limit=100)
+    assert sorted(j.args["text"] for j in jobs) == [f"n{k}" for k in range(5)]
+    asked: list[tuple[str, str | None]] = []
+    for job in jobs:
+        requesters = queue.requesters(job.id)
+        # Every requester of a job asked for its arguments, and none moved the job.
+        assert {r.args["text"] for r in requesters} == {job.args["text"]}
+        assert all(not r.replaced_args for r in requesters)
+        assert len(requesters) == processes * per_process // 5 - 1
+        asked += [(job.args["text"], job.thread_ts)]
+        asked += [(r.args["text"], r.thread_ts) for r in requesters]
+    expected = [(f"n{i % 5}", f"p{p}.{i}") for p in range(processes) for i in range(per_process)]
+    assert sorted(asked) == sorted(expected)
 
 
 # -- concurrency -------------------------------------------------------------------------

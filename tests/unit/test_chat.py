@@ -152,6 +152,30 @@ def test_a_command_queues_its_job_and_only_reacts(chat: ChatCommands, queue: SQL
     )
 
 
+def test_the_same_command_while_queued_joins_the_job_and_says_so(
+    chat: ChatCommands, queue: SQLiteQueue
+):
+    queue.suppress("system", "hello", time.time() - 1, time.time() + 600)
+    chat.handle("system hello Ada", ask("U0ADMIN"))
+    bob = Asker("U0BOB", "C0GENERAL", "1700000000.000200")
+    answer = chat.handle("system hello Ada", bob)
+    (job,) = queue.jobs()
+    assert answer.reaction == "crossed_fingers"
+    assert text_of(answer).startswith(
+        f"Joined job #{job.id} `system hello`, already queued for @admin; "
+        "its result comes to this thread too"
+    )
+    (joined,) = queue.requesters(job.id)
+    assert (joined.user, joined.user_name, joined.channel, joined.thread_ts) == (
+        "U0BOB", "bob", "C0GENERAL", "1700000000.000200",
+    )  # fmt: skip
+    # Other arguments are another job, queued as usual.
+    other = chat.handle("system hello Bob", bob)
+    assert "Joined" not in text_of(other)
+    assert f"Job #{job.id + 1} `system hello` queued" in text_of(other)
+    assert sorted(j.args["name"] for j in queue.jobs()) == ["Ada", "Bob"]
+
+
 def test_a_command_behind_a_running_job_says_so(chat: ChatCommands, queue: SQLiteQueue):
     chat.handle("system nap 30", ask())
     (first,) = queue.claim("w1", 1)

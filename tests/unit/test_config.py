@@ -289,6 +289,28 @@ def test_wrong_type_names_key_and_value():
     assert "'yes please'" in problem
 
 
+@pytest.mark.parametrize("value", [True, False, "type"])
+def test_coalesce_takes_true_false_or_type(value):
+    configs = parse_config(one_namespace({"j": {"run_args_template": "echo", "coalesce": value}}))
+    assert configs.job("ns", "j").coalesce == value
+
+
+@pytest.mark.parametrize("value", ["args", "Type", "yes", 1, None, ["type"]])
+def test_another_coalesce_value_names_the_three_choices(value):
+    (problem,) = problems_of(
+        one_namespace({"hello": {"run_args_template": "echo", "coalesce": value}})
+    )
+    assert "namespace 'ns', job 'hello'" in problem
+    assert "key 'coalesce'" in problem
+    assert (
+        "True (merge a request into a queued job of the same type with the same arguments)"
+        in problem
+    )
+    assert '"type" (merge any request of the type; the latest arguments win)' in problem
+    assert "False (every request is its own job)" in problem
+    assert repr(value) in problem
+
+
 def test_wrong_numeric_value_says_the_bound():
     (problem,) = problems_of(
         one_namespace({"hello": {"run_args_template": "echo", "concurrency": 0}})

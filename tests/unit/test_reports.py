@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stat_bot.jobs.config import JobSpec
-from stat_bot.jobs.model import JobStatus
+from stat_bot.jobs.model import JobRequester, JobStatus
 from stat_bot.report.messages import (
     MAX_BLOCKS,
     MAX_TEXT,
@@ -19,6 +19,8 @@ from stat_bot.report.messages import (
     Outcome,
     Report,
     build_report,
+    build_reports,
+    joined_text,
     split_text,
     success_messages,
     tail,
@@ -423,3 +425,79 @@ def test_recording_notifier_can_fail():
     notifier.fail_with = None
     notifier.deliver(Report([Message("ok")]))
     assert len(notifier.reports) == 1
+
+
+# --- one report per requester of a merged job ---------------------------------------------
+
+
+def requester(channel: str | None, thread_ts: str | None, **values) -> JobRequester:
+    fields = {
+        "job_id": 42, "user": "U2", "user_name": "bob", "is_im": False, "source": "slack",
+        "args": {}, "replaced_args": False, "created_at": 1000.5,
+    }  # fmt: skip
+    fields.update(values)
+    return JobRequester(channel=channel, thread_ts=thread_ts, **fields)
+
+
+def test_every_merged_requester_gets_the_report_in_their_own_thread():
+    job = make_job(channel="C1", thread_ts="1.0")
+    merged = [requester("C2", "2.0"), requester("D3", "3.0", is_im=True)]
+    reports = build_reports(job, spec(report_stdout=True), succeeded("Hello Ada\n"), merged)
+    assert [(r.channel, r.thread_ts, r.is_im) for r in reports] == [
+        ("C1", "1.0", False),
+        ("C2", "2.0", False),
+        ("D3", "3.0", True),
+    ]
+    assert [[m.text for m in r.messages] for r in reports] == [["Hello Ada"]] * 3
+    assert {r.job_id for r in reports} == {42}
+    assert [r.requester for r in reports] == [None, *merged]
+
+
+def test_a_requester_without_a_channel_gets_the_report_channel_once():
+    job = make_job(channel=None, thread_ts=None)
+    merged = [requester(None, None, source="cli"), requester("#ops", None, source="schedule")]
+    reports = build_reports(job, spec(report_channel="#ops"), succeeded(), merged)
+    # The CLI requester's place is the job's own (report_channel): answered once.
+    assert [(r.channel, r.thread_ts) for r in reports] == [("#ops", None)]
+
+
+def test_a_silent_job_is_silent_for_every_requester():
+    merged = [requester("C2", "2.0")]
+    assert build_reports(make_job(), spec(report_success=False), succeeded(), merged) == []
+
+
+def test_a_failure_reaches_every_requester():
+    job = make_job(channel="C1", thread_ts="1.0")
+    outcome = Outcome(JobStatus.FAILED, exit_code=3, stderr_tail="broken disk")
+    reports = build_reports(job, spec(), outcome, [requester("C2", "2.0")])
+    assert [r.kind for r in reports] == ["failure", "failure"]
+    assert all("failed with exit status 3" in r.messages[0].text for r in reports)
+
+
+def test_when_a_merge_replaced_the_arguments_every_report_says_what_ran():
+    job = make_job(channel="C1", thread_ts="1.0", job_type="ticket", args={"number": "7"})
+    merged = [requester("C2", "2.0", args={"number": "7"}, replaced_args=True)]
+    reports = build_reports(job, spec(report_stdout=True), succeeded("ticket 7\n"), merged)
+    note = (
+        "Job #42 `example ticket` answers 2 requests merged into it, and ran with the "
+        "arguments asked for last: number=7."
+    )
+    assert [[m.text for m in r.messages] for r in reports] == [[note, "ticket 7"]] * 2
+    # Without a replacement there is nothing to explain.
+    same = [requester("C2", "2.0", args={"number": "7"})]
+    plain = build_reports(job, spec(report_stdout=True), succeeded("ticket 7\n"), same)
+    assert [[m.text for m in r.messages] for r in plain] == [["ticket 7"]] * 2
+
+
+def test_the_joined_answer_names_the_job_and_whom_it_is_queued_for():
+    job = make_job(status=JobStatus.QUEUED, user_name="ada", args={"name": "Zed"})
+    assert joined_text(job, by_type=False, in_thread=True) == (
+        "Joined job #42 `example hello`, already queued for @ada; "
+        "its result comes to this thread too"
+    )
+    assert joined_text(job, by_type=True, in_thread=False) == (
+        "Joined job #42 `example hello`, already queued for @ada; it now runs with the latest "
+        "arguments asked for (name=Zed), and everyone who asked gets its result"
+    )
+    scheduled = make_job(status=JobStatus.QUEUED, user=None, source="schedule")
+    assert "already queued for a schedule" in joined_text(scheduled, by_type=False, in_thread=False)

@@ -240,25 +240,133 @@ def test_unsuppress_releases_held_jobs(queue: SQLiteQueue):
     assert [j.id for j in queue.claim("w1", 1, now=T0 + 2)] == [job.id]
 
 
-def test_coalescing_updates_the_queued_job(queue: SQLiteQueue):
-    first = queue.enqueue(request(args={"n": "1"}, channel="C1", delay_seconds=5), now=T0)
-    second = queue.enqueue(request(args={"n": "2"}, channel="C2", delay_seconds=5), now=T0 + 3)
+def test_coalescing_by_type_updates_the_queued_job_and_keeps_both_requesters(queue: SQLiteQueue):
+    first = queue.enqueue(
+        request(args={"n": "1"}, channel="C1", delay_seconds=5, coalesce="type"), now=T0
+    )
+    second = queue.enqueue(
+        request(
+            args={"n": "2"}, channel="C2", thread_ts="2.5", user="U2", user_name="bob",
+            source=Source.SLACK, delay_seconds=5, coalesce="type",
+        ),
+        now=T0 + 3,
+    )  # fmt: skip
     assert second.coalesced is True
     assert second.job.id == first.job.id
-    assert second.job.args == {"n": "2"}
-    assert second.job.channel == "C2"
+    assert second.job.args == {"n": "2"}  # the latest arguments win
+    # The job stays with its first requester; the second is kept beside it.
+    assert second.job.channel == "C1"
     assert second.job.start_after == T0 + 8
     assert second.job.created_at == T0
     assert [j.id for j in queue.jobs()] == [first.job.id]
+    (joined,) = queue.requesters(first.job.id)
+    assert (joined.channel, joined.thread_ts, joined.user, joined.user_name) == (
+        "C2", "2.5", "U2", "bob",
+    )  # fmt: skip
+    assert joined.source == "slack"
+    assert joined.args == {"n": "2"}
+    assert joined.replaced_args is True
+    assert joined.created_at == T0 + 3
 
 
-def test_coalescing_leaves_running_jobs_alone(queue: SQLiteQueue):
-    running = queue.enqueue(request(args={"n": "1"}), now=T0).job
+def test_by_default_only_the_same_arguments_are_merged(queue: SQLiteQueue):
+    five = queue.enqueue(request(args={"n": "5"}, channel="C1", thread_ts="1.0"), now=T0)
+    seven = queue.enqueue(request(args={"n": "7"}, channel="C1", thread_ts="2.0"), now=T0 + 1)
+    again = queue.enqueue(
+        request(args={"n": "5"}, channel="C2", thread_ts="3.0", user="U3", is_im=True), now=T0 + 2
+    )
+    assert (five.coalesced, seven.coalesced, again.coalesced) == (False, False, True)
+    assert seven.job.id != five.job.id
+    assert again.job.id == five.job.id
+    assert again.job.args == {"n": "5"}
+    assert (again.job.channel, again.job.thread_ts) == ("C1", "1.0")
+    assert queue.get(seven.job.id).args == {"n": "7"}
+    assert queue.requesters(seven.job.id) == []
+    (joined,) = queue.requesters(five.job.id)
+    assert (joined.channel, joined.thread_ts, joined.user, joined.is_im) == (
+        "C2",
+        "3.0",
+        "U3",
+        True,
+    )
+    assert joined.replaced_args is False
+
+
+def test_arguments_compare_by_value_not_by_the_order_they_were_given(queue: SQLiteQueue):
+    a = queue.enqueue(request(args={"x": "1", "y": "2"}), now=T0)
+    b = queue.enqueue(request(args={"y": "2", "x": "1"}, channel="C9"), now=T0)
+    c = queue.enqueue(request(args={"x": "1", "y": "3"}, channel="C9"), now=T0)
+    assert b.coalesced
+    assert b.job.id == a.job.id
+    assert not c.coalesced
+
+
+def test_every_merged_requester_is_kept_in_order_and_none_twice(queue: SQLiteQueue):
+    job = queue.enqueue(request(channel="C1", thread_ts="1.0"), now=T0).job
+    for i in range(2, 6):
+        assert queue.enqueue(request(channel="C1", thread_ts=f"{i}.0"), now=T0 + i).coalesced
+    # The same place again (the first requester's thread, a later one's) is answered already.
+    assert queue.enqueue(request(channel="C1", thread_ts="1.0"), now=T0 + 9).coalesced
+    assert queue.enqueue(request(channel="C1", thread_ts="3.0"), now=T0 + 9).coalesced
+    assert [r.thread_ts for r in queue.requesters(job.id)] == ["2.0", "3.0", "4.0", "5.0"]
+
+
+def test_a_schedule_and_a_webhook_merge_and_keep_their_requesters_too(queue: SQLiteQueue):
+    job = queue.enqueue(request(channel="C1", thread_ts="1.0"), now=T0).job
+    queue.sync_schedules([ScheduleRow("ns.tick", "ns", "hello", "* * * * *")], now=T0)
+    fired = queue.fire_schedule("ns.tick", T0 + 60, request(channel="#ops", source=Source.SCHEDULE))
+    accepted = queue.accept_delivery(
+        "github", "d-1", [request(channel="#ci", source=Source.WEBHOOK)], now=T0 + 61
+    )
+    assert fired is not None
+    assert fired.coalesced
+    assert fired.job.id == job.id
+    assert accepted is not None
+    assert accepted[0].coalesced
+    assert [(r.channel, r.source) for r in queue.requesters(job.id)] == [
+        ("#ops", "schedule"),
+        ("#ci", "webhook"),
+    ]
+
+
+def test_a_merge_and_its_requester_are_one_transaction(queue: SQLiteQueue, other: SQLiteQueue):
+    job = queue.enqueue(request(args={"n": "1"}, delay_seconds=5, coalesce="type"), now=T0).job
+    with sqlite3.connect(queue.path) as db:
+        db.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON job_requesters "
+            "BEGIN SELECT RAISE(ABORT, 'requesters table refused'); END"
+        )
+    with pytest.raises(sqlite3.DatabaseError, match="requesters table refused"):
+        other.enqueue(
+            request(args={"n": "2"}, channel="C2", delay_seconds=5, coalesce="type"), now=T0 + 3
+        )
+    # Nothing of the merge stayed: the job still has its own arguments and start.
+    kept = queue.get(job.id)
+    assert kept.args == {"n": "1"}
+    assert kept.start_after == T0 + 5
+    assert queue.requesters(job.id) == []
+
+
+def test_requesters_go_when_their_job_is_pruned(queue: SQLiteQueue):
+    job = queue.enqueue(request(channel="C1"), now=T0).job
+    queue.enqueue(request(channel="C2"), now=T0)
+    (claimed,) = queue.claim("w1", 1, now=T0)
+    queue.finish(claimed.id, JobStatus.SUCCEEDED, 0, now=T0 + 1)
+    assert len(queue.requesters(job.id)) == 1
+    assert [j.id for j in queue.prune(T0 + 2)] == [job.id]
+    with sqlite3.connect(queue.path) as db:
+        assert db.execute("SELECT count(*) FROM job_requesters").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("coalesce", [True, "type"])
+def test_coalescing_leaves_running_jobs_alone(queue: SQLiteQueue, coalesce):
+    running = queue.enqueue(request(args={"n": "1"}, coalesce=coalesce), now=T0).job
     queue.claim("w1", 1, now=T0)
-    queued = queue.enqueue(request(args={"n": "2"}), now=T0)
+    queued = queue.enqueue(request(args={"n": "1"}, channel="C2", coalesce=coalesce), now=T0)
     assert queued.coalesced is False
     assert queued.job.id != running.id
     assert [j.id for j in queued.running] == [running.id]
+    assert queue.requesters(running.id) == []
 
 
 def test_without_coalescing_every_request_is_a_job(queue: SQLiteQueue):
