@@ -198,7 +198,7 @@ class OutboxSender:
             if self._stop.is_set():
                 self._release(items[index:])
                 break
-            if self._attempt(item, pause=False) is not Outcome.RETRY:
+            if self._attempt(item) is not Outcome.RETRY:
                 failed_in_a_row, retry_at = 0, 0.0
                 continue
             failed_in_a_row += 1
@@ -230,7 +230,7 @@ class OutboxSender:
                 if item is not None:
                     self._log_expired(item)
                 return self.queue.outbox_get(item_id)
-            if self._attempt(item, pause=False) is not Outcome.RETRY:
+            if self._attempt(item) is not Outcome.RETRY:
                 return self.queue.outbox_get(item_id)
             current = self.queue.outbox_get(item_id)
             if current is None or time.time() + FIRST_RETRY >= deadline:
@@ -277,7 +277,7 @@ class OutboxSender:
                 time.sleep(delay)
 
     # one message ----------------------------------------------------------------------
-    def _attempt(self, item: OutboxItem, *, pause: bool = True) -> Outcome:
+    def _attempt(self, item: OutboxItem) -> Outcome:
         report = decode(item.payload)
         channel = report.channel or self.settings.slack_logs_channel
         report = dc_replace(report, channel=channel)
@@ -295,10 +295,10 @@ class OutboxSender:
         except DeliveryError as error:
             if error.permanent:
                 return self._give_up(item, str(error))
-            return self._retry(item, error, pause)
+            return self._retry(item, error)
         except Exception as error:  # a bug or an unexpected answer: retried, and logged whole
             self.log.exception("outbox: unexpected error sending", item=item.id, kind=item.kind)
-            return self._retry(item, DeliveryError(f"{type(error).__name__}: {error}"), pause)
+            return self._retry(item, DeliveryError(f"{type(error).__name__}: {error}"))
         first = first or Posted(channel)
         self._after_file_report(item, report)
         self._record(
@@ -378,7 +378,7 @@ class OutboxSender:
         )
         return Outcome.FAILED
 
-    def _retry(self, item: OutboxItem, error: DeliveryError, pause: bool) -> Outcome:
+    def _retry(self, item: OutboxItem, error: DeliveryError) -> Outcome:
         if error.retry_after is not None:
             # Rate limited: Slack is up and says exactly when; no need to back off further.
             delay = error.retry_after + random.random() / 10
@@ -387,8 +387,6 @@ class OutboxSender:
             delay *= 1 + random.random() / 4  # senders in several processes do not stay in step
         retry_at = time.time() + delay
         self._record(self.queue.outbox_retry, item.id, str(error), retry_at)
-        if pause:
-            self._pause(retry_at)
         self.log.warning(
             "message not delivered yet; will retry",
             item=item.id,
