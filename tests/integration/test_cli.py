@@ -224,7 +224,15 @@ def test_status_of_an_empty_queue(configure, cli):
         "suppressions": [],
         "schedules": [],
         "dispatchers": [],
+        "undelivered": {
+            "pending": 0,
+            "oldest_pending_at": None,
+            "failed": 0,
+            "expired": 0,
+            "last_error": None,
+        },
     }
+    assert "Undelivered messages:\n  none: every message has been delivered" in result.stdout
 
 
 # -- check-config ---------------------------------------------------------------------------

@@ -106,8 +106,12 @@ def test_readyz_is_ready_while_a_dispatcher_runs_and_not_after(
     status, body = readyz(client)
     assert status == 200, body
     assert body["ready"] is True
-    assert set(body["checks"]) == {"database", "dispatcher"}
+    assert set(body["checks"]) == {"database", "dispatcher", "delivery"}
     assert "1 dispatcher(s) alive" in body["checks"]["dispatcher"]["detail"]
+    assert body["checks"]["delivery"] == {
+        "ready": True,
+        "detail": "every message has been delivered",
+    }
     td.stop()  # a clean stop unregisters the dispatcher
     status, body = readyz(client)
     assert status == 503
