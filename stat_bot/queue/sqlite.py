@@ -153,6 +153,33 @@ MIGRATIONS: tuple[str, ...] = (
     -- The asker's Slack name beside their id, for what people read (Trac, the dashboard).
     ALTER TABLE jobs ADD COLUMN user_name TEXT;
     """,
+    """
+    -- Dashboard sessions held on the server (a hash of the cookie's id), so logout ends
+    -- one for good: a cookie copied before logout finds no row afterwards.
+    CREATE TABLE web_sessions (
+        id_hash    TEXT PRIMARY KEY,
+        user       TEXT NOT NULL,
+        created_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX web_sessions_user ON web_sessions (user);
+
+    -- Rate-limit counters (login throttling) shared by every web worker: one fixed window each.
+    CREATE TABLE throttle (
+        key        TEXT PRIMARY KEY,
+        hits       INTEGER NOT NULL,
+        expires_at REAL    NOT NULL
+    ) WITHOUT ROWID;
+
+    -- Digests of accepted webhook bodies, so a captured body sent again under a new
+    -- delivery id enqueues nothing (kept as long as the deliveries are).
+    CREATE TABLE delivery_digests (
+        source      TEXT NOT NULL,
+        digest      TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        PRIMARY KEY (source, digest)
+    ) WITHOUT ROWID;
+    CREATE INDEX delivery_digests_received ON delivery_digests (received_at);
+    """,
 )
 
 JOB_COLUMNS = (
@@ -301,6 +328,28 @@ SQL_INSERT_DELIVERY = """
     ON CONFLICT (source, delivery_id) DO NOTHING
 """
 SQL_PRUNE_DELIVERIES = "DELETE FROM deliveries WHERE received_at < ?"
+SQL_DIGEST_SEEN = "SELECT 1 FROM delivery_digests WHERE source = ? AND digest = ?"
+SQL_INSERT_DIGEST = "INSERT INTO delivery_digests (source, digest, received_at) VALUES (?, ?, ?)"
+SQL_PRUNE_DIGESTS = "DELETE FROM delivery_digests WHERE received_at < ?"
+
+SQL_OPEN_SESSION = "INSERT INTO web_sessions (id_hash, user, created_at) VALUES (?, ?, ?)"
+SQL_EXPIRE_SESSIONS = "DELETE FROM web_sessions WHERE created_at < ?"
+SQL_SESSION_USER = "SELECT user FROM web_sessions WHERE id_hash = ? AND created_at >= ?"
+SQL_CLOSE_SESSION = "DELETE FROM web_sessions WHERE id_hash = ?"
+SQL_CLOSE_USER_SESSIONS = "DELETE FROM web_sessions WHERE user = ?"
+
+# A fixed window per key: the first hit after the window ended starts a new one.
+SQL_THROTTLE_HIT = """
+    INSERT INTO throttle (key, hits, expires_at) VALUES (:key, :amount, :now + :expiry)
+    ON CONFLICT (key) DO UPDATE SET
+        hits = CASE WHEN expires_at <= :now THEN excluded.hits ELSE hits + excluded.hits END,
+        expires_at = CASE WHEN expires_at <= :now THEN excluded.expires_at ELSE expires_at END
+    RETURNING hits
+"""
+SQL_THROTTLE_GET = "SELECT hits, expires_at FROM throttle WHERE key = ? AND expires_at > ?"
+SQL_THROTTLE_CLEAR = "DELETE FROM throttle WHERE key = ?"
+SQL_THROTTLE_CLEAR_ALL = "DELETE FROM throttle"
+SQL_PRUNE_THROTTLE = "DELETE FROM throttle WHERE expires_at <= ?"
 SQL_COUNT = """
     INSERT INTO counters (name, label, value) VALUES (?, ?, ?)
     ON CONFLICT (name, label) DO UPDATE SET value = value + excluded.value
@@ -680,6 +729,8 @@ class SQLiteQueue(Queue):
             rows = conn.execute(SQL_PRUNE, (before,)).fetchall()
             conn.execute(SQL_PRUNE_SUPPRESSIONS, (time.time(),))
             conn.execute(SQL_PRUNE_DELIVERIES, (before,))
+            conn.execute(SQL_PRUNE_DIGESTS, (before,))
+            conn.execute(SQL_PRUNE_THROTTLE, (time.time(),))
         return [_job(r) for r in rows]
 
     # workers ---------------------------------------------------------------
@@ -786,13 +837,18 @@ class SQLiteQueue(Queue):
         delivery_id: str,
         requests: Sequence[JobRequest],
         *,
+        digest: str | None = None,
         now: float | None = None,
     ) -> list[EnqueueResult] | None:
         now = time.time() if now is None else now
         results: list[EnqueueResult] = []
         with self._write() as conn:
+            if digest is not None and conn.execute(SQL_DIGEST_SEEN, (source, digest)).fetchone():
+                return None  # a captured body under a new delivery id: nothing is written
             if conn.execute(SQL_INSERT_DELIVERY, (source, delivery_id, now)).rowcount != 1:
                 return None
+            if digest is not None:
+                conn.execute(SQL_INSERT_DIGEST, (source, digest, now))
             for request in requests:
                 start_after = now + request.delay_seconds
                 row, coalesced = self._insert_or_coalesce(conn, request, now, start_after)
@@ -804,6 +860,48 @@ class SQLiteQueue(Queue):
         if results:
             self._wakeup.notify()
         return results
+
+    # web sessions -----------------------------------------------------------
+    def open_session(
+        self, id_hash: str, user: str, *, max_age: float, now: float | None = None
+    ) -> None:
+        now = time.time() if now is None else now
+        with self._write() as conn:
+            conn.execute(SQL_EXPIRE_SESSIONS, (now - max_age,))
+            conn.execute(SQL_OPEN_SESSION, (id_hash, user, now))
+
+    def session_user(self, id_hash: str, *, max_age: float, now: float | None = None) -> str | None:
+        now = time.time() if now is None else now
+        rows = self._read(SQL_SESSION_USER, (id_hash, now - max_age))
+        return rows[0][0] if rows else None
+
+    def close_session(self, id_hash: str) -> bool:
+        with self._write() as conn:
+            return conn.execute(SQL_CLOSE_SESSION, (id_hash,)).rowcount > 0
+
+    def close_user_sessions(self, user: str) -> int:
+        with self._write() as conn:
+            return conn.execute(SQL_CLOSE_USER_SESSIONS, (user,)).rowcount
+
+    # throttling ---------------------------------------------------------------
+    def throttle_hit(
+        self, key: str, expiry: float, amount: int = 1, *, now: float | None = None
+    ) -> int:
+        now = time.time() if now is None else now
+        params = {"key": key, "amount": amount, "now": now, "expiry": expiry}
+        with self._write() as conn:
+            return int(conn.execute(SQL_THROTTLE_HIT, params).fetchone()[0])
+
+    def throttle_get(self, key: str, *, now: float | None = None) -> tuple[int, float | None]:
+        now = time.time() if now is None else now
+        rows = self._read(SQL_THROTTLE_GET, (key, now))
+        return (int(rows[0][0]), float(rows[0][1])) if rows else (0, None)
+
+    def throttle_clear(self, key: str | None = None) -> int:
+        with self._write() as conn:
+            if key is None:
+                return conn.execute(SQL_THROTTLE_CLEAR_ALL).rowcount
+            return conn.execute(SQL_THROTTLE_CLEAR, (key,)).rowcount
 
     def count(self, name: str, label: str, by: int = 1) -> None:
         with self._write() as conn:

@@ -51,9 +51,9 @@ def create_app(
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     app.extensions[KEY] = Services(settings, queue=queue, configs=configs, slack=slack)
 
-    csrf.init_app(app)
     errors.register(app)
-    auth.init_app(app)
+    auth.init_app(app)  # first: its checks (the relay token's scope) run before CSRF's
+    csrf.init_app(app)
     _register_blueprints(app)
 
     @app.after_request

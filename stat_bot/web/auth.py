@@ -4,6 +4,8 @@ Pages and state-changing routes need one of these. Sessions come from the login
 form (Flask-Login, password hashes from `users.py`); a reverse proxy that already
 authenticated the user may say who it is in WEB_TRUSTED_USER_HEADER; programs on
 other sites (the HPC-STAT Trac page) send STAT_RELAY_TOKEN as a bearer token.
+The token opens only the relay's two routes (TOKEN_ENDPOINTS): it is handed to
+another site's page, so it must not also read job history, arguments or logs.
 Cookie-authenticated state changes also need the CSRF token (Flask-WTF); a bearer
 token cannot be sent by a forged cross-site form, so it needs none.
 """
@@ -42,6 +44,13 @@ login_manager = LoginManager()
 login_manager.login_view = "auth.login"
 login_manager.login_message = "Log in to see this page."
 
+# The only routes STAT_RELAY_TOKEN opens (stat_relay.py): /slack-proxy and /set-interval.
+TOKEN_ENDPOINTS = frozenset({"stat_relay.slack_proxy", "stat_relay.set_interval"})
+TOKEN_REFUSED = (
+    "STAT_RELAY_TOKEN opens only /slack-proxy and /set-interval; "
+    "log in to the dashboard for everything else"
+)
+
 
 class User(UserMixin):
     """A dashboard user; `via` says how they were recognised (session, proxy or token)."""
@@ -66,15 +75,34 @@ def _from_request(req: Any) -> User | None:
         name = (req.headers.get(header) or "").strip()
         if name:
             return User(name, via="proxy")
-    token = settings.stat_relay_token
-    auth = req.headers.get("Authorization", "")
-    if (
-        token is not None
-        and auth.startswith("Bearer ")
-        and hmac.compare_digest(auth[7:].strip().encode(), token.get_secret_value().encode())
-    ):
+    if has_relay_token(req) and req.endpoint in TOKEN_ENDPOINTS:
         return User("relay", via="token")
     return None
+
+
+def has_relay_token(req: Any) -> bool:
+    """Whether the request carries `Authorization: Bearer <STAT_RELAY_TOKEN>` (constant time)."""
+    token = services().settings.stat_relay_token
+    auth = req.headers.get("Authorization", "")
+    return (
+        token is not None
+        and bool(token.get_secret_value())
+        and auth.startswith("Bearer ")
+        and hmac.compare_digest(auth[7:].strip().encode(), token.get_secret_value().encode())
+    )
+
+
+def refuse_token_elsewhere() -> None:
+    """403 for the relay token on any route but the relay's (not a login page or a redirect).
+
+    Saying so plainly helps whoever wired the token to the wrong address; a 302 to /login
+    would look like a server fault to a program.
+    """
+    if request.endpoint is None or request.endpoint in TOKEN_ENDPOINTS:
+        return
+    if request.method != "OPTIONS" and has_relay_token(request):
+        log.warning("relay token refused", path=request.path[:200], remote=request.remote_addr)
+        raise ApiError(403, TOKEN_REFUSED)
 
 
 def who() -> str:
@@ -144,4 +172,5 @@ def logout() -> Any:
 
 def init_app(app: Flask) -> None:
     login_manager.init_app(app)
+    app.before_request(refuse_token_elsewhere)
     app.register_blueprint(bp)

@@ -12,9 +12,11 @@ checks run in this order, each refusal saying what to fix:
 6. `ping` (sent when the webhook is created): 200. Not recorded as a delivery: it
    enqueues nothing, so a repeated ping is harmless.
 7. Rules for the event are matched, and the delivery is recorded and its jobs
-   enqueued in one transaction (`Queue.accept_delivery`): a delivery id seen before
-   is acknowledged (200, `duplicate`) and enqueues nothing; no rule matched is 200
-   with no jobs (still recorded); otherwise 202 with the jobs.
+   enqueued in one transaction (`Queue.accept_delivery`): a delivery id seen before,
+   or a body seen before (its SHA-256 digest is kept as long as the delivery ids, so a
+   captured body replayed under a new `X-GitHub-Delivery` is caught too), is
+   acknowledged (200, `duplicate`) and enqueues nothing; no rule matched is 200 with
+   no jobs (still recorded); otherwise 202 with the jobs.
 
 A job that lands in an active suppression gets a notice in the namespace's channel
 saying until when and how to lift it; Slack being down never fails the webhook.
@@ -24,6 +26,7 @@ Every request is counted in the queue counter `webhook_requests` by result (for
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 import time
@@ -126,7 +129,8 @@ def _receive(project: str) -> tuple[str, int, dict[str, Any]]:
         except PayloadError as error:
             raise RefusedError(400, "bad_request", f"{event} payload: {error}", "body") from None
         requests = [_request(namespace, rule, github) for rule in rules if matches(rule, github)]
-    results = svc.queue.accept_delivery(SOURCE, delivery, requests)
+    digest = hashlib.sha256(body).hexdigest()  # GitHub signs the body alone: this is what replays
+    results = svc.queue.accept_delivery(SOURCE, delivery, requests, digest=digest)
     answer: dict[str, Any] = {"ok": True, "event": event, "delivery": delivery}
     if results is None:
         return "duplicate", 200, {**answer, "duplicate": True, "jobs": []}

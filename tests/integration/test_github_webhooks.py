@@ -232,6 +232,32 @@ def test_a_replayed_delivery_is_acknowledged_and_ignored(client, queue):
     assert queue.counters(COUNTER) == {"accepted": 1, "duplicate": 1}
 
 
+def test_a_captured_body_replayed_with_a_new_delivery_id_enqueues_nothing(client, queue):
+    body = gh.encode(gh.push())
+    first = deliver(client, "push", gh.push(), body=body)
+    replay = deliver(client, "push", gh.push(), body=body, delivery=gh.delivery_id())
+    assert first.status_code == 202
+    assert replay.status_code == 200
+    assert replay.json["duplicate"] is True
+    assert replay.json["jobs"] == []
+    assert len(all_jobs(queue)) == 1
+    assert queue.counters(COUNTER) == {"accepted": 1, "duplicate": 1}
+    # Another body (another event) still goes through.
+    other = deliver(client, "push", gh.push(after="e" * 40))
+    assert other.status_code == 202
+    assert len(all_jobs(queue)) == 2
+
+
+def test_a_body_is_remembered_as_long_as_deliveries_are(client, queue):
+    body = gh.encode(gh.push())
+    assert deliver(client, "push", gh.push(), body=body).status_code == 202
+    queue.prune(time.time() - 60)  # within the retention window: still remembered
+    assert deliver(client, "push", gh.push(), body=body).json.get("duplicate") is True
+    queue.prune(time.time() + 1)  # past it: forgotten with the delivery ids
+    assert deliver(client, "push", gh.push(), body=body).status_code == 202
+    assert len(all_jobs(queue)) == 2
+
+
 def test_concurrent_copies_of_one_delivery_enqueue_once(make_app, queue):
     app = make_app()
     delivery = gh.delivery_id()
