@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from flask import Flask, url_for
+from structlog.testing import capture_logs
 
 from stat_bot.jobs.config import JobConfigs
 from stat_bot.jobs.model import JobStatus
@@ -27,6 +28,11 @@ RELAY_PATHS = {"/slack-proxy", "/set-interval"}
 @pytest.fixture
 def configs(configure: Callable[[dict[str, Any]], JobConfigs]) -> JobConfigs:
     return configure(CONFIG)
+
+
+@pytest.fixture
+def web_app(make_web_app: Callable[..., Flask], configs: JobConfigs) -> Flask:
+    return make_web_app(configs=configs)
 
 
 @pytest.fixture
@@ -115,3 +121,140 @@ def test_a_logged_in_session_still_reads_everything(
     assert logged_in.get(f"/jobs/{job.id}/logs/stdout").status_code == 200
     assert logged_in.get("/api/jobs").status_code == 200
     assert queue.get(job.id).status is JobStatus.SUCCEEDED  # type: ignore[union-attr]
+
+
+# -- logout ends the session on the server ----------------------------------------------------
+
+
+def test_a_cookie_copied_before_logout_no_longer_works(
+    web_app: Flask, web_user: tuple[str, str], queue: SQLiteQueue, settings: Settings
+) -> None:
+    job = make_job(queue, settings, stdout="private\n")
+    session = WebSession(web_app.test_client())
+    assert session.login(*web_user).status_code == 302
+    cookie = session.client.get_cookie("stat_bot_session")
+    assert cookie is not None
+    copy = web_app.test_client()
+    copy.set_cookie("stat_bot_session", cookie.value)
+    assert copy.get(f"/jobs/{job.id}").status_code == 200  # the copy works while logged in
+    assert session.post("/logout").status_code == 302
+    # The copy still holds the signed cookie, but the server ended the session.
+    assert copy.get(f"/jobs/{job.id}").status_code == 302
+    assert copy.get("/api/jobs").status_code == 401
+    assert session.get("/").status_code == 302
+    # Logging in again gives a new session that works; the old cookie stays dead.
+    assert session.login(*web_user).status_code == 302
+    assert session.get("/").status_code == 200
+    assert copy.get("/api/jobs").status_code == 401
+
+
+def test_two_sessions_of_one_user_end_separately(web_app: Flask, web_user: tuple[str, str]) -> None:
+    first, second = WebSession(web_app.test_client()), WebSession(web_app.test_client())
+    assert first.login(*web_user).status_code == 302
+    assert second.login(*web_user).status_code == 302
+    assert first.post("/logout").status_code == 302
+    assert first.get("/api/jobs").status_code == 401
+    assert second.get("/api/jobs").status_code == 200
+
+
+def test_a_cookie_naming_the_user_is_not_a_session(
+    web_app: Flask, web_user: tuple[str, str]
+) -> None:
+    """Flask-Login's id in the cookie is a server-side session id, not the user's name."""
+    client = web_app.test_client()
+    with client.session_transaction() as cookie:
+        cookie["_user_id"] = web_user[0]
+        cookie["_fresh"] = True
+    assert client.get("/api/jobs").status_code == 401
+
+
+# -- login throttling ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def throttled_app(
+    make_web_app: Callable[..., Flask], make_settings: Callable[..., Settings], configs: JobConfigs
+) -> Flask:
+    settings = make_settings(
+        web_login_limit_user="3 per minute", web_login_limit_address="5 per minute"
+    )
+    return make_web_app(settings, configs=configs)
+
+
+def login_as(session: WebSession, name: str, password: str, address: str = "10.0.0.1") -> Any:
+    return session.client.post(
+        "/login",
+        data={"username": name, "password": password, "csrf_token": session.csrf()},
+        environ_base={"REMOTE_ADDR": address},
+    )
+
+
+def test_failed_logins_are_throttled_per_user_with_retry_after(
+    throttled_app: Flask, web_user: tuple[str, str]
+) -> None:
+    name, password = web_user
+    session = WebSession(throttled_app.test_client())
+    with capture_logs() as logs:
+        for _ in range(3):
+            assert login_as(session, name, "wrong password").status_code == 401
+        refused = login_as(session, name, password)  # even the right password, for now
+    assert refused.status_code == 429
+    retry = int(refused.headers["Retry-After"])
+    assert 0 < retry <= 60
+    assert "Too many failed logins" in refused.get_data(as_text=True)
+    assert session.get("/").status_code == 302  # not logged in
+    # Another user from another address is not held up by this one's failures.
+    other = WebSession(throttled_app.test_client())
+    assert login_as(other, "nobody", "wrong password", "10.0.0.2").status_code == 401
+    events = [e["event"] for e in logs]
+    assert events.count("web login refused") == 3
+    assert "web login throttled" in events
+    assert password not in repr(logs)
+    assert "wrong password" not in repr(logs)
+
+
+def test_failed_logins_are_throttled_per_address(
+    throttled_app: Flask, web_user: tuple[str, str]
+) -> None:
+    session = WebSession(throttled_app.test_client())
+    for n in range(5):  # different names, one address: under the per-user limit each time
+        assert login_as(session, f"user{n}", "wrong password").status_code == 401
+    refused = login_as(session, web_user[0], web_user[1])
+    assert refused.status_code == 429
+    assert int(refused.headers["Retry-After"]) > 0
+    # The same user from another address gets in.
+    assert login_as(session, web_user[0], web_user[1], "10.0.0.9").status_code == 302
+
+
+def test_successful_logins_are_not_counted(throttled_app: Flask, web_user: tuple[str, str]) -> None:
+    for _ in range(8):
+        session = WebSession(throttled_app.test_client())
+        with capture_logs() as logs:
+            assert login_as(session, *web_user).status_code == 302
+        assert [e["event"] for e in logs if e["event"].startswith("web login")] == ["web login"]
+
+
+def test_the_throttle_is_shared_by_every_app_on_one_queue(
+    make_web_app: Callable[..., Flask],
+    make_settings: Callable[..., Settings],
+    configs: JobConfigs,
+    web_user: tuple[str, str],
+    queue: SQLiteQueue,
+) -> None:
+    """Two apps (two gunicorn workers) count into the same queue table."""
+    settings = make_settings(web_login_limit_user="3 per minute")
+    one = WebSession(make_web_app(settings, configs=configs).test_client())
+    two = WebSession(make_web_app(settings, configs=configs).test_client())
+    assert login_as(one, web_user[0], "wrong password").status_code == 401
+    assert login_as(two, web_user[0], "wrong password").status_code == 401
+    assert login_as(one, web_user[0], "wrong password").status_code == 401
+    assert login_as(two, *web_user).status_code == 429
+    queue.throttle_clear()
+    assert login_as(two, *web_user).status_code == 302
+
+
+def test_a_bad_rate_limit_setting_is_named(make_settings: Callable[..., Settings]) -> None:
+    from stat_bot.settings import SettingsError
+
+    with pytest.raises((SettingsError, ValueError), match="not a rate limit"):
+        make_settings(web_login_limit_user="lots")
