@@ -368,8 +368,9 @@ class Queue(abc.ABC):
         namespace: str | None = None,
         statuses: Sequence[JobStatus] = (),
         limit: int = 50,
+        hidden: Sequence[str] = (),
     ) -> list[Job]:
-        """History, newest first."""
+        """History, newest first; none from the `hidden` namespaces (those the reader may not see)."""
 
     @abc.abstractmethod
     def suppressions(self, *, active_at: float | None = None) -> list[Suppression]: ...

@@ -41,6 +41,7 @@ from stat_bot.queue.wakeup import WakeupDirectory
 T = TypeVar("T")
 
 WAL_AUTOCHECKPOINT_PAGES = 4000
+MAX_ID = 2**63 - 1  # SQLite's largest INTEGER: a larger job id names no job
 BUSY_FIRST_SLEEP = 0.0001
 BUSY_MAX_SLEEP = 0.002
 BUSY_CODES = frozenset(
@@ -657,6 +658,8 @@ class SQLiteQueue(Queue):
 
     def request_cancel(self, job_id: int, *, now: float | None = None) -> CancelResult:
         now = time.time() if now is None else now
+        if not 0 < job_id <= MAX_ID:
+            return CancelResult(CancelOutcome.NOT_FOUND)
         with self._write() as conn:
             row = conn.execute(SQL_GET, (job_id,)).fetchone()
             if row is None:
@@ -944,6 +947,8 @@ class SQLiteQueue(Queue):
         ]
 
     def get(self, job_id: int) -> Job | None:
+        if not 0 < job_id <= MAX_ID:
+            return None  # no row can have it (SQLite would raise OverflowError)
         rows = self._read(SQL_GET, (job_id,))
         return _job(rows[0]) if rows else None
 
@@ -953,11 +958,15 @@ class SQLiteQueue(Queue):
         namespace: str | None = None,
         statuses: Sequence[JobStatus] = (),
         limit: int = 50,
+        hidden: Sequence[str] = (),
     ) -> list[Job]:
         where, params = [], []
         if namespace:
             where.append("namespace = ?")
             params.append(namespace)
+        if hidden:
+            where.append(f"namespace NOT IN ({', '.join('?' for _ in hidden)})")
+            params.extend(hidden)
         if statuses:
             where.append(f"status IN ({', '.join('?' for _ in statuses)})")
             params.extend(str(s) for s in statuses)

@@ -38,7 +38,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from stat_bot.jobs.actions import describe_time
 from stat_bot.jobs.config import JobConfigs, Namespace, WebhookSpec
-from stat_bot.jobs.model import JobRequest, Source
+from stat_bot.jobs.model import ArgsError, JobRequest, Source
 from stat_bot.jobs.webhooks import (
     JSON_TYPES,
     GitHubEvent,
@@ -56,6 +56,7 @@ from stat_bot.web.signed import (
     counting_refusals,
     job_body,
     json_body,
+    refused_args,
     secret_or_refuse,
     verify_sha256,
 )
@@ -128,7 +129,12 @@ def _receive(project: str) -> tuple[str, int, dict[str, Any]]:
             github = read_event(event, payload)
         except PayloadError as error:
             raise RefusedError(400, "bad_request", f"{event} payload: {error}", "body") from None
-        requests = [_request(namespace, rule, github) for rule in rules if matches(rule, github)]
+        try:
+            requests = [
+                _request(namespace, rule, github) for rule in rules if matches(rule, github)
+            ]
+        except ArgsError as error:
+            raise refused_args(error) from None
     digest = hashlib.sha256(body).hexdigest()  # GitHub signs the body alone: this is what replays
     results = svc.queue.accept_delivery(SOURCE, delivery, requests, digest=digest)
     answer: dict[str, Any] = {"ok": True, "event": event, "delivery": delivery}

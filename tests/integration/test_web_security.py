@@ -258,3 +258,56 @@ def test_a_bad_rate_limit_setting_is_named(make_settings: Callable[..., Settings
 
     with pytest.raises((SettingsError, ValueError), match="not a rate limit"):
         make_settings(web_login_limit_user="lots")
+
+
+# -- oversized ids and values: 400/404, never 500 -----------------------------------------------
+
+HUGE_IDS = ["99999999999999999999999", "9223372036854775808", "9" * 5000]
+
+
+@pytest.mark.parametrize("huge", HUGE_IDS, ids=["23 digits", "2**63", "5000 digits"])
+def test_oversized_job_ids_are_404(logged_in: WebSession, huge: str) -> None:
+    client = logged_in.client
+    for path in (f"/jobs/{huge}", f"/jobs/{huge}/logs/stdout", f"/api/jobs/{huge}"):
+        assert client.get(path).status_code == 404, path
+    assert logged_in.post(f"/jobs/{huge}/cancel").status_code == 404
+
+
+def test_the_largest_job_id_is_an_ordinary_not_found(logged_in: WebSession) -> None:
+    response = logged_in.get("/api/jobs/9223372036854775807")
+    assert response.status_code == 404
+    assert "no job #9223372036854775807" in response.get_json()["error"]
+
+
+def test_oversized_query_and_form_values_are_answered_without_a_500(
+    logged_in: WebSession, queue: SQLiteQueue, settings: Settings
+) -> None:
+    make_job(queue, settings)
+    huge = "x" * 200_000
+    digits = "9" * 5000
+    gets = [
+        ("/", {"namespace": huge}),
+        ("/api/jobs", {"namespace": huge}),
+        ("/api/jobs", {"status": huge}),
+        ("/api/jobs", {"status": [huge] * 50}),
+        ("/charts", {"hours": digits}),
+        ("/charts", {"hours": huge}),
+        ("/api/console/feed", {"cursor": digits}),
+        ("/login", {"next": huge}),
+    ]
+    for path, query in gets:
+        response = logged_in.get(path, query_string=query)
+        assert response.status_code < 500, (path, list(query))
+        assert len(response.get_data()) < 50_000, (path, list(query))  # not echoed back
+    api = logged_in.get("/api/jobs", query_string={"status": huge})
+    assert api.status_code == 400
+    assert "characters" in api.get_json()["error"]  # an excerpt of it, saying how long it was
+    posts = [
+        ("/schedules/enabled", {"key": huge, "enabled": "on"}),
+        ("/schedules/enabled", {"key": "k", "enabled": huge}),
+        ("/suppressions/cancel", {"namespace": huge, "job_type": huge}),
+    ]
+    for path, form in posts:
+        response = logged_in.post(path, data=form)
+        assert response.status_code < 500, path
+        assert len(response.get_data()) < 50_000, path

@@ -64,6 +64,10 @@ class Directory:
         self.asked.append(user_id)
         return PEOPLE[user_id]
 
+    def groups(self, user_id: str) -> frozenset[str]:
+        self.asked.append(f"groups of {user_id}")
+        return PEOPLE[user_id].groups
+
     def name(self, user_id: str) -> str | None:
         return PEOPLE[user_id].name
 
