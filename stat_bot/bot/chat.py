@@ -215,7 +215,9 @@ class ChatCommands:
         job_id = parse_job_id(rest[0]) if rest else None
         if job_id is None:
             if rest and rest[0].lstrip("#").isdigit():
-                return Answer.say(f"There is no job #{excerpt(rest[0].lstrip('#'))}. {usage}")
+                return Answer.say(
+                    f"No job #{excerpt(rest[0].lstrip('#'))}; `jobs` lists recent jobs."
+                )
             return Answer.say(usage)
         stream, end = "stdout", "tail"
         for word in rest[1:]:
@@ -253,7 +255,7 @@ class ChatCommands:
         job_id = parse_job_id(raw_id)
         if job_id is None:
             if raw_id.lstrip("#").isdigit():
-                return Answer.say(f"There is no job #{excerpt(raw_id.lstrip('#'))}.")
+                return Answer.say(f"No job #{excerpt(raw_id.lstrip('#'))}.")
             return Answer.say(
                 f"`{excerpt(raw_id)}` is not a job id; job ids are numbers, as in `cancel 12`."
             )
