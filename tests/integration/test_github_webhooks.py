@@ -258,6 +258,26 @@ def test_a_body_is_remembered_as_long_as_deliveries_are(client, queue):
     assert len(all_jobs(queue)) == 2
 
 
+@pytest.mark.parametrize(
+    ("after", "fragment"),
+    [("0d1a\u0000rm -rf", "NUL byte"), ("'" * 30_000, "126,976")],
+    ids=["NUL byte", "beyond one argument's limit"],
+)
+def test_args_no_job_could_run_with_are_refused_and_nothing_recorded(
+    client, queue, after, fragment
+):
+    delivery = gh.delivery_id()
+    response = deliver(client, "push", gh.push(after=after), delivery=delivery)
+    assert response.status_code == 400, response.json
+    assert response.json["error"].startswith("not queued: ")
+    assert fragment in response.json["error"]
+    assert len(response.json["error"]) < 500
+    assert all_jobs(queue) == []
+    assert queue.counters(COUNTER) == {"bad_request": 1}
+    # Not recorded: the same delivery id with a payload that can run is accepted.
+    assert deliver(client, "push", gh.push(), delivery=delivery).status_code == 202
+
+
 def test_concurrent_copies_of_one_delivery_enqueue_once(make_app, queue):
     app = make_app()
     delivery = gh.delivery_id()
