@@ -122,6 +122,12 @@ def command_text(text: str, bot_user_id: str | None) -> str:
     return normalise(" ".join(unescape(text).split()))
 
 
+def _digits(word: str) -> bool:
+    """A number, however long (ASCII digits only: int() would read other scripts' too)."""
+    digits = word.lstrip("#")
+    return digits.isascii() and digits.isdigit()
+
+
 def _not_shown(hidden: set[str]) -> str:
     names = ", ".join(f"`{name}`" for name in sorted(hidden))
     return f"(Not shown: jobs in {names}, which you may not use.)"
@@ -214,7 +220,7 @@ class ChatCommands:
         usage = "Usage: `logs <job id> [stdout|stderr] [head|tail]`, e.g. `logs 12 stderr`."
         job_id = parse_job_id(rest[0]) if rest else None
         if job_id is None:
-            if rest and rest[0].lstrip("#").isdigit():
+            if rest and _digits(rest[0]):
                 return Answer.say(
                     f"No job #{excerpt(rest[0].lstrip('#'))}; `jobs` lists recent jobs."
                 )
@@ -254,7 +260,7 @@ class ChatCommands:
     def _cancel(self, raw_id: str, asker: Asker) -> Answer:
         job_id = parse_job_id(raw_id)
         if job_id is None:
-            if raw_id.lstrip("#").isdigit():
+            if _digits(raw_id):
                 return Answer.say(f"No job #{excerpt(raw_id.lstrip('#'))}.")
             return Answer.say(
                 f"`{excerpt(raw_id)}` is not a job id; job ids are numbers, as in `cancel 12`."
