@@ -126,6 +126,8 @@ def refuse_token_elsewhere() -> None:
     Saying so plainly helps whoever wired the token to the wrong address; a 302 to /login
     would look like a server fault to a program.
     """
+    if "Authorization" not in request.headers:
+        return  # the common case (pages, webhooks), decided without more work
     if request.endpoint is None or request.endpoint in TOKEN_ENDPOINTS:
         return
     if request.method != "OPTIONS" and has_relay_token(request):
