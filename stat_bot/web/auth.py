@@ -190,7 +190,8 @@ def login() -> Any:
             return redirect(_safe_next(request.args.get("next")))
         log.warning("web login refused", user=name[:64], remote=request.remote_addr)
         flash("Wrong user name or password.", "error")
-        return render_template("login.html", username=name, no_users=not store.names()), 401
+        shown = name[:64]  # no user name is longer: an overlong one is not echoed back
+        return render_template("login.html", username=shown, no_users=not store.names()), 401
     if current_user.is_authenticated:
         return redirect(_safe_next(request.args.get("next")))
     return render_template("login.html", username="", no_users=not store.names())

@@ -302,6 +302,10 @@ def test_oversized_query_and_form_values_are_answered_without_a_500(
     api = logged_in.get("/api/jobs", query_string={"status": huge})
     assert api.status_code == 400
     assert "characters" in api.get_json()["error"]  # an excerpt of it, saying how long it was
+    login = WebSession(logged_in.client.application.test_client())
+    refused = login_as(login, huge, huge)
+    assert refused.status_code == 401
+    assert len(refused.get_data()) < 50_000
     posts = [
         ("/schedules/enabled", {"key": huge, "enabled": "on"}),
         ("/schedules/enabled", {"key": "k", "enabled": huge}),
