@@ -144,6 +144,17 @@ class Settings(BaseSettings):
     web_secure_cookies: bool | None = Field(None, description="Default: on behind a proxy")
     web_max_body: int = Field(1_048_576, ge=1024, description="Largest request body, bytes")
     web_cors_origins: str = Field("", description="Origins allowed to call the STAT relay")
+    web_login_limit_user: str = Field(
+        "5 per minute; 20 per hour", description="Failed logins allowed per user name"
+    )
+    web_login_limit_address: str = Field(
+        "20 per minute; 100 per hour", description="Failed logins allowed per client address"
+    )
+    web_ratelimit_storage: str = Field(
+        "queue",
+        description="Where login throttling counts: `queue` (the queue database, shared by "
+        "every worker) or a `limits` storage URI such as redis://host:6379",
+    )
     github_webhook_secret: SecretStr | None = None
     trac_webhook_secret: SecretStr | None = Field(
         None, description="Secret the Trac plugin signs /trac events with (trac.ini [stat_bot])"
@@ -193,6 +204,19 @@ class Settings(BaseSettings):
         prefix = "xoxb-" if info.field_name == "slack_bot_token" else "xapp-"
         if value is not None and not value.get_secret_value().startswith(prefix):
             raise ValueError(f"expected a token starting {prefix} (the value is not shown)")
+        return value
+
+    @field_validator("web_login_limit_user", "web_login_limit_address")
+    @classmethod
+    def _rate_limits(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a rate limit: write e.g. '5 per minute; 20 per hour'"
+            ) from None
         return value
 
     @field_validator("slack_api_url")

@@ -141,6 +141,16 @@ class StatusView:
             outbox=queue.outbox_summary(),
         )
 
+    def without(self, hidden: set[str]) -> StatusView:
+        """The same view minus the jobs of `hidden` namespaces (a reader not allowed there)."""
+        if not hidden:
+            return self
+        return dataclasses.replace(
+            self,
+            running=[j for j in self.running if j.namespace not in hidden],
+            queued=[j for j in self.queued if j.namespace not in hidden],
+        )
+
     def data(self) -> dict[str, Any]:
         return {
             "running": [job_dict(j) for j in self.running],
@@ -234,6 +244,22 @@ class StatusView:
             out.append(table if table else "  " + empty.get(key, f"nothing {key.lower()}"))
             out.append("")
         return "\n".join(out).rstrip("\n")
+
+
+MAX_JOB_ID = 2**63 - 1  # the largest id a queue (SQLite's INTEGER, PostgreSQL's bigint) holds
+
+
+def parse_job_id(raw: str) -> int | None:
+    """A job id as people write it (`12`, `#12`), or None if no job could have it.
+
+    Only ASCII digits (int() would take other scripts' digits too) and at most MAX_JOB_ID,
+    so an overlong number is "not a job id" rather than an error deeper down.
+    """
+    digits = raw.strip().removeprefix("#")
+    if not digits.isascii() or not digits.isdigit() or len(digits) > len(str(MAX_JOB_ID)):
+        return None
+    value = int(digits)
+    return value if value <= MAX_JOB_ID else None
 
 
 class ViewError(Exception):

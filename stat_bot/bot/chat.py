@@ -20,6 +20,7 @@ from stat_bot.jobs.actions import ActionError, Requester, perform
 from stat_bot.jobs.config import JobConfigs, NamespaceSpec
 from stat_bot.jobs.matching import MatchError, closest_commands, match_command, normalise
 from stat_bot.jobs.model import Source
+from stat_bot.jobs.params import excerpt
 from stat_bot.queue.base import Queue
 from stat_bot.report.messages import MAX_TEXT, FileUpload, Message, split_text
 from stat_bot.settings import Settings
@@ -31,6 +32,7 @@ from stat_bot.views import (
     job_table,
     namespace_help,
     namespaces_help,
+    parse_job_id,
     read_log,
 )
 
@@ -53,10 +55,23 @@ class Person:
     groups: frozenset[str] = frozenset()  # user-group handles, without the @
 
 
-class People(Protocol):
-    """Looks people up (bot/people.py asks Slack, with a cache)."""
+class LookupFailedError(Exception):
+    """Slack could not say who someone is or which groups they are in; the text says why."""
 
-    def person(self, user_id: str) -> Person: ...
+
+class People(Protocol):
+    """Looks people up (bot/people.py asks Slack, with a cache).
+
+    `person` and `groups` raise LookupFailedError when Slack cannot answer.
+    """
+
+    def person(self, user_id: str) -> Person:
+        """Name and guest status (no user groups: those cost a usergroups.list)."""
+        ...
+
+    def groups(self, user_id: str) -> frozenset[str]:
+        """The handles (without @) of the user groups the user is in."""
+        ...
 
     def name(self, user_id: str) -> str | None:
         """The user's name for people to read (no user groups: cheaper than `person`)."""
@@ -107,6 +122,17 @@ def command_text(text: str, bot_user_id: str | None) -> str:
     return normalise(" ".join(unescape(text).split()))
 
 
+def _digits(word: str) -> bool:
+    """A number, however long (ASCII digits only: int() would read other scripts' too)."""
+    digits = word.lstrip("#")
+    return digits.isascii() and digits.isdigit()
+
+
+def _not_shown(hidden: set[str]) -> str:
+    names = ", ".join(f"`{name}`" for name in sorted(hidden))
+    return f"(Not shown: jobs in {names}, which you may not use.)"
+
+
 def code(text: str) -> str:
     return f"```\n{text}\n```"
 
@@ -138,9 +164,9 @@ class ChatCommands:
         if len(words) == 2 and rest == ["help"] and first in self.configs.namespaces:
             return self._help([first])
         if first == "status" and not rest:
-            return self._status()
+            return self._status(asker)
         if first == "jobs" and len(rest) <= 1:
-            return self._jobs(rest[0] if rest else None)
+            return self._jobs(rest[0] if rest else None, asker)
         if first == "logs":
             return self._logs(rest, asker)
         if first == "cancel" and len(rest) == 1:
@@ -158,8 +184,9 @@ class ChatCommands:
             return Answer.say(namespace_help(self.configs, name))
         return self._not_understood(f"help {' '.join(rest)}")
 
-    def _status(self) -> Answer:
-        view = StatusView.read(self.queue, self.settings.tz)
+    def _status(self, asker: Asker) -> Answer:
+        hidden = self.hidden_namespaces(asker.user_id)
+        view = StatusView.read(self.queue, self.settings.tz).without(hidden)
         parts = []
         for heading, table in view.sections(self.settings.tz):
             if table is None:
@@ -167,23 +194,36 @@ class ChatCommands:
             parts.append(f"*{heading}*\n{code(table)}")
         if not view.running and not view.queued:
             parts.insert(0, "Nothing is running or queued.")
+        if hidden:
+            parts.append(_not_shown(hidden))
         return self._long("\n".join(parts), "status.txt")
 
-    def _jobs(self, namespace: str | None) -> Answer:
+    def _jobs(self, namespace: str | None, asker: Asker) -> Answer:
         if namespace is not None and namespace not in self.configs.namespaces:
             known = ", ".join(sorted(self.configs.namespaces))
-            return Answer.say(f"There is no namespace `{namespace}`. Namespaces: {known}.")
-        found = self.queue.jobs(namespace=namespace, limit=JOBS_SHOWN)
+            return Answer.say(f"There is no namespace `{excerpt(namespace)}`. Namespaces: {known}.")
+        if namespace is not None:
+            refusal = self.refusal(namespace, asker.user_id, f"jobs {namespace}")
+            if refusal:
+                return Answer.say(refusal)
+        hidden = self.hidden_namespaces(asker.user_id) if namespace is None else set()
+        found = self.queue.jobs(namespace=namespace, limit=JOBS_SHOWN, hidden=sorted(hidden))
+        note = f"\n{_not_shown(hidden)}" if hidden else ""
         if not found:
             return Answer.say(
-                "No jobs yet." if namespace is None else f"No `{namespace}` jobs yet."
+                ("No jobs yet." if namespace is None else f"No `{namespace}` jobs yet.") + note
             )
         heading = f"The last {len(found)} jobs" + (f" in `{namespace}`" if namespace else "")
-        return self._long(f"{heading}:\n{code(job_table(found))}", "jobs.txt")
+        return self._long(f"{heading}:\n{code(job_table(found))}{note}", "jobs.txt")
 
     def _logs(self, rest: list[str], asker: Asker) -> Answer:
         usage = "Usage: `logs <job id> [stdout|stderr] [head|tail]`, e.g. `logs 12 stderr`."
-        if not rest or not rest[0].lstrip("#").isdigit():
+        job_id = parse_job_id(rest[0]) if rest else None
+        if job_id is None:
+            if rest and _digits(rest[0]):
+                return Answer.say(
+                    f"No job #{excerpt(rest[0].lstrip('#'))}; `jobs` lists recent jobs."
+                )
             return Answer.say(usage)
         stream, end = "stdout", "tail"
         for word in rest[1:]:
@@ -192,8 +232,7 @@ class ChatCommands:
             elif word in ("head", "tail"):
                 end = word
             else:
-                return Answer.say(f"I don't know `{word}` here. {usage}")
-        job_id = int(rest[0].lstrip("#"))
+                return Answer.say(f"I don't know `{excerpt(word)}` here. {usage}")
         refusal = self._job_refusal(job_id, asker, "read the logs of")
         if refusal:
             return Answer.say(refusal)
@@ -219,11 +258,13 @@ class ChatCommands:
         return Answer.say(f"{stream} of job #{job_id} ({shown}):\n{code(body)}")
 
     def _cancel(self, raw_id: str, asker: Asker) -> Answer:
-        if not raw_id.lstrip("#").isdigit():
+        job_id = parse_job_id(raw_id)
+        if job_id is None:
+            if _digits(raw_id):
+                return Answer.say(f"No job #{excerpt(raw_id.lstrip('#'))}.")
             return Answer.say(
-                f"`{raw_id}` is not a job id; job ids are numbers, as in `cancel 12`."
+                f"`{excerpt(raw_id)}` is not a job id; job ids are numbers, as in `cancel 12`."
             )
-        job_id = int(raw_id.lstrip("#"))
         refusal = self._job_refusal(job_id, asker, "cancel")
         if refusal:
             return Answer.say(refusal)
@@ -251,7 +292,7 @@ class ChatCommands:
                 match, self.configs, self.queue, requester, self.settings.tz, now=time.time()
             )
         except ActionError as error:
-            return Answer.say(f"`{text}`: {error}")
+            return Answer.say(f"`{excerpt(text)}`: {error}")
         if match.command.spec.action != "schedule_job":
             return Answer.say(result.text)
         # A plain "queued" needs no words: the reaction says it. Anything else is worth saying.
@@ -276,7 +317,7 @@ class ChatCommands:
     def _not_understood(
         self, text: str, why: str | None = None, close: list[str] | None = None
     ) -> Answer:
-        lines = [why or f"I didn't understand `{text}`."]
+        lines = [why or f"I didn't understand `{excerpt(text)}`."]
         if close is None:
             close = closest_commands(self.configs, text)
         if close:
@@ -303,28 +344,62 @@ class ChatCommands:
 
     # permissions -----------------------------------------------------------------------
     def refusal(self, namespace: str, user_id: str, command: str) -> str | None:
-        """Why this person may not use this namespace (logged), or None if they may."""
+        """Why this person may not use this namespace (logged), or None if they may.
+
+        Slack is asked only what the namespace needs: users.info for `restricted`, the
+        user groups only when allowed_users names a group and not the user's own id.
+        """
         spec: NamespaceSpec = self.configs.namespaces[namespace].spec
         if not spec.restricted and not spec.allowed_users:
             return None
-        person = self.people.person(user_id)
-        reason = None
-        if spec.restricted and person.is_guest:
-            reason = (
-                f"Sorry <@{user_id}>, `{namespace}` is restricted to members of this workspace, "
-                "and guest accounts cannot use it."
+        try:
+            reason = self._refusal(spec, namespace, user_id)
+        except LookupFailedError as error:
+            log.warning(
+                "permission check failed", user=user_id, namespace=namespace, reason=str(error)
             )
-        elif spec.allowed_users:
-            allowed = set(spec.allowed_users)
-            if user_id not in allowed and not {f"@{g}" for g in person.groups} & allowed:
-                who = ", ".join(a if a.startswith("@") else f"<@{a}>" for a in spec.allowed_users)
-                reason = (
-                    f"Sorry <@{user_id}>, `{namespace}` commands are limited to {who}. "
-                    "Ask one of them, or ask an admin to add you to the namespace's allowed_users."
-                )
+            return (
+                f"Sorry <@{user_id}>, I could not check whether you may use `{namespace}`: "
+                f"{error}. Try again in a minute; if it keeps failing, tell an admin "
+                "(the bot needs the users:read and usergroups:read scopes)."
+            )
         if reason:
             log.warning("command refused", user=user_id, namespace=namespace, command=command)
         return reason
+
+    def _refusal(self, spec: NamespaceSpec, namespace: str, user_id: str) -> str | None:
+        if spec.restricted and self.people.person(user_id).is_guest:
+            return (
+                f"Sorry <@{user_id}>, `{namespace}` is restricted to members of this workspace, "
+                "and guest accounts cannot use it."
+            )
+        if not spec.allowed_users or user_id in spec.allowed_users:
+            return None
+        handles = {a[1:] for a in spec.allowed_users if a.startswith("@")}
+        if handles and self.people.groups(user_id) & handles:
+            return None
+        who = ", ".join(a if a.startswith("@") else f"<@{a}>" for a in spec.allowed_users)
+        return (
+            f"Sorry <@{user_id}>, `{namespace}` commands are limited to {who}. "
+            "Ask one of them, or ask an admin to add you to the namespace's allowed_users."
+        )
+
+    def hidden_namespaces(self, user_id: str) -> set[str]:
+        """The namespaces whose jobs (history, args, logs) this person may not see.
+
+        A failed lookup hides the namespace too: better a shorter list than a leak.
+        """
+        hidden = set()
+        for name, namespace in self.configs.namespaces.items():
+            spec = namespace.spec
+            if not spec.restricted and not spec.allowed_users:
+                continue
+            try:
+                if self._refusal(spec, name, user_id):
+                    hidden.add(name)
+            except LookupFailedError:
+                hidden.add(name)
+        return hidden
 
     def _job_refusal(self, job_id: int, asker: Asker, verb: str) -> str | None:
         job = self.queue.get(job_id)

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from stat_bot.jobs.config import JobConfigs
 from stat_bot.jobs.matching import Match
-from stat_bot.jobs.model import Job, JobRequest, Source
+from stat_bot.jobs.model import ArgsError, Job, JobRequest, Source
 from stat_bot.queue.base import EnqueueResult, Queue
 from stat_bot.report.messages import joined_text
 
@@ -88,8 +88,8 @@ def perform(
     if spec.action == "schedule_job":
         job_spec = configs.job(match.namespace, spec.job_type)
         namespace = configs.namespaces[match.namespace].spec
-        result = queue.enqueue(
-            JobRequest(
+        try:
+            request = JobRequest(
                 namespace=match.namespace,
                 job_type=spec.job_type,
                 args=match.args,
@@ -103,9 +103,10 @@ def perform(
                 retries=job_spec.retries,
                 is_im=requester.is_im,
                 user_name=requester.user_name,
-            ),
-            now=now,
-        )
+            )
+        except ArgsError as error:
+            raise ActionError(f"not queued: {error}") from None
+        result = queue.enqueue(request, now=now)
         job = result.job
         if result.coalesced:
             by_type = job_spec.coalesce == "type"

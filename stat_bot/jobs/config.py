@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from stat_bot.jobs import trac_rules
+from stat_bot.jobs.model import ArgsError, check_args
 from stat_bot.jobs.params import PLACEHOLDER, Param, parse_placeholder
 from stat_bot.jobs.webhooks import ACTIONS, DEFAULT_BRANCH, VALUES
 
@@ -554,6 +555,10 @@ def _check_namespace(
                 f"{swhere}: key 'args' must give exactly {sorted(wanted)} for job {sched.job_type!r}; "
                 f"got {sorted(sched.args)}"
             )
+        try:
+            check_args(sched.args)  # as every queued job's are: refused here, not when it fires
+        except ArgsError as error:
+            problems.append(f"{swhere}: key 'args': {error}")
         key = f"{name}.{sched.name or f'{sched.job_type}.{index}'}"
         schedules.append(Schedule(key, name, sched))
     keys = [s.key for s in schedules]

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from stat_bot.jobs.config import Command, JobConfigs
-from stat_bot.jobs.params import Param, ParamError
+from stat_bot.jobs.params import Param, ParamError, excerpt
 
 # A word is a run of non-space characters, or a quoted string (straight or curly
 # quotes, since Slack clients turn one into the other).
@@ -106,7 +106,7 @@ def _bind(command: Command, text: str, words: list[Word]) -> dict[str, str] | No
         extra = " ".join(w.value for w in words[i:])
         last = command.params[-1].name if command.params else None
         hint = f'; put quotes around a value with spaces, e.g. [{last}] "two words"' if last else ""
-        raise _ArgProblemError(f"unexpected extra words {extra!r}{hint}")
+        raise _ArgProblemError(f"unexpected extra words {excerpt(extra)!r}{hint}")
     return args
 
 
@@ -122,7 +122,8 @@ def match_command(configs: JobConfigs, text: str) -> Match:
         close = difflib.get_close_matches(ns_name, list(configs.namespaces), n=3, cutoff=0.5)
         known = ", ".join(sorted(configs.namespaces)) or "(none configured)"
         raise MatchError(
-            f"I don't know the namespace {ns_name!r}. Namespaces: {known}. Say `help` for more.",
+            f"I don't know the namespace {excerpt(ns_name)!r}. Namespaces: {known}. "
+            "Say `help` for more.",
             [f"{c} help" for c in close],
         )
     rest_text = text[words[1].start :] if len(words) > 1 else ""
@@ -144,7 +145,7 @@ def match_command(configs: JobConfigs, text: str) -> Match:
             [_usage(c) for _, c, _ in problems[:3]],
         )
     raise MatchError(
-        f"I didn't understand `{text}`. Say `{namespace.name} help` for its commands.",
+        f"I didn't understand `{excerpt(text)}`. Say `{namespace.name} help` for its commands.",
         closest_commands(configs, text),
     )
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import enum
+import shlex
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -12,6 +14,42 @@ from typing import Any, Literal
 #: "type" merges any request of the type and the latest arguments win (ebmbot's),
 #: False never merges.
 CoalesceMode = bool | Literal["type"]
+
+# Linux passes one argument of at most MAX_ARG_STRLEN (32 pages: 128 KiB) to a program, and a
+# job's whole command is ONE argument of `bash -c`; its args (quoted, as render_template puts
+# them in) may take this much of it, the rest is left for the run_args_template's own text.
+# Each arg is also in the job's environment (STAT_BOT_ARG_*), under the same per-string limit.
+MAX_ARG_STRLEN = 131_072
+TEMPLATE_ROOM = 4_096
+MAX_ARGS_BYTES = MAX_ARG_STRLEN - TEMPLATE_ROOM
+
+
+class ArgsError(ValueError):
+    """Job args no program could be started with; the message says which and why."""
+
+
+def check_args(args: Mapping[str, Any]) -> None:
+    """ArgsError unless `args` can become a job's command line and environment.
+
+    Checked whenever a JobRequest is made, so every source (chat, the CLI, GitHub, Trac,
+    schedules) is refused when it queues the job, with the reason, rather than the job
+    failing later with E2BIG or "embedded null byte" from the dispatcher.
+    """
+    size = 0
+    for name, value in args.items():
+        text = str(value)
+        if "\0" in name or "\0" in text:
+            raise ArgsError(
+                f"arg {name[:40]!r} contains a NUL byte (\\0), which no program can be given; "
+                "remove it"
+            )
+        size += len(shlex.quote(text).encode("utf-8", "surrogateescape")) + 1
+    if size > MAX_ARGS_BYTES:
+        raise ArgsError(
+            f"the args take {size:,} bytes of the job's command line; at most "
+            f"{MAX_ARGS_BYTES:,} fit (Linux passes one argument of at most 128 KiB); "
+            "pass large input in a file instead"
+        )
 
 
 class JobStatus(enum.StrEnum):
@@ -65,6 +103,9 @@ class JobRequest:
     retries: int = 0
     is_im: bool = False
     user_name: str | None = None  # the asker's Slack name, for people to read (user is the id)
+
+    def __post_init__(self) -> None:
+        check_args(self.args)
 
 
 @dataclass(frozen=True, slots=True)

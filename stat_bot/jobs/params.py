@@ -39,6 +39,17 @@ XNAME = re.compile(
 )
 
 
+EXCERPT = 60  # characters of a person's input quoted back in an answer
+
+
+def excerpt(text: str, limit: int = EXCERPT) -> str:
+    """`text`, or its start and how long it was when longer than `limit`: an answer quotes
+    enough to recognise the input, never a whole overlong one back at its sender."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"
+
+
 class ParamError(ValueError):
     """A value does not fit its placeholder; the message says what was expected."""
 
@@ -126,12 +137,12 @@ class Param:
             if value.lower() in lowered:
                 return lowered[value.lower()]
             raise ParamError(
-                f"[{self.name}] must be one of {', '.join(self.choices)}; got {value!r}"
+                f"[{self.name}] must be one of {', '.join(self.choices)}; got {excerpt(value)!r}"
             )
         try:
             return TYPES[self.type_name].convert(value)
         except ParamError as error:
-            raise ParamError(f"[{self.name}] must be {error}; got {value!r}") from None
+            raise ParamError(f"[{self.name}] must be {error}; got {excerpt(value)!r}") from None
 
 
 def parse_placeholder(match: re.Match[str]) -> Param:

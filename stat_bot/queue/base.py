@@ -369,6 +369,7 @@ class Queue(abc.ABC):
         requests: Sequence[JobRequest],
         *,
         notices: Callable[[list[EnqueueResult]], Sequence[OutboxMessage]] | None = None,
+        digest: str | None = None,
         now: float | None = None,
     ) -> list[EnqueueResult] | None:
         """Record a webhook delivery and enqueue its jobs, in one transaction.
@@ -377,7 +378,44 @@ class Queue(abc.ABC):
         `source` (a replay or a redelivery): each delivery enqueues exactly once.
         `notices` turns what was enqueued into the messages the delivery causes (the
         ticket in the STAT channel, a suppressed deploy's notice), stored with it.
+        Likewise when `digest` (a hash of the signed body) was already accepted from
+        `source`: a captured body sent again under a new delivery id. Both are kept
+        until `prune` drops deliveries older than its cutoff.
         """
+
+    # web sessions (held on the server, so logout ends them) ----------------
+    @abc.abstractmethod
+    def open_session(
+        self, id_hash: str, user: str, *, max_age: float, now: float | None = None
+    ) -> None:
+        """Record a dashboard session (by a hash of its id); drops those older than `max_age`."""
+
+    @abc.abstractmethod
+    def session_user(self, id_hash: str, *, max_age: float, now: float | None = None) -> str | None:
+        """The user of a session still open and younger than `max_age` seconds, else None."""
+
+    @abc.abstractmethod
+    def close_session(self, id_hash: str) -> bool:
+        """End one session (logout); True if it was open."""
+
+    @abc.abstractmethod
+    def close_user_sessions(self, user: str) -> int:
+        """End every session of a user; returns how many there were."""
+
+    # throttling (rate-limit counters every web worker shares) ---------------
+    @abc.abstractmethod
+    def throttle_hit(
+        self, key: str, expiry: float, amount: int = 1, *, now: float | None = None
+    ) -> int:
+        """Add to `key`'s count in its window (a new window of `expiry` s if none is open)."""
+
+    @abc.abstractmethod
+    def throttle_get(self, key: str, *, now: float | None = None) -> tuple[int, float | None]:
+        """`key`'s count in its open window and when that window ends ((0, None): none open)."""
+
+    @abc.abstractmethod
+    def throttle_clear(self, key: str | None = None) -> int:
+        """Forget one key's count, or (None) every count; returns how many were dropped."""
 
     @abc.abstractmethod
     def count(self, name: str, label: str, by: int = 1) -> None:
@@ -527,8 +565,9 @@ class Queue(abc.ABC):
         namespace: str | None = None,
         statuses: Sequence[JobStatus] = (),
         limit: int = 50,
+        hidden: Sequence[str] = (),
     ) -> list[Job]:
-        """History, newest first."""
+        """History, newest first; none from the `hidden` namespaces (those the reader may not see)."""
 
     @abc.abstractmethod
     def suppressions(self, *, active_at: float | None = None) -> list[Suppression]: ...

@@ -45,6 +45,7 @@ from stat_bot.queue.wakeup import WakeupDirectory
 T = TypeVar("T")
 
 WAL_AUTOCHECKPOINT_PAGES = 4000
+MAX_ID = 2**63 - 1  # SQLite's largest INTEGER: a larger job id names no job
 BUSY_FIRST_SLEEP = 0.0001
 BUSY_MAX_SLEEP = 0.002
 BUSY_CODES = frozenset(
@@ -209,6 +210,33 @@ MIGRATIONS: tuple[str, ...] = (
     UPDATE jobs SET report_state = 'failed',
         report_error = 'not known whether it was delivered: STAT bot stopped before recording it'
     WHERE report_state = 'pending' AND finished_at IS NOT NULL;
+    """,
+    """
+    -- Dashboard sessions held on the server (a hash of the cookie's id), so logout ends
+    -- one for good: a cookie copied before logout finds no row afterwards.
+    CREATE TABLE web_sessions (
+        id_hash    TEXT PRIMARY KEY,
+        user       TEXT NOT NULL,
+        created_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX web_sessions_user ON web_sessions (user);
+
+    -- Rate-limit counters (login throttling) shared by every web worker: one fixed window each.
+    CREATE TABLE throttle (
+        key        TEXT PRIMARY KEY,
+        hits       INTEGER NOT NULL,
+        expires_at REAL    NOT NULL
+    ) WITHOUT ROWID;
+
+    -- Digests of accepted webhook bodies, so a captured body sent again under a new
+    -- delivery id enqueues nothing (kept as long as the deliveries are).
+    CREATE TABLE delivery_digests (
+        source      TEXT NOT NULL,
+        digest      TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        PRIMARY KEY (source, digest)
+    ) WITHOUT ROWID;
+    CREATE INDEX delivery_digests_received ON delivery_digests (received_at);
     """,
 )
 
@@ -388,6 +416,28 @@ SQL_INSERT_DELIVERY = """
     ON CONFLICT (source, delivery_id) DO NOTHING
 """
 SQL_PRUNE_DELIVERIES = "DELETE FROM deliveries WHERE received_at < ?"
+SQL_DIGEST_SEEN = "SELECT 1 FROM delivery_digests WHERE source = ? AND digest = ?"
+SQL_INSERT_DIGEST = "INSERT INTO delivery_digests (source, digest, received_at) VALUES (?, ?, ?)"
+SQL_PRUNE_DIGESTS = "DELETE FROM delivery_digests WHERE received_at < ?"
+
+SQL_OPEN_SESSION = "INSERT INTO web_sessions (id_hash, user, created_at) VALUES (?, ?, ?)"
+SQL_EXPIRE_SESSIONS = "DELETE FROM web_sessions WHERE created_at < ?"
+SQL_SESSION_USER = "SELECT user FROM web_sessions WHERE id_hash = ? AND created_at >= ?"
+SQL_CLOSE_SESSION = "DELETE FROM web_sessions WHERE id_hash = ?"
+SQL_CLOSE_USER_SESSIONS = "DELETE FROM web_sessions WHERE user = ?"
+
+# A fixed window per key: the first hit after the window ended starts a new one.
+SQL_THROTTLE_HIT = """
+    INSERT INTO throttle (key, hits, expires_at) VALUES (:key, :amount, :now + :expiry)
+    ON CONFLICT (key) DO UPDATE SET
+        hits = CASE WHEN expires_at <= :now THEN excluded.hits ELSE hits + excluded.hits END,
+        expires_at = CASE WHEN expires_at <= :now THEN excluded.expires_at ELSE expires_at END
+    RETURNING hits
+"""
+SQL_THROTTLE_GET = "SELECT hits, expires_at FROM throttle WHERE key = ? AND expires_at > ?"
+SQL_THROTTLE_CLEAR = "DELETE FROM throttle WHERE key = ?"
+SQL_THROTTLE_CLEAR_ALL = "DELETE FROM throttle"
+SQL_PRUNE_THROTTLE = "DELETE FROM throttle WHERE expires_at <= ?"
 SQL_COUNT = """
     INSERT INTO counters (name, label, value) VALUES (?, ?, ?)
     ON CONFLICT (name, label) DO UPDATE SET value = value + excluded.value
@@ -847,6 +897,8 @@ class SQLiteQueue(Queue):
 
     def request_cancel(self, job_id: int, *, now: float | None = None) -> CancelResult:
         now = time.time() if now is None else now
+        if not 0 < job_id <= MAX_ID:
+            return CancelResult(CancelOutcome.NOT_FOUND)
         with self._write() as conn:
             row = conn.execute(SQL_GET, (job_id,)).fetchone()
             if row is None:
@@ -1070,6 +1122,8 @@ class SQLiteQueue(Queue):
             conn.execute(SQL_PRUNE_SUPPRESSIONS, (time.time(),))
             conn.execute(SQL_PRUNE_DELIVERIES, (before,))
             conn.execute(SQL_PRUNE_OUTBOX, (before,))
+            conn.execute(SQL_PRUNE_DIGESTS, (before,))
+            conn.execute(SQL_PRUNE_THROTTLE, (time.time(),))
         return [_job(r) for r in rows]
 
     # workers ---------------------------------------------------------------
@@ -1184,14 +1238,19 @@ class SQLiteQueue(Queue):
         requests: Sequence[JobRequest],
         *,
         notices: Callable[[list[EnqueueResult]], Sequence[OutboxMessage]] | None = None,
+        digest: str | None = None,
         now: float | None = None,
     ) -> list[EnqueueResult] | None:
         now = time.time() if now is None else now
         results: list[EnqueueResult] = []
         stored: list[int] = []
         with self._write() as conn:
+            if digest is not None and conn.execute(SQL_DIGEST_SEEN, (source, digest)).fetchone():
+                return None  # a captured body under a new delivery id: nothing is written
             if conn.execute(SQL_INSERT_DELIVERY, (source, delivery_id, now)).rowcount != 1:
                 return None
+            if digest is not None:
+                conn.execute(SQL_INSERT_DIGEST, (source, digest, now))
             for request in requests:
                 start_after = now + request.delay_seconds
                 row, coalesced = self._insert_or_coalesce(conn, request, now, start_after)
@@ -1205,6 +1264,48 @@ class SQLiteQueue(Queue):
         if results or stored:
             self._wakeup.notify()
         return results
+
+    # web sessions -----------------------------------------------------------
+    def open_session(
+        self, id_hash: str, user: str, *, max_age: float, now: float | None = None
+    ) -> None:
+        now = time.time() if now is None else now
+        with self._write() as conn:
+            conn.execute(SQL_EXPIRE_SESSIONS, (now - max_age,))
+            conn.execute(SQL_OPEN_SESSION, (id_hash, user, now))
+
+    def session_user(self, id_hash: str, *, max_age: float, now: float | None = None) -> str | None:
+        now = time.time() if now is None else now
+        rows = self._read(SQL_SESSION_USER, (id_hash, now - max_age))
+        return rows[0][0] if rows else None
+
+    def close_session(self, id_hash: str) -> bool:
+        with self._write() as conn:
+            return conn.execute(SQL_CLOSE_SESSION, (id_hash,)).rowcount > 0
+
+    def close_user_sessions(self, user: str) -> int:
+        with self._write() as conn:
+            return conn.execute(SQL_CLOSE_USER_SESSIONS, (user,)).rowcount
+
+    # throttling ---------------------------------------------------------------
+    def throttle_hit(
+        self, key: str, expiry: float, amount: int = 1, *, now: float | None = None
+    ) -> int:
+        now = time.time() if now is None else now
+        params = {"key": key, "amount": amount, "now": now, "expiry": expiry}
+        with self._write() as conn:
+            return int(conn.execute(SQL_THROTTLE_HIT, params).fetchone()[0])
+
+    def throttle_get(self, key: str, *, now: float | None = None) -> tuple[int, float | None]:
+        now = time.time() if now is None else now
+        rows = self._read(SQL_THROTTLE_GET, (key, now))
+        return (int(rows[0][0]), float(rows[0][1])) if rows else (0, None)
+
+    def throttle_clear(self, key: str | None = None) -> int:
+        with self._write() as conn:
+            if key is None:
+                return conn.execute(SQL_THROTTLE_CLEAR_ALL).rowcount
+            return conn.execute(SQL_THROTTLE_CLEAR, (key,)).rowcount
 
     def count(self, name: str, label: str, by: int = 1) -> None:
         with self._write() as conn:
@@ -1247,6 +1348,8 @@ class SQLiteQueue(Queue):
         ]
 
     def get(self, job_id: int) -> Job | None:
+        if not 0 < job_id <= MAX_ID:
+            return None  # no row can have it (SQLite would raise OverflowError)
         rows = self._read(SQL_GET, (job_id,))
         return _job(rows[0]) if rows else None
 
@@ -1259,11 +1362,15 @@ class SQLiteQueue(Queue):
         namespace: str | None = None,
         statuses: Sequence[JobStatus] = (),
         limit: int = 50,
+        hidden: Sequence[str] = (),
     ) -> list[Job]:
         where, params = [], []
         if namespace:
             where.append("namespace = ?")
             params.append(namespace)
+        if hidden:
+            where.append(f"namespace NOT IN ({', '.join('?' for _ in hidden)})")
+            params.extend(hidden)
         if statuses:
             where.append(f"status IN ({', '.join('?' for _ in statuses)})")
             params.extend(str(s) for s in statuses)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from flask import Flask, Response
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 from stat_bot.jobs.config import JobConfigs
 from stat_bot.queue import Queue
@@ -24,6 +26,20 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
+class BoundedInt(IntegerConverter):
+    """`<int:...>` in every route, up to the largest id a queue holds (2**63 - 1).
+
+    A longer number is a 404 like any id that names nothing, rather than an overflow deep
+    in the database driver (a 500) or Python's refusal to read a 5,000-digit int.
+    """
+
+    regex = r"\d{1,19}"
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(map, *args, **kwargs)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -34,6 +50,7 @@ def create_app(
     """A STAT bot web app. Tests pass their own settings, queue, configs or Slack poster."""
     settings = settings or get_settings()
     app = Flask(__name__)
+    app.url_map.converters["int"] = BoundedInt  # before any route is added
     app.config.update(
         SECRET_KEY=secret_key(settings),
         MAX_CONTENT_LENGTH=settings.web_max_body,
@@ -52,9 +69,9 @@ def create_app(
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     app.extensions[KEY] = Services(settings, queue=queue, configs=configs, notifier=notifier)
 
-    csrf.init_app(app)
     errors.register(app)
-    auth.init_app(app)
+    auth.init_app(app)  # first: its checks (the relay token's scope) run before CSRF's
+    csrf.init_app(app)
     _register_blueprints(app)
 
     @app.after_request

@@ -30,7 +30,9 @@ from flask_login import login_required
 from flask_wtf.csrf import CSRFProtect
 
 from stat_bot.dispatcher.schedules import row_next_due
+from stat_bot.jobs.config import NAME as NAMESPACE_NAME
 from stat_bot.jobs.model import Job, JobStatus
+from stat_bot.jobs.params import excerpt
 from stat_bot.queue.base import OutboxState, ScheduleRow
 from stat_bot.views import (
     LOG_STREAMS,
@@ -58,6 +60,7 @@ UNFINISHED_LIMIT = 200
 LOG_LINES = 2000  # shown on the job page; the download has everything
 INTERVAL_LABELS = {"1h": "1 hour", "2h": "2 hours", "5h": "5 hours", "1d": "1 day"}
 CHART_HOURS = (6, 24, 72, 168)
+MAX_NAMESPACE = 100  # a filter longer than this names no namespace
 
 
 # -- what a job looks like on a page ---------------------------------------------------------
@@ -100,6 +103,15 @@ class JobFilter:
     @classmethod
     def from_request(cls) -> JobFilter:
         namespace = (request.args.get("namespace") or "").strip() or None
+        if namespace is not None and not (
+            len(namespace) <= MAX_NAMESPACE and NAMESPACE_NAME.match(namespace)
+        ):
+            raise ApiError(
+                400,
+                f"namespace {excerpt(namespace)!r} is not a namespace name "
+                f"(up to {MAX_NAMESPACE} lower-case letters, digits, _ and -)",
+                "namespace",
+            )
         names = [
             part.strip()
             for value in request.args.getlist("status")
@@ -113,7 +125,7 @@ class JobFilter:
             except ValueError:
                 valid = ", ".join(s.value for s in JobStatus)
                 raise ApiError(
-                    400, f"unknown status {name!r}; use one of {valid}", "status"
+                    400, f"unknown status {excerpt(name)!r}; use one of {valid}", "status"
                 ) from None
         return cls(namespace, tuple(statuses))
 
@@ -241,7 +253,7 @@ def job_page(job_id: int) -> str:
 def job_log(job_id: int, stream: str) -> Any:
     """A job's whole stdout or stderr as a file download (plain text, never rendered)."""
     if stream not in LOG_STREAMS:
-        raise ApiError(404, f"A job has no {stream!r} log; choose stdout or stderr.")
+        raise ApiError(404, f"A job has no {excerpt(stream)!r} log; choose stdout or stderr.")
     job = _job_or_404(job_id)
     path = Path(job.log_dir or "") / stream
     if not job.log_dir or not path.is_file():
@@ -371,7 +383,7 @@ def set_enabled() -> Any:
         raise ApiError(400, "`enabled` must be on, off or default", "enabled")
     row = services().queue.set_schedule(key, enabled=values[choice])
     if row is None:
-        raise ApiError(404, f"No schedule {key!r}: the schedules page lists them.")
+        raise ApiError(404, f"No schedule {excerpt(key)!r}: the schedules page lists them.")
     log.info("schedule changed from the web", schedule=key, enabled=choice, user=who())
     state = "enabled" if row.enabled else "disabled"
     how = " (as job_configs.py says)" if choice == "default" else ""
@@ -387,15 +399,16 @@ def cancel_suppression() -> Any:
     removed = services().queue.unsuppress(namespace, job_type)
     log.info(
         "suppression cancelled from the web",
-        namespace=namespace,
-        job_type=job_type,
+        namespace=namespace[:100],
+        job_type=job_type[:100],
         removed=removed,
         user=who(),
     )
+    label = excerpt(f"{namespace} {job_type}")
     if removed:
-        flash(f"{namespace} {job_type} is no longer suppressed.", "info")
+        flash(f"{label} is no longer suppressed.", "info")
     else:
-        flash(f"{namespace} {job_type} had no suppression (it may have just ended).", "error")
+        flash(f"{label} had no suppression (it may have just ended).", "error")
     return redirect(url_for("dashboard.schedules"))
 
 

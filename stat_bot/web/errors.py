@@ -87,7 +87,9 @@ def register(app: Flask) -> None:
         return _respond(400, f"{error.description} Reload the page and try again.", "csrf_token")
 
     @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException) -> tuple[Response | str, int]:
+    def http_error(error: HTTPException) -> Response | tuple[Response | str, int]:
+        if error.response is not None:  # made by whoever raised it (the login throttle's page)
+            return error.response
         status = error.code or 500
         if status == 413:
             limit = app.config.get("MAX_CONTENT_LENGTH")

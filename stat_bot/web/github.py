@@ -12,9 +12,11 @@ checks run in this order, each refusal saying what to fix:
 6. `ping` (sent when the webhook is created): 200. Not recorded as a delivery: it
    enqueues nothing, so a repeated ping is harmless.
 7. Rules for the event are matched, and the delivery is recorded and its jobs
-   enqueued in one transaction (`Queue.accept_delivery`): a delivery id seen before
-   is acknowledged (200, `duplicate`) and enqueues nothing; no rule matched is 200
-   with no jobs (still recorded); otherwise 202 with the jobs.
+   enqueued in one transaction (`Queue.accept_delivery`): a delivery id seen before,
+   or a body seen before (its SHA-256 digest is kept as long as the delivery ids, so a
+   captured body replayed under a new `X-GitHub-Delivery` is caught too), is
+   acknowledged (200, `duplicate`) and enqueues nothing; no rule matched is 200 with
+   no jobs (still recorded); otherwise 202 with the jobs.
 
 A job that lands in an active suppression gets a notice in the namespace's channel
 saying until when and how to lift it, stored in the outbox with the delivery and
@@ -25,6 +27,7 @@ Every request is counted in the queue counter `webhook_requests` by result (for
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 import time
@@ -36,7 +39,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from stat_bot.jobs.actions import describe_time
 from stat_bot.jobs.config import JobConfigs, Namespace, WebhookSpec
-from stat_bot.jobs.model import JobRequest, Source
+from stat_bot.jobs.model import ArgsError, JobRequest, Source
 from stat_bot.jobs.webhooks import (
     JSON_TYPES,
     GitHubEvent,
@@ -56,6 +59,7 @@ from stat_bot.web.signed import (
     counting_refusals,
     job_body,
     json_body,
+    refused_args,
     secret_or_refuse,
     verify_sha256,
 )
@@ -129,11 +133,16 @@ def _receive(project: str) -> tuple[str, int, dict[str, Any]]:
             github = read_event(event, payload)
         except PayloadError as error:
             raise RefusedError(400, "bad_request", f"{event} payload: {error}", "body") from None
-        requests = [_request(namespace, rule, github) for rule in rules if matches(rule, github)]
+        try:
+            requests = [
+                _request(namespace, rule, github) for rule in rules if matches(rule, github)
+            ]
+        except ArgsError as error:
+            raise refused_args(error) from None
+    digest = hashlib.sha256(body).hexdigest()  # GitHub signs the body alone: this is what replays
     ref = f"{SOURCE}:{delivery}"
 
     def notices(results: list[EnqueueResult]) -> list[OutboxMessage]:
-        assert github is not None or not results
         return [
             outgoing(notice, "notice", ref=ref)
             for enqueued in results
@@ -141,7 +150,7 @@ def _receive(project: str) -> tuple[str, int, dict[str, Any]]:
             and (notice := _suppressed_notice(namespace, enqueued, github)) is not None
         ]
 
-    results = svc.queue.accept_delivery(SOURCE, delivery, requests, notices=notices)
+    results = svc.queue.accept_delivery(SOURCE, delivery, requests, digest=digest, notices=notices)
     answer: dict[str, Any] = {"ok": True, "event": event, "delivery": delivery}
     if results is None:
         return "duplicate", 200, {**answer, "duplicate": True, "jobs": []}

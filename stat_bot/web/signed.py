@@ -18,6 +18,7 @@ from flask import request
 from pydantic import SecretStr
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from stat_bot.jobs.model import ArgsError
 from stat_bot.queue.base import EnqueueResult
 from stat_bot.web.errors import RefusedError
 from stat_bot.web.services import services
@@ -68,6 +69,11 @@ def json_body(body: bytes, *, content_type_hint: str = "") -> Any:
         return json.loads(body)
     except ValueError as error:
         raise RefusedError(400, "bad_request", f"the body is not JSON: {error}", "body") from None
+
+
+def refused_args(error: ArgsError) -> RefusedError:
+    """A matched rule whose args no job could run with (a NUL byte, too long): 400, why."""
+    return RefusedError(400, "bad_request", f"not queued: {error}", "body")
 
 
 def job_body(enqueued: EnqueueResult, *, namespace: bool = False) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from flask import Blueprint, Flask, Response, jsonify, request
 from flask_wtf.csrf import CSRFProtect
 
 from stat_bot.jobs.config import Namespace, TracRuleSpec
-from stat_bot.jobs.model import JobRequest, Source
+from stat_bot.jobs.model import ArgsError, JobRequest, Source
 from stat_bot.jobs.trac_rules import EventError, TicketEvent, matches, read_ticket_event, rule_args
 from stat_bot.queue.base import EnqueueResult, OutboxMessage, OutboxState
 from stat_bot.report.messages import Report
@@ -48,6 +48,7 @@ from stat_bot.web.signed import (
     counting_refusals,
     job_body,
     json_body,
+    refused_args,
     secret_or_refuse,
     verify_sha256,
 )
@@ -122,11 +123,14 @@ def _receive() -> tuple[str, dict[str, Any]]:
             "value in both",
             EVENT_ID,
         )
-    requests = [
-        _request(namespace, rule, event, svc.settings)
-        for namespace, rule in svc.configs.trac_rules()
-        if matches(rule, event)
-    ]
+    try:
+        requests = [
+            _request(namespace, rule, event, svc.settings)
+            for namespace, rule in svc.configs.trac_rules()
+            if matches(rule, event)
+        ]
+    except ArgsError as error:
+        raise refused_args(error) from None
     channel = svc.settings.stat_channel
     ref = f"{SOURCE}:{event.id}"
 

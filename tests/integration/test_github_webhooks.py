@@ -232,6 +232,52 @@ def test_a_replayed_delivery_is_acknowledged_and_ignored(client, queue):
     assert queue.counters(COUNTER) == {"accepted": 1, "duplicate": 1}
 
 
+def test_a_captured_body_replayed_with_a_new_delivery_id_enqueues_nothing(client, queue):
+    body = gh.encode(gh.push())
+    first = deliver(client, "push", gh.push(), body=body)
+    replay = deliver(client, "push", gh.push(), body=body, delivery=gh.delivery_id())
+    assert first.status_code == 202
+    assert replay.status_code == 200
+    assert replay.json["duplicate"] is True
+    assert replay.json["jobs"] == []
+    assert len(all_jobs(queue)) == 1
+    assert queue.counters(COUNTER) == {"accepted": 1, "duplicate": 1}
+    # Another body (another event) still goes through.
+    other = deliver(client, "push", gh.push(after="e" * 40))
+    assert other.status_code == 202
+    assert len(all_jobs(queue)) == 2
+
+
+def test_a_body_is_remembered_as_long_as_deliveries_are(client, queue):
+    body = gh.encode(gh.push())
+    assert deliver(client, "push", gh.push(), body=body).status_code == 202
+    queue.prune(time.time() - 60)  # within the retention window: still remembered
+    assert deliver(client, "push", gh.push(), body=body).json.get("duplicate") is True
+    queue.prune(time.time() + 1)  # past it: forgotten with the delivery ids
+    assert deliver(client, "push", gh.push(), body=body).status_code == 202
+    assert len(all_jobs(queue)) == 2
+
+
+@pytest.mark.parametrize(
+    ("after", "fragment"),
+    [("0d1a\u0000rm -rf", "NUL byte"), ("'" * 30_000, "126,976")],
+    ids=["NUL byte", "beyond one argument's limit"],
+)
+def test_args_no_job_could_run_with_are_refused_and_nothing_recorded(
+    client, queue, after, fragment
+):
+    delivery = gh.delivery_id()
+    response = deliver(client, "push", gh.push(after=after), delivery=delivery)
+    assert response.status_code == 400, response.json
+    assert response.json["error"].startswith("not queued: ")
+    assert fragment in response.json["error"]
+    assert len(response.json["error"]) < 500
+    assert all_jobs(queue) == []
+    assert queue.counters(COUNTER) == {"bad_request": 1}
+    # Not recorded: the same delivery id with a payload that can run is accepted.
+    assert deliver(client, "push", gh.push(), delivery=delivery).status_code == 202
+
+
 def test_concurrent_copies_of_one_delivery_enqueue_once(make_app, queue):
     app = make_app()
     delivery = gh.delivery_id()

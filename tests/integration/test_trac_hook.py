@@ -494,3 +494,24 @@ def test_check_config_lists_trac_rules(configure, cli):
         "job_type": "check",
         "args": {"node": "{xname}"},
     }
+
+
+@pytest.mark.parametrize(
+    ("xname", "fragment"),
+    [("x1000c0s0b0n0\u0000; reboot", "NUL byte"), ("'" * 30_000, "126,976")],
+    ids=["NUL byte", "beyond one argument's limit"],
+)
+def test_args_no_job_could_run_with_are_refused_and_nothing_recorded(
+    client, emulator_client, queue, xname, fragment
+):
+    event = te.event(fields={"xname": xname})
+    response = deliver(client, event)
+    assert response.status_code == 400, response.json
+    assert response.json["error"].startswith("not queued: ")
+    assert fragment in response.json["error"]
+    assert all_jobs(queue) == []
+    assert posts(emulator_client) == []
+    # Not recorded as delivered: the plugin's retry with a usable ticket goes through.
+    fixed = {**event, "fields": {**event["fields"], "xname": "x1000c0s0b0n0"}}
+    assert deliver(client, fixed).status_code == 200
+    assert len(all_jobs(queue)) == 1

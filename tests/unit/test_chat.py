@@ -6,12 +6,21 @@ to end against the emulator); everything else is the production code.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
 import pytest
 
-from stat_bot.bot.chat import Answer, Asker, ChatCommands, Person, command_text, unescape
+from stat_bot.bot.chat import (
+    Answer,
+    Asker,
+    ChatCommands,
+    LookupFailedError,
+    Person,
+    command_text,
+    unescape,
+)
 from stat_bot.jobs.model import JobStatus, Source
 from stat_bot.queue.sqlite import SQLiteQueue
 from stat_bot.settings import Settings
@@ -63,6 +72,10 @@ class Directory:
     def person(self, user_id: str) -> Person:
         self.asked.append(user_id)
         return PEOPLE[user_id]
+
+    def groups(self, user_id: str) -> frozenset[str]:
+        self.asked.append(f"groups of {user_id}")
+        return PEOPLE[user_id].groups
 
     def name(self, user_id: str) -> str | None:
         return PEOPLE[user_id].name
@@ -307,3 +320,61 @@ def test_logs_in_a_code_block_or_as_a_file_when_long(
     assert "Usage: `logs <job id>" in text_of(chat.handle("logs", ask()))
     assert "I don't know `both` here" in text_of(chat.handle(f"logs {job.id} both", ask()))
     assert text_of(chat.handle("logs 999", ask())).startswith("No job #999")
+
+
+# --- what a person who may not use a namespace can read ------------------------------------
+
+
+def test_jobs_and_status_leave_out_namespaces_the_asker_may_not_use(
+    chat: ChatCommands, queue: SQLiteQueue
+):
+    chat.handle("hw check x1000c0s0b0n7", ask())
+    chat.handle("trac active", ask())
+    chat.handle("system hello Ada", ask())
+    everything = text_of(chat.handle("jobs", ask()))
+    assert "x1000c0s0b0n7" in everything
+    assert "trac active" in everything
+    guest = text_of(chat.handle("jobs", ask("U0GUEST")))
+    assert "x1000c0s0b0n7" not in guest
+    assert "trac active" not in guest  # the guest is not in trac's allowed_users either
+    assert "system hello" in guest
+    assert "(Not shown: jobs in `hw`, `trac`, which you may not use.)" in guest
+    bob = text_of(chat.handle("jobs", ask("U0BOB")))  # a member: hw yes, trac no
+    assert "x1000c0s0b0n7" in bob
+    assert "trac active" not in bob
+    assert "restricted" in text_of(chat.handle("jobs hw", ask("U0GUEST")))
+    status = text_of(chat.handle("status", ask("U0GUEST")))
+    assert "hw check" not in status
+    assert "system hello" in status
+
+
+class FailingGroups(Directory):
+    def groups(self, user_id: str) -> frozenset[str]:
+        raise LookupFailedError("Slack's usergroups.list failed (missing_scope)")
+
+
+def test_a_failed_group_lookup_is_said_not_taken_for_a_refusal(
+    configure, settings: Settings, queue: SQLiteQueue
+):
+    chat = ChatCommands(settings, configure(CONFIG), queue, FailingGroups())
+    body = text_of(chat.handle("trac active", ask("U0BOB")))
+    assert "could not check whether you may use `trac`" in body
+    assert "missing_scope" in body
+    assert "limited to" not in body
+    assert chat.handle("trac active", ask("U0ALICE")).reaction  # listed by id: no lookup
+    assert queue.jobs()[0].user == "U0ALICE"
+    # A restricted namespace without allowed_users never asks for groups.
+    assert chat.handle("hw check x1000c0s0b0n0", ask("U0BOB")).reaction
+
+
+def test_overlong_input_is_quoted_as_an_excerpt(chat: ChatCommands):
+    word = "q" * 10_000
+    for text in (word, f"system {word}", f"jobs {word}", f"cancel {word}", f"logs 1 {word}"):
+        body = text_of(chat.handle(text, ask()))
+        assert len(body) < 1_000, text[:20]
+        assert re.search(r"\(10,0\d\d characters\)", body), text[:20]
+    assert text_of(chat.handle("cancel " + "9" * 5000, ask())).startswith("No job #999")
+    assert text_of(chat.handle("logs 99999999999999999999999", ask())).startswith(
+        "No job #99999999999999999999999;"
+    )
+    assert "is not a job id" in text_of(chat.handle("cancel ²", ask()))
