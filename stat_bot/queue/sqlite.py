@@ -13,10 +13,13 @@ import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
+
+import structlog
 
 from stat_bot.jobs.model import Job, JobRequest, JobStatus, ReportState
 from stat_bot.queue.base import (
@@ -30,6 +33,7 @@ from stat_bot.queue.base import (
     Queue,
     QueueBusyError,
     QueueError,
+    QueueMissingError,
     Recovered,
     ScheduleRow,
     Suppression,
@@ -39,6 +43,7 @@ from stat_bot.queue.base import (
 from stat_bot.queue.wakeup import WakeupDirectory
 
 T = TypeVar("T")
+log = structlog.get_logger(__name__)
 
 WAL_AUTOCHECKPOINT_PAGES = 4000
 BUSY_FIRST_SLEEP = 0.0001
@@ -46,6 +51,38 @@ BUSY_MAX_SLEEP = 0.002
 BUSY_CODES = frozenset(
     {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, 517, 261}
 )  # + _SNAPSHOT, _RECOVERY
+FILE_CHECK_EVERY = 1.0  # seconds between checks that the database file is still the one open
+# What a failed statement means, in words a person can act on (by primary result code).
+PROBLEMS = {
+    sqlite3.SQLITE_FULL: "the disk is full",
+    sqlite3.SQLITE_READONLY: "it is read-only",
+    sqlite3.SQLITE_CORRUPT: "it is corrupt (not a valid SQLite database)",
+    sqlite3.SQLITE_NOTADB: "it is not an SQLite database (corrupt, or another kind of file)",
+    sqlite3.SQLITE_CANTOPEN: "it cannot be opened",
+    sqlite3.SQLITE_IOERR: "the disk answered with an I/O error",
+    sqlite3.SQLITE_PERM: "permission denied",
+}
+READONLY_DBMOVED = 1032  # SQLITE_READONLY_DBMOVED: the file was deleted or moved while open
+
+
+def is_fault(error: sqlite3.Error) -> bool:
+    """Whether an error comes from the database's file or disk rather than from the SQL.
+
+    Faults (full, read-only, corrupt, unreadable) are the world's doing and are raised as
+    QueueError for callers to retry or report; a mistake in a statement stays itself.
+    """
+    code = getattr(error, "sqlite_errorcode", None) or 0
+    return (code & 0xFF) in PROBLEMS or (isinstance(error, sqlite3.DatabaseError) and not code)
+
+
+def describe(error: sqlite3.Error) -> str:
+    """An SQLite error as a reason: what it means first, SQLite's own words after."""
+    code = getattr(error, "sqlite_errorcode", None) or 0
+    if code == READONLY_DBMOVED:
+        return f"the file was deleted or moved while it was open ({error})"
+    meaning = PROBLEMS.get(code & 0xFF)
+    return f"{meaning} ({error})" if meaning else str(error)
+
 
 # Forward-only migrations; the index + 1 is the schema version it produces.
 MIGRATIONS: tuple[str, ...] = (
@@ -379,37 +416,112 @@ class SQLiteQueue(Queue):
         *,
         busy_timeout: float = 30.0,
         synchronous: str = "NORMAL",
+        create: bool = True,
     ) -> None:
+        """`create`: whether `migrate` may create a missing database (the service's start,
+        `stat-bot db migrate`). Nothing else ever creates one: a database deleted under a
+        running service, or missing when a CLI command asks, is an error that says so."""
         self.path = Path(path).absolute()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._busy_ms = int(busy_timeout * 1000)
         self._synchronous = synchronous
+        self._create = create
+        self._creating = False
         self._local = threading.local()
         self._wakeup = WakeupDirectory(self.path)
 
     # connections -----------------------------------------------------------
+    def _missing(self) -> QueueMissingError:
+        return QueueMissingError(
+            f"no database at {self.path} (deleted, or never created): start the service "
+            "(`stat-bot run`) or run `stat-bot db migrate` to create one"
+        )
+
+    def _file_id(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _drop(self) -> None:
+        """Forget this thread's connection: the next call opens a fresh one.
+
+        After an error that may have left it unusable (opened read-only while the file
+        was, the file deleted or replaced, an I/O error), reopening is what lets the
+        service recover by itself once the cause is gone.
+        """
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            with suppress(sqlite3.Error):
+                conn.close()
+
+    def file_problem(self) -> str | None:
+        """What is wrong with the database file this process uses, or None.
+
+        Compares the file at DATABASE_URL's path with the one this thread has open
+        (device and inode), so a database deleted or replaced under a running
+        service is named rather than silently written into a ghost.
+        """
+        now = self._file_id()
+        if now is None:
+            return f"the database {self.path} was deleted: restore it, or run `stat-bot db migrate`"
+        opened = getattr(self._local, "ident", None)
+        if getattr(self._local, "conn", None) is not None and opened and opened != now:
+            return f"the database {self.path} was replaced by another file while in use"
+        return None
+
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None or self._local.pid != os.getpid():
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, timeout=0, check_same_thread=True
+        if conn is not None and self._local.pid == os.getpid():
+            if time.monotonic() < self._local.checked:
+                return conn
+            self._local.checked = time.monotonic() + FILE_CHECK_EVERY
+            now = self._file_id()
+            if now == self._local.ident:
+                return conn
+            self._drop()
+            if now is None:
+                log.error("queue database deleted while in use", path=str(self.path))
+                raise self._missing()
+            log.warning(
+                "queue database replaced while in use; opening the new file", path=str(self.path)
             )
-            # No SQLite busy handler: `_when_free` waits for locks instead (see there).
-            conn.execute("PRAGMA busy_timeout = 0")
+        mode = "rwc" if self._creating else "rw"
+        uri = f"file:{urllib.parse.quote(str(self.path))}?mode={mode}"
+        try:
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=0)
+        except sqlite3.Error as error:
+            if not self.path.exists():
+                raise self._missing() from error
+            raise QueueError(
+                f"could not open the queue database {self.path}: {describe(error)}"
+            ) from error
+        # No SQLite busy handler: `_when_free` waits for locks instead (see there).
+        conn.execute("PRAGMA busy_timeout = 0")
 
-            def setup() -> None:
-                # These read the file's header: they meet the lock of a process that is
-                # creating the database or switching it to WAL at this moment, and wait.
-                conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-                conn.execute("PRAGMA foreign_keys = ON")
-                # Checkpoint every ~16 MiB of WAL instead of 4: a hot page (index roots,
-                # the queued-jobs index) is copied back once per checkpoint however often
-                # it changed.
-                conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+        def setup() -> None:
+            # These read the file's header: they meet the lock of a process that is
+            # creating the database or switching it to WAL at this moment, and wait.
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            # Checkpoint every ~16 MiB of WAL instead of 4: a hot page (index roots,
+            # the queued-jobs index) is copied back once per checkpoint however often
+            # it changed.
+            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+            # Reading the schema finds a file that is not a database (garbage bytes) now,
+            # with a clear message, rather than at the first real statement.
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
 
+        try:
             self._when_free(setup, "open")
-            self._local.conn = conn
-            self._local.pid = os.getpid()
+        except BaseException:
+            conn.close()
+            raise
+        self._local.conn = conn
+        self._local.pid = os.getpid()
+        self._local.ident = self._file_id()
+        self._local.checked = time.monotonic() + FILE_CHECK_EVERY
         return conn
 
     def call_nowait(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -434,10 +546,14 @@ class SQLiteQueue(Queue):
         while True:
             try:
                 return attempt()
-            except sqlite3.OperationalError as error:
-                if (getattr(error, "sqlite_errorcode", 0) & 0xFF) not in BUSY_CODES:
+            except sqlite3.Error as error:
+                busy = (
+                    isinstance(error, sqlite3.OperationalError)
+                    and ((getattr(error, "sqlite_errorcode", 0) or 0) & 0xFF) in BUSY_CODES
+                )
+                if not busy:
                     raise QueueError(
-                        f"could not {what} the queue database {self.path}: {error}"
+                        f"could not {what} the queue database {self.path}: {describe(error)}"
                     ) from error
                 if getattr(self._local, "nowait", False):
                     raise QueueBusyError(f"{self.path} is locked by another writer") from error
@@ -454,24 +570,64 @@ class SQLiteQueue(Queue):
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction: the write lock up front, so no upgrade can deadlock."""
+        """One IMMEDIATE transaction: the write lock up front, so no upgrade can deadlock.
+
+        Any SQLite failure - in a statement or in the COMMIT (a full disk, a read-only
+        file) - rolls back, so the connection is never left inside a transaction, and is
+        raised as a QueueError that says what it means. After such a failure the
+        connection is reopened for the next call (see `_drop`).
+        """
         conn = self._conn()
-        self._when_free(lambda: conn.execute("BEGIN IMMEDIATE"), "lock")
+        try:
+            self._when_free(lambda: conn.execute("BEGIN IMMEDIATE"), "lock")
+        except QueueError:
+            self._drop()
+            raise
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
             conn.execute("COMMIT")
+        except BaseException as error:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    self._drop()
+            if isinstance(error, sqlite3.Error) and is_fault(error):
+                self._drop()
+                raise QueueError(
+                    f"could not write to the queue database {self.path}: {describe(error)}"
+                ) from error
+            raise
 
     def _read(self, sql: str, params: Sequence[object] | dict[str, object] = ()) -> list[tuple]:
         conn = self._conn()
-        return self._when_free(lambda: conn.execute(sql, params).fetchall(), "read")
+        try:
+            return self._when_free(lambda: conn.execute(sql, params).fetchall(), "read")
+        except QueueError:
+            self._drop()
+            raise
+
+    def probe_write(self) -> None:
+        """A real write, committed (for /readyz): fails while the disk is full or read-only.
+
+        It rewrites one row of `beats`, so every probe dirties a page and appends to the
+        WAL: a write that changed nothing would commit without touching the disk.
+        """
+        now = time.time()
+        with self._write() as conn:
+            conn.execute(SQL_BEAT, ("readyz-probe", "", os.getpid(), "probe", "", now))
 
     # lifecycle -------------------------------------------------------------
     def migrate(self) -> int:
-        first = self._conn()
+        if self._create and not self.path.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._creating = True
+        try:
+            first = self._conn()
+        finally:
+            self._creating = False
+        if self._schema_version(first) == len(MIGRATIONS):
+            return len(MIGRATIONS)  # up to date: nothing to write (works on a read-only file)
         mode = self._when_free(
             lambda: first.execute("PRAGMA journal_mode = WAL").fetchone()[0], "open"
         )
@@ -492,6 +648,20 @@ class SQLiteQueue(Queue):
                         conn.execute(statement)
                 conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
         return len(MIGRATIONS)
+
+    def _schema_version(self, conn: sqlite3.Connection) -> int | None:
+        """The schema version in force, or None for a database not yet set up (a read)."""
+
+        def read() -> int | None:
+            found = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+            ).fetchone()
+            if not found:
+                return None
+            return conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+
+        mode = self._when_free(lambda: conn.execute("PRAGMA journal_mode").fetchone()[0], "read")
+        return self._when_free(read, "read") if str(mode).lower() == "wal" else None
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
