@@ -103,7 +103,10 @@ class Context:
             try:
                 self._configs = load_config(self.settings.job_configs)
             except ConfigError as error:
-                _fail(f"{error}\nRun `stat-bot check-config` after fixing it.", 2)
+                first = f"{error.source}: {error.problems[0]}" if error.problems else str(error)
+                more = len(error.problems) - 1
+                also = f" (and {more} more problem(s))" if more > 0 else ""
+                _fail(f"{first}{also}; `stat-bot check-config` lists every problem", 2)
         return self._configs
 
     @property
