@@ -500,8 +500,7 @@ class Dispatcher:
         """
         now = time.time()
         settle = self.settings.heartbeat_interval + self.settings.kill_grace
-        rows = await self._q(self.queue.jobs, statuses=[JobStatus.RUNNING], limit=100_000)
-        for job in rows:
+        for job in await self._q(self.queue.running_jobs):
             started = job.started_at or job.created_at
             timeout = self._timeout_of(job)
             overdue = timeout is not None and (

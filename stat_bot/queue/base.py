@@ -349,6 +349,10 @@ class Queue(abc.ABC):
         sleeps until "the next due time" never sleep at all.
         """
 
+    def running_jobs(self) -> list[Job]:
+        """Every job in state `running`, whoever runs it (the dispatcher's safety net)."""
+        return self.jobs(statuses=[JobStatus.RUNNING], limit=1_000_000)
+
     # health ------------------------------------------------------------------
     def probe_write(self) -> None:
         """Commit a small real write; raises QueueError while writes fail (for /readyz).

@@ -8,6 +8,7 @@ own connection, as sqlite3 connections must not be shared across threads.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sqlite3
@@ -443,6 +444,55 @@ class SQLiteQueue(Queue):
             return None
         return st.st_dev, st.st_ino
 
+    def _wal_id(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(f"{self.path}-wal")
+        except FileNotFoundError:
+            return None
+        return st.st_dev, st.st_ino
+
+    @contextmanager
+    def _folder_locked(self) -> Iterator[None]:
+        """An exclusive lock on the database's folder, between every process that uses it."""
+        fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _set_aside(self) -> None:
+        """Rename the -wal and -shm at the path (the caller holds `_folder_locked`).
+
+        SQLite would read a write-ahead log left by a deleted or replaced database into
+        the file now at the path (a WAL does not say which database it belongs to), and
+        a database whose file was moved does not delete its WAL when closed. Renamed,
+        not deleted: it may hold the last changes of the database that was removed.
+        """
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for suffix in ("-wal", "-shm"):
+            orphan = Path(f"{self.path}{suffix}")
+            aside = Path(f"{self.path}{suffix}.orphaned-{stamp}-{os.getpid()}")
+            try:
+                orphan.rename(aside)
+            except FileNotFoundError:
+                continue
+            log.warning(
+                "set aside the write-ahead file of a database that is gone",
+                path=str(self.path),
+                kept_as=str(aside),
+            )
+
+    def _set_aside_stale(self, stale: tuple[int, int]) -> None:
+        """Set aside the -wal/-shm if the -wal is still `stale` (the old database's).
+
+        A -wal with another inode was made for the new file (by `db migrate`, or another
+        process that got here first) and is left alone.
+        """
+        with self._folder_locked():
+            if self._wal_id() == stale:
+                self._set_aside()
+
     def _drop(self) -> None:
         """Forget this thread's connection: the next call opens a fresh one.
 
@@ -479,7 +529,11 @@ class SQLiteQueue(Queue):
             self._local.checked = time.monotonic() + FILE_CHECK_EVERY
             now = self._file_id()
             if now == self._local.ident:
+                self._local.wal = self._wal_id()  # ours while this connection is open
                 return conn
+            # The write-ahead log at the path is still the old database's: it must not be
+            # read into whatever file is there now (see `_set_aside_stale`).
+            self._local.stale_wal = self._local.wal
             self._drop()
             if now is None:
                 log.error("queue database deleted while in use", path=str(self.path))
@@ -487,6 +541,10 @@ class SQLiteQueue(Queue):
             log.warning(
                 "queue database replaced while in use; opening the new file", path=str(self.path)
             )
+        stale = getattr(self._local, "stale_wal", None)
+        if stale is not None:
+            self._set_aside_stale(stale)
+            self._local.stale_wal = None
         mode = "rwc" if self._creating else "rw"
         uri = f"file:{urllib.parse.quote(str(self.path))}?mode={mode}"
         try:
@@ -521,6 +579,7 @@ class SQLiteQueue(Queue):
         self._local.conn = conn
         self._local.pid = os.getpid()
         self._local.ident = self._file_id()
+        self._local.wal = self._wal_id()
         self._local.checked = time.monotonic() + FILE_CHECK_EVERY
         return conn
 
@@ -621,6 +680,9 @@ class SQLiteQueue(Queue):
     def migrate(self) -> int:
         if self._create and not self.path.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._folder_locked():
+                if not self.path.exists():
+                    self._set_aside()  # a WAL without its database belongs to no new one
             self._creating = True
         try:
             first = self._conn()
@@ -647,6 +709,7 @@ class SQLiteQueue(Queue):
                     if statement.strip():
                         conn.execute(statement)
                 conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+        self._local.wal = self._wal_id()  # the first write in WAL mode made it
         return len(MIGRATIONS)
 
     def _schema_version(self, conn: sqlite3.Connection) -> int | None:
@@ -1014,6 +1077,9 @@ class SQLiteQueue(Queue):
                 SQL_JOB_TIMINGS, (since, limit)
             )
         ]
+
+    def running_jobs(self) -> list[Job]:
+        return [_job(r) for r in self._read(SQL_RUNNING_ALL)]  # the partial index: no scan
 
     def get(self, job_id: int) -> Job | None:
         rows = self._read(SQL_GET, (job_id,))

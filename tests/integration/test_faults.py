@@ -394,3 +394,42 @@ def test_readyz_names_a_full_disk(small_var, configure, make_web_app):
         what="/readyz to be ready again",
     )
     queue.close()
+
+
+def test_a_job_on_a_full_log_disk_says_disk_full_with_the_path(
+    small_var, home, make_settings, configure, thread_dispatcher
+):
+    configure(CONFIG)
+    # The database on the ordinary disk, the job logs (LOGS_DIR) on the full one.
+    settings = make_settings(state_dir=home / "state", logs_dir=small_var / "logs")
+    queue = SQLiteQueue(settings.sqlite_path)
+    queue.migrate()
+    thread_dispatcher(None, settings)
+    filler = fill(small_var)
+    job = queue.enqueue(request()).job  # `echo fine` into a stdout file with no room
+    ended = wait_status(queue, job.id, JobStatus.FAILED)
+    assert ended.note is not None
+    assert "disk full" in ended.note
+    assert str(small_var / "logs" / "t" / "ok" / str(job.id)) in ended.note
+    filler.unlink()
+    again = queue.enqueue(request()).job
+    assert wait_status(queue, again.id, JobStatus.SUCCEEDED).note is None
+    queue.close()
+
+
+def test_a_replaced_database_is_named_in_the_log_and_the_new_file_used(queue, tmp_path):
+    from structlog.testing import capture_logs
+
+    queue.enqueue(request())
+    other = SQLiteQueue(tmp_path / "restored.sqlite3")
+    other.migrate()
+    for _ in range(3):
+        other.enqueue(request())
+    other.close()  # its last connection: the WAL is folded in and removed
+    os.replace(other.path, queue.path)
+    time.sleep(FILE_CHECK_EVERY)
+    with capture_logs() as logs:
+        assert len(queue.jobs()) == 3  # the new file's jobs, not the old one's
+    assert [e["path"] for e in logs if "replaced while in use" in e["event"]] == [str(queue.path)]
+    # The old database's write-ahead log was kept aside, not read into the new file.
+    assert len(list(queue.path.parent.glob(f"{queue.path.name}-wal.orphaned-*"))) == 1
