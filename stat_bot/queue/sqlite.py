@@ -506,6 +506,12 @@ class SQLiteQueue(Queue):
             with suppress(sqlite3.Error):
                 conn.close()
 
+    def _drop_after(self, error: QueueError) -> None:
+        """`_drop` after a fault; a lock held by another writer leaves the connection be."""
+        cause = error.__cause__
+        if isinstance(cause, sqlite3.Error) and is_fault(cause):
+            self._drop()
+
     def file_problem(self) -> str | None:
         """What is wrong with the database file this process uses, or None.
 
@@ -639,8 +645,8 @@ class SQLiteQueue(Queue):
         conn = self._conn()
         try:
             self._when_free(lambda: conn.execute("BEGIN IMMEDIATE"), "lock")
-        except QueueError:
-            self._drop()
+        except QueueError as error:
+            self._drop_after(error)
             raise
         try:
             yield conn
@@ -662,8 +668,8 @@ class SQLiteQueue(Queue):
         conn = self._conn()
         try:
             return self._when_free(lambda: conn.execute(sql, params).fetchall(), "read")
-        except QueueError:
-            self._drop()
+        except QueueError as error:
+            self._drop_after(error)
             raise
 
     def probe_write(self) -> None:
