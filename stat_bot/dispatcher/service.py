@@ -88,6 +88,7 @@ class Dispatcher:
         # Jobs this dispatcher claimed whose end is not yet recorded: any other job the
         # database says this worker runs is a stray (see `_end_strays`).
         self._mine: set[int] = set()
+        self._ending: set[int] = set()  # strays being ended by `_end_strays`
         self._launching = 0  # claimed jobs whose process is being started
         self._db_pending = 0  # calls handed to the queue thread and not yet back
         self._group: list[tuple[str, tuple[Any, ...], dict[str, Any], Any]] = []  # see _grouped
@@ -278,6 +279,9 @@ class Dispatcher:
                 due = await self._q_quick(self.queue.next_due, now=time.time())
                 if due is not None:
                     timeout = min(poll, max(0.0, due - time.time()))
+            except QueueError as error:  # the database's fault, said in words: no traceback
+                self.log.warning("dispatch cycle failed; retrying", error=str(error))
+                timeout = max(poll, 1.0)
             except Exception:
                 self.log.exception("dispatch cycle failed; retrying")
                 timeout = max(poll, 1.0)
@@ -523,12 +527,18 @@ class Dispatcher:
                     f"lost: still `running` {now - started:.0f} s after it started, past its "
                     f"timeout of {timeout:g} s + KILL_GRACE + LOST_AFTER; its end was never recorded"
                 )
-            if note is None:
+            if note is None or job.id in self._ending:
                 continue
             self.log.warning("ending a stray running job", job_id=job.id, note=note)
-            self._mine.add(job.id)
+            self._ending.add(job.id)
+            self._spawn(self._end_stray(job, note))
+
+    async def _end_stray(self, job: Job, note: str) -> None:
+        try:
             outcome = Outcome(JobStatus.LOST, log_dir=job.log_dir, note=note)
-            self._spawn(self._finish(job, self._spec(job), outcome))
+            await self._finish(job, self._spec(job), outcome)
+        finally:
+            self._ending.discard(job.id)
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -539,6 +549,8 @@ class Dispatcher:
                     if job_id in self.running:
                         self.running[job_id].cancel("cancelled on request")
                 await self._recover()
+            except QueueError as error:
+                self.log.warning("heartbeat failed", error=str(error))
             except Exception:
                 self.log.exception("heartbeat failed")
 
