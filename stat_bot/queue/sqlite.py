@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -837,7 +838,12 @@ class SQLiteQueue(Queue):
     def heartbeat(self, worker_id: str, *, now: float | None = None) -> list[int]:
         now = time.time() if now is None else now
         with self._write() as conn:
-            conn.execute(SQL_WORKER_HEARTBEAT, (now, worker_id))
+            if conn.execute(SQL_WORKER_HEARTBEAT, (now, worker_id)).rowcount == 0:
+                # Its row is gone (a new database file, or a peer judged it dead during an
+                # outage): alive after all, it registers again rather than beat unseen.
+                conn.execute(
+                    SQL_REGISTER_WORKER, (worker_id, socket.gethostname(), os.getpid(), now, now)
+                )
             conn.execute(SQL_JOBS_HEARTBEAT, (now, worker_id))
             return [r[0] for r in conn.execute(SQL_CANCEL_REQUESTED, (worker_id,))]
 

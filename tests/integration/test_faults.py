@@ -154,11 +154,12 @@ def test_a_database_opened_read_only_recovers_once_writable_and_readyz_says_so(
 
 
 def test_a_deleted_database_is_named_never_recreated_and_a_new_one_is_picked_up(
-    queue, make_web_app, configure, cli
+    queue, make_web_app, configure, cli, start_dispatcher
 ):
     configure(CONFIG)
     path = queue.path
-    queue.enqueue(request())
+    dispatcher = start_dispatcher()
+    assert wait_status(queue, queue.enqueue(request()).job.id, JobStatus.SUCCEEDED)
     client = make_web_app().test_client()
     assert client.get("/readyz").get_json()["checks"]["database"]["ready"] is True
     path.unlink()
@@ -178,12 +179,25 @@ def test_a_deleted_database_is_named_never_recreated_and_a_new_one_is_picked_up(
     ]
     assert not path.exists()
 
+    # The running dispatcher noticed too, and said which file.
+    wait_until(
+        lambda: [e for e in events(dispatcher, "queue database deleted while in use")
+                 if e["path"] == str(path)],
+        what="the dispatcher to log the deleted database",
+    )  # fmt: skip
+
     migrated = cli("db", "migrate")
     assert migrated.returncode == 0, migrated.stderr
     assert path.exists()
     job = queue.enqueue(request()).job  # the running service uses the new file by itself
     assert job.id == 1
-    assert client.get("/readyz").get_json()["checks"]["database"]["ready"] is True
+    assert wait_status(queue, job.id, JobStatus.SUCCEEDED, timeout=30).exit_code == 0
+    body = wait_until(
+        lambda: (b := client.get("/readyz").get_json())["ready"] and b,
+        timeout=30,
+        what="/readyz ready with the new database (the dispatcher registered again)",
+    )
+    assert body["checks"]["database"]["ready"] is True
 
 
 # -- the CLI ----------------------------------------------------------------------------------
