@@ -56,6 +56,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+import weakref
 
 from trac.config import FloatOption, IntOption, Option
 from trac.core import Component, implements
@@ -222,8 +223,10 @@ class _Spool:
 class _Sender:
     """One background thread sending spooled events in order; restarted after a fork."""
 
-    def __init__(self, log, spool_path):
+    def __init__(self, log, spool_path, env=None):
         self._log = log
+        # The thread ends once its environment is gone (no retrying for nobody forever).
+        self._env = weakref.ref(env) if env is not None else None
         self._spool = _Spool(spool_path)
         self._lock = threading.Lock()
         self._wakeup = threading.Event()
@@ -307,7 +310,7 @@ class _Sender:
             self._thread.start()
 
     def _run(self):
-        while True:
+        while self._env is None or self._env() is not None:
             try:
                 wait = self._step()
             except Exception as error:  # never let the thread die
@@ -449,7 +452,7 @@ class StatBotNotifier(Component):
     )
 
     def __init__(self):
-        self._sender = _Sender(self.log, os.path.join(self.env.path, SPOOL))
+        self._sender = _Sender(self.log, os.path.join(self.env.path, SPOOL), self.env)
         self._warned = None  # the last "notifications are off" warning given
         self._sender.resume()
 
