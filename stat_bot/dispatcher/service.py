@@ -511,14 +511,17 @@ class Dispatcher:
                 now - started > timeout + self.settings.kill_grace + self.settings.lost_after
             )
             note: str | None = None
-            if job.worker_id == self.worker_id and job.id in self.running:
+            ours = job.worker_id == self.worker_id
+            if ours and job.id in self.running:
                 if overdue:
                     self.running[job.id].cancel(
                         f"stopped: still running {now - started:.0f} s after it started, "
                         f"past its timeout of {timeout:g} s"
                     )
                 continue
-            if job.worker_id == self.worker_id and job.id not in self._mine:
+            if ours and job.id in self._mine:
+                continue  # being launched, or its end is being written (and retried)
+            if ours:
                 if now - started < settle:
                     continue  # claimed a moment ago: let its launch catch up
                 note = "lost: its dispatcher was no longer running it and never recorded its end"
