@@ -30,6 +30,45 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     raise SystemExit(code)
 
 
+class OneLineErrors(click.Group):
+    """Every failure a command did not handle itself ends as one `stat-bot: ...` line.
+
+    A full, read-only, corrupt or missing database, a file that cannot be read: the
+    person at the terminal gets what went wrong and where, never a traceback. An
+    unexpected error (a bug) says so in one line too; LOG_LEVEL=DEBUG shows the traceback.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from stat_bot.queue.base import QueueError
+
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except QueueError as error:
+            _fail(str(error))
+        except OSError as error:
+            _fail(str(error))
+        except Exception as error:
+            import sqlite3
+
+            if isinstance(error, sqlite3.Error):
+                from stat_bot.queue.sqlite import describe
+
+                _fail(f"the queue database: {describe(error)}")
+            context = ctx.obj if isinstance(ctx.obj, Context) else None
+            if context is not None and context.debug:
+                import traceback
+
+                traceback.print_exc()
+            _fail(
+                f"unexpected error: {type(error).__name__}: {error} "
+                "(set LOG_LEVEL=DEBUG to see where; please report it)"
+            )
+
+
 class Context:
     """Lazily built services, so `--help` and `check-config` need no database."""
 
@@ -38,6 +77,13 @@ class Context:
         self._settings: Any = None
         self._configs: Any = None
         self._queue: Any = None
+        # Only the commands that start the service (and `db migrate`) may create the
+        # database; the others say it is missing instead of making an empty one.
+        self.create_db = False
+
+    @property
+    def debug(self) -> bool:
+        return self._settings is not None and self._settings.log_level == "DEBUG"
 
     @property
     def settings(self) -> Any:
@@ -57,7 +103,10 @@ class Context:
             try:
                 self._configs = load_config(self.settings.job_configs)
             except ConfigError as error:
-                _fail(f"{error}\nRun `stat-bot check-config` after fixing it.", 2)
+                first = f"{error.source}: {error.problems[0]}" if error.problems else str(error)
+                more = len(error.problems) - 1
+                also = f" (and {more} more problem(s))" if more > 0 else ""
+                _fail(f"{first}{also}; `stat-bot check-config` lists every problem", 2)
         return self._configs
 
     @property
@@ -66,7 +115,7 @@ class Context:
             from stat_bot.queue import QueueError, open_queue
 
             try:
-                self._queue = open_queue(self.settings)
+                self._queue = open_queue(self.settings, create=self.create_db)
             except QueueError as error:
                 _fail(str(error), 1)
         return self._queue
@@ -95,6 +144,7 @@ pass_ctx = click.make_pass_decorator(Context)
 
 
 @click.group(
+    cls=OneLineErrors,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=EPILOG_EXAMPLES
     + "  stat-bot run                       # the service (local mode without Slack tokens)\n"
@@ -130,6 +180,7 @@ def _run_dispatcher(ctx: Context) -> None:
         notifier = SlackNotifier(ctx.settings)
     else:
         notifier = ConsoleNotifier()
+    ctx.create_db = True
     dispatcher = Dispatcher(ctx.settings, ctx.configs, ctx.queue, notifier)
     watch_parent()
     asyncio.run(dispatcher.run())
@@ -166,6 +217,7 @@ def run(ctx: Context, console: bool | None) -> None:
     )
 
     settings, configs = ctx.settings, ctx.configs
+    ctx.create_db = True
     ctx.queue  # noqa: B018 - create and migrate the database before the parts start
     local = not settings.slack_configured
     interactive = local and (sys.stdin.isatty() if console is None else console)
@@ -277,6 +329,7 @@ def bot(ctx: Context) -> None:
     from stat_bot.lifeline import watch_parent
 
     watch_parent()
+    ctx.create_db = True
     try:
         run_bot(ctx.settings, ctx.configs, ctx.queue)
     except BotStartError as error:
@@ -301,6 +354,7 @@ def web(ctx: Context, port: int | None) -> None:
     settings = ctx.settings
     if port is not None:
         settings = settings.model_copy(update={"web_port": port})
+    ctx.create_db = True
     ctx.queue  # noqa: B018 - create and migrate the database before the workers fork
 
     def ready(host: str, bound: int) -> None:
@@ -408,6 +462,26 @@ def dispatcher(ctx: Context) -> None:
     Stops on SIGTERM or Ctrl-C, giving running jobs SHUTDOWN_GRACE seconds.
     """
     _run_dispatcher(ctx)
+
+
+@main.group(epilog=EPILOG_EXAMPLES + "  stat-bot db migrate")
+def db() -> None:
+    """The queue database (DATABASE_URL)."""
+
+
+@db.command("migrate", epilog=EPILOG_EXAMPLES + "  stat-bot db migrate")
+@pass_ctx
+def db_migrate(ctx: Context) -> None:
+    """Create the database if there is none, and bring its schema up to date.
+
+    The service does this when it starts; other commands never create a database.
+    """
+    ctx.create_db = True
+    version = ctx.queue.migrate()
+    ctx.output(
+        {"database": str(ctx.settings.database_url), "schema_version": version},
+        f"{ctx.settings.database_url}: schema version {version}",
+    )
 
 
 def _version() -> str:

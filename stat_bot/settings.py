@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     job_timeout: float = Field(3600.0, ge=0)
     kill_grace: float = Field(5.0, ge=0, le=600)
     shutdown_grace: float = Field(30.0, ge=0)
+    stop_write_timeout: float = Field(
+        10.0, ge=0, description="At shutdown, give up retrying a job's unwritten end after this"
+    )
     history_days: int = Field(90, ge=1)
     timezone: str = Field("UTC")
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -40,6 +41,7 @@ from stat_bot.settings import Settings
 log = structlog.get_logger(__name__)
 
 MAX_REPORTED_STDOUT = 10 * 1024 * 1024  # read at most this much stdout into a report
+DISK_FULL_BELOW = 64 * 1024  # free bytes under which a failed job's log folder counts as full
 LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 
 
@@ -207,6 +209,9 @@ class RunningJob:
         if status is JobStatus.SUCCEEDED and self.spec.report_stdout:
             stdout = read_text(self.log_dir / "stdout", MAX_REPORTED_STDOUT)
         stderr = read_tail(self.log_dir / "stderr")
+        note = note if note != "cancelled" else None
+        if status is not JobStatus.SUCCEEDED and (full := disk_full_note(self.log_dir)):
+            note = f"{note}; {full}" if note else full
         return Outcome(
             status=status,
             exit_code=code,
@@ -214,8 +219,28 @@ class RunningJob:
             stderr_tail=tail(stderr),
             log_dir=str(self.log_dir),
             timeout=self.timeout,
-            note=note if note != "cancelled" else None,
+            note=note,
         )
+
+
+def disk_full_note(log_dir: Path) -> str | None:
+    """ "disk full: ..." when the file system holding a job's logs has (almost) no space left.
+
+    A job writes straight into its stdout and stderr files, so when they hit ENOSPC the
+    job sees the error, not STAT bot - and its complaint cannot be written to stderr
+    either: it ends "failed" with empty output. Looking at the free space when a job
+    fails is how its report can say why.
+    """
+    try:
+        st = os.statvfs(log_dir)
+    except OSError:
+        return None
+    if st.f_bavail * st.f_frsize >= DISK_FULL_BELOW:
+        return None
+    return (
+        f"disk full: no space left on the file system holding {log_dir}, so the job's "
+        "output could not be written (free some space, then run it again)"
+    )
 
 
 def read_text(path: Path, limit: int) -> str:
@@ -324,7 +349,14 @@ class Runner:
         command = render_template(spec.run_args_template, job.args)
         timeout = spec.timeout if spec.timeout is not None else (self.settings.job_timeout or None)
         env = self.environment(job, log_dir)
-        out, err = await self._open_logs(log_dir)
+        try:
+            out, err = await self._open_logs(log_dir)
+        except OSError as error:
+            if error.errno == errno.ENOSPC:
+                raise OSError(
+                    error.errno, f"disk full: no space left to create its logs in {log_dir}"
+                ) from error
+            raise
         try:
             try:
                 try:

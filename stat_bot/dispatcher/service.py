@@ -57,7 +57,14 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 PRUNE_EVERY = 6 * 3600.0
+PERSIST_FIRST_DELAY = 0.05  # seconds before retrying a write that must not be lost; doubles
+PERSIST_MAX_DELAY = 5.0
+
 MAX_SCHEDULE_SLEEP = 30.0  # re-read schedules at least this often (the dashboard may change them)
+
+
+class WriteAbandonedError(Exception):
+    """A write that must not be lost could not be made before the dispatcher had to stop."""
 
 
 def pid_alive(pid: int) -> bool:
@@ -90,6 +97,10 @@ class Dispatcher:
         self.worker_id = worker_id or f"{self.hostname}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.runner = Runner(settings)
         self.running: dict[int, RunningJob] = {}
+        # Jobs this dispatcher claimed whose end is not yet recorded: any other job the
+        # database says this worker runs is a stray (see `_end_strays`).
+        self._mine: set[int] = set()
+        self._ending: set[int] = set()  # strays being ended by `_end_strays`
         self._launching = 0  # claimed jobs whose process is being started
         self._db_pending = 0  # calls handed to the queue thread and not yet back
         self._group: list[tuple[str, tuple[Any, ...], dict[str, Any], Any]] = []  # see _grouped
@@ -162,23 +173,64 @@ class Dispatcher:
                 done.set_result(result)
 
     async def _q_persist(self, what: str, *args: Any, **kwargs: Any) -> Any:
-        """A grouped write that must not be lost (a job's end): retried with backoff until it lands."""
-        delay = 0.05
+        """A grouped write that must not be lost (a job's end): retried with backoff until it lands.
+
+        While the dispatcher runs it keeps trying (a full disk or a read-only database
+        recovers by itself once space or write access returns). Once it is stopping, it
+        tries for STOP_WRITE_TIMEOUT seconds more, then raises WriteAbandonedError after
+        logging what was not written: the job is still `running` in the database, and
+        the next dispatcher start recovers it (re-queued or marked lost).
+        """
+        delay = PERSIST_FIRST_DELAY
+        give_up_at: float | None = None
+        failures = 0
         while True:
             try:
                 return await self._grouped(what, *args, **kwargs)
             except QueueError as error:
+                failures += 1
+                if self._stopping.is_set():
+                    now = time.monotonic()
+                    if give_up_at is None:
+                        give_up_at = now + self.settings.stop_write_timeout
+                    if now >= give_up_at:
+                        self.log.error(
+                            "queue write abandoned at shutdown; the next start recovers the job",
+                            what=what,
+                            job_id=args[0] if args else None,
+                            error=str(error),
+                            attempts=failures,
+                        )
+                        raise WriteAbandonedError(str(error)) from error
+                    delay = min(delay, max(0.0, give_up_at - now))
                 self.log.warning(
-                    "queue write failed; retrying", what=what, error=str(error), retry_in=delay
+                    "queue write failed; retrying",
+                    what=what,
+                    job_id=args[0] if args else None,
+                    error=str(error),
+                    retry_in=round(delay, 3),
+                    attempts=failures,
                 )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                # The stop event cuts a long backoff short, so shutdown starts its clock at once.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                delay = min(delay * 2, PERSIST_MAX_DELAY)
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        """Forget a finished task; an exception it ended with goes to our log, not asyncio's."""
+        self._tasks.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            self.log.error(
+                "dispatcher task failed",
+                task=task.get_coro().__qualname__,  # type: ignore[union-attr]
+                error=f"{type(error).__name__}: {error}",
+            )
 
     def stop(self) -> None:
         """Stop claiming; running jobs get SHUTDOWN_GRACE seconds to finish."""
@@ -242,6 +294,9 @@ class Dispatcher:
                 due = await self._q_quick(self.queue.next_due, now=time.time())
                 if due is not None:
                     timeout = min(poll, max(0.0, due - time.time()))
+            except QueueError as error:  # the database's fault, said in words: no traceback
+                self.log.warning("dispatch cycle failed; retrying", error=str(error))
+                timeout = max(poll, 1.0)
             except Exception:
                 self.log.exception("dispatch cycle failed; retrying")
                 timeout = max(poll, 1.0)
@@ -260,6 +315,7 @@ class Dispatcher:
         for job in await self._q_quick(self.queue.claim, self.worker_id, free):
             # Each claimed job is launched on its own so that one's file-system work
             # (its log folder) overlaps another's spawn.
+            self._mine.add(job.id)
             self._launching += 1
             self._spawn(self._launch(job))
 
@@ -337,11 +393,19 @@ class Dispatcher:
                 if self._logs_channel
                 else []
             )
-            await self._grouped(
-                "mark_started", job.id, running.pid, str(running.log_dir), outbox=notices
-            )
-            if notices:
-                self.sender.wake()
+            try:
+                await self._grouped(
+                    "mark_started", job.id, running.pid, str(running.log_dir), outbox=notices
+                )
+            except QueueError as error:
+                # Only recovery after a crash reads these; the job itself runs on (its
+                # start notice, written with them, is lost with them: it is only a notice).
+                self.log.warning(
+                    "could not record the job's process", job_id=job.id, error=str(error)
+                )
+            else:
+                if notices:
+                    self.sender.wake()
             outcome = await running.wait()
         except Exception as error:
             self.log.exception("job supervision failed", job_id=job.id)
@@ -370,15 +434,25 @@ class Dispatcher:
         )
         outbox = [outgoing(each, "report") for each in reports]
         state = ReportState.PENDING if reports else ReportState.NONE
-        finished = await self._q_persist(
-            "finish",
-            job.id,
-            outcome.status,
-            outcome.exit_code,
-            note=outcome.note,
-            report_state=state,
-            outbox=outbox,
-        )
+        try:
+            finished = await self._q_persist(
+                "finish",
+                job.id,
+                outcome.status,
+                outcome.exit_code,
+                note=outcome.note,
+                report_state=state,
+                outbox=outbox,
+            )
+        except WriteAbandonedError:
+            return  # logged with the job id; the next start recovers it
+        except Exception:
+            # Not a database fault (those are retried): a bug. The safety net in the
+            # heartbeat (`_end_strays`) ends the job once it is no longer ours.
+            self.log.exception("job's end could not be recorded", job_id=job.id)
+            return
+        finally:
+            self._mine.discard(job.id)
         self.log.info(
             "job finished",
             job_id=job.id,
@@ -447,6 +521,63 @@ class Dispatcher:
             self.sender.wake()
         if any(r.requeued for r in recovered):
             self._wake.set()
+        await self._end_strays()
+
+    def _timeout_of(self, job: Job) -> float | None:
+        spec = self._spec(job)
+        timeout = spec.timeout if spec is not None and spec.timeout is not None else None
+        return timeout if timeout is not None else (self.settings.job_timeout or None)
+
+    async def _end_strays(self) -> None:
+        """The safety net: no job stays `running` in the database when nothing runs it.
+
+        Ends, as lost, (1) jobs the database says this dispatcher runs that it does not
+        (their end was never recorded: a write failed and was given up, or a bug), and
+        (2) any dispatcher's job running longer than its timeout + KILL_GRACE +
+        LOST_AFTER, which its runner would have stopped long ago. Each end goes through
+        `_finish`, whose write only changes a job still running, so a job that ends
+        normally at the same moment keeps its real outcome.
+        """
+        now = time.time()
+        settle = self.settings.heartbeat_interval + self.settings.kill_grace
+        for job in await self._q(self.queue.running_jobs):
+            started = job.started_at or job.created_at
+            timeout = self._timeout_of(job)
+            overdue = timeout is not None and (
+                now - started > timeout + self.settings.kill_grace + self.settings.lost_after
+            )
+            note: str | None = None
+            ours = job.worker_id == self.worker_id
+            if ours and job.id in self.running:
+                if overdue:
+                    self.running[job.id].cancel(
+                        f"stopped: still running {now - started:.0f} s after it started, "
+                        f"past its timeout of {timeout:g} s"
+                    )
+                continue
+            if ours and job.id in self._mine:
+                continue  # being launched, or its end is being written (and retried)
+            if ours:
+                if now - started < settle:
+                    continue  # claimed a moment ago: let its launch catch up
+                note = "lost: its dispatcher was no longer running it and never recorded its end"
+            elif overdue:
+                note = (
+                    f"lost: still `running` {now - started:.0f} s after it started, past its "
+                    f"timeout of {timeout:g} s + KILL_GRACE + LOST_AFTER; its end was never recorded"
+                )
+            if note is None or job.id in self._ending:
+                continue
+            self.log.warning("ending a stray running job", job_id=job.id, note=note)
+            self._ending.add(job.id)
+            self._spawn(self._end_stray(job, note))
+
+    async def _end_stray(self, job: Job, note: str) -> None:
+        try:
+            outcome = Outcome(JobStatus.LOST, log_dir=job.log_dir, note=note)
+            await self._finish(job, self._spec(job), outcome)
+        finally:
+            self._ending.discard(job.id)
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -457,6 +588,8 @@ class Dispatcher:
                     if job_id in self.running:
                         self.running[job_id].cancel("cancelled on request")
                 await self._recover()
+            except QueueError as error:
+                self.log.warning("heartbeat failed", error=str(error))
             except Exception:
                 self.log.exception("heartbeat failed")
 

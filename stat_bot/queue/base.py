@@ -27,6 +27,10 @@ class QueueError(Exception):
     """The queue could not do what was asked (for example, the database is unreachable)."""
 
 
+class QueueMissingError(QueueError):
+    """There is no database where the settings say (never created, or deleted while in use)."""
+
+
 class QueueBusyError(QueueError):
     """A call made with `call_nowait` found another writer holding the lock; nothing was done."""
 
@@ -580,6 +584,22 @@ class Queue(abc.ABC):
         (its type at its limit, or suppressed) would otherwise make a caller that
         sleeps until "the next due time" never sleep at all.
         """
+
+    def running_jobs(self) -> list[Job]:
+        """Every job in state `running`, whoever runs it (the dispatcher's safety net)."""
+        return self.jobs(statuses=[JobStatus.RUNNING], limit=1_000_000)
+
+    # health ------------------------------------------------------------------
+    def probe_write(self) -> None:
+        """Commit a small real write; raises QueueError while writes fail (for /readyz).
+
+        This default records a beat; a backend may write something cheaper.
+        """
+        self.beat("readyz-probe", "probe")
+
+    def file_problem(self) -> str | None:
+        """What is wrong with the storage this process has open (deleted, replaced), or None."""
+        return None
 
     # group commit ------------------------------------------------------------
     GROUPED_WRITES = frozenset({"mark_started", "finish", "record_report"})

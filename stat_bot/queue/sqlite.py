@@ -8,15 +8,20 @@ own connection, as sqlite3 connections must not be shared across threads.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import socket
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
+
+import structlog
 
 from stat_bot.jobs.model import Job, JobRequest, JobRequester, JobStatus, ReportState
 from stat_bot.queue.base import (
@@ -34,6 +39,7 @@ from stat_bot.queue.base import (
     Queue,
     QueueBusyError,
     QueueError,
+    QueueMissingError,
     Recovered,
     ScheduleRow,
     Suppression,
@@ -43,6 +49,7 @@ from stat_bot.queue.base import (
 from stat_bot.queue.wakeup import WakeupDirectory
 
 T = TypeVar("T")
+log = structlog.get_logger(__name__)
 
 WAL_AUTOCHECKPOINT_PAGES = 4000
 MAX_ID = 2**63 - 1  # SQLite's largest INTEGER: a larger job id names no job
@@ -51,6 +58,38 @@ BUSY_MAX_SLEEP = 0.002
 BUSY_CODES = frozenset(
     {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, 517, 261}
 )  # + _SNAPSHOT, _RECOVERY
+FILE_CHECK_EVERY = 1.0  # seconds between checks that the database file is still the one open
+# What a failed statement means, in words a person can act on (by primary result code).
+PROBLEMS = {
+    sqlite3.SQLITE_FULL: "the disk is full",
+    sqlite3.SQLITE_READONLY: "it is read-only",
+    sqlite3.SQLITE_CORRUPT: "it is corrupt (not a valid SQLite database)",
+    sqlite3.SQLITE_NOTADB: "it is not an SQLite database (corrupt, or another kind of file)",
+    sqlite3.SQLITE_CANTOPEN: "it cannot be opened",
+    sqlite3.SQLITE_IOERR: "the disk answered with an I/O error",
+    sqlite3.SQLITE_PERM: "permission denied",
+}
+READONLY_DBMOVED = 1032  # SQLITE_READONLY_DBMOVED: the file was deleted or moved while open
+
+
+def is_fault(error: sqlite3.Error) -> bool:
+    """Whether an error comes from the database's file or disk rather than from the SQL.
+
+    Faults (full, read-only, corrupt, unreadable) are the world's doing and are raised as
+    QueueError for callers to retry or report; a mistake in a statement stays itself.
+    """
+    code = getattr(error, "sqlite_errorcode", None) or 0
+    return (code & 0xFF) in PROBLEMS or (isinstance(error, sqlite3.DatabaseError) and not code)
+
+
+def describe(error: sqlite3.Error) -> str:
+    """An SQLite error as a reason: what it means first, SQLite's own words after."""
+    code = getattr(error, "sqlite_errorcode", None) or 0
+    if code == READONLY_DBMOVED:
+        return f"the file was deleted or moved while it was open ({error})"
+    meaning = PROBLEMS.get(code & 0xFF)
+    return f"{meaning} ({error})" if meaning else str(error)
+
 
 # Forward-only migrations; the index + 1 is the schema version it produces.
 MIGRATIONS: tuple[str, ...] = (
@@ -627,38 +666,177 @@ class SQLiteQueue(Queue):
         busy_timeout: float = 30.0,
         synchronous: str = "NORMAL",
         outbox_expiry: float = 86400.0,
+        create: bool = True,
     ) -> None:
+        """`create`: whether `migrate` may create a missing database (the service's start,
+        `stat-bot db migrate`). Nothing else ever creates one: a database deleted under a
+        running service, or missing when a CLI command asks, is an error that says so."""
         self.path = Path(path).absolute()
         self.outbox_expiry = outbox_expiry
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._busy_ms = int(busy_timeout * 1000)
         self._synchronous = synchronous
+        self._create = create
+        self._creating = False
         self._local = threading.local()
         self._wakeup = WakeupDirectory(self.path)
 
     # connections -----------------------------------------------------------
+    def _missing(self) -> QueueMissingError:
+        return QueueMissingError(
+            f"no database at {self.path} (deleted, or never created): start the service "
+            "(`stat-bot run`) or run `stat-bot db migrate` to create one"
+        )
+
+    def _file_id(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _wal_id(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(f"{self.path}-wal")
+        except FileNotFoundError:
+            return None
+        return st.st_dev, st.st_ino
+
+    @contextmanager
+    def _folder_locked(self) -> Iterator[None]:
+        """An exclusive lock on the database's folder, between every process that uses it."""
+        fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _set_aside(self) -> None:
+        """Rename the -wal and -shm at the path (the caller holds `_folder_locked`).
+
+        SQLite would read a write-ahead log left by a deleted or replaced database into
+        the file now at the path (a WAL does not say which database it belongs to), and
+        a database whose file was moved does not delete its WAL when closed. Renamed,
+        not deleted: it may hold the last changes of the database that was removed.
+        """
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for suffix in ("-wal", "-shm"):
+            orphan = Path(f"{self.path}{suffix}")
+            aside = Path(f"{self.path}{suffix}.orphaned-{stamp}-{os.getpid()}")
+            try:
+                orphan.rename(aside)
+            except FileNotFoundError:
+                continue
+            log.warning(
+                "set aside the write-ahead file of a database that is gone",
+                path=str(self.path),
+                kept_as=str(aside),
+            )
+
+    def _set_aside_stale(self, stale: tuple[int, int]) -> None:
+        """Set aside the -wal/-shm if the -wal is still `stale` (the old database's).
+
+        A -wal with another inode was made for the new file (by `db migrate`, or another
+        process that got here first) and is left alone.
+        """
+        with self._folder_locked():
+            if self._wal_id() == stale:
+                self._set_aside()
+
+    def _drop(self) -> None:
+        """Forget this thread's connection: the next call opens a fresh one.
+
+        After an error that may have left it unusable (opened read-only while the file
+        was, the file deleted or replaced, an I/O error), reopening is what lets the
+        service recover by itself once the cause is gone.
+        """
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            with suppress(sqlite3.Error):
+                conn.close()
+
+    def _drop_after(self, error: QueueError) -> None:
+        """`_drop` after a fault; a lock held by another writer leaves the connection be."""
+        cause = error.__cause__
+        if isinstance(cause, sqlite3.Error) and is_fault(cause):
+            self._drop()
+
+    def file_problem(self) -> str | None:
+        """What is wrong with the database file this process uses, or None.
+
+        Compares the file at DATABASE_URL's path with the one this thread has open
+        (device and inode), so a database deleted or replaced under a running
+        service is named rather than silently written into a ghost.
+        """
+        now = self._file_id()
+        if now is None:
+            return f"the database {self.path} was deleted: restore it, or run `stat-bot db migrate`"
+        opened = getattr(self._local, "ident", None)
+        if getattr(self._local, "conn", None) is not None and opened and opened != now:
+            return f"the database {self.path} was replaced by another file while in use"
+        return None
+
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None or self._local.pid != os.getpid():
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, timeout=0, check_same_thread=True
+        if conn is not None and self._local.pid == os.getpid():
+            if time.monotonic() < self._local.checked:
+                return conn
+            self._local.checked = time.monotonic() + FILE_CHECK_EVERY
+            now = self._file_id()
+            if now == self._local.ident:
+                self._local.wal = self._wal_id()  # ours while this connection is open
+                return conn
+            # The write-ahead log at the path is still the old database's: it must not be
+            # read into whatever file is there now (see `_set_aside_stale`).
+            self._local.stale_wal = self._local.wal
+            self._drop()
+            if now is None:
+                log.error("queue database deleted while in use", path=str(self.path))
+                raise self._missing()
+            log.warning(
+                "queue database replaced while in use; opening the new file", path=str(self.path)
             )
-            # No SQLite busy handler: `_when_free` waits for locks instead (see there).
-            conn.execute("PRAGMA busy_timeout = 0")
+        stale = getattr(self._local, "stale_wal", None)
+        if stale is not None:
+            self._set_aside_stale(stale)
+            self._local.stale_wal = None
+        mode = "rwc" if self._creating else "rw"
+        uri = f"file:{urllib.parse.quote(str(self.path))}?mode={mode}"
+        try:
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=0)
+        except sqlite3.Error as error:
+            if not self.path.exists():
+                raise self._missing() from error
+            raise QueueError(
+                f"could not open the queue database {self.path}: {describe(error)}"
+            ) from error
+        # No SQLite busy handler: `_when_free` waits for locks instead (see there).
+        conn.execute("PRAGMA busy_timeout = 0")
 
-            def setup() -> None:
-                # These read the file's header: they meet the lock of a process that is
-                # creating the database or switching it to WAL at this moment, and wait.
-                conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-                conn.execute("PRAGMA foreign_keys = ON")
-                # Checkpoint every ~16 MiB of WAL instead of 4: a hot page (index roots,
-                # the queued-jobs index) is copied back once per checkpoint however often
-                # it changed.
-                conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+        def setup() -> None:
+            # These read the file's header: they meet the lock of a process that is
+            # creating the database or switching it to WAL at this moment, and wait.
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            # Checkpoint every ~16 MiB of WAL instead of 4: a hot page (index roots,
+            # the queued-jobs index) is copied back once per checkpoint however often
+            # it changed.
+            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+            # Reading the schema finds a file that is not a database (garbage bytes) now,
+            # with a clear message, rather than at the first real statement.
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
 
+        try:
             self._when_free(setup, "open")
-            self._local.conn = conn
-            self._local.pid = os.getpid()
+        except BaseException:
+            conn.close()
+            raise
+        self._local.conn = conn
+        self._local.pid = os.getpid()
+        self._local.ident = self._file_id()
+        self._local.wal = self._wal_id()
+        self._local.checked = time.monotonic() + FILE_CHECK_EVERY
         return conn
 
     def call_nowait(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -683,10 +861,14 @@ class SQLiteQueue(Queue):
         while True:
             try:
                 return attempt()
-            except sqlite3.OperationalError as error:
-                if (getattr(error, "sqlite_errorcode", 0) & 0xFF) not in BUSY_CODES:
+            except sqlite3.Error as error:
+                busy = (
+                    isinstance(error, sqlite3.OperationalError)
+                    and ((getattr(error, "sqlite_errorcode", 0) or 0) & 0xFF) in BUSY_CODES
+                )
+                if not busy:
                     raise QueueError(
-                        f"could not {what} the queue database {self.path}: {error}"
+                        f"could not {what} the queue database {self.path}: {describe(error)}"
                     ) from error
                 if getattr(self._local, "nowait", False):
                     raise QueueBusyError(f"{self.path} is locked by another writer") from error
@@ -703,24 +885,67 @@ class SQLiteQueue(Queue):
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction: the write lock up front, so no upgrade can deadlock."""
+        """One IMMEDIATE transaction: the write lock up front, so no upgrade can deadlock.
+
+        Any SQLite failure - in a statement or in the COMMIT (a full disk, a read-only
+        file) - rolls back, so the connection is never left inside a transaction, and is
+        raised as a QueueError that says what it means. After such a failure the
+        connection is reopened for the next call (see `_drop`).
+        """
         conn = self._conn()
-        self._when_free(lambda: conn.execute("BEGIN IMMEDIATE"), "lock")
+        try:
+            self._when_free(lambda: conn.execute("BEGIN IMMEDIATE"), "lock")
+        except QueueError as error:
+            self._drop_after(error)
+            raise
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
             conn.execute("COMMIT")
+        except BaseException as error:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    self._drop()
+            if isinstance(error, sqlite3.Error) and is_fault(error):
+                self._drop()
+                raise QueueError(
+                    f"could not write to the queue database {self.path}: {describe(error)}"
+                ) from error
+            raise
 
     def _read(self, sql: str, params: Sequence[object] | dict[str, object] = ()) -> list[tuple]:
         conn = self._conn()
-        return self._when_free(lambda: conn.execute(sql, params).fetchall(), "read")
+        try:
+            return self._when_free(lambda: conn.execute(sql, params).fetchall(), "read")
+        except QueueError as error:
+            self._drop_after(error)
+            raise
+
+    def probe_write(self) -> None:
+        """A real write, committed (for /readyz): fails while the disk is full or read-only.
+
+        It rewrites one row of `beats`, so every probe dirties a page and appends to the
+        WAL: a write that changed nothing would commit without touching the disk.
+        """
+        now = time.time()
+        with self._write() as conn:
+            conn.execute(SQL_BEAT, ("readyz-probe", "", os.getpid(), "probe", "", now))
 
     # lifecycle -------------------------------------------------------------
     def migrate(self) -> int:
-        first = self._conn()
+        if self._create and not self.path.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._folder_locked():
+                if not self.path.exists():
+                    self._set_aside()  # a WAL without its database belongs to no new one
+            self._creating = True
+        try:
+            first = self._conn()
+        finally:
+            self._creating = False
+        if self._schema_version(first) == len(MIGRATIONS):
+            return len(MIGRATIONS)  # up to date: nothing to write (works on a read-only file)
         mode = self._when_free(
             lambda: first.execute("PRAGMA journal_mode = WAL").fetchone()[0], "open"
         )
@@ -740,7 +965,22 @@ class SQLiteQueue(Queue):
                     if statement.strip():
                         conn.execute(statement)
                 conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+        self._local.wal = self._wal_id()  # the first write in WAL mode made it
         return len(MIGRATIONS)
+
+    def _schema_version(self, conn: sqlite3.Connection) -> int | None:
+        """The schema version in force, or None for a database not yet set up (a read)."""
+
+        def read() -> int | None:
+            found = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+            ).fetchone()
+            if not found:
+                return None
+            return conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+
+        mode = self._when_free(lambda: conn.execute("PRAGMA journal_mode").fetchone()[0], "read")
+        return self._when_free(read, "read") if str(mode).lower() == "wal" else None
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -887,7 +1127,12 @@ class SQLiteQueue(Queue):
     def heartbeat(self, worker_id: str, *, now: float | None = None) -> list[int]:
         now = time.time() if now is None else now
         with self._write() as conn:
-            conn.execute(SQL_WORKER_HEARTBEAT, (now, worker_id))
+            if conn.execute(SQL_WORKER_HEARTBEAT, (now, worker_id)).rowcount == 0:
+                # Its row is gone (a new database file, or a peer judged it dead during an
+                # outage): alive after all, it registers again rather than beat unseen.
+                conn.execute(
+                    SQL_REGISTER_WORKER, (worker_id, socket.gethostname(), os.getpid(), now, now)
+                )
             conn.execute(SQL_JOBS_HEARTBEAT, (now, worker_id))
             return [r[0] for r in conn.execute(SQL_CANCEL_REQUESTED, (worker_id,))]
 
@@ -1346,6 +1591,9 @@ class SQLiteQueue(Queue):
                 SQL_JOB_TIMINGS, (since, limit)
             )
         ]
+
+    def running_jobs(self) -> list[Job]:
+        return [_job(r) for r in self._read(SQL_RUNNING_ALL)]  # the partial index: no scan
 
     def get(self, job_id: int) -> Job | None:
         if not 0 < job_id <= MAX_ID:

@@ -2,7 +2,9 @@
 
 Liveness never touches the database, so a slow disk cannot get a healthy web
 server restarted. Readiness checks, each with a line saying why:
-- `database`: one cheap read through the queue;
+- `database`: one cheap read and one small committed write through the queue (a full
+  disk or a read-only file fails the write while reads still work), and the file is
+  still the one the service opened (not deleted or replaced under it);
 - `dispatcher`: some dispatcher's heartbeat is younger than LOST_AFTER seconds;
 - `bot` (only when SLACK_BOT_TOKEN/SLACK_APP_TOKEN are set): the bot's last beat says
   "connected" and is younger than LOST_AFTER seconds;
@@ -131,7 +133,17 @@ def readiness(queue: Queue, settings: Settings) -> dict[str, Check]:
         outbox = queue.outbox_summary()
     except Exception as error:  # any database failure is an answer here, not a 500
         return database_down(settings, f"the queue database cannot be read: {error}")
-    checks["database"] = Check(True, "the queue database answers")
+    problem = queue.file_problem()
+    if problem is None:
+        try:
+            queue.probe_write()
+        except Exception as error:
+            problem = f"the queue database cannot be written: {error}"
+    if problem is not None:
+        log.warning("readiness: database not ready", reason=problem)
+        checks["database"] = Check(False, problem)
+    else:
+        checks["database"] = Check(True, "the queue database answers reads and writes")
     checks["dispatcher"] = dispatcher_check(workers, settings, now)
     if settings.slack_configured:
         checks["bot"] = bot_check(beats, settings, now)

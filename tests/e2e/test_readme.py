@@ -37,6 +37,13 @@ def test_run_reports_an_enqueued_job_in_its_terminal_and_stops_on_ctrl_c(tmp_pat
         [STAT_BOT, "run"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.PIPE, text=True
     )
     try:
+        # `enqueue` never creates the database: the service does, as it starts.
+        database = tmp_path / "var" / "stat-bot.sqlite3"
+        deadline = time.monotonic() + 30
+        while not database.exists():
+            assert service.poll() is None, service.stderr.read() if service.stderr else ""
+            assert time.monotonic() < deadline, "the service never created its database"
+            time.sleep(0.05)
         enqueued = subprocess.run(
             [STAT_BOT, "enqueue", "system hello Ada"],
             cwd=ROOT,

@@ -87,7 +87,7 @@ def test_enqueue_then_logs_of_both_streams(configure, cli, queue, start_dispatch
     assert data["path"] == f"{job.log_dir}/stdout"
 
 
-def test_logs_refuses_unknown_and_not_yet_started_jobs(configure, cli):
+def test_logs_refuses_unknown_and_not_yet_started_jobs(configure, cli, queue):
     configure(CONFIG)
     unknown = cli("logs", "42")
     assert unknown.returncode == 1
@@ -211,7 +211,7 @@ def test_status_shows_running_queued_suppressions_schedules_and_dispatchers(
     assert str(dispatcher.pid) in out
 
 
-def test_status_of_an_empty_queue(configure, cli):
+def test_status_of_an_empty_queue(configure, cli, queue):
     configure(CONFIG)
     result = cli("status")
     assert result.returncode == 0, result.stderr

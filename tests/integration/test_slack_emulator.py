@@ -389,7 +389,18 @@ def test_events_are_shaped_like_slacks(
     emulator_client.add_channel("new-cluster")
     emulator_client.post("admin", "new-cluster", "@stat-bot are you here?")
 
-    wait_for(lambda: events_of(seen, type="channel_created"), bool, what="channel_created")
+    # Bolt handles events on a pool of threads: wait for every one, not just the last sent.
+    wait_for(
+        lambda: (
+            events_of(seen, type="channel_created")
+            and len(events_of(seen, ts=ts)) == 2
+            and events_of(seen, ts=dm_ts)
+            and events_of(seen, subtype="message_changed")
+            and events_of(seen, ts=mine["ts"])
+        ),
+        bool,
+        what="every event sent",
+    )
     envelope = next(m for m in seen if m.get("type") == "events_api")
     assert envelope["payload"]["type"] == "event_callback"
     assert envelope["payload"]["event_id"].startswith("Ev")

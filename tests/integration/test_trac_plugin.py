@@ -11,6 +11,7 @@ file is read for the plugin's warnings. The e2e test drives the same plugin in t
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import shutil
@@ -389,3 +390,118 @@ def test_trac_admin_sends_its_event_before_the_process_exits(make_trac, recorder
     # Already there when trac-admin has exited: the queued event was sent before it did.
     assert len(recorder.requests) == 2
     assert json.loads(recorder.requests[1][1])["event"] == "deleted"
+
+
+# --- STAT bot down: spooled and retried ------------------------------------------------------
+
+
+class Receiver:
+    """A recording `/trac` peer on a fixed port that can go away and come back (a restart)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}/trac"
+        self.events: list[dict[str, Any]] = []
+        self.ids: list[str] = []
+        self._server: ThreadingHTTPServer | None = None
+
+    def start(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.ids.append(self.headers["X-Trac-Event-Id"])
+                receiver.events.append(json.loads(body))
+                answer = b'{"ok": true}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+def spooled(env_dir: Path) -> int:
+    import sqlite3
+
+    path = env_dir / "db" / "stat-bot-spool.sqlite"
+    if not path.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(path, timeout=10)) as conn:
+        return conn.execute("SELECT count(*) FROM events").fetchone()[0]
+
+
+def test_events_made_while_stat_bot_is_down_all_arrive_once_when_it_is_back(tmp_path):
+    """tracd changes tickets while the receiving server is stopped; after it starts again
+    every event arrives, in order, once, and the spool is empty."""
+    require_trac()
+    from tests.trac_fixtures import TracServer
+
+    receiver = Receiver(free_port())
+    (tmp_path / "trac").mkdir()
+    trac = TracServer(tmp_path / "trac")
+    trac.build()
+    trac.set_notify(receiver.url, te.SECRET, timeout=1)
+    trac.set_option("stat_bot", "retry_max", "1")
+    receiver.start()
+    trac.start()
+    try:
+        client = trac.client()
+        first = client.create(
+            summary="Node will not boot", type="defect", priority="major", xname="x1000c0s0b0n0"
+        )
+        wait_until(lambda: len(receiver.events) == 1, what="the first event")
+
+        receiver.stop()  # STAT bot restarts
+        client.comment(first, "reseated the DIMM")
+        client.comment(first, "still failing")
+        second = client.create(
+            summary="Fan alarm", type="defect", priority="minor", xname="x1000c0s1b0n0"
+        )
+        wait_until(
+            lambda: "could not send changed of ticket #1" in trac.log_text(),
+            what="the plugin to fail to reach STAT bot",
+        )
+        assert "trying again in" in trac.log_text()
+        assert len(receiver.events) == 1
+        assert spooled(trac.env_dir) == 3
+
+        receiver.start()  # back on the same URL
+        wait_until(lambda: spooled(trac.env_dir) == 0, timeout=30, what="the spool to drain")
+        kinds = [(e["event"], e["ticket"]) for e in receiver.events]
+        assert kinds == [("created", first), ("changed", first), ("changed", first),
+                         ("created", second)]  # fmt: skip
+        assert [e["comment"] for e in receiver.events[1:3]] == [
+            "reseated the DIMM",
+            "still failing",
+        ]
+        assert len(set(receiver.ids)) == len(receiver.ids) == 4
+        assert te.SECRET not in trac.log_text()
+    finally:
+        trac.stop()
+        receiver.stop()
+
+
+def test_a_full_spool_drops_the_oldest_event_with_a_warning(make_trac):
+    url = f"http://127.0.0.1:{free_port()}/trac"  # nobody there
+    trac = make_trac(url)
+    trac.set(spool_size="2", retry_max="0.5")
+    for _ in range(3):
+        trac.new_ticket()
+    warning = wait_until(
+        lambda: [w for w in trac.warnings() if "dropped the oldest" in w], what="a drop warning"
+    )
+    assert "2 events are waiting to be sent; dropped the oldest, created of ticket #1" in warning[0]
+    assert spooled(trac.path) == 2
