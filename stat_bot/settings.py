@@ -97,7 +97,6 @@ class Settings(BaseSettings):
     # Slack. Without both tokens STAT bot runs in local mode (its own Slack emulator).
     slack_bot_token: SecretStr | None = Field(None, description="xoxb-... bot token")
     slack_app_token: SecretStr | None = Field(None, description="xapp-... app-level token")
-    slack_signing_secret: SecretStr | None = None
     slack_api_url: str = Field("https://slack.com/api/", description="Web API base URL")
     slack_app_username: str = "stat-bot"
     slack_logs_channel: str | None = Field(None, description="Job start notices go here")
@@ -323,8 +322,3 @@ def settings_or_exit() -> Settings:
     except SettingsError as error:
         print(f"stat-bot: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-
-
-def is_interactive() -> bool:
-    """Whether stderr is a terminal (console log rendering) rather than a pipe or journal."""
-    return sys.stderr.isatty()
