@@ -55,6 +55,10 @@ PROXY_VARIABLES = (
 )
 
 
+# DATABASE_URL's accepted forms; stat_bot.queue.open_queue picks the backend by scheme.
+DATABASE_URL_FORMS = ("sqlite:///", "postgresql://", "postgres://")
+
+
 class SettingsError(Exception):
     """A setting is missing or malformed; the message names it and what is expected."""
 
@@ -73,7 +77,9 @@ class Settings(BaseSettings):
 
     state_dir: Path = Field(Path("var"), description="Folder for the database, logs and scratch")
     database_url: str = Field(
-        "", description="sqlite:///PATH (default: sqlite:///STATE_DIR/stat-bot.sqlite3)"
+        "",
+        description="sqlite:///PATH (default: sqlite:///STATE_DIR/stat-bot.sqlite3); "
+        "postgresql:// is not available yet",
     )
     logs_dir: Path | None = Field(None, description="Per-job stdout/stderr folders")
     writeable_dir: Path | None = Field(None, description="Where jobs may write files")
@@ -204,9 +210,11 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _supported_database(cls, value: str) -> str:
-        if value and not value.startswith("sqlite:///"):
+        """The URL's form; which backends are available is the queue's to say (open_queue)."""
+        if value and not value.startswith(DATABASE_URL_FORMS):
             raise ValueError(
-                f"expected sqlite:///PATH (an absolute or relative file path), got {value!r}"
+                f"expected sqlite:///PATH (an absolute or relative file path) or "
+                f"postgresql://USER@HOST/DB, got {value!r}"
             )
         return value
 
@@ -254,6 +262,7 @@ class Settings(BaseSettings):
 
     @property
     def sqlite_path(self) -> Path:
+        """The database file of a sqlite:/// DATABASE_URL."""
         return Path(self.database_url.removeprefix("sqlite:///")).expanduser().absolute()
 
     def job_environment(self) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from stat_bot.queue.base import Queue, QueueError
 
@@ -11,12 +12,30 @@ if TYPE_CHECKING:
 
 __all__ = ["Queue", "QueueError", "open_queue"]
 
+# Schemes of backends that are planned but not in this version, for a clear refusal.
+NOT_YET = frozenset({"postgresql", "postgres"})
+
 
 def open_queue(settings: Settings, *, migrate: bool = True) -> Queue:
-    """The queue named by DATABASE_URL, with its schema brought up to date."""
-    from stat_bot.queue.sqlite import SQLiteQueue
+    """The queue DATABASE_URL names, chosen by the URL's scheme, its schema brought up to date.
 
-    queue = SQLiteQueue(settings.sqlite_path, synchronous=settings.sqlite_synchronous)
+    QueueError (naming the scheme and what to use instead) for a scheme with no backend.
+    """
+    scheme = urlsplit(settings.database_url).scheme.lower()
+    if scheme == "sqlite":
+        from stat_bot.queue.sqlite import SQLiteQueue
+
+        queue: Queue = SQLiteQueue(settings.sqlite_path, synchronous=settings.sqlite_synchronous)
+    elif scheme in NOT_YET:
+        raise QueueError(
+            f"DATABASE_URL: the {scheme}:// backend is not available yet in this version of "
+            "STAT bot; use sqlite:///PATH"
+        )
+    else:
+        raise QueueError(
+            f"DATABASE_URL: unknown scheme {scheme + '://' if scheme else '(none)'}; "
+            "use sqlite:///PATH"
+        )
     if migrate:
         queue.migrate()
     return queue

@@ -202,6 +202,14 @@ class Queue(abc.ABC):
         """Say this worker and its jobs are alive; returns ids of its jobs asked to cancel."""
 
     @abc.abstractmethod
+    def cancel_requests(self, worker_id: str) -> list[int]:
+        """Ids of this worker's running jobs someone asked to cancel (a read: no lock).
+
+        The dispatcher asks on every turn while it runs jobs, so a cancel reaches a job
+        between heartbeats; `heartbeat` returns the same ids.
+        """
+
+    @abc.abstractmethod
     def request_cancel(self, job_id: int, *, now: float | None = None) -> CancelResult: ...
 
     @abc.abstractmethod
