@@ -434,6 +434,8 @@ class Dispatcher:
             wake_at = now + MAX_SCHEDULE_SLEEP
             try:
                 for row in await self._q(self.queue.schedules):
+                    if self._stopping.is_set():
+                        return  # a stopping dispatcher fires nothing more
                     if not row.enabled or not self.configs.has_job(row.namespace, row.job_type):
                         continue
                     due = row_latest_due(row, tz, now)
