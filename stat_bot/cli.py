@@ -501,7 +501,7 @@ def enqueue(
     ctx: Context, command: str, channel: str | None, thread_ts: str | None, user: str | None
 ) -> None:
     """Match COMMAND and carry out its action: usually, queue a job for the dispatcher."""
-    from stat_bot.jobs.actions import ActionError, Requester, perform
+    from stat_bot.actions import ActionError, Requester, perform
     from stat_bot.jobs.model import Source
 
     match = _match(ctx, command)

@@ -16,7 +16,7 @@ from typing import Protocol
 
 import structlog
 
-from stat_bot.jobs.actions import ActionError, Requester, perform
+from stat_bot.actions import ActionError, Requester, perform
 from stat_bot.jobs.config import JobConfigs, NamespaceSpec
 from stat_bot.jobs.matching import MatchError, closest_commands, match_command, normalise
 from stat_bot.jobs.model import Source

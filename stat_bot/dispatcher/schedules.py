@@ -62,7 +62,7 @@ def config_rows(configs: JobConfigs) -> list[ScheduleRow]:
             job_type=s.job_type,
             cron=s.spec.cron,
             args=dict(s.spec.args),
-            channel=s.spec.channel or configs.namespaces[s.namespace].spec.default_channel,
+            channel=s.spec.channel,  # its own; the rest of the rule applies when it fires
             enabled=s.spec.enabled,
         )
         for s in configs.schedules()

@@ -35,7 +35,8 @@ from stat_bot.dispatcher.runner import (
 )
 from stat_bot.dispatcher.schedules import config_rows, row_latest_due, row_next_due
 from stat_bot.jobs.config import JobConfigs, JobSpec
-from stat_bot.jobs.model import Job, JobRequest, JobStatus, ReportState, Source
+from stat_bot.jobs.model import Job, JobStatus, ReportState, Source
+from stat_bot.jobs.requests import build_request
 from stat_bot.queue.base import Queue, QueueBusyError, QueueError, Recovered, Worker
 from stat_bot.report.messages import Outcome, Report, build_report, requeued_report, tail
 from stat_bot.report.notifiers import Notifier, Progress
@@ -465,17 +466,14 @@ class Dispatcher:
         channel: str | None,
         due: float,
     ) -> None:
-        spec = self.configs.job(namespace, job_type)
-        request = JobRequest(
-            namespace=namespace,
-            job_type=job_type,
-            args=args,
-            channel=channel or spec.report_channel or self._schedule_channel(key),
+        request = build_request(
+            self.configs.namespaces[namespace],
+            job_type,
             source=Source.SCHEDULE,
+            args=args,
+            channel=channel,
+            site_channel=self._schedule_channel(key),
             user=f"schedule {key}",
-            concurrency=spec.concurrency,
-            coalesce=spec.coalesce,
-            retries=spec.retries,
         )
         result = await self._q(self.queue.fire_schedule, key, due, request)
         if result is not None:
