@@ -60,6 +60,16 @@ class Context:
                 _fail(f"{error}\nRun `stat-bot check-config` after fixing it.", 2)
         return self._configs
 
+    def config_file(self) -> Any:
+        """job_configs.py for a long-running part (dispatcher, bot): re-read when it changes."""
+        from stat_bot.jobs.config import ConfigError
+        from stat_bot.jobs.config_file import ConfigFile
+
+        try:
+            return ConfigFile(self.settings.job_configs)
+        except ConfigError as error:
+            _fail(f"{error}\nRun `stat-bot check-config` after fixing it.", 2)
+
     @property
     def queue(self) -> Any:
         if self._queue is None:
@@ -130,7 +140,7 @@ def _run_dispatcher(ctx: Context) -> None:
         notifier = SlackNotifier(ctx.settings)
     else:
         notifier = ConsoleNotifier()
-    dispatcher = Dispatcher(ctx.settings, ctx.configs, ctx.queue, notifier)
+    dispatcher = Dispatcher(ctx.settings, ctx.config_file(), ctx.queue, notifier)
     watch_parent()
     asyncio.run(dispatcher.run())
 
@@ -278,7 +288,7 @@ def bot(ctx: Context) -> None:
 
     watch_parent()
     try:
-        run_bot(ctx.settings, ctx.configs, ctx.queue)
+        run_bot(ctx.settings, ctx.config_file(), ctx.queue)
     except BotStartError as error:
         if error.exit_status == 0:
             click.echo(f"stat-bot: {error}", err=True)

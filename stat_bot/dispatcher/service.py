@@ -35,6 +35,7 @@ from stat_bot.dispatcher.runner import (
 )
 from stat_bot.dispatcher.schedules import config_rows, row_latest_due, row_next_due
 from stat_bot.jobs.config import JobConfigs, JobSpec
+from stat_bot.jobs.config_file import ConfigFile
 from stat_bot.jobs.model import Job, JobStatus, ReportState, Source
 from stat_bot.jobs.requests import build_request
 from stat_bot.queue.base import Queue, QueueBusyError, QueueError, Recovered, Worker
@@ -65,14 +66,17 @@ class Dispatcher:
     def __init__(
         self,
         settings: Settings,
-        configs: JobConfigs,
+        configs: JobConfigs | ConfigFile,
         queue: Queue,
         notifier: Notifier,
         *,
         worker_id: str | None = None,
     ) -> None:
         self.settings = settings
-        self.configs = configs
+        # job_configs.py as it is now (jobs/config_file.py): a job type another process
+        # queued after an edit is known here without a restart.
+        self.config_file = configs if isinstance(configs, ConfigFile) else ConfigFile.fixed(configs)
+        self._synced_version: int | None = None  # the config version the stored schedules match
         self.queue = queue
         self.notifier = notifier
         self.hostname = socket.gethostname()
@@ -93,6 +97,20 @@ class Dispatcher:
         self._progress_after = settings.progress_after if notifier.wants_progress else 0.0
         self._progress: dict[int, tuple[asyncio.TimerHandle, Future[None] | None]] = {}
         self.log = log.bind(worker=self.worker_id)
+
+    @property
+    def configs(self) -> JobConfigs:
+        return self.config_file.current()
+
+    async def _sync_schedules(self) -> None:
+        """Store the schedules of the configuration in force, once per version of it."""
+        version = self.config_file.version
+        configs = self.configs
+        if self.config_file.version != version:
+            return  # changed again meanwhile: the next turn syncs the newest
+        if version != self._synced_version:
+            await self._q(self.queue.sync_schedules, config_rows(configs))
+            self._synced_version = version
 
     # plumbing ----------------------------------------------------------------
     async def _q(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -191,7 +209,7 @@ class Dispatcher:
         loop.add_reader(listener.fileno(), on_wakeup)
         try:
             await self._q(self.queue.register_worker, self.worker_id, self.hostname, os.getpid())
-            await self._q(self.queue.sync_schedules, config_rows(self.configs))
+            await self._sync_schedules()
             self.log.info(
                 "dispatcher started",
                 concurrency=self.settings.dispatcher_concurrency,
@@ -263,13 +281,14 @@ class Dispatcher:
 
     async def _start(self, job: Job) -> None:
         jlog = self.log.bind(job_id=job.id, job=job.full_type)
-        if not self.configs.has_job(job.namespace, job.job_type):
-            note = f"job type {job.full_type!r} is no longer in {self.configs.source}"
+        configs = self.configs  # job_configs.py as it is now, once for this job
+        if not configs.has_job(job.namespace, job.job_type):
+            note = f"job type {job.full_type!r} is not in {configs.source}"
             jlog.warning("job not configured", note=note)
             await self._finish(job, None, Outcome(JobStatus.FAILED, note=note))
             return
-        spec = self.configs.job(job.namespace, job.job_type)
-        namespace = self.configs.namespaces[job.namespace].spec
+        spec = configs.job(job.namespace, job.job_type)
+        namespace = configs.namespaces[job.namespace].spec
         try:
             running = await self.runner.start(job, spec, namespace)
         except OSError as error:
@@ -434,6 +453,7 @@ class Dispatcher:
             now = time.time()
             wake_at = now + MAX_SCHEDULE_SLEEP
             try:
+                await self._sync_schedules()  # job_configs.py may have changed
                 for row in await self._q(self.queue.schedules):
                     if self._stopping.is_set():
                         return  # a stopping dispatcher fires nothing more

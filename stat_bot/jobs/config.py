@@ -818,7 +818,11 @@ def load_config(path: Path) -> JobConfigs:
         raise ConfigError([f"{path} cannot be imported as Python"], source)
     module = importlib.util.module_from_spec(spec)
     try:
-        spec.loader.exec_module(module)
+        # Compiled from the source each time, never from __pycache__: a cached .pyc is
+        # checked by whole seconds and size, so an edit made within the second it was
+        # loaded could otherwise be missed by a process reloading the file.
+        code = compile(path.read_bytes(), str(path), "exec", dont_inherit=True)
+        exec(code, module.__dict__)  # job_configs.py is the site's own code, as an import
     except SyntaxError as error:
         raise ConfigError([f"line {error.lineno}: syntax error: {error.msg}"], source) from None
     except Exception as error:
