@@ -166,13 +166,13 @@ def run(ctx: Context, console: bool | None) -> None:
     """
     import os
 
+    from stat_bot.local_slack import write_local_slack_file
     from stat_bot.supervisor import (
         Supervisor,
         SupervisorError,
         choose_web_port,
         local_mode_environment,
         web_url,
-        write_local_slack_file,
     )
 
     settings, configs = ctx.settings, ctx.configs
@@ -264,7 +264,7 @@ def console(ctx: Context, user: str, url: str | None) -> None:
     """
     from stat_bot.console import Console
     from stat_bot.integrations.slack_emulator.client import EmulatorClient
-    from stat_bot.supervisor import read_local_slack_url
+    from stat_bot.local_slack import read_local_slack_url
 
     url = url or read_local_slack_url(ctx.settings)
     if not url:

@@ -33,11 +33,12 @@ from stat_bot.dispatcher.runner import (
     read_tail,
     remove_log_dir,
 )
-from stat_bot.dispatcher.schedules import config_rows, row_latest_due, row_next_due
+from stat_bot.dispatcher.schedules import config_rows
 from stat_bot.jobs.config import JobConfigs, JobSpec
 from stat_bot.jobs.config_file import ConfigFile
 from stat_bot.jobs.model import Job, JobStatus, ReportState, Source
 from stat_bot.jobs.requests import build_request
+from stat_bot.jobs.schedules import row_latest_due, row_next_due
 from stat_bot.queue.base import Queue, QueueBusyError, QueueError, Recovered, Worker
 from stat_bot.report.messages import Outcome, Report, build_report, requeued_report, tail
 from stat_bot.report.notifiers import Notifier, Progress
@@ -104,10 +105,8 @@ class Dispatcher:
 
     async def _sync_schedules(self) -> None:
         """Store the schedules of the configuration in force, once per version of it."""
+        configs = self.configs  # on the loop thread only: nothing reloads in between
         version = self.config_file.version
-        configs = self.configs
-        if self.config_file.version != version:
-            return  # changed again meanwhile: the next turn syncs the newest
         if version != self._synced_version:
             await self._q(self.queue.sync_schedules, config_rows(configs))
             self._synced_version = version

@@ -76,10 +76,12 @@ class ConfigFile:
             return self._configs
 
     def _reload(self, stamp: Stamp | None) -> None:
-        self._stamp = stamp  # a broken file is reported once, not on every look
+        """Load the file; the stamp is recorded last, so a thread that finds it current
+        (without the lock) finds the configuration that goes with it."""
         try:
             configs = load_config(self.path)
         except ConfigError as error:
+            self._stamp = stamp  # a broken file is reported once, not on every look
             log.error(
                 "job_configs.py changed but does not load; keeping the last good configuration "
                 "until it is fixed (stat-bot check-config lists the problems)",
@@ -89,6 +91,7 @@ class ConfigFile:
             return
         self._configs = configs
         self.version += 1
+        self._stamp = stamp
         log.info(
             "job_configs.py changed; loaded again",
             path=str(self.path),

@@ -125,7 +125,7 @@ class Services:
 
     def local_slack_url(self) -> str | None:
         """The local mode emulator's URL while `stat-bot run` is up in local mode."""
-        from stat_bot.supervisor import read_local_slack_url
+        from stat_bot.local_slack import read_local_slack_url
 
         return read_local_slack_url(self.settings)
 
