@@ -226,14 +226,18 @@ class Dispatcher:
         finally:
             loop.remove_reader(listener.fileno())
             listener.close()
-            if install_signal_handlers:
-                for sig in (signal.SIGTERM, signal.SIGINT):
-                    loop.remove_signal_handler(sig)
             with contextlib.suppress(Exception):
                 await self._q(self.queue.unregister_worker, self.worker_id)
             self._send.shutdown(wait=True)
             self._db.shutdown(wait=True)
             self.log.info("dispatcher stopped")
+            if install_signal_handlers:
+                # Only now: a SIGTERM repeated while stopping must not kill the process
+                # half-way through (status -15, worker left registered), and from here
+                # on it is exiting anyway, so a further SIGTERM is ignored.
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     async def _main_loop(self) -> None:
         poll = self.settings.dispatcher_poll_interval
