@@ -473,7 +473,8 @@ class Dispatcher:
             await asyncio.sleep(max(0.0, wake_at - time.time()))
 
     def _schedule_channel(self, key: str) -> str | None:
-        """The active-tickets report goes to the STAT channel when its schedule names none.
+        """The site's channel for a schedule (step 4 of jobs/requests.py's rule): the
+        active-tickets report goes to the STAT channel when nothing else names one.
 
         job_configs.py cannot read settings, and the channel is a site's setting
         (STAT_CHANNEL, where ticket notices go too), so it is not written twice.
