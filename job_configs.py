@@ -6,7 +6,8 @@ extensions: per job `timeout`, `concurrency`, `coalesce`, `retries`,
 `trac_rules`; typed placeholders such as `[count:int]`, `[interval:1h|2h|5h|1d]`,
 `[name=world]`, `[node:xname]` and `[text...]` (the rest of the line).
 
-Check a change with `stat-bot check-config` before restarting the service.
+Check a change with `stat-bot check-config`; the running service loads it again by
+itself when the file changes, keeping the last good version if it does not load.
 """
 
 raw_config = {

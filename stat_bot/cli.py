@@ -109,6 +109,16 @@ class Context:
                 _fail(f"{first}{also}; `stat-bot check-config` lists every problem", 2)
         return self._configs
 
+    def config_file(self) -> Any:
+        """job_configs.py for a long-running part (dispatcher, bot): re-read when it changes."""
+        from stat_bot.jobs.config import ConfigError
+        from stat_bot.jobs.config_file import ConfigFile
+
+        try:
+            return ConfigFile(self.settings.job_configs)
+        except ConfigError as error:
+            _fail(f"{error}\nRun `stat-bot check-config` after fixing it.", 2)
+
     @property
     def queue(self) -> Any:
         if self._queue is None:
@@ -181,7 +191,7 @@ def _run_dispatcher(ctx: Context) -> None:
     else:
         notifier = ConsoleNotifier()
     ctx.create_db = True
-    dispatcher = Dispatcher(ctx.settings, ctx.configs, ctx.queue, notifier)
+    dispatcher = Dispatcher(ctx.settings, ctx.config_file(), ctx.queue, notifier)
     watch_parent()
     asyncio.run(dispatcher.run())
 
@@ -207,13 +217,13 @@ def run(ctx: Context, console: bool | None) -> None:
     """
     import os
 
+    from stat_bot.local_slack import write_local_slack_file
     from stat_bot.supervisor import (
         Supervisor,
         SupervisorError,
         choose_web_port,
         local_mode_environment,
         web_url,
-        write_local_slack_file,
     )
 
     settings, configs = ctx.settings, ctx.configs
@@ -306,7 +316,7 @@ def console(ctx: Context, user: str, url: str | None) -> None:
     """
     from stat_bot.console import Console
     from stat_bot.integrations.slack_emulator.client import EmulatorClient
-    from stat_bot.supervisor import read_local_slack_url
+    from stat_bot.local_slack import read_local_slack_url
 
     url = url or read_local_slack_url(ctx.settings)
     if not url:
@@ -331,7 +341,7 @@ def bot(ctx: Context) -> None:
     watch_parent()
     ctx.create_db = True
     try:
-        run_bot(ctx.settings, ctx.configs, ctx.queue)
+        run_bot(ctx.settings, ctx.config_file(), ctx.queue)
     except BotStartError as error:
         if error.exit_status == 0:
             click.echo(f"stat-bot: {error}", err=True)
@@ -575,7 +585,7 @@ def enqueue(
     ctx: Context, command: str, channel: str | None, thread_ts: str | None, user: str | None
 ) -> None:
     """Match COMMAND and carry out its action: usually, queue a job for the dispatcher."""
-    from stat_bot.jobs.actions import ActionError, Requester, perform
+    from stat_bot.actions import ActionError, Requester, perform
     from stat_bot.jobs.model import Source
 
     match = _match(ctx, command)

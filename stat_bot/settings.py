@@ -55,6 +55,10 @@ PROXY_VARIABLES = (
 )
 
 
+# DATABASE_URL's accepted forms; stat_bot.queue.open_queue picks the backend by scheme.
+DATABASE_URL_FORMS = ("sqlite:///", "postgresql://", "postgres://")
+
+
 class SettingsError(Exception):
     """A setting is missing or malformed; the message names it and what is expected."""
 
@@ -73,7 +77,9 @@ class Settings(BaseSettings):
 
     state_dir: Path = Field(Path("var"), description="Folder for the database, logs and scratch")
     database_url: str = Field(
-        "", description="sqlite:///PATH (default: sqlite:///STATE_DIR/stat-bot.sqlite3)"
+        "",
+        description="sqlite:///PATH (default: sqlite:///STATE_DIR/stat-bot.sqlite3); "
+        "postgresql:// is not available yet",
     )
     logs_dir: Path | None = Field(None, description="Per-job stdout/stderr folders")
     writeable_dir: Path | None = Field(None, description="Where jobs may write files")
@@ -100,7 +106,6 @@ class Settings(BaseSettings):
     # Slack. Without both tokens STAT bot runs in local mode (its own Slack emulator).
     slack_bot_token: SecretStr | None = Field(None, description="xoxb-... bot token")
     slack_app_token: SecretStr | None = Field(None, description="xapp-... app-level token")
-    slack_signing_secret: SecretStr | None = None
     slack_api_url: str = Field("https://slack.com/api/", description="Web API base URL")
     slack_app_username: str = "stat-bot"
     slack_logs_channel: str | None = Field(None, description="Job start notices go here")
@@ -244,9 +249,11 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _supported_database(cls, value: str) -> str:
-        if value and not value.startswith("sqlite:///"):
+        """The URL's form; which backends are available is the queue's to say (open_queue)."""
+        if value and not value.startswith(DATABASE_URL_FORMS):
             raise ValueError(
-                f"expected sqlite:///PATH (an absolute or relative file path), got {value!r}"
+                f"expected sqlite:///PATH (an absolute or relative file path) or "
+                f"postgresql://USER@HOST/DB, got {value!r}"
             )
         return value
 
@@ -294,6 +301,7 @@ class Settings(BaseSettings):
 
     @property
     def sqlite_path(self) -> Path:
+        """The database file of a sqlite:/// DATABASE_URL."""
         return Path(self.database_url.removeprefix("sqlite:///")).expanduser().absolute()
 
     def job_environment(self) -> dict[str, str]:
@@ -362,8 +370,3 @@ def settings_or_exit() -> Settings:
     except SettingsError as error:
         print(f"stat-bot: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-
-
-def is_interactive() -> bool:
-    """Whether stderr is a terminal (console log rendering) rather than a pipe or journal."""
-    return sys.stderr.isatty()

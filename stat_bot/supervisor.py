@@ -9,7 +9,6 @@ naming it, rather than limping on half-working.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -19,7 +18,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO
 
 import structlog
@@ -208,11 +206,6 @@ def choose_web_port(settings: Settings, *, local: bool) -> tuple[int, str | None
     return port, None
 
 
-def local_slack_file(settings: Settings) -> Path:
-    """Where local mode leaves its emulator's address for `stat-bot console`."""
-    return settings.state_dir / "local-slack.json"
-
-
 def local_mode_environment(env: dict[str, str], url: str) -> dict[str, str]:
     """The parts' environment pointed at the local emulator, with its channels as defaults."""
     env = dict(env)
@@ -227,24 +220,3 @@ def local_mode_environment(env: dict[str, str], url: str) -> dict[str, str]:
     for name in PROXY_VARIABLES:
         env.pop(name, None)
     return env
-
-
-def write_local_slack_file(settings: Settings, url: str) -> None:
-    path = local_slack_file(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"url": url, "pid": os.getpid()}))
-    tmp.replace(path)
-
-
-def read_local_slack_url(settings: Settings) -> str | None:
-    """The running local mode's emulator URL, if `stat-bot run` is up in local mode."""
-    try:
-        data = json.loads(local_slack_file(settings).read_text())
-    except (OSError, ValueError):
-        return None
-    try:
-        os.kill(int(data["pid"]), 0)
-    except (OSError, KeyError, ValueError, TypeError):
-        return None
-    return str(data.get("url") or "") or None

@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo
 
 from tabulate import tabulate
 
-from stat_bot.dispatcher.schedules import row_next_due
 from stat_bot.jobs.config import JobConfigs
 from stat_bot.jobs.model import Job, JobStatus
+from stat_bot.jobs.schedules import row_next_due
 from stat_bot.queue.base import (
     CancelOutcome,
     CancelResult,

@@ -16,8 +16,9 @@ from typing import Protocol
 
 import structlog
 
-from stat_bot.jobs.actions import ActionError, Requester, perform
+from stat_bot.actions import ActionError, Requester, perform
 from stat_bot.jobs.config import JobConfigs, NamespaceSpec
+from stat_bot.jobs.config_file import ConfigFile
 from stat_bot.jobs.matching import MatchError, closest_commands, match_command, normalise
 from stat_bot.jobs.model import Source
 from stat_bot.jobs.params import excerpt
@@ -143,17 +144,22 @@ class ChatCommands:
     def __init__(
         self,
         settings: Settings,
-        configs: JobConfigs,
+        configs: JobConfigs | ConfigFile,
         queue: Queue,
         people: People,
         *,
         bot_name: str = "stat-bot",
     ) -> None:
         self.settings = settings
-        self.configs = configs
+        # job_configs.py as it is now (jobs/config_file.py): edits apply without a restart.
+        self.config_file = configs if isinstance(configs, ConfigFile) else ConfigFile.fixed(configs)
         self.queue = queue
         self.people = people
         self.bot_name = bot_name
+
+    @property
+    def configs(self) -> JobConfigs:
+        return self.config_file.current()
 
     def handle(self, text: str, asker: Asker) -> Answer:
         words = text.split()
@@ -272,8 +278,9 @@ class ChatCommands:
 
     # configured commands -------------------------------------------------------------
     def _configured(self, text: str, asker: Asker) -> Answer:
+        configs = self.configs  # one version of job_configs.py for the whole command
         try:
-            match = match_command(self.configs, text)
+            match = match_command(configs, text)
         except MatchError as error:
             return self._refused_match(text, error)
         refusal = self.refusal(match.namespace, asker.user_id, text)
@@ -289,7 +296,7 @@ class ChatCommands:
         )
         try:
             result = perform(
-                match, self.configs, self.queue, requester, self.settings.tz, now=time.time()
+                match, configs, self.queue, requester, self.settings.tz, now=time.time()
             )
         except ActionError as error:
             return Answer.say(f"`{excerpt(text)}`: {error}")

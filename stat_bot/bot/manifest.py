@@ -25,7 +25,3 @@ def manifest() -> dict[str, Any]:
 def bot_events() -> frozenset[str]:
     """Event subscriptions, as Slack names them (`app_mention`, `message.im`, ...)."""
     return frozenset(manifest()["settings"]["event_subscriptions"]["bot_events"])
-
-
-def bot_scopes() -> frozenset[str]:
-    return frozenset(manifest()["oauth_config"]["scopes"]["bot"])

@@ -28,6 +28,7 @@ from stat_bot.bot.chat import ChatCommands
 from stat_bot.bot.people import SlackPeople
 from stat_bot.bot.socket_mode import PromptSocketModeHandler
 from stat_bot.jobs.config import JobConfigs
+from stat_bot.jobs.config_file import ConfigFile
 from stat_bot.queue.base import Queue
 from stat_bot.report.slack import slack_error, web_client
 from stat_bot.settings import PROXY_VARIABLES, Settings
@@ -160,7 +161,7 @@ class BotBeat:
                 log.warning("bot heartbeat not recorded", state=state, reason=str(error))
 
 
-def run_bot(settings: Settings, configs: JobConfigs, queue: Queue) -> None:
+def run_bot(settings: Settings, configs: JobConfigs | ConfigFile, queue: Queue) -> None:
     """Connect and serve until SIGTERM or SIGINT; BotStartError if it cannot start."""
     if not settings.slack_configured:
         raise BotStartError(
@@ -205,7 +206,7 @@ def run_bot(settings: Settings, configs: JobConfigs, queue: Queue) -> None:
         team=auth.get("team"),
         bot=auth.get("user"),
         slack=settings.slack_api_url,
-        namespaces=len(configs.namespaces),
+        namespaces=len(chat.configs.namespaces),
     )
     try:
         stop.wait()

@@ -35,9 +35,12 @@ from stat_bot.dispatcher.runner import (
     read_tail,
     remove_log_dir,
 )
-from stat_bot.dispatcher.schedules import config_rows, row_latest_due, row_next_due
+from stat_bot.dispatcher.schedules import config_rows
 from stat_bot.jobs.config import JobConfigs, JobSpec
-from stat_bot.jobs.model import Job, JobRequest, JobRequester, JobStatus, ReportState, Source
+from stat_bot.jobs.config_file import ConfigFile
+from stat_bot.jobs.model import Job, JobRequester, JobStatus, ReportState, Source
+from stat_bot.jobs.requests import build_request
+from stat_bot.jobs.schedules import row_latest_due, row_next_due
 from stat_bot.queue.base import OutboxMessage, Queue, QueueBusyError, QueueError, Recovered, Worker
 from stat_bot.report.messages import (
     Outcome,
@@ -83,14 +86,17 @@ class Dispatcher:
     def __init__(
         self,
         settings: Settings,
-        configs: JobConfigs,
+        configs: JobConfigs | ConfigFile,
         queue: Queue,
         notifier: Notifier,
         *,
         worker_id: str | None = None,
     ) -> None:
         self.settings = settings
-        self.configs = configs
+        # job_configs.py as it is now (jobs/config_file.py): a job type another process
+        # queued after an edit is known here without a restart.
+        self.config_file = configs if isinstance(configs, ConfigFile) else ConfigFile.fixed(configs)
+        self._synced_version: int | None = None  # the config version the stored schedules match
         self.queue = queue
         self.notifier = notifier
         self.hostname = socket.gethostname()
@@ -116,6 +122,18 @@ class Dispatcher:
         self._progress: dict[int, tuple[asyncio.TimerHandle, asyncio.Task[None] | None]] = {}
         self._had_progress: set[int] = set()  # jobs whose report replaces a progress message
         self.log = log.bind(worker=self.worker_id)
+
+    @property
+    def configs(self) -> JobConfigs:
+        return self.config_file.current()
+
+    async def _sync_schedules(self) -> None:
+        """Store the schedules of the configuration in force, once per version of it."""
+        configs = self.configs  # on the loop thread only: nothing reloads in between
+        version = self.config_file.version
+        if version != self._synced_version:
+            await self._q(self.queue.sync_schedules, config_rows(configs))
+            self._synced_version = version
 
     # plumbing ----------------------------------------------------------------
     async def _q(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -256,7 +274,7 @@ class Dispatcher:
         try:
             self.sender.start()
             await self._q(self.queue.register_worker, self.worker_id, self.hostname, os.getpid())
-            await self._q(self.queue.sync_schedules, config_rows(self.configs))
+            await self._sync_schedules()
             self.log.info(
                 "dispatcher started",
                 concurrency=self.settings.dispatcher_concurrency,
@@ -274,15 +292,19 @@ class Dispatcher:
         finally:
             loop.remove_reader(listener.fileno())
             listener.close()
-            if install_signal_handlers:
-                for sig in (signal.SIGTERM, signal.SIGINT):
-                    loop.remove_signal_handler(sig)
             with contextlib.suppress(Exception):
                 await self._q(self.queue.unregister_worker, self.worker_id)
             # Messages not yet accepted stay in the outbox for the next sender.
             await asyncio.to_thread(self.sender.stop)
             self._db.shutdown(wait=True)
             self.log.info("dispatcher stopped")
+            if install_signal_handlers:
+                # Only now: a SIGTERM repeated while stopping must not kill the process
+                # half-way through (status -15, worker left registered), and from here
+                # on it is exiting anyway, so a further SIGTERM is ignored.
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     async def _main_loop(self) -> None:
         poll = self.settings.dispatcher_poll_interval
@@ -333,13 +355,14 @@ class Dispatcher:
 
     async def _start(self, job: Job) -> None:
         jlog = self.log.bind(job_id=job.id, job=job.full_type)
-        if not self.configs.has_job(job.namespace, job.job_type):
-            note = f"job type {job.full_type!r} is no longer in {self.configs.source}"
+        configs = self.configs  # job_configs.py as it is now, once for this job
+        if not configs.has_job(job.namespace, job.job_type):
+            note = f"job type {job.full_type!r} is not in {configs.source}"
             jlog.warning("job not configured", note=note)
             await self._finish(job, None, Outcome(JobStatus.FAILED, note=note))
             return
-        spec = self.configs.job(job.namespace, job.job_type)
-        namespace = self.configs.namespaces[job.namespace].spec
+        spec = configs.job(job.namespace, job.job_type)
+        namespace = configs.namespaces[job.namespace].spec
         try:
             running = await self.runner.start(job, spec, namespace)
         except OSError as error:
@@ -600,7 +623,10 @@ class Dispatcher:
             now = time.time()
             wake_at = now + MAX_SCHEDULE_SLEEP
             try:
+                await self._sync_schedules()  # job_configs.py may have changed
                 for row in await self._q(self.queue.schedules):
+                    if self._stopping.is_set():
+                        return  # a stopping dispatcher fires nothing more
                     if not row.enabled or not self.configs.has_job(row.namespace, row.job_type):
                         continue
                     due = row_latest_due(row, tz, now)
@@ -614,7 +640,8 @@ class Dispatcher:
             await asyncio.sleep(max(0.0, wake_at - time.time()))
 
     def _schedule_channel(self, key: str) -> str | None:
-        """The active-tickets report goes to the STAT channel when its schedule names none.
+        """The site's channel for a schedule (step 4 of jobs/requests.py's rule): the
+        active-tickets report goes to the STAT channel when nothing else names one.
 
         job_configs.py cannot read settings, and the channel is a site's setting
         (STAT_CHANNEL, where ticket notices go too), so it is not written twice.
@@ -630,17 +657,14 @@ class Dispatcher:
         channel: str | None,
         due: float,
     ) -> None:
-        spec = self.configs.job(namespace, job_type)
-        request = JobRequest(
-            namespace=namespace,
-            job_type=job_type,
-            args=args,
-            channel=channel or spec.report_channel or self._schedule_channel(key),
+        request = build_request(
+            self.configs.namespaces[namespace],
+            job_type,
             source=Source.SCHEDULE,
+            args=args,
+            channel=channel,
+            site_channel=self._schedule_channel(key),
             user=f"schedule {key}",
-            concurrency=spec.concurrency,
-            coalesce=spec.coalesce,
-            retries=spec.retries,
         )
         result = await self._q(self.queue.fire_schedule, key, due, request)
         if result is not None:

@@ -75,8 +75,6 @@ DEFAULT_COLUMNS: tuple[str, ...] = (
 )
 DEFAULT_TIMEOUT = 10.0
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
-# Query string parameters of Trac's query module that are not ticket fields.
-QUERY_KEYWORDS = frozenset({"order", "desc", "group", "groupdesc", "max", "page", "col", "row"})
 COLLISION = "has been modified since you started editing"
 PERMISSION_RE = re.compile(r"\b([A-Z][A-Z_]+) privileges are required")
 

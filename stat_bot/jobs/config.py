@@ -729,35 +729,6 @@ def _check_trac_rule(
         ),
     )
     return problems
-    if rule.job_type not in spec.jobs:
-        problems.append(
-            f"{w}: key 'job_type': unknown job {rule.job_type!r}"
-            f"{_suggest(rule.job_type, list(spec.jobs))}; "
-            f"jobs in this namespace: {', '.join(spec.jobs) or '(none)'}"
-        )
-        return problems
-    wanted = set(fields.get(rule.job_type, []))
-    if set(rule.args) != wanted:
-        problems.append(
-            f"{w}: key 'args' must give exactly {sorted(wanted)} for job {rule.job_type!r} "
-            f"(run_args_template {spec.jobs[rule.job_type].run_args_template!r}); "
-            f"got {sorted(rule.args)}"
-        )
-    values = [*trac_rules.VALUES, *(n for n in rule.when if n not in trac_rules.VALUES)]
-    for key, value in rule.args.items():
-        try:
-            names = template_fields(value)
-        except ValueError as error:
-            problems.append(f"{w}: key 'args.{key}': {error}")
-            continue
-        for unknown in [n for n in names if n not in values]:
-            problems.append(
-                f"{w}: key 'args.{key}': {{{unknown}}} is not a ticket value"
-                f"{_suggest(unknown, values)}; a rule may use "
-                f"{', '.join('{' + v + '}' for v in trac_rules.VALUES)}, and a custom field "
-                f'it names in "when" (such as "when": {{"{unknown}": True}})'
-            )
-    return problems
 
 
 def _salvage(
@@ -864,7 +835,11 @@ def load_config(path: Path) -> JobConfigs:
         raise ConfigError([f"{path} cannot be imported as Python"], source)
     module = importlib.util.module_from_spec(spec)
     try:
-        spec.loader.exec_module(module)
+        # Compiled from the source each time, never from __pycache__: a cached .pyc is
+        # checked by whole seconds and size, so an edit made within the second it was
+        # loaded could otherwise be missed by a process reloading the file.
+        code = compile(path.read_bytes(), str(path), "exec", dont_inherit=True)
+        exec(code, module.__dict__)  # job_configs.py is the site's own code, as an import
     except SyntaxError as error:
         raise ConfigError([f"line {error.lineno}: syntax error: {error.msg}"], source) from None
     except Exception as error:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from stat_bot.queue.base import Queue, QueueError, QueueMissingError
 
@@ -11,21 +12,37 @@ if TYPE_CHECKING:
 
 __all__ = ["Queue", "QueueError", "QueueMissingError", "open_queue"]
 
+# Schemes of backends that are planned but not in this version, for a clear refusal.
+NOT_YET = frozenset({"postgresql", "postgres"})
+
 
 def open_queue(settings: Settings, *, migrate: bool = True, create: bool = True) -> Queue:
-    """The queue named by DATABASE_URL, with its schema brought up to date.
+    """The queue DATABASE_URL names, chosen by the URL's scheme, its schema brought up to date.
 
+    QueueError (naming the scheme and what to use instead) for a scheme with no backend.
     `create=False` (CLI commands that only look or queue): a missing database is a
     QueueMissingError naming the path, never a new empty database made in passing.
     """
-    from stat_bot.queue.sqlite import SQLiteQueue
+    scheme = urlsplit(settings.database_url).scheme.lower()
+    if scheme == "sqlite":
+        from stat_bot.queue.sqlite import SQLiteQueue
 
-    queue = SQLiteQueue(
-        settings.sqlite_path,
-        synchronous=settings.sqlite_synchronous,
-        outbox_expiry=settings.slack_delivery_expiry,
-        create=create,
-    )
+        queue: Queue = SQLiteQueue(
+            settings.sqlite_path,
+            synchronous=settings.sqlite_synchronous,
+            outbox_expiry=settings.slack_delivery_expiry,
+            create=create,
+        )
+    elif scheme in NOT_YET:
+        raise QueueError(
+            f"DATABASE_URL: the {scheme}:// backend is not available yet in this version of "
+            "STAT bot; use sqlite:///PATH"
+        )
+    else:
+        raise QueueError(
+            f"DATABASE_URL: unknown scheme {scheme + '://' if scheme else '(none)'}; "
+            "use sqlite:///PATH"
+        )
     if migrate:
         queue.migrate()
     return queue

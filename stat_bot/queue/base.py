@@ -285,7 +285,11 @@ class Queue(abc.ABC):
 
     @abc.abstractmethod
     def cancel_requests(self, worker_id: str) -> list[int]:
-        """Ids of this worker's running jobs someone asked to cancel (a read: no lock taken)."""
+        """Ids of this worker's running jobs someone asked to cancel (a read: no lock).
+
+        The dispatcher asks on every turn while it runs jobs, so a cancel reaches a job
+        between heartbeats; `heartbeat` returns the same ids.
+        """
 
     @abc.abstractmethod
     def request_cancel(self, job_id: int, *, now: float | None = None) -> CancelResult: ...

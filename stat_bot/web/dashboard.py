@@ -29,10 +29,10 @@ from flask import (
 from flask_login import login_required
 from flask_wtf.csrf import CSRFProtect
 
-from stat_bot.dispatcher.schedules import row_next_due
 from stat_bot.jobs.config import NAME as NAMESPACE_NAME
 from stat_bot.jobs.model import Job, JobStatus
 from stat_bot.jobs.params import excerpt
+from stat_bot.jobs.schedules import row_next_due
 from stat_bot.queue.base import OutboxState, ScheduleRow
 from stat_bot.views import (
     LOG_STREAMS,

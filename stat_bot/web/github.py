@@ -37,9 +37,10 @@ import structlog
 from flask import Blueprint, Flask, Response, jsonify, request
 from flask_wtf.csrf import CSRFProtect
 
-from stat_bot.jobs.actions import describe_time
+from stat_bot.actions import describe_time
 from stat_bot.jobs.config import JobConfigs, Namespace, WebhookSpec
 from stat_bot.jobs.model import ArgsError, JobRequest, Source
+from stat_bot.jobs.requests import build_request
 from stat_bot.jobs.webhooks import (
     JSON_TYPES,
     GitHubEvent,
@@ -139,7 +140,9 @@ def _receive(project: str) -> tuple[str, int, dict[str, Any]]:
             ]
         except ArgsError as error:
             raise refused_args(error) from None
-    digest = hashlib.sha256(body).hexdigest()  # GitHub signs the body alone: this is what replays
+    # GitHub signs the body alone, so the body is what an attacker replays; per project, as
+    # GitHub sends the same body to every webhook of a repository.
+    digest = hashlib.sha256(project.encode() + b"\0" + body).hexdigest()
     ref = f"{SOURCE}:{delivery}"
 
     def notices(results: list[EnqueueResult]) -> list[OutboxMessage]:
@@ -229,19 +232,15 @@ def _payload(body: bytes) -> dict[str, Any]:
 
 
 def _request(namespace: Namespace, rule: WebhookSpec, github: GitHubEvent) -> JobRequest:
-    """The job a matched rule asks for, with the job type's own limits (as schedules do)."""
-    job = namespace.spec.jobs[rule.job_type]
-    return JobRequest(
-        namespace=namespace.name,
-        job_type=rule.job_type,
-        args=rule_args(rule, github),
-        channel=rule.channel or job.report_channel or namespace.spec.default_channel,
-        user=f"github {github.sender}",
+    """The job a matched rule asks for (jobs/requests.py: its limits, where it reports)."""
+    return build_request(
+        namespace,
+        rule.job_type,
         source=Source.WEBHOOK,
+        args=rule_args(rule, github),
+        channel=rule.channel,
+        user=f"github {github.sender}",
         delay_seconds=rule.delay_seconds,
-        concurrency=job.concurrency,
-        coalesce=job.coalesce,
-        retries=job.retries,
     )
 
 

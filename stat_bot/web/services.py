@@ -21,7 +21,8 @@ from pathlib import Path
 
 from flask import current_app
 
-from stat_bot.jobs.config import JobConfigs, load_config
+from stat_bot.jobs.config import JobConfigs
+from stat_bot.jobs.config_file import ConfigFile
 from stat_bot.queue import Queue, open_queue
 from stat_bot.report.notifiers import Notifier
 from stat_bot.report.outbox import OutboxSender
@@ -46,9 +47,7 @@ class Services:
     ) -> None:
         self.settings = settings
         self._queue = queue
-        self._configs = configs
-        self._configs_fixed = configs is not None
-        self._configs_stamp: int | None = None
+        self._config_file = ConfigFile.fixed(configs) if configs is not None else None
         self._notifier = notifier
         self._sender: OutboxSender | None = None
         self._lock = threading.Lock()
@@ -63,22 +62,13 @@ class Services:
 
     @property
     def configs(self) -> JobConfigs:
-        """job_configs.py, re-read when the file changes (a broken edit keeps the last good one)."""
-        if self._configs_fixed:
-            assert self._configs is not None
-            return self._configs
-        path = self.settings.job_configs
-        stamp = path.stat().st_mtime_ns if path.exists() else None
-        with self._lock:
-            if self._configs is None or stamp != self._configs_stamp:
-                try:
-                    self._configs = load_config(path)
-                except Exception:
-                    if self._configs is None:
-                        raise
-                    current_app.logger.exception("job_configs.py changed but does not load")
-                self._configs_stamp = stamp
-            return self._configs
+        """job_configs.py as it is now (jobs/config_file.py: re-read when the file changes,
+        a broken edit keeps the last good one); ConfigError if it never loaded."""
+        if self._config_file is None:
+            with self._lock:
+                if self._config_file is None:
+                    self._config_file = ConfigFile(self.settings.job_configs)
+        return self._config_file.current()
 
     @cached_property
     def users(self) -> UserStore:
@@ -109,7 +99,7 @@ class Services:
 
     def local_slack_url(self) -> str | None:
         """The local mode emulator's URL while `stat-bot run` is up in local mode."""
-        from stat_bot.supervisor import read_local_slack_url
+        from stat_bot.local_slack import read_local_slack_url
 
         return read_local_slack_url(self.settings)
 

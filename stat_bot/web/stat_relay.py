@@ -28,8 +28,8 @@ from flask_cors import CORS
 from flask_wtf.csrf import CSRFProtect
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from stat_bot.dispatcher.schedules import row_next_due
 from stat_bot.jobs.params import TYPES, ParamError
+from stat_bot.jobs.schedules import row_next_due
 from stat_bot.queue.base import OutboxState, ScheduleRow
 from stat_bot.report.messages import Report
 from stat_bot.report.notices import ticket_message

@@ -35,6 +35,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from stat_bot.jobs.config import Namespace, TracRuleSpec
 from stat_bot.jobs.model import ArgsError, JobRequest, Source
+from stat_bot.jobs.requests import build_request
 from stat_bot.jobs.trac_rules import EventError, TicketEvent, matches, read_ticket_event, rule_args
 from stat_bot.queue.base import EnqueueResult, OutboxMessage, OutboxState
 from stat_bot.report.messages import Report
@@ -168,24 +169,16 @@ def _event(body: bytes) -> TicketEvent:
 def _request(
     namespace: Namespace, rule: TracRuleSpec, event: TicketEvent, settings: Settings
 ) -> JobRequest:
-    """The job a matched rule asks for, with the job type's own limits (as webhooks do)."""
-    job = namespace.spec.jobs[rule.job_type]
-    return JobRequest(
-        namespace=namespace.name,
-        job_type=rule.job_type,
-        args=rule_args(rule, event),
-        channel=(
-            rule.channel
-            or job.report_channel
-            or namespace.spec.default_channel
-            or settings.stat_channel
-        ),
-        user=f"trac {event.author or 'unknown'}",
+    """The job a matched rule asks for (jobs/requests.py); STAT_CHANNEL is the site's channel."""
+    return build_request(
+        namespace,
+        rule.job_type,
         source=Source.WEBHOOK,
+        args=rule_args(rule, event),
+        channel=rule.channel,
+        site_channel=settings.stat_channel,
+        user=f"trac {event.author or 'unknown'}",
         delay_seconds=rule.delay_seconds,
-        concurrency=job.concurrency,
-        coalesce=job.coalesce,
-        retries=job.retries,
     )
 
 

@@ -340,3 +340,15 @@ def test_a_malformed_setting_exits_2_with_one_line(configure, cli, args):
     assert "'lots'" in lines[0]
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("args", [("status",), ("enqueue", "u ok"), ("dispatcher",)])
+def test_a_postgresql_database_url_is_one_line_saying_not_available_yet(configure, cli, args):
+    configure(CONFIG)
+    result = cli(*args, env={"DATABASE_URL": "postgresql://stat:pw@127.0.0.1/stat"})
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("stat-bot: DATABASE_URL: the postgresql:// backend is not available")
+    assert "pw" not in result.stderr
+    assert result.stdout == ""

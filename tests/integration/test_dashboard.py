@@ -22,9 +22,9 @@ from stat_bot.dispatcher.schedules import config_rows
 from stat_bot.integrations.slack_emulator import EmulatorClient, EmulatorThread
 from stat_bot.jobs.config import JobConfigs
 from stat_bot.jobs.model import Job, JobRequest, JobStatus, Source
+from stat_bot.local_slack import local_slack_file, write_local_slack_file
 from stat_bot.queue.sqlite import SQLiteQueue
 from stat_bot.settings import Settings
-from stat_bot.supervisor import local_slack_file, write_local_slack_file
 from stat_bot.web.stat_relay import PRIORITIES, TICKET_TYPES
 from tests.web_fixtures import WEB_PASSWORD, WEB_USER, WebSession
 

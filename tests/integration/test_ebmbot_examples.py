@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from stat_bot.jobs.actions import Requester, perform
+from stat_bot.actions import Requester, perform
 from stat_bot.jobs.matching import match_command
 from stat_bot.jobs.model import JobStatus, Source
 from tests.integration.conftest import wait_status

@@ -18,6 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from structlog.testing import capture_logs
 
+from stat_bot.actions import Requester, describe_time, perform
 from stat_bot.integrations.slack_emulator import (
     APP_TOKEN,
     BOT_TOKEN,
@@ -26,7 +27,6 @@ from stat_bot.integrations.slack_emulator import (
     EmulatorThread,
     wait_for,
 )
-from stat_bot.jobs.actions import Requester, describe_time, perform
 from stat_bot.jobs.config import JobConfigs, load_config
 from stat_bot.jobs.matching import match_command
 from stat_bot.jobs.model import Job, JobStatus

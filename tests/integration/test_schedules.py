@@ -5,7 +5,9 @@ from __future__ import annotations
 import collections
 import itertools
 import math
+import signal
 import time
+from dataclasses import dataclass
 
 import pytest
 
@@ -21,28 +23,43 @@ RUN_FOR = 3.0  # seconds each phase runs
 DOWN_FOR = 2.0  # seconds between a stop and the restart
 
 
-def _run_phase(start_dispatcher, count: int) -> tuple[float, float, float]:
-    """Run `count` dispatchers at once for RUN_FOR s: when the first was launched, and the
-    window in which all of them ran."""
+@dataclass(frozen=True)
+class Phase:
+    """When a phase's dispatchers were launched, all ready, signalled to stop, and all gone."""
+
+    launched: float
+    ready: float
+    signalled: float
+    exited: float
+
+
+def _run_phase(start_dispatcher, count: int) -> Phase:
+    """Run `count` dispatchers at once for RUN_FOR s, then stop them all at once.
+
+    All are sent SIGTERM together, then waited for: stopping them one after another
+    would leave the others running (and rightly firing) while the first shuts down.
+    """
     launched = time.time()
     dispatchers = [start_dispatcher(wait=False) for _ in range(count)]
     for d in dispatchers:
         d.wait_ready()
     ready = time.time()
     time.sleep(RUN_FOR)
-    stop = time.time()
+    signalled = time.time()
     for d in dispatchers:
-        assert d.terminate() == 0, d.stderr()
-    return launched, ready, stop
+        d.proc.send_signal(signal.SIGTERM)
+    for d in dispatchers:
+        assert d.proc.wait(20) == 0, d.stderr()  # not terminate(): no second SIGTERM
+    return Phase(launched, ready, signalled, time.time())
 
 
 @pytest.mark.slow
 def test_a_per_second_schedule_fires_once_per_due_time(configure, queue, start_dispatcher):
     configure(CONFIG)
-    windows = [_run_phase(start_dispatcher, 1)]
+    phases = [_run_phase(start_dispatcher, 1)]
     time.sleep(DOWN_FOR)  # the restart fires once, for the latest missed second only
-    windows.append(_run_phase(start_dispatcher, 1))
-    windows.append(_run_phase(start_dispatcher, 2))  # two dispatchers race for every due time
+    phases.append(_run_phase(start_dispatcher, 1))
+    phases.append(_run_phase(start_dispatcher, 2))  # two dispatchers race for every due time
 
     jobs = [j for j in queue.jobs(limit=10000) if j.job_type == "tick"]
     assert all(j.source == "schedule" and j.user == "schedule t.every-second" for j in jobs)
@@ -53,16 +70,17 @@ def test_a_per_second_schedule_fires_once_per_due_time(configure, queue, start_d
     assert duplicates == []
 
     fired = set(due_times)
-    for _, ready, stop in windows:
-        # Every second a dispatcher was up for fired (allowing it 0.5 s to do so before the stop).
-        expected = set(range(math.ceil(ready), math.floor(stop - 0.5) + 1))
-        assert len(expected) >= 2, (ready, stop)
-        assert expected <= fired, f"missing {sorted(expected - fired)} in {ready}..{stop}"
-    for (_, _, stopped), (relaunched, _, _) in itertools.pairwise(windows):
+    for phase in phases:
+        # Every second a dispatcher was up for fired (allowing it 0.5 s to do so before the
+        # stop signal).
+        expected = set(range(math.ceil(phase.ready), math.floor(phase.signalled - 0.5) + 1))
+        assert len(expected) >= 2, phase
+        assert expected <= fired, f"missing {sorted(expected - fired)} in {phase}"
+    for before, after in itertools.pairwise(phases):
         # Seconds missed while nothing ran give at most one catch-up job, not one per second.
-        missed = [t for t in fired if stopped < t < relaunched]
-        assert len(missed) <= 1, (missed, stopped, relaunched)
-    assert max(fired) <= windows[-1][2]
+        missed = [t for t in fired if before.exited < t < after.launched]
+        assert len(missed) <= 1, (missed, before, after)
+    assert max(fired) <= phases[-1].exited
 
     # The schedule's last fire time is the latest job's due time.
     (row,) = queue.schedules()

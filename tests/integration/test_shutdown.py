@@ -110,3 +110,18 @@ def test_a_draining_dispatcher_keeps_its_jobs_alive_and_cancellable(
     assert job.status is JobStatus.SUCCEEDED
     assert job.attempts == 1
     assert "drained" in draining.stdout()
+
+
+def test_repeated_sigterms_end_in_a_clean_exit(configure, queue, start_dispatcher):
+    """A second SIGTERM (an impatient operator, a supervisor repeating itself) while the
+    dispatcher is already stopping changes nothing: it still exits 0, unregistered."""
+    configs = configure(CONFIG)
+    dispatcher = start_dispatcher(SHUTDOWN_GRACE="0")
+    job_id = queue.enqueue(request_for(configs, "t", "next")).job.id
+    wait_status(queue, job_id, JobStatus.SUCCEEDED)
+    deadline = time.monotonic() + 20
+    while dispatcher.proc.poll() is None and time.monotonic() < deadline:
+        dispatcher.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.002)
+    assert dispatcher.proc.wait(5) == 0, dispatcher.stderr()
+    assert queue.workers() == []

@@ -423,7 +423,10 @@ def test_events_are_shaped_like_slacks(
 
 
 def event_id_of(seen: list[dict[str, Any]], ts: str) -> str:
-    return next(m["payload"]["event_id"] for m in seen if m["payload"]["event"].get("ts") == ts)
+    envelopes = [m for m in list(seen) if m.get("type") == "events_api"]  # not hello/disconnect
+    return next(
+        m["payload"]["event_id"] for m in envelopes if m["payload"]["event"].get("ts") == ts
+    )
 
 
 def test_events_wait_for_a_socket(

@@ -16,7 +16,7 @@ import pytest
 from flask import Flask
 from structlog.testing import capture_logs
 
-from stat_bot.dispatcher.schedules import config_rows, row_next_due
+from stat_bot.dispatcher.schedules import config_rows
 from stat_bot.integrations.slack_emulator import (
     ADMIN_USER_ID,
     APP_TOKEN,
@@ -26,6 +26,7 @@ from stat_bot.integrations.slack_emulator import (
 )
 from stat_bot.jobs.config import JobConfigs
 from stat_bot.jobs.model import Source
+from stat_bot.jobs.schedules import row_next_due
 from stat_bot.queue.sqlite import SQLiteQueue
 from stat_bot.settings import Settings
 from stat_bot.web.stat_relay import INTERVALS

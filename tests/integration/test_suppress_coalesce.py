@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from stat_bot.jobs.actions import Requester, perform
+from stat_bot.actions import Requester, perform
 from stat_bot.jobs.matching import match_command
 from stat_bot.jobs.model import JobStatus, Source
 from tests.integration.conftest import (

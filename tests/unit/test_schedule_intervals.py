@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from stat_bot.dispatcher.schedules import interval_due, row_latest_due, row_next_due
+from stat_bot.jobs.schedules import interval_due, row_latest_due, row_next_due
 from stat_bot.queue.base import ScheduleRow
 from stat_bot.web.stat_relay import INTERVALS
 

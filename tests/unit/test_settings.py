@@ -206,3 +206,8 @@ def test_without_tokens_it_is_local_mode():
     settings = load_settings(slack_api_url="http://127.0.0.1:1234/api")
     assert not settings.slack_configured
     assert settings.slack_api_url == "http://127.0.0.1:1234/api/"
+
+
+def test_a_postgresql_url_passes_the_settings_check_for_the_queue_to_judge():
+    settings = load_settings(database_url="postgresql://stat@db.example/stat")
+    assert settings.database_url == "postgresql://stat@db.example/stat"

@@ -2,6 +2,8 @@
 
 Shared by the bot and the command line so both answer a command the same way.
 Each returns an ActionResult: a sentence for a person and the data behind it.
+It sits above `jobs` and `queue` (a source's side of the data flow): jobs/ builds
+the request (jobs/requests.py), this hands it to the queue.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from zoneinfo import ZoneInfo
 
 from stat_bot.jobs.config import JobConfigs
 from stat_bot.jobs.matching import Match
-from stat_bot.jobs.model import ArgsError, Job, JobRequest, Source
+from stat_bot.jobs.model import ArgsError, Job, Source
+from stat_bot.jobs.requests import build_request
 from stat_bot.queue.base import EnqueueResult, Queue
 from stat_bot.report.messages import joined_text
 
@@ -87,22 +90,18 @@ def perform(
     label = f"`{match.namespace} {spec.job_type}`"
     if spec.action == "schedule_job":
         job_spec = configs.job(match.namespace, spec.job_type)
-        namespace = configs.namespaces[match.namespace].spec
         try:
-            request = JobRequest(
-                namespace=match.namespace,
-                job_type=spec.job_type,
+            request = build_request(
+                configs.namespaces[match.namespace],
+                spec.job_type,
+                source=requester.source,
                 args=match.args,
-                channel=requester.channel or job_spec.report_channel or namespace.default_channel,
+                channel=requester.channel,
                 thread_ts=requester.thread_ts,
                 user=requester.user,
-                source=requester.source,
-                delay_seconds=spec.delay_seconds,
-                concurrency=job_spec.concurrency,
-                coalesce=job_spec.coalesce,
-                retries=job_spec.retries,
-                is_im=requester.is_im,
                 user_name=requester.user_name,
+                delay_seconds=spec.delay_seconds,
+                is_im=requester.is_im,
             )
         except ArgsError as error:
             raise ActionError(f"not queued: {error}") from None

@@ -1,0 +1,232 @@
+"""The dispatcher's asyncio loop in-process (pytest-asyncio): claim, launch, finish, group
+commit, persistent writes, schedules and shutdown, on a real SQLite file with real jobs.
+
+The process-level tests (test_shutdown.py, test_timeouts_cancel.py, test_schedules.py...)
+run `stat-bot dispatcher` as a subprocess; these drive the same loop on the test's own
+event loop, so each step can be awaited and looked at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+import pytest
+import pytest_asyncio
+from structlog.testing import capture_logs
+
+from stat_bot.dispatcher.schedules import config_rows
+from stat_bot.dispatcher.service import Dispatcher
+from stat_bot.jobs.config import JobConfigs
+from stat_bot.jobs.model import JobStatus, ReportState
+from stat_bot.queue.sqlite import SQLiteQueue
+from stat_bot.report.notifiers import RecordingNotifier
+from stat_bot.settings import Settings
+from tests.integration.conftest import request_for
+
+T = TypeVar("T")
+
+CONFIG = {
+    "t": {
+        "jobs": {
+            "hello": {"run_args_template": "echo hello {name}", "report_stdout": True},
+            "quick": {"run_args_template": "true", "coalesce": False, "concurrency": 8},
+            "sleepy": {"run_args_template": "sleep 30", "coalesce": False},
+            "naps": {"run_args_template": "sleep 30", "coalesce": False, "concurrency": 8},
+        },
+        "schedules": [{"cron": "* * * * * *", "job_type": "quick", "name": "every-second"}],
+    }
+}
+
+
+async def until(check: Callable[[], T], timeout: float = 15.0, what: str = "") -> T:
+    """Poll `check` on the loop (the dispatcher runs between polls) until it is truthy."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout:g} s waiting for {what or check}")
+        await asyncio.sleep(0.02)
+    return value
+
+
+class Loop:
+    """A Dispatcher on the test's event loop: `start()` runs it as a task, `stop()` ends it."""
+
+    def __init__(self, settings: Settings, configs: JobConfigs) -> None:
+        self.queue = SQLiteQueue(settings.sqlite_path, busy_timeout=0.2)
+        self.queue.migrate()
+        self.notifier = RecordingNotifier()
+        self.dispatcher = Dispatcher(settings, configs, self.queue, self.notifier)
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> Loop:
+        self.task = asyncio.create_task(self.dispatcher.run(install_signal_handlers=False))
+        workers = self.queue.workers
+        await until(
+            lambda: any(w.id == self.dispatcher.worker_id for w in workers()), what="register"
+        )
+        return self
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        self.dispatcher.stop()
+        if self.task is not None:
+            await asyncio.wait_for(self.task, timeout)
+
+
+@pytest_asyncio.fixture
+async def loop(settings: Settings, configure) -> AsyncIterator[Loop]:
+    made = Loop(settings, configure(CONFIG))
+    yield made
+    if made.task is None:  # never ran: its threads were never shut down by run()
+        made.dispatcher._db.shutdown(wait=True)
+    elif not made.task.done():
+        await made.stop()
+    made.queue.close()
+
+
+@pytest.mark.asyncio
+async def test_a_queued_job_is_claimed_run_finished_and_reported(loop: Loop, queue):
+    await loop.start()
+    configs = loop.dispatcher.configs
+    job = queue.enqueue(request_for(configs, "t", "hello", args={"name": "Ada"})).job
+    done = await until(
+        lambda: (j := queue.get(job.id)) and j.status.finished and j, what="the job to finish"
+    )
+    assert (done.status, done.exit_code, done.attempts) == (JobStatus.SUCCEEDED, 0, 1)
+    assert done.worker_id == loop.dispatcher.worker_id
+    assert done.pid is not None
+    assert done.log_dir is not None
+    delivered = await until(
+        lambda: (j := queue.get(job.id)) and j.report_state == ReportState.DELIVERED and j,
+        what="the report to be recorded",
+    )
+    assert delivered.report_error is None
+    (report,) = loop.notifier.reports
+    assert "hello Ada" in report.messages[0].text
+    await loop.stop()
+    assert loop.dispatcher.running == {}
+    assert queue.workers() == []  # unregistered on the way out
+
+
+@pytest.mark.asyncio
+async def test_jobs_beyond_the_concurrency_wait_for_a_free_slot(make_settings, configure, queue):
+    settings = make_settings(dispatcher_concurrency=2, shutdown_grace=0)
+    runner = Loop(settings, configure(CONFIG))
+    try:
+        await runner.start()
+        configs = runner.dispatcher.configs
+        ids = [queue.enqueue(request_for(configs, "t", "naps")).job.id for _ in range(3)]
+        await until(lambda: len(runner.dispatcher.running) == 2, what="two jobs running")
+        await asyncio.sleep(0.3)  # several turns of the loop: the third must still wait
+        assert queue.get(ids[2]).status is JobStatus.QUEUED
+        assert len(runner.dispatcher.running) == 2
+        queue.request_cancel(ids[0])
+        await until(
+            lambda: queue.get(ids[2]).status is JobStatus.RUNNING, what="the third to start"
+        )
+    finally:
+        await runner.stop()
+        runner.queue.close()
+    assert {queue.get(i).status for i in ids} == {JobStatus.CANCELLED}
+
+
+@pytest.mark.asyncio
+async def test_writes_asked_for_in_one_turn_are_committed_together_in_order(loop: Loop, queue):
+    configs = loop.dispatcher.configs
+    ids = [queue.enqueue(request_for(configs, "t", "quick")).job.id for _ in range(3)]
+    queue.claim("w", 3)
+    batches: list[list[str]] = []
+    write_many = loop.queue.write_many
+
+    def recording(writes: Any) -> list[Any]:
+        batches.append([name for name, _, _ in writes])
+        return write_many(writes)
+
+    loop.queue.write_many = recording  # type: ignore[method-assign]  # observe, then the real one
+    d = loop.dispatcher
+    results = await asyncio.gather(
+        d._grouped("mark_started", ids[0], 11, "/logs/0"),
+        d._grouped("finish", ids[1], JobStatus.SUCCEEDED, 0),
+        d._grouped("finish", ids[2], JobStatus.FAILED, 3, note="boom"),
+        d._grouped("record_report", ids[1], ReportState.DELIVERED),
+    )
+    assert batches == [["mark_started", "finish", "finish", "record_report"]]  # one commit
+    assert results[0] is None
+    assert results[3] is None
+    assert (results[1].status, results[2].status) == (JobStatus.SUCCEEDED, JobStatus.FAILED)
+    assert queue.get(ids[0]).pid == 11
+    assert (queue.get(ids[2]).exit_code, queue.get(ids[2]).note) == (3, "boom")
+    assert queue.get(ids[1]).report_state == ReportState.DELIVERED
+    # A write in a later turn is its own group.
+    await d._grouped("mark_started", ids[0], 12, "/logs/0")
+    assert batches[1:] == [["mark_started"]]
+
+
+@pytest.mark.asyncio
+async def test_a_job_end_that_cannot_be_written_is_retried_until_it_lands(
+    loop: Loop, queue, settings: Settings
+):
+    configs = loop.dispatcher.configs
+    job = queue.enqueue(request_for(configs, "t", "quick")).job
+    queue.claim("w", 1)
+    holder = sqlite3.connect(settings.sqlite_path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        with capture_logs() as logs:
+            persist = asyncio.create_task(
+                loop.dispatcher._q_persist("finish", job.id, JobStatus.SUCCEEDED, 0)
+            )
+            await until(
+                lambda: [e for e in logs if e["event"] == "queue write failed; retrying"],
+                what="a failed write to be retried",
+            )
+            assert not persist.done()
+            assert queue.get(job.id).status is JobStatus.RUNNING
+            holder.execute("ROLLBACK")
+            finished = await asyncio.wait_for(persist, 15)
+    finally:
+        holder.close()
+    assert finished.status is JobStatus.SUCCEEDED
+    assert queue.get(job.id).status is JobStatus.SUCCEEDED
+
+
+@pytest.mark.asyncio
+async def test_shutdown_waits_the_grace_period_then_stops_running_jobs(
+    make_settings, configure, queue
+):
+    settings = make_settings(shutdown_grace=0.3, kill_grace=1)
+    runner = Loop(settings, configure(CONFIG))
+    try:
+        await runner.start()
+        job = queue.enqueue(request_for(runner.dispatcher.configs, "t", "sleepy")).job
+        await until(lambda: job.id in runner.dispatcher.running, what="the job to run")
+        started = time.monotonic()
+        await runner.stop()
+        took = time.monotonic() - started
+    finally:
+        runner.queue.close()
+    assert took >= 0.3  # it waited the grace period first
+    ended = queue.get(job.id)
+    assert ended.status is JobStatus.CANCELLED
+    assert ended.note == "stopped: the dispatcher shut down after waiting 0.3 s for it"
+    (report,) = runner.notifier.reports  # the report went out before the loop ended
+    assert report.job_id == job.id
+
+
+@pytest.mark.asyncio
+async def test_a_stopping_dispatcher_claims_and_fires_nothing(loop: Loop, queue):
+    configs = loop.dispatcher.configs
+    now = time.time()
+    queue.sync_schedules(config_rows(configs), now=now - 60)  # due every second since
+    job = queue.enqueue(request_for(configs, "t", "quick")).job
+    loop.dispatcher.stop()
+    await loop.dispatcher._dispatch_once()
+    assert queue.get(job.id).status is JobStatus.QUEUED
+    # The schedule loop returns at once instead of firing the due second.
+    await asyncio.wait_for(loop.dispatcher._schedule_loop(), 5)
+    assert [j.id for j in queue.jobs()] == [job.id]
+    (row,) = queue.schedules()
+    assert row.last_fired_at == now - 60  # as synced: never fired
