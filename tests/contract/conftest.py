@@ -32,15 +32,16 @@ class Backend:
     """One backend on one fresh storage; `open()` gives another instance on it."""
 
     name: str
-    open: Callable[[], Queue]
+    open: Callable[..., Queue]  # keyword arguments: settings for this instance
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    settings = load_settings(state_dir=tmp_path, database_url=BACKENDS[request.param](tmp_path))
+    url = BACKENDS[request.param](tmp_path)
     opened: list[Queue] = []
 
-    def open_() -> Queue:
+    def open_(**overrides: object) -> Queue:
+        settings = load_settings(state_dir=tmp_path, database_url=url, **overrides)
         queue = open_queue(settings)  # migrated, as every process opens it
         opened.append(queue)
         return queue
