@@ -7,22 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from stat_bot.jobs.model import JobRequest, JobStatus, ReportState
+from stat_bot.jobs.model import JobStatus, ReportState
 from stat_bot.queue.base import OutboxMessage
 from stat_bot.queue.sqlite import MIGRATIONS, SQLiteQueue
-
-T0 = 1_700_000_000.0
-
-
-def message(text: str = "hello", **values) -> OutboxMessage:
-    return OutboxMessage(kind=values.pop("kind", "report"), payload=f'"{text}"', **values)
-
-
-def running_job(queue: SQLiteQueue, now: float = T0) -> int:
-    job = queue.enqueue(JobRequest(namespace="ns", job_type="hello"), now=now).job
-    (claimed,) = queue.claim("w1", 1, now=now)
-    assert claimed.id == job.id
-    return job.id
+from tests.contract.test_queue_outbox import message, running_job
 
 
 def test_a_failed_write_stores_neither_the_end_nor_the_report(queue: SQLiteQueue):
