@@ -160,7 +160,7 @@ class StatusView:
                     s.key,
                     schedule_timing(s),
                     f"{s.namespace} {s.job_type}",
-                    when(s.last_fired_at, tz),
+                    when(s.last_fired_at, tz) if s.has_fired else "never",
                     f"{when(nxt, tz)} ({ago(nxt)})" if nxt else "disabled",
                 ]
                 for s, nxt in self.fires

@@ -18,7 +18,13 @@ import structlog
 
 from stat_bot.jobs.actions import ActionError, Requester, perform
 from stat_bot.jobs.config import JobConfigs, NamespaceSpec
-from stat_bot.jobs.matching import MatchError, closest_commands, match_command, normalise
+from stat_bot.jobs.matching import (
+    MatchError,
+    closest_commands,
+    match_command,
+    normalise,
+    suggestion_lines,
+)
 from stat_bot.jobs.model import Source
 from stat_bot.queue.base import Queue
 from stat_bot.report.messages import MAX_TEXT, FileUpload, Message, split_text
@@ -267,11 +273,8 @@ class ChatCommands:
         return Answer(reaction=reaction) if plain else Answer.say(result.text, reaction)
 
     def _refused_match(self, text: str, error: MatchError) -> Answer:
-        first = text.split()[0].lower() if text.split() else ""
-        if first in self.configs.namespaces:
-            # The namespace is right: its own explanation (which argument, what is expected).
-            return self._not_understood(text, error.message, error.suggestions)
-        return self._not_understood(text)
+        # The same words as `stat-bot enqueue` prints for the same text (MatchError's str).
+        return self._not_understood(text, error.message, error.suggestions)
 
     def _not_understood(
         self, text: str, why: str | None = None, close: list[str] | None = None
@@ -279,12 +282,7 @@ class ChatCommands:
         lines = [why or f"I didn't understand `{text}`."]
         if close is None:
             close = closest_commands(self.configs, text)
-        if close:
-            lines.append("The closest commands:")
-            lines += [
-                f"• `{c.split(' - ')[0]}`" + (f": {c.split(' - ', 1)[1]}" if " - " in c else "")
-                for c in close
-            ]
+        lines += suggestion_lines(close)
         lines.append(f"Say `@{self.bot_name} help` for what I can do.")
         return Answer.say("\n".join(lines))
 

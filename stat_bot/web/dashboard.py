@@ -289,7 +289,7 @@ def schedule_view(row: ScheduleRow, now: float) -> dict[str, Any]:
         "job": f"{row.namespace} {row.job_type}",
         "args_text": " ".join(f"{k}={v}" for k, v in row.args.items()),
         "timing": timing,
-        "last_fired": when(row.last_fired_at, tz),
+        "last_fired": when(row.last_fired_at, tz) if row.has_fired else "never",
         "next_fire": f"{when(nxt, tz)} ({ago(nxt, now)})" if nxt else "disabled",
         "next_fire_at": nxt,
         "overridden": row.enabled_override is not None,

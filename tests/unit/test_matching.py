@@ -123,17 +123,24 @@ def test_empty_text(configs):
 
 
 def test_unknown_namespace_suggests_close_ones(configs):
-    error = refusal(configs, "tarc new ticket")
+    error = refusal(configs, "tarc lsit")
     assert "I don't know the namespace 'tarc'" in error.message
     assert "Namespaces: hw, system, trac" in error.message
     assert error.suggestions == ["trac help"]
-    assert "Did you mean:\n  trac help" in str(error)
+    assert "The closest commands:\n• `trac help`" in str(error)
+
+
+def test_unknown_namespace_suggests_the_command_it_resembles(configs):
+    error = refusal(configs, "tarc new ticket")
+    assert error.message.startswith("I didn't understand `tarc new ticket`.")
+    assert error.suggestions[0] == "trac new ticket - Opens a ticket"
+    assert "The closest commands:\n• `trac new ticket`: Opens a ticket" in str(error)
 
 
 def test_unknown_namespace_far_from_any_has_no_suggestion(configs):
     error = refusal(configs, "zzzzzz go")
     assert error.suggestions == []
-    assert "Did you mean" not in str(error)
+    assert "closest" not in str(error)
 
 
 def test_unknown_command_suggests_close_commands(configs):
