@@ -305,6 +305,10 @@ class Runner:
             env[f"STAT_BOT_ARG_{name.upper()}"] = str(value)
         return env
 
+    def missing(self, names: list[str]) -> list[str]:
+        """Which of these variables jobs would start without (unset or empty)."""
+        return [name for name in names if not self._base_env.get(name, "").strip()]
+
     async def start(
         self,
         job: Job,

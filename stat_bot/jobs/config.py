@@ -89,6 +89,18 @@ class ScheduleSpec(_Strict):
     channel: str | None = None
     name: str | None = None
     enabled: bool = True
+    # Environment variables the job cannot do without (e.g. TRAC_URL): while one is unset
+    # or empty the schedule does not fire at all, so a site without it gets no empty reports
+    # and no history rows.
+    requires: list[str] = Field(default_factory=list)
+
+    @field_validator("requires")
+    @classmethod
+    def _variable_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"{name!r} is not an environment variable name such as TRAC_URL")
+        return value
 
     @field_validator("cron")
     @classmethod

@@ -281,10 +281,12 @@ def test_a_wrong_password_says_to_check_it(tracd: TracServer):
     assert "wrong" not in result.stderr
 
 
-def test_without_trac_url_the_job_says_what_to_set(home: Path, tracd: TracServer):
-    report = bot_exec(home, tracd, "trac active", TRAC_URL="")
-    assert report["status"] == "failed"
-    assert "TRAC_URL is not set" in blocks_text(report)
+@pytest.mark.parametrize("command", ["trac active", "trac ticket 1", "trac owner nobody"])
+def test_without_trac_url_the_answer_says_what_to_set(home: Path, tracd: TracServer, command: str):
+    # An answer in the asker's thread, not a failed job reposted to tech support.
+    report = bot_exec(home, tracd, command, TRAC_URL="")
+    assert report["status"] == "succeeded"
+    assert "Trac is not set up: set TRAC_URL" in blocks_text(report)
 
 
 def test_trac_stopped_is_a_clear_error(home: Path, tracd_down: TracServer):

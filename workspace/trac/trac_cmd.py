@@ -34,6 +34,10 @@ from stat_bot.integrations.trac import (
 )
 
 MAX_ROWS = 1000
+NOT_SET_UP = (
+    "Trac is not set up: set TRAC_URL (with TRAC_USER and TRAC_PASSWORD) in STAT bot's "
+    "environment; see environment-sample"
+)
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off"}
 
@@ -246,9 +250,13 @@ def run(
         return 2, "", f"usage: trac_cmd.py {form}"
     if any(not a.strip() for a in args):
         return 2, "", f"usage: trac_cmd.py {form} (an argument is empty)"
-    if argv[0] == "active-report" and not env.get("TRAC_URL"):
-        # A site without Trac (local mode, say): the hourly report is quietly not made.
-        return 0, "", "TRAC_URL is not set, so there is no active-tickets report"
+    if not env.get("TRAC_URL", "").strip():
+        if argv[0] == "active-report":
+            # A site without Trac: the hourly report is quietly not made (its schedule
+            # `requires` TRAC_URL, so it is not even queued; this is for a run by hand).
+            return 0, "", "TRAC_URL is not set, so there is no active-tickets report"
+        # Not a failure for tech support: an answer to the asker, in their thread.
+        return 0, json.dumps(mistake(NOT_SET_UP).to_json(), ensure_ascii=False), ""
     try:
         commands = Commands(client_factory(env), env, datetime.now(UTC))
         output = method(commands, *args)
