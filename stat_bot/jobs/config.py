@@ -8,6 +8,7 @@ so a typo never surfaces as a job that fails at three in the morning.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib.util
 import re
@@ -365,6 +366,13 @@ def parse_command(text: str) -> tuple[str | Param, ...]:
             raise ValueError(
                 f"[{param.name}={param.default}] has a default, so the placeholders after it need one too"
             )
+    last = tokens[-1]
+    if isinstance(last, Param) and last.type_name == "str" and not last.choices:
+        # ebmbot's rule: it matches each [param] with (.+?) and anchors the end, so the last
+        # placeholder takes the rest of the line (`board [org] [number] [statuses]` with
+        # `a 1 todo doing` gives statuses "todo doing"). Configs written for it keep working.
+        # Typed and choice placeholders are STAT bot's own and stay one word.
+        tokens[-1] = dataclasses.replace(last, rest=True)
     return tuple(tokens)
 
 

@@ -116,10 +116,10 @@ def _bind(command: Command, text: str, words: list[Word]) -> dict[str, str] | No
         except ParamError as error:
             raise _ArgProblemError(str(error)) from None
     if i < len(words):
+        # Only after a command's literal words or a typed placeholder: a plain last
+        # placeholder takes the rest of the line (config.parse_command).
         extra = " ".join(w.value for w in words[i:])
-        last = command.params[-1].name if command.params else None
-        hint = f'; put quotes around a value with spaces, e.g. [{last}] "two words"' if last else ""
-        raise _ArgProblemError(f"unexpected extra words {extra!r}{hint}")
+        raise _ArgProblemError(f"unexpected extra words {extra!r}")
     return args
 
 

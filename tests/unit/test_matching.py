@@ -189,10 +189,34 @@ def test_missing_rest_argument(configs):
     assert "(the rest of the line)" in error.message
 
 
-def test_extra_words_are_refused_with_a_hint(configs):
-    error = refusal(configs, "hw pair a b c d")
-    assert "unexpected extra words 'c d'" in error.message
-    assert 'put quotes around a value with spaces, e.g. [b] "two words"' in error.message
+def test_the_last_placeholder_takes_the_rest_of_the_line_as_in_ebmbot(configs):
+    # ebmbot matches each [param] with (.+?) anchored at the end.
+    match = match_command(configs, "hw pair a b c d")
+    assert match.args == {"a": "a", "b": "b c d"}
+    assert match_command(configs, "hw hello Ada Lovelace").args == {"name": "Ada Lovelace"}
+    # Quotes still make one word of several, wherever the placeholder is.
+    assert match_command(configs, 'hw pair "a b" c').args == {"a": "a b", "b": "c"}
+    assert match_command(configs, 'hw pair a "b c"').args == {"a": "a", "b": "b c"}
+
+
+def test_ebmbot_board_example(configs):
+    board = parse_config(
+        {
+            "gh": {
+                "jobs": {"board": {"run_args_template": "board {org} {number} {statuses}"}},
+                "slack": [{"command": "board [org] [number] [statuses]", "job_type": "board"}],
+            }
+        }
+    )
+    match = match_command(board, "gh board a 1 todo doing")
+    assert match.args == {"org": "a", "number": "1", "statuses": "todo doing"}
+
+
+def test_extra_words_after_a_typed_placeholder_are_refused(configs):
+    error = refusal(configs, "hw count 5 6")
+    assert "unexpected extra words '6'" in error.message
+    error = refusal(configs, "hw every 1h now")
+    assert "unexpected extra words 'now'" in error.message
 
 
 def test_extra_words_after_a_command_without_placeholders(configs):
