@@ -212,6 +212,21 @@ def test_comment_assign_and_close_are_signed_with_the_slack_user(home: Path, tra
     )
 
 
+def test_owner_nobody_lists_the_open_tickets_without_an_owner(home: Path, tracd: TracServer):
+    cab = cabinet()
+    client = tracd.client()
+    # Blocker: listed first (by priority) however many unowned tickets other tests made.
+    unowned = client.create(summary="Nobody's", type="task", priority="blocker", xname=f"{cab}c0")
+    owned = client.create(
+        summary="Someone's", type="task", priority="blocker", xname=f"{cab}c1", owner="ada"
+    )
+    listing = blocks_text(bot_exec(home, tracd, "trac owner nobody"))
+    assert "Open tickets nobody owns" in listing
+    assert link(tracd, unowned) in listing
+    assert link(tracd, owned) not in listing
+    assert link(tracd, owned) in blocks_text(bot_exec(home, tracd, "trac owner ada"))
+
+
 def test_a_long_listing_attaches_every_ticket_as_csv_intact(home: Path, tracd: TracServer):
     cab = cabinet()
     client = tracd.client()

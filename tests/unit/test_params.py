@@ -179,7 +179,10 @@ def test_parse_command_splits_literals_and_placeholders():
 @pytest.mark.parametrize(
     ("command", "rest"),
     [
-        ("board [org] [number] [statuses]", [False, False, True]),  # ebmbot: the last takes the rest
+        (
+            "board [org] [number] [statuses]",
+            [False, False, True],
+        ),  # ebmbot: the last takes the rest
         ("go [n:int]", [False]),  # typed: one word
         ("go [when:1h|2h]", [False]),  # choices: one word
         ("go [node:xname] [note]", [False, True]),
