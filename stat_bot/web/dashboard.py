@@ -47,7 +47,8 @@ from stat_bot.web import charts
 from stat_bot.web.auth import api_login_required, who
 from stat_bot.web.errors import ApiError
 from stat_bot.web.services import services
-from stat_bot.web.stat_relay import ACTIONS, INTERVALS, PRIORITIES, TICKET_TYPES, interval_name
+from stat_bot.web.stat_relay import ACTIONS, INTERVALS, interval_name
+from stat_bot.web.ticket_choices import ticket_choices
 
 log = structlog.get_logger(__name__)
 
@@ -371,10 +372,12 @@ def cancel_suppression() -> Any:
 @bp.route("/ticket")
 @login_required
 def ticket() -> str:
+    choices = ticket_choices(services().settings)
     return render_template(
         "ticket.html",
-        types=TICKET_TYPES,
-        priorities=PRIORITIES,
+        types=choices.types,
+        priorities=choices.priorities,
+        fallback_reason=choices.fallback_reason,
         actions=ACTIONS,
         channel=services().settings.stat_channel,
         page="ticket",
