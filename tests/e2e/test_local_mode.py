@@ -7,6 +7,7 @@ from another process.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import pty
@@ -248,6 +249,7 @@ def _cmdline(pid: int) -> str:
 
 
 def _start_local_mode(tmp_path: Path, **extra: str) -> tuple[subprocess.Popen[bytes], Path]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     err = tmp_path / "run.err"
     with err.open("wb") as sink:
         service = subprocess.Popen(
@@ -337,3 +339,29 @@ def test_trac_url_set_means_no_local_trac(tmp_path: Path) -> None:
     finally:
         service.send_signal(signal.SIGTERM)
         assert service.wait(40) == 0
+
+
+def test_a_quick_restart_keeps_the_web_port(tmp_path: Path) -> None:
+    """The plugin of the local Trac (and bookmarks) point at WEB_PORT: a restart keeps it,
+    though the last run's connections are still in TIME_WAIT."""
+    from tests.integration.test_port_reuse import _states
+    from tests.trac_fixtures import free_port
+
+    port = free_port()
+    for attempt in range(2):
+        service, err = _start_local_mode(tmp_path / str(attempt), WEB_PORT=str(port))
+        try:
+            banner = err.read_text()
+            assert f"dashboard: http://127.0.0.1:{port}/\n" in banner, banner
+            assert "is in use" not in banner
+            # A browser's kept-alive connection, open while the service stops: the server
+            # closes it first, so its end waits in TIME_WAIT.
+            browser = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            browser.request("GET", "/login")
+            assert browser.getresponse().read()
+        finally:
+            service.send_signal(signal.SIGTERM)
+            assert service.wait(40) == 0
+        browser.close()
+        if attempt == 0:
+            assert "TIME_WAIT" in _states(port)  # what used to push the restart elsewhere
