@@ -400,9 +400,17 @@ def web_user() -> None:
 
 
 def _read_password(from_stdin: bool) -> str:
+    from stat_bot.web.users import MIN_PASSWORD, UserError, hash_password
+
     if from_stdin:
         return sys.stdin.readline().rstrip("\n")
+    # The rule before the question, so nobody types a password twice to be told it is short.
+    click.echo(f"Choose a password of at least {MIN_PASSWORD} characters.", err=True)
     first = getpass.getpass("Password: ")
+    try:
+        hash_password(first)  # refused now, before "Again:"
+    except UserError as error:
+        _fail(f"{error}; nothing was changed", 2)
     if getpass.getpass("Again: ") != first:
         _fail("the two passwords differ; nothing was changed", 2)
     return first
@@ -417,7 +425,7 @@ def _read_password(from_stdin: bool) -> str:
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin's first line.")
 @pass_ctx
 def web_user_add(ctx: Context, name: str, password_stdin: bool) -> None:
-    """Add a dashboard user, or set a new password for one."""
+    """Add a dashboard user, or set a new password for one (at least 8 characters)."""
     from stat_bot.web.users import UserError, check_name
 
     try:
