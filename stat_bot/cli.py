@@ -607,7 +607,7 @@ def enqueue(
     try:
         result = perform(match, ctx.configs, ctx.queue, requester, ctx.settings.tz, now=time.time())
     except ActionError as error:
-        _fail(str(error), 2)
+        _fail(f"`{command}`: {error}", 2)  # as the bot says it in chat
     data: dict[str, Any] = {"message": result.text, **result.data}
     if result.job is not None:
         data["job"] = job_dict(result.job)

@@ -39,6 +39,22 @@ CONFIG = {
 }
 
 
+SUPPRESSIBLE = {
+    "t": {
+        **CONFIG["t"],
+        "slack": [
+            *CONFIG["t"]["slack"],
+            {
+                "command": "quiet from [start_at] to [end_at]",
+                "action": "schedule_suppression",
+                "job_type": "hold",
+            },
+        ],
+    },
+    "u": CONFIG["u"],
+}
+
+
 def _enqueue(cli, text: str) -> int:
     result = cli("--json", "enqueue", text)
     assert result.returncode == 0, result.stderr
@@ -165,6 +181,13 @@ def test_a_mistake_gets_the_same_words_from_the_cli_as_in_chat(configure, cli, h
         result = cli("enqueue", text)
         assert result.returncode == 2
         assert result.stderr == f"stat-bot: {caught.value}\n"
+    # A value the action cannot use: "`<command>`: <why>", as the bot answers in chat.
+    configure(SUPPRESSIBLE)
+    bad = cli("enqueue", "t quiet from 25:00 to 10:00")
+    assert bad.returncode == 2
+    assert bad.stderr.startswith(
+        "stat-bot: `t quiet from 25:00 to 10:00`: [start_at] must be a time as HH:MM"
+    )
 
 
 @pytest.mark.parametrize(
