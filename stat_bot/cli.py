@@ -624,7 +624,8 @@ def status(ctx: Context) -> None:
     """Running and queued jobs, suppressions, next schedule fires, and dispatchers."""
     from stat_bot.views import StatusView
 
-    view = StatusView.read(ctx.queue, ctx.settings.tz)
+    waiting = ctx.configs.waiting_schedules(ctx.settings.job_environment())
+    view = StatusView.read(ctx.queue, ctx.settings.tz, waiting=waiting)
     ctx.output(view.data(), view.text(ctx.settings.tz))
 
 

@@ -165,7 +165,8 @@ class ChatCommands:
         return self._not_understood(f"help {' '.join(rest)}")
 
     def _status(self) -> Answer:
-        view = StatusView.read(self.queue, self.settings.tz)
+        waiting = self.configs.waiting_schedules(self.settings.job_environment())
+        view = StatusView.read(self.queue, self.settings.tz, waiting=waiting)
         parts = []
         for heading, table in view.sections(self.settings.tz):
             if table is None:

@@ -32,7 +32,7 @@ from typing import Protocol
 
 import structlog
 
-from stat_bot.jobs.config import JobSpec, NamespaceSpec, render_template
+from stat_bot.jobs.config import JobSpec, NamespaceSpec, missing_variables, render_template
 from stat_bot.jobs.model import Job, JobStatus
 from stat_bot.report.messages import Outcome, tail
 from stat_bot.settings import Settings
@@ -307,7 +307,7 @@ class Runner:
 
     def missing(self, names: list[str]) -> list[str]:
         """Which of these variables jobs would start without (unset or empty)."""
-        return [name for name in names if not self._base_env.get(name, "").strip()]
+        return missing_variables(names, self._base_env)
 
     async def start(
         self,

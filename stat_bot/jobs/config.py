@@ -232,6 +232,11 @@ class Command:
         return f"{self.namespace} {self.spec.command}"
 
 
+def missing_variables(names: list[str], env: Mapping[str, str]) -> list[str]:
+    """Which of a schedule's `requires` are unset or empty in the jobs' environment."""
+    return [name for name in names if not env.get(name, "").strip()]
+
+
 @dataclass(frozen=True, slots=True)
 class Schedule:
     """A validated schedule with its stable key (used by the queue to fire it once per due time)."""
@@ -274,6 +279,14 @@ class JobConfigs:
     def schedules(self) -> Iterator[Schedule]:
         for ns in self.namespaces.values():
             yield from ns.schedules
+
+    def waiting_schedules(self, env: Mapping[str, str]) -> dict[str, list[str]]:
+        """Schedules that do not fire for want of variables they `require`: key -> those."""
+        return {
+            s.key: missing
+            for s in self.schedules()
+            if (missing := missing_variables(s.spec.requires, env))
+        }
 
     def commands(self) -> Iterator[Command]:
         for ns in self.namespaces.values():

@@ -276,9 +276,13 @@ def interval_choice(row: ScheduleRow) -> str:
     return interval_name(round(row.interval_seconds)) or "custom"
 
 
-def schedule_view(row: ScheduleRow, now: float) -> dict[str, Any]:
+def schedule_view(
+    row: ScheduleRow, now: float, waiting: dict[str, list[str]] | None = None
+) -> dict[str, Any]:
+    """One schedule as the page shows it; `waiting`: schedules short of a variable they need."""
     tz = services().settings.tz
     nxt = row_next_due(row, tz, now) if row.enabled else None
+    missing = (waiting or {}).get(row.key)
     choice = interval_choice(row)
     if row.interval_seconds:
         every = INTERVAL_LABELS.get(choice) or f"{row.interval_seconds / 60:g} minutes"
@@ -291,8 +295,14 @@ def schedule_view(row: ScheduleRow, now: float) -> dict[str, Any]:
         "args_text": " ".join(f"{k}={v}" for k, v in row.args.items()),
         "timing": timing,
         "last_fired": when(row.last_fired_at, tz) if row.has_fired else "never",
-        "next_fire": f"{when(nxt, tz)} ({ago(nxt, now)})" if nxt else "disabled",
-        "next_fire_at": nxt,
+        "next_fire": (
+            f"waits for {', '.join(missing)}"
+            if missing
+            else f"{when(nxt, tz)} ({ago(nxt, now)})"
+            if nxt
+            else "disabled"
+        ),
+        "next_fire_at": None if missing else nxt,
         "overridden": row.enabled_override is not None,
         "interval": choice,
         "is_active_tickets": row.key == services().settings.active_tickets_schedule,
@@ -316,9 +326,11 @@ def schedules() -> str:
         for s in queue.suppressions()
         if s.end_at > now
     ]
+    svc = services()
+    waiting = svc.configs.waiting_schedules(svc.settings.job_environment())
     return render_template(
         "schedules.html",
-        schedules=[schedule_view(r, now) for r in queue.schedules()],
+        schedules=[schedule_view(r, now, waiting) for r in queue.schedules()],
         suppressions=suppressions,
         intervals=[(key, INTERVAL_LABELS.get(key, key)) for key in INTERVALS],
         active_tickets=services().settings.active_tickets_schedule,

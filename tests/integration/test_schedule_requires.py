@@ -6,6 +6,8 @@ hourly empty report nor an hourly row in `jobs`.
 
 from __future__ import annotations
 
+import json
+import os
 import time
 
 import pytest
@@ -63,3 +65,35 @@ def test_a_bad_variable_name_is_refused_with_the_reason():
     with pytest.raises(ConfigError) as caught:
         parse_config(bad)
     assert "'A-B' is not an environment variable name such as TRAC_URL" in str(caught.value)
+
+
+def test_status_says_what_a_schedule_waits_for(configure, cli, queue, start_dispatcher):
+    configure(CONFIG)
+    start_dispatcher(SITE_THING="")  # stores the schedules
+    deadline = time.monotonic() + 30
+    while len(queue.schedules()) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    text = cli("status", env={"SITE_THING": ""}).stdout
+    (row,) = [line for line in text.splitlines() if "t.needs-site" in line]
+    assert row.rstrip().endswith("waits for SITE_THING")
+    data = {
+        s["key"]: s
+        for s in json.loads(cli("status", "--json", env={"SITE_THING": ""}).stdout)["schedules"]
+    }
+    assert data["t.needs-site"]["waits_for"] == ["SITE_THING"]
+    assert data["t.needs-site"]["next_fire_at"] is None
+    assert data["t.control"]["waits_for"] == []
+    text = cli("status", env={"SITE_THING": "here"}).stdout
+    (row,) = [line for line in text.splitlines() if "t.needs-site" in line]
+    assert "waits for" not in row
+
+
+def test_the_schedules_page_says_what_a_schedule_waits_for(configure, queue, logged_in):
+    from stat_bot.dispatcher.schedules import config_rows
+
+    assert "SITE_THING" not in os.environ
+    queue.sync_schedules(config_rows(configure(CONFIG)))
+    html = logged_in.get("/schedules").get_data(as_text=True)
+    assert "waits for SITE_THING" in html
+    assert html.count("waits for") == 1  # the control schedule has a time
