@@ -717,7 +717,9 @@ def check_config(ctx: Context) -> None:
                 "jobs": list(ns.spec.jobs),
                 "commands": [c.usage for c in ns.commands],
                 "schedules": [
-                    {"key": s.key, "cron": s.spec.cron, "job": s.job_type} for s in ns.schedules
+                    {"key": s.key, "cron": s.spec.cron, "job": s.job_type}
+                    | ({"requires": list(s.spec.requires)} if s.spec.requires else {})
+                    for s in ns.schedules
                 ],
                 "webhooks": [rule.model_dump(exclude_defaults=True) for rule in ns.spec.webhooks],
                 "trac_rules": [
@@ -735,7 +737,8 @@ def check_config(ctx: Context) -> None:
         for c in ns.commands:
             lines.append(f"  {c.usage:<44} {c.spec.help}")
         for s in ns.schedules:
-            lines.append(f"  schedule {s.key}: '{s.spec.cron}' -> {s.job_type}")
+            needs = f" (requires {', '.join(s.spec.requires)})" if s.spec.requires else ""
+            lines.append(f"  schedule {s.key}: '{s.spec.cron}' -> {s.job_type}{needs}")
         for index, rule in enumerate(ns.spec.webhooks):
             lines.append(f"  {webhook_label(index, rule)}: POST /github/{name}")
         for index, trac_rule in enumerate(ns.spec.trac_rules):

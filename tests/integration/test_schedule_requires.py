@@ -97,3 +97,13 @@ def test_the_schedules_page_says_what_a_schedule_waits_for(configure, queue, log
     html = logged_in.get("/schedules").get_data(as_text=True)
     assert "waits for SITE_THING" in html
     assert html.count("waits for") == 1  # the control schedule has a time
+
+
+def test_check_config_names_what_a_schedule_requires(configure, cli):
+    configure(CONFIG)
+    result = cli("check-config")
+    assert "schedule t.needs-site: '* * * * * *' -> needs (requires SITE_THING)" in result.stdout
+    data = json.loads(cli("check-config", "--json").stdout)
+    schedules = {s["key"]: s for s in data["namespaces"]["t"]["schedules"]}
+    assert schedules["t.needs-site"]["requires"] == ["SITE_THING"]
+    assert "requires" not in schedules["t.control"]
