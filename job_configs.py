@@ -236,7 +236,13 @@ raw_config = {
             # HPC-STAT's ActiveTicketsBot: hourly; /set-interval and the dashboard change the
             # interval of this schedule (ACTIVE_TICKETS_SCHEDULE=trac.active-tickets). With
             # no "channel" here it posts to STAT_CHANNEL, where ticket notices go too.
-            {"cron": "0 * * * *", "job_type": "active-report", "name": "active-tickets"},
+            # Without TRAC_URL it does not fire at all (no job, no history row).
+            {
+                "cron": "0 * * * *",
+                "job_type": "active-report",
+                "name": "active-tickets",
+                "requires": ["TRAC_URL"],
+            },
         ],
     },
 }

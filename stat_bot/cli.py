@@ -221,8 +221,10 @@ def run(ctx: Context, console: bool | None) -> None:
     from stat_bot.supervisor import (
         Supervisor,
         SupervisorError,
+        choose_local_trac_port,
         choose_web_port,
         local_mode_environment,
+        local_trac_environment,
         web_url,
     )
 
@@ -243,16 +245,38 @@ def run(ctx: Context, console: bool | None) -> None:
     # The web server's port is chosen here and handed down, so this banner can say where it is.
     web_port, port_note = choose_web_port(settings, local=local)
     env["WEB_PORT"] = str(web_port)
+    # Local mode brings its own Trac unless TRAC_URL names one (integrations/local_trac.py).
+    trac_port, trac_note = (
+        choose_local_trac_port(settings) if local and not settings.trac_url else (None, None)
+    )
+    trac_url = settings.trac_url
     try:
         url = None
         if local:
             url = supervisor.start_emulator(env, settings.local_slack_port)
             env = local_mode_environment(env, url)
             write_local_slack_file(settings, url)
+        trac = None
+        if trac_port is not None:
+            env = local_trac_environment(env, settings, web_port, trac_port)
+            trac_url = env["TRAC_URL"]
+            settings.logs_dir.mkdir(parents=True, exist_ok=True)
+            with (settings.logs_dir / "local-trac.log").open("ab") as trac_log:
+                trac = supervisor.start(
+                    "local Trac", [*me, "local-trac"], env, stdout=trac_log, stderr=trac_log
+                )
         supervisor.start("Slack bot", [*me, "bot"], env)
         supervisor.start("dispatcher", [*me, "dispatcher"], env)
         web = supervisor.start("web server", [*me, "web"], env)
         supervisor.wait_listening("web server", web, settings.web_host, web_port)
+        if trac is not None and trac_port is not None:
+            supervisor.wait_listening(
+                "local Trac",
+                trac,
+                "127.0.0.1",
+                trac_port,
+                hint=f"Set LOCAL_TRAC_PORT=0 for any free port; see {settings.logs_dir}/local-trac.log",
+            )
     except SupervisorError as error:
         supervisor.stop()
         _fail(str(error))
@@ -273,10 +297,16 @@ def run(ctx: Context, console: bool | None) -> None:
             err=True,
         )
         raise SystemExit(supervisor.wait())
+    if trac_port is not None:
+        trac_line = f"  Trac:       {trac_url} (local, sample tickets, rebuilt each start)\n"
+        trac_line += f"    ({trac_note})\n" if trac_note else ""
+    else:
+        trac_line = f"  Trac:       {trac_url or 'none (set TRAC_URL)'}\n"
     click.echo(
         f"STAT bot {_version()} - local mode: no Slack workspace is configured "
         f"(SLACK_BOT_TOKEN, SLACK_APP_TOKEN), so a local Slack runs at {url}.\n"
         + dashboard
+        + trac_line
         + f"  database:   {settings.database_url}\n  namespaces: {namespaces}\n"
         + (f"  the service's logs go to {log_path}\n" if interactive else "")
         + "  chat from another terminal:  .venv/bin/stat-bot console\n"
@@ -301,6 +331,42 @@ def run(ctx: Context, console: bool | None) -> None:
     status = supervisor.wait()
     chat.stop.set()
     raise SystemExit(status)
+
+
+@main.command(
+    "local-trac",
+    hidden=True,
+    epilog=EPILOG_EXAMPLES + "  stat-bot local-trac   # as `stat-bot run` starts it, with TRAC_*",
+)
+@pass_ctx
+def local_trac(ctx: Context) -> None:
+    """Local mode's own Trac: built afresh and served until `stat-bot run` stops.
+
+    Started by `stat-bot run` (no Slack tokens, no TRAC_URL), which hands it the
+    TRAC_* settings and LOCAL_TRAC_PORT it chose; not meant to be run by hand.
+    """
+    from stat_bot.integrations.local_trac import LocalTrac
+    from stat_bot.lifeline import watch_parent
+    from stat_bot.supervisor import local_trac_dir, web_url
+
+    settings = ctx.settings
+    if not (settings.trac_url and settings.trac_user and settings.trac_password):
+        _fail("local-trac is started by `stat-bot run` in local mode, not by hand", 2)
+    if not settings.local_trac_port:
+        _fail("local-trac needs LOCAL_TRAC_PORT (`stat-bot run` sets it)", 2)
+    watch_parent()
+    secret = settings.trac_webhook_secret
+    trac = LocalTrac(
+        root=local_trac_dir(settings),
+        host="127.0.0.1",
+        port=settings.local_trac_port,
+        user=settings.trac_user,
+        password=settings.trac_password.get_secret_value(),
+        notify_url=web_url(settings.web_host, settings.web_port) + "trac",
+        notify_secret=secret.get_secret_value() if secret else None,
+    )
+    trac.build()
+    trac.serve()
 
 
 @main.command(
@@ -398,9 +464,17 @@ def web_user() -> None:
 
 
 def _read_password(from_stdin: bool) -> str:
+    from stat_bot.web.users import MIN_PASSWORD, UserError, hash_password
+
     if from_stdin:
         return sys.stdin.readline().rstrip("\n")
+    # The rule before the question, so nobody types a password twice to be told it is short.
+    click.echo(f"Choose a password of at least {MIN_PASSWORD} characters.", err=True)
     first = getpass.getpass("Password: ")
+    try:
+        hash_password(first)  # refused now, before "Again:"
+    except UserError as error:
+        _fail(f"{error}; nothing was changed", 2)
     if getpass.getpass("Again: ") != first:
         _fail("the two passwords differ; nothing was changed", 2)
     return first
@@ -415,7 +489,7 @@ def _read_password(from_stdin: bool) -> str:
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin's first line.")
 @pass_ctx
 def web_user_add(ctx: Context, name: str, password_stdin: bool) -> None:
-    """Add a dashboard user, or set a new password for one."""
+    """Add a dashboard user, or set a new password for one (at least 8 characters)."""
     from stat_bot.web.users import UserError, check_name
 
     try:
@@ -492,6 +566,28 @@ def db_migrate(ctx: Context) -> None:
         {"database": str(ctx.settings.database_url), "schema_version": version},
         f"{ctx.settings.database_url}: schema version {version}",
     )
+
+
+def _json_after_command(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_object(Context).as_json = True  # type: ignore[union-attr]
+
+
+def _accept_json_after_every_command(group: click.Group) -> None:
+    """`stat-bot jobs --json` as well as `stat-bot --json jobs`: people type it either way."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _accept_json_after_every_command(command)
+        elif not any("--json" in getattr(p, "opts", ()) for p in command.params):
+            command.params.append(
+                click.Option(
+                    ["--json"],
+                    is_flag=True,
+                    expose_value=False,
+                    callback=_json_after_command,
+                    help="Print machine-readable JSON (also accepted before the command).",
+                )
+            )
 
 
 def _version() -> str:
@@ -595,7 +691,7 @@ def enqueue(
     try:
         result = perform(match, ctx.configs, ctx.queue, requester, ctx.settings.tz, now=time.time())
     except ActionError as error:
-        _fail(str(error), 2)
+        _fail(f"`{command}`: {error}", 2)  # as the bot says it in chat
     data: dict[str, Any] = {"message": result.text, **result.data}
     if result.job is not None:
         data["job"] = job_dict(result.job)
@@ -612,7 +708,8 @@ def status(ctx: Context) -> None:
     """Running and queued jobs, suppressions, next schedule fires, and dispatchers."""
     from stat_bot.views import StatusView
 
-    view = StatusView.read(ctx.queue, ctx.settings.tz)
+    waiting = ctx.configs.waiting_schedules(ctx.settings.job_environment())
+    view = StatusView.read(ctx.queue, ctx.settings.tz, waiting=waiting)
     ctx.output(view.data(), view.text(ctx.settings.tz))
 
 
@@ -704,7 +801,9 @@ def check_config(ctx: Context) -> None:
                 "jobs": list(ns.spec.jobs),
                 "commands": [c.usage for c in ns.commands],
                 "schedules": [
-                    {"key": s.key, "cron": s.spec.cron, "job": s.job_type} for s in ns.schedules
+                    {"key": s.key, "cron": s.spec.cron, "job": s.job_type}
+                    | ({"requires": list(s.spec.requires)} if s.spec.requires else {})
+                    for s in ns.schedules
                 ],
                 "webhooks": [rule.model_dump(exclude_defaults=True) for rule in ns.spec.webhooks],
                 "trac_rules": [
@@ -722,9 +821,13 @@ def check_config(ctx: Context) -> None:
         for c in ns.commands:
             lines.append(f"  {c.usage:<44} {c.spec.help}")
         for s in ns.schedules:
-            lines.append(f"  schedule {s.key}: '{s.spec.cron}' -> {s.job_type}")
+            needs = f" (requires {', '.join(s.spec.requires)})" if s.spec.requires else ""
+            lines.append(f"  schedule {s.key}: '{s.spec.cron}' -> {s.job_type}{needs}")
         for index, rule in enumerate(ns.spec.webhooks):
             lines.append(f"  {webhook_label(index, rule)}: POST /github/{name}")
         for index, trac_rule in enumerate(ns.spec.trac_rules):
             lines.append(f"  {trac_rule_label(index, trac_rule)}: POST /trac")
     ctx.output(summary, "\n".join(lines))
+
+
+_accept_json_after_every_command(main)

@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     slack_join_new_channels: bool = False
     slack_user_cache_seconds: float = Field(3600.0, ge=0)
     local_slack_port: int = Field(0, ge=0, le=65535, description="Local mode's emulator; 0: any")
+    local_trac_port: int = Field(
+        0, ge=0, le=65535, description="Local mode's own Trac (when TRAC_URL is empty); 0: any"
+    )
     slack_connect_timeout: float = Field(300.0, ge=0, description="Give up starting after this")
 
     # Web server (stat-bot web): webhooks, the STAT relay, health, metrics, the dashboard.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -18,6 +19,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO
 
 import structlog
@@ -53,9 +55,15 @@ class Supervisor:
     stopping: threading.Event = field(default_factory=threading.Event)
 
     def start(
-        self, name: str, argv: list[str], env: dict[str, str], *, stdout: int | None = None
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        *,
+        stdout: int | IO[bytes] | None = None,
+        stderr: IO[bytes] | None = None,
     ) -> subprocess.Popen[bytes]:
-        """Start a part (its output to `output`, or its stdout to `stdout` if given)."""
+        """Start a part (its output to `output`, or to `stdout`/`stderr` if given)."""
         env = {**env, PARENT_VARIABLE: str(os.getpid())}
         try:
             process = subprocess.Popen(
@@ -63,7 +71,7 @@ class Supervisor:
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=self.output if stdout is None else stdout,
-                stderr=self.output,
+                stderr=self.output if stderr is None else stderr,
                 start_new_session=True,  # a Ctrl-C reaches them through us, in order
             )
         except OSError as error:
@@ -105,7 +113,14 @@ class Supervisor:
         return found[0]
 
     def wait_listening(
-        self, name: str, process: subprocess.Popen[bytes], host: str, port: int, timeout: float = 30
+        self,
+        name: str,
+        process: subprocess.Popen[bytes],
+        host: str,
+        port: int,
+        timeout: float = 30,
+        *,
+        hint: str = "Set WEB_PORT=0 for any free port",
     ) -> None:
         """Return once `host:port` accepts connections; SupervisorError if the part ends first."""
         deadline = time.monotonic() + timeout
@@ -118,7 +133,7 @@ class Supervisor:
             if process.poll() is not None:
                 raise SupervisorError(
                     f"the {name} exited at start (status {process.returncode}); is port {port} "
-                    "free? Set WEB_PORT=0 for any free port"
+                    f"free? {hint}"
                 )
             if time.monotonic() > deadline:
                 raise SupervisorError(
@@ -179,7 +194,14 @@ def web_url(host: str, port: int) -> str:
 
 
 def port_is_free(host: str, port: int) -> bool:
+    """Whether a server could listen on `host:port` now.
+
+    Probed as the servers bind (gunicorn, tracd and the emulator all set SO_REUSEADDR),
+    so a port held only by TIME_WAIT connections of the previous run counts as free:
+    a quick restart keeps its port, and URLs pointing at it (the Trac plugin's) stay valid.
+    """
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -206,6 +228,19 @@ def choose_web_port(settings: Settings, *, local: bool) -> tuple[int, str | None
     return port, None
 
 
+def choose_local_trac_port(settings: Settings) -> tuple[int, str | None]:
+    """Local mode's Trac port: LOCAL_TRAC_PORT, or a free one (with a note if it was busy)."""
+    from stat_bot.web.server import free_port
+
+    port = settings.local_trac_port
+    if port == 0:
+        return free_port("127.0.0.1"), None
+    if not port_is_free("127.0.0.1", port):
+        chosen = free_port("127.0.0.1")
+        return chosen, f"LOCAL_TRAC_PORT {port} is in use, so the local Trac took {chosen}"
+    return port, None
+
+
 def local_mode_environment(env: dict[str, str], url: str) -> dict[str, str]:
     """The parts' environment pointed at the local emulator, with its channels as defaults."""
     env = dict(env)
@@ -220,3 +255,36 @@ def local_mode_environment(env: dict[str, str], url: str) -> dict[str, str]:
     for name in PROXY_VARIABLES:
         env.pop(name, None)
     return env
+
+
+LOCAL_TRAC_USER = "statbot"
+
+
+def local_trac_environment(
+    env: dict[str, str], settings: Settings, web_port: int, trac_port: int
+) -> dict[str, str]:
+    """The parts' environment pointed at local mode's own Trac (see integrations/local_trac.py).
+
+    Trac's address and a new random password for STAT bot's account reach every part
+    as TRAC_* settings (the trac jobs inherit them; the password is never printed), and
+    the plugin's secret as TRAC_WEBHOOK_SECRET unless one is set already.
+    """
+    from stat_bot.integrations.local_trac import ENV_NAME
+
+    env = dict(env)
+    env.pop("TRAC_PASSWORD_FILE", None)
+    env.update(
+        TRAC_URL=f"http://127.0.0.1:{trac_port}/{ENV_NAME}",
+        TRAC_USER=LOCAL_TRAC_USER,
+        TRAC_PASSWORD=secrets.token_urlsafe(18),
+        LOCAL_TRAC_PORT=str(trac_port),
+        WEB_PORT=str(web_port),
+    )
+    if settings.trac_webhook_secret is None:
+        env["TRAC_WEBHOOK_SECRET"] = secrets.token_urlsafe(24)
+    return env
+
+
+def local_trac_dir(settings: Settings) -> Path:
+    """The local Trac's folder: rebuilt at every start of local mode."""
+    return settings.state_dir / "local-trac"

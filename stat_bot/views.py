@@ -128,9 +128,17 @@ class StatusView:
     fires: list[tuple[ScheduleRow, float | None]]
     workers: list[Worker]
     outbox: OutboxSummary | None = None
+    waiting: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
     @classmethod
-    def read(cls, queue: Queue, tz: ZoneInfo, now: float | None = None) -> StatusView:
+    def read(
+        cls,
+        queue: Queue,
+        tz: ZoneInfo,
+        now: float | None = None,
+        waiting: dict[str, list[str]] | None = None,
+    ) -> StatusView:
+        """`waiting`: schedules that do not fire for want of variables (JobConfigs.waiting_schedules)."""
         now = time.time() if now is None else now
         return cls(
             running=queue.jobs(statuses=[JobStatus.RUNNING], limit=1000),
@@ -139,6 +147,7 @@ class StatusView:
             fires=[(s, row_next_due(s, tz, now) if s.enabled else None) for s in queue.schedules()],
             workers=queue.workers(),
             outbox=queue.outbox_summary(),
+            waiting=waiting or {},
         )
 
     def without(self, hidden: set[str]) -> StatusView:
@@ -151,12 +160,24 @@ class StatusView:
             queued=[j for j in self.queued if j.namespace not in hidden],
         )
 
+    def next_fire(self, row: ScheduleRow, nxt: float | None, tz: ZoneInfo) -> str:
+        if row.key in self.waiting:
+            return f"waits for {', '.join(self.waiting[row.key])}"
+        return f"{when(nxt, tz)} ({ago(nxt)})" if nxt else "disabled"
+
     def data(self) -> dict[str, Any]:
         return {
             "running": [job_dict(j) for j in self.running],
             "queued": [job_dict(j) for j in self.queued],
             "suppressions": [dataclasses.asdict(s) for s in self.suppressions],
-            "schedules": [{**dataclasses.asdict(s), "next_fire_at": nxt} for s, nxt in self.fires],
+            "schedules": [
+                {
+                    **dataclasses.asdict(s),
+                    "next_fire_at": None if s.key in self.waiting else nxt,
+                    "waits_for": self.waiting.get(s.key, []),
+                }
+                for s, nxt in self.fires
+            ],
             "dispatchers": [dataclasses.asdict(w) for w in self.workers],
             "undelivered": self.undelivered_data(),
         }
@@ -209,8 +230,8 @@ class StatusView:
                     s.key,
                     schedule_timing(s),
                     f"{s.namespace} {s.job_type}",
-                    when(s.last_fired_at, tz),
-                    f"{when(nxt, tz)} ({ago(nxt)})" if nxt else "disabled",
+                    when(s.last_fired_at, tz) if s.has_fired else "never",
+                    self.next_fire(s, nxt, tz),
                 ]
                 for s, nxt in self.fires
             ],

@@ -36,16 +36,15 @@ from pathlib import Path
 
 import pytest
 
+from stat_bot.integrations.local_trac import BOT_PERMISSIONS, ENV_NAME, PLUGINS, REALM
 from stat_bot.integrations.trac import TracClient
 from stat_bot.settings import PROXY_VARIABLES
 
 ROOT = Path(__file__).resolve().parents[1]
-PLUGINS = ROOT / "contrib" / "trac"
 BIN = Path(sys.executable).parent
-ENV_NAME = "stat"
-REALM = "STAT"
 START_TIMEOUT = 30.0
-BOT_PERMISSIONS = ("TICKET_VIEW", "TICKET_CREATE", "TICKET_MODIFY")
+# What a STAT site's Trac is like is said once, by local mode's own Trac (the product):
+# the environment's name and realm, the bot account's rights, the plugins' folder.
 # Trac 1.6 imports pkg_resources, which warns on every start.
 QUIET = "ignore:pkg_resources is deprecated"
 

@@ -19,7 +19,13 @@ import structlog
 from stat_bot.actions import ActionError, Requester, perform
 from stat_bot.jobs.config import JobConfigs, NamespaceSpec
 from stat_bot.jobs.config_file import ConfigFile
-from stat_bot.jobs.matching import MatchError, closest_commands, match_command, normalise
+from stat_bot.jobs.matching import (
+    MatchError,
+    closest_commands,
+    match_command,
+    normalise,
+    suggestion_lines,
+)
 from stat_bot.jobs.model import Source
 from stat_bot.jobs.params import excerpt
 from stat_bot.queue.base import Queue
@@ -192,7 +198,8 @@ class ChatCommands:
 
     def _status(self, asker: Asker) -> Answer:
         hidden = self.hidden_namespaces(asker.user_id)
-        view = StatusView.read(self.queue, self.settings.tz).without(hidden)
+        waiting = self.configs.waiting_schedules(self.settings.job_environment())
+        view = StatusView.read(self.queue, self.settings.tz, waiting=waiting).without(hidden)
         parts = []
         for heading, table in view.sections(self.settings.tz):
             if table is None:
@@ -315,11 +322,8 @@ class ChatCommands:
         return Answer(reaction=reaction) if plain else Answer.say(result.text, reaction)
 
     def _refused_match(self, text: str, error: MatchError) -> Answer:
-        first = text.split()[0].lower() if text.split() else ""
-        if first in self.configs.namespaces:
-            # The namespace is right: its own explanation (which argument, what is expected).
-            return self._not_understood(text, error.message, error.suggestions)
-        return self._not_understood(text)
+        # The same words as `stat-bot enqueue` prints for the same text (MatchError's str).
+        return self._not_understood(text, error.message, error.suggestions)
 
     def _not_understood(
         self, text: str, why: str | None = None, close: list[str] | None = None
@@ -327,12 +331,7 @@ class ChatCommands:
         lines = [why or f"I didn't understand `{excerpt(text)}`."]
         if close is None:
             close = closest_commands(self.configs, text)
-        if close:
-            lines.append("The closest commands:")
-            lines += [
-                f"• `{c.split(' - ')[0]}`" + (f": {c.split(' - ', 1)[1]}" if " - " in c else "")
-                for c in close
-            ]
+        lines += suggestion_lines(close)
         lines.append(f"Say `@{self.bot_name} help` for what I can do.")
         return Answer.say("\n".join(lines))
 

@@ -33,7 +33,7 @@ from typing import Protocol
 
 import structlog
 
-from stat_bot.jobs.config import JobSpec, NamespaceSpec, render_template
+from stat_bot.jobs.config import JobSpec, NamespaceSpec, missing_variables, render_template
 from stat_bot.jobs.model import Job, JobStatus
 from stat_bot.report.messages import Outcome, tail
 from stat_bot.settings import Settings
@@ -329,6 +329,10 @@ class Runner:
         for name, value in job.args.items():
             env[f"STAT_BOT_ARG_{name.upper()}"] = str(value)
         return env
+
+    def missing(self, names: list[str]) -> list[str]:
+        """Which of these variables jobs would start without (unset or empty)."""
+        return missing_variables(names, self._base_env)
 
     async def start(
         self,

@@ -624,11 +624,15 @@ class Dispatcher:
             wake_at = now + MAX_SCHEDULE_SLEEP
             try:
                 await self._sync_schedules()  # job_configs.py may have changed
+                specs = {s.key: s.spec for s in self.configs.schedules()}
                 for row in await self._q(self.queue.schedules):
                     if self._stopping.is_set():
                         return  # a stopping dispatcher fires nothing more
                     if not row.enabled or not self.configs.has_job(row.namespace, row.job_type):
                         continue
+                    spec = specs.get(row.key)
+                    if spec is not None and self.runner.missing(spec.requires):
+                        continue  # e.g. no TRAC_URL: no report, not even an empty one
                     due = row_latest_due(row, tz, now)
                     if due is not None and (row.last_fired_at is None or due > row.last_fired_at):
                         await self._fire(

@@ -75,8 +75,10 @@ DEFAULT_COLUMNS: tuple[str, ...] = (
 )
 DEFAULT_TIMEOUT = 10.0
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
-COLLISION = "has been modified since you started editing"
-PERMISSION_RE = re.compile(r"\b([A-Z][A-Z_]+) privileges are required")
+COLLISION = "has been modified since you started editing"  # only to tidy English messages
+# Trac's permission names (TICKET_VIEW, TRAC_ADMIN...) are never translated, unlike the
+# sentences around them, so hints are keyed on these and on status codes, not on wording.
+PERMISSION_RE = re.compile(r"\b([A-Z][A-Z0-9]*_[A-Z0-9_]*[A-Z0-9])\b")
 
 
 # --- errors ----------------------------------------------------------------------------
@@ -560,10 +562,19 @@ class TracClient:
                 log.info("trac: %s on ticket #%s", action, ticket_id)
                 return
             problems = trac_html.warnings(trac_html.parse(response.text))
-            if problems and all(COLLISION in p for p in problems) and attempt + 1 < attempts:
+            if attempt + 1 < attempts and self._changed_since(ticket_id, data["start_time"]):
+                # Someone changed the ticket between our read and our post (Trac refuses
+                # that in words of the site's language; the ticket's change time says it).
                 log.info("trac: ticket #%s changed meanwhile; trying again", ticket_id)
                 continue
             raise self._rejected(response, f"change ticket #{ticket_id}", problems, permission)
+
+    def _changed_since(self, ticket_id: int, start_time: str) -> bool:
+        """Whether the ticket was changed after the `start_time` of a form we read."""
+        page = trac_html.parse(self._get(f"/ticket/{ticket_id}", ticket_id=ticket_id).text)
+        form = trac_html.form(page, "propertyform")
+        now = form.inputs.get("start_time") if form else None
+        return bool(now) and now != start_time
 
     def _rejected(
         self,
@@ -581,8 +592,9 @@ class TracClient:
             )
         problems = [p for p in problems if COLLISION not in p] or problems
         text = "; ".join(problems)
-        if any(p.startswith("No permission") for p in problems):
-            return TracPermissionError(f"Trac refused to {what}: {text}", permission)
+        named = [m.group(1) for p in problems if (m := PERMISSION_RE.search(p))]
+        if named:
+            return TracPermissionError(f"Trac refused to {what}: {text}", named[0])
         return TracRejectedError(f"Trac refused to {what}: {text}")
 
     # --- JSON-RPC (TracXMLRPC) ----------------------------------------------------------
@@ -637,6 +649,13 @@ class TracClient:
             raise TracError(
                 f"{self.url}/login does not exist: TRAC_URL must be the Trac environment's URL, "
                 "e.g. http://trac.example.org:8000/stat"
+            )
+        if response.status >= 500:
+            # Trac itself failed (its database, a plugin...): its error, not a set-up hint.
+            message = trac_html.error_message(trac_html.parse(response.text))
+            raise TracError(
+                f"Trac at {self.url} failed at /login (HTTP {response.status})"
+                f"{f': {message}' if message else ''}; see Trac's log"
             )
         if not any(c.name == "trac_auth" for c in self._cookies):
             message = trac_html.error_message(trac_html.parse(response.text))
@@ -738,8 +757,12 @@ class TracClient:
                 f"{self.url}{path.split('?')[0]} not found: TRAC_URL must be the Trac "
                 "environment's URL, e.g. http://trac.example.org:8000/stat"
             )
-        if response.status == 400 and "form token" in message:
-            raise TracError(f"Trac refused the form token ({message}); cookies were lost")
+        if response.status == 400 and method == "POST":
+            # Trac's 400 for a form is its form-token check (the trac_form_token cookie).
+            raise TracError(
+                f"Trac refused the form (HTTP 400: {message}): the form token or its "
+                "cookie was lost"
+            )
         if response.status < 500:
             raise TracRejectedError(f"Trac refused the request (HTTP {response.status}): {message}")
         raise TracError(f"Trac failed (HTTP {response.status}): {message}")

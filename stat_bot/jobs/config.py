@@ -8,6 +8,7 @@ so a typo never surfaces as a job that fails at three in the morning.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib.util
 import re
@@ -102,6 +103,18 @@ class ScheduleSpec(_Strict):
     channel: str | None = None
     name: str | None = None
     enabled: bool = True
+    # Environment variables the job cannot do without (e.g. TRAC_URL): while one is unset
+    # or empty the schedule does not fire at all, so a site without it gets no empty reports
+    # and no history rows.
+    requires: list[str] = Field(default_factory=list)
+
+    @field_validator("requires")
+    @classmethod
+    def _variable_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"{name!r} is not an environment variable name such as TRAC_URL")
+        return value
 
     @field_validator("cron")
     @classmethod
@@ -232,6 +245,11 @@ class Command:
         return f"{self.namespace} {self.spec.command}"
 
 
+def missing_variables(names: list[str], env: Mapping[str, str]) -> list[str]:
+    """Which of a schedule's `requires` are unset or empty in the jobs' environment."""
+    return [name for name in names if not env.get(name, "").strip()]
+
+
 @dataclass(frozen=True, slots=True)
 class Schedule:
     """A validated schedule with its stable key (used by the queue to fire it once per due time)."""
@@ -274,6 +292,14 @@ class JobConfigs:
     def schedules(self) -> Iterator[Schedule]:
         for ns in self.namespaces.values():
             yield from ns.schedules
+
+    def waiting_schedules(self, env: Mapping[str, str]) -> dict[str, list[str]]:
+        """Schedules that do not fire for want of variables they `require`: key -> those."""
+        return {
+            s.key: missing
+            for s in self.schedules()
+            if (missing := missing_variables(s.spec.requires, env))
+        }
 
     def commands(self) -> Iterator[Command]:
         for ns in self.namespaces.values():
@@ -366,6 +392,13 @@ def parse_command(text: str) -> tuple[str | Param, ...]:
             raise ValueError(
                 f"[{param.name}={param.default}] has a default, so the placeholders after it need one too"
             )
+    last = tokens[-1]
+    if isinstance(last, Param) and last.type_name == "str" and not last.choices:
+        # ebmbot's rule: it matches each [param] with (.+?) and anchors the end, so the last
+        # placeholder takes the rest of the line (`board [org] [number] [statuses]` with
+        # `a 1 todo doing` gives statuses "todo doing"). Configs written for it keep working.
+        # Typed and choice placeholders are STAT bot's own and stay one word.
+        tokens[-1] = dataclasses.replace(last, rest=True)
     return tuple(tokens)
 
 

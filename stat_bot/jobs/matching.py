@@ -49,9 +49,22 @@ class MatchError(Exception):
     suggestions: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
-        if not self.suggestions:
-            return self.message
-        return self.message + "\nDid you mean:\n" + "\n".join(f"  {s}" for s in self.suggestions)
+        return "\n".join([self.message, *suggestion_lines(self.suggestions)])
+
+
+def suggestion_lines(suggestions: list[str]) -> list[str]:
+    """ "The closest commands:" and one line each, as chat, the CLI and the dashboard say it.
+
+    One wording for one mistake, wherever it is made: the bot's reply and the
+    `stat-bot: ...` line of the command line are the same sentences.
+    """
+    if not suggestions:
+        return []
+    lines = ["The closest commands:"]
+    for suggestion in suggestions:
+        usage, _, help_text = suggestion.partition(" - ")
+        lines.append(f"• `{usage}`" + (f": {help_text}" if help_text else ""))
+    return lines
 
 
 def split_words(text: str) -> list[Word]:
@@ -103,10 +116,10 @@ def _bind(command: Command, text: str, words: list[Word]) -> dict[str, str] | No
         except ParamError as error:
             raise _ArgProblemError(str(error)) from None
     if i < len(words):
+        # Only after a command's literal words or a typed placeholder: a plain last
+        # placeholder takes the rest of the line (config.parse_command).
         extra = " ".join(w.value for w in words[i:])
-        last = command.params[-1].name if command.params else None
-        hint = f'; put quotes around a value with spaces, e.g. [{last}] "two words"' if last else ""
-        raise _ArgProblemError(f"unexpected extra words {excerpt(extra)!r}{hint}")
+        raise _ArgProblemError(f"unexpected extra words {excerpt(extra)!r}")
     return args
 
 
@@ -122,9 +135,9 @@ def match_command(configs: JobConfigs, text: str) -> Match:
         close = difflib.get_close_matches(ns_name, list(configs.namespaces), n=3, cutoff=0.5)
         known = ", ".join(sorted(configs.namespaces)) or "(none configured)"
         raise MatchError(
-            f"I don't know the namespace {excerpt(ns_name)!r}. Namespaces: {known}. "
-            "Say `help` for more.",
-            [f"{c} help" for c in close],
+            f"I didn't understand `{excerpt(text)}`. I don't know the namespace "
+            f"{excerpt(ns_name)!r}. Namespaces: {known}.",
+            closest_commands(configs, text) or [f"{c} help" for c in close],
         )
     rest_text = text[words[1].start :] if len(words) > 1 else ""
     rest = split_words(rest_text)

@@ -90,6 +90,7 @@ class ScheduleRow:
     interval_seconds: float | None = None
     interval_since: float | None = None
     enabled_override: bool | None = None
+    has_fired: bool = True  # False until its first fire (last_fired_at is then when it was added)
 
 
 @dataclass(frozen=True, slots=True)

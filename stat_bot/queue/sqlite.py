@@ -277,6 +277,12 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX delivery_digests_received ON delivery_digests (received_at);
     """,
+    """
+    -- Whether a schedule has fired since it was added. `last_fired_at` starts at the time it
+    -- was added (so it never fires for due times before that), and this tells the two apart, so
+    -- `status` can say "never". Schedules from before this column count as having fired.
+    ALTER TABLE schedules ADD COLUMN has_fired INTEGER NOT NULL DEFAULT 1;
+    """,
 )
 
 JOB_COLUMNS = (
@@ -441,7 +447,7 @@ SQL_MARK_LOST = (
 
 SCHEDULE_COLUMNS = """
     key, namespace, job_type, cron, args, channel, coalesce(enabled_override, enabled),
-    last_fired_at, interval_seconds, interval_since, enabled_override
+    last_fired_at, interval_seconds, interval_since, enabled_override, has_fired
 """
 SQL_SCHEDULES = "SELECT " + SCHEDULE_COLUMNS + " FROM schedules ORDER BY key"
 SQL_SCHEDULE = "SELECT " + SCHEDULE_COLUMNS + " FROM schedules WHERE key = ?"
@@ -497,8 +503,9 @@ SQL_JOB_TIMINGS = """
     FROM jobs WHERE created_at >= ? ORDER BY id LIMIT ?
 """
 SQL_UPSERT_SCHEDULE = """
-    INSERT INTO schedules (key, namespace, job_type, cron, args, channel, enabled, last_fired_at, updated_at)
-    VALUES (:key, :namespace, :job_type, :cron, :args, :channel, :enabled, :now, :now)
+    INSERT INTO schedules (key, namespace, job_type, cron, args, channel, enabled, last_fired_at,
+                           updated_at, has_fired)
+    VALUES (:key, :namespace, :job_type, :cron, :args, :channel, :enabled, :now, :now, 0)
     ON CONFLICT (key) DO UPDATE SET
         namespace = excluded.namespace, job_type = excluded.job_type, cron = excluded.cron,
         args = excluded.args, channel = excluded.channel, enabled = excluded.enabled,
@@ -506,7 +513,7 @@ SQL_UPSERT_SCHEDULE = """
 """
 SQL_DELETE_SCHEDULE = "DELETE FROM schedules WHERE key = ?"
 SQL_FIRE_SCHEDULE = """
-    UPDATE schedules SET last_fired_at = ?
+    UPDATE schedules SET last_fired_at = ?, has_fired = 1
     WHERE key = ? AND coalesce(enabled_override, enabled) = 1
       AND (last_fired_at IS NULL OR last_fired_at < ?)
 """
@@ -649,10 +656,10 @@ def _suppression(row: Sequence[object]) -> Suppression:
 
 
 def _schedule(row: Sequence[Any]) -> ScheduleRow:
-    key, ns, jt, cron, args, channel, enabled, last, interval, since, override = row
+    key, ns, jt, cron, args, channel, enabled, last, interval, since, override, fired = row
     return ScheduleRow(
         key, ns, jt, cron, json.loads(args), channel, bool(enabled), last, interval, since,
-        None if override is None else bool(override),
+        None if override is None else bool(override), bool(fired),
     )  # fmt: skip
 
 

@@ -100,6 +100,15 @@ def _label(job: Job) -> str:
     return f"`{job.namespace} {job.job_type}`"
 
 
+def _queued(job: Job) -> bool:
+    """Whether the job is in the queue; `stat-bot exec` runs one with id 0, which is not."""
+    return job.id > 0
+
+
+def _which(job: Job) -> str:
+    return f"job #{job.id}" if _queued(job) else "run by `stat-bot exec`, not queued"
+
+
 def tail(text: str, lines: int = STDERR_TAIL_LINES, chars: int = STDERR_TAIL_CHARS) -> str:
     """The last few lines of some output, bounded in size."""
     kept = text.rstrip("\n").splitlines()[-lines:]
@@ -170,12 +179,12 @@ def success_messages(job: Job, spec: JobSpec, stdout: str) -> list[Message] | st
     """Messages for a successful job (empty: nothing to say), or why its output is unusable."""
     if not spec.report_stdout:
         if spec.report_success:
-            return [Message(f"Command {_label(job)} succeeded (job #{job.id}).")]
+            return [Message(f"Command {_label(job)} succeeded ({_which(job)}).")]
         return []
     if not stdout.strip():
         if not spec.report_success:  # nothing to say, and no word of success wanted
             return []
-        return [Message(f"No output found for command {_label(job)} (job #{job.id}).")]
+        return [Message(f"No output found for command {_label(job)} ({_which(job)}).")]
     fmt = spec.report_format
     if fmt == "blocks":
         return _blocks_messages(job, stdout)
@@ -214,12 +223,15 @@ def _why(job: Job, outcome: Outcome) -> str:
 
 def failure_message(job: Job, outcome: Outcome, problem: str | None = None) -> Message:
     """Job id, why it ended, the end of stderr, and how to read the logs."""
-    lines = [f"Job #{job.id} {_label(job)} {problem or _why(job, outcome)}."]
+    who = f"Job #{job.id} {_label(job)}" if _queued(job) else f"Command {_label(job)}"
+    lines = [f"{who} {problem or _why(job, outcome)}."]
     if outcome.note:
         lines.append(outcome.note[0].upper() + outcome.note[1:] + ".")
     if outcome.stderr_tail.strip():
         lines.append(f"Last lines of stderr:\n```\n{outcome.stderr_tail}\n```")
-    if outcome.log_dir:
+    if outcome.log_dir and not _queued(job):
+        lines.append(f"Logs: stdout and stderr in {outcome.log_dir}")
+    elif outcome.log_dir:
         lines.append(
             f"Logs: `@stat-bot logs {job.id} stderr` in chat, or `stat-bot logs {job.id} stderr` "
             f"on the server (folder {outcome.log_dir})"

@@ -49,7 +49,8 @@ from stat_bot.web import charts
 from stat_bot.web.auth import api_login_required, who
 from stat_bot.web.errors import ApiError
 from stat_bot.web.services import services
-from stat_bot.web.stat_relay import ACTIONS, INTERVALS, PRIORITIES, TICKET_TYPES, interval_name
+from stat_bot.web.stat_relay import ACTIONS, INTERVALS, interval_name
+from stat_bot.web.ticket_choices import ticket_choices
 
 log = structlog.get_logger(__name__)
 
@@ -288,9 +289,13 @@ def interval_choice(row: ScheduleRow) -> str:
     return interval_name(round(row.interval_seconds)) or "custom"
 
 
-def schedule_view(row: ScheduleRow, now: float) -> dict[str, Any]:
+def schedule_view(
+    row: ScheduleRow, now: float, waiting: dict[str, list[str]] | None = None
+) -> dict[str, Any]:
+    """One schedule as the page shows it; `waiting`: schedules short of a variable they need."""
     tz = services().settings.tz
     nxt = row_next_due(row, tz, now) if row.enabled else None
+    missing = (waiting or {}).get(row.key)
     choice = interval_choice(row)
     if row.interval_seconds:
         every = INTERVAL_LABELS.get(choice) or f"{row.interval_seconds / 60:g} minutes"
@@ -302,9 +307,15 @@ def schedule_view(row: ScheduleRow, now: float) -> dict[str, Any]:
         "job": f"{row.namespace} {row.job_type}",
         "args_text": " ".join(f"{k}={v}" for k, v in row.args.items()),
         "timing": timing,
-        "last_fired": when(row.last_fired_at, tz),
-        "next_fire": f"{when(nxt, tz)} ({ago(nxt, now)})" if nxt else "disabled",
-        "next_fire_at": nxt,
+        "last_fired": when(row.last_fired_at, tz) if row.has_fired else "never",
+        "next_fire": (
+            f"waits for {', '.join(missing)}"
+            if missing
+            else f"{when(nxt, tz)} ({ago(nxt, now)})"
+            if nxt
+            else "disabled"
+        ),
+        "next_fire_at": None if missing else nxt,
         "overridden": row.enabled_override is not None,
         "interval": choice,
         "is_active_tickets": row.key == services().settings.active_tickets_schedule,
@@ -328,9 +339,11 @@ def schedules() -> str:
         for s in queue.suppressions()
         if s.end_at > now
     ]
+    svc = services()
+    waiting = svc.configs.waiting_schedules(svc.settings.job_environment())
     return render_template(
         "schedules.html",
-        schedules=[schedule_view(r, now) for r in queue.schedules()],
+        schedules=[schedule_view(r, now, waiting) for r in queue.schedules()],
         suppressions=suppressions,
         intervals=[(key, INTERVAL_LABELS.get(key, key)) for key in INTERVALS],
         active_tickets=services().settings.active_tickets_schedule,
@@ -418,10 +431,12 @@ def cancel_suppression() -> Any:
 @bp.route("/ticket")
 @login_required
 def ticket() -> str:
+    choices = ticket_choices(services().settings)
     return render_template(
         "ticket.html",
-        types=TICKET_TYPES,
-        priorities=PRIORITIES,
+        types=choices.types,
+        priorities=choices.priorities,
+        fallback_reason=choices.fallback_reason,
         actions=ACTIONS,
         channel=services().settings.stat_channel,
         page="ticket",

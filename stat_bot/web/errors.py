@@ -28,16 +28,27 @@ API_PREFIXES = (
 class ApiError(Exception):
     """A refusal with its HTTP status, a message saying what to change and the field at fault."""
 
-    def __init__(self, status: int, error: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        field: str | None = None,
+        errors: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(error)
         self.status = status
         self.error = error
         self.field = field
+        # Every field at fault with its message, for forms that show them all at once;
+        # `error` and `field` are the first of them, for clients that read one.
+        self.errors = errors
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"error": self.error}
         if self.field is not None:
             body["field"] = self.field
+        if self.errors:
+            body["errors"] = self.errors
         return body
 
 
@@ -59,9 +70,11 @@ def wants_json() -> bool:
     )
 
 
-def _respond(status: int, message: str, field: str | None = None) -> tuple[Response | str, int]:
+def _respond(
+    status: int, message: str, field: str | None = None, errors: dict[str, str] | None = None
+) -> tuple[Response | str, int]:
     if wants_json():
-        return jsonify(ApiError(status, message, field).body()), status
+        return jsonify(ApiError(status, message, field, errors).body()), status
     return render_template("error.html", status=status, message=message), status
 
 
@@ -80,7 +93,7 @@ MESSAGES = {
 def register(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(error: ApiError) -> tuple[Response | str, int]:
-        return _respond(error.status, error.error, error.field)
+        return _respond(error.status, error.error, error.field, error.errors)
 
     @app.errorhandler(CSRFError)
     def csrf_error(error: CSRFError) -> tuple[Response | str, int]:

@@ -26,7 +26,7 @@ import structlog
 from flask import Blueprint, Flask, Response, jsonify, request
 from flask_cors import CORS
 from flask_wtf.csrf import CSRFProtect
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from stat_bot.jobs.params import TYPES, ParamError
 from stat_bot.jobs.schedules import row_next_due
@@ -37,13 +37,21 @@ from stat_bot.report.outbox import outgoing
 from stat_bot.web.auth import api_login_required, who
 from stat_bot.web.errors import ApiError
 from stat_bot.web.services import KEY, SlackUnavailableError, services
+from stat_bot.web.ticket_choices import (
+    FALLBACK,
+    FALLBACK_PRIORITIES,
+    FALLBACK_TYPES,
+    TicketChoices,
+    ticket_choices,
+)
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
-# The form's choices, as HPC-STAT's form offers them (matched without regard to case).
-TICKET_TYPES = ("Bug", "Feature Request", "Hardware", "Cable", "Switch", "Firmware", "Task")
-PRIORITIES = ("High", "Medium", "Low")
+# HPC-STAT's form's choices, always accepted; the site's own come from its Trac
+# (web/ticket_choices.py). Matched without regard to case.
+TICKET_TYPES = FALLBACK_TYPES
+PRIORITIES = FALLBACK_PRIORITIES
 ACTIONS = ("new", "accepted", "assigned", "reassigned", "resolved", "reopened", "closed")
 # The active-tickets report's intervals, as HPC-STAT's dropdown offers them.
 INTERVALS = {"1h": 3600, "2h": 7200, "5h": 18000, "1d": 86400}
@@ -100,13 +108,13 @@ class TicketForm(BaseModel):
 
     @field_validator("type")
     @classmethod
-    def _type(cls, value: str) -> str:
-        return _choice(value, TICKET_TYPES, "type")
+    def _type(cls, value: str, info: ValidationInfo) -> str:
+        return _choice(value, _choices(info).accepted_types, "type")
 
     @field_validator("priority")
     @classmethod
-    def _priority(cls, value: str) -> str:
-        return _choice(value, PRIORITIES, "priority")
+    def _priority(cls, value: str, info: ValidationInfo) -> str:
+        return _choice(value, _choices(info).accepted_priorities, "priority")
 
     @field_validator("action")
     @classmethod
@@ -125,11 +133,18 @@ class TicketForm(BaseModel):
             raise ValueError(f"xname must be {error} (got {_shown(value)})") from None
 
 
-def parse_ticket(body: object) -> TicketForm:
-    """The form from a request body, or ApiError(400) naming the first field at fault.
+def _choices(info: ValidationInfo) -> TicketChoices:
+    context = info.context or {}
+    return context.get("choices", FALLBACK)
 
-    Unknown fields are reported before anything else: a client that misspells a field
-    name would otherwise be told the correctly spelled one is missing.
+
+def parse_ticket(body: object, choices: TicketChoices = FALLBACK) -> TicketForm:
+    """The form from a request body, or ApiError(400) naming every field at fault.
+
+    `error` and `field` name the first (in the form's order); `errors` has them all,
+    so the form can mark each at once. Unknown fields are reported before anything
+    else: a client that misspells a field name would otherwise be told the correctly
+    spelled one is missing.
     """
     if not isinstance(body, dict):
         raise ApiError(
@@ -137,12 +152,12 @@ def parse_ticket(body: object) -> TicketForm:
             "the body must be a JSON object with " + ", ".join(FORM_FIELDS),
         )
     try:
-        return TicketForm.model_validate(body)
+        return TicketForm.model_validate(body, context={"choices": choices})
     except ValidationError as error:
-        raise _form_error(error) from None
+        raise _form_error(error, choices) from None
 
 
-def _form_error(error: ValidationError) -> ApiError:
+def _form_error(error: ValidationError, choices: TicketChoices) -> ApiError:
     problems = error.errors()
     unknown = [str(p["loc"][0]) for p in problems if p["type"] == "extra_forbidden"]
     if unknown:
@@ -154,23 +169,28 @@ def _form_error(error: ValidationError) -> ApiError:
             unknown[0],
         )
     by_field = {str(p["loc"][0]): p for p in problems if p["loc"]}
+    errors: dict[str, str] = {}
     for name in FORM_FIELDS:
         problem = by_field.get(name)
         if problem is None:
             continue
         if problem["type"] == "missing":
-            return ApiError(400, f"{name} is required ({_expected(name)})", name)
-        if problem["type"] == "value_error":
-            return ApiError(400, problem["msg"].removeprefix("Value error, "), name)
-        return ApiError(400, f"{name} must be text ({_expected(name)})", name)
-    return ApiError(400, "the form is not valid: " + str(problems[0]["msg"]))
+            errors[name] = f"{name} is required ({_expected(name, choices)})"
+        elif problem["type"] == "value_error":
+            errors[name] = problem["msg"].removeprefix("Value error, ")
+        else:
+            errors[name] = f"{name} must be text ({_expected(name, choices)})"
+    if not errors:
+        return ApiError(400, "the form is not valid: " + str(problems[0]["msg"]))
+    first = next(iter(errors))
+    return ApiError(400, errors[first], first, errors)
 
 
-def _expected(name: str) -> str:
+def _expected(name: str, choices: TicketChoices) -> str:
     return {
         "summary": f"a line of at most {MAX_SUMMARY} characters",
-        "type": "one of " + ", ".join(TICKET_TYPES),
-        "priority": "one of " + ", ".join(PRIORITIES),
+        "type": "one of " + ", ".join(choices.accepted_types),
+        "priority": "one of " + ", ".join(choices.accepted_priorities),
         "xname": "an xname such as x1000c0s0b0n0",
         "action": "one of " + ", ".join(ACTIONS),
     }[name]
@@ -196,7 +216,7 @@ def _json_body() -> object:
 def slack_proxy() -> tuple[Response, int]:
     """Post HPC-STAT's ticket form to the STAT channel."""
     try:
-        ticket = parse_ticket(_json_body())
+        ticket = parse_ticket(_json_body(), ticket_choices(services().settings))
     except ApiError:
         _count("invalid")
         raise

@@ -411,8 +411,11 @@ def test_fire_schedule_at_most_once_per_due_time(queue: Queue, other: Queue):
     queue.sync_schedules([row(args={"a": "1"}, channel="C1")], now=T0)
     due = T0 + 3600
     req = request("report", args={"a": "1"}, channel="C1", source=Source.SCHEDULE)
+    (added,) = queue.schedules()
+    assert not added.has_fired  # `status` says "never"
     fired = queue.fire_schedule("ns.hourly", due, req)
     assert fired is not None
+    assert queue.schedules()[0].has_fired
     assert fired.job.start_after == due
     assert fired.job.source == "schedule"
     assert other.fire_schedule("ns.hourly", due, req) is None

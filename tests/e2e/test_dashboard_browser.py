@@ -288,13 +288,21 @@ def test_the_ticket_form_shows_field_errors_then_posts_to_slack(
     page: Any, service: Service
 ) -> None:
     page.goto("/ticket")
+    # Local mode's own Trac: the form offers that site's types and priorities.
+    types = page.eval_on_selector_all("#type option", "els => els.map(e => e.value)")
+    assert types == ["", "defect", "enhancement", "task"]
+    priorities = page.eval_on_selector_all("#priority option", "els => els.map(e => e.value)")
+    assert priorities == ["", "blocker", "critical", "major", "minor", "trivial"]
     page.click("#ticket button[type='submit']")
     page.wait_for_selector("#error-summary:not(:empty)")
-    assert "summary" in page.inner_text("#error-summary")
-    assert page.get_attribute("#summary", "aria-invalid") == "true"
+    # Every field at fault is marked at once, not one per submit.
+    for field in ("summary", "type", "priority", "xname"):
+        assert field in page.inner_text(f"#error-{field}")
+        assert page.get_attribute(f"#{field}", "aria-invalid") == "true"
+    assert page.inner_text("#ticket-result") == "Please correct the 4 fields marked above."
     page.fill("#summary", "Node will not boot <b>x</b>")
-    page.select_option("#type", "Hardware")
-    page.select_option("#priority", "High")
+    page.select_option("#type", "defect")
+    page.select_option("#priority", "major")
     page.fill("#xname", "not-an-xname")
     page.click("#ticket button[type='submit']")
     page.wait_for_selector("#error-xname:not(:empty)")

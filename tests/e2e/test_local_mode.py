@@ -7,6 +7,8 @@ from another process.
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import pty
 import re
@@ -17,7 +19,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+from stat_bot.integrations.local_trac import SAMPLE_TICKETS
+from stat_bot.integrations.slack_emulator import EmulatorClient
+from stat_bot.settings import PROXY_VARIABLES
 from tests.conftest import ROOT, STAT_BOT, proc_stat
+from tests.e2e.slack_service import message_text
+from tests.trac_fixtures import require_trac
 
 DASHBOARD = re.compile(r"dashboard: (http://127\.0\.0\.1:\d+/)")
 
@@ -26,7 +33,8 @@ def _env(tmp_path: Path) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("JOB_CONFIGS", "WORKSPACE_DIR") and not k.startswith("SLACK_")
+        if k not in ("JOB_CONFIGS", "WORKSPACE_DIR", *PROXY_VARIABLES)
+        and not k.startswith(("SLACK_", "TRAC_"))
     }
     env.update(STATE_DIR=str(tmp_path / "var"), LOG_FORMAT="json", TERM="dumb")
     return env
@@ -125,8 +133,12 @@ def test_console_joins_a_running_local_mode(tmp_path: Path) -> None:
         console.stdin.write("/quit\n")
         console.stdin.flush()
         assert console.wait(15) == 0
-        # The service's own terminal shows the conversation too.
-        assert "Hello Console" in (tmp_path / "run.out").read_text()
+        # The service's own terminal shows the conversation too (once its follower,
+        # started after the banner, has caught up).
+        deadline = time.monotonic() + 30
+        while "Hello Console" not in (tmp_path / "run.out").read_text():
+            assert time.monotonic() < deadline, (tmp_path / "run.out").read_text()
+            time.sleep(0.1)
     finally:
         service.send_signal(signal.SIGTERM)
         assert service.wait(40) == 0
@@ -155,8 +167,10 @@ def test_parts_stop_when_run_is_killed_outright(tmp_path: Path) -> None:
         while not (tmp_path / "var" / "local-slack.json").exists():
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        # The emulator, the bot, the dispatcher, the web server (its workers are its own).
-        children = _wait_children(service.pid, 4)
+        # The emulator, the local Trac, the bot, the dispatcher, the web server (its
+        # workers are its own).
+        children = _wait_children(service.pid, 5)
+        assert any("local-trac" in _cmdline(pid) for pid in children)
     finally:
         service.kill()  # SIGKILL: it gets no chance to stop them itself
         service.wait()
@@ -225,3 +239,129 @@ def _running(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _start_local_mode(tmp_path: Path, **extra: str) -> tuple[subprocess.Popen[bytes], Path]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    err = tmp_path / "run.err"
+    with err.open("wb") as sink:
+        service = subprocess.Popen(
+            [STAT_BOT, "run", "--no-console"],
+            cwd=ROOT,
+            env={**_env(tmp_path), "WEB_PORT": "0", **extra},
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+        )
+    deadline = time.monotonic() + 60
+    while "stop with Ctrl-C" not in err.read_text():
+        assert service.poll() is None, err.read_text()
+        assert time.monotonic() < deadline, err.read_text()
+        time.sleep(0.05)
+    return service, err
+
+
+def test_local_mode_brings_a_trac_so_trac_active_answers(tmp_path: Path) -> None:
+    """`@stat-bot trac active` answers from the local Trac's sample tickets; a change made
+    through the bot comes back through the plugin as a notice in #general."""
+    require_trac()
+    service, err = _start_local_mode(tmp_path)
+    try:
+        banner = err.read_text()
+        trac_url = re.search(r"Trac: +(http://127\.0\.0\.1:\d+/stat) \(local", banner)
+        assert trac_url, banner
+        trac = next(pid for pid in _children(service.pid) if "local-trac" in _cmdline(pid))
+        slack = EmulatorClient(
+            json.loads((tmp_path / "var" / "local-slack.json").read_text())["url"]
+        )
+        slack.wait_for_connections(timeout=30)
+
+        asked = slack.post("admin", "general", "@stat-bot trac active")
+        reply = slack.wait_for_reply(
+            *asked,
+            lambda m: m["bot_id"] and "ACTIVE TICKETS" in message_text(m).upper(),
+            timeout=60,
+        )
+        text = message_text(reply) + json.dumps(reply.get("blocks"))
+        open_ones = [t for t in SAMPLE_TICKETS if t.status != "closed"]
+        assert 0 < len(open_ones) < len(SAMPLE_TICKETS)
+        for ticket in SAMPLE_TICKETS:
+            assert (ticket.summary in text) == (ticket.status != "closed"), text
+        assert f"{trac_url[1]}/ticket/1" in text
+
+        # Custom fields, hostname included, in the ticket's detail.
+        asked = slack.post("admin", "general", "@stat-bot trac ticket 1")
+        detail = slack.wait_for_reply(
+            *asked,
+            lambda m: m["bot_id"] and SAMPLE_TICKETS[0].hostname in message_text(m),
+            timeout=60,
+        )
+        assert SAMPLE_TICKETS[0].xname in message_text(detail)
+
+        # A change made through the bot reaches #general through the plugin and /trac.
+        asked = slack.post("admin", "general", "@stat-bot trac comment 1 Reseated the node")
+        slack.wait_for_reply(
+            *asked, lambda m: m["bot_id"] and "Commented" in message_text(m), timeout=60
+        )
+        notice = slack.wait_for_message(
+            "general",
+            lambda m: (
+                m["bot_id"]
+                and "STAT ticket" in message_text(m)
+                and "Reseated the node" in message_text(m)
+            ),
+            timeout=30,
+        )
+        assert SAMPLE_TICKETS[0].summary in message_text(notice)
+        # The password is the service's: never in what `run` prints.
+        assert "TRAC_PASSWORD" not in banner
+    finally:
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(40) == 0
+    assert "Traceback" not in err.read_text()
+    deadline = time.monotonic() + 20
+    while _running(trac):
+        assert time.monotonic() < deadline, "the local Trac outlived `run`"
+        time.sleep(0.1)
+
+
+def test_trac_url_set_means_no_local_trac(tmp_path: Path) -> None:
+    service, err = _start_local_mode(tmp_path, TRAC_URL="http://127.0.0.1:9/stat")
+    try:
+        assert "Trac:       http://127.0.0.1:9/stat\n" in err.read_text()
+        assert not any("local-trac" in _cmdline(pid) for pid in _children(service.pid))
+    finally:
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(40) == 0
+
+
+def test_a_quick_restart_keeps_the_web_port(tmp_path: Path) -> None:
+    """The plugin of the local Trac (and bookmarks) point at WEB_PORT: a restart keeps it,
+    though the last run's connections are still in TIME_WAIT."""
+    from tests.integration.test_port_reuse import _states
+    from tests.trac_fixtures import free_port
+
+    port = free_port()
+    for attempt in range(2):
+        service, err = _start_local_mode(tmp_path / str(attempt), WEB_PORT=str(port))
+        try:
+            banner = err.read_text()
+            assert f"dashboard: http://127.0.0.1:{port}/\n" in banner, banner
+            assert "is in use" not in banner
+            # A browser's kept-alive connection, open while the service stops: the server
+            # closes it first, so its end waits in TIME_WAIT.
+            browser = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            browser.request("GET", "/login")
+            assert browser.getresponse().read()
+        finally:
+            service.send_signal(signal.SIGTERM)
+            assert service.wait(40) == 0
+        browser.close()
+        if attempt == 0:
+            assert "TIME_WAIT" in _states(port)  # what used to push the restart elsewhere

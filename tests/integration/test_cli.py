@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -35,6 +36,22 @@ CONFIG = {
         "jobs": {"ok": {"run_args_template": "echo fine", "report_stdout": True}},
         "slack": [{"command": "ok", "job_type": "ok"}],
     },
+}
+
+
+SUPPRESSIBLE = {
+    "t": {
+        **CONFIG["t"],
+        "slack": [
+            *CONFIG["t"]["slack"],
+            {
+                "command": "quiet from [start_at] to [end_at]",
+                "action": "schedule_suppression",
+                "job_type": "hold",
+            },
+        ],
+    },
+    "u": CONFIG["u"],
 }
 
 
@@ -114,7 +131,7 @@ def test_enqueue_json_and_refusals(configure, cli, queue):
     typo = cli("enqueue", "t lnes")
     assert typo.returncode == 2
     assert "I didn't understand `t lnes`" in typo.stderr
-    assert "t lines - count to ten" in typo.stderr  # the closest command is suggested
+    assert "• `t lines`: count to ten" in typo.stderr  # the closest command is suggested
     unknown_ns = cli("enqueue", "nope lines")
     assert unknown_ns.returncode == 2
     assert "I don't know the namespace 'nope'" in unknown_ns.stderr
@@ -135,6 +152,56 @@ def test_exec_json(configure, cli):
     assert data["status"] == "failed"
     assert data["exit_code"] == 3
     assert "broken" in data["messages"][0]["text"]
+
+
+def test_exec_failure_points_at_its_log_folder_not_a_queue_job(configure, cli, home):
+    configure(CONFIG)
+    failed = cli("exec", "t fail")
+    assert failed.returncode == 1
+    assert "Command `t fail` failed with exit status 3." in failed.stdout
+    assert "logs 0" not in failed.stdout
+    assert "#0" not in failed.stdout
+    folder = failed.stdout.split("Logs: stdout and stderr in ", 1)[1].split()[0]
+    assert (home / folder if not folder.startswith("/") else Path(folder)).joinpath(
+        "stderr"
+    ).read_text() == "broken\n"
+    ok = cli("exec", "u ok")
+    assert ok.stdout.strip() == "fine"
+
+
+def test_a_mistake_gets_the_same_words_from_the_cli_as_in_chat(configure, cli, home, queue):
+    from stat_bot.jobs.config import parse_config
+    from stat_bot.jobs.matching import MatchError, match_command
+
+    configure(CONFIG)
+    configs = parse_config(CONFIG)
+    for text in ("t lnes", "tt lines", "t lines now"):
+        with pytest.raises(MatchError) as caught:
+            match_command(configs, text)
+        result = cli("enqueue", text)
+        assert result.returncode == 2
+        assert result.stderr == f"stat-bot: {caught.value}\n"
+    # A value the action cannot use: "`<command>`: <why>", as the bot answers in chat.
+    configure(SUPPRESSIBLE)
+    bad = cli("enqueue", "t quiet from 25:00 to 10:00")
+    assert bad.returncode == 2
+    assert bad.stderr.startswith(
+        "stat-bot: `t quiet from 25:00 to 10:00`: [start_at] must be a time as HH:MM"
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("jobs",), ("status",), ("web-user", "list"), ("logs", "1"), ("cancel", "7")],
+)
+def test_json_is_accepted_after_the_command_too(configure, cli, args):
+    configure(CONFIG)
+    before = cli("--json", *args)
+    after = cli(*args, "--json")
+    assert after.returncode == before.returncode, after.stderr
+    assert after.stdout == before.stdout
+    if before.returncode == 0:
+        json.loads(after.stdout)
 
 
 # -- jobs, status -------------------------------------------------------------------------
@@ -208,6 +275,8 @@ def test_status_shows_running_queued_suppressions_schedules_and_dispatchers(
     assert "ada" in out
     assert "t.nightly" in out
     assert "0 3 * * *" in out
+    (nightly,) = [line for line in out.splitlines() if "t.nightly" in line]
+    assert " never " in nightly  # it has not fired yet
     assert str(dispatcher.pid) in out
 
 

@@ -43,7 +43,8 @@ def session(make_web_app: Callable[..., Flask], web_user: tuple[str, str]) -> We
     return web
 
 
-def test_status_names_what_waits_and_what_was_given_up(queue, cli):
+def test_status_names_what_waits_and_what_was_given_up(queue, cli, configure):
+    configure({"t": {"jobs": {"a": {"run_args_template": "true"}}}})
     store_waiting(queue, 120)
     result = cli("status")
     assert result.returncode == 0, result.stderr

@@ -115,3 +115,53 @@ def test_the_generated_secret_key_is_private_and_stable(make_settings):
     assert secret_key(settings) == first
     assert secret_key(make_settings(web_secret_key="configured")) == "configured"
     assert not [p for p in os.listdir(settings.state_dir) if p.startswith(".web-secret-key-")]
+
+
+def _in_terminal(cli_env: dict[str, str], home: Path, *args: str, answers: list[str]) -> str:
+    """Run `stat-bot ARGS` on a pseudo-terminal (as getpass wants), answering each prompt."""
+    import pty
+    import select
+    import time
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.chdir(home)
+        os.execve(STAT_BOT, [STAT_BOT, *args], cli_env)
+    seen = ""
+    try:
+        deadline = time.monotonic() + 30
+        pending = list(answers)
+        while True:
+            assert time.monotonic() < deadline, seen
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(fd, 4096).decode(errors="replace")
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+                if pending and seen.rstrip().endswith(":"):
+                    # getpass turns echo off with TCSAFLUSH, which drops what was typed
+                    # before: answer once it is quiet, as a person would.
+                    while select.select([fd], [], [], 0.3)[0]:
+                        seen += os.read(fd, 4096).decode(errors="replace")
+                    os.write(fd, (pending.pop(0) + "\n").encode())
+        os.waitpid(pid, 0)
+    finally:
+        os.close(fd)
+    return seen
+
+
+def test_the_password_rule_comes_before_the_question(cli_env, home: Path, settings: Settings):
+    out = _in_terminal(cli_env, home, "web-user", "add", "carol", answers=["short"])
+    assert out.index("at least 8 characters") < out.index("Password:")
+    assert "too short" in out
+    assert "Again:" not in out  # refused at once, not after typing it twice
+    assert settings.web_users_file is not None
+    assert not settings.web_users_file.exists()
+
+    out = _in_terminal(cli_env, home, "web-user", "add", "carol", answers=[PASSWORD, PASSWORD])
+    assert "added carol" in out
+    assert UserStore(settings.web_users_file).verify("carol", PASSWORD)

@@ -218,6 +218,8 @@ def test_cancel_and_suppression_actions(chat: ChatCommands, queue: SQLiteQueue):
     assert queue.jobs()[0].status is JobStatus.CANCELLED
     bad = text_of(chat.handle("system suppress nap from 25:00 to 10:00", ask()))
     assert "[start_at] must be a time as HH:MM" in bad
+    # The words `stat-bot enqueue` prints for the same mistake (tests/integration/test_cli.py).
+    assert bad.startswith("`system suppress nap from 25:00 to 10:00`: [start_at] must be")
     good = text_of(chat.handle("system suppress nap from 01:00 to 02:00", ask()))
     assert "is suppressed from" in good
     assert len(queue.suppressions()) == 1

@@ -117,7 +117,7 @@ def test_readme_command_with_parameters(configure):
     job = configs.job("example", "hello_to")
     (command,) = configs.namespaces["example"].commands
     assert command.literals == ("say", "hello")
-    assert command.params == (Param("name"),)
+    assert command.params == (Param("name", rest=True),)  # the last one takes the rest (ebmbot)
     assert template_fields(job.run_args_template) == ["name"]
     assert render_template(job.run_args_template, {"name": "Bob"}) == "echo Hello Bob"
 

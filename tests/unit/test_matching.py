@@ -123,17 +123,24 @@ def test_empty_text(configs):
 
 
 def test_unknown_namespace_suggests_close_ones(configs):
-    error = refusal(configs, "tarc new ticket")
+    error = refusal(configs, "tarc lsit")
     assert "I don't know the namespace 'tarc'" in error.message
     assert "Namespaces: hw, system, trac" in error.message
     assert error.suggestions == ["trac help"]
-    assert "Did you mean:\n  trac help" in str(error)
+    assert "The closest commands:\n• `trac help`" in str(error)
+
+
+def test_unknown_namespace_suggests_the_command_it_resembles(configs):
+    error = refusal(configs, "tarc new ticket")
+    assert error.message.startswith("I didn't understand `tarc new ticket`.")
+    assert error.suggestions[0] == "trac new ticket - Opens a ticket"
+    assert "The closest commands:\n• `trac new ticket`: Opens a ticket" in str(error)
 
 
 def test_unknown_namespace_far_from_any_has_no_suggestion(configs):
     error = refusal(configs, "zzzzzz go")
     assert error.suggestions == []
-    assert "Did you mean" not in str(error)
+    assert "closest" not in str(error)
 
 
 def test_unknown_command_suggests_close_commands(configs):
@@ -182,10 +189,34 @@ def test_missing_rest_argument(configs):
     assert "(the rest of the line)" in error.message
 
 
-def test_extra_words_are_refused_with_a_hint(configs):
-    error = refusal(configs, "hw pair a b c d")
-    assert "unexpected extra words 'c d'" in error.message
-    assert 'put quotes around a value with spaces, e.g. [b] "two words"' in error.message
+def test_the_last_placeholder_takes_the_rest_of_the_line_as_in_ebmbot(configs):
+    # ebmbot matches each [param] with (.+?) anchored at the end.
+    match = match_command(configs, "hw pair a b c d")
+    assert match.args == {"a": "a", "b": "b c d"}
+    assert match_command(configs, "hw hello Ada Lovelace").args == {"name": "Ada Lovelace"}
+    # Quotes still make one word of several, wherever the placeholder is.
+    assert match_command(configs, 'hw pair "a b" c').args == {"a": "a b", "b": "c"}
+    assert match_command(configs, 'hw pair a "b c"').args == {"a": "a", "b": "b c"}
+
+
+def test_ebmbot_board_example(configs):
+    board = parse_config(
+        {
+            "gh": {
+                "jobs": {"board": {"run_args_template": "board {org} {number} {statuses}"}},
+                "slack": [{"command": "board [org] [number] [statuses]", "job_type": "board"}],
+            }
+        }
+    )
+    match = match_command(board, "gh board a 1 todo doing")
+    assert match.args == {"org": "a", "number": "1", "statuses": "todo doing"}
+
+
+def test_extra_words_after_a_typed_placeholder_are_refused(configs):
+    error = refusal(configs, "hw count 5 6")
+    assert "unexpected extra words '6'" in error.message
+    error = refusal(configs, "hw every 1h now")
+    assert "unexpected extra words 'now'" in error.message
 
 
 def test_extra_words_after_a_command_without_placeholders(configs):

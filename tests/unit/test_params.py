@@ -173,7 +173,25 @@ def test_unknown_type_lists_types():
 
 def test_parse_command_splits_literals_and_placeholders():
     tokens = parse_command("Say  Hello [name=world]")
-    assert tokens == ("say", "hello", Param("name", default="world"))
+    assert tokens == ("say", "hello", Param("name", default="world", rest=True))
+
+
+@pytest.mark.parametrize(
+    ("command", "rest"),
+    [
+        (
+            "board [org] [number] [statuses]",
+            [False, False, True],
+        ),  # ebmbot: the last takes the rest
+        ("go [n:int]", [False]),  # typed: one word
+        ("go [when:1h|2h]", [False]),  # choices: one word
+        ("go [node:xname] [note]", [False, True]),
+        ("go [text...]", [True]),
+    ],
+)
+def test_the_last_plain_placeholder_takes_the_rest_of_the_line(command, rest):
+    params = [t for t in parse_command(command) if isinstance(t, Param)]
+    assert [p.rest for p in params] == rest
 
 
 def test_parse_command_allows_several_defaults_at_the_end():

@@ -17,6 +17,7 @@ from stat_bot.web.stat_relay import (
     parse_ticket,
     ticket_message,
 )
+from stat_bot.web.ticket_choices import TicketChoices
 
 VALID = {
     "summary": "Node will not boot",
@@ -241,3 +242,23 @@ def test_bad_intervals_are_refused_naming_the_field(
     assert caught.value.status == 400
     assert caught.value.field == field
     assert words in caught.value.error
+
+
+def test_every_field_at_fault_is_reported_at_once() -> None:
+    error = refusal(
+        {"summary": " ", "type": "", "priority": "urgent", "xname": "", "action": "new"}
+    )
+    assert error.errors is not None
+    assert list(error.errors) == ["summary", "type", "priority", "xname"]  # the form's order
+    assert (error.field, error.error) == ("summary", error.errors["summary"])
+    assert "'urgent'" in error.errors["priority"]
+    assert error.body()["errors"] == error.errors
+
+
+def test_the_sites_own_choices_are_accepted_beside_hpc_stats() -> None:
+    site = TicketChoices(("defect", "enhancement", "task"), ("blocker", "major"))
+    assert parse_ticket({**VALID, "type": "DEFECT", "priority": "blocker"}, site).type == "defect"
+    assert parse_ticket(VALID, site).type == "Hardware"  # HPC-STAT's form keeps working
+    with pytest.raises(ApiError) as caught:
+        parse_ticket({**VALID, "type": "bogus"}, site)
+    assert "defect, enhancement, task" in caught.value.error

@@ -353,6 +353,20 @@ def test_ticket_detail_of_a_closed_ticket_without_description_or_comments():
     assert "comments" not in text
 
 
+def test_ticket_detail_shows_every_custom_field_of_the_site():
+    custom = {f"field{n}": f"value {n} <x>" for n in range(8)}
+    ticket = make_ticket(hostname="nid000001", rack_row="", **custom, milestone="m1")
+    blocks = fmt.ticket_detail(ticket, NOW, UTC)
+    assert_slack_limits(blocks)
+    text = texts(blocks)
+    assert "*Hostname*\nnid000001" in text
+    for n in range(8):  # beyond one section's 10 fields: a second section holds the rest
+        assert f"*Field{n}*\nvalue {n} &lt;x&gt;" in text
+    assert "Rack row" not in text  # empty: not shown
+    assert "Milestone" not in text  # Trac's own fields are not "custom"
+    assert text.count("*XName*") == 1
+
+
 def test_done_names_the_change_and_where_the_ticket_stands():
     blocks = fmt.done(":lock:", "Closed", make_ticket(status="closed"), NOW, "as *fixed*")
     assert blocks[0]["text"]["text"] == (

@@ -34,6 +34,12 @@ from stat_bot.integrations.trac import (
 )
 
 MAX_ROWS = 1000
+NOT_SET_UP = (
+    "Trac is not set up: set TRAC_URL (with TRAC_USER and TRAC_PASSWORD) in STAT bot's "
+    "environment; see environment-sample"
+)
+# `trac owner nobody`: the open tickets without an owner (shown as "nobody" in listings).
+NOBODY = {"nobody", "none", "unowned", "-"}
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off"}
 
@@ -131,6 +137,16 @@ class Commands:
         return fmt.xname_listing(xname.lower(), rows, self.client.ticket_url, self.now)
 
     def owner(self, user: str) -> fmt.Output:
+        if user.strip().lower() in NOBODY:  # as the listings show an empty owner
+            rows = self._query(status="!closed", owner="", order="priority")
+            return fmt.listing(
+                "Open tickets nobody owns",
+                [fmt.Group(None, rows)],
+                self.client.ticket_url,
+                self.now,
+                csv_name="tickets-unowned.csv",
+                empty="Every open ticket has an owner.",
+            )
         rows = self._query(status="!closed", owner=user, order="priority")
         return fmt.listing(
             f"Open tickets of {user}",
@@ -167,7 +183,7 @@ class Commands:
                 description=f"Opened {attribution(self.env)}.",
             )
         except TracRejectedError as error:
-            raise self._with_choices(error, ("type", "types"), ("priority", "priorities")) from None
+            raise self._with_choices(error, ("types", type_), ("priorities", priority)) from None
         return self._done(":ticket:", "Created", number)
 
     def comment(self, number: str, text: str) -> fmt.Output:
@@ -180,7 +196,7 @@ class Commands:
         try:
             self.client.close(n, resolution, comment=signed(f"Closed as {resolution}.", self.env))
         except TracRejectedError as error:
-            raise self._with_choices(error, ("resolution", "resolutions")) from None
+            raise self._with_choices(error, ("resolutions", resolution)) from None
         return self._done(":lock:", "Closed", n, f"as *{fmt.escape(resolution)}*")
 
     def assign(self, number: str, user: str) -> fmt.Output:
@@ -188,17 +204,19 @@ class Commands:
         self.client.assign(n, user, comment=signed(f"Assigned to {user}.", self.env))
         return self._done(":bust_in_silhouette:", "Assigned", n, f"to *{fmt.escape(user)}*")
 
-    def _with_choices(self, error: TracRejectedError, *fields: tuple[str, str]) -> TracError:
-        """Trac's refusal of a field value, with the values this site accepts for it."""
+    def _with_choices(self, error: TracRejectedError, *given: tuple[str, str]) -> TracError:
+        """Trac's refusal, with the values this site accepts for each value it does not.
+
+        Which value was wrong is found by comparing with the site's own lists, not by
+        reading Trac's sentence, so it works whatever language Trac answers in.
+        """
         message = str(error)
-        for name, plural in fields:
-            if f"field {name} is invalid" not in message:
-                continue
+        for plural, value in given:
             try:
                 options = getattr(self.client, plural)()
             except TracError:
                 continue
-            if options:
+            if options and value not in options:
                 message += f" (this Trac's {plural}: {', '.join(options)})"
         return TracRejectedError(message)
 
@@ -246,9 +264,13 @@ def run(
         return 2, "", f"usage: trac_cmd.py {form}"
     if any(not a.strip() for a in args):
         return 2, "", f"usage: trac_cmd.py {form} (an argument is empty)"
-    if argv[0] == "active-report" and not env.get("TRAC_URL"):
-        # A site without Trac (local mode, say): the hourly report is quietly not made.
-        return 0, "", "TRAC_URL is not set, so there is no active-tickets report"
+    if not env.get("TRAC_URL", "").strip():
+        if argv[0] == "active-report":
+            # A site without Trac: the hourly report is quietly not made (its schedule
+            # `requires` TRAC_URL, so it is not even queued; this is for a run by hand).
+            return 0, "", "TRAC_URL is not set, so there is no active-tickets report"
+        # Not a failure for tech support: an answer to the asker, in their thread.
+        return 0, json.dumps(mistake(NOT_SET_UP).to_json(), ensure_ascii=False), ""
     try:
         commands = Commands(client_factory(env), env, datetime.now(UTC))
         output = method(commands, *args)

@@ -393,6 +393,32 @@ def title(ticket: TicketLike) -> str:
     return f"#{ticket.id} {escape(shorten(ticket.fields.get('summary', ''), SUMMARY_CHARS))}"
 
 
+# Trac's own ticket fields; any other field in a ticket's CSV export is one of the site's
+# custom fields ([ticket-custom] in trac.ini: xname, hostname...).
+STANDARD_FIELDS = frozenset(
+    {
+        "id", "summary", "reporter", "owner", "description", "type", "status", "priority",
+        "milestone", "component", "version", "resolution", "keywords", "cc", "time",
+        "changetime",
+    }
+)  # fmt: skip
+FIELD_LABELS = {"xname": "XName"}
+
+
+def custom_fields(fields: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The site's custom fields with a value, labelled, in the order Trac exports them."""
+    return [
+        (FIELD_LABELS.get(name, name.replace("_", " ").capitalize()), value)
+        for name, value in fields.items()
+        if name not in STANDARD_FIELDS and not name.startswith("_") and (value or "").strip()
+    ]
+
+
+def field_blocks(pairs: Sequence[tuple[str, str]]) -> Blocks:
+    """Section blocks of up to 10 fields each (Slack's limit per section)."""
+    return [field_block(pairs[i : i + 10]) for i in range(0, len(pairs), 10)]
+
+
 def ticket_detail(ticket: TicketLike, now: datetime, tz: tzinfo) -> Blocks:
     """One ticket: fields, description and its last comments."""
     f = ticket.fields
@@ -406,6 +432,11 @@ def ticket_detail(ticket: TicketLike, now: datetime, tz: tzinfo) -> Blocks:
         ("Owner", escape(f.get("owner", "")) or "nobody"),
         ("Reporter", escape(f.get("reporter", "")) or "-"),
         ("XName", f"`{escape(f['xname'])}`" if f.get("xname") else "-"),
+        *(
+            (label, escape(value))
+            for label, value in custom_fields(f)
+            if label != FIELD_LABELS["xname"]
+        ),
         ("Created", f"{local_time(f.get('time'), tz)} ({age(f.get('time'), now)} ago)"),
         (
             "Modified",
@@ -417,7 +448,7 @@ def ticket_detail(ticket: TicketLike, now: datetime, tz: tzinfo) -> Blocks:
     blocks: Blocks = [
         header(f"#{ticket.id} {f.get('summary', '')}"),
         context(link(ticket.url, f"Open #{ticket.id} in Trac")),
-        field_block(pairs),
+        *field_blocks(pairs),
     ]
     description = f.get("description", "").strip()
     blocks.append(

@@ -31,10 +31,18 @@
         form.elements.summary.value = "";
         form.elements.xname.value = "";
       } else if (body.field && FIELDS.includes(body.field)) {
-        document.getElementById("error-" + body.field).textContent = body.error;
-        form.elements[body.field].setAttribute("aria-invalid", "true");
-        form.elements[body.field].focus();
-        result.textContent = "Please correct the field marked above.";
+        // Every field at fault at once (`errors`), the first one focused.
+        const errors = body.errors || { [body.field]: body.error };
+        const marked = FIELDS.filter((name) => errors[name]);
+        for (const name of marked) {
+          document.getElementById("error-" + name).textContent = errors[name];
+          form.elements[name].setAttribute("aria-invalid", "true");
+        }
+        form.elements[marked[0] || body.field].focus();
+        result.textContent =
+          marked.length > 1
+            ? "Please correct the " + marked.length + " fields marked above."
+            : "Please correct the field marked above.";
         result.className = "result error";
       } else {
         result.textContent = body.error || "The server answered HTTP " + status + "; try again.";
