@@ -542,7 +542,10 @@ class Queue(abc.ABC):
 
     @abc.abstractmethod
     def outbox_next_due(self) -> float | None:
-        """When the earliest pending message may be tried, to sleep exactly that long."""
+        """When the earliest pending message may be tried, to sleep exactly that long.
+
+        A message another sender holds counts from the end of its lease.
+        """
 
     @abc.abstractmethod
     def progress_posted(self, job_id: int) -> tuple[str, str] | None:

@@ -599,7 +599,11 @@ SQL_OUTBOX_LAST_ERROR = (
     "SELECT last_error FROM outbox WHERE state = 'pending' AND last_error IS NOT NULL "
     "ORDER BY id DESC LIMIT 1"
 )
-SQL_OUTBOX_NEXT_DUE = "SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending'"
+# A message leased by a sender is not due for the others until its lease ends.
+SQL_OUTBOX_NEXT_DUE = (
+    "SELECT min(max(next_attempt_at, coalesce(claimed_until, 0))) FROM outbox "
+    "WHERE state = 'pending'"
+)
 SQL_OUTBOX_PROGRESS_POSTED = (
     "SELECT posted_channel, ts FROM outbox WHERE kind = 'progress' AND job_id = ? "
     "AND ts IS NOT NULL"

@@ -188,6 +188,10 @@ class OutboxSender:
         now = time.time()
         if now < self._paused_until:
             return self._paused_until - now
+        # A read first: an idle sender takes no write lock (the claim is a write).
+        due = self.queue.outbox_next_due()
+        if due is None or due > now:
+            return IDLE_POLL if due is None else due - now
         items = self.queue.claim_outbox(self.owner, limit=CLAIM_BATCH, lease=LEASE)
         failed_in_a_row = 0
         retry_at = 0.0

@@ -47,6 +47,15 @@ def test_no_report_is_stored_for_a_job_that_was_no_longer_running(queue: Queue):
     assert queue.outbox_items() == []
 
 
+def test_a_leased_message_is_not_due_for_others_until_its_lease_ends(queue: Queue):
+    (item_id,) = queue.post([message()], now=T0)
+    assert queue.outbox_next_due() == T0
+    queue.claim_outbox("s1", lease=60, now=T0)
+    assert queue.outbox_next_due() == T0 + 60
+    queue.outbox_release([item_id])
+    assert queue.outbox_next_due() == T0
+
+
 def test_claims_lease_messages_oldest_first_and_not_twice(queue: Queue):
     ids = queue.post([message("a"), message("b"), message("c")], now=T0)
     first = queue.claim_outbox("s1", limit=2, now=T0)
