@@ -45,7 +45,6 @@ from stat_bot.queue.base import OutboxMessage, Queue, QueueBusyError, QueueError
 from stat_bot.report.messages import (
     Outcome,
     build_report,
-    build_reports,
     progress_report,
     requeued_report,
     start_notice,
@@ -444,12 +443,23 @@ class Dispatcher:
         await self._finish(job, running.spec, outcome, time.monotonic() - running.started)
 
     async def _finish(
-        self, job: Job, spec: JobSpec | None, outcome: Outcome, duration: float | None = None
+        self,
+        job: Job,
+        spec: JobSpec | None,
+        outcome: Outcome,
+        duration: float | None = None,
+        *,
+        ask_progress: bool = False,
     ) -> None:
+        """Record a job's end with its reports. `ask_progress`: the job ran elsewhere (a
+        stray), so whether it has a progress message to replace is read from the queue."""
         # Requests merged into the job (fixed once it left the queue) each get a copy;
         # read only when there is something to send.
         report = build_report(job, spec, outcome)
-        if report is not None and job.id in self._had_progress:
+        if report is not None and (
+            job.id in self._had_progress
+            or (ask_progress and await self._q(self.queue.progress_posted, job.id))
+        ):
             report.meta["replaces_progress"] = True  # the job's own report only
         self._had_progress.discard(job.id)
         reports = (
@@ -521,7 +531,12 @@ class Dispatcher:
             return [outgoing(requeued_report(job, spec), "notice")]
         # On the queue's thread, inside the recovery's transaction: read with it.
         outcome = Outcome(JobStatus.LOST, log_dir=job.log_dir, note=job.note)
-        reports = build_reports(job, spec, outcome, self.queue.requesters(job.id))
+        report = build_report(job, spec, outcome)
+        if report is None:
+            return []
+        if self.queue.progress_posted(job.id):
+            report.meta["replaces_progress"] = True
+        reports = to_requesters(report, job, spec, self.queue.requesters(job.id))
         return [outgoing(report, "report") for report in reports]
 
     async def _recover(self) -> None:
@@ -598,7 +613,7 @@ class Dispatcher:
     async def _end_stray(self, job: Job, note: str) -> None:
         try:
             outcome = Outcome(JobStatus.LOST, log_dir=job.log_dir, note=note)
-            await self._finish(job, self._spec(job), outcome)
+            await self._finish(job, self._spec(job), outcome, ask_progress=True)
         finally:
             self._ending.discard(job.id)
 

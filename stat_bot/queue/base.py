@@ -483,6 +483,11 @@ class Queue(abc.ABC):
         """
 
     @abc.abstractmethod
+    def outbox_renew(self, item_id: int, owner: str, lease: float) -> bool:
+        """Extend `owner`'s lease just before sending; False if it is no longer theirs to send
+        (the lease ended and another sender took it, or it was given up meanwhile)."""
+
+    @abc.abstractmethod
     def outbox_sent_part(
         self, item_id: int, parts_done: int, posted_channel: str | None, ts: str | None
     ) -> None:

@@ -553,10 +553,21 @@ SQL_OUTBOX_EXPIRE = (
     RETURNING """
     + OUTBOX_COLUMNS
 )
-SQL_OUTBOX_DUE = (
-    "SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= :now "
-    "AND (claimed_until IS NULL OR claimed_until <= :now) ORDER BY id LIMIT :limit"
-)
+# Due messages, oldest first. A relayed ticket is only ever sent by the web request that
+# waits for it (and expired by anyone). A job's messages go one at a time, in order:
+# none while an older one of the same job is leased to a sender (its progress edit
+# must not land after its report).
+SQL_OUTBOX_DUE = """
+    SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= :now
+      AND kind != 'relay' AND (claimed_until IS NULL OR claimed_until <= :now)
+      AND (job_id IS NULL OR NOT EXISTS (
+            SELECT 1 FROM outbox AS o WHERE o.job_id = outbox.job_id AND o.id < outbox.id
+              AND o.claimed_until > :now))
+    ORDER BY id LIMIT :limit
+"""
+SQL_OUTBOX_RENEW = """
+    UPDATE outbox SET claimed_until = ? WHERE id = ? AND claimed_by = ? AND state = 'pending'
+"""
 SQL_OUTBOX_ONE = (
     "SELECT id FROM outbox WHERE id = :only AND state = 'pending' "
     "AND (claimed_until IS NULL OR claimed_until <= :now)"
@@ -599,11 +610,13 @@ SQL_OUTBOX_LAST_ERROR = (
     "SELECT last_error FROM outbox WHERE state = 'pending' AND last_error IS NOT NULL "
     "ORDER BY id DESC LIMIT 1"
 )
-# A message leased by a sender is not due for the others until its lease ends.
-SQL_OUTBOX_NEXT_DUE = (
-    "SELECT min(max(next_attempt_at, coalesce(claimed_until, 0))) FROM outbox "
-    "WHERE state = 'pending'"
-)
+# A message leased by a sender is not due for the others until its lease ends; a relayed
+# ticket is due only to be expired, once its waiting request is gone.
+SQL_OUTBOX_NEXT_DUE = """
+    SELECT min(max(CASE WHEN kind = 'relay' THEN expires_at ELSE next_attempt_at END,
+                   coalesce(claimed_until, 0)))
+    FROM outbox WHERE state = 'pending'
+"""
 SQL_OUTBOX_PROGRESS_POSTED = (
     "SELECT posted_channel, ts FROM outbox WHERE kind = 'progress' AND job_id = ? "
     "AND ts IS NOT NULL"
@@ -1273,6 +1286,11 @@ class SQLiteQueue(Queue):
                 items.append(_outbox_item(row))
         return items
 
+    def outbox_renew(self, item_id: int, owner: str, lease: float) -> bool:
+        with self._write() as conn:
+            cur = conn.execute(SQL_OUTBOX_RENEW, (time.time() + lease, item_id, owner))
+            return cur.rowcount == 1
+
     def outbox_sent_part(
         self, item_id: int, parts_done: int, posted_channel: str | None, ts: str | None
     ) -> None:
@@ -1421,10 +1439,12 @@ class SQLiteQueue(Queue):
                         f"(attempt {job.attempts} of {job.max_retries + 1} failed)"
                     )
                     new = conn.execute(SQL_REQUEUE, (now, note, job.id)).fetchone()
+                    conn.execute(SQL_OUTBOX_DROP_PROGRESS, (job.id,))
                     recovered.append(Recovered(_job(new), True, worker, job.pid))
                 else:
                     note = f"lost: {who} stopped while it ran"
                     new = conn.execute(SQL_MARK_LOST, (now, note, job.id)).fetchone()
+                    conn.execute(SQL_OUTBOX_DROP_PROGRESS, (job.id,))
                     recovered.append(Recovered(_job(new), False, worker, job.pid))
             for wid in dead:
                 conn.execute(SQL_UNREGISTER_WORKER, (wid,))

@@ -23,6 +23,10 @@ from stat_bot.jobs.model import Job, JobRequester, JobStatus
 # before "show more"; ebmbot's limit for a code block was the same.
 MAX_TEXT = 3990
 MAX_BLOCKS = 50
+MAX_TEXT_PARTS = 5  # a text report longer than this many messages goes up as a file
+# A merged requester's copy carries the output itself only up to this size; above it,
+# a pointer to the job's report (each copy is stored whole in the outbox).
+MAX_COPY_BYTES = 64 * 1024
 STDERR_TAIL_LINES = 15
 STDERR_TAIL_CHARS = 1500
 
@@ -202,7 +206,15 @@ def success_messages(job: Job, spec: JobSpec, stdout: str) -> list[Message] | st
                 )
             ]
         return [Message(f"```\n{body}\n```")]
-    return [Message(piece) for piece in split_text(stdout.rstrip("\n"))]
+    pieces = split_text(stdout.rstrip("\n"))
+    if len(pieces) > MAX_TEXT_PARTS:  # a wall of messages helps nobody: attach it instead
+        return [
+            Message(
+                f"Output of {_label(job)} is {len(stdout):,} characters, so it is attached as a file.",
+                file=FileUpload(_file_name(job), stdout.encode()),
+            )
+        ]
+    return [Message(piece) for piece in pieces]
 
 
 def _why(job: Job, outcome: Outcome) -> str:
@@ -298,6 +310,8 @@ def to_requesters(
         report = dataclasses.replace(report, messages=[note, *report.messages])
     reports = [report]
     answered = {(report.channel, report.thread_ts)}
+    copied = _copied_messages(report, job) if requesters else report.messages
+    meta = {k: v for k, v in report.meta.items() if k != "replaces_progress"} | {"copy": True}
     for requester in requesters:
         channel = requester.channel or (spec.report_channel if spec else None)
         if (channel, requester.thread_ts) in answered:
@@ -306,16 +320,34 @@ def to_requesters(
         reports.append(
             dataclasses.replace(
                 report,
+                messages=copied,
                 channel=channel,
                 thread_ts=requester.thread_ts,
                 is_im=requester.is_im,
                 requester=requester,
                 # Carried by the outbox, where `requester` is not: a copy replaces no
                 # progress message and is not reposted to tech support.
-                meta={**report.meta, "copy": True},
+                meta=meta,
             )
         )
     return reports
+
+
+def _copied_messages(report: Report, job: Job) -> list[Message]:
+    """What a merged requester's copy says: the report, or a pointer when it is large."""
+    size = sum(
+        len(m.text) + (len(m.file.content) if m.file else 0) + len(str(m.blocks or ""))
+        for m in report.messages
+    )
+    if size <= MAX_COPY_BYTES:
+        return report.messages
+    how = "finished" if report.kind == "success" else "ended"
+    return [
+        Message(
+            f"Job #{job.id} {_label(job)} {how}; its output ({size:,} bytes) went to the "
+            f"first request's thread. `@stat-bot logs {job.id}` shows it here."
+        )
+    ]
 
 
 def _args_text(args: dict[str, Any]) -> str:
@@ -361,7 +393,9 @@ def joined_text(job: Job, *, by_type: bool, in_thread: bool) -> str:
 def start_notice(job: Job, channel: str) -> Report:
     """The logs channel's line for a job whose process has started."""
     who = f" for <@{job.user}>" if job.user and job.user.startswith(("U", "W")) else ""
-    args = " ".join(f"{k}={v}" for k, v in job.args.items())
+    # Args may come from outside (a Trac summary, a branch name): escaped, so they can
+    # neither ping the channel nor fake a link.
+    args = escape_mrkdwn(" ".join(f"{k}={v}" for k, v in job.args.items()))
     text = f"Job #{job.id} {_label(job)}{' ' + args if args else ''} started ({job.source}{who})."
     return Report(
         [Message(text)],

@@ -161,7 +161,7 @@ def suppressed_text(
     job = enqueued.job
     label = f"`{namespace.name} {job.job_type}`"
     lines = [
-        f"{label} (job #{job.id}, queued by GitHub: {github.summary}) is suppressed "
+        f"{label} (job #{job.id}, queued by GitHub: {escape_mrkdwn(github.summary)}) is suppressed "
         f"until {when}; it will run then."
     ]
     lifts = [

@@ -22,15 +22,23 @@ class DeliveryError(Exception):
 
     `permanent`: trying again cannot help (the channel does not exist, the bot is not in
     it): the outbox gives the message up at once. Otherwise it is retried, no sooner
-    than `retry_after` seconds when the far end said so (Slack's Retry-After).
+    than `retry_after` seconds when the far end said so (Slack's Retry-After); with
+    `outage` every message is held back, since none would go through.
     """
 
     def __init__(
-        self, reason: str, *, permanent: bool = False, retry_after: float | None = None
+        self,
+        reason: str,
+        *,
+        permanent: bool = False,
+        retry_after: float | None = None,
+        outage: bool = False,
     ) -> None:
         super().__init__(reason)
         self.permanent = permanent
         self.retry_after = retry_after
+        #: the far end itself is in trouble (unreachable, 5xx, rate limited), not this message
+        self.outage = outage
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +188,9 @@ class RecordingNotifier(Notifier):
 
     def send(self, report: Report, index: int, *, replace: Posted | None = None) -> Posted:
         if self.fail_with:
-            raise DeliveryError(self.fail_with, permanent=self.fail_permanently)
+            raise DeliveryError(
+                self.fail_with, permanent=self.fail_permanently, outage=not self.fail_permanently
+            )
         with self._lock:
             self.sent.append((report, index, replace))
             self._ts += 1

@@ -153,6 +153,8 @@ class OutboxSender:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._paused_until = 0.0
+        self._last_outage = False  # whether the latest failed try blamed Slack itself
+        self._flush_until = 0.0
         self._thread: threading.Thread | None = None
         self.log = log.bind(sender=self.owner)
 
@@ -165,20 +167,27 @@ class OutboxSender:
         """New messages were stored by this process: look now rather than at the next poll."""
         self._wake.set()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Finish the message in hand, hand back the rest; unsent ones wait in the queue."""
+    def stop(self, flush: float = 5.0) -> None:
+        """Send what is due for up to `flush` seconds more, then stop; the rest waits in
+        the queue for the next sender (a stop never loses a message, nor hangs on Slack)."""
+        self._flush_until = time.time() + flush
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join(flush + LEASE / 4)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while True:
+            stopping = self._stop.is_set()
             try:
                 wait = self.send_due()
             except Exception as error:  # the database, most likely: keep trying
                 self.log.warning("outbox: could not read or record messages", error=str(error))
                 wait = IDLE_POLL
+            if stopping:
+                if wait > 0 or time.time() >= self._flush_until:
+                    return
+                continue
             self._wake.wait(max(0.0, min(wait, IDLE_POLL)))
             self._wake.clear()
 
@@ -199,9 +208,11 @@ class OutboxSender:
             if item.state is OutboxState.EXPIRED:
                 self._log_expired(item)
                 continue
-            if self._stop.is_set():
+            if self._stop.is_set() and time.time() >= self._flush_until:
                 self._release(items[index:])
                 break
+            if not self._record(self.queue.outbox_renew, item.id, self.owner, LEASE):
+                continue  # our lease ran out and another sender has it, or it was given up
             if self._attempt(item) is not Outcome.RETRY:
                 failed_in_a_row, retry_at = 0, 0.0
                 continue
@@ -209,9 +220,11 @@ class OutboxSender:
             now_item = self.queue.outbox_get(item.id)
             retry_at = max(retry_at, now_item.next_attempt_at if now_item else time.time())
             # One failure may be that message's own trouble: the next message tells. Two
-            # in a row is Slack itself: stop, and hold every message back until the later
-            # retry time (in the queue, so a restarted sender keeps the order too).
-            if failed_in_a_row >= 2 or index == len(items) - 1:
+            # in a row, or an outage with no next message to tell, is Slack itself: stop,
+            # and hold every message back until the later retry time (in the queue, so a
+            # restarted sender keeps the order too).
+            last = index == len(items) - 1
+            if failed_in_a_row >= 2 or (last and self._last_outage):
                 self._pause(retry_at)
                 self._release(items[index + 1 :])
                 break
@@ -220,12 +233,18 @@ class OutboxSender:
         due = self.queue.outbox_next_due()
         return IDLE_POLL if due is None else max(0.0, due - time.time())
 
-    def deliver_now(self, item_id: int, deadline: float) -> OutboxItem | None:
+    def deliver_now(
+        self, item_id: int, deadline: float, *, behind_outage: bool = False
+    ) -> OutboxItem | None:
         """Try one message until it is delivered, given up, or `deadline` (a waiting caller).
 
         Returns the message as it then is: still pending when time ran out (the caller
         decides whether it may go later) or when another sender holds it.
+        `behind_outage`: while older messages wait for Slack, do not jump the queue;
+        leave this one to go after them, in order.
         """
+        if behind_outage and self._outage_in_progress(item_id):
+            return self.queue.outbox_get(item_id)
         while True:
             lease = max(LEASE, deadline - time.time() + LEASE)
             claimed = self.queue.claim_outbox(self.owner, only=item_id, lease=lease)
@@ -237,9 +256,9 @@ class OutboxSender:
             if self._attempt(item) is not Outcome.RETRY:
                 return self.queue.outbox_get(item_id)
             current = self.queue.outbox_get(item_id)
-            if current is None or time.time() + FIRST_RETRY >= deadline:
-                return current
-            time.sleep(min(FIRST_RETRY * (1 + current.attempts), deadline - time.time()))
+            if current is None or max(current.next_attempt_at, time.time()) >= deadline:
+                return current  # its next try (Slack's Retry-After, or the backoff) is too late
+            time.sleep(max(0.0, current.next_attempt_at - time.time()))
 
     def deliver_within(
         self, item_id: int, wait: float, *, give_up_late: bool = False
@@ -250,7 +269,7 @@ class OutboxSender:
         STAT relay's form has already told its user it failed); otherwise it stays in
         the outbox, and the dispatcher's sender keeps trying.
         """
-        item = self.deliver_now(item_id, time.time() + wait)
+        item = self.deliver_now(item_id, time.time() + wait, behind_outage=not give_up_late)
         if give_up_late and item is not None and item.state is OutboxState.PENDING:
             reason = f"{item.last_error or 'Slack did not answer'} (gave up after {wait:g} s)"
             self._record(self.queue.outbox_failed, item_id, reason, state=OutboxState.EXPIRED)
@@ -280,6 +299,13 @@ class OutboxSender:
                     return error
                 time.sleep(delay)
 
+    def _outage_in_progress(self, item_id: int) -> bool:
+        """Whether older messages are waiting out a failure (Slack down or rate limiting)."""
+        return any(
+            i.attempts and i.id < item_id
+            for i in self.queue.outbox_items(states=[OutboxState.PENDING], limit=CLAIM_BATCH)
+        )
+
     # one message ----------------------------------------------------------------------
     def _attempt(self, item: OutboxItem) -> Outcome:
         report = decode(item.payload)
@@ -296,6 +322,7 @@ class OutboxSender:
                     self._record(
                         self.queue.outbox_sent_part, item.id, index + 1, first.channel, first.ts
                     )
+                    self._record(self.queue.outbox_renew, item.id, self.owner, LEASE)
         except DeliveryError as error:
             if error.permanent:
                 return self._give_up(item, str(error))
@@ -332,6 +359,7 @@ class OutboxSender:
             item.kind == "report"
             and report.job_id is not None
             and report.meta.get("replaces_progress")
+            and not report.meta.get("copy")
             and report.messages[0].file is None
         ):
             where = self.queue.progress_posted(report.job_id)
@@ -344,6 +372,7 @@ class OutboxSender:
             item.kind != "report"
             or report.job_id is None
             or not report.meta.get("replaces_progress")
+            or report.meta.get("copy")
             or report.messages[0].file is None
         ):
             return
@@ -383,6 +412,7 @@ class OutboxSender:
         return Outcome.FAILED
 
     def _retry(self, item: OutboxItem, error: DeliveryError) -> Outcome:
+        self._last_outage = error.outage
         if error.retry_after is not None:
             # Rate limited: Slack is up and says exactly when; no need to back off further.
             delay = error.retry_after + random.random() / 10
@@ -421,14 +451,13 @@ class OutboxSender:
                 reason=item.last_error,
             )
 
-    def _record(self, write: Any, *args: Any, **kwargs: Any) -> None:
+    def _record(self, write: Any, *args: Any, **kwargs: Any) -> Any:
         """A record of what Slack did: retried briefly, since losing it could mean a repost."""
         delay = 0.05
         deadline = time.monotonic() + LEASE / 2
         while True:
             try:
-                write(*args, **kwargs)
-                return
+                return write(*args, **kwargs)
             except QueueError as error:
                 if time.monotonic() + delay > deadline:
                     raise

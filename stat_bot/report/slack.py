@@ -158,7 +158,19 @@ PERMANENT = {
     "restricted_action_thread_only_channel": "{channel} allows posts in threads only",
     "ekm_access_denied": "the workspace's key management denied the post",
     "invalid_arguments": "Slack refused the call's arguments (invalid_arguments)",
+    "user_not_found": "Slack has no such user to send it to",
+    "cannot_dm_bot": "Slack does not let the bot send a direct message to another bot",
 }
+
+
+# Answers that say Slack (or the whole app) is in trouble, not this message.
+OUTAGE_CODES = frozenset(
+    {
+        "ratelimited", "internal_error", "fatal_error", "service_unavailable",
+        "request_timeout", "invalid_auth", "not_authed", "account_inactive", "token_revoked",
+        "token_expired", "team_access_not_granted",
+    }
+)  # fmt: skip
 
 
 def delivery_error(error: Exception, channel: str) -> DeliveryError:
@@ -171,6 +183,9 @@ def delivery_error(error: Exception, channel: str) -> DeliveryError:
         if code in PERMANENT:
             words = PERMANENT[code].format(channel=channel)
             return DeliveryError(f"{words} ({code})", permanent=True)
+        if 400 <= status < 500 and status not in (408, 429) and not code:
+            # A refusal of this request itself, without even a code: it would be refused again.
+            return DeliveryError(slack_error(error, f"a message to {channel}"), permanent=True)
         retry_after = None
         if status == 429:
             header = (error.response.headers or {}).get("Retry-After") or (
@@ -180,9 +195,14 @@ def delivery_error(error: Exception, channel: str) -> DeliveryError:
                 retry_after = float(header) if header is not None else 1.0
             except ValueError:
                 retry_after = 1.0
-        return DeliveryError(slack_error(error, f"a message to {channel}"), retry_after=retry_after)
+        return DeliveryError(
+            slack_error(error, f"a message to {channel}"),
+            retry_after=retry_after,
+            outage=status >= 500 or status == 429 or code in OUTAGE_CODES,
+        )
     return DeliveryError(
-        f"Slack could not be reached for a message to {channel}: {type(error).__name__}"
+        f"Slack could not be reached for a message to {channel}: {type(error).__name__}",
+        outage=True,
     )
 
 
@@ -214,10 +234,9 @@ class SlackNotifier(Notifier):
         try:
             repost_of = report.meta.get("repost_of") if index == 0 else None
             if repost_of:
-                link = self.client.chat_getPermalink(
-                    channel=repost_of["channel"], message_ts=repost_of["ts"]
-                )["permalink"]
-                message = Message(f"{message.text} {link}", message.blocks, message.file)
+                message = Message(
+                    f"{message.text} {self._link_to(repost_of)}", message.blocks, message.file
+                )
             if replace is not None and replace.ts and message.file is None:
                 try:
                     response = self.client.chat_update(
@@ -250,6 +269,20 @@ class SlackNotifier(Notifier):
             return Posted(response.get("channel"), response.get("ts"))
         except (SlackClientError, OSError, DeliveryError) as error:
             raise delivery_error(error, channel) from error
+
+    def _link_to(self, where: dict[str, str]) -> str:
+        """A permalink for a repost; words instead when the original is gone."""
+        try:
+            return str(
+                self.client.chat_getPermalink(channel=where["channel"], message_ts=where["ts"])[
+                    "permalink"
+                ]
+            )
+        except SlackApiError as error:
+            code = error.response.get("error") if error.response is not None else None
+            if code in ("message_not_found", "channel_not_found"):
+                return "(the original message has been deleted)"
+            raise
 
     def edit(self, where: Posted, text: str) -> None:
         if not where.channel or not where.ts:

@@ -231,3 +231,47 @@ def test_messages_past_their_expiry_are_given_up_and_the_job_says_so(backend: Ba
     job = queue.get(job_id)
     assert (job.report_state, job.report_error) == (ReportState.FAILED, expired.last_error)
     assert queue.outbox_summary().by_state == {"pending": 0, "expired": 1}
+
+
+def test_a_relayed_ticket_is_never_claimed_by_other_senders_only_expired(queue: Queue):
+    (relay,) = queue.post([message(kind="relay", expires_at=T0 + 4)], now=T0)
+    assert queue.claim_outbox("dispatcher", now=T0) == []
+    assert queue.outbox_next_due() == T0 + 4  # due only to be expired
+    (mine,) = queue.claim_outbox("web", only=relay, lease=10, now=T0)
+    assert mine.id == relay
+    queue.outbox_release([relay])
+    (expired,) = queue.claim_outbox("dispatcher", now=T0 + 5)
+    assert (expired.id, expired.state) == (relay, OutboxState.EXPIRED)
+
+
+def test_a_lease_is_renewed_only_by_its_holder_and_only_while_it_holds_it(queue: Queue):
+    (item_id,) = queue.post([message()])
+    queue.claim_outbox("s1", lease=0.2)
+    assert queue.outbox_renew(item_id, "s1", 60)
+    assert not queue.outbox_renew(item_id, "s2", 60)
+    assert queue.claim_outbox("s2") == []  # renewed: still s1's
+    queue.outbox_release([item_id])
+    (taken,) = queue.claim_outbox("s2")
+    assert taken.id == item_id
+    assert not queue.outbox_renew(item_id, "s1", 60)  # s1 lost it: it must not send
+
+
+def test_a_jobs_messages_go_one_at_a_time_in_order(queue: Queue):
+    job_id = running_job(queue)
+    progress = queue.post_progress(job_id, message("10 s", kind="progress"), now=T0)
+    (held,) = queue.claim_outbox("s1", limit=1, now=T0)
+    assert held.id == progress
+    queue.finish(job_id, JobStatus.SUCCEEDED, 0, outbox=[message(job_id=job_id)], now=T0 + 1)
+    # Another sender may not send the report while the progress edit is still in flight.
+    assert queue.claim_outbox("s2", now=T0 + 2) == []
+    queue.outbox_delivered(held, "C1", "5.5", now=T0 + 3)
+    (report,) = queue.claim_outbox("s2", now=T0 + 4)
+    assert (report.kind, report.job_id) == ("report", job_id)
+
+
+def test_a_lost_jobs_unsent_progress_note_is_dropped(queue: Queue):
+    job_id = running_job(queue)
+    queue.register_worker("w1", "host", 1, now=T0)
+    progress = queue.post_progress(job_id, message("10 s", kind="progress"), now=T0)
+    queue.recover_lost(lambda w: True, now=T0 + 60)
+    assert queue.outbox_get(progress).state is OutboxState.DROPPED

@@ -311,3 +311,46 @@ def test_the_sender_thread_wakes_on_new_messages_and_stops_cleanly(settings, que
     assert item.state is OutboxState.PENDING  # kept for the next sender, not lost
     stopped = threading.enumerate()
     assert not any(t.name == "stat-bot-outbox" and t.is_alive() for t in stopped)
+
+
+class FailsOne(RecordingNotifier):
+    """Refuses one message with a lasting error Slack does not call permanent."""
+
+    def send(self, report: Report, index: int, *, replace: Posted | None = None) -> Posted:
+        if report.messages[index].text == "poison":
+            raise DeliveryError("Slack refused a message to general: HTTP 400")
+        return super().send(report, index, replace=replace)
+
+
+def test_one_failing_message_does_not_hold_the_others_back(settings, queue):
+    notifier = FailsOne()
+    sender = OutboxSender(queue, notifier, settings, owner="t")
+    (poison,) = store(queue, Report([Message("poison")], channel="general"))
+    sender.send_due()
+    assert queue.outbox_get(poison).attempts == 1
+    assert sender.send_due() > 0  # only the poison is pending, and it waits its backoff
+    store(queue, Report([Message("fresh")], channel="general"))
+    sender.send_due()  # the new message goes at once: nothing is paused for one failure
+    assert [r.messages[0].text for r in notifier.reports] == ["fresh"]
+
+
+def test_a_web_notice_does_not_jump_ahead_of_messages_waiting_out_an_outage(settings, queue):
+    notifier = RecordingNotifier()
+    (older,) = store(queue, Report([Message("older")], channel="general"))
+    queue.claim_outbox("dispatcher")
+    queue.outbox_retry(older, "Slack could not be reached", time.time() + 60)
+    (notice,) = store(queue, Report([Message("newer")], channel="general"))
+    web = OutboxSender(queue, notifier, settings, owner="web")
+    item = web.deliver_within(notice, 1.0)
+    assert item.state is OutboxState.PENDING  # left to go after the older one, in order
+    assert item.attempts == 0
+    assert notifier.reports == []
+    # A relayed ticket's person is waiting: it is tried all the same.
+    (relay,) = queue.post(
+        [
+            outgoing(
+                Report([Message("ticket")], channel="general"), "relay", expires_at=time.time() + 5
+            )
+        ]
+    )
+    assert web.deliver_within(relay, 1.0, give_up_late=True).state is OutboxState.DELIVERED

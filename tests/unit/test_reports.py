@@ -14,6 +14,7 @@ from stat_bot.jobs.model import JobRequester, JobStatus
 from stat_bot.report.messages import (
     MAX_BLOCKS,
     MAX_TEXT,
+    MAX_TEXT_PARTS,
     FileUpload,
     Message,
     Outcome,
@@ -22,8 +23,10 @@ from stat_bot.report.messages import (
     build_reports,
     joined_text,
     split_text,
+    start_notice,
     success_messages,
     tail,
+    to_requesters,
 )
 from stat_bot.report.notifiers import ConsoleNotifier, DeliveryError, RecordingNotifier
 from tests.unit.helpers import make_job
@@ -501,3 +504,52 @@ def test_the_joined_answer_names_the_job_and_whom_it_is_queued_for():
     )
     scheduled = make_job(status=JobStatus.QUEUED, user=None, source="schedule")
     assert "already queued for a schedule" in joined_text(scheduled, by_type=False, in_thread=False)
+
+
+# --- what goes out through the outbox: copies, size, escaping ------------------------------
+
+
+def test_a_copy_never_replaces_the_jobs_progress_message():
+    job = make_job(channel="C1", thread_ts="1.0")
+    own = build_report(job, spec(report_stdout=True), succeeded("done\n"))
+    assert own is not None
+    own.meta["replaces_progress"] = True  # the job ran long enough to have one
+    reports = to_requesters(own, job, spec(report_stdout=True), [requester("C2", "2.0")])
+    assert reports[0].meta == {"replaces_progress": True}
+    assert reports[1].meta == {"copy": True}
+
+
+def test_a_long_text_report_goes_up_as_a_file_not_a_wall_of_messages():
+    job = make_job()
+    out = "".join(f"line {i:06d} " + "x" * 90 + "\n" for i in range(300))  # ~30 kB
+    few = success_messages(job, spec(report_stdout=True), out[:12_000])
+    assert isinstance(few, list)
+    assert 1 < len(few) <= MAX_TEXT_PARTS
+    assert all(m.file is None for m in few)
+    (attached,) = success_messages(job, spec(report_stdout=True), out)
+    assert attached.file is not None
+    assert attached.file.content == out.encode()
+    assert "attached as a file" in attached.text
+
+
+def test_a_copy_of_a_large_report_points_to_it_instead_of_repeating_it():
+    job = make_job(channel="C1", thread_ts="1.0")
+    big = build_report(
+        job, spec(report_stdout=True, report_format="file"), succeeded("y" * 200_000)
+    )
+    assert big is not None
+    own, copy = to_requesters(big, job, spec(), [requester("C2", "2.0")])
+    assert own.messages == big.messages
+    (pointer,) = copy.messages
+    assert pointer.file is None
+    assert f"`@stat-bot logs {job.id}`" in pointer.text
+    small = build_report(job, spec(report_stdout=True), succeeded("tiny\n"))
+    assert small is not None
+    assert to_requesters(small, job, spec(), [requester("C2", "2.0")])[1].messages == small.messages
+
+
+def test_outside_text_in_start_notices_and_github_notices_is_escaped():
+    job = make_job(args={"summary": "<!channel> see <https://evil|docs> & more"})
+    (message,) = start_notice(job, "stat-bot-logs").messages
+    assert "<!channel>" not in message.text
+    assert "&lt;!channel&gt; see &lt;https://evil|docs&gt; &amp; more" in message.text
