@@ -114,7 +114,7 @@ def test_a_burst_of_the_same_request_is_one_job_that_answers_everyone(service: S
     others = [service.say("@stat-bot system hello Zed", user=name) for name in PEOPLE]
     # Each one who joined is told at once, while the job is still held in the queue.
     for where in others:
-        said = message_text(service.reply(where, "Joined"))
+        said = message_text(service.reply(where, "Joined", timeout=30))
         assert said.startswith(
             f"Joined job #{job.id} `system hello`, already queued for @admin; "
             "its result comes to this thread too"
@@ -136,7 +136,7 @@ def test_a_failure_reaches_every_requester_and_is_reposted_once(service: SlackSe
     wheres = [service.say("@stat-bot ops broken disk", user=name) for name in ("admin", *PEOPLE)]
     (job,) = held.wait_queued(1)
     for where in wheres[1:]:
-        service.reply(where, f"Joined job #{job.id}")
+        service.reply(where, f"Joined job #{job.id}", timeout=30)
     held.release()
     for where in wheres:
         text = message_text(service.reply(where, "failed with exit status 3", timeout=30))
@@ -151,7 +151,7 @@ def test_by_type_the_latest_arguments_win_and_everyone_is_told(service: SlackSer
     five = service.say("@stat-bot trac ticket 5")
     (job,) = held.wait_queued(1)
     seven = service.say("@stat-bot trac ticket 7", user="bob")
-    said = message_text(service.reply(seven, "Joined"))
+    said = message_text(service.reply(seven, "Joined", timeout=30))
     assert said.startswith(
         f"Joined job #{job.id} `trac ticket`, already queued for @admin; it now runs with the "
         "latest arguments asked for (number=7)"
