@@ -4,6 +4,7 @@ Slack emulator in between, and a test user typing commands and reading the answe
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -228,7 +229,10 @@ def test_status_jobs_logs_and_remove(service: SlackService):
     status = message_text(service.reply(service.say("@stat-bot status"), "Dispatchers"))
     assert "*Dispatchers*" in status
     # ebmbot's wording for removing a queued job.
-    service.say("@stat-bot demo suppress nap from 00:00 to 23:59")
+    # Held in the queue by a suppression that includes now whatever the time of day (a
+    # chat window "00:00 to 23:59" means tomorrow's from 23:59 on).
+    with contextlib.closing(service.queue) as queue:
+        queue.suppress("demo", "nap", time.time() - 1, time.time() + 600)
     queued = service.say("@stat-bot demo nap 1")
     service.wait_reaction(queued, "crossed_fingers")
     queued_job = service.job_for(queued)
