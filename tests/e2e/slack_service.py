@@ -5,9 +5,11 @@ through the emulator and reads the channels.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,3 +165,23 @@ def start_service(
     service.start("dispatcher")
     service.start("bot")
     return service
+
+
+@contextlib.contextmanager
+def running_service(
+    home: Path, config: dict[str, Any], *, expected_traceback: str | None = None
+) -> Iterator[SlackService]:
+    """A service on its own emulator for a module's tests; fails if a part logged a
+    traceback (other than one a test causes on purpose, marked by `expected_traceback`)."""
+    with EmulatorThread() as emulator:
+        running = start_service(home, emulator, config)
+        try:
+            yield running
+        finally:
+            running.stop()
+    unexpected = [
+        line
+        for line in running.log_of("bot").splitlines() + running.log_of("dispatcher").splitlines()
+        if "Traceback" in line and (expected_traceback is None or expected_traceback not in line)
+    ]
+    assert not unexpected, unexpected

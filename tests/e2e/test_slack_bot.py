@@ -15,7 +15,7 @@ import pytest
 from stat_bot.integrations.slack_emulator import EmulatorThread
 from stat_bot.jobs.model import JobStatus
 from tests.conftest import cpu_seconds
-from tests.e2e.slack_service import SlackService, message_text, start_service
+from tests.e2e.slack_service import SlackService, message_text, running_service, start_service
 
 BLOCKS = [
     {"type": "header", "text": {"type": "plain_text", "text": "Node report"}},
@@ -88,19 +88,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlackService]:
     (home / "workspace" / "demo" / "blocks.py").write_text(
         f"import json\nprint(json.dumps({BLOCKS!r}))\n"
     )
-    with EmulatorThread() as emulator:
-        running = start_service(home, emulator, CONFIG)
-        try:
-            yield running
-        finally:
-            running.stop()
     # The only traceback allowed is the one the handler-error test causes on purpose.
-    unexpected = [
-        line
-        for line in running.log_of("bot").splitlines() + running.log_of("dispatcher").splitlines()
-        if "Traceback" in line and '"event": "command failed"' not in line
-    ]
-    assert not unexpected, unexpected
+    with running_service(home, CONFIG, expected_traceback='"event": "command failed"') as running:
+        yield running
 
 
 # --- help and understanding -----------------------------------------------------------------

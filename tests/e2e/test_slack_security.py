@@ -16,7 +16,7 @@ import pytest
 
 from stat_bot.integrations.slack_emulator import EmulatorThread
 from stat_bot.jobs.model import JobStatus
-from tests.e2e.slack_service import SlackService, message_text, start_service
+from tests.e2e.slack_service import SlackService, message_text, running_service, start_service
 
 CONFIG = {
     "demo": {
@@ -56,18 +56,8 @@ SECRET_XNAME = "x9000c7s7b0n7"
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlackService]:
     home = tmp_path_factory.mktemp("slack-security")
-    with EmulatorThread() as emulator:
-        running = start_service(home, emulator, CONFIG)
-        try:
-            yield running
-        finally:
-            running.stop()
-    unexpected = [
-        line
-        for line in running.log_of("bot").splitlines() + running.log_of("dispatcher").splitlines()
-        if "Traceback" in line
-    ]
-    assert not unexpected, unexpected
+    with running_service(home, CONFIG) as running:
+        yield running
 
 
 def group_lookups(service: SlackService) -> int:

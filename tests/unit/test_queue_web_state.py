@@ -7,23 +7,12 @@ import sqlite3
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from stat_bot.jobs.model import JobRequest
-from stat_bot.queue.base import ScheduleRow
 from stat_bot.queue.sqlite import MIGRATIONS, SQLiteQueue
+from tests.contract.test_queue_web_state import request, schedule
 
 UTC = ZoneInfo("UTC")
 
 T0 = 1_700_000_000.0
-
-
-def request(job_type: str = "deploy", namespace: str = "ns", **values) -> JobRequest:
-    return JobRequest(namespace=namespace, job_type=job_type, **values)
-
-
-def schedule(key: str = "ns.report", **values) -> ScheduleRow:
-    fields = {"namespace": "ns", "job_type": "report", "cron": "0 8 * * *"}
-    fields.update(values)
-    return ScheduleRow(key=key, **fields)
 
 
 def test_a_version_1_database_is_upgraded_keeping_its_data(tmp_path: Path):
