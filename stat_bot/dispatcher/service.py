@@ -45,6 +45,7 @@ from stat_bot.queue.base import OutboxMessage, Queue, QueueBusyError, QueueError
 from stat_bot.report.messages import (
     Outcome,
     build_report,
+    build_reports,
     progress_report,
     requeued_report,
     start_notice,
@@ -456,15 +457,14 @@ class Dispatcher:
         # Requests merged into the job (fixed once it left the queue) each get a copy;
         # read only when there is something to send.
         report = build_report(job, spec, outcome)
-        if report is not None and (
-            job.id in self._had_progress
-            or (ask_progress and await self._q(self.queue.progress_posted, job.id))
-        ):
-            report.meta["replaces_progress"] = True  # the job's own report only
+        reports = []
+        if report is not None:
+            had_progress = job.id in self._had_progress or (
+                ask_progress and await self._q(self.queue.progress_posted, job.id) is not None
+            )
+            requesters = await self._requesters(job)
+            reports = to_requesters(report, job, spec, requesters, replaces_progress=had_progress)
         self._had_progress.discard(job.id)
-        reports = (
-            [] if report is None else to_requesters(report, job, spec, await self._requesters(job))
-        )
         outbox = [outgoing(each, "report") for each in reports]
         state = ReportState.PENDING if reports else ReportState.NONE
         try:
@@ -531,12 +531,13 @@ class Dispatcher:
             return [outgoing(requeued_report(job, spec), "notice")]
         # On the queue's thread, inside the recovery's transaction: read with it.
         outcome = Outcome(JobStatus.LOST, log_dir=job.log_dir, note=job.note)
-        report = build_report(job, spec, outcome)
-        if report is None:
-            return []
-        if self.queue.progress_posted(job.id):
-            report.meta["replaces_progress"] = True
-        reports = to_requesters(report, job, spec, self.queue.requesters(job.id))
+        reports = build_reports(
+            job,
+            spec,
+            outcome,
+            self.queue.requesters(job.id),
+            replaces_progress=self.queue.progress_posted(job.id) is not None,
+        )
         return [outgoing(report, "report") for report in reports]
 
     async def _recover(self) -> None:

@@ -288,7 +288,12 @@ def build_report(job: Job, spec: JobSpec | None, outcome: Outcome) -> Report | N
 
 
 def build_reports(
-    job: Job, spec: JobSpec | None, outcome: Outcome, requesters: Sequence[JobRequester] = ()
+    job: Job,
+    spec: JobSpec | None,
+    outcome: Outcome,
+    requesters: Sequence[JobRequester] = (),
+    *,
+    replaces_progress: bool = False,
 ) -> list[Report]:
     """A finished job's report for its requester and a copy for each one merged into it.
 
@@ -298,20 +303,33 @@ def build_reports(
     Empty when the config asks for silence.
     """
     report = build_report(job, spec, outcome)
-    return [] if report is None else to_requesters(report, job, spec, requesters)
+    if report is None:
+        return []
+    return to_requesters(report, job, spec, requesters, replaces_progress=replaces_progress)
 
 
 def to_requesters(
-    report: Report, job: Job, spec: JobSpec | None, requesters: Sequence[JobRequester]
+    report: Report,
+    job: Job,
+    spec: JobSpec | None,
+    requesters: Sequence[JobRequester],
+    *,
+    replaces_progress: bool = False,
 ) -> list[Report]:
-    """`report` (the job's own) followed by a copy for each requester merged into the job."""
+    """`report` (the job's own) followed by a copy for each requester merged into the job.
+
+    `replaces_progress`: the job has a progress message, which its own report replaces;
+    the copies, in other threads, never do.
+    """
     if any(r.replaced_args for r in requesters):
         note = Message(merged_args_note(job, len(requesters) + 1))
         report = dataclasses.replace(report, messages=[note, *report.messages])
+    copied = _copied_messages(report, job) if requesters else report.messages
+    meta = {**report.meta, "copy": True}
+    if replaces_progress:
+        report = dataclasses.replace(report, meta={**report.meta, "replaces_progress": True})
     reports = [report]
     answered = {(report.channel, report.thread_ts)}
-    copied = _copied_messages(report, job) if requesters else report.messages
-    meta = {k: v for k, v in report.meta.items() if k != "replaces_progress"} | {"copy": True}
     for requester in requesters:
         channel = requester.channel or (spec.report_channel if spec else None)
         if (channel, requester.thread_ts) in answered:

@@ -77,10 +77,6 @@ class Notifier:
     def edit(self, where: Posted, text: str) -> None:
         """Replace an earlier message's text (a progress message the report could not replace)."""
 
-    def permalink(self, where: Posted) -> str | None:
-        """A link to a sent message, where the destination has links."""
-        return None
-
     def deliver(self, report: Report) -> None:
         """Every message of a report in order, without the outbox (`stat-bot exec`)."""
         for index in range(len(report.messages)):

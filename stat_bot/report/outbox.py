@@ -153,7 +153,9 @@ class OutboxSender:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._paused_until = 0.0
-        self._last_outage = False  # whether the latest failed try blamed Slack itself
+        # The latest failed try: whether it blamed Slack itself, and when it is retried.
+        self._last_outage = False
+        self._last_retry_at = 0.0
         self._flush_until = 0.0
         self._thread: threading.Thread | None = None
         self.log = log.bind(sender=self.owner)
@@ -217,8 +219,7 @@ class OutboxSender:
                 failed_in_a_row, retry_at = 0, 0.0
                 continue
             failed_in_a_row += 1
-            now_item = self.queue.outbox_get(item.id)
-            retry_at = max(retry_at, now_item.next_attempt_at if now_item else time.time())
+            retry_at = max(retry_at, self._last_retry_at)
             # One failure may be that message's own trouble: the next message tells. Two
             # in a row, or an outage with no next message to tell, is Slack itself: stop,
             # and hold every message back until the later retry time (in the queue, so a
@@ -243,7 +244,7 @@ class OutboxSender:
         `behind_outage`: while older messages wait for Slack, do not jump the queue;
         leave this one to go after them, in order.
         """
-        if behind_outage and self._outage_in_progress(item_id):
+        if behind_outage and self._outage_in_progress():
             return self.queue.outbox_get(item_id)
         while True:
             lease = max(LEASE, deadline - time.time() + LEASE)
@@ -299,12 +300,10 @@ class OutboxSender:
                     return error
                 time.sleep(delay)
 
-    def _outage_in_progress(self, item_id: int) -> bool:
-        """Whether older messages are waiting out a failure (Slack down or rate limiting)."""
-        return any(
-            i.attempts and i.id < item_id
-            for i in self.queue.outbox_items(states=[OutboxState.PENDING], limit=CLAIM_BATCH)
-        )
+    def _outage_in_progress(self) -> bool:
+        """Whether messages are waiting out a failure (Slack down or rate limiting): a
+        pending message carries the error of its last try."""
+        return self.queue.outbox_summary().last_error is not None
 
     # one message ----------------------------------------------------------------------
     def _attempt(self, item: OutboxItem) -> Outcome:
@@ -419,7 +418,7 @@ class OutboxSender:
         else:
             delay = min(self.settings.slack_retry_max, FIRST_RETRY * 2 ** min(item.attempts, 20))
             delay *= 1 + random.random() / 4  # senders in several processes do not stay in step
-        retry_at = time.time() + delay
+        retry_at = self._last_retry_at = time.time() + delay
         self._record(self.queue.outbox_retry, item.id, str(error), retry_at)
         self.log.warning(
             "message not delivered yet; will retry",

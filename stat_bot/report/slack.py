@@ -291,15 +291,3 @@ class SlackNotifier(Notifier):
             self.client.chat_update(channel=where.channel, ts=where.ts, text=text)
         except (SlackClientError, OSError) as error:
             raise delivery_error(error, where.channel) from error
-
-    def permalink(self, where: Posted) -> str | None:
-        if not where.channel or not where.ts:
-            return None
-        try:
-            return str(
-                self.client.chat_getPermalink(channel=where.channel, message_ts=where.ts)[
-                    "permalink"
-                ]
-            )
-        except (SlackClientError, OSError) as error:
-            raise delivery_error(error, where.channel) from error

@@ -44,14 +44,7 @@ def test_run_reports_an_enqueued_job_in_its_terminal_and_stops_on_ctrl_c(tmp_pat
             assert service.poll() is None, service.stderr.read() if service.stderr else ""
             assert time.monotonic() < deadline, "the service never created its database"
             time.sleep(0.05)
-        enqueued = subprocess.run(
-            [STAT_BOT, "enqueue", "system hello Ada"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        enqueued = enqueue("system hello Ada", env)
         assert enqueued.returncode == 0, enqueued.stderr
         assert "queued" in enqueued.stdout
         deadline = time.monotonic() + 30
@@ -99,14 +92,7 @@ def test_local_mode_answers_trac_active_from_its_own_trac_and_status_lists_the_s
             assert service.poll() is None, (tmp_path / "run.err").read_text()
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        enqueued = subprocess.run(
-            [STAT_BOT, "enqueue", "trac active"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        enqueued = enqueue("trac active", env)
         assert enqueued.returncode == 0, enqueued.stderr
         open_ones = [t.summary for t in SAMPLE_TICKETS if t.status != "closed"]
         deadline = time.monotonic() + 60
@@ -126,3 +112,15 @@ def test_local_mode_answers_trac_active_from_its_own_trac_and_status_lists_the_s
         assert service.wait(40) == 0
         out.close()
         err.close()
+
+
+def enqueue(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`stat-bot enqueue COMMAND` from another terminal, as the README shows it."""
+    return subprocess.run(
+        [STAT_BOT, "enqueue", command],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

@@ -513,8 +513,10 @@ def test_a_copy_never_replaces_the_jobs_progress_message():
     job = make_job(channel="C1", thread_ts="1.0")
     own = build_report(job, spec(report_stdout=True), succeeded("done\n"))
     assert own is not None
-    own.meta["replaces_progress"] = True  # the job ran long enough to have one
-    reports = to_requesters(own, job, spec(report_stdout=True), [requester("C2", "2.0")])
+    # The job ran long enough to have one.
+    reports = to_requesters(
+        own, job, spec(report_stdout=True), [requester("C2", "2.0")], replaces_progress=True
+    )
     assert reports[0].meta == {"replaces_progress": True}
     assert reports[1].meta == {"copy": True}
 
