@@ -15,7 +15,8 @@ one at a time through a `Notifier`, and records each outcome:
   doubling up to SLACK_RETRY_MAX and never sooner than Slack's Retry-After,
   until the message expires (SLACK_DELIVERY_EXPIRY), which is recorded too.
 
-When two messages in a row fail for a reason that may pass, Slack itself is in
+When two messages in a row fail for a reason that may pass, or the last one tried
+fails for an outage (unreachable, 5xx, rate limited), Slack itself is in
 trouble: the sender holds every message back until the retry time (recorded in
 the queue, so a restarted sender does the same), the outage is then probed with
 the oldest messages alone, and messages keep their order when Slack returns. A
