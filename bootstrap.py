@@ -25,7 +25,17 @@ BIN = VENV / "bin"
 LOCKS = {"run": ROOT / "requirements.lock", "dev": ROOT / "requirements-dev.lock"}
 # Debian packages the tests need for their real peers (servers started by the tests themselves):
 # chromium for the dashboard's browser tests (Playwright drives it; never `playwright install`).
-TEST_APT_PACKAGES: list[str] = ["chromium", "openssl"]  # browser tests; htpasswd lines for Trac
+# openssl for the test Trac's htpasswd lines; a real sshd for SSH checks and `fab deploy`;
+# Debian's slurmctld (with munge) for drain and resume.
+TEST_APT_PACKAGES: list[str] = [
+    "chromium",
+    "openssl",
+    "openssh-server",
+    "openssh-client",
+    "slurmctld",
+    "slurm-client",
+    "munge",
+]
 
 
 def say(message: str) -> None:
