@@ -74,20 +74,20 @@ def sections(lines: Iterable[str]) -> Blocks:
     size = 0
     for line in lines:
         if chunk and size + len(line) + 1 > MAX_SECTION:
-            blocks.append(_section("\n".join(chunk)))
+            blocks.append(section("\n".join(chunk)))
             chunk, size = [], 0
         chunk.append(line)
         size += len(line) + 1
     if chunk:
-        blocks.append(_section("\n".join(chunk)))
+        blocks.append(section("\n".join(chunk)))
     return blocks
 
 
-def _section(text: str) -> dict[str, Any]:
+def section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, MAX_SECTION)}}
 
 
-def _header(text: str) -> dict[str, Any]:
+def header(text: str) -> dict[str, Any]:
     return {"type": "header", "text": {"type": "plain_text", "text": clip(text, MAX_HEADER)}}
 
 
@@ -115,14 +115,14 @@ def results_csv(results: Iterable[NodeHealth]) -> str:
     return out.getvalue()
 
 
-def _answer(text: str, blocks: Blocks, file: dict[str, str] | None = None) -> dict[str, Any]:
+def answer(text: str, blocks: Blocks, file: dict[str, str] | None = None) -> dict[str, Any]:
     answer: dict[str, Any] = {"text": text, "blocks": blocks}
     if file:
         answer["file"] = file
     return answer
 
 
-def _listed(lines: list[str], total: int, noun: str) -> list[str]:
+def listed(lines: list[str], total: int, noun: str) -> list[str]:
     if total > len(lines):
         lines = [*lines, f"_…and {total - len(lines)} more {noun}: every node is in the CSV file_"]
     return lines
@@ -134,15 +134,15 @@ def check_report(
     """`hw check`'s answer: totals, then each problem node worst first (CSV when long)."""
     totals = totals_line(results)
     problems = by_severity(results)
-    blocks: Blocks = [_header(title), _section(f"*{escape(totals)}*")]
+    blocks: Blocks = [header(title), section(f"*{escape(totals)}*")]
     if problems:
         lines = [node_line(h) for h in problems[:MAX_LISTED]]
-        blocks += sections(_listed(lines, len(problems), "problem nodes"))
+        blocks += sections(listed(lines, len(problems), "problem nodes"))
     elif results:
-        blocks.append(_section(":large_green_circle: Every node is healthy."))
-    context = [f"target `{escape(target)}`: {escape(fold(h.xname for h in results))}"]
-    context += [escape(note) for note in notes]
-    blocks.append(context(" · ".join(context)))
+        blocks.append(section(":large_green_circle: Every node is healthy."))
+    footer = [f"target `{escape(target)}`: {escape(fold(h.xname for h in results))}"]
+    footer += [escape(note) for note in notes]
+    blocks.append(context(" · ".join(footer)))
     file = None
     if len(problems) > MAX_LISTED:
         file = {
@@ -150,7 +150,7 @@ def check_report(
             "content": results_csv(results),
             "title": f"{title}: every node",
         }
-    return _answer(totals, blocks, file)
+    return answer(totals, blocks, file)
 
 
 def _change_line(change: Change, *, recovered: bool = False) -> str:
@@ -179,8 +179,8 @@ def sweep_report(
     """`hw sweep`'s answer: totals, what changed since the previous sweep, the rest counted."""
     totals = totals_line(results)
     blocks: Blocks = [
-        _header(f"Sweep of {scope}"),
-        _section(f"*{escape(totals)}*\n{escape(diff.summary())}"),
+        header(f"Sweep of {scope}"),
+        section(f"*{escape(totals)}*\n{escape(diff.summary())}"),
     ]
     for heading, changes, recovered in (
         ("New problems", diff.new, False),
@@ -190,14 +190,14 @@ def sweep_report(
         if not changes:
             continue
         lines = [_change_line(c, recovered=recovered) for c in changes[:MAX_LISTED]]
-        lines = _listed(lines, len(changes), "nodes")
+        lines = listed(lines, len(changes), "nodes")
         blocks += sections([f"*{heading}* ({len(changes)})", *lines])
     if diff.unchanged:
-        listed = fold(h.xname for h in diff.unchanged)
+        names = fold(h.xname for h in diff.unchanged)
         blocks.append(
-            _section(
+            section(
                 clip(
-                    f"*Unchanged problems* ({len(diff.unchanged)}): {escape(listed)}",
+                    f"*Unchanged problems* ({len(diff.unchanged)}): {escape(names)}",
                     MAX_SECTION,
                 )
             )
@@ -210,16 +210,16 @@ def sweep_report(
         else "no earlier sweep of this scope"
     )
     blocks.append(context(f"{len(results)} nodes in {took:.1f} s · {since}"))
-    listed_nodes = len(diff.new) + len(diff.changed) + len(diff.recovered)
+    changed_nodes = len(diff.new) + len(diff.changed) + len(diff.recovered)
     file = None
-    if listed_nodes > MAX_LISTED or (len(results) > MAX_LISTED and diff.first):
+    if changed_nodes > MAX_LISTED or (len(results) > MAX_LISTED and diff.first):
         file = {
             "filename": "hw-sweep.csv",
             "content": results_csv(results),
             "title": f"Sweep of {scope}: every node",
         }
     text = f"Sweep of {scope}: {totals}; {diff.summary()}"
-    return _answer(text, blocks, file)
+    return answer(text, blocks, file)
 
 
 def show_report(
@@ -241,7 +241,7 @@ def show_report(
         lines.append(
             f"never checked: {len(never)} ({escape(clip(fold(n.xname for n in never), 500))})"
         )
-    blocks: Blocks = [_header(f"hw show {target}"), _section("\n".join(lines))]
+    blocks: Blocks = [header(f"hw show {target}"), section("\n".join(lines))]
     rows = []
     for node in nodes[:MAX_LISTED]:
         health = latest.get(node.xname)
@@ -254,7 +254,7 @@ def show_report(
                 state += f": {escape('; '.join(health.problems))}"
         nid = f" nid {node.nid}" if node.nid is not None else ""
         rows.append(clip(f"{who(node.xname, node.hostname)}{nid} · {state}", MAX_NODE_CHARS))
-    blocks += sections(_listed(rows, count, "nodes"))
+    blocks += sections(listed(rows, count, "nodes"))
     blocks.append(context("`hw check <target>` checks them now"))
     file = None
     if count > MAX_LISTED:
@@ -275,9 +275,9 @@ def show_report(
                 ]
             )
         file = {"filename": "hw-show.csv", "content": content.getvalue(), "title": "Every node"}
-    return _answer(f"{target}: {count} {noun}", blocks, file)
+    return answer(f"{target}: {count} {noun}", blocks, file)
 
 
 def message_report(title: str, text: str) -> dict[str, Any]:
     """A short answer in the same shape (no inventory, a target that selects nothing)."""
-    return _answer(text, [_header(title), _section(escape(text))])
+    return answer(text, [header(title), section(escape(text))])

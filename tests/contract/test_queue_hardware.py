@@ -56,8 +56,10 @@ def test_the_previous_sweep_is_the_one_before_and_old_ones_are_pruned(queue: Que
         for i in range(5)
     ]
     latest = queue.last_sweep("all")
-    assert latest is not None and latest.id == ids[-1]
+    assert latest is not None
+    assert latest.id == ids[-1]
     before = queue.last_sweep("all", before_id=ids[-1])
-    assert before is not None and before.id == ids[-2]
+    assert before is not None
+    assert before.id == ids[-2]
     assert queue.last_sweep("all", before_id=ids[-3]) is None  # pruned: only 3 kept
     assert queue.node_health()["x1000c0s0b0n0"].checked_at == T0 + 4

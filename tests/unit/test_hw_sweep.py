@@ -58,7 +58,8 @@ def test_new_recovered_and_changed_are_told_apart():
     diff = compare(before, after)
     assert not diff.quiet
     assert [c.xname for c in diff.new] == ["a", "e", "d"]  # critical before timeout
-    assert diff.new[0].before is not None and diff.new[1].before is None
+    assert diff.new[0].before is not None
+    assert diff.new[1].before is None
     assert [c.xname for c in diff.recovered] == ["b"]
     assert [(c.before.state, c.after.state) for c in diff.changed] == [
         (State.WARNING, State.CRITICAL)
