@@ -53,6 +53,10 @@ class EmulatorControl:
         """Merge {path: patch} into the BMC's resources (see mockups.merge)."""
         return self._call("POST", f"/bmcs/{name}/patch", patches)
 
+    def stats(self) -> dict[str, Any]:
+        """{"requests": answered so far by all BMCs, "bmcs": how many}"""
+        return self._call("GET", "/stats")
+
     def reset(self) -> list[dict[str, Any]]:
         return self._call("POST", "/reset", {})
 

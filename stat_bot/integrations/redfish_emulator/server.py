@@ -179,6 +179,7 @@ class Emulator:
         self.control_runner: web.AppRunner | None = None
         self.control_url = ""
         self._timers: set[asyncio.TimerHandle] = set()
+        self.requests = 0  # answered by any BMC: benchmarks compare clients' request counts
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -205,6 +206,7 @@ class Emulator:
         control.add_routes(
             [
                 web.get("/_emulator/bmcs", self.list_bmcs),
+                web.get("/_emulator/stats", self.stats),
                 web.post("/_emulator/bmcs/{name}", self.set_bmc),
                 web.post("/_emulator/bmcs/{name}/patch", self.patch_bmc),
                 web.post("/_emulator/nodes/{name}", self.set_node),
@@ -298,6 +300,7 @@ class Emulator:
         bmc = self.by_key.get(f"{sockname[0]}:{sockname[1]}") if sockname else None
         if bmc is None:
             return redfish_error(404, "ResourceMissingAtURI", "no BMC at this address")
+        self.requests += 1
         path = request.path.rstrip("/") or "/"
         if bmc.fault == "down":
             if request.transport is not None:
@@ -361,6 +364,9 @@ class Emulator:
             if name in (bmc.key, bmc.spec.xname) or any(n.xname == name for n in bmc.spec.nodes):
                 return bmc
         raise web.HTTPNotFound(text=f"no emulated BMC or node {name!r}\n")
+
+    async def stats(self, request: web.Request) -> web.Response:
+        return web.json_response({"requests": self.requests, "bmcs": len(self.bmcs)})
 
     async def list_bmcs(self, request: web.Request) -> web.Response:
         return web.json_response([b.describe() for b in self.bmcs])
