@@ -271,9 +271,9 @@ raw_config = {
                 "concurrency": 4,
                 "coalesce": True,
             },
-            # As `check` for a whole scope, kept so the next sweep of it reports what changed;
-            # silent (no output, report_success off) when nothing did and
-            # HW_SWEEP_REPORT_UNCHANGED is false.
+            # As `check` for a whole scope, kept so the next sweep of it reports what changed.
+            # Scheduled, it is silent (no output, report_success off) when nothing did and
+            # HW_SWEEP_REPORT_UNCHANGED is false; asked for in chat, it always answers.
             "sweep": {
                 "run_args_template": "stat-bot task hw-sweep {target}",
                 "report_stdout": True,

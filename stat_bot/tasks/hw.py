@@ -10,7 +10,8 @@ no database and is a workspace script (workspace/hw/hw.py).
 
 Each task prints a `blocks` answer (stat_bot/hardware/report.py) and returns 0; a
 setting or an inventory that cannot be used is a failure whose stderr says how to fix
-it. A sweep with nothing new prints nothing, so its job (report_success off) is silent.
+it. A scheduled sweep with nothing new prints nothing, so its job (report_success off) is
+silent; one a person asked for always answers.
 """
 
 from __future__ import annotations
@@ -211,6 +212,12 @@ class Asked:
     channel: str | None = None
     thread_ts: str | None = None
     requested_by: str | None = None
+    source: str | None = None  # None: run from a terminal, not as a job
+
+    @property
+    def by_a_person(self) -> bool:
+        """Someone typed it (chat, `stat-bot enqueue`, a terminal) rather than a schedule or rule."""
+        return self.source in (None, "slack", "cli")
 
 
 def asked(ctx: TaskContext) -> Asked:
@@ -219,16 +226,17 @@ def asked(ctx: TaskContext) -> Asked:
     job = ctx.queue.get(ctx.job_id)
     if job is None:
         return Asked()
-    return Asked(job.channel, job.thread_ts, job.user_name or job.user)
+    return Asked(job.channel, job.thread_ts, job.user_name or job.user, str(job.source))
 
 
-def close_the_loop(ctx: TaskContext, results: list[NodeHealth], ticket: int | None) -> list[str]:
+def close_the_loop(
+    ctx: TaskContext, results: list[NodeHealth], ticket: int | None, where: Asked
+) -> list[str]:
     """Rules in the hw namespace (tickets, drain offers): lines to add to the answer."""
     try:
         from stat_bot.tasks.hw_loop import apply_rules  # type: ignore[import-not-found]
     except ImportError:
         return []
-    where = asked(ctx)
     try:
         return list(
             apply_rules(
@@ -287,7 +295,7 @@ def hw_check(ctx: TaskContext, args: Sequence[str]) -> int:
     except HwTaskError as error:
         return fail(error)
     ctx.queue.record_node_health(rows(results, ctx.job_id))
-    notes += close_the_loop(ctx, results, ticket)
+    notes += close_the_loop(ctx, results, ticket, asked(ctx))
     title = f"hw check {target}"
     emit(report.check_report(results, title=title, target=target, notes=notes))
     return 0
@@ -307,8 +315,15 @@ def hw_sweep(ctx: TaskContext, args: Sequence[str]) -> int:
     ctx.queue.record_sweep(target, started, finished, rows(results, ctx.job_id), job_id=ctx.job_id)
     before = [NodeHealth.from_dict(d) for d in previous.results] if previous else None
     diff = compare(before, results)
-    loop_notes = close_the_loop(ctx, results, None)
-    if diff.quiet and not loop_notes and not ctx.settings.hw_sweep_report_unchanged:
+    where = asked(ctx)
+    loop_notes = close_the_loop(ctx, results, None, where)
+    # Quiet when nothing changed, for a schedule or a rule; a person who asked gets an answer.
+    if (
+        diff.quiet
+        and not loop_notes
+        and not where.by_a_person
+        and not ctx.settings.hw_sweep_report_unchanged
+    ):
         log.info("sweep: nothing changed", scope=target, nodes=len(results))
         return 0
     tz = ctx.settings.timezone
