@@ -62,9 +62,8 @@ def who(xname: str, hostname: str | None) -> str:
 def node_line(health: NodeHealth) -> str:
     """One problem node: icon, xname, hostname, what is wrong (`PSU 2: Critical; ...`)."""
     problems = "; ".join(health.problems) or health.state.words
-    power = f" [power {health.power_state}]" if health.power_state not in (None, "On", "on") else ""
     line = f"{ICONS[health.state]} {who(health.xname, health.hostname)}: {escape(problems)}"
-    return clip(line + escape(power), MAX_NODE_CHARS)
+    return clip(line, MAX_NODE_CHARS)
 
 
 def sections(lines: Iterable[str]) -> Blocks:
