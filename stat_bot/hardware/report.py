@@ -277,6 +277,7 @@ def show_report(
     return answer(f"{target}: {count} {noun}", blocks, file)
 
 
-def message_report(title: str, text: str) -> dict[str, Any]:
-    """A short answer in the same shape (no inventory, a target that selects nothing)."""
-    return answer(text, [header(title), section(escape(text))])
+def mistake(text: str) -> dict[str, Any]:
+    """The answer to a request that cannot be done as asked (no inventory, a target outside
+    it): said in the asker's thread as an answer, not a failure for tech support."""
+    return answer(text, [section(f":warning: {escape(text)}")])
