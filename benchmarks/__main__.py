@@ -1,4 +1,4 @@
-"""`python -m benchmarks [NAME ...]`: run benchmarks (queue, latency, spawn, slack, webhooks).
+"""`python -m benchmarks [NAME ...]`: run benchmarks (queue, latency, spawn, slack, webhooks, ssh).
 
 Usually run as `python3 bootstrap.py bench [queue|latency|spawn ...]`. Exit
 status 0 when every benchmark ran (targets missed or not: a MISS is a finding,
@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import latency, queue_cycle, slack, spawn, webhooks
+from benchmarks import latency, queue_cycle, slack, spawn, ssh_fanout, webhooks
 from benchmarks.common import (
     SLOW_FILES_US,
     Figure,
@@ -26,7 +26,7 @@ from benchmarks.common import (
     print_figures,
 )
 
-NAMES = ("queue", "latency", "spawn", "slack", "webhooks")
+NAMES = ("queue", "latency", "spawn", "slack", "webhooks", "ssh")
 # These create a job's log folder and files for every job, so the file system's state is
 # part of their figures (BENCHMARKS.md, "The file system"): they wait for it to settle.
 FILE_BOUND = frozenset({"latency", "spawn", "slack"})
@@ -73,6 +73,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--web-threads", type=int, help="webhooks: WEB_THREADS (default: the setting's default)"
     )
+    parser.add_argument("--ssh-hosts", type=int, default=64, help="ssh: hosts (64)")
     parser.add_argument(
         "--tmpdir",
         type=Path,
@@ -156,6 +157,7 @@ def main(argv: list[str]) -> int:
             workers=args.web_workers,
             threads=args.web_threads,
         ),
+        "ssh": lambda home: ssh_fanout.run(home, hosts=args.ssh_hosts),
     }
     top = Path(tempfile.mkdtemp(prefix="stat-bot-bench-", dir=args.tmpdir))
     facts = machine()

@@ -123,7 +123,9 @@ class SshServer:
         return self.log_file.read_text(errors="replace")
 
 
-def _write_config(directory: Path, port: int, authorized_keys: Path, host_key: Path) -> Path:
+def _write_config(
+    directory: Path, port: int, authorized_keys: Path, host_key: Path, extra: list[str]
+) -> Path:
     config = directory / "sshd_config"
     config.write_text(
         "\n".join(
@@ -144,6 +146,7 @@ def _write_config(directory: Path, port: int, authorized_keys: Path, host_key: P
                 "Subsystem sftp internal-sftp",
                 "PrintMotd no",
                 "LogLevel INFO",
+                *extra,
                 "",
             ]
         )
@@ -175,8 +178,12 @@ def _client_config(server_dir: Path, port: int, user: str, key: Path, known: Pat
 
 
 @contextlib.contextmanager
-def start_sshd(parent: Path | None = None) -> Iterator[SshServer]:
+def start_sshd(
+    parent: Path | None = None, extra_config: list[str] | None = None
+) -> Iterator[SshServer]:
     """Start sshd on a free loopback port; stop it and remove its folder afterwards.
+
+    `extra_config`: more sshd_config lines (e.g. `KexAlgorithms ...` for the benchmark).
 
     The folder is made world-readable (not under pytest's 0700 tmp folder) because sshd
     reads the authorized keys as the login user.
@@ -201,7 +208,7 @@ def start_sshd(parent: Path | None = None) -> Iterator[SshServer]:
     try:
         for _attempt in range(5):
             port = free_port()
-            config = _write_config(directory, port, authorized, host_key)
+            config = _write_config(directory, port, authorized, host_key, extra_config or [])
             with log_file.open("wb") as log:
                 process = subprocess.Popen(
                     [sshd, "-D", "-e", "-f", str(config), "-p", str(port)],
