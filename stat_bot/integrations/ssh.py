@@ -13,10 +13,11 @@ it from SSH_* variables, tests from the loopback sshd).
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,46 @@ class SshConfig:
             raise SshSetupError(f"SSH timeout must be more than 0 seconds, not {self.timeout}")
         if self.port is not None and not 0 < self.port < 65536:
             raise SshSetupError(f"SSH port {self.port} is not between 1 and 65535")
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str] = os.environ) -> SshConfig:
+        """For workspace scripts: SSH_USER, SSH_KEY_FILE, SSH_PORT, SSH_KNOWN_HOSTS,
+        SSH_KNOWN_HOSTS_FILE, SSH_TIMEOUT, SSH_CONFIG_FILE (all optional; see environment-sample).
+        """
+
+        def text(name: str) -> str | None:
+            return env.get(name, "").strip() or None
+
+        def number(name: str, kind: type[int] | type[float]) -> int | float | None:
+            raw = text(name)
+            if raw is None:
+                return None
+            try:
+                return kind(raw)
+            except ValueError:
+                raise SshSetupError(f"{name}={raw!r} is not a number") from None
+
+        port = number("SSH_PORT", int)
+        timeout = number("SSH_TIMEOUT", float)
+        policy = text("SSH_KNOWN_HOSTS") or "strict"
+        if policy not in KNOWN_HOSTS_POLICIES:
+            raise SshSetupError(
+                f"SSH_KNOWN_HOSTS={policy!r} is not one of {', '.join(KNOWN_HOSTS_POLICIES)}"
+            )
+        key, known, config = (
+            text("SSH_KEY_FILE"),
+            text("SSH_KNOWN_HOSTS_FILE"),
+            text("SSH_CONFIG_FILE"),
+        )
+        return cls(
+            user=text("SSH_USER"),
+            key_file=Path(key) if key else None,
+            port=int(port) if port is not None else None,
+            known_hosts=policy,  # type: ignore[arg-type]
+            known_hosts_file=Path(known) if known else None,
+            timeout=float(timeout) if timeout is not None else 10.0,
+            ssh_config_file=Path(config) if config else None,
+        )
 
     @property
     def known_hosts_path(self) -> Path:

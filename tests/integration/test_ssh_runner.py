@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -142,3 +144,29 @@ def test_a_missing_key_file_is_refused_at_once(tmp_path: Path):
         SshRunner(SshConfig(key_file=tmp_path / "nope"))
     with pytest.raises(SshSetupError, match="not one of strict, accept-new, off"):
         SshConfig(known_hosts="sometimes")  # type: ignore[arg-type]
+
+
+def _session_processes(server: SshServer) -> list[int]:
+    """The sshd master's children: one per open connection."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == server.process.pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def test_connections_dropped_by_the_server_are_made_again(private_sshd: SshServer):
+    hosts = private_sshd.names(3)
+    with SshRunner(private_sshd.config()) as runner:
+        assert all(r.ok for r in runner.run_many(hosts, "true").values())
+        sessions = _session_processes(private_sshd)
+        assert len(sessions) == len(hosts)
+        for pid in sessions:
+            os.kill(pid, signal.SIGTERM)
+        again = runner.run_many(hosts, "echo again")
+    assert {host: r.stdout for host, r in again.items()} == dict.fromkeys(hosts, "again\n")
+    assert logins(private_sshd) == 2 * len(hosts)
