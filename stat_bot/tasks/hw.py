@@ -167,10 +167,12 @@ def add_ssh_findings(settings: Settings, results: list[NodeHealth], nodes: list[
         cfg = SshConfig(
             user=settings.ssh_user,
             key_file=settings.ssh_key_file,
-            port=settings.ssh_port,
+            # The default port leaves room for an ssh_config's Port.
+            port=None if settings.ssh_port == 22 else settings.ssh_port,
             known_hosts=settings.ssh_known_hosts,
             known_hosts_file=settings.ssh_known_hosts_file,
             timeout=settings.ssh_timeout,
+            ssh_config_file=getattr(settings, "ssh_config_file", None),
         )
         with SshRunner(cfg) as runner:
             outcomes = run_ssh_checks(list(on), checks, runner, fanout=settings.hw_fanout)
