@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from stat_bot.hardware.firmware import firmware_differences
-from stat_bot.hardware.health import State
+from stat_bot.hardware.health import State, totals_line
 from stat_bot.hardware.inventory import Node
 from stat_bot.integrations import redfish as client
-from stat_bot.integrations.redfish_emulator import build_tree, demo_chassis, fleet, write_tree
-from tests.redfish_fixtures import TEST_TIMEOUT, RedfishFleet, SushyEmulator
+from stat_bot.integrations.redfish_emulator import (
+    EmulatorProcess,
+    build_tree,
+    demo_chassis,
+    fleet,
+    write_tree,
+)
+from tests.redfish_fixtures import TEST_TIMEOUT, RedfishFleet, SushyEmulator, read_nodes
 
 pytestmark = pytest.mark.slow
 
@@ -216,3 +224,38 @@ def test_power_actions_against_sushy_emulator(sushy_emulator: SushyEmulator) -> 
     assert wait_power(node, config, "On") == "On"
     other = Node("x3000c0s0b0n1", sushy_emulator.url, "n1", 2, sushy_emulator.systems[1])
     assert client.power_state(other, config) == "On"
+
+
+def test_demo_command_serves_local_modes_chassis(tmp_path: Path) -> None:
+    with EmulatorProcess(tmp_path, "--demo") as demo:
+        assert demo.lines[0].startswith("Redfish emulator: 8 BMCs (16 nodes) on 127.0.10.1-")
+        nodes = list(read_nodes(demo.inventory).values())
+        assert [n.xname for n in nodes] == [
+            f"x1000c0s{s}b0n{n}" for s in range(8) for n in range(2)
+        ]
+        assert len({n.bmc_url for n in nodes}) == 8
+        config = client.RedfishConfig(demo.username, demo.password, timeout=10)
+        results = client.check_nodes(nodes, config)
+    assert totals_line(results) == "16 nodes: 2 critical, 14 ok"
+    bad = {r.xname: r.findings[0].text for r in results if r.state is State.CRITICAL}
+    assert bad == {
+        "x1000c0s2b0n1": "PSU 2: Critical",
+        "x1000c0s5b0n0": "CPU1 Temp 92 \u00b0C, critical above 90 \u00b0C",
+    }
+
+
+def test_emulator_command_line_refuses_an_unknown_variant(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stat_bot.integrations.redfish_emulator",
+            "--set",
+            "x1000c0s0b0n0=melted",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "XNAME=VARIANT, VARIANT one of healthy, critical_psu" in result.stderr
