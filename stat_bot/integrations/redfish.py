@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -37,6 +38,9 @@ from stat_bot.hardware.health import Finding, NodeHealth, State, worst
 from stat_bot.hardware.inventory import Node
 
 ROOT = "/redfish/v1"
+# sushy logs every refused login and dead BMC at ERROR; each is reported in the
+# result instead, so without a handler of the caller's they are not printed twice.
+logging.getLogger("sushy").addHandler(logging.NullHandler())
 SEPARATORS = ("_", ".", "-", " ")  # between a system id and a component in firmware ids
 DEFAULT_FANOUT = 64
 T = TypeVar("T")
@@ -220,6 +224,7 @@ class BmcSession:
     def system(self, node: Node) -> sushy.resources.system.system.System:
         root = self.root()
         path = self.system_path(node)
+        self._timeout()  # the budget is checked before sushy's own GET too
         return root.get_system(path)
 
     def close(self) -> None:
