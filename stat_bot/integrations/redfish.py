@@ -158,7 +158,12 @@ class BmcSession:
                 default_request_timeout=self.cfg.timeout,
                 connect_timeout=self.cfg.timeout,
             )
-            conn._session.headers.pop("Connection", None)  # keep the connection alive
+            http = conn._session
+            http.headers.pop("Connection", None)  # keep the connection alive
+            # requests reads the proxy variables from the environment on every request
+            # (a fifth of a sweep's CPU): read them once for this BMC instead.
+            http.proxies.update(requests.utils.get_environ_proxies(self.url))
+            http.trust_env = False
             self._conn = conn
             try:
                 self._root = sushy.Sushy(
