@@ -59,9 +59,10 @@ FORCED: dict[str, tuple[ResetType, ...]] = {
 
 @dataclass(frozen=True)
 class RedfishConfig:
-    """How to talk to BMCs. `timeout` bounds each request (seconds); `budget` one BMC's
-    whole check (default three timeouts); `recent` how far back a critical event-log
-    entry still counts."""
+    """How to talk to BMCs. `verify_tls`: True, False or a CA bundle path (the
+    environment's REQUESTS_CA_BUNDLE is not read); `timeout` bounds each request
+    (seconds); `budget` one BMC's whole check (default three timeouts); `recent` how
+    far back a critical event-log entry still counts."""
 
     username: str
     password: str = field(repr=False)
