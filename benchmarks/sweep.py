@@ -75,11 +75,11 @@ def bare_requests(nodes: list[Node], cfg: RedfishConfig, fanout: int) -> int:
 
 async def _bare_aiohttp(nodes: list[Node], cfg: RedfishConfig, fanout: int) -> int:
     limit = asyncio.Semaphore(fanout)
-    auth = aiohttp.BasicAuth(cfg.username, cfg.password)
+    headers = {"Authorization": aiohttp.encode_basic_auth(cfg.username, cfg.password)}
     timeout = aiohttp.ClientTimeout(total=cfg.timeout)
 
     async def one(url: str, paths: list[str]) -> int:
-        async with limit, aiohttp.ClientSession(auth=auth, timeout=timeout) as session:
+        async with limit, aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
             for path in paths:
                 async with session.get(url + path) as response:
                     response.raise_for_status()

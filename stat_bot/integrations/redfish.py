@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -37,6 +38,9 @@ from stat_bot.hardware.health import Finding, NodeHealth, State, worst
 from stat_bot.hardware.inventory import Node
 
 ROOT = "/redfish/v1"
+# sushy logs every refused login and dead BMC at ERROR; each is reported in the
+# result instead, so without a handler of the caller's they are not printed twice.
+logging.getLogger("sushy").addHandler(logging.NullHandler())
 SEPARATORS = ("_", ".", "-", " ")  # between a system id and a component in firmware ids
 DEFAULT_FANOUT = 64
 T = TypeVar("T")
@@ -55,9 +59,10 @@ FORCED: dict[str, tuple[ResetType, ...]] = {
 
 @dataclass(frozen=True)
 class RedfishConfig:
-    """How to talk to BMCs. `timeout` bounds each request (seconds); `budget` one BMC's
-    whole check (default three timeouts); `recent` how far back a critical event-log
-    entry still counts."""
+    """How to talk to BMCs. `verify_tls`: True, False or a CA bundle path (the
+    environment's REQUESTS_CA_BUNDLE is not read); `timeout` bounds each request
+    (seconds); `budget` one BMC's whole check (default three timeouts); `recent` how
+    far back a critical event-log entry still counts."""
 
     username: str
     password: str = field(repr=False)
@@ -154,7 +159,12 @@ class BmcSession:
                 default_request_timeout=self.cfg.timeout,
                 connect_timeout=self.cfg.timeout,
             )
-            conn._session.headers.pop("Connection", None)  # keep the connection alive
+            http = conn._session
+            http.headers.pop("Connection", None)  # keep the connection alive
+            # requests reads the proxy variables from the environment on every request
+            # (a fifth of a sweep's CPU): read them once for this BMC instead.
+            http.proxies.update(requests.utils.get_environ_proxies(self.url))
+            http.trust_env = False
             self._conn = conn
             try:
                 self._root = sushy.Sushy(
@@ -220,6 +230,7 @@ class BmcSession:
     def system(self, node: Node) -> sushy.resources.system.system.System:
         root = self.root()
         path = self.system_path(node)
+        self._timeout()  # the budget is checked before sushy's own GET too
         return root.get_system(path)
 
     def close(self) -> None:

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from stat_bot.hardware.firmware import firmware_differences
-from stat_bot.hardware.health import State
+from stat_bot.hardware.health import State, totals_line
 from stat_bot.hardware.inventory import Node
 from stat_bot.integrations import redfish as client
-from stat_bot.integrations.redfish_emulator import build_tree, demo_chassis, fleet, write_tree
-from tests.redfish_fixtures import TEST_TIMEOUT, RedfishFleet, SushyEmulator
+from stat_bot.integrations.redfish_emulator import (
+    EmulatorProcess,
+    build_tree,
+    demo_chassis,
+    fleet,
+    write_tree,
+)
+from tests.redfish_fixtures import TEST_TIMEOUT, RedfishFleet, SushyEmulator, read_nodes
 
 pytestmark = pytest.mark.slow
 
@@ -216,3 +224,86 @@ def test_power_actions_against_sushy_emulator(sushy_emulator: SushyEmulator) -> 
     assert wait_power(node, config, "On") == "On"
     other = Node("x3000c0s0b0n1", sushy_emulator.url, "n1", 2, sushy_emulator.systems[1])
     assert client.power_state(other, config) == "On"
+
+
+def test_demo_command_serves_local_modes_chassis(tmp_path: Path) -> None:
+    with EmulatorProcess(tmp_path, "--demo") as demo:
+        assert demo.lines[0].startswith("Redfish emulator: 8 BMCs (16 nodes) on 127.0.10.1-")
+        nodes = list(read_nodes(demo.inventory).values())
+        assert [n.xname for n in nodes] == [
+            f"x1000c0s{s}b0n{n}" for s in range(8) for n in range(2)
+        ]
+        assert len({n.bmc_url for n in nodes}) == 8
+        config = client.RedfishConfig(demo.username, demo.password, timeout=10)
+        results = client.check_nodes(nodes, config)
+    assert totals_line(results) == "16 nodes: 2 critical, 14 ok"
+    bad = {r.xname: r.findings[0].text for r in results if r.state is State.CRITICAL}
+    assert bad == {
+        "x1000c0s2b0n1": "PSU 2: Critical",
+        "x1000c0s5b0n0": "CPU1 Temp 92 \u00b0C, critical above 90 \u00b0C",
+    }
+
+
+def test_emulator_command_line_refuses_an_unknown_variant(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stat_bot.integrations.redfish_emulator",
+            "--set",
+            "x1000c0s0b0n0=melted",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "XNAME=VARIANT, VARIANT one of healthy, critical_psu" in result.stderr
+
+
+def connections(redfish_fleet: RedfishFleet, bmc: str) -> int:
+    return next(b for b in redfish_fleet.control.bmcs() if b["xname"] == bmc)["connections"]
+
+
+def test_nodes_of_one_bmc_share_one_kept_alive_connection(redfish_fleet: RedfishFleet) -> None:
+    nodes = [redfish_fleet.nodes["x1000c0s2b0n0"], redfish_fleet.nodes["x1000c0s2b0n1"]]
+    results = client.check_nodes(nodes, redfish_fleet.config)
+    assert [r.state for r in results] == [State.CRITICAL, State.WARNING]  # DIMM read too
+    assert connections(redfish_fleet, "x1000c0s2b0") == 1
+
+
+def test_a_bmc_back_up_answers_again(redfish_fleet: RedfishFleet) -> None:
+    node = redfish_fleet.nodes["x1000c0s4b0n0"]
+    redfish_fleet.control.fault("x1000c0s4b0", "down")
+    assert client.check_node(node, redfish_fleet.config).state is State.UNREACHABLE
+    redfish_fleet.control.fault("x1000c0s4b0", "none")
+    assert client.check_node(node, redfish_fleet.config).state is State.OK
+
+
+def test_a_variant_set_at_run_time_is_seen_by_the_next_check(redfish_fleet: RedfishFleet) -> None:
+    node = redfish_fleet.nodes["x1000c0s0b0n0"]
+    redfish_fleet.control.variant(node.xname, "failed_dimm")
+    assert "DIMM3: Critical" in texts(client.check_node(node, redfish_fleet.config))
+    neighbour = redfish_fleet.nodes["x1000c0s0b0n1"]
+    assert client.check_node(neighbour, redfish_fleet.config).state is State.OK
+
+
+def test_power_change_after_the_bmcs_reset_delay(redfish_fleet: RedfishFleet) -> None:
+    node = redfish_fleet.nodes["x1000c0s5b0n0"]
+    redfish_fleet.control.reset_delay("x1000c0s5b0", 1.0)
+    assert client.power(node, redfish_fleet.config, "off").ok
+    assert client.power_state(node, redfish_fleet.config) == "On"  # not yet
+    assert wait_power(node, redfish_fleet.config, "Off") == "Off"
+
+
+def test_system_id_is_needed_only_where_a_bmc_serves_several(tmp_path: Path, sushy_static) -> None:
+    one = sushy_static(write_tree(build_tree(fleet(1, 1)[0]), tmp_path / "one"))
+    two = sushy_static(write_tree(build_tree(fleet(1, 2)[0]), tmp_path / "two"))
+    config = client.RedfishConfig("u", "p", timeout=10)
+    alone, shared = client.check_nodes(
+        [Node("x1000c0s0b0n0", one), Node("x1000c0s0b0n0", two)], config
+    )
+    assert alone.state is State.OK
+    assert shared.state is State.UNKNOWN
+    assert "serves 2 systems" in (shared.reason or "")
+    assert "`system` column" in (shared.reason or "")

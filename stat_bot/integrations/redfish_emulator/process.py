@@ -36,7 +36,8 @@ class EmulatorControl:
             return json.loads(response.read())
 
     def bmcs(self) -> list[dict[str, Any]]:
-        """Each BMC: xname, url, fault, reset_delay, nodes (xname, system, variant, power_state)."""
+        """Each BMC: xname, url, fault, reset_delay, connections (TCP connections accepted
+        since the start or the last reset), nodes (xname, system, variant, power_state)."""
         return self._call("GET", "/bmcs")
 
     def fault(self, name: str, fault: str) -> dict[str, Any]:

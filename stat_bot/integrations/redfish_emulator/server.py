@@ -23,6 +23,7 @@ import ipaddress
 import json
 import logging
 import resource
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,8 @@ class Bmc:
     reset_delay: float = 0.0
     site: web.TCPSite | None = None
     unhang: asyncio.Event = field(default_factory=asyncio.Event)
+    connections: int = 0  # TCP connections accepted: shows whether clients keep them alive
+    seen: weakref.WeakSet[Any] = field(default_factory=weakref.WeakSet)
 
     @property
     def key(self) -> str:
@@ -113,6 +116,7 @@ class Bmc:
             "url": self.url,
             "fault": self.fault,
             "reset_delay": self.reset_delay,
+            "connections": self.connections,
             "nodes": [
                 {
                     "xname": n.xname,
@@ -301,6 +305,9 @@ class Emulator:
         if bmc is None:
             return redfish_error(404, "ResourceMissingAtURI", "no BMC at this address")
         self.requests += 1
+        if request.transport is not None and request.transport not in bmc.seen:
+            bmc.seen.add(request.transport)
+            bmc.connections += 1
         path = request.path.rstrip("/") or "/"
         if bmc.fault == "down":
             if request.transport is not None:
@@ -430,6 +437,7 @@ class Emulator:
         self._timers.clear()
         for bmc, spec in zip(self.bmcs, self.specs, strict=True):
             await self.set_fault(bmc, "none")
+            bmc.connections = 0
             bmc.spec = spec
             bmc.reset_delay = self.reset_delay
             bmc.rebuild()
