@@ -139,9 +139,13 @@ def check_report(
         blocks += sections(listed(lines, len(problems), "problem nodes"))
     elif results:
         blocks.append(section(":large_green_circle: Every node is healthy."))
-    footer = [f"target `{escape(target)}`: {escape(fold(h.xname for h in results))}"]
+    footer = []
+    folded = fold(h.xname for h in results)
+    if folded != target:
+        footer.append(f"`{escape(target)}`: {escape(folded)}")
     footer += [escape(note) for note in notes]
-    blocks.append(context(" · ".join(footer)))
+    if footer:
+        blocks.append(context(" · ".join(footer)))
     file = None
     if len(problems) > MAX_LISTED:
         file = {

@@ -237,7 +237,7 @@ def asked(ctx: TaskContext) -> Asked:
     job = ctx.queue.get(ctx.job_id)
     if job is None:
         return Asked()
-    return Asked(job.channel, job.thread_ts, job.user_name or job.user, str(job.source))
+    return Asked(job.channel, job.thread_ts, job.user or job.user_name, str(job.source))
 
 
 def close_the_loop(
