@@ -424,7 +424,9 @@ def logs(c, lines=100, follow=False):
         raise Exit("no journalctl on the host: read the services' own log files there")
     units = " ".join(f"-u {q(unit)}" for unit in site.units)
     command = f"journalctl {units} -n {int(lines)} --no-pager" + (" -f" if follow else "")
-    c.run(command, pty=follow, warn=True)
+    answer = c.run(command, pty=follow, warn=True)
+    if not answer.ok:
+        raise Exit(answer.exited)
 
 
 @task(help={"database": "SQLite file on the host (default: config, else the current settings)"})

@@ -44,7 +44,7 @@ def sshd_path() -> str | None:
     return next((path for path in SSHD_CANDIDATES if os.access(path, os.X_OK)), None)
 
 
-def test_user() -> str:
+def login_user() -> str:
     """The plain login user: created (race-safe across workers) when running as root."""
     if os.geteuid() != 0:
         return getpass.getuser()
@@ -191,7 +191,7 @@ def start_sshd(
     sshd = sshd_path()
     if sshd is None:
         raise RuntimeError("sshd is not installed (Debian: apt-get install openssh-server)")
-    user = test_user()
+    user = login_user()
     directory = Path(tempfile.mkdtemp(prefix="stat-bot-sshd-", dir=parent))
     directory.chmod(0o755)
     if os.geteuid() == 0:

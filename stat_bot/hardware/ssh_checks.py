@@ -78,6 +78,10 @@ class CheckFailure:
     def state(self) -> State:
         return FAILURE_STATES.get(self.kind, State.UNKNOWN)
 
+    def finding(self, severity: Severity = "warning") -> Finding:
+        """As a finding, for a node whose BMC answered but whose OS could not be checked."""
+        return Finding(severity, "SSH", f"SSH: {self.reason}")
+
 
 FAILURE_STATES = {
     "unreachable": State.UNREACHABLE,

@@ -211,6 +211,13 @@ class SshRunner:
             ssh_config = paramiko.SSHConfig.from_path(str(path))
         self._fabric_config = Config(ssh_config=ssh_config)
         self._known_hosts = cfg.known_hosts_path
+        # Read once: each connection gets only its host's keys (known_hosts may be long).
+        self._host_keys = paramiko.HostKeys()
+        if cfg.known_hosts != "off" and self._known_hosts.is_file():
+            try:
+                self._host_keys.load(str(self._known_hosts))
+            except (OSError, paramiko.SSHException) as exc:
+                raise SshSetupError(f"known_hosts file {self._known_hosts}: {exc}") from None
         self._policy: paramiko.MissingHostKeyPolicy
         if cfg.known_hosts == "strict":
             self._policy = _RefuseUnknown(self._known_hosts)
@@ -245,17 +252,21 @@ class SshRunner:
         if self._pkey is not None:  # the configured key, not also the ssh_config's IdentityFile
             connection.connect_kwargs.pop("key_filename", None)
         client = connection.client
-        if self.cfg.known_hosts != "off" and self._known_hosts.is_file():
-            client.load_system_host_keys(str(self._known_hosts))
+        port = connection.port
+        name = connection.host if port == 22 else f"[{connection.host}]:{port}"
+        for keytype, key in (self._host_keys.lookup(name) or {}).items():
+            client.get_host_keys().add(name, keytype, key)
         client.set_missing_host_key_policy(self._policy)
         return connection
 
     def _connection(self, host: str) -> Connection:
         with self._lock:
             connection = self._connections.get(host)
-            if connection is None:
-                connection = self._connections[host] = self._new_connection(host)
+        if connection is not None:
             return connection
+        connection = self._new_connection(host)
+        with self._lock:
+            return self._connections.setdefault(host, connection)
 
     def _drop(self, host: str) -> None:
         with self._lock:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,9 +63,12 @@ class Site:
 
     def fab(self, *args: str) -> subprocess.CompletedProcess[str]:
         command = [FAB, "-r", str(ROOT), "-S", str(self.sshd.ssh_config_file), "-H", "127.0.0.1"]
-        return subprocess.run(
+        started = time.monotonic()
+        answer = subprocess.run(
             [*command, *args], env=self.env, capture_output=True, text=True, timeout=300
         )
+        print(f"fab {' '.join(args)}: {time.monotonic() - started:.1f} s")
+        return answer
 
     def current(self) -> str:
         return os.readlink(self.base / "current").removeprefix("releases/")
@@ -142,6 +146,7 @@ def test_a_task_without_a_host_says_how_to_give_one():
     assert "give the host: fab -H user@host TASK" in answer.stderr
 
 
+@pytest.mark.timeout(600)  # four deploys, each building a venv, on a busy machine
 def test_deploy_rollback_status_and_backup(site: Site):
     sha = head()
     # 1. A first deploy: the release, its venv, the database migrated, current switched.
@@ -173,6 +178,15 @@ def test_deploy_rollback_status_and_backup(site: Site):
     assert f"current: {name} ({sha})" in status.stdout
     assert f" * {name}" in status.stdout
     assert "ready: 200" in status.stdout
+
+    # The units' journal: read with journalctl on the host (here: no entries for them).
+    logs = site.fab("logs", "--lines", "5")
+    if shutil.which("journalctl"):
+        assert logs.returncode == 0, logs.stdout + logs.stderr
+        assert "-- No entries --" in logs.stdout or "stat-bot" in logs.stdout
+    else:
+        assert logs.returncode == 1
+        assert "no journalctl on the host" in logs.stderr
 
     # 3. backup: an online copy, checked, in backups/.
     backup = site.fab("backup")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,13 @@ def test_connections_dropped_by_the_server_are_made_again(private_sshd: SshServe
         again = runner.run_many(hosts, "echo again")
     assert {host: r.stdout for host, r in again.items()} == dict.fromkeys(hosts, "again\n")
     assert logins(private_sshd) == 2 * len(hosts)
+
+
+def test_hashed_known_hosts_entries_are_matched(sshd: SshServer, tmp_path: Path):
+    known = tmp_path / "known_hosts"
+    other = keygen(tmp_path / "elsewhere", "another host").split()[:2]
+    known.write_text(f"node9.example.org {' '.join(other)}\n" + sshd.known_hosts_file.read_text())
+    subprocess.run(["ssh-keygen", "-q", "-H", "-f", str(known)], check=True, capture_output=True)
+    assert "127.0.0.1" not in known.read_text()
+    with SshRunner(sshd.config(known_hosts_file=known)) as runner:
+        assert runner.run_many(["n01"], "true")["n01"].ok

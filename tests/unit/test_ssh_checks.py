@@ -251,3 +251,11 @@ def test_failures_map_to_node_states():
     assert CheckFailure("timeout", "x").state is State.TIMEOUT
     assert CheckFailure("malformed", "x").state is State.MALFORMED
     assert CheckFailure("error", "x").state is State.UNKNOWN
+
+
+def test_a_failure_can_be_a_finding_when_the_bmc_answered():
+    failure = CheckFailure("unreachable", "n01 (127.0.0.1:22): connection refused")
+    assert failure.finding() == Finding(
+        "warning", "SSH", "SSH: n01 (127.0.0.1:22): connection refused"
+    )
+    assert failure.finding("critical").severity == "critical"
