@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from stat_bot.hardware import report
-from stat_bot.hardware.health import Finding, NodeHealth
+from stat_bot.hardware.health import NodeHealth
 from stat_bot.hardware.inventory import Inventory, InventoryError, Node, load_inventory
 from stat_bot.hardware.sweep import compare
 from stat_bot.hardware.targets import TargetError, check_target, select
@@ -183,10 +183,8 @@ def add_ssh_findings(settings: Settings, results: list[NodeHealth], nodes: list[
         health = on[host]
         if isinstance(outcome, list):
             health.add(outcome)
-        else:
-            what = getattr(outcome, "kind", "error").replace("_", " ")
-            why = getattr(outcome, "reason", str(outcome))
-            health.add([Finding("warning", "SSH", f"SSH {what}: {why}")])
+        else:  # the BMC says it is on, but its OS cannot be checked: a warning
+            health.add([outcome.finding()])
     return f"SSH checks on {len(on)} node(s) that are on"
 
 

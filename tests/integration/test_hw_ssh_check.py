@@ -66,7 +66,7 @@ def test_ssh_findings_join_redfish_for_nodes_that_are_on(
     text = body(result)
     assert "*x1000c0s0b0n0* (127.0.0.1): Disk /scratch 95%, warning above 90%" in text
     assert "*x1000c0s0b0n1* (localhost): Disk /scratch 95%, warning above 90%" in text
-    assert "*x1000c0s3b0n0* (127.0.0.9): SSH unreachable" in text
+    assert "*x1000c0s3b0n0* (127.0.0.9): SSH: 127.0.0.9:" in text
     off = next(line for line in text.splitlines() if "*x1000c0s2b0n1*" in line)
     assert "Power state: Off" in off
     assert "SSH" not in off
