@@ -71,7 +71,7 @@ def test_the_redfish_password_comes_from_its_file_when_not_given(tmp_path: Path)
     assert redfish_password(load_settings(redfish_password_file=secret)) == "from-file"
     given = load_settings(redfish_password="given", redfish_password_file=secret)
     assert redfish_password(given) == "given"
-    with pytest.raises(HwTaskError, match="REDFISH_PASSWORD_FILE .* cannot be read"):
+    with pytest.raises(HwTaskError, match=r"REDFISH_PASSWORD_FILE .* cannot be read"):
         redfish_password(load_settings(redfish_password_file=tmp_path / "missing"))
 
 
