@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from stat_bot.hardware import report
+from stat_bot.hardware import credentials, report
 from stat_bot.hardware.health import NodeHealth
 from stat_bot.hardware.inventory import Inventory, InventoryError, Node, load_inventory
 from stat_bot.hardware.sweep import compare
@@ -110,27 +110,24 @@ def chosen(settings: Settings, target: str) -> list[Node]:
 
 def redfish_password(settings: Settings) -> str:
     """REDFISH_PASSWORD, else the first line of REDFISH_PASSWORD_FILE, else empty."""
-    if settings.redfish_password is not None and settings.redfish_password.get_secret_value():
-        return settings.redfish_password.get_secret_value()
-    if settings.redfish_password_file is not None:
-        try:
-            lines = settings.redfish_password_file.read_text().splitlines()
-        except OSError as error:
-            raise HwTaskError(
-                f"REDFISH_PASSWORD_FILE {settings.redfish_password_file} cannot be read "
-                f"({error.strerror or error})"
-            ) from None
-        return lines[0].strip() if lines else ""
-    return ""
+    given = settings.redfish_password.get_secret_value() if settings.redfish_password else None
+    try:
+        return credentials.password(given, settings.redfish_password_file)
+    except credentials.CredentialsError as error:
+        raise HwTaskError(str(error)) from None
 
 
 def redfish_config(settings: Settings) -> Any:
     from stat_bot.integrations.redfish import RedfishConfig
 
+    try:
+        verify = credentials.verify_tls(settings.redfish_verify_tls)
+    except credentials.CredentialsError as error:
+        raise HwTaskError(str(error)) from None
     return RedfishConfig(
         username=settings.redfish_username or "",
         password=redfish_password(settings),
-        verify_tls=settings.redfish_verify_tls,
+        verify_tls=verify,
         timeout=settings.redfish_timeout,
     )
 

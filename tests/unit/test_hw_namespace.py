@@ -88,3 +88,16 @@ def test_a_check_asked_by_a_ticket_names_it():
     assert split_ticket(["--ticket=#7", "x1000c0"]) == (["x1000c0"], 7)
     with pytest.raises(TaskUsageError, match="ticket number"):
         split_ticket(["x1000c0", "--ticket", "soon"])
+
+
+def test_verify_tls_is_a_switch_or_a_ca_bundle(tmp_path: Path):
+    from stat_bot.hardware.credentials import CredentialsError, verify_tls
+
+    assert verify_tls("true") is True
+    assert verify_tls("Off") is False
+    assert verify_tls("") is True
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    assert verify_tls(str(bundle)) == str(bundle)
+    with pytest.raises(CredentialsError, match="REDFISH_VERIFY_TLS"):
+        verify_tls(str(tmp_path / "missing.pem"))

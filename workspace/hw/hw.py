@@ -22,14 +22,12 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
-from stat_bot.hardware import report
+from stat_bot.hardware import credentials, report
 from stat_bot.hardware.inventory import InventoryError, Node, load_inventory
 from stat_bot.hardware.targets import TargetError, fold, select
 
-FALSE = {"0", "false", "no", "off"}
 ACTIONS = ("on", "off", "restart", "status")
 
 
@@ -71,15 +69,11 @@ def nodes_for(target: str) -> list[Node]:
 def redfish_config() -> Any:
     from stat_bot.integrations.redfish import RedfishConfig
 
-    password = env("REDFISH_PASSWORD")
-    if not password and (path := env("REDFISH_PASSWORD_FILE")):
-        try:
-            lines = Path(path).read_text().splitlines()
-        except OSError as error:
-            raise HwError(
-                f"REDFISH_PASSWORD_FILE {path} cannot be read ({error.strerror})"
-            ) from None
-        password = lines[0].strip() if lines else ""
+    try:
+        password = credentials.password(env("REDFISH_PASSWORD"), env("REDFISH_PASSWORD_FILE"))
+        verify = credentials.verify_tls(env("REDFISH_VERIFY_TLS", "true"))
+    except credentials.CredentialsError as error:
+        raise HwError(str(error)) from None
     try:
         timeout = float(env("REDFISH_TIMEOUT", "10") or "10")
     except ValueError:
@@ -87,7 +81,7 @@ def redfish_config() -> Any:
     return RedfishConfig(
         username=env("REDFISH_USERNAME"),
         password=password,
-        verify_tls=env("REDFISH_VERIFY_TLS", "true").lower() not in FALSE,
+        verify_tls=verify,
         timeout=timeout,
     )
 
