@@ -58,6 +58,8 @@ ORDER = [
     State.OK,
 ]
 RANK = {state: index for index, state in enumerate(ORDER)}
+# The totals line reads as the example: the good news, then the kinds of trouble.
+TOTALS_ORDER = [State.OK, State.WARNING, State.CRITICAL, *ORDER[2:-1]]
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,7 @@ def totals_line(results: Iterable[NodeHealth]) -> str:
     results = list(results)
     counts = Counter(result.state for result in results)
     noun = "node" if len(results) == 1 else "nodes"
-    parts = [f"{counts[state]} {state.words}" for state in ORDER if counts[state]]
+    parts = [f"{counts[state]} {state.words}" for state in TOTALS_ORDER if counts[state]]
     return f"{len(results)} {noun}: {', '.join(parts)}" if parts else f"0 {noun}"
 
 

@@ -404,14 +404,14 @@ def test_local_mode_brings_a_demo_chassis_so_hw_check_and_sweep_answer(tmp_path:
         assert checked.splitlines()[0] == "1 node: 1 ok"
         first = ask("hw sweep x1000c0", "Sweep of x1000c0")
         assert first.splitlines()[0] == (
-            "Sweep of x1000c0: 16 nodes: 2 critical, 14 ok; "
+            "Sweep of x1000c0: 16 nodes: 14 ok, 2 critical; "
             "first sweep of this scope: nothing earlier to compare with"
         )
         assert "*x1000c0s2b0n1* (nid000006): PSU 2: Critical" in first
         control.variant("x1000c0s7b0n1", "failed_dimm")
         second = ask("hw sweep x1000c0", "1 new problem")
         assert second.splitlines()[0] == (
-            "Sweep of x1000c0: 16 nodes: 3 critical, 13 ok; 1 new problem, 2 problems unchanged"
+            "Sweep of x1000c0: 16 nodes: 13 ok, 3 critical; 1 new problem, 2 problems unchanged"
         )
         assert "*New problems* (1)\n:red_circle: *x1000c0s7b0n1* (nid000016)" in second
         shown = ask("hw show x1000c0s7b0n1", "selects 1 node")

@@ -236,7 +236,7 @@ def test_demo_command_serves_local_modes_chassis(tmp_path: Path) -> None:
         assert len({n.bmc_url for n in nodes}) == 8
         config = client.RedfishConfig(demo.username, demo.password, timeout=10)
         results = client.check_nodes(nodes, config)
-    assert totals_line(results) == "16 nodes: 2 critical, 14 ok"
+    assert totals_line(results) == "16 nodes: 14 ok, 2 critical"
     bad = {r.xname: r.findings[0].text for r in results if r.state is State.CRITICAL}
     assert bad == {
         "x1000c0s2b0n1": "PSU 2: Critical",

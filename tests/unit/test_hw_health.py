@@ -9,9 +9,9 @@ def test_totals_line_worst_first():
     results = [NodeHealth(f"x1000c0s{i}b0n0", state=State.OK) for i in range(14)]
     results.append(NodeHealth("x1000c0s14b0n0", state=State.WARNING))
     results.append(NodeHealth("x1000c0s15b0n0", state=State.CRITICAL))
-    assert totals_line(results) == "16 nodes: 1 critical, 1 warning, 14 ok"
+    assert totals_line(results) == "16 nodes: 14 ok, 1 warning, 1 critical"
     results.append(NodeHealth("x1000c1s0b0n0", state=State.TIMEOUT, reason="no answer in 5 s"))
-    assert totals_line(results) == "17 nodes: 1 critical, 1 warning, 1 BMC timed out, 14 ok"
+    assert totals_line(results) == "17 nodes: 14 ok, 1 warning, 1 critical, 1 BMC timed out"
     assert totals_line([]) == "0 nodes"
     assert [r.state for r in by_severity(results)] == [
         State.CRITICAL,

@@ -58,9 +58,9 @@ def test_check_report_starts_with_totals_then_names_each_problem_in_words():
         reason="no answer within 10 s",
     )
     answer = report.check_report(results, title="hw check x1000c0", target="x1000c0")
-    assert answer["text"] == "16 nodes: 1 critical, 1 BMC timed out, 14 ok"
+    assert answer["text"] == "16 nodes: 14 ok, 1 critical, 1 BMC timed out"
     body = texts(answer["blocks"])
-    assert body.index("16 nodes: 1 critical") < body.index("PSU 2")
+    assert body.index("16 nodes: 14 ok, 1 critical") < body.index("PSU 2")
     assert "*x1000c0s1b0n1* (nid000004): PSU 2: Critical" in body
     assert "*x1000c0s2b0n1* (nid000006): BMC timed out: no answer within 10 s" in body
     assert body.index("PSU 2") < body.index("no answer within")  # worst first
@@ -140,7 +140,7 @@ def test_sweep_report_names_new_recovered_changed_and_counts_the_rest():
     answer = report.sweep_report(diff, after, scope="x1000c0", previous_at=AT, took=1.25)
     body = texts(answer["blocks"])
     assert answer["text"] == (
-        "Sweep of x1000c0: 16 nodes: 1 critical, 1 BMC unreachable, 14 ok; "
+        "Sweep of x1000c0: 16 nodes: 14 ok, 1 critical, 1 BMC unreachable; "
         "1 new problem, 1 recovered, 1 problem unchanged"
     )
     assert "*New problems* (1)\n:red_circle: *x1000c0s3b0n1*: PSU 2: Critical" in body
