@@ -770,14 +770,76 @@ def cancel(ctx: Context, job_id: int) -> None:
 
 
 @main.command(
+    "task",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+    epilog=EPILOG_EXAMPLES + "  stat-bot task --list",
+)
+@click.argument("name", required=False)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.option("--list", "list_tasks", is_flag=True, help="List the built-in tasks.")
+@click.option(
+    "--job-id",
+    type=int,
+    envvar="STAT_BOT_JOB_ID",
+    help="The job running this task (set by the dispatcher).",
+)
+@pass_ctx
+def task_(
+    ctx: Context, name: str | None, args: tuple[str, ...], list_tasks: bool, job_id: int | None
+) -> None:
+    """Run a built-in task: a job that needs STAT bot's own state (job_configs.py names
+    them as `stat-bot task NAME ...`)."""
+    from stat_bot.tasks import TaskContext, TaskUsageError, tasks
+
+    known = tasks()
+    if list_tasks or not name:
+        lines = [f"  {t.usage:<40} {t.help}" for t in known.values()]
+        ctx.output(
+            [{"name": t.name, "usage": t.usage, "help": t.help} for t in known.values()],
+            "Built-in tasks:\n" + ("\n".join(lines) or "  (none)"),
+        )
+        if not name and not list_tasks:
+            raise SystemExit(2)
+        return
+    if name not in known:
+        _fail(f"no task {name!r}; the tasks are: {', '.join(known) or '(none)'}", 2)
+    context = TaskContext(ctx.settings, ctx.configs, lambda: ctx.queue, job_id)
+    try:
+        code = known[name].function(context, list(args))
+    except TaskUsageError as error:
+        _fail(f"{error}\nusage: stat-bot task {known[name].usage}", 2)
+    raise SystemExit(code)
+
+
+def _check_inventory(ctx: Context) -> dict[str, Any] | None:
+    """HW_INVENTORY, when set: every problem with its line number, or its node count."""
+    from stat_bot.hardware.inventory import InventoryError, load_inventory
+
+    path = ctx.settings.hw_inventory
+    if path is None:
+        return None
+    try:
+        inventory = load_inventory(path)
+    except InventoryError as error:
+        if ctx.as_json:
+            ctx.output({"ok": False, "file": str(path), "problems": error.problems}, "")
+        else:
+            click.echo(f"HW_INVENTORY {path}: {len(error.problems)} problem(s):", err=True)
+            for problem in error.problems:
+                click.echo(f"  - {problem}", err=True)
+        raise SystemExit(1) from None
+    return {"file": str(path), "nodes": len(inventory)}
+
+
+@main.command(
     "check-config",
     epilog=EPILOG_EXAMPLES
     + "  stat-bot check-config\n  JOB_CONFIGS=other.py stat-bot check-config",
 )
 @pass_ctx
 def check_config(ctx: Context) -> None:
-    """Validate job_configs.py: a summary of namespaces, commands, schedules and webhook rules,
-    or every mistake."""
+    """Validate job_configs.py (and HW_INVENTORY when set): a summary of namespaces, commands,
+    schedules and webhook rules, or every mistake with where it is."""
     from stat_bot.jobs.config import ConfigError, load_config, trac_rule_label, webhook_label
 
     path = ctx.settings.job_configs
@@ -791,9 +853,11 @@ def check_config(ctx: Context) -> None:
             for problem in error.problems:
                 click.echo(f"  - {problem}", err=True)
         raise SystemExit(1) from None
+    inventory = _check_inventory(ctx)
     summary = {
         "ok": True,
         "file": str(path),
+        "inventory": inventory,
         "namespaces": {
             name: {
                 "description": ns.spec.description,
@@ -814,6 +878,8 @@ def check_config(ctx: Context) -> None:
         },
     }
     lines = [f"{path}: OK, {len(configs.namespaces)} namespace(s)"]
+    if inventory:
+        lines.append(f"{inventory['file']}: OK, {inventory['nodes']} node(s)")
     for name, ns in configs.namespaces.items():
         lock = " (restricted)" if ns.spec.restricted else ""
         lines.append(f"\n{name}{lock}: {ns.spec.description}")

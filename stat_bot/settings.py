@@ -188,6 +188,39 @@ class Settings(BaseSettings):
     trac_password_file: Path | None = Field(None, description="File holding the password")
     trac_timeout: float = Field(10.0, gt=0, le=600, description="Seconds per Trac request")
 
+    # Hardware (the `hw` namespace). Its jobs read these variables themselves, as the trac
+    # jobs do; declared here so they are documented and checked at start. REDFISH_PASSWORD
+    # is the hw jobs' own credential, so it is not in SERVICE_SECRETS either.
+    hw_inventory: Path | None = Field(
+        None, description="CSV or YAML file: xname,bmc,hostname,nid,system (one row a node)"
+    )
+    hw_fanout: int = Field(64, ge=1, le=1024, description="BMCs or hosts asked at once")
+    hw_sweep_report_unchanged: bool = Field(
+        False, description="A sweep that changed nothing still posts its report"
+    )
+    hw_confirm_expiry: float = Field(
+        600.0, gt=0, le=86400, description="Seconds a Confirm button for an action stays valid"
+    )
+    redfish_username: str | None = Field(None, description="BMC account for Redfish")
+    redfish_password: SecretStr | None = Field(None, description="That account's password")
+    redfish_password_file: Path | None = Field(None, description="File holding the password")
+    redfish_verify_tls: bool = Field(True, description="Check BMC certificates (https)")
+    redfish_timeout: float = Field(10.0, gt=0, le=300, description="Seconds per BMC request")
+    ssh_user: str | None = Field(None, description="User for SSH node checks; empty: current")
+    ssh_key_file: Path | None = Field(None, description="Private key for SSH node checks")
+    ssh_port: int = Field(22, ge=1, le=65535, description="sshd port on the nodes")
+    ssh_known_hosts: Literal["strict", "accept-new", "off"] = Field(
+        "strict", description="Host keys: strict (known only), accept-new, off (not checked)"
+    )
+    ssh_known_hosts_file: Path | None = Field(
+        None, description="known_hosts file; empty: ~/.ssh/known_hosts"
+    )
+    ssh_timeout: float = Field(10.0, gt=0, le=300, description="Seconds to connect and run a check")
+    slurm_scontrol: str = Field(
+        "scontrol",
+        description="scontrol to drain and resume nodes (needs SLURM_CONF if not default)",
+    )
+
     @field_validator("log_level", "sqlite_synchronous", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:

@@ -13,32 +13,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from stat_bot.hardware.xnames import XnameError, parse_xname
+
 PLACEHOLDER = re.compile(
     r"\[(?P<name>[A-Za-z_]\w*)(?P<rest>\.\.\.)?(?::(?P<type>[^\]=]*))?(?:=(?P<default>[^\]]*))?\]"
 )
-
-# HPE Cray EX component names (xnames), from cabinet down to processor or port.
-# A partial xname (`x1000c0`) is itself a valid component: the chassis.
-XNAME = re.compile(
-    r"""
-    x\d{1,4}                                  # cabinet
-    (?:
-        c\d{1,2}                              # chassis
-        (?:
-            s\d{1,2}(?:b\d(?:n\d(?:p\d|d\d|i\d)?)?|e\d)?   # slot, BMC, node, processor/DIMM/HSN NIC
-          | r\d{1,2}(?:b\d|e\d|j\d{1,3}(?:p\d)?|a\d)?       # router slot, BMC, connector, port
-          | b\d                                             # chassis BMC
-          | w\d{1,2}(?:j\d{1,3})?                           # management switch (and port)
-          | h\d{1,2}(?:s\d{1,2})?                           # switch connector
-        )?
-      | m\d(?:p\d(?:j\d{1,2})?)?              # cabinet PDU controller, PDU, outlet
-      | b\d                                   # cabinet BMC
-      | e\d                                   # cabinet environment controller
-    )?
-    """,
-    re.VERBOSE,
-)
-
 
 EXCERPT = 60  # characters of a person's input quoted back in an answer
 
@@ -82,10 +61,12 @@ def _as_float(value: str) -> str:
 
 
 def _as_xname(value: str) -> str:
-    lowered = value.lower()
-    if not XNAME.fullmatch(lowered):
-        raise ParamError("an xname (HPE Cray EX component name) such as x1000c0s0b0n0")
-    return lowered
+    try:
+        return parse_xname(value).text
+    except XnameError as error:
+        raise ParamError(
+            f"an xname (HPE Cray EX component name) such as x1000c0s0b0n0: {error.detail}"
+        ) from None
 
 
 def _as_str(value: str) -> str:

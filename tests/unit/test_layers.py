@@ -33,7 +33,29 @@ FORBIDDEN = {
     "actions": {"dispatcher", "bot", "web", "supervisor", "cli"},
     "web": {"dispatcher", "bot", "supervisor", "cli"},
     "bot": {"dispatcher", "web", "supervisor", "cli"},
+    # Built-in tasks are a source, like the command line that starts them.
+    "tasks": {"dispatcher", "bot", "web", "supervisor", "cli"},
 }
+# Libraries that workspace scripts import: plain parameters in, no service parts, no settings.
+SERVICE = {
+    "jobs",
+    "queue",
+    "dispatcher",
+    "report",
+    "bot",
+    "web",
+    "actions",
+    "views",
+    "supervisor",
+    "cli",
+    "tasks",
+    "settings",
+    "lifeline",
+    "console",
+    "local_slack",
+}
+FORBIDDEN["hardware"] = SERVICE
+FORBIDDEN["integrations"] = SERVICE
 
 
 def part(module: str) -> str | None:
@@ -58,7 +80,10 @@ def imports() -> dict[str, set[tuple[str, str]]]:
                 targets = [alias.name for alias in node.names]
             for target in targets:
                 other = part(target)
-                if other and other != source and other not in ("settings", "log"):
+                allowed = (
+                    ("log",) if source in ("hardware", "integrations") else ("settings", "log")
+                )
+                if other and other != source and other not in allowed:
                     found.setdefault(source, set()).add((name, target))
     return found
 

@@ -1,0 +1,105 @@
+"""What a hardware command acts on: a target, expanded against the inventory.
+
+A target is an xname, a partial xname (everything below it), a bracket range
+(`x1000c[0-3]s[0-7]b0n[0-1]`), a comma list, a hostname or a nid range
+(`nid[000001-000128]`). ClusterShell's NodeSet does the range arithmetic and the
+folding back for display; this module only decides what each expanded name means.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from ClusterShell.NodeSet import NodeSet, NodeSetException
+
+from stat_bot.hardware.inventory import Inventory, Node
+from stat_bot.hardware.xnames import XnameError, parse_xname
+
+ALL = ("", "all", "*")
+# More names than any site has nodes: a typo such as x[0-9999]c[0-99]... is refused
+# before it is expanded into billions of strings.
+MAX_NAMES = 100_000
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+XNAME_LIKE = re.compile(r"^x\d")
+NID = re.compile(r"^nid0*(\d+)$")
+
+
+class TargetError(ValueError):
+    """A target that cannot be used; the message is for the person who typed it."""
+
+
+def _nodeset(text: str) -> NodeSet:
+    if "@" in text:
+        raise TargetError(
+            f"{text!r}: node groups (@name) are not supported; write xnames, hostnames or nids"
+        )
+    try:
+        nodes = NodeSet(text)
+    except NodeSetException as error:
+        raise TargetError(
+            f"{text!r} is not a target ({error}); write e.g. x1000c0s0b0n0, x1000c0, "
+            "x1000c[0-3]s[0-7]b0n[0-1], nid[000001-000128] or a hostname"
+        ) from None
+    if len(nodes) > MAX_NAMES:
+        raise TargetError(
+            f"{text!r} names {len(nodes):,} components, more than {MAX_NAMES:,}: check the ranges"
+        )
+    return nodes
+
+
+def check_target(text: str) -> str:
+    """The target, normalised, if its syntax is right (no inventory needed): for command
+    arguments, so a typo is refused when typed rather than when the job runs."""
+    value = text.strip()
+    if value.lower() in ALL:
+        return "all"
+    for name in _nodeset(value):
+        if XNAME_LIKE.match(name):
+            try:
+                parse_xname(name)
+            except XnameError as error:
+                raise TargetError(str(error)) from None
+        elif not NAME.match(name):
+            raise TargetError(
+                f"{name!r} is not an xname, hostname or nid (letters, digits, '.', '-', '_')"
+            )
+    return value
+
+
+def select(inventory: Inventory, target: str | None) -> list[Node]:
+    """The inventory's nodes the target names, in xname order; every name must match
+    something, so a typo never silently shrinks what an action touches."""
+    value = (target or "").strip()
+    if value.lower() in ALL:
+        return list(inventory.nodes)
+    chosen: dict[str, Node] = {}
+    unknown: list[str] = []
+    for name in _nodeset(value):
+        found: list[Node] = []
+        if XNAME_LIKE.match(name):
+            try:
+                xname = parse_xname(name)
+            except XnameError as error:
+                raise TargetError(str(error)) from None
+            found = inventory.under(xname)
+        else:
+            node = inventory.find(name)
+            if node is None and (match := NID.match(name)):
+                node = inventory.by_nid.get(int(match.group(1)))
+            found = [node] if node else []
+        if not found:
+            unknown.append(name)
+        for node in found:
+            chosen[node.xname] = node
+    if unknown:
+        raise TargetError(
+            f"not in the inventory ({inventory.source or 'HW_INVENTORY'}): {fold(unknown)}; "
+            "`hw show` lists what it holds"
+        )
+    return sorted(chosen.values(), key=lambda node: node.parsed.sort_key)
+
+
+def fold(names: Iterable[str]) -> str:
+    """`x1000c0s0b0n0,x1000c0s0b0n1` -> `x1000c0s0b0n[0-1]`: short enough for one line."""
+    return str(NodeSet.fromlist(list(names)))
