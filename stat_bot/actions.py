@@ -13,14 +13,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from stat_bot.hardware.inventory import Inventory, InventoryError, load_inventory
 from stat_bot.jobs.config import JobConfigs
 from stat_bot.jobs.matching import Match
-from stat_bot.jobs.model import ArgsError, Job, Source
+from stat_bot.jobs.model import ArgsError, Job, JobRequest, Source
 from stat_bot.jobs.requests import build_request
-from stat_bot.jobs.model import JobRequest
 from stat_bot.queue.base import (
     Confirmation,
     ConfirmationState,
@@ -31,9 +31,6 @@ from stat_bot.queue.base import (
 from stat_bot.report.confirmations import decided_report, offer_report, outcome_text
 from stat_bot.report.messages import escape_mrkdwn, joined_text
 from stat_bot.report.outbox import outgoing
-
-if TYPE_CHECKING:
-    from stat_bot.hardware.inventory import Inventory
 
 DEFAULT_CONFIRM_EXPIRY = 600.0  # seconds; the service passes HW_CONFIRM_EXPIRY
 CODE = re.compile(r"^[A-Za-z0-9]{4,12}$")
@@ -192,8 +189,6 @@ def site_inventory(path: Path | None) -> Inventory | None:
     """The site's nodes (HW_INVENTORY), read now; None when it is not set."""
     if path is None:
         return None
-    from stat_bot.hardware.inventory import InventoryError, load_inventory
-
     try:
         return load_inventory(path)
     except InventoryError as error:
@@ -273,7 +268,9 @@ def decide(
     """
     wanted = code.strip().upper()
     if not CODE.match(wanted):
-        return ActionResult(f"`{escape_mrkdwn(code[:20])}` is not a confirmation code (such as ABC123).")
+        return ActionResult(
+            f"`{escape_mrkdwn(code[:20])}` is not a confirmation code (such as ABC123)."
+        )
     offer = queue.get_confirmation(wanted)
     if offer is None:
         return ActionResult(f"There is no confirmation `{wanted}`; check the code in the offer.")

@@ -192,6 +192,12 @@ class ChatCommands:
         return self._configured(text, asker)
 
     # guarded jobs ------------------------------------------------------------------
+    def _name(self, user_id: str) -> str | None:
+        try:
+            return self.people.name(user_id)
+        except LookupFailedError:
+            return None
+
     def decide(self, code: str, user_id: str, *, confirm: bool) -> Answer:
         """`confirm ABC123` / `cancel-confirm ABC123`, typed or clicked (bot/app.py)."""
         result = decide(
@@ -199,7 +205,7 @@ class ChatCommands:
             code,
             confirm=confirm,
             by=user_id,
-            by_name=None,
+            by_name=self._name(user_id),
             refusal=lambda offer: self.confirm_refusal(offer, user_id, confirm=confirm),
         )
         if result.job is not None:
@@ -350,9 +356,10 @@ class ChatCommands:
         )
         spec = match.command.spec
         try:
-            guarded = spec.action == "schedule_job" and configs.job(
-                match.namespace, spec.job_type
-            ).exclusive
+            guarded = (
+                spec.action == "schedule_job"
+                and configs.job(match.namespace, spec.job_type).exclusive
+            )
             result = perform(
                 match,
                 configs,

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from stat_bot.hardware.targets import TargetError, check_target
 from stat_bot.hardware.xnames import XnameError, parse_xname
 
 PLACEHOLDER = re.compile(
@@ -77,8 +78,6 @@ def _as_target(value: str) -> str:
     """A hardware target (xname, partial xname, range, list, hostname, nid range, `all`),
     checked for its syntax only: which nodes it selects is known once the inventory is read
     (jobs/targets.py), when the request is built."""
-    from stat_bot.hardware.targets import TargetError, check_target
-
     try:
         return check_target(value)
     except TargetError as error:

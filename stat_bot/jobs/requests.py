@@ -27,13 +27,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from typing import TYPE_CHECKING
-
+from stat_bot.hardware.inventory import Inventory
 from stat_bot.jobs.config import Namespace
 from stat_bot.jobs.model import JobRequest, Source
-
-if TYPE_CHECKING:
-    from stat_bot.hardware.inventory import Inventory
+from stat_bot.jobs.targets import expand
 
 
 def report_channel(
@@ -75,8 +72,6 @@ def build_request(
     args = dict(args or {})
     targets = None
     if job.exclusive:
-        from stat_bot.jobs.targets import expand  # the hardware libraries, only when needed
-
         targets = expand(str(args.get(job.exclusive, "")), inventory)
     return JobRequest(
         namespace=namespace.name,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from stat_bot.hardware.targets import fold
 from stat_bot.jobs.model import Job, TargetSet
 from stat_bot.queue.base import Confirmation, ConfirmationState
 from stat_bot.report.messages import Message, Report, escape_mrkdwn
@@ -20,12 +21,6 @@ from stat_bot.report.messages import Message, Report, escape_mrkdwn
 CONFIRM_ACTION = "stat_confirm"
 CANCEL_ACTION = "stat_cancel"
 MAX_LISTED = 2900  # characters of node list in one section (Slack's limit is 3,000)
-
-
-def _fold(names: list[str]) -> str:
-    from stat_bot.hardware.targets import fold
-
-    return fold(names)
 
 
 def nodes_text(targets: TargetSet | None) -> str | None:
@@ -36,10 +31,10 @@ def nodes_text(targets: TargetSet | None) -> str | None:
         typed = targets.typed or "all"
         return f"Target: `{escape_mrkdwn(typed)}` (as typed: no inventory to expand it)"
     count = len(targets.xnames)
-    text = f"{count} node{'s' if count != 1 else ''}: `{_fold(list(targets.xnames))}`"
+    text = f"{count} node{'s' if count != 1 else ''}: `{fold(list(targets.xnames))}`"
     hosts = [h for h in targets.hostnames if h]
     if hosts:
-        text += f" ({escape_mrkdwn(_fold(hosts))})"
+        text += f" ({escape_mrkdwn(fold(hosts))})"
     if len(text) > MAX_LISTED:
         text = text[: MAX_LISTED - 1] + "…"
     return text
