@@ -224,3 +224,24 @@ def test_with_an_inventory_the_offer_names_the_nodes_and_a_typo_is_refused_first
     (job,) = queue.jobs()
     assert len(queue.job_locks(job.id)) == 4
     assert json.loads(json.dumps(offer.request.to_dict()))["targets"]["from_inventory"]
+
+
+def test_the_command_line_offers_and_answers_like_the_bot(configure, cli, queue):
+    configure(CONFIG)
+    offered_ = cli("--json", "enqueue", "power power x1000c0s0b0n0 off")
+    assert offered_.returncode == 0, offered_.stderr
+    code = json.loads(offered_.stdout)["code"]
+    assert queue.jobs() == []
+    confirmed = cli("--json", "confirm", code.lower())
+    assert confirmed.returncode == 0, confirmed.stderr
+    job = json.loads(confirmed.stdout)["job"]
+    assert job["confirmed_by"].startswith("cli:")
+    again = cli("confirm", code)
+    assert again.returncode == 1
+    assert f"`{code}` was already decided" in again.stdout
+    shown = cli("jobs")
+    assert f"confirmed by {job['confirmed_by']}" in shown.stdout
+    second = json.loads(cli("--json", "enqueue", "power power x1000c1 on").stdout)["code"]
+    cancelled = cli("confirm", second, "--cancel")
+    assert cancelled.returncode == 0, cancelled.stdout
+    assert len(queue.jobs()) == 1
