@@ -13,9 +13,14 @@ from typing import Any
 
 import pytest
 
-from stat_bot.integrations.slack_emulator import EmulatorError
+from stat_bot.integrations.slack_emulator import EmulatorError, EmulatorThread
 from stat_bot.queue.base import ConfirmationState
-from tests.e2e.slack_service import SlackService, message_text, running_service
+from tests.e2e.slack_service import (
+    SlackService,
+    message_text,
+    running_service,
+    start_service,
+)
 
 CONFIG = {
     "power": {
@@ -153,3 +158,21 @@ def test_cancel_leaves_nothing_to_run(service: SlackService, people: dict[str, s
         assert [j for j in queue.jobs() if j.thread_ts == where[1]] == []
     finally:
         queue.close()
+
+
+def test_an_unanswered_offer_expires_and_loses_its_buttons(tmp_path):
+    home = tmp_path / "home"
+    (home / "workspace" / "power").mkdir(parents=True)
+    with EmulatorThread() as emulator:
+        running = start_service(home, emulator, CONFIG, HW_CONFIRM_EXPIRY="1")
+        try:
+            where = running.say("@stat-bot power power x1000c3 off")
+            offer = offer_of(running, where)
+            edited = edited_offer(running, where, offer["ts"])
+            assert "Expired: nobody confirmed within 1 s; nothing was done. Ask again." in (
+                message_text(edited)
+            )
+            late = running.say(f"@stat-bot confirm {code_of(offer)}")
+            assert "already decided" in message_text(running.reply(late, "Expired"))
+        finally:
+            running.stop()
