@@ -245,3 +245,15 @@ def test_the_command_line_offers_and_answers_like_the_bot(configure, cli, queue)
     cancelled = cli("confirm", second, "--cancel")
     assert cancelled.returncode == 0, cancelled.stdout
     assert len(queue.jobs()) == 1
+
+
+def test_help_marks_guarded_commands_and_explains_the_typed_answers(chat: ChatCommands):
+    assert "(asks for a confirmation)" in text_of(chat.handle("power help", ask("U0BOB")))
+    assert "`confirm <code>` and `cancel-confirm <code>`" in text_of(
+        chat.handle("help", ask("U0BOB"))
+    )
+    assert text_of(chat.handle("confirm", ask("U0BOB"))).startswith("Usage: `confirm <code>`")
+    assert "is not a confirmation code" in text_of(chat.handle("confirm $$$", ask("U0BOB")))
+    assert "There is no confirmation `ZZZZZZ`" in text_of(
+        chat.handle("confirm zzzzzz", ask("U0BOB"))
+    )
