@@ -622,3 +622,13 @@ def test_console_feed_needs_a_numeric_cursor(
     bad = logged_in.get("/api/console/feed?cursor=abc")
     assert bad.status_code == 400
     assert bad.get_json()["field"] == "cursor"
+
+
+def test_the_job_page_says_who_confirmed_a_guarded_job(
+    logged_in: WebSession, queue: SQLiteQueue, settings: Settings
+) -> None:
+    job = make_job(queue, settings, confirmed_by="alice")
+    html = logged_in.get(f"/jobs/{job.id}").get_data(as_text=True)
+    assert re.search(r"<th>confirmed by</th><td>alice</td>", html)
+    plain = make_job(queue, settings)
+    assert "confirmed by" not in logged_in.get(f"/jobs/{plain.id}").get_data(as_text=True)
