@@ -212,7 +212,6 @@ class OutboxSummary:
     last_error: str | None = None
 
 
-<<<<<<< HEAD
 @dataclass(frozen=True, slots=True)
 class NodeHealthRow:
     """A node's latest health as a hardware check recorded it (`data`: NodeHealth.to_dict())."""
@@ -234,7 +233,8 @@ class SweepRow:
     finished_at: float
     results: list[dict[str, Any]]
     job_id: int | None = None
-=======
+
+
 class ConfirmationState(enum.StrEnum):
     """Where an offer to run a guarded job stands."""
 
@@ -285,7 +285,6 @@ class DecisionResult:
     decision: Decision
     confirmation: Confirmation | None = None
     enqueued: EnqueueResult | None = None
->>>>>>> hw-confirm
 
 
 class WakeupListener(abc.ABC):
