@@ -314,9 +314,13 @@ raw_config = {
                 "concurrency": 2,
                 "coalesce": True,
             },
-            # Changes hardware state: every request is its own job (no merging).
+            # Changes hardware state: every request is its own job (no merging), offered
+            # with a Confirm button first, and never run beside another action on an
+            # overlapping part of the machine (README, "Guarded jobs").
             "power": {
                 "run_args_template": "python3 hw.py power {target} {action}",
+                "confirm": "Power {action} {target}",
+                "exclusive": "target",
                 "report_stdout": True,
                 "report_format": "blocks",
                 "timeout": 300,
@@ -335,49 +339,49 @@ raw_config = {
         },
         "slack": [
             {
-                "command": "show [target=all]",
+                "command": "show [target:target=all]",
                 "help": "What [target] selects: count, xnames, hostnames, each node's latest health",
                 "action": "schedule_job",
                 "job_type": "show",
             },
             {
-                "command": "check [target=all]",
+                "command": "check [target:target=all]",
                 "help": "Check [target] now over Redfish (and SSH): totals, then each problem node",
                 "action": "schedule_job",
                 "job_type": "check",
             },
             {
-                "command": "sweep [target=all]",
+                "command": "sweep [target:target=all]",
                 "help": "Sweep [target]: what changed since the previous sweep of it",
                 "action": "schedule_job",
                 "job_type": "sweep",
             },
             {
-                "command": "inventory [target=all]",
+                "command": "inventory [target:target=all]",
                 "help": "Model, serial, CPUs, memory and BIOS of each node in [target]",
                 "action": "schedule_job",
                 "job_type": "inventory",
             },
             {
-                "command": "firmware [target=all]",
+                "command": "firmware [target:target=all]",
                 "help": "Firmware versions in [target] that differ from the fleet's majority",
                 "action": "schedule_job",
                 "job_type": "firmware",
             },
             {
-                "command": "sel [target] [count:int=10]",
+                "command": "sel [target:target] [count:int=10]",
                 "help": "The last [count] event-log entries of each node in [target]",
                 "action": "schedule_job",
                 "job_type": "sel",
             },
             {
-                "command": "power [target] [action:on|off|restart]",
+                "command": "power [target:target] [action:on|off|restart]",
                 "help": "Power [target] on, off or restart (ComputerSystem.Reset)",
                 "action": "schedule_job",
                 "job_type": "power",
             },
             {
-                "command": "power [target] status",
+                "command": "power [target:target] status",
                 "help": "Whether each node of [target] is on or off",
                 "action": "schedule_job",
                 "job_type": "power-status",

@@ -157,7 +157,7 @@ class SlackService:
 
 
 def message_text(message: dict[str, Any]) -> str:
-    """A message's text, with its section blocks' text and fields, for matching."""
+    """A message's text, with its blocks' text, fields and context lines, for matching."""
     parts = [message.get("text") or ""]
     for block in message.get("blocks") or []:
         text = block.get("text")
@@ -165,6 +165,8 @@ def message_text(message: dict[str, Any]) -> str:
             parts.append(text.get("text", ""))
         for f in block.get("fields") or []:
             parts.append(f.get("text", ""))
+        if block.get("type") == "context":
+            parts.extend(e.get("text", "") for e in block.get("elements") or [])
     return "\n".join(parts)
 
 

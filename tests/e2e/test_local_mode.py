@@ -416,8 +416,28 @@ def test_local_mode_brings_a_demo_chassis_so_hw_check_and_sweep_answer(tmp_path:
         assert "*New problems* (1)\n:red_circle: *x1000c0s7b0n1* (nid000016)" in second
         shown = ask("hw show x1000c0s7b0n1", "selects 1 node")
         assert "latest known: 1 node: 1 critical" in shown
-        off = ask("hw power x1000c0s0b0n0 off", "power off on 1 node")
+        # Power is guarded: the answer is an offer with buttons; the requester confirms.
+        asked = slack.post("admin", "general", "@stat-bot hw power x1000c0s0b0n0 off")
+        offer = slack.wait_for_reply(
+            *asked,
+            lambda m: any(b.get("type") == "actions" for b in m.get("blocks") or []),
+            timeout=90,
+        )
+        assert "x1000c0s0b0n0" in message_text(offer)
+        slack.click("admin", asked[0], offer["ts"], "stat_confirm", wait_ack=True)
+        off = message_text(
+            slack.wait_for_reply(
+                *asked,
+                lambda m: (
+                    m["bot_id"]
+                    and "power off on 1 node" in message_text(m)
+                    and not message_text(m).startswith(":hourglass")
+                ),
+                timeout=90,
+            )
+        )
         assert "GracefulShutdown sent (was On)" in off
+        assert re.search(r"Confirmed by (@admin|<@U\w+>)\.", off), off
         assert ask("hw power x1000c0s0b0n0 status", "1 node:").startswith("1 node: 0 on, 1 off")
         assert "REDFISH_PASSWORD" not in banner
     finally:
