@@ -74,6 +74,8 @@ PERSIST_MAX_DELAY = 5.0
 
 MAX_SCHEDULE_SLEEP = 30.0  # re-read schedules at least this often (the dashboard may change them)
 
+PERSON_SOURCES = frozenset({Source.SLACK, Source.CLI})
+
 
 class WriteAbandonedError(Exception):
     """A write that must not be lost could not be made before the dispatcher had to stop."""
@@ -388,7 +390,10 @@ class Dispatcher:
         self.running[job.id] = running
         jlog.info("job started", pid=running.pid, args=job.args, attempt=job.attempts)
         self._spawn(self._supervise(running))
-        if self._progress_after:
+        # Progress notes are for a person waiting on an answer. A schedule's or webhook's job
+        # has nobody waiting, and its report may be silent on purpose (a quiet sweep, an
+        # empty active-tickets report): a note would break that silence.
+        if self._progress_after and job.source in PERSON_SOURCES:
             loop = asyncio.get_running_loop()
             timer = loop.call_later(self._progress_after, self._progress_tick, running)
             self._progress[job.id] = (timer, None)
