@@ -21,7 +21,15 @@ from stat_bot.integrations.redfish_emulator import (
     fleet,
     write_tree,
 )
-from tests.redfish_fixtures import TEST_TIMEOUT, RedfishFleet, SushyEmulator, read_nodes
+from tests.redfish_fixtures import (
+    TEST_TIMEOUT,
+    RedfishFleet,
+    SushyEmulator,
+    free_port,
+    hostile_config,
+    minimal_tree,
+    read_nodes,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -307,3 +315,346 @@ def test_system_id_is_needed_only_where_a_bmc_serves_several(tmp_path: Path, sus
     assert shared.state is State.UNKNOWN
     assert "serves 2 systems" in (shared.reason or "")
     assert "`system` column" in (shared.reason or "")
+
+
+# -- a hostile BMC: the client must bound, refuse and report, never hang, leak or crash --
+
+
+def raw(body: bytes, status: int = 200, headers: dict[str, str] | None = None):
+    """A route answering `body` as it is (aiohttp would not send NaN or broken JSON)."""
+    from aiohttp import web
+
+    async def handler(request):
+        return web.Response(
+            body=body, status=status, headers=headers or {"Content-Type": "application/json"}
+        )
+
+    return handler
+
+
+def every_result(nodes: list[Node], config: client.RedfishConfig) -> list:
+    """Health, inventory, firmware and event log of `nodes`: none of them may raise."""
+    return [
+        *client.check_nodes(nodes, config),
+        *client.inventory_many(nodes, config),
+        *client.firmware(nodes, config),
+        *client.sel_many(nodes, config),
+    ]
+
+
+def test_an_endless_chunked_body_is_cut_off_at_the_cap(hostile_bmc) -> None:
+    import itertools
+
+    bmc = hostile_bmc()
+    endless = itertools.chain([b'{"Name": "'], itertools.repeat(b"x" * 65536))
+    bmc.routes["/redfish/v1/Systems/1"] = lambda request: bmc.stream(request, endless)
+    started = time.monotonic()
+    health = client.check_node(bmc.node(), hostile_config(timeout=10))
+    assert health.state is State.MALFORMED, health
+    assert "more than 4 MiB" in (health.reason or "")
+    assert "too large" in (health.reason or "")
+    # It stopped reading: what the server got out is the cap plus what socket buffers hold.
+    assert bmc.sent < 8 * client.MAX_BODY, bmc.sent
+    assert time.monotonic() - started < 20
+
+
+def test_a_declared_huge_body_is_refused_before_it_is_read(hostile_bmc) -> None:
+    import itertools
+
+    bmc = hostile_bmc()
+    headers = {"Content-Type": "application/json", "Content-Length": str(500 * 1024 * 1024)}
+    bmc.routes["/redfish/v1/Systems/1"] = lambda request: bmc.stream(
+        request, itertools.repeat(b" " * 65536, 8000), headers=headers
+    )
+    health = client.check_node(bmc.node(), hostile_config())
+    assert health.state is State.MALFORMED, health
+    assert "too large" in (health.reason or "")
+    assert bmc.sent < 8 * client.MAX_BODY, bmc.sent
+
+
+def test_a_bmc_dribbling_its_body_is_bounded_by_the_budget(hostile_bmc) -> None:
+    import itertools
+
+    slow = hostile_bmc()
+    # A space every 0.2 s: each read is well under the 1 s timeout, the body never ends.
+    slow.routes["/redfish/v1/Systems/1"] = lambda request: slow.stream(
+        request, itertools.chain([b"{"], itertools.repeat(b" ")), pause=0.2
+    )
+    healthy = hostile_bmc()
+    config = hostile_config(timeout=1.0, budget=2.5)
+    nodes = [slow.node("x3000c0s1b0n0"), slow.node("x3000c0s1b0n1", "1"), healthy.node()]
+    started = time.monotonic()
+    results = client.check_nodes(nodes, config)
+    elapsed = time.monotonic() - started
+    assert [r.state for r in results] == [State.TIMEOUT, State.TIMEOUT, State.OK], results
+    assert "did not finish within 2.5 s" in (results[0].reason or "")
+    assert elapsed < config.bmc_budget + 3, elapsed
+
+
+def test_a_bmc_dribbling_its_headers_is_bounded_by_the_budget(raw_server) -> None:
+    import asyncio
+
+    async def dribble(reader, writer) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        while True:  # a header line that never ends, a byte every 0.2 s
+            writer.write(b"a")
+            await writer.drain()
+            await asyncio.sleep(0.2)
+
+    server = raw_server(dribble)
+    config = hostile_config(timeout=1.0, budget=2.0)
+    started = time.monotonic()
+    health = client.check_node(Node("x3000c0s1b0n0", server.url, None, None, "1"), config)
+    elapsed = time.monotonic() - started
+    assert health.state is State.TIMEOUT, health
+    assert "did not finish within 2 s" in (health.reason or "")
+    assert elapsed < config.bmc_budget + 3, elapsed
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_to_another_host_is_not_followed_nor_given_the_credentials(
+    hostile_bmc, status: int
+) -> None:
+    bmc = hostile_bmc()
+    elsewhere = hostile_bmc(host="127.0.0.2")
+    bmc.routes["/redfish/v1/Systems/1"] = raw(
+        b"", status, {"Location": elsewhere.url + "/redfish/v1/Systems/1"}
+    )
+    health = client.check_node(bmc.node(), hostile_config())
+    assert health.state is State.MALFORMED, health
+    assert f"redirected /redfish/v1/Systems/1 to {elsewhere.url}" in (health.reason or "")
+    assert f"HTTP {status}" in (health.reason or "")
+    assert elsewhere.requests == []
+
+
+def test_a_redirect_loop_ends_at_once(hostile_bmc) -> None:
+    bmc = hostile_bmc()
+    bmc.routes["/redfish/v1/Systems/1"] = raw(b"", 302, {"Location": "/redfish/v1/Systems/1"})
+    started = time.monotonic()
+    health = client.check_node(bmc.node(), hostile_config())
+    assert health.state is State.MALFORMED
+    assert "redirects are not followed" in (health.reason or "")
+    assert [p for _, p, _ in bmc.requests].count("/redfish/v1/Systems/1") == 1
+    assert time.monotonic() - started < 10
+
+
+def test_links_to_another_host_are_never_fetched(hostile_bmc) -> None:
+    """An @odata.id or action target naming another host would carry the BMC's
+    credentials there (an SSRF): members stay on the BMC's own origin."""
+    bmc = hostile_bmc()
+    elsewhere = hostile_bmc(host="127.0.0.2")
+    away = elsewhere.url + "/redfish/v1/Systems/1"
+    bmc.tree["/redfish/v1/Systems"]["Members"] = [{"@odata.id": away}]
+    config = hostile_config()
+    system_less = bmc.node(system=None)
+    for result in every_result([system_less], config):
+        assert result.state is State.MALFORMED, result
+        assert "not a path on it" in (result.reason or "")
+    # A chassis link and a reset target elsewhere (sushy follows the latter itself).
+    bmc.tree["/redfish/v1/Systems/1"]["Links"] = {"Chassis": [{"@odata.id": away}]}
+    assert client.check_node(bmc.node(), config).state is State.MALFORMED
+    bmc.tree["/redfish/v1/Systems/1"]["Links"] = {}
+    action = bmc.tree["/redfish/v1/Systems/1"]["Actions"]["#ComputerSystem.Reset"]
+    action["target"] = away + "/Actions/ComputerSystem.Reset"
+    result = client.power(bmc.node(), config, "off")
+    assert not result.ok
+    assert "links to another origin" in (result.reason or ""), result
+    # The same host on another port is another origin too.
+    action["target"] = f"http://127.0.0.1:{elsewhere.port}/redfish/v1/Systems/1/Actions/R"
+    assert not client.power(bmc.node(), config, "off").ok
+    assert elsewhere.requests == []
+
+
+def test_same_origin_absolute_links_are_followed(hostile_bmc) -> None:
+    bmc = hostile_bmc()
+    bmc.tree["/redfish/v1/Systems"]["Members"] = [{"@odata.id": bmc.url + "/redfish/v1/Systems/1"}]
+    health = client.check_node(bmc.node(system=None), hostile_config())
+    assert health.state is State.OK, health
+
+
+def test_the_password_is_in_no_reason_log_line_or_repr(
+    hostile_bmc, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import base64
+    import logging
+
+    from tests.redfish_fixtures import HOSTILE_PASSWORD
+
+    caplog.set_level(logging.DEBUG)
+    echo = hostile_bmc()
+
+    async def echo_back(request):
+        from aiohttp import web
+
+        sent = request.headers.get("Authorization", "")
+        decoded = base64.b64decode(sent.split()[-1]).decode() if sent else ""
+        body = {"error": {"code": "Base.1.8.GeneralError", "message": f"bad {sent} {decoded}"}}
+        return web.json_response(body, status=400)
+
+    echo.routes["/redfish/v1/Systems/1"] = echo_back
+    refusing = hostile_bmc()
+    refusing.authorization = "Basic nothing-matches"
+    config = hostile_config(timeout=1.0)
+    port = free_port()
+    nodes = [
+        echo.node("x3000c0s1b0n0"),
+        refusing.node("x3000c0s2b0n0"),
+        # userinfo in an inventory URL, for a BMC that is not there
+        Node("x3000c0s3b0n0", f"http://root:{HOSTILE_PASSWORD}@127.0.0.1:{port}", None, None, "1"),
+        Node("x3000c0s4b0n0", f"http://root:{HOSTILE_PASSWORD}@{echo.url[7:]}", None, None, "1"),
+    ]
+    results = [*every_result(nodes, config), *client.power_many(nodes, config, "off")]
+    states = [r.state for r in results[:4]]
+    assert states == [State.UNKNOWN, State.AUTH_REFUSED, State.UNREACHABLE, State.UNKNOWN]
+    assert "*** root:***" in (results[0].reason or "")  # echoed, and blanked out
+    token = base64.b64encode(f"root:{HOSTILE_PASSWORD}".encode()).decode()
+    out = capsys.readouterr()
+    everything = "\n".join(
+        [repr(results), *(r.reason or "" for r in results), caplog.text, out.out, out.err]
+    )
+    everything += repr(config) + str(config)
+    assert HOSTILE_PASSWORD not in everything
+    assert token not in everything
+    assert "root:***@" not in everything
+    assert "@127.0.0.1" not in everything
+
+
+def serve_chassis(bmc, thermal: dict | bytes) -> None:
+    bmc.tree["/redfish/v1/Systems/1"]["Links"] = {
+        "Chassis": [{"@odata.id": "/redfish/v1/Chassis/1"}]
+    }
+    bmc.tree["/redfish/v1/Chassis/1"] = {"@odata.id": "/redfish/v1/Chassis/1"}
+    if isinstance(thermal, bytes):
+        bmc.routes["/redfish/v1/Chassis/1/Thermal"] = raw(thermal)
+    else:
+        bmc.tree["/redfish/v1/Chassis/1/Thermal"] = thermal
+
+
+@pytest.mark.parametrize(
+    ("thermal", "state", "words"),
+    [
+        ({"Temperatures": {"CPU": {"ReadingCelsius": 99}}}, State.OK, None),
+        (
+            {
+                "Temperatures": [
+                    {"Name": "CPU", "ReadingCelsius": "99", "UpperThresholdCritical": 90}
+                ]
+            },
+            State.OK,
+            None,
+        ),
+        ({"Temperatures": [{"Name": "CPU"}, "x", 3, None]}, State.OK, None),
+        (
+            b'{"Temperatures": [{"Name": "CPU", "ReadingCelsius": NaN, '
+            b'"UpperThresholdCritical": 90}, {"Name": "GPU", "ReadingCelsius": Infinity, '
+            b'"UpperThresholdCritical": 90}]}',
+            State.OK,
+            None,
+        ),
+        (
+            {
+                "Temperatures": [
+                    {
+                        "Name": "Temp\u00e9rature \u2603 CPU\u2028\u0007" + "x" * 500,
+                        "ReadingCelsius": 95,
+                        "UpperThresholdCritical": 90,
+                    }
+                ]
+            },
+            State.CRITICAL,
+            "Temp\u00e9rature \u2603 CPU",
+        ),
+        (
+            {"Fans": [{"Name": "Fan", "Reading": 10, "LowerThresholdCritical": 100, "Status": []}]},
+            State.CRITICAL,
+            "Fan 10 RPM",
+        ),
+        ({"Temperatures": [{"Name": "CPU", "Status": {"Health": ["Critical"]}}]}, State.OK, None),
+        (b"[" * 200_000 + b"]" * 200_000, State.MALFORMED, "nested too deeply"),
+        (b'{"Temperatures": [', State.MALFORMED, "malformed JSON"),
+        (b"[1, 2]", State.MALFORMED, "non-object"),
+    ],
+)
+def test_hostile_json_gives_findings_or_malformed_never_an_exception(
+    hostile_bmc, thermal, state: State, words: str | None
+) -> None:
+    bmc = hostile_bmc()
+    serve_chassis(bmc, thermal)
+    health = client.check_node(bmc.node(), hostile_config())
+    assert health.state is state, health
+    if words:
+        assert words in " ".join([health.reason or "", *texts(health)])
+    for finding in health.findings:
+        assert "\u2028" not in finding.text
+        assert "\x07" not in finding.text
+        assert len(finding.text) < 200
+    every_result([bmc.node()], hostile_config())
+
+
+@pytest.mark.parametrize(
+    "system",
+    [
+        {"Status": None, "PowerState": {"x": 1}, "ProcessorSummary": [], "MemorySummary": "OK"},
+        {"Processors": {"@odata.id": "/redfish/v1/Systems/1/Processors"}, "Status": "OK"},
+        {"Links": {"Chassis": {"@odata.id": "/redfish/v1/Chassis/1"}, "ManagedBy": "x"}},
+        {"LogServices": {"@odata.id": 17}, "Manufacturer": ["HPE"], "Model": {"a": 1}},
+        {"Id": {"bad": True}, "ProcessorSummary": {"Count": "2", "Model": 5}},
+        {"MemorySummary": {"TotalSystemMemoryGiB": float("nan"), "Status": {}}},
+    ],
+)
+def test_wrong_types_in_the_system_never_raise(hostile_bmc, system: dict) -> None:
+    bmc = hostile_bmc()
+    bmc.tree = minimal_tree(system)
+    bmc.tree["/redfish/v1/Systems/1/Processors"] = {"Members": [{"@odata.id": 5}, "x", None]}
+    bmc.tree["/redfish/v1/Systems/1/Memory"] = {"Members": "none"}
+    for result in every_result([bmc.node()], hostile_config()):
+        assert isinstance(result.state, State)
+        assert result.state is not State.UNKNOWN, result
+    inventory = client.inventory(bmc.node(), hostile_config())
+    for name in ("manufacturer", "model", "cpu_model", "power_state"):
+        assert getattr(inventory, name) is None or isinstance(getattr(inventory, name), str)
+    assert inventory.memory_gib is None or inventory.memory_gib == inventory.memory_gib
+
+
+def test_members_with_non_string_ids_are_malformed_in_words(hostile_bmc) -> None:
+    bmc = hostile_bmc()
+    bmc.tree = minimal_tree({"ProcessorSummary": {"Status": {"HealthRollup": "Critical"}}})
+    bmc.tree["/redfish/v1/Systems/1"]["Processors"] = {
+        "@odata.id": "/redfish/v1/Systems/1/Processors"
+    }
+    bmc.tree["/redfish/v1/Systems/1/Processors"] = {"Members": [{"@odata.id": 5}]}
+    health = client.check_node(bmc.node(), hostile_config())
+    assert health.state is State.MALFORMED, health
+    assert "gave a link that is not a path on it: 5" in (health.reason or "")
+
+
+# -- TLS -----------------------------------------------------------------------------
+
+
+def test_a_self_signed_bmc_with_verification_on_is_a_certificate_problem(
+    hostile_bmc, self_signed
+) -> None:
+    bmc = hostile_bmc(ssl_context=self_signed.server_context())
+    health = client.check_node(bmc.node(), hostile_config(verify_tls=True))
+    assert health.state is State.UNREACHABLE, health
+    assert "certificate is not trusted: self-signed certificate" in (health.reason or "")
+    assert "REDFISH_VERIFY_TLS" in (health.reason or "")
+
+
+def test_a_self_signed_bmc_with_verification_off_answers(hostile_bmc, self_signed) -> None:
+    bmc = hostile_bmc(ssl_context=self_signed.server_context())
+    assert client.check_node(bmc.node(), hostile_config(verify_tls=False)).state is State.OK
+
+
+def test_a_self_signed_bmc_trusted_by_a_ca_bundle_answers(hostile_bmc, self_signed) -> None:
+    bmc = hostile_bmc(ssl_context=self_signed.server_context())
+    health = client.check_node(bmc.node(), hostile_config(verify_tls=str(self_signed.cert)))
+    assert health.state is State.OK, health
+
+
+def test_a_missing_ca_bundle_is_named(hostile_bmc, self_signed, tmp_path: Path) -> None:
+    bmc = hostile_bmc(ssl_context=self_signed.server_context())
+    health = client.check_node(bmc.node(), hostile_config(verify_tls=str(tmp_path / "no.pem")))
+    assert health.state is State.UNKNOWN, health
+    assert "an existing CA bundle file" in (health.reason or "")
