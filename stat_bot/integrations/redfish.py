@@ -529,8 +529,11 @@ class BmcSession:
     def close(self) -> None:
         with self._lock:
             self.closed = True
+            self._connections.clear()
         if self._conn is not None:
             self._conn.close()
+        # The watchdog's heap keeps this session until its deadline: keep it light.
+        self._conn = self._root = None
 
 
 def _list(value: Any) -> list[Any]:

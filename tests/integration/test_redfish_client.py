@@ -658,3 +658,86 @@ def test_a_missing_ca_bundle_is_named(hostile_bmc, self_signed, tmp_path: Path) 
     health = client.check_node(bmc.node(), hostile_config(verify_tls=str(tmp_path / "no.pem")))
     assert health.state is State.UNKNOWN, health
     assert "an existing CA bundle file" in (health.reason or "")
+
+
+# -- the emulator's own safety ----------------------------------------------------------
+
+
+def http(url: str, method: str = "GET", body: bytes | None = None, **headers: str):
+    """(status, body) of a plain request, errors included."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=body, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_emulator_bmcs_serve_no_control_route_and_no_files(redfish_fleet: RedfishFleet) -> None:
+    import base64
+    import socket
+
+    bmc = redfish_fleet.control.bmcs()[0]
+    token = base64.b64encode(f"root:{redfish_fleet.config.password}".encode()).decode()
+    auth = {"Authorization": f"Basic {token}"}
+    assert http(bmc["url"] + "/_emulator/bmcs", **auth)[0] == 404
+    assert http(bmc["url"] + "/_emulator/reset", "POST", b"{}", **auth)[0] in (404, 405)
+    assert http(bmc["url"] + "/redfish/v1/%2e%2e/%2e%2e/etc/passwd", **auth)[0] == 404
+    # A raw request line that no client library would normalise first.
+    host, port = bmc["url"].removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(
+            b"GET /redfish/v1/../../../../etc/passwd HTTP/1.1\r\nHost: x\r\n"
+            + f"Authorization: Basic {token}\r\nConnection: close\r\n\r\n".encode()
+        )
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 404"), answer[:100]
+    assert b"root:" not in answer
+    # The BMCs listen on loopback addresses only.
+    for each in redfish_fleet.control.bmcs():
+        assert each["url"].startswith("http://127."), each["url"]
+
+
+def test_emulator_control_site_refuses_what_a_browser_could_send(
+    redfish_fleet: RedfishFleet,
+) -> None:
+    control = redfish_fleet.control.url
+    name = "x1000c0s3b0"
+    body = b'{"fault": "down"}'
+    # A cross-site form posts text/plain; a DNS-rebound page sends its own Host name.
+    assert http(f"{control}/bmcs/{name}", "POST", body, **{"Content-Type": "text/plain"})[0] == 415
+    forged = {"Content-Type": "application/json", "Host": "attacker.example:80"}
+    assert http(f"{control}/bmcs/{name}", "POST", body, **forged)[0] == 403
+    assert http(f"{control}/bmcs", Host="attacker.example")[0] == 403
+    assert redfish_fleet.control.bmcs()[3]["fault"] == "none"
+    json_type = {"Content-Type": "application/json"}
+    for patch in (
+        b'{"/redfish/v1/../../../tmp/x": {}}',
+        b'{"/etc/passwd": {}}',
+        b'{"/redfish/v1/Systems": "not an object"}',
+        b'{"/redfish/v1/Systems": {"Members": {"x": 1}}}',
+    ):
+        status, text = http(f"{control}/bmcs/{name}/patch", "POST", patch, **json_type)
+        assert status == 400, (patch, text)
+    status, _ = http(f"{control}/bmcs/{name}", "POST", b'{"reset_delay": "soon"}', **json_type)
+    assert status == 400
+    assert redfish_fleet.control.patch(name, {"/redfish/v1/Extra": {"Id": "x"}})["xname"] == name
+
+
+def test_a_compressed_bomb_is_cut_off_at_the_cap_once_inflated(hostile_bmc) -> None:
+    import zlib
+
+    bmc = hostile_bmc()
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip
+    bomb = packer.compress(b'{"Name": "' + b"x" * (64 * 1024 * 1024)) + packer.flush()
+    assert len(bomb) < client.MAX_BODY // 4  # small on the wire, 64 MiB inflated
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    bmc.routes["/redfish/v1/Systems/1"] = raw(bomb, 200, headers)
+    health = client.check_node(bmc.node(), hostile_config())
+    assert health.state is State.MALFORMED, health
+    assert "too large" in (health.reason or "")
