@@ -473,15 +473,13 @@ def test_same_origin_absolute_links_are_followed(hostile_bmc) -> None:
     assert health.state is State.OK, health
 
 
-def test_the_password_is_in_no_reason_log_line_or_repr(
-    hostile_bmc, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
-) -> None:
+def leaky_scenario(hostile_bmc) -> tuple[list, client.RedfishConfig]:
+    """Every way a password could leak: a BMC echoing the credentials in its error, a
+    refusing one, inventory URLs with userinfo (dead and alive); all calls, all logged."""
     import base64
-    import logging
 
     from tests.redfish_fixtures import HOSTILE_PASSWORD
 
-    caplog.set_level(logging.DEBUG)
     echo = hostile_bmc()
 
     async def echo_back(request):
@@ -508,16 +506,56 @@ def test_the_password_is_in_no_reason_log_line_or_repr(
     states = [r.state for r in results[:4]]
     assert states == [State.UNKNOWN, State.AUTH_REFUSED, State.UNREACHABLE, State.UNKNOWN]
     assert "*** root:***" in (results[0].reason or "")  # echoed, and blanked out
+    return results, config
+
+
+def assert_no_secret(text: str) -> None:
+    import base64
+
+    from tests.redfish_fixtures import HOSTILE_PASSWORD
+
     token = base64.b64encode(f"root:{HOSTILE_PASSWORD}".encode()).decode()
+    assert HOSTILE_PASSWORD not in text
+    assert token not in text
+    assert "root:***@" not in text
+    assert "@127.0.0.1" not in text
+
+
+def test_the_password_is_in_no_reason_log_line_or_repr(
+    hostile_bmc, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    results, config = leaky_scenario(hostile_bmc)
     out = capsys.readouterr()
-    everything = "\n".join(
-        [repr(results), *(r.reason or "" for r in results), caplog.text, out.out, out.err]
-    )
-    everything += repr(config) + str(config)
-    assert HOSTILE_PASSWORD not in everything
-    assert token not in everything
-    assert "root:***@" not in everything
-    assert "@127.0.0.1" not in everything
+    assert "Setting basic authentication" in caplog.text  # sushy's debug lines were captured
+    reasons = [r.reason or "" for r in results]
+    assert_no_secret("\n".join([repr(results), *reasons, repr(config), str(config)]))
+    assert_no_secret("\n".join([caplog.text, out.out, out.err]))
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_the_password_is_in_no_structlog_line(hostile_bmc, fmt: str) -> None:
+    import io
+    import logging
+
+    import structlog
+
+    from stat_bot.log import configure
+
+    root = logging.getLogger()
+    handlers, level, saved = root.handlers[:], root.level, structlog.get_config()
+    stream = io.StringIO()
+    try:
+        configure(level="DEBUG", fmt=fmt, stream=stream)
+        leaky_scenario(hostile_bmc)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        structlog.configure(**saved)
+    assert "Setting basic authentication" in stream.getvalue()
+    assert_no_secret(stream.getvalue())
 
 
 def serve_chassis(bmc, thermal: dict | bytes) -> None:
