@@ -509,9 +509,8 @@ class BmcSession:
     def system_path(self, node: Node) -> str:
         if node.system:
             return f"{ROOT}/Systems/{node.system}"
-        members = self.get(f"{ROOT}/Systems").get("Members") or []
-        if not isinstance(members, list) or len(members) != 1:
-            members = members if isinstance(members, list) else []
+        members = _list(self.get(f"{ROOT}/Systems").get("Members"))
+        if len(members) != 1:
             raise BmcError(
                 State.UNKNOWN,
                 f"BMC {self.shown} serves {len(members)} systems: give this node's Redfish "

@@ -269,6 +269,19 @@ def test_emulator_command_line_refuses_an_unknown_variant(tmp_path: Path) -> Non
     assert "XNAME=VARIANT, VARIANT one of healthy, critical_psu" in result.stderr
 
 
+@pytest.mark.parametrize("first", ["0.0.0.0", "10.1.2.3", "not-an-address"])
+def test_emulator_command_line_binds_loopback_only(first: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "stat_bot.integrations.redfish_emulator", "--first-address", first],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr
+    assert first in result.stderr
+
+
 def connections(redfish_fleet: RedfishFleet, bmc: str) -> int:
     return next(b for b in redfish_fleet.control.bmcs() if b["xname"] == bmc)["connections"]
 
