@@ -360,7 +360,7 @@ class RawServer:
     """A TCP server answering every connection with `handler(reader, writer)` (asyncio),
     for what aiohttp will not send (headers dribbled a byte at a time)."""
 
-    def __init__(self, handler: Callable) -> None:
+    def __init__(self, handler: Callable, ssl_context=None) -> None:
         import asyncio
         import threading
 
@@ -369,10 +369,11 @@ class RawServer:
         self.thread.start()
 
         async def start():
-            return await asyncio.start_server(handler, "127.0.0.1", 0)
+            return await asyncio.start_server(handler, "127.0.0.1", 0, ssl=ssl_context)
 
         self.server = asyncio.run_coroutine_threadsafe(start(), self.loop).result(30)
-        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        scheme = "https" if ssl_context else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
 
     def stop(self) -> None:
         import asyncio
@@ -389,11 +390,11 @@ class RawServer:
 
 
 @pytest.fixture
-def raw_server() -> Iterator[Callable[[Callable], RawServer]]:
+def raw_server() -> Iterator[Callable[..., RawServer]]:
     started: list[RawServer] = []
 
-    def start(handler: Callable) -> RawServer:
-        server = RawServer(handler)
+    def start(handler: Callable, ssl_context=None) -> RawServer:
+        server = RawServer(handler, ssl_context)
         started.append(server)
         return server
 

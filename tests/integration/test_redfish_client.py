@@ -404,14 +404,23 @@ def test_a_bmc_dribbling_its_body_is_bounded_by_the_budget(hostile_bmc) -> None:
     assert elapsed < config.bmc_budget + 3, elapsed
 
 
-def test_a_bmc_dribbling_its_headers_is_bounded_by_the_budget(raw_server) -> None:
+@pytest.mark.parametrize(
+    ("first", "each"),
+    [
+        (b"HTTP/1.1 200 OK\r\nX-Slow: ", b"a"),  # a header line that never ends
+        (b"", b"HTTP/1.1 100 Continue\r\n\r\n"),  # interim answers without end
+    ],
+)
+def test_a_bmc_dribbling_its_headers_is_bounded_by_the_budget(
+    raw_server, first: bytes, each: bytes
+) -> None:
     import asyncio
 
     async def dribble(reader, writer) -> None:
         await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
-        while True:  # a header line that never ends, a byte every 0.2 s
-            writer.write(b"a")
+        writer.write(first)
+        while True:  # every 0.2 s, well under the 1 s per-read timeout
+            writer.write(each)
             await writer.drain()
             await asyncio.sleep(0.2)
 
@@ -423,6 +432,27 @@ def test_a_bmc_dribbling_its_headers_is_bounded_by_the_budget(raw_server) -> Non
     assert health.state is State.TIMEOUT, health
     assert "did not finish within 2 s" in (health.reason or "")
     assert elapsed < config.bmc_budget + 3, elapsed
+
+
+def test_a_tls_bmc_dribbling_its_headers_is_bounded_by_the_budget(raw_server, self_signed) -> None:
+    """The watchdog's socket shutdown also wakes a read blocked inside TLS."""
+    import asyncio
+
+    async def dribble(reader, writer) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        while True:
+            writer.write(b"a")
+            await writer.drain()
+            await asyncio.sleep(0.2)
+
+    server = raw_server(dribble, self_signed.server_context())
+    config = hostile_config(timeout=1.0, budget=2.0, verify_tls=str(self_signed.cert))
+    started = time.monotonic()
+    health = client.check_node(Node("x3000c0s1b0n0", server.url, None, None, "1"), config)
+    assert health.state is State.TIMEOUT, health
+    assert "did not finish within 2 s" in (health.reason or "")
+    assert time.monotonic() - started < config.bmc_budget + 3
 
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
