@@ -822,3 +822,41 @@ def test_a_compressed_bomb_is_cut_off_at_the_cap_once_inflated(hostile_bmc) -> N
     health = client.check_node(bmc.node(), hostile_config())
     assert health.state is State.MALFORMED, health
     assert "too large" in (health.reason or "")
+
+
+def test_a_sweep_of_every_hostile_bmc_at_once_ends_within_one_budget(
+    hostile_bmc, self_signed
+) -> None:
+    """Each misbehaviour at once, as one sweep: every node gets its own state and reason,
+    nothing raises, and the sweep costs about one BMC's budget, not the sum."""
+    import itertools
+
+    config = hostile_config(timeout=1.0, budget=3.0)
+    bmcs = {name: hostile_bmc() for name in ("healthy", "endless", "dribble", "redirect", "ssrf")}
+    bmcs["endless"].routes["/redfish/v1/Systems/1"] = lambda request: bmcs["endless"].stream(
+        request, itertools.repeat(b" " * 65536)
+    )
+    bmcs["dribble"].routes["/redfish/v1/Systems/1"] = lambda request: bmcs["dribble"].stream(
+        request, itertools.repeat(b" "), pause=0.2
+    )
+    bmcs["redirect"].routes["/redfish/v1/Systems/1"] = raw(
+        b"", 302, {"Location": "http://127.0.0.2:9/"}
+    )
+    bmcs["ssrf"].tree["/redfish/v1/Systems"]["Members"] = [{"@odata.id": "http://127.0.0.2:9/x"}]
+    bmcs["tls"] = hostile_bmc(ssl_context=self_signed.server_context())
+    nodes = [b.node(f"x3000c0s{n}b0n0", None) for n, b in enumerate(bmcs.values())]
+    expected = [
+        State.OK,
+        State.MALFORMED,
+        State.TIMEOUT,
+        State.MALFORMED,
+        State.MALFORMED,
+        State.UNREACHABLE,
+    ]
+    started = time.monotonic()
+    # verify_tls only matters to the https BMC, whose self-signed certificate is refused.
+    results = client.check_nodes(nodes, dataclasses.replace(config, verify_tls=True), fanout=4)
+    elapsed = time.monotonic() - started
+    assert [r.state for r in results] == expected, results
+    assert all(r.reason for r in results[1:])
+    assert elapsed < config.bmc_budget + 3, elapsed
