@@ -5,11 +5,17 @@ it) and says what is wrong with it, in the words an admin uses ("PSU 2: Critical
 "CPU1 Temp 92 °C, critical above 90 °C"). The client (integrations/redfish.py) only
 fetches; it asks `needs_processors` / `needs_memory` whether a system's summaries
 call for reading each processor or DIMM, so a healthy node costs few requests.
+
+What a BMC sends is not trusted: a property of the wrong type (a dict where a list
+belongs, a string for a number, NaN) is treated as absent, never raised on, and the
+names and messages it supplies are cut short and stripped of control characters.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -19,28 +25,50 @@ Doc = Mapping[str, Any]
 BAD_HEALTH = {"Warning": "warning", "Critical": "critical"}
 SKIPPED_STATES = {"Absent", "Disabled", "UnavailableOffline", "StandbyOffline"}
 SEL_SHOWN = 3  # at most this many recent critical entries become findings
+NAME_LIMIT = 64  # characters of a BMC-supplied name in a finding
+MESSAGE_LIMIT = 200  # characters of an event-log message in a finding
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def clean(text: str, limit: int) -> str:
+    """BMC-supplied text fit for a one-line report: control characters become a space,
+    and it is cut to `limit` characters."""
+    text = CONTROL.sub(" ", text).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def items(doc: Doc, key: str) -> list[Doc]:
+    """The objects of a list property (a BMC may send a dict, a string or null instead)."""
+    value = doc.get(key)
+    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
 
 
 def _health(doc: Doc, key: str = "Health") -> str | None:
     status = doc.get("Status")
-    return status.get(key) if isinstance(status, Mapping) else None
+    value = status.get(key) if isinstance(status, Mapping) else None
+    return value if isinstance(value, str) else None
 
 
 def _present(doc: Doc) -> bool:
     status = doc.get("Status")
-    return not (isinstance(status, Mapping) and status.get("State") in SKIPPED_STATES)
+    state = status.get("State") if isinstance(status, Mapping) else None
+    return not (isinstance(state, str) and state in SKIPPED_STATES)
 
 
 def _name(doc: Doc, fallback: str) -> str:
     for key in ("Name", "DeviceLocator", "Id", "MemberId"):
         value = doc.get(key)
-        if isinstance(value, str) and value:
-            return value
+        if isinstance(value, str) and value.strip():
+            return clean(value, NAME_LIMIT)
     return fallback
 
 
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    """A finite number, else None (a string, bool, NaN or Infinity is no reading)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    return None
 
 
 def _shown(value: float) -> str:
@@ -57,9 +85,10 @@ def status_finding(doc: Doc, component: str, name: str | None = None) -> Finding
 
 def power_state_findings(system: Doc) -> list[Finding]:
     state = system.get("PowerState")
-    if state in (None, "On"):
+    if state is None or state == "On":
         return []
-    return [Finding("warning", "power", f"Power state: {state}")]
+    shown = clean(state, NAME_LIMIT) if isinstance(state, str) else "not stated"
+    return [Finding("warning", "power", f"Power state: {shown}")]
 
 
 def system_findings(system: Doc) -> list[Finding]:
@@ -119,7 +148,8 @@ def temperature_finding(sensor: Doc) -> Finding | None:
 def fan_finding(fan: Doc) -> Finding | None:
     name = _name(fan, "Fan")
     reading = _number(fan.get("Reading", fan.get("ReadingRPM")))
-    units = fan.get("ReadingUnits") or "RPM"
+    units = fan.get("ReadingUnits")
+    units = clean(units, 16) if isinstance(units, str) and units.strip() else "RPM"
     if reading is not None and _present(fan):
         for key, severity, word in (
             ("LowerThresholdFatal", "critical", "fatal"),
@@ -138,15 +168,15 @@ def fan_finding(fan: Doc) -> Finding | None:
 
 def thermal_findings(thermal: Doc) -> list[Finding]:
     """Chassis Thermal: every temperature against its thresholds, every fan."""
-    found = [temperature_finding(t) for t in thermal.get("Temperatures") or ()]
-    found += [fan_finding(f) for f in thermal.get("Fans") or ()]
+    found = [temperature_finding(t) for t in items(thermal, "Temperatures")]
+    found += [fan_finding(f) for f in items(thermal, "Fans")]
     return [f for f in found if f]
 
 
 def power_findings(power: Doc) -> list[Finding]:
     """Chassis Power: each power supply's health ("PSU 2: Critical")."""
     found = []
-    for n, psu in enumerate(power.get("PowerSupplies") or (), start=1):
+    for n, psu in enumerate(items(power, "PowerSupplies"), start=1):
         finding = status_finding(psu, "psu", _name(psu, f"PSU {n}"))
         if finding:
             found.append(finding)
@@ -157,7 +187,7 @@ def parse_time(text: Any) -> dt.datetime | None:
     if not isinstance(text, str):
         return None
     try:
-        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = dt.datetime.fromisoformat(text[:64].replace("Z", "+00:00"))
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
@@ -165,7 +195,7 @@ def parse_time(text: Any) -> dt.datetime | None:
 
 def log_entries(collection: Doc) -> list[Doc]:
     """A LogEntryCollection's members that came inline (most BMCs send them whole)."""
-    return [m for m in collection.get("Members") or () if isinstance(m, Mapping)]
+    return items(collection, "Members")
 
 
 def latest_entries(entries: Iterable[Doc], count: int) -> list[Doc]:
@@ -173,8 +203,11 @@ def latest_entries(entries: Iterable[Doc], count: int) -> list[Doc]:
 
     def key(entry: Doc) -> tuple[dt.datetime, int]:
         moment = parse_time(entry.get("Created")) or dt.datetime.min.replace(tzinfo=dt.UTC)
-        ident = str(entry.get("Id", ""))
-        return moment, int(ident) if ident.isdigit() else -1
+        ident = entry.get("Id")
+        if isinstance(ident, int) and not isinstance(ident, bool):
+            return moment, ident
+        digits = isinstance(ident, str) and ident.isascii() and ident.isdigit()
+        return moment, int(ident) if digits and len(ident) <= 18 else -1  # type: ignore[arg-type]
 
     return sorted(entries, key=key, reverse=True)[:count]
 
@@ -189,9 +222,13 @@ def log_findings(entries: Iterable[Doc], since: dt.datetime) -> list[Finding]:
     ]
     found = []
     for entry in latest_entries(recent, SEL_SHOWN):
-        message = str(entry.get("Message") or entry.get("Name") or "(no message)").strip()
+        text = entry.get("Message") or entry.get("Name")
+        message = clean(text, MESSAGE_LIMIT) if isinstance(text, str) else ""
+        created = clean(str(entry.get("Created")), 40)
         found.append(
-            Finding("warning", "event log", f"Critical event {entry.get('Created')}: {message}")
+            Finding(
+                "warning", "event log", f"Critical event {created}: {message or '(no message)'}"
+            )
         )
     return found
 

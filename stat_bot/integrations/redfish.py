@@ -12,23 +12,41 @@ MemorySummary say OK is not asked for each processor and DIMM.
 
 Nothing raises out of `check_nodes`/`check_node`: an unreachable BMC, refused
 credentials, a timeout, malformed JSON each become their own State with a reason.
+
+A BMC is not trusted: each answer is read up to MAX_BODY bytes (an endless body is
+cut off, not buffered); a watchdog closes a BMC's sockets when its budget is spent,
+so one that dribbles bytes cannot hold a sweep beyond it; redirects are reported,
+not followed; every request stays on the BMC's own origin (a link to another host
+would send it the credentials: an SSRF); reasons never carry the password, the
+userinfo of a URL, or more than a line of what the BMC said.
 The translation of resources into Findings is in stat_bot/hardware/redfish_checks.py.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import datetime as dt
+import functools
+import heapq
+import itertools
 import json
 import logging
+import math
+import re
+import socket
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import requests
 import sushy
+import urllib3
 from sushy import ResetType
 from sushy import exceptions as sushy_exc
 from sushy.connector import Connector
@@ -41,8 +59,40 @@ ROOT = "/redfish/v1"
 # sushy logs every refused login and dead BMC at ERROR; each is reported in the
 # result instead, so without a handler of the caller's they are not printed twice.
 logging.getLogger("sushy").addHandler(logging.NullHandler())
+_SECRETS: set[str] = set()  # passwords in use (and their encodings): blanked out of logs
+
+
+class _Redact(logging.Filter):
+    """Blanks the passwords in use out of sushy's log records: sushy logs what a BMC
+    answered, and a hostile BMC may echo the credentials it was sent."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _SECRETS:
+            text = record.getMessage()
+            redacted = text
+            for secret in tuple(_SECRETS):
+                redacted = redacted.replace(secret, "***")
+            if redacted != text:
+                record.msg, record.args = redacted, None
+        return True
+
+
+def _redact_sushy_logs() -> None:
+    """A logger's filters see only its own records, not its children's: put one on each."""
+    names = [n for n in list(logging.Logger.manager.loggerDict) if n.split(".")[0] == "sushy"]
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _Redact) for f in logger.filters):
+            logger.addFilter(_Redact())
+
+
+_redact_sushy_logs()
 SEPARATORS = ("_", ".", "-", " ")  # between a system id and a component in firmware ids
 DEFAULT_FANOUT = 64
+MAX_BODY = 4 * 1024 * 1024  # bytes read of one answer; real resources are a few KiB
+CHUNK = 64 * 1024
+BAD_PATH = re.compile(r"[\x00-\x1f\\]")  # control characters, backslash
+REASON_LIMIT = 300  # characters of a reason: BMC-supplied text is cut to this
 T = TypeVar("T")
 PowerAction = Literal["on", "off", "restart", "status"]
 # Preferred ResetType for each action, in order: the first the system allows is used.
@@ -89,10 +139,30 @@ def _cause(exc: BaseException) -> BaseException | None:
     return exc.__cause__ or exc.__context__
 
 
+def shown_url(url: str) -> str:
+    """`url` without its userinfo (user:password@), which must not be printed."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
+def _tls_words(exc: BaseException) -> str:
+    """What went wrong with TLS, in words (the certificate's fault, or the handshake)."""
+    text = str(exc)
+    found = re.search(r"certificate verify failed: ([^(')\]]+)", text)
+    if found:
+        return f"its certificate is not trusted: {found.group(1).strip()}"
+    if "hostname" in text.lower() and "match" in text.lower():
+        return "its certificate does not name this host"
+    return f"TLS handshake failed: {_first_line(exc)}"
+
+
 def classify(exc: BaseException, url: str, timeout: float) -> BmcError:
     """An exception from talking to a BMC -> the State it means and a reason for a person."""
     if isinstance(exc, BmcError):
         return exc
+    url = shown_url(url)
     if isinstance(exc, sushy_exc.AccessError):
         return BmcError(
             State.AUTH_REFUSED,
@@ -101,32 +171,44 @@ def classify(exc: BaseException, url: str, timeout: float) -> BmcError:
         )
     if isinstance(exc, sushy_exc.ConnectionError):
         inner = _cause(exc)
-        if isinstance(inner, requests.exceptions.Timeout):
-            return BmcError(State.TIMEOUT, f"BMC {url} did not answer within {timeout:g} s")
         if isinstance(inner, requests.exceptions.SSLError):
             return BmcError(
                 State.UNREACHABLE,
-                f"TLS to BMC {url} failed ({_first_line(inner)}); "
+                f"TLS to BMC {url} failed ({_tls_words(inner)}); "
                 "set REDFISH_VERIFY_TLS to a CA bundle or false",
             )
+        if isinstance(inner, requests.exceptions.Timeout):
+            return BmcError(State.TIMEOUT, f"BMC {url} did not answer within {timeout:g} s")
         return BmcError(State.UNREACHABLE, f"BMC {url} is unreachable ({_short(inner or exc)})")
+    if isinstance(exc, RecursionError):
+        return BmcError(State.MALFORMED, f"BMC {url} answered JSON nested too deeply to read")
     if isinstance(exc, ValueError) and isinstance(
         exc, json.JSONDecodeError | requests.JSONDecodeError
     ):
-        return BmcError(State.MALFORMED, f"BMC {url} answered malformed JSON ({exc})")
+        return BmcError(State.MALFORMED, f"BMC {url} answered malformed JSON ({_first_line(exc)})")
     if isinstance(exc, AttributeError):
         # sushy reads error bodies as Redfish {"error": {...}}; anything else raises this.
         return BmcError(State.MALFORMED, f"BMC {url} answered an error that is not Redfish JSON")
     if isinstance(exc, sushy_exc.HTTPError):
         detail = exc.detail or exc.code
-        return BmcError(State.UNKNOWN, f"BMC {url} answered HTTP {exc.status_code}: {detail}")
-    if isinstance(exc, KeyError | TypeError | sushy_exc.SushyError):
+        return BmcError(
+            State.UNKNOWN, f"BMC {url} answered HTTP {exc.status_code}: {_first_line(detail)}"
+        )
+    if isinstance(exc, KeyError | TypeError | ValueError | sushy_exc.SushyError):
         return BmcError(State.MALFORMED, f"BMC {url} answered unexpected Redfish: {_short(exc)}")
+    if isinstance(exc, OSError) and "CA certificate bundle" in str(exc):
+        return BmcError(
+            State.UNKNOWN,
+            f"TLS to BMC {url} not tried: {_first_line(exc)}; "
+            "set REDFISH_VERIFY_TLS to true, false or an existing CA bundle file",
+        )
     return BmcError(State.UNKNOWN, f"BMC {url}: {type(exc).__name__}: {_short(exc)}")
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+def _first_line(exc: BaseException | str) -> str:
+    text = str(exc)
+    line = (text.splitlines() or [type(exc).__name__])[0]
+    return line if len(line) <= 200 else line[:199] + "\u2026"
 
 
 def _short(exc: BaseException) -> str:
@@ -137,15 +219,190 @@ def _short(exc: BaseException) -> str:
     return text
 
 
+@functools.cache
+def _secrets(username: str, password: str) -> frozenset[str]:
+    """The password as it may appear: plain, URL-quoted, inside a Basic header."""
+    if not password:
+        return frozenset()
+    token = base64.b64encode(f"{username}:{password}".encode()).decode()
+    return frozenset({password, requests.utils.quote(password, safe=""), token})
+
+
+def scrubbed(error: BmcError, cfg: RedfishConfig) -> BmcError:
+    """`error` with the password (plain, URL-quoted or in a Basic header) blanked out and
+    the reason cut to REASON_LIMIT: a hostile BMC may echo the credentials it was sent."""
+    reason = error.reason
+    for secret in _secrets(cfg.username, cfg.password):
+        reason = reason.replace(secret, "***")
+    if len(reason) > REASON_LIMIT:
+        reason = reason[: REASON_LIMIT - 1] + "\u2026"
+    if reason == error.reason:
+        return error
+    return BmcError(error.state, reason)
+
+
+class _Watchdog:
+    """One thread for the whole process that shuts a BMC session's sockets down when its
+    budget is spent: a per-read timeout alone lets a BMC that sends a byte every few
+    seconds hold a worker forever (headers or body)."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, BmcSession]] = []
+        self._counter = itertools.count()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, session: BmcSession) -> None:
+        with self._wake:
+            heapq.heappush(self._heap, (session.deadline, next(self._counter), session))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="redfish-watchdog", daemon=True
+                )
+                self._thread.start()
+            elif self._heap[0][2] is session:
+                self._wake.notify()
+
+    def _run(self) -> None:
+        with self._wake:
+            while True:
+                while self._heap and self._heap[0][2].closed:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._wake.wait(60)
+                    if not self._heap:
+                        self._thread = None
+                        return
+                    continue
+                left = self._heap[0][0] - time.monotonic()
+                if left > 0:
+                    self._wake.wait(left)
+                    continue
+                _, _, session = heapq.heappop(self._heap)
+                session.expire()
+
+
+WATCHDOG = _Watchdog()
+
+
+class _Refuse(requests.adapters.BaseAdapter):
+    """Mounted for every URL off the BMC's origin: a link to another host is never fetched
+    (it would carry the BMC's credentials there)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
+        parts = urlsplit(request.url or "")
+        elsewhere = f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}"
+        raise BmcError(
+            State.MALFORMED,
+            f"BMC {self.url} links to another origin ({elsewhere}): not followed, "
+            "its resources must be on the BMC itself",
+        )
+
+    def close(self) -> None:
+        pass
+
+
+def _tracking_pools(session: BmcSession, adapter: requests.adapters.HTTPAdapter) -> None:
+    """Connections this adapter opens are remembered by `session`, for the watchdog."""
+
+    class Tracked(urllib3.HTTPConnectionPool):
+        def _new_conn(self) -> Any:
+            conn = super()._new_conn()
+            session._connections.append(conn)
+            return conn
+
+    class TrackedTls(urllib3.HTTPSConnectionPool):
+        def _new_conn(self) -> Any:
+            conn = super()._new_conn()
+            session._connections.append(conn)
+            return conn
+
+    manager = adapter.poolmanager
+    manager.pool_classes_by_scheme = {"http": Tracked, "https": TrackedTls}
+    manager.clear()
+
+
 class BmcSession:
     """One BMC: one kept-alive sushy connection, a deadline, GETs that return JSON dicts."""
 
     def __init__(self, url: str, cfg: RedfishConfig) -> None:
-        self.url = url
+        # The userinfo of an inventory URL is dropped, never sent or logged: the
+        # credentials are cfg's (sushy's Basic auth would override it anyway).
+        self.url = self.shown = shown_url(url)
         self.cfg = cfg
         self.deadline = time.monotonic() + cfg.bmc_budget
+        self.expired = False  # the watchdog shut its sockets: its budget is spent
+        self.closed = False
         self._root: sushy.Sushy | None = None
         self._conn: Connector | None = None
+        self._connections: list[Any] = []
+        self._lock = threading.Lock()
+        secrets = _secrets(cfg.username, cfg.password)
+        if not secrets <= _SECRETS:
+            _SECRETS.update(secrets)
+            _redact_sushy_logs()
+
+    def __repr__(self) -> str:
+        return f"BmcSession({self.shown!r})"
+
+    def expire(self) -> None:
+        """Called by the watchdog at the deadline: wake any read blocked on this BMC."""
+        with self._lock:
+            if self.closed:
+                return
+            self.expired = True
+            for conn in self._connections:
+                sock = getattr(conn, "sock", None)
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        # the plain socket's shutdown, also under TLS: SSLSocket's own
+                        # would unwrap it under the reading thread's feet.
+                        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    def timed_out(self) -> BmcError:
+        return BmcError(
+            State.TIMEOUT, f"BMC {self.shown} did not finish within {self.cfg.bmc_budget:g} s"
+        )
+
+    def _read(self, response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+        """Response hook: refuse redirects, read at most MAX_BODY bytes, before the deadline."""
+        if 300 <= response.status_code < 400:
+            where = shown_url(response.headers.get("Location", "(nowhere)"))[:200]
+            response.close()
+            raise BmcError(
+                State.MALFORMED,
+                f"BMC {self.shown} redirected {urlsplit(response.url).path[:200]} to {where} "
+                f"(HTTP {response.status_code}): redirects are not followed, give the "
+                "inventory the BMC's own address",
+            )
+        length = response.headers.get("Content-Length", "")
+        if length.isascii() and length.isdigit() and int(length) > MAX_BODY:
+            response.close()
+            raise self._too_large(response)
+        chunks = []
+        total = 0
+        for chunk in response.iter_content(CHUNK):
+            total += len(chunk)
+            if total > MAX_BODY:
+                response.close()
+                raise self._too_large(response)
+            if time.monotonic() > self.deadline:
+                response.close()
+                raise self.timed_out()
+            chunks.append(chunk)
+        response._content = b"".join(chunks)
+        return response
+
+    def _too_large(self, response: requests.Response) -> BmcError:
+        return BmcError(
+            State.MALFORMED,
+            f"BMC {self.shown} answered {urlsplit(response.url).path[:200]} with more than "
+            f"{MAX_BODY // (1024 * 1024)} MiB: too large for a Redfish resource, not read",
+        )
 
     def root(self) -> sushy.Sushy:
         if self._root is None:
@@ -165,7 +422,21 @@ class BmcSession:
             # (a fifth of a sweep's CPU): read them once for this BMC instead.
             http.proxies.update(requests.utils.get_environ_proxies(self.url))
             http.trust_env = False
+            http.max_redirects = 0
+            http.hooks["response"] = [self._read]
+            # Only this BMC's origin reaches the network; any other URL (an @odata.id or
+            # action target naming another host) meets _Refuse.
+            adapter = http.get_adapter(self.url + "/")
+            assert isinstance(adapter, requests.adapters.HTTPAdapter)
+            _tracking_pools(self, adapter)
+            origin = requests.PreparedRequest()
+            origin.prepare_url(self.url + "/", None)
+            refuse = _Refuse(self.shown)
+            http.mount("http://", refuse)
+            http.mount("https://", refuse)
+            http.mount(origin.url or self.url + "/", adapter)
             self._conn = conn
+            WATCHDOG.watch(self)
             try:
                 self._root = sushy.Sushy(
                     self.url + ROOT,
@@ -180,19 +451,39 @@ class BmcSession:
 
     def _timeout(self) -> float:
         left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise BmcError(
-                State.TIMEOUT,
-                f"BMC {self.url} did not finish within {self.cfg.bmc_budget:g} s",
-            )
+        if left <= 0 or self.expired:
+            raise self.timed_out()
         return min(self.cfg.timeout, left)
 
-    def get(self, path: str) -> dict[str, Any]:
+    def path(self, link: Any) -> str:
+        """A link the BMC gave, as a path on this BMC; anything else is malformed (an
+        absolute URL to another host would be an SSRF with our credentials)."""
+        if (
+            isinstance(link, str)
+            and link.startswith("/")
+            and not link.startswith("//")
+            and len(link) <= 1024
+            and not BAD_PATH.search(link)
+        ):
+            return link
+        if isinstance(link, str):
+            parts = urlsplit(link)
+            if parts.scheme and f"{parts.scheme}://{parts.netloc}" == self.url and parts.path:
+                return parts.path
+        shown = repr(link)[:100] if not isinstance(link, str) else repr(shown_url(link)[:100])
+        raise BmcError(
+            State.MALFORMED, f"BMC {self.shown} gave a link that is not a path on it: {shown}"
+        )
+
+    def get(self, path: Any) -> dict[str, Any]:
+        path = self.path(path)
         self.root()
         assert self._conn is not None
         doc = self._conn.get(path, timeout=self._timeout()).json()
         if not isinstance(doc, dict):
-            raise BmcError(State.MALFORMED, f"BMC {self.url} answered {path} with a non-object")
+            raise BmcError(
+                State.MALFORMED, f"BMC {self.shown} answered {path[:200]} with a non-object"
+            )
         return doc
 
     def get_optional(self, path: str) -> dict[str, Any] | None:
@@ -206,7 +497,7 @@ class BmcSession:
         """A collection's members, read one by one unless they came inline."""
         collection = self.get(collection_path)
         found = []
-        for member in collection.get("Members") or ():
+        for member in _list(collection.get("Members")):
             if not isinstance(member, dict):
                 continue
             if set(member) - {"@odata.id"}:
@@ -218,14 +509,15 @@ class BmcSession:
     def system_path(self, node: Node) -> str:
         if node.system:
             return f"{ROOT}/Systems/{node.system}"
-        members = self.get(f"{ROOT}/Systems").get("Members") or []
+        members = _list(self.get(f"{ROOT}/Systems").get("Members"))
         if len(members) != 1:
             raise BmcError(
                 State.UNKNOWN,
-                f"BMC {self.url} serves {len(members)} systems: give this node's Redfish "
+                f"BMC {self.shown} serves {len(members)} systems: give this node's Redfish "
                 "system id in the inventory's `system` column",
             )
-        return members[0]["@odata.id"]
+        link = members[0].get("@odata.id") if isinstance(members[0], dict) else None
+        return self.path(link)
 
     def system(self, node: Node) -> sushy.resources.system.system.System:
         root = self.root()
@@ -234,19 +526,48 @@ class BmcSession:
         return root.get_system(path)
 
     def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            self._connections.clear()
         if self._conn is not None:
             self._conn.close()
+        # The watchdog's heap keeps this session until its deadline: keep it light.
+        self._conn = self._root = None
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _link(doc: dict[str, Any], key: str) -> str | None:
     value = doc.get(key)
-    return value.get("@odata.id") if isinstance(value, dict) else None
+    link = value.get("@odata.id") if isinstance(value, dict) else None
+    return link if isinstance(link, str) and link else None
 
 
 def _links(doc: dict[str, Any], key: str) -> list[str]:
     links = doc.get("Links")
     items = links.get(key) if isinstance(links, dict) else None
-    return [i["@odata.id"] for i in items or () if isinstance(i, dict) and "@odata.id" in i]
+    return [
+        i["@odata.id"]
+        for i in _list(items)
+        if isinstance(i, dict) and isinstance(i.get("@odata.id"), str)
+    ]
+
+
+def _text(value: Any, limit: int = 200) -> str | None:
+    """A BMC's string property, or None where it sent another type."""
+    return value[:limit] if isinstance(value, str) else None
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _amount(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return value
+    return None
 
 
 def _now() -> dt.datetime:
@@ -258,7 +579,8 @@ def _now() -> dt.datetime:
 
 def _chassis_findings(session: BmcSession, system: dict[str, Any]) -> list[Finding]:
     found: list[Finding] = []
-    for chassis in _links(system, "Chassis")[:1]:
+    for link in _links(system, "Chassis")[:1]:
+        chassis = session.path(link)
         # Redfish fixes these URIs (Chassis/{id}/Thermal, /Power): read them directly and
         # fall back to the chassis' links only where the BMC does not have them.
         thermal = session.get_optional(f"{chassis}/Thermal")
@@ -285,7 +607,7 @@ def _log_service_entries(session: BmcSession, owner: dict[str, Any]) -> list[dic
     if not paths:
         return []
     chosen = next((p for p in paths if p.rsplit("/", 1)[-1] in ("SEL", "Log1")), paths[0])
-    return checks.log_entries(session.get(f"{chosen}/Entries"))
+    return checks.log_entries(session.get(f"{session.path(chosen)}/Entries"))
 
 
 def _event_log(session: BmcSession, system: dict[str, Any]) -> list[dict[str, Any]]:
@@ -313,7 +635,7 @@ def _node_health(session: BmcSession, node: Node, now: dt.datetime) -> NodeHealt
         hostname=node.hostname,
         state=worst(found),
         findings=found,
-        power_state=system.get("PowerState"),
+        power_state=_text(system.get("PowerState")),
         reason=None,
         checked_at=now,
     )
@@ -359,7 +681,10 @@ def _per_bmc(
                 try:
                     results[i] = work(session, nodes[i])
                 except Exception as exc:
-                    error = classify(exc, url, cfg.timeout)
+                    error = (
+                        session.timed_out() if session.expired else classify(exc, url, cfg.timeout)
+                    )
+                    error = scrubbed(error, cfg)
                     results[i] = failed(nodes[i], error)
                     if error.state in (State.UNREACHABLE, State.TIMEOUT, State.AUTH_REFUSED):
                         fatal = error
@@ -524,9 +849,9 @@ def _firmware_of(session: BmcSession, node: Node, system_id: str) -> dict[str, s
     systems = [m.rsplit("/", 1)[-1] for m in _member_paths(session.get(f"{ROOT}/Systems"))]
     result = {}
     for item in session.members(path):
-        ident = str(item.get("Id") or item.get("Name") or "")
-        version = item.get("Version")
-        if not ident or not isinstance(version, str):
+        ident = _text(item.get("Id")) or _text(item.get("Name")) or ""
+        version = _text(item.get("Version"))
+        if not ident or version is None:
             continue
         owner = next(
             (
@@ -546,28 +871,30 @@ def _firmware_of(session: BmcSession, node: Node, system_id: str) -> dict[str, s
 def _member_paths(collection: dict[str, Any]) -> list[str]:
     return [
         m["@odata.id"]
-        for m in collection.get("Members") or ()
-        if isinstance(m, dict) and "@odata.id" in m
+        for m in _list(collection.get("Members"))
+        if isinstance(m, dict) and isinstance(m.get("@odata.id"), str)
     ]
 
 
 def _inventory(session: BmcSession, node: Node) -> NodeInventory:
     system_res = session.system(node)
     system = system_res.json
-    cpu = system.get("ProcessorSummary") or {}
-    memory = system.get("MemorySummary") or {}
+    cpu = system.get("ProcessorSummary")
+    cpu = cpu if isinstance(cpu, dict) else {}
+    memory = system.get("MemorySummary")
+    memory = memory if isinstance(memory, dict) else {}
     return NodeInventory(
         xname=node.xname,
         hostname=node.hostname,
-        manufacturer=system.get("Manufacturer"),
-        model=system.get("Model"),
-        serial=system.get("SerialNumber"),
-        bios_version=system.get("BiosVersion"),
-        power_state=system.get("PowerState"),
-        cpu_count=cpu.get("Count"),
-        cpu_model=cpu.get("Model"),
-        memory_gib=memory.get("TotalSystemMemoryGiB"),
-        firmware=_firmware_of(session, node, system.get("Id") or system_res.identity),
+        manufacturer=_text(system.get("Manufacturer")),
+        model=_text(system.get("Model")),
+        serial=_text(system.get("SerialNumber")),
+        bios_version=_text(system.get("BiosVersion")),
+        power_state=_text(system.get("PowerState")),
+        cpu_count=_count(cpu.get("Count")),
+        cpu_model=_text(cpu.get("Model")),
+        memory_gib=_amount(memory.get("TotalSystemMemoryGiB")),
+        firmware=_firmware_of(session, node, _text(system.get("Id")) or system_res.identity),
     )
 
 
@@ -608,10 +935,10 @@ class LogEntry:
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> LogEntry:
         return cls(
-            str(doc.get("Id", "")),
-            doc.get("Created"),
-            doc.get("Severity"),
-            str(doc.get("Message") or doc.get("Name") or ""),
+            _text(doc.get("Id")) or str(_count(doc.get("Id")) or ""),
+            _text(doc.get("Created")),
+            _text(doc.get("Severity")),
+            _text(doc.get("Message"), 1000) or _text(doc.get("Name")) or "",
         )
 
 

@@ -21,7 +21,15 @@ from stat_bot.integrations.redfish_emulator import (
     fleet,
     write_tree,
 )
-from tests.redfish_fixtures import TEST_TIMEOUT, RedfishFleet, SushyEmulator, read_nodes
+from tests.redfish_fixtures import (
+    TEST_TIMEOUT,
+    RedfishFleet,
+    SushyEmulator,
+    free_port,
+    hostile_config,
+    minimal_tree,
+    read_nodes,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -261,6 +269,19 @@ def test_emulator_command_line_refuses_an_unknown_variant(tmp_path: Path) -> Non
     assert "XNAME=VARIANT, VARIANT one of healthy, critical_psu" in result.stderr
 
 
+@pytest.mark.parametrize("first", ["0.0.0.0", "10.1.2.3", "not-an-address"])
+def test_emulator_command_line_binds_loopback_only(first: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "stat_bot.integrations.redfish_emulator", "--first-address", first],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr
+    assert first in result.stderr
+
+
 def connections(redfish_fleet: RedfishFleet, bmc: str) -> int:
     return next(b for b in redfish_fleet.control.bmcs() if b["xname"] == bmc)["connections"]
 
@@ -307,3 +328,535 @@ def test_system_id_is_needed_only_where_a_bmc_serves_several(tmp_path: Path, sus
     assert shared.state is State.UNKNOWN
     assert "serves 2 systems" in (shared.reason or "")
     assert "`system` column" in (shared.reason or "")
+
+
+# -- a hostile BMC: the client must bound, refuse and report, never hang, leak or crash --
+
+
+def raw(body: bytes, status: int = 200, headers: dict[str, str] | None = None):
+    """A route answering `body` as it is (aiohttp would not send NaN or broken JSON)."""
+    from aiohttp import web
+
+    async def handler(request):
+        return web.Response(
+            body=body, status=status, headers=headers or {"Content-Type": "application/json"}
+        )
+
+    return handler
+
+
+def every_result(nodes: list[Node], config: client.RedfishConfig) -> list:
+    """Health, inventory, firmware and event log of `nodes`: none of them may raise."""
+    return [
+        *client.check_nodes(nodes, config),
+        *client.inventory_many(nodes, config),
+        *client.firmware(nodes, config),
+        *client.sel_many(nodes, config),
+    ]
+
+
+def test_an_endless_chunked_body_is_cut_off_at_the_cap(hostile_bmc) -> None:
+    import itertools
+
+    bmc = hostile_bmc()
+    endless = itertools.chain([b'{"Name": "'], itertools.repeat(b"x" * 65536))
+    bmc.routes["/redfish/v1/Systems/1"] = lambda request: bmc.stream(request, endless)
+    started = time.monotonic()
+    health = client.check_node(bmc.node(), hostile_config(timeout=10))
+    assert health.state is State.MALFORMED, health
+    assert "more than 4 MiB" in (health.reason or "")
+    assert "too large" in (health.reason or "")
+    # It stopped reading: what the server got out is the cap plus what socket buffers hold.
+    assert bmc.sent < 8 * client.MAX_BODY, bmc.sent
+    assert time.monotonic() - started < 20
+
+
+def test_a_declared_huge_body_is_refused_before_it_is_read(hostile_bmc) -> None:
+    import itertools
+
+    bmc = hostile_bmc()
+    headers = {"Content-Type": "application/json", "Content-Length": str(500 * 1024 * 1024)}
+    bmc.routes["/redfish/v1/Systems/1"] = lambda request: bmc.stream(
+        request, itertools.repeat(b" " * 65536, 8000), headers=headers
+    )
+    health = client.check_node(bmc.node(), hostile_config())
+    assert health.state is State.MALFORMED, health
+    assert "too large" in (health.reason or "")
+    assert bmc.sent < 8 * client.MAX_BODY, bmc.sent
+
+
+def test_a_bmc_dribbling_its_body_is_bounded_by_the_budget(hostile_bmc) -> None:
+    import itertools
+
+    slow = hostile_bmc()
+    # A space every 0.2 s: each read is well under the 1 s timeout, the body never ends.
+    slow.routes["/redfish/v1/Systems/1"] = lambda request: slow.stream(
+        request, itertools.chain([b"{"], itertools.repeat(b" ")), pause=0.2
+    )
+    healthy = hostile_bmc()
+    config = hostile_config(timeout=1.0, budget=2.5)
+    nodes = [slow.node("x3000c0s1b0n0"), slow.node("x3000c0s1b0n1", "1"), healthy.node()]
+    started = time.monotonic()
+    results = client.check_nodes(nodes, config)
+    elapsed = time.monotonic() - started
+    assert [r.state for r in results] == [State.TIMEOUT, State.TIMEOUT, State.OK], results
+    assert "did not finish within 2.5 s" in (results[0].reason or "")
+    assert elapsed < config.bmc_budget + 3, elapsed
+
+
+@pytest.mark.parametrize(
+    ("first", "each"),
+    [
+        (b"HTTP/1.1 200 OK\r\nX-Slow: ", b"a"),  # a header line that never ends
+        (b"", b"HTTP/1.1 100 Continue\r\n\r\n"),  # interim answers without end
+    ],
+)
+def test_a_bmc_dribbling_its_headers_is_bounded_by_the_budget(
+    raw_server, first: bytes, each: bytes
+) -> None:
+    import asyncio
+
+    async def dribble(reader, writer) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(first)
+        while True:  # every 0.2 s, well under the 1 s per-read timeout
+            writer.write(each)
+            await writer.drain()
+            await asyncio.sleep(0.2)
+
+    server = raw_server(dribble)
+    config = hostile_config(timeout=1.0, budget=2.0)
+    started = time.monotonic()
+    health = client.check_node(Node("x3000c0s1b0n0", server.url, None, None, "1"), config)
+    elapsed = time.monotonic() - started
+    assert health.state is State.TIMEOUT, health
+    assert "did not finish within 2 s" in (health.reason or "")
+    assert elapsed < config.bmc_budget + 3, elapsed
+
+
+def test_a_tls_bmc_dribbling_its_headers_is_bounded_by_the_budget(raw_server, self_signed) -> None:
+    """The watchdog's socket shutdown also wakes a read blocked inside TLS."""
+    import asyncio
+
+    async def dribble(reader, writer) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        while True:
+            writer.write(b"a")
+            await writer.drain()
+            await asyncio.sleep(0.2)
+
+    server = raw_server(dribble, self_signed.server_context())
+    config = hostile_config(timeout=1.0, budget=2.0, verify_tls=str(self_signed.cert))
+    started = time.monotonic()
+    health = client.check_node(Node("x3000c0s1b0n0", server.url, None, None, "1"), config)
+    assert health.state is State.TIMEOUT, health
+    assert "did not finish within 2 s" in (health.reason or "")
+    assert time.monotonic() - started < config.bmc_budget + 3
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_to_another_host_is_not_followed_nor_given_the_credentials(
+    hostile_bmc, status: int
+) -> None:
+    bmc = hostile_bmc()
+    elsewhere = hostile_bmc(host="127.0.0.2")
+    bmc.routes["/redfish/v1/Systems/1"] = raw(
+        b"", status, {"Location": elsewhere.url + "/redfish/v1/Systems/1"}
+    )
+    health = client.check_node(bmc.node(), hostile_config())
+    assert health.state is State.MALFORMED, health
+    assert f"redirected /redfish/v1/Systems/1 to {elsewhere.url}" in (health.reason or "")
+    assert f"HTTP {status}" in (health.reason or "")
+    assert elsewhere.requests == []
+
+
+def test_a_redirect_loop_ends_at_once(hostile_bmc) -> None:
+    bmc = hostile_bmc()
+    bmc.routes["/redfish/v1/Systems/1"] = raw(b"", 302, {"Location": "/redfish/v1/Systems/1"})
+    started = time.monotonic()
+    health = client.check_node(bmc.node(), hostile_config())
+    assert health.state is State.MALFORMED
+    assert "redirects are not followed" in (health.reason or "")
+    assert [p for _, p, _ in bmc.requests].count("/redfish/v1/Systems/1") == 1
+    assert time.monotonic() - started < 10
+
+
+def test_links_to_another_host_are_never_fetched(hostile_bmc) -> None:
+    """An @odata.id or action target naming another host would carry the BMC's
+    credentials there (an SSRF): members stay on the BMC's own origin."""
+    bmc = hostile_bmc()
+    elsewhere = hostile_bmc(host="127.0.0.2")
+    away = elsewhere.url + "/redfish/v1/Systems/1"
+    bmc.tree["/redfish/v1/Systems"]["Members"] = [{"@odata.id": away}]
+    config = hostile_config()
+    system_less = bmc.node(system=None)
+    for result in every_result([system_less], config):
+        assert result.state is State.MALFORMED, result
+        assert "not a path on it" in (result.reason or "")
+    # A chassis link and a reset target elsewhere (sushy follows the latter itself).
+    bmc.tree["/redfish/v1/Systems/1"]["Links"] = {"Chassis": [{"@odata.id": away}]}
+    assert client.check_node(bmc.node(), config).state is State.MALFORMED
+    bmc.tree["/redfish/v1/Systems/1"]["Links"] = {}
+    action = bmc.tree["/redfish/v1/Systems/1"]["Actions"]["#ComputerSystem.Reset"]
+    action["target"] = away + "/Actions/ComputerSystem.Reset"
+    result = client.power(bmc.node(), config, "off")
+    assert not result.ok
+    assert "links to another origin" in (result.reason or ""), result
+    # The same host on another port is another origin too.
+    action["target"] = f"http://127.0.0.1:{elsewhere.port}/redfish/v1/Systems/1/Actions/R"
+    assert not client.power(bmc.node(), config, "off").ok
+    assert elsewhere.requests == []
+
+
+def test_same_origin_absolute_links_are_followed(hostile_bmc) -> None:
+    bmc = hostile_bmc()
+    bmc.tree["/redfish/v1/Systems"]["Members"] = [{"@odata.id": bmc.url + "/redfish/v1/Systems/1"}]
+    health = client.check_node(bmc.node(system=None), hostile_config())
+    assert health.state is State.OK, health
+
+
+def leaky_scenario(hostile_bmc) -> tuple[list, client.RedfishConfig]:
+    """Every way a password could leak: a BMC echoing the credentials in its error, a
+    refusing one, inventory URLs with userinfo (dead and alive); all calls, all logged."""
+    import base64
+
+    from tests.redfish_fixtures import HOSTILE_PASSWORD
+
+    echo = hostile_bmc()
+
+    async def echo_back(request):
+        from aiohttp import web
+
+        sent = request.headers.get("Authorization", "")
+        decoded = base64.b64decode(sent.split()[-1]).decode() if sent else ""
+        body = {"error": {"code": "Base.1.8.GeneralError", "message": f"bad {sent} {decoded}"}}
+        return web.json_response(body, status=400)
+
+    echo.routes["/redfish/v1/Systems/1"] = echo_back
+    refusing = hostile_bmc()
+    refusing.authorization = "Basic nothing-matches"
+    config = hostile_config(timeout=1.0)
+    port = free_port()
+    nodes = [
+        echo.node("x3000c0s1b0n0"),
+        refusing.node("x3000c0s2b0n0"),
+        # userinfo in an inventory URL, for a BMC that is not there
+        Node("x3000c0s3b0n0", f"http://root:{HOSTILE_PASSWORD}@127.0.0.1:{port}", None, None, "1"),
+        Node("x3000c0s4b0n0", f"http://root:{HOSTILE_PASSWORD}@{echo.url[7:]}", None, None, "1"),
+    ]
+    results = [*every_result(nodes, config), *client.power_many(nodes, config, "off")]
+    states = [r.state for r in results[:4]]
+    assert states == [State.UNKNOWN, State.AUTH_REFUSED, State.UNREACHABLE, State.UNKNOWN]
+    assert "*** root:***" in (results[0].reason or "")  # echoed, and blanked out
+    return results, config
+
+
+def assert_no_secret(text: str) -> None:
+    import base64
+
+    from tests.redfish_fixtures import HOSTILE_PASSWORD
+
+    token = base64.b64encode(f"root:{HOSTILE_PASSWORD}".encode()).decode()
+    assert HOSTILE_PASSWORD not in text
+    assert token not in text
+    assert "root:***@" not in text
+    assert "@127.0.0.1" not in text
+
+
+def test_the_password_is_in_no_reason_log_line_or_repr(
+    hostile_bmc, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    results, config = leaky_scenario(hostile_bmc)
+    out = capsys.readouterr()
+    assert "Setting basic authentication" in caplog.text  # sushy's debug lines were captured
+    reasons = [r.reason or "" for r in results]
+    assert_no_secret("\n".join([repr(results), *reasons, repr(config), str(config)]))
+    assert_no_secret("\n".join([caplog.text, out.out, out.err]))
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_the_password_is_in_no_structlog_line(hostile_bmc, fmt: str) -> None:
+    import io
+    import logging
+
+    import structlog
+
+    from stat_bot.log import configure
+
+    root = logging.getLogger()
+    handlers, level, saved = root.handlers[:], root.level, structlog.get_config()
+    stream = io.StringIO()
+    try:
+        configure(level="DEBUG", fmt=fmt, stream=stream)
+        leaky_scenario(hostile_bmc)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        structlog.configure(**saved)
+    assert "Setting basic authentication" in stream.getvalue()
+    assert_no_secret(stream.getvalue())
+
+
+def serve_chassis(bmc, thermal: dict | bytes) -> None:
+    bmc.tree["/redfish/v1/Systems/1"]["Links"] = {
+        "Chassis": [{"@odata.id": "/redfish/v1/Chassis/1"}]
+    }
+    bmc.tree["/redfish/v1/Chassis/1"] = {"@odata.id": "/redfish/v1/Chassis/1"}
+    if isinstance(thermal, bytes):
+        bmc.routes["/redfish/v1/Chassis/1/Thermal"] = raw(thermal)
+    else:
+        bmc.tree["/redfish/v1/Chassis/1/Thermal"] = thermal
+
+
+@pytest.mark.parametrize(
+    ("thermal", "state", "words"),
+    [
+        ({"Temperatures": {"CPU": {"ReadingCelsius": 99}}}, State.OK, None),
+        (
+            {
+                "Temperatures": [
+                    {"Name": "CPU", "ReadingCelsius": "99", "UpperThresholdCritical": 90}
+                ]
+            },
+            State.OK,
+            None,
+        ),
+        ({"Temperatures": [{"Name": "CPU"}, "x", 3, None]}, State.OK, None),
+        (
+            b'{"Temperatures": [{"Name": "CPU", "ReadingCelsius": NaN, '
+            b'"UpperThresholdCritical": 90}, {"Name": "GPU", "ReadingCelsius": Infinity, '
+            b'"UpperThresholdCritical": 90}]}',
+            State.OK,
+            None,
+        ),
+        (
+            {
+                "Temperatures": [
+                    {
+                        "Name": "Temp\u00e9rature \u2603 CPU\u2028\u0007" + "x" * 500,
+                        "ReadingCelsius": 95,
+                        "UpperThresholdCritical": 90,
+                    }
+                ]
+            },
+            State.CRITICAL,
+            "Temp\u00e9rature \u2603 CPU",
+        ),
+        (
+            {"Fans": [{"Name": "Fan", "Reading": 10, "LowerThresholdCritical": 100, "Status": []}]},
+            State.CRITICAL,
+            "Fan 10 RPM",
+        ),
+        ({"Temperatures": [{"Name": "CPU", "Status": {"Health": ["Critical"]}}]}, State.OK, None),
+        (b"[" * 200_000 + b"]" * 200_000, State.MALFORMED, "nested too deeply"),
+        (b'{"Temperatures": [', State.MALFORMED, "malformed JSON"),
+        (b"[1, 2]", State.MALFORMED, "non-object"),
+    ],
+)
+def test_hostile_json_gives_findings_or_malformed_never_an_exception(
+    hostile_bmc, thermal, state: State, words: str | None
+) -> None:
+    bmc = hostile_bmc()
+    serve_chassis(bmc, thermal)
+    health = client.check_node(bmc.node(), hostile_config())
+    assert health.state is state, health
+    if words:
+        assert words in " ".join([health.reason or "", *texts(health)])
+    for finding in health.findings:
+        assert "\u2028" not in finding.text
+        assert "\x07" not in finding.text
+        assert len(finding.text) < 200
+    every_result([bmc.node()], hostile_config())
+
+
+@pytest.mark.parametrize(
+    "system",
+    [
+        {"Status": None, "PowerState": {"x": 1}, "ProcessorSummary": [], "MemorySummary": "OK"},
+        {"Processors": {"@odata.id": "/redfish/v1/Systems/1/Processors"}, "Status": "OK"},
+        {"Links": {"Chassis": {"@odata.id": "/redfish/v1/Chassis/1"}, "ManagedBy": "x"}},
+        {"LogServices": {"@odata.id": 17}, "Manufacturer": ["HPE"], "Model": {"a": 1}},
+        {"Id": {"bad": True}, "ProcessorSummary": {"Count": "2", "Model": 5}},
+        {"MemorySummary": {"TotalSystemMemoryGiB": float("nan"), "Status": {}}},
+    ],
+)
+def test_wrong_types_in_the_system_never_raise(hostile_bmc, system: dict) -> None:
+    bmc = hostile_bmc()
+    bmc.tree = minimal_tree(system)
+    bmc.tree["/redfish/v1/Systems/1/Processors"] = {"Members": [{"@odata.id": 5}, "x", None]}
+    bmc.tree["/redfish/v1/Systems/1/Memory"] = {"Members": "none"}
+    for result in every_result([bmc.node()], hostile_config()):
+        assert isinstance(result.state, State)
+        assert result.state is not State.UNKNOWN, result
+    inventory = client.inventory(bmc.node(), hostile_config())
+    for name in ("manufacturer", "model", "cpu_model", "power_state"):
+        assert getattr(inventory, name) is None or isinstance(getattr(inventory, name), str)
+    assert inventory.memory_gib is None or inventory.memory_gib == inventory.memory_gib
+
+
+def test_members_with_non_string_ids_are_malformed_in_words(hostile_bmc) -> None:
+    bmc = hostile_bmc()
+    bmc.tree = minimal_tree({"ProcessorSummary": {"Status": {"HealthRollup": "Critical"}}})
+    bmc.tree["/redfish/v1/Systems/1"]["Processors"] = {
+        "@odata.id": "/redfish/v1/Systems/1/Processors"
+    }
+    bmc.tree["/redfish/v1/Systems/1/Processors"] = {"Members": [{"@odata.id": 5}]}
+    health = client.check_node(bmc.node(), hostile_config())
+    assert health.state is State.MALFORMED, health
+    assert "gave a link that is not a path on it: 5" in (health.reason or "")
+
+
+# -- TLS -----------------------------------------------------------------------------
+
+
+def test_a_self_signed_bmc_with_verification_on_is_a_certificate_problem(
+    hostile_bmc, self_signed
+) -> None:
+    bmc = hostile_bmc(ssl_context=self_signed.server_context())
+    health = client.check_node(bmc.node(), hostile_config(verify_tls=True))
+    assert health.state is State.UNREACHABLE, health
+    assert "certificate is not trusted: self-signed certificate" in (health.reason or "")
+    assert "REDFISH_VERIFY_TLS" in (health.reason or "")
+
+
+def test_a_self_signed_bmc_with_verification_off_answers(hostile_bmc, self_signed) -> None:
+    bmc = hostile_bmc(ssl_context=self_signed.server_context())
+    assert client.check_node(bmc.node(), hostile_config(verify_tls=False)).state is State.OK
+
+
+def test_a_self_signed_bmc_trusted_by_a_ca_bundle_answers(hostile_bmc, self_signed) -> None:
+    bmc = hostile_bmc(ssl_context=self_signed.server_context())
+    health = client.check_node(bmc.node(), hostile_config(verify_tls=str(self_signed.cert)))
+    assert health.state is State.OK, health
+
+
+def test_a_missing_ca_bundle_is_named(hostile_bmc, self_signed, tmp_path: Path) -> None:
+    bmc = hostile_bmc(ssl_context=self_signed.server_context())
+    health = client.check_node(bmc.node(), hostile_config(verify_tls=str(tmp_path / "no.pem")))
+    assert health.state is State.UNKNOWN, health
+    assert "an existing CA bundle file" in (health.reason or "")
+
+
+# -- the emulator's own safety ----------------------------------------------------------
+
+
+def http(url: str, method: str = "GET", body: bytes | None = None, **headers: str):
+    """(status, body) of a plain request, errors included."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=body, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_emulator_bmcs_serve_no_control_route_and_no_files(redfish_fleet: RedfishFleet) -> None:
+    import base64
+    import socket
+
+    bmc = redfish_fleet.control.bmcs()[0]
+    token = base64.b64encode(f"root:{redfish_fleet.config.password}".encode()).decode()
+    auth = {"Authorization": f"Basic {token}"}
+    assert http(bmc["url"] + "/_emulator/bmcs", **auth)[0] == 404
+    assert http(bmc["url"] + "/_emulator/reset", "POST", b"{}", **auth)[0] in (404, 405)
+    assert http(bmc["url"] + "/redfish/v1/%2e%2e/%2e%2e/etc/passwd", **auth)[0] == 404
+    # A raw request line that no client library would normalise first.
+    host, port = bmc["url"].removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(
+            b"GET /redfish/v1/../../../../etc/passwd HTTP/1.1\r\nHost: x\r\n"
+            + f"Authorization: Basic {token}\r\nConnection: close\r\n\r\n".encode()
+        )
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 404"), answer[:100]
+    assert b"root:" not in answer
+    # The BMCs listen on loopback addresses only.
+    for each in redfish_fleet.control.bmcs():
+        assert each["url"].startswith("http://127."), each["url"]
+
+
+def test_emulator_control_site_refuses_what_a_browser_could_send(
+    redfish_fleet: RedfishFleet,
+) -> None:
+    control = redfish_fleet.control.url
+    name = "x1000c0s3b0"
+    body = b'{"fault": "down"}'
+    # A cross-site form posts text/plain; a DNS-rebound page sends its own Host name.
+    assert http(f"{control}/bmcs/{name}", "POST", body, **{"Content-Type": "text/plain"})[0] == 415
+    forged = {"Content-Type": "application/json", "Host": "attacker.example:80"}
+    assert http(f"{control}/bmcs/{name}", "POST", body, **forged)[0] == 403
+    assert http(f"{control}/bmcs", Host="attacker.example")[0] == 403
+    assert redfish_fleet.control.bmcs()[3]["fault"] == "none"
+    json_type = {"Content-Type": "application/json"}
+    for patch in (
+        b'{"/redfish/v1/../../../tmp/x": {}}',
+        b'{"/etc/passwd": {}}',
+        b'{"/redfish/v1/Systems": "not an object"}',
+        b'{"/redfish/v1/Systems": {"Members": {"x": 1}}}',
+    ):
+        status, text = http(f"{control}/bmcs/{name}/patch", "POST", patch, **json_type)
+        assert status == 400, (patch, text)
+    status, _ = http(f"{control}/bmcs/{name}", "POST", b'{"reset_delay": "soon"}', **json_type)
+    assert status == 400
+    assert redfish_fleet.control.patch(name, {"/redfish/v1/Extra": {"Id": "x"}})["xname"] == name
+
+
+def test_a_compressed_bomb_is_cut_off_at_the_cap_once_inflated(hostile_bmc) -> None:
+    import zlib
+
+    bmc = hostile_bmc()
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip
+    bomb = packer.compress(b'{"Name": "' + b"x" * (64 * 1024 * 1024)) + packer.flush()
+    assert len(bomb) < client.MAX_BODY // 4  # small on the wire, 64 MiB inflated
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    bmc.routes["/redfish/v1/Systems/1"] = raw(bomb, 200, headers)
+    health = client.check_node(bmc.node(), hostile_config())
+    assert health.state is State.MALFORMED, health
+    assert "too large" in (health.reason or "")
+
+
+def test_a_sweep_of_every_hostile_bmc_at_once_ends_within_one_budget(
+    hostile_bmc, self_signed
+) -> None:
+    """Each misbehaviour at once, as one sweep: every node gets its own state and reason,
+    nothing raises, and the sweep costs about one BMC's budget, not the sum."""
+    import itertools
+
+    config = hostile_config(timeout=1.0, budget=3.0)
+    bmcs = {name: hostile_bmc() for name in ("healthy", "endless", "dribble", "redirect", "ssrf")}
+    bmcs["endless"].routes["/redfish/v1/Systems/1"] = lambda request: bmcs["endless"].stream(
+        request, itertools.repeat(b" " * 65536)
+    )
+    bmcs["dribble"].routes["/redfish/v1/Systems/1"] = lambda request: bmcs["dribble"].stream(
+        request, itertools.repeat(b" "), pause=0.2
+    )
+    bmcs["redirect"].routes["/redfish/v1/Systems/1"] = raw(
+        b"", 302, {"Location": "http://127.0.0.2:9/"}
+    )
+    bmcs["ssrf"].tree["/redfish/v1/Systems"]["Members"] = [{"@odata.id": "http://127.0.0.2:9/x"}]
+    bmcs["tls"] = hostile_bmc(ssl_context=self_signed.server_context())
+    nodes = [b.node(f"x3000c0s{n}b0n0", None) for n, b in enumerate(bmcs.values())]
+    expected = [
+        State.OK,
+        State.MALFORMED,
+        State.TIMEOUT,
+        State.MALFORMED,
+        State.MALFORMED,
+        State.UNREACHABLE,
+    ]
+    started = time.monotonic()
+    # verify_tls only matters to the https BMC, whose self-signed certificate is refused.
+    results = client.check_nodes(nodes, dataclasses.replace(config, verify_tls=True), fanout=4)
+    elapsed = time.monotonic() - started
+    assert [r.state for r in results] == expected, results
+    assert all(r.reason for r in results[1:])
+    assert elapsed < config.bmc_budget + 3, elapsed

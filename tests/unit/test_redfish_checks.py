@@ -7,6 +7,8 @@ import json
 
 import pytest
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sushy import exceptions as sushy_exc
 
 from stat_bot.hardware import redfish_checks as checks
@@ -272,3 +274,161 @@ def test_classify_names_the_state_and_reason(exc: BaseException, state: State, w
     error = redfish.classify(exc, "http://bmc", 5)
     assert error.state is state
     assert words in error.reason
+
+
+# -- hostile resources: wrong types are absent, never raised on -----------------------
+
+KEYS = st.sampled_from(
+    [
+        *("Status", "Health", "HealthRollup", "State", "Name", "Id", "MemberId"),
+        *("ReadingCelsius", "Reading", "ReadingUnits", "UpperThresholdCritical"),
+        *("LowerThresholdCritical", "Temperatures", "Fans", "PowerSupplies", "Members"),
+        *("Severity", "Created", "Message", "PowerState", "ProcessorSummary", "MemorySummary"),
+    ]
+)
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20)
+    | st.sampled_from(["OK", "Warning", "Critical", "Absent", "On", "Off", "2026-12-02T11:00:00Z"]),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(KEYS | st.text(max_size=3), children, max_size=5)
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values.filter(lambda v: isinstance(v, dict)))
+def test_no_check_raises_on_any_json_object(doc: dict) -> None:
+    """Any property of any type, at the top and one level down as each check reads it."""
+    for wrapped in (doc, {"Temperatures": [doc]}, {"Fans": [doc]}, {"PowerSupplies": [doc]}):
+        checks.system_findings(wrapped)
+        checks.needs_processors(wrapped)
+        checks.needs_memory(wrapped)
+        checks.processor_findings([wrapped])
+        checks.memory_findings([wrapped])
+        checks.thermal_findings(wrapped)
+        checks.power_findings(wrapped)
+        checks.rollup_findings(wrapped, checks.system_findings(wrapped))
+        entries = checks.log_entries({"Members": [wrapped, doc]}) + checks.log_entries(wrapped)
+        checks.latest_entries(entries, 5)
+        checks.log_findings(entries, NOW)
+
+
+@pytest.mark.parametrize(
+    "thermal",
+    [
+        {"Temperatures": {"CPU": {"ReadingCelsius": 99, "UpperThresholdCritical": 90}}},
+        {"Temperatures": "hot", "Fans": 3},
+        {"Temperatures": [None, 1, "x", []]},
+        {"Temperatures": [{"ReadingCelsius": "99", "UpperThresholdCritical": 90}]},
+        {"Temperatures": [{"ReadingCelsius": float("nan"), "UpperThresholdCritical": 90}]},
+        {"Temperatures": [{"ReadingCelsius": float("inf"), "UpperThresholdCritical": 90}]},
+        {"Temperatures": [{"ReadingCelsius": 99, "UpperThresholdCritical": float("nan")}]},
+        {"Temperatures": [{"ReadingCelsius": True, "UpperThresholdCritical": False}]},
+        {"Temperatures": [{"Status": {"Health": ["Critical"], "State": {"x": 1}}}]},
+        {"Temperatures": [{"Status": "Critical"}]},
+    ],
+)
+def test_wrong_types_and_non_numbers_in_thermal_are_no_reading(thermal: dict) -> None:
+    assert checks.thermal_findings(thermal) == []
+
+
+def test_bmc_supplied_names_are_one_short_line() -> None:
+    sensor = {
+        "Name": "CPU\n<!channel>\u2028\x1b[31m" + "\u00e9" * 500,
+        "ReadingCelsius": 95,
+        "UpperThresholdCritical": 90,
+    }
+    [finding] = checks.thermal_findings({"Temperatures": [sensor]})
+    assert finding.text.startswith("CPU <!channel> [31m\u00e9")
+    assert "\n" not in finding.text
+    assert "\x1b" not in finding.text
+    assert len(finding.text) < checks.NAME_LIMIT + 40
+    fan = {"Name": "Fan", "Reading": 1, "LowerThresholdCritical": 5, "ReadingUnits": {"x": 1}}
+    assert checks.fan_finding(fan) == Finding("critical", "fan", "Fan 1 RPM, critical below 5 RPM")
+
+
+def test_power_state_of_the_wrong_type_is_said_plainly() -> None:
+    assert checks.power_state_findings({"PowerState": {"a": 1}}) == [
+        Finding("warning", "power", "Power state: not stated")
+    ]
+
+
+def test_event_log_of_the_wrong_types_is_no_entries() -> None:
+    assert checks.log_entries({"Members": {"1": {"Severity": "Critical"}}}) == []
+    assert checks.log_entries({"Members": "x"}) == []
+    entries = [
+        {"Id": "\u00b2", "Created": "2026-12-02T11:00:00Z"},  # isdigit, yet int() refuses it
+        {"Id": "9" * 5000, "Created": "2026-12-02T11:00:00Z"},  # beyond int()'s digit limit
+        {"Id": 7, "Created": "2026-12-02T11:00:00Z"},
+        {"Id": ["x"], "Created": {"not": "a time"}},
+        {"Severity": "Critical", "Created": "2026-12-02T11:30:00Z", "Message": "x\n" * 500},
+    ]
+    latest = checks.latest_entries(entries, 5)
+    assert latest[0]["Created"] == "2026-12-02T11:30:00Z"
+    assert latest[1]["Id"] == 7
+    [finding] = checks.log_findings(entries, NOW - dt.timedelta(hours=1))
+    assert "\n" not in finding.text
+    assert len(finding.text) < checks.MESSAGE_LIMIT + 60
+
+
+def test_reasons_never_carry_the_password_or_userinfo() -> None:
+    config = redfish.RedfishConfig("root", "pa ss/w0rd")
+    echoed = redfish.BmcError(
+        State.UNKNOWN, "BMC said: pa ss/w0rd pa%20ss%2Fw0rd cm9vdDpwYSBzcy93MHJk " + "x" * 999
+    )
+    reason = redfish.scrubbed(echoed, config).reason
+    assert "pa ss" not in reason
+    assert "pa%20ss" not in reason
+    assert "cm9vdDpwYSBzcy93MHJk" not in reason
+    assert len(reason) <= redfish.REASON_LIMIT
+    assert redfish.shown_url("https://root:pw@bmc:8443") == "https://bmc:8443"
+    error = redfish.classify(
+        raised_from(requests.exceptions.ConnectionError("boom")), "https://root:pw@bmc", 5
+    )
+    assert "pw" not in error.reason
+    assert "https://bmc" in error.reason
+
+
+def test_json_nested_too_deeply_is_malformed() -> None:
+    with pytest.raises(RecursionError) as caught:
+        json.loads("[" * 200_000 + "]" * 200_000)
+    error = redfish.classify(caught.value, "http://bmc", 5)
+    assert error.state is State.MALFORMED
+    assert "nested too deeply" in error.reason
+
+
+def test_a_self_signed_certificate_is_named_in_words() -> None:
+    inner = requests.exceptions.SSLError(
+        "HTTPSConnectionPool(host='bmc', port=443): Max retries exceeded (Caused by "
+        "SSLError(SSLCertVerificationError(1, '[SSL: CERTIFICATE_VERIFY_FAILED] certificate "
+        "verify failed: self-signed certificate (_ssl.c:1006)')))"
+    )
+    error = redfish.classify(raised_from(inner), "https://bmc", 5)
+    assert "its certificate is not trusted: self-signed certificate)" in error.reason
+
+
+# -- the emulator's own safety ----------------------------------------------------------
+
+
+def test_write_tree_refuses_paths_that_leave_its_folder(tmp_path) -> None:
+    for path in ("/redfish/v1/../../escape", "/etc/passwd", "/redfish/v1/a\\..\\b", "x"):
+        with pytest.raises(ValueError, match="resource path"):
+            write_tree({path: {}}, tmp_path / "tree")
+    assert not (tmp_path / "escape").exists()
+
+
+def test_the_emulator_binds_loopback_only() -> None:
+    from stat_bot.integrations.redfish_emulator.server import Emulator, loopback_addresses
+
+    with pytest.raises(ValueError, match="loopback only"):
+        Emulator([], control_host="0.0.0.0")
+    with pytest.raises(ValueError, match="loopback range"):
+        loopback_addresses("10.0.0.1", 2)
+    with pytest.raises(ValueError, match="loopback range"):
+        loopback_addresses("127.255.255.254", 3)

@@ -25,6 +25,7 @@ from stat_bot.integrations.redfish_emulator.server import (
     DEFAULT_PASSWORD,
     DEFAULT_USERNAME,
     Emulator,
+    loopback_addresses,
 )
 from stat_bot.lifeline import watch_parent
 
@@ -81,6 +82,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         args.addresses, args.systems_per_bmc = 8, 2
     try:
         args.bmcs = fleet(args.addresses, args.systems_per_bmc, chosen)
+        loopback_addresses(args.first_address, args.addresses)  # BMCs bind loopback only
     except ValueError as exc:
         parser.error(str(exc))
     return args

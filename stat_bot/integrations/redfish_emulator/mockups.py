@@ -123,8 +123,26 @@ def _link_members(tree: Tree, nodes: Iterable[EmulatedNode]) -> None:
     firmware["Members@odata.count"] = len(ids)
 
 
+def path_problem(path: object) -> str | None:
+    """What makes `path` unfit as a resource path (None if it is fit): it must be under
+    /redfish/v1, without `.`/`..` segments, backslashes or control characters, since
+    `write_tree` turns it into folders."""
+    if not isinstance(path, str) or not (path == ROOT or path.startswith(ROOT + "/")):
+        return f"a resource path must start with {ROOT}/"
+    if any(part in (".", "..") for part in path.split("/")):
+        return "a resource path must not have . or .. segments"
+    if any(c == "\\" or ord(c) < 32 for c in path):
+        return "a resource path must not have backslashes or control characters"
+    return None
+
+
 def write_tree(tree: Tree, directory: Path) -> Path:
-    """Lay `tree` out as `sushy-static -m DIR` reads it: DIR/<path under /redfish/v1>/index.json."""
+    """Lay `tree` out as `sushy-static -m DIR` reads it: DIR/<path under /redfish/v1>/index.json.
+    Raises ValueError for a path that would leave DIR (see `path_problem`)."""
+    for path in tree:
+        problem = path_problem(path)
+        if problem:
+            raise ValueError(f"{path!r}: {problem}")
     for path, doc in tree.items():
         relative = path.removeprefix(ROOT).strip("/")
         folder = directory / relative if relative else directory

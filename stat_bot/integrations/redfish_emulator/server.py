@@ -11,6 +11,12 @@ BMC misbehave while the rest answer.
 Faults: `refuse` (401 with a Redfish error body; the service root stays open, as the
 standard says), `hang` (no answer until the fault is cleared), `garbage` (200 with
 malformed JSON), `down` (the BMC stops listening and drops open connections).
+
+Everything binds loopback only (the BMCs and the control site refuse any other
+address). The control site has no credentials, so it takes only JSON bodies and a
+loopback Host header: a web page a browser on this machine opens cannot drive it
+(a cross-site form or a DNS-rebound name). Resource paths a patch adds must be plain
+paths under /redfish/v1, so `write_tree` never writes outside its folder.
 """
 
 from __future__ import annotations
@@ -36,7 +42,14 @@ from stat_bot.integrations.redfish_emulator.layout import (
     with_variant,
     write_inventory_csv,
 )
-from stat_bot.integrations.redfish_emulator.mockups import ROOT, Tree, build_tree, merge, variants
+from stat_bot.integrations.redfish_emulator.mockups import (
+    ROOT,
+    Tree,
+    build_tree,
+    merge,
+    path_problem,
+    variants,
+)
 
 LOG = logging.getLogger(__name__)
 FAULTS = ("none", "refuse", "hang", "garbage", "down")
@@ -129,6 +142,13 @@ class Bmc:
         }
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def loopback_addresses(first: str, count: int) -> list[str]:
     """`count` loopback addresses from `first`, skipping .0 and .255."""
     address = ipaddress.IPv4Address(first)
@@ -166,6 +186,8 @@ class Emulator:
         password: str = DEFAULT_PASSWORD,
         reset_delay: float = 0.0,
     ) -> None:
+        if not ipaddress.ip_address(control_host).is_loopback:
+            raise ValueError(f"the control site binds loopback only, not {control_host}")
         self.specs = list(bmcs)
         self.first_address = first_address
         self.port = port
@@ -206,7 +228,7 @@ class Emulator:
             LOG.warning("cannot bind %s (%s): one port per BMC on 127.0.0.1", hosts[0], exc)
             await self._bind_ports()
         self.by_key = {b.key: b for b in self.bmcs}
-        control = web.Application()
+        control = web.Application(middlewares=[self._loopback_host_only])
         control.add_routes(
             [
                 web.get("/_emulator/bmcs", self.list_bmcs),
@@ -378,6 +400,17 @@ class Emulator:
     async def list_bmcs(self, request: web.Request) -> web.Response:
         return web.json_response([b.describe() for b in self.bmcs])
 
+    @web.middleware
+    async def _loopback_host_only(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        host = (request.host or "").rsplit(":", 1)[0].strip("[]")
+        if host != "localhost" and not _is_loopback(host):
+            raise web.HTTPForbidden(
+                text=f"the control site answers loopback names only, not {host}\n"
+            )
+        if request.method == "POST" and request.content_type != JSON_TYPE:
+            raise web.HTTPUnsupportedMediaType(text=f"the body must be {JSON_TYPE}\n")
+        return await handler(request)
+
     async def _body(self, request: web.Request) -> dict[str, Any]:
         try:
             body = await request.json()
@@ -396,7 +429,10 @@ class Emulator:
                 raise web.HTTPBadRequest(text=f"fault must be one of {', '.join(FAULTS)}\n")
             await self.set_fault(bmc, body["fault"])
         if "reset_delay" in body:
-            bmc.reset_delay = float(body["reset_delay"])
+            delay = body["reset_delay"]
+            if not isinstance(delay, int | float) or isinstance(delay, bool) or not delay >= 0:
+                raise web.HTTPBadRequest(text="reset_delay must be a number of seconds >= 0\n")
+            bmc.reset_delay = float(delay)
         return web.json_response(bmc.describe())
 
     async def set_fault(self, bmc: Bmc, fault: str) -> None:
@@ -414,8 +450,18 @@ class Emulator:
     async def patch_bmc(self, request: web.Request) -> web.Response:
         """{path: merge patch, ...} applied to the BMC's resources (new paths are added)."""
         bmc = self.find(request.match_info["name"])
-        for path, patch in (await self._body(request)).items():
-            bmc.tree[path] = merge(bmc.tree[path], patch) if path in bmc.tree else patch
+        patches = await self._body(request)
+        for path, patch in patches.items():
+            problem = path_problem(path)
+            if problem or not isinstance(patch, dict):
+                raise web.HTTPBadRequest(
+                    text=f"patch {path!r}: {problem or 'the patch must be a JSON object'}\n"
+                )
+        for path, patch in patches.items():
+            try:
+                bmc.tree[path] = merge(bmc.tree[path], patch) if path in bmc.tree else patch
+            except (ValueError, IndexError, TypeError) as exc:
+                raise web.HTTPBadRequest(text=f"patch {path!r} does not apply: {exc}\n") from None
         bmc.cache.clear()
         return web.json_response(bmc.describe())
 
