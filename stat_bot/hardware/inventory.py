@@ -77,6 +77,12 @@ def _bmc_problem(bmc: str) -> str | None:
         parts.port  # noqa: B018 - raises ValueError on a port that is not a number
     except ValueError as error:
         return f"bmc {value!r} is not a host, host:port or URL ({error})"
+    if parts.username is not None or parts.password is not None:
+        # Never echo the value: it holds a password.
+        return (
+            "bmc carries credentials (user:password@): remove them and set REDFISH_USERNAME "
+            "and REDFISH_PASSWORD instead"
+        )
     if not parts.hostname:
         return f"bmc {value!r} has no host name"
     return None

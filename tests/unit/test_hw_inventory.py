@@ -176,3 +176,11 @@ def test_huge_targets_are_refused_before_expansion(hostile):
     """NodeSet builds every number of a range: these would hang the job if expanded."""
     with pytest.raises(TargetError, match=r"more than|longer than"):
         check_target(hostile)
+
+
+def test_credentials_in_the_bmc_column_are_refused_without_echoing_them(tmp_path: Path):
+    path = tmp_path / "inventory.csv"
+    path.write_text("xname,bmc\nx1000c0s0b0n0,https://root:s3cret@bmc1\n")
+    (problem,) = inventory_problems(path)
+    assert "carries credentials" in problem
+    assert "s3cret" not in problem
