@@ -204,7 +204,9 @@ class Settings(BaseSettings):
     redfish_username: str | None = Field(None, description="BMC account for Redfish")
     redfish_password: SecretStr | None = Field(None, description="That account's password")
     redfish_password_file: Path | None = Field(None, description="File holding the password")
-    redfish_verify_tls: bool = Field(True, description="Check BMC certificates (https)")
+    redfish_verify_tls: str = Field(
+        "true", description="Check BMC certificates: true, false, or a CA bundle's path"
+    )
     redfish_timeout: float = Field(10.0, gt=0, le=300, description="Seconds per BMC request")
     ssh_user: str | None = Field(None, description="User for SSH node checks; empty: current")
     ssh_key_file: Path | None = Field(None, description="Private key for SSH node checks")
@@ -271,6 +273,18 @@ class Settings(BaseSettings):
                 f"expected an http(s) URL such as https://slack.com/api/, got {value!r}"
             )
         return value if value.endswith("/") else value + "/"
+
+    @field_validator("redfish_verify_tls")
+    @classmethod
+    def _verify_tls(cls, value: str) -> str:
+        if value.strip().lower() in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+            return value.strip().lower()
+        if not Path(value).is_file():
+            raise ValueError(
+                f"expected true, false or the path of a CA bundle file, got {value!r} "
+                "(no such file)"
+            )
+        return value
 
     @field_validator("trac_url")
     @classmethod

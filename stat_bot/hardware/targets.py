@@ -29,7 +29,48 @@ class TargetError(ValueError):
     """A target that cannot be used; the message is for the person who typed it."""
 
 
+MAX_LENGTH = 4000
+RANGE = re.compile(r"^(\d+)(?:-(\d+))?(?:/(\d+))?$")
+
+
+def _estimate(text: str) -> int:
+    """How many names `text` expands to, counted from its brackets without expanding them:
+    NodeSet itself builds every number of a range, so `x[0-99999999]` would hang the job."""
+    total, depth, term = 0, 0, []
+    for char in text + ",":
+        depth += (char == "[") - (char == "]")
+        if char == "," and depth == 0:
+            count = 1
+            for group in re.findall(r"\[([^\]]*)\]", "".join(term)):
+                size = 0
+                for piece in group.split(","):
+                    match = RANGE.match(piece.strip())
+                    if match is None:
+                        continue  # NodeSet says what is wrong with it
+                    low, high, step = match.groups()
+                    if high is not None:
+                        size += max(0, int(high) - int(low)) // max(1, int(step or 1)) + 1
+                    else:
+                        size += 1
+                count *= max(size, 1)
+            total += count
+            term = []
+        else:
+            term.append(char)
+    return total
+
+
 def _nodeset(text: str) -> NodeSet:
+    if len(text) > MAX_LENGTH:
+        raise TargetError(
+            f"a target of {len(text):,} characters is longer than {MAX_LENGTH:,}: use ranges "
+            "such as x1000c[0-7] or a partial xname"
+        )
+    if (estimate := _estimate(text)) > MAX_NAMES:
+        raise TargetError(
+            f"{text[:60]!r} names {estimate:,} components, more than {MAX_NAMES:,}: "
+            "check the ranges"
+        )
     if "@" in text:
         raise TargetError(
             f"{text!r}: node groups (@name) are not supported; write xnames, hostnames or nids"
@@ -43,7 +84,8 @@ def _nodeset(text: str) -> NodeSet:
         ) from None
     if len(nodes) > MAX_NAMES:
         raise TargetError(
-            f"{text!r} names {len(nodes):,} components, more than {MAX_NAMES:,}: check the ranges"
+            f"{text[:60]!r} names {len(nodes):,} components, more than {MAX_NAMES:,}: "
+            "check the ranges"
         )
     return nodes
 
@@ -82,7 +124,8 @@ def select(inventory: Inventory, target: str | None) -> list[Node]:
                 xname = parse_xname(name)
             except XnameError as error:
                 raise TargetError(str(error)) from None
-            found = inventory.under(xname)
+            exact = inventory.by_xname.get(xname.text)
+            found = [exact] if exact else inventory.under(xname)
         else:
             node = inventory.find(name)
             if node is None and (match := NID.match(name)):

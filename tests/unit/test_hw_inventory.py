@@ -166,3 +166,13 @@ def test_check_target_without_inventory():
         check_target("login1;rm")
     with pytest.raises(TargetError, match="chassis number '01'"):
         check_target("x1000c01")
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["x[0-99999999]", "n[0-9999999999]", "x[1-3]" * 50, "n[0-99999],m[0-1]", "a" * 5000],
+)
+def test_huge_targets_are_refused_before_expansion(hostile):
+    """NodeSet builds every number of a range: these would hang the job if expanded."""
+    with pytest.raises(TargetError, match=r"more than|longer than"):
+        check_target(hostile)
