@@ -1,4 +1,5 @@
-"""`python -m benchmarks [NAME ...]`: run benchmarks (queue, latency, spawn, slack, webhooks, sweep, ssh).
+"""`python -m benchmarks [NAME ...]`: run benchmarks (queue, latency, spawn, slack, webhooks, sweep,
+ssh).
 
 Usually run as `python3 bootstrap.py bench [queue|latency|spawn ...]`. Exit
 status 0 when every benchmark ran (targets missed or not: a MISS is a finding,
