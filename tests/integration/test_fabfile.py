@@ -256,3 +256,14 @@ def test_deploying_a_ref_that_is_not_a_commit_says_so(site: Site):
     assert answer.returncode == 1
     assert "'no-such-ref' is not a commit of" in answer.stderr
     assert not (site.base / "current").exists()
+
+
+def test_a_deploy_without_a_shared_state_dir_is_refused(site: Site):
+    (site.base / "shared" / "environment").unlink()
+    answer = site.fab("deploy")
+    assert answer.returncode == 1
+    assert "the database would be inside the release" in answer.stderr
+    assert "put an absolute STATE_DIR in" in answer.stderr
+    assert not (site.base / "current").exists()
+    (failed,) = (site.base / "releases").iterdir()
+    assert (failed / ".failed").exists()
