@@ -13,7 +13,8 @@ On the host, under `base_dir`:
                                  uploaded over SSH, so the host needs no git and no access
                                  to the repository), REVISION, and its own .venv
     current -> releases/...      what the services run (WorkingDirectory=<base_dir>/current)
-    shared/environment           linked into every release as `environment` (tokens, STATE_DIR)
+    shared/environment           linked into every release as `environment` (tokens, and an
+                                 absolute STATE_DIR: deploy refuses a database in the release)
     backups/                     `backup` and the automatic pre-migration backups
 
 `deploy` installs the locked dependencies into a new venv (`pip install --require-hashes
@@ -290,6 +291,12 @@ def deploy(c, ref="HEAD"):
     if not install(site, release):
         raise failed("installing the dependencies failed (see above)")
     database = site.database_path(release)
+    if database and (database + "/").startswith(release + "/"):
+        # A relative or unset STATE_DIR: each release would start with an empty queue.
+        raise failed(
+            f"the database would be inside the release ({database}): put an absolute "
+            f"STATE_DIR in {site.base}/shared/environment (see environment-sample)"
+        )
     before = None
     if database and site.run(f"test -f {q(database)}", warn=True).ok:
         saved = site.backup(database, "pre-deploy-")

@@ -20,12 +20,11 @@ import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Protocol, get_args
 
 import yaml
 
 from stat_bot.hardware.health import Finding, Severity, State
-from stat_bot.integrations.ssh import Result, SshRunner
 
 Judge = Literal["number", "lines", "regex", "exit_code"]
 JUDGES: tuple[str, ...] = get_args(Judge)
@@ -34,6 +33,32 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 DEFAULT_TIMEOUT = 10.0
 TIMED_OUT = 124  # coreutils `timeout`
 OUTPUT_LIMIT = 200  # characters of a line quoted in a finding
+
+
+class HostResult(Protocol):
+    """What a runner returns per host (stat_bot.integrations.ssh.Result has this shape)."""
+
+    host: str
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    error: str | None
+    error_kind: str | None
+
+
+class RunnerConfig(Protocol):
+    timeout: float
+
+
+class Runner(Protocol):
+    """stat_bot.integrations.ssh.SshRunner; a protocol so hardware/ need not import it
+    (integrations/ imports hardware/, not the other way round)."""
+
+    cfg: RunnerConfig
+
+    def run_many(
+        self, hosts: Iterable[str], command: str, fanout: int = ..., timeout: float | None = ...
+    ) -> Mapping[str, HostResult]: ...
 
 
 class ChecksError(ValueError):
@@ -486,7 +511,7 @@ def findings_from_output(checks: list[Check], output: str, token: str) -> list[F
 
 
 def run_ssh_checks(
-    hosts: Iterable[str], checks: list[Check], runner: SshRunner, fanout: int = 64
+    hosts: Iterable[str], checks: list[Check], runner: Runner, fanout: int = 64
 ) -> dict[str, list[Finding] | CheckFailure]:
     """Run every check on every host, one SSH session a host; findings or why it could not."""
     hosts = list(hosts)
@@ -499,7 +524,7 @@ def run_ssh_checks(
     return {host: _outcome(checks, result, token) for host, result in results.items()}
 
 
-def _outcome(checks: list[Check], result: Result, token: str) -> list[Finding] | CheckFailure:
+def _outcome(checks: list[Check], result: HostResult, token: str) -> list[Finding] | CheckFailure:
     if result.error is not None:
         return CheckFailure(result.error_kind or "error", result.error)
     findings = findings_from_output(checks, result.stdout, token)

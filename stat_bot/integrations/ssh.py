@@ -136,6 +136,11 @@ class Result:
     seconds: float = 0.0
 
 
+class SessionBrokenError(EOFError):
+    """The session closed before the command's exit status came (sshd or the node went away,
+    or the command was killed by a signal)."""
+
+
 class UnknownHostKey(paramiko.SSHException):
     """Strict policy: the host's key is not in known_hosts."""
 
@@ -298,6 +303,8 @@ class SshRunner:
         connection.open()
         left = max(limit - (time.monotonic() - started), 0.5)
         result = connection.run(command, hide=True, warn=True, in_stream=False, timeout=left)
+        if result.exited == -1:  # the channel closed without an exit status
+            raise SessionBrokenError("the session ended without an exit status")
         return Result(
             host=host,
             ok=result.exited == 0,
@@ -352,6 +359,11 @@ class SshRunner:
             return "timeout", f"{name}: sshd did not greet within {limit:g} s ({exc})"
         if isinstance(exc, OSError):
             return "unreachable", f"{name}: {exc.strerror or exc}"
+        if isinstance(exc, SessionBrokenError):
+            return "error", (
+                f"{name}: the session ended before the command did (sshd or the node went "
+                "away, or the command was killed by a signal)"
+            )
         if isinstance(exc, EOFError | paramiko.SSHException):
             return "unreachable", f"{name}: the SSH session broke off ({exc or type(exc).__name__})"
         return "error", f"{name}: {type(exc).__name__}: {exc}"

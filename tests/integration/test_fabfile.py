@@ -60,9 +60,18 @@ class Site:
     env: dict[str, str]
     sshd: SshServer
     ready: Readiness
+    user: str
 
     def fab(self, *args: str) -> subprocess.CompletedProcess[str]:
-        command = [FAB, "-r", str(ROOT), "-S", str(self.sshd.ssh_config_file), "-H", "127.0.0.1"]
+        command = [
+            FAB,
+            "-r",
+            str(ROOT),
+            "-S",
+            str(self.sshd.ssh_config_file),
+            "-H",
+            f"{self.user}@127.0.0.1",
+        ]
         started = time.monotonic()
         answer = subprocess.run(
             [*command, *args], env=self.env, capture_output=True, text=True, timeout=300
@@ -89,30 +98,44 @@ def runs_as(user: str, *command: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*prefix, *command], capture_output=True, text=True, cwd="/")
 
 
-@pytest.fixture
-def site(sshd: SshServer) -> Iterator[Site]:
+def reuse_plan(sshd: SshServer) -> tuple[str, str] | None:
+    """A login user and a Python of this venv's version that can read its packages.
+
+    The test user first; as root, root itself when the test user cannot read this
+    checkout (e.g. a checkout under /root). None: no way to deploy offline here.
+    """
     version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
     packages = VENV / "lib" / version / "site-packages"
-    probe = runs_as(
-        sshd.user,
-        "python3",
-        "-c",
+    probe = (
         f"import sys; sys.path.append({str(packages)!r}); import fabric; "
-        f"print('python%d.%d' % sys.version_info[:2])",
+        "print('python%d.%d' % sys.version_info[:2])"
     )
-    if probe.returncode or probe.stdout.strip() != version:
+    pythons = [str(Path(sys._base_executable).resolve()), "/usr/bin/python3"]
+    users = [sshd.user, *(["root"] if os.geteuid() == 0 and sshd.user != "root" else [])]
+    for user in users:
+        for python in dict.fromkeys(pythons):
+            answer = runs_as(user, python, "-c", probe)
+            if answer.returncode == 0 and answer.stdout.strip() == version:
+                return user, python
+    return None
+
+
+@pytest.fixture
+def site(sshd: SshServer) -> Iterator[Site]:
+    plan = reuse_plan(sshd)
+    if plan is None:
         pytest.skip(
-            f"SKIPPED FAB DEPLOY TEST: the test user's python3 cannot reuse {packages} "
-            f"({probe.stdout.strip() or probe.stderr.strip()[-200:]}); it needs {version} and "
-            "read access to this checkout's .venv"
+            f"SKIPPED FAB DEPLOY TEST: neither {sshd.user} nor root can run a Python "
+            f"{sys.version_info[0]}.{sys.version_info[1]} reading {VENV}'s packages"
         )
+    user, python = plan
     base = Path(tempfile.mkdtemp(prefix="stat-bot-deploy-"))
     base.chmod(0o755)
     shared = base / "shared"
     shared.mkdir()
     (shared / "environment").write_text(f"STATE_DIR={shared / 'var'}\nLOG_FORMAT=json\n")
     if os.geteuid() == 0:
-        account = pwd.getpwnam(sshd.user)
+        account = pwd.getpwnam(user)
         for path in (base, shared, shared / "environment"):
             os.chown(path, account.pw_uid, account.pw_gid)
     ready = Readiness(("127.0.0.1", 0), ReadyHandler)
@@ -121,12 +144,13 @@ def site(sshd: SshServer) -> Iterator[Site]:
     env.update(
         FABRIC_STATBOT_BASE_DIR=str(base),
         FABRIC_STATBOT_VENV_FROM=str(VENV),
+        FABRIC_STATBOT_PYTHON=python,
         FABRIC_STATBOT_READY_URL=f"http://127.0.0.1:{ready.server_port}/readyz",
         FABRIC_STATBOT_READY_TIMEOUT="3",
         FABRIC_STATBOT_RESTART_COMMAND=f"readlink {base}/current >> {base}/restarts.log",
     )
     try:
-        yield Site(base=base, env=env, sshd=sshd, ready=ready)
+        yield Site(base=base, env=env, sshd=sshd, ready=ready, user=user)
     finally:
         ready.shutdown()
         ready.server_close()
@@ -158,7 +182,7 @@ def test_deploy_rollback_status_and_backup(site: Site):
     assert (release / "REVISION").read_text().strip() == sha
     assert (release / "environment").resolve() == site.base / "shared" / "environment"
     where = runs_as(
-        site.sshd.user,
+        site.user,
         str(release / ".venv/bin/python"),
         "-c",
         "import stat_bot; print(stat_bot.__file__)",
@@ -232,3 +256,14 @@ def test_deploying_a_ref_that_is_not_a_commit_says_so(site: Site):
     assert answer.returncode == 1
     assert "'no-such-ref' is not a commit of" in answer.stderr
     assert not (site.base / "current").exists()
+
+
+def test_a_deploy_without_a_shared_state_dir_is_refused(site: Site):
+    (site.base / "shared" / "environment").unlink()
+    answer = site.fab("deploy")
+    assert answer.returncode == 1
+    assert "the database would be inside the release" in answer.stderr
+    assert "put an absolute STATE_DIR in" in answer.stderr
+    assert not (site.base / "current").exists()
+    (failed,) = (site.base / "releases").iterdir()
+    assert (failed / ".failed").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -172,6 +173,10 @@ def test_connections_dropped_by_the_server_are_made_again(private_sshd: SshServe
         assert len(sessions) == len(hosts)
         for pid in sessions:
             os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{pid}").exists() for pid in sessions):
+            assert time.monotonic() < deadline, "sshd's session processes did not end"
+            time.sleep(0.02)
         again = runner.run_many(hosts, "echo again")
     assert {host: r.stdout for host, r in again.items()} == dict.fromkeys(hosts, "again\n")
     assert logins(private_sshd) == 2 * len(hosts)
@@ -185,3 +190,12 @@ def test_hashed_known_hosts_entries_are_matched(sshd: SshServer, tmp_path: Path)
     assert "127.0.0.1" not in known.read_text()
     with SshRunner(sshd.config(known_hosts_file=known)) as runner:
         assert runner.run_many(["n01"], "true")["n01"].ok
+
+
+def test_a_command_killed_by_a_signal_is_an_error_not_a_success(sshd: SshServer):
+    with SshRunner(sshd.config()) as runner:
+        result = runner.run_many(["n01"], "kill -9 $$")["n01"]
+    assert not result.ok
+    assert result.exit_code is None
+    assert result.error_kind == "error"
+    assert "killed by a signal" in result.error
