@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -45,9 +46,24 @@ ICONS = {
 CSV_COLUMNS = ("xname", "hostname", "state", "power_state", "problems", "checked_at")
 
 
+# `@here`, `@channel`, `@everyone` typed plainly: Slack may parse them into mentions in a
+# mrkdwn text object ("certain mentions will be automatically parsed" unless verbatim).
+_BROADCAST = re.compile(r"@(?=(here|channel|everyone)\b)", re.IGNORECASE)
+_LINE_BREAKS = re.compile(r"\s*[\r\n\v\f\u2028\u2029]+\s*")
+WORD_JOINER = "\u2060"
+
+
 def escape(text: str) -> str:
-    """Text from a BMC or a node for mrkdwn: <, > and & are markup to Slack."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Text from a BMC or a node (untrusted) for one mrkdwn line.
+
+    <, > and & are Slack's control characters, so `<!channel>`, `<@U123>` and
+    `<http://evil|click>` arrive as text; a plain `@channel` gets an invisible word
+    joiner after the `@`, so no one is notified; line breaks become spaces, so a BMC
+    cannot start a line of its own that reads like another node's result.
+    """
+    text = _LINE_BREAKS.sub(" ", text)
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _BROADCAST.sub("@" + WORD_JOINER, text)
 
 
 def clip(text: str, limit: int) -> str:
@@ -284,4 +300,5 @@ def show_report(
 def mistake(text: str) -> dict[str, Any]:
     """The answer to a request that cannot be done as asked (no inventory, a target outside
     it): said in the asker's thread as an answer, not a failure for tech support."""
-    return answer(text, [section(f":warning: {escape(text)}")])
+    shown = "\n".join(escape(line) for line in text.splitlines())
+    return answer(text, [section(f":warning: {shown}")])

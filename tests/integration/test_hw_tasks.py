@@ -220,3 +220,87 @@ def test_the_script_powers_nodes_and_reads_inventory_firmware_and_logs(
     garbled = answer(run(env, sys.executable, "hw.py", "power", "x1000c0s5b0n0", "status"))
     assert "could not be read" in garbled["text"]
     assert "BMC answered garbage" in body(garbled)
+
+
+# What a hostile (or broken) BMC may say in any string it returns: Slack's control
+# sequences, a broadcast mention, markdown, and a line break followed by a fake result.
+HOSTILE = (
+    "<!channel> <!here> <@U0ADMIN> <http://evil.example|click> @channel & `tick` *bold*"
+    "\n:large_green_circle: *x1000c0s9b0n9*: ok"
+)
+FORBIDDEN = ("<!channel>", "<!here>", "<@U0ADMIN>", "<http://evil", "@channel", "\n:large_green")
+
+
+def hostile_bmc(fleet: RedfishFleet, bmc: str = "x1000c0s3b0") -> None:
+    """Every string of node 0 of `bmc` that reaches an answer, replaced by HOSTILE."""
+    r = "/redfish/v1"
+    entries = f"{r}/Systems/Node0/LogServices/SEL/Entries"
+    fleet.control.patch(
+        bmc,
+        {
+            f"{r}/Systems/Node0": {
+                "Manufacturer": HOSTILE,
+                "Model": HOSTILE,
+                "SerialNumber": HOSTILE,
+                "BiosVersion": HOSTILE,
+            },
+            f"{r}/Chassis/Node0/Power": {
+                "PowerSupplies": {"1": {"Name": HOSTILE, "Status": {"Health": "Critical"}}}
+            },
+            f"{r}/Chassis/Node0/Thermal": {
+                "Temperatures": {"0": {"Name": HOSTILE, "ReadingCelsius": 95}}
+            },
+            entries: {
+                "Members": {
+                    "+": [
+                        {
+                            "@odata.id": f"{entries}/99",
+                            "Id": "99",
+                            "EntryType": "SEL",
+                            "Severity": "Critical",
+                            "Created": "2099-01-01T00:00:00Z",
+                            "Message": HOSTILE,
+                        }
+                    ]
+                }
+            },
+            f"{r}/UpdateService/FirmwareInventory/Node0_BIOS": {"Version": HOSTILE},
+        },
+    )
+
+
+def test_strings_from_a_bmc_cannot_notify_link_or_forge_lines(
+    redfish_fleet: RedfishFleet, state: Path
+) -> None:
+    hostile_bmc(redfish_fleet)
+    env = environment(redfish_fleet, state)
+    answers = {
+        "check": answer(run(env, STAT_BOT, "task", "hw-check", "x1000c0s3b0n0")),
+        "sweep": answer(run(env, STAT_BOT, "task", "hw-sweep", "x1000c0s3")),
+        "show": answer(run(env, STAT_BOT, "task", "hw-show", "x1000c0s3b0n0")),
+        "inventory": answer(run(env, sys.executable, "hw.py", "inventory", "x1000c0s3b0n0")),
+        "firmware": answer(run(env, sys.executable, "hw.py", "firmware", "x1000c0s[3-4]")),
+        "sel": answer(run(env, sys.executable, "hw.py", "sel", "x1000c0s3b0n0", "1")),
+    }
+    for name, result in answers.items():
+        text = body(result) + "\n" + result["text"]
+        assert "&lt;!channel&gt; &lt;!here&gt; &lt;@U0ADMIN&gt; &lt;http://evil" in text, name
+        for bad in FORBIDDEN:
+            assert bad not in text, (name, bad)
+    assert answers["check"]["text"] == "1 node: 1 critical"
+
+
+def test_a_huge_event_log_count_is_refused_with_the_largest_allowed(
+    redfish_fleet: RedfishFleet, state: Path
+) -> None:
+    env = environment(redfish_fleet, state)
+    refused = answer(run(env, sys.executable, "hw.py", "sel", "all", "100000"))
+    assert refused["text"] == (
+        "count must be between 1 and 1,000, not 100,000: e.g. `hw sel all 1000` "
+        "(every entry goes into the CSV file)"
+    )
+    every = answer(run(env, sys.executable, "hw.py", "sel", "all", "1000"))
+    assert every["file"]["filename"] == "hw-sel.csv"
+    assert len(every["blocks"]) <= 50
+    assert all(len(b["text"]["text"]) <= 3000 for b in every["blocks"] if "text" in b)
+    assert "more lines: every node is in the CSV file" in body(every)

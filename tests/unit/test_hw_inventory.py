@@ -166,6 +166,9 @@ def test_check_target_without_inventory():
         check_target("login1;rm")
     with pytest.raises(TargetError, match="chassis number '01'"):
         check_target("x1000c01")
+    # Names separated by spaces, as people type them: the answer says to use commas.
+    with pytest.raises(TargetError, match=r"commas, not spaces, e\.g\. x1000c0s0b0n0,nid000002"):
+        check_target("x1000c0s0b0n0 nid000002")
 
 
 @pytest.mark.parametrize(

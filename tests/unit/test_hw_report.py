@@ -81,6 +81,27 @@ def test_text_from_a_bmc_cannot_become_markup():
     assert "&lt;!channel&gt; &amp; &lt;http://x|y&gt;" in body
 
 
+def test_a_bmc_cannot_notify_anyone_or_start_a_line_that_looks_like_another_node():
+    evil = "PSU @channel @Here\n:large_green_circle: *x1000c0s9b0n0*: ok\r\n<@U123>"
+    bad = node("x1000c0s0b0n0", State.OK, Finding("critical", "PSU", evil))
+    section = report.check_report([bad], title="t", target="x1000c0")["blocks"][2]
+    line = section["text"]["text"]
+    assert "\n" not in line  # one node, one line
+    assert "@channel" not in line
+    assert "@Here" not in line
+    assert f"@{report.WORD_JOINER}channel @{report.WORD_JOINER}Here" in line
+    assert "&lt;@U123&gt;" in line
+    assert report.escape("@everyone!") == f"@{report.WORD_JOINER}everyone!"
+    assert report.escape("a@heres") == "a@heres"  # only the whole words
+
+
+def test_a_mistake_keeps_its_lines_and_escapes_each():
+    answer = report.mistake("no <inventory>\n  x1000c0s0b0n0,bmc,nid1,1,")
+    assert answer["blocks"][0]["text"]["text"] == (
+        ":warning: no &lt;inventory&gt;\n  x1000c0s0b0n0,bmc,nid1,1,"
+    )
+
+
 def test_a_long_list_shows_the_worst_and_attaches_every_node_as_csv():
     results = [
         node(f"x1000c{c}s{s}b0n0", State.UNREACHABLE, reason="connection refused " + "x" * 200)
