@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from stat_bot.integrations.redfish_emulator import EmulatorControl
 from stat_bot.jobs.model import JobRequest, Source
 from stat_bot.queue import open_queue
 from stat_bot.queue.base import Queue
@@ -231,11 +232,11 @@ HOSTILE = (
 FORBIDDEN = ("<!channel>", "<!here>", "<@U0ADMIN>", "<http://evil", "@channel", "\n:large_green")
 
 
-def hostile_bmc(fleet: RedfishFleet, bmc: str = "x1000c0s3b0") -> None:
+def hostile_bmc(control: EmulatorControl, bmc: str = "x1000c0s3b0") -> None:
     """Every string of node 0 of `bmc` that reaches an answer, replaced by HOSTILE."""
     r = "/redfish/v1"
     entries = f"{r}/Systems/Node0/LogServices/SEL/Entries"
-    fleet.control.patch(
+    control.patch(
         bmc,
         {
             f"{r}/Systems/Node0": {
@@ -272,7 +273,7 @@ def hostile_bmc(fleet: RedfishFleet, bmc: str = "x1000c0s3b0") -> None:
 def test_strings_from_a_bmc_cannot_notify_link_or_forge_lines(
     redfish_fleet: RedfishFleet, state: Path
 ) -> None:
-    hostile_bmc(redfish_fleet)
+    hostile_bmc(redfish_fleet.control)
     env = environment(redfish_fleet, state)
     answers = {
         "check": answer(run(env, STAT_BOT, "task", "hw-check", "x1000c0s3b0n0")),
