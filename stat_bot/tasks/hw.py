@@ -219,11 +219,16 @@ class Asked:
     thread_ts: str | None = None
     requested_by: str | None = None
     source: str | None = None  # None: run from a terminal, not as a job
+    joined_by_a_person: bool = False  # someone's request was merged into this (scheduled) job
 
     @property
     def by_a_person(self) -> bool:
-        """Someone typed it (chat, `stat-bot enqueue`, a terminal) rather than a schedule or rule."""
-        return self.source in (None, "slack", "cli")
+        """Someone typed it (chat, `stat-bot enqueue`, a terminal) rather than a schedule or
+        rule, or asked for the same while it was queued and joined it: they wait for an answer."""
+        return self.source in PERSON_SOURCES or self.joined_by_a_person
+
+
+PERSON_SOURCES = (None, "slack", "cli")
 
 
 def asked(ctx: TaskContext) -> Asked:
@@ -232,7 +237,8 @@ def asked(ctx: TaskContext) -> Asked:
     job = ctx.queue.get(ctx.job_id)
     if job is None:
         return Asked()
-    return Asked(job.channel, job.thread_ts, job.user or job.user_name, str(job.source))
+    joined = any(str(r.source) in PERSON_SOURCES for r in ctx.queue.requesters(ctx.job_id))
+    return Asked(job.channel, job.thread_ts, job.user or job.user_name, str(job.source), joined)
 
 
 def close_the_loop(

@@ -305,3 +305,39 @@ def test_a_huge_event_log_count_is_refused_with_the_largest_allowed(
     assert len(every["blocks"]) <= 50
     assert all(len(b["text"]["text"]) <= 3000 for b in every["blocks"] if "text" in b)
     assert "more lines: every node is in the CSV file" in body(every)
+
+
+def test_a_persons_sweep_always_answers_and_scopes_never_compare_with_each_other(
+    redfish_fleet: RedfishFleet, state: Path
+) -> None:
+    env = environment(redfish_fleet, state)
+    q = queue(state)
+    scope = {"target": "x1000c0s[1-2]"}
+    scheduled = q.enqueue(JobRequest("hw", "sweep", args=scope, source=Source.SCHEDULE)).job
+    first = run(env, STAT_BOT, "task", "--job-id", str(scheduled.id), "hw-sweep", "x1000c0s[1-2]")
+    assert answer(first)["text"].endswith(
+        "first sweep of this scope: nothing earlier to compare with"
+    )
+    again = run(env, STAT_BOT, "task", "--job-id", str(scheduled.id), "hw-sweep", "x1000c0s[1-2]")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == ""  # scheduled, nothing changed: nothing posted
+    # Someone asks in chat while the scheduled sweep is queued: the request joins it, and
+    # the unchanged sweep answers, with the problems counted.
+    joined = q.enqueue(
+        JobRequest("hw", "sweep", args=scope, source=Source.SLACK, channel="C1", thread_ts="1.2")
+    )
+    assert joined.job.id == scheduled.id
+    person = answer(
+        run(env, STAT_BOT, "task", "--job-id", str(scheduled.id), "hw-sweep", "x1000c0s[1-2]")
+    )
+    assert person["text"].endswith("; 4 problems unchanged"), person["text"]
+    # Asked in chat on its own: answers as well.
+    asked = q.enqueue(JobRequest("hw", "check", source=Source.SLACK)).job
+    own = run(env, STAT_BOT, "task", "--job-id", str(asked.id), "hw-sweep", "x1000c0s[1-2]")
+    assert answer(own)["text"].endswith("problems unchanged")
+    # A narrower scope over the same nodes is a scope of its own: nothing to compare with,
+    # so the scheduled job reports it as a first sweep rather than as "no change".
+    narrower = run(env, STAT_BOT, "task", "--job-id", str(scheduled.id), "hw-sweep", "x1000c0s1")
+    assert "first sweep of this scope" in answer(narrower)["text"]
+    assert q.last_sweep("x1000c0s1").job_id == scheduled.id
+    assert q.last_sweep("x1000c0s[1-2]").job_id == asked.id  # each scope keeps its own
