@@ -88,8 +88,13 @@ def the_inventory(settings: Settings) -> Inventory:
         ) from None
 
 
-def target_of(args: Sequence[str]) -> str:
-    """The target argument, normalised (`all` when none); MistakeError for a typo."""
+def target_of(args: Sequence[str], *, as_job: bool = True) -> str:
+    """The target argument, normalised (`all` when none); MistakeError for a typo. An option
+    the task does not have is a TaskUsageError (usage, exit 2) typed at a terminal, and a
+    mistake answered in the asker's thread in a job (`hw check --now` in chat)."""
+    if options := [a for a in args if a.startswith("-")]:
+        text = f"no option {options[0]!r}: a target is an xname, a hostname or nids"
+        raise MistakeError(text) if as_job else TaskUsageError(text)
     text = " ".join(a for a in args if a).strip() or "all"
     try:
         return check_target(text)
@@ -285,7 +290,7 @@ def split_ticket(args: Sequence[str]) -> tuple[list[str], int | None]:
 @task("hw-show", "hw-show [TARGET]", "What a target selects, with each node's latest health")
 def hw_show(ctx: TaskContext, args: Sequence[str]) -> int:
     try:
-        target = target_of(args)
+        target = target_of(args, as_job=bool(ctx.job_id))
         nodes = chosen(ctx.settings, target)
     except (HwTaskError, MistakeError) as error:
         return fail(error)
@@ -301,7 +306,7 @@ def hw_show(ctx: TaskContext, args: Sequence[str]) -> int:
 def hw_check(ctx: TaskContext, args: Sequence[str]) -> int:
     rest, ticket = split_ticket(args)
     try:
-        target = target_of(rest)
+        target = target_of(rest, as_job=bool(ctx.job_id))
         nodes = chosen(ctx.settings, target)
         results, notes = check(ctx.settings, nodes)
     except (HwTaskError, MistakeError) as error:
@@ -317,7 +322,7 @@ def hw_check(ctx: TaskContext, args: Sequence[str]) -> int:
 def hw_sweep(ctx: TaskContext, args: Sequence[str]) -> int:
     started = time.time()
     try:
-        target = target_of(args)
+        target = target_of(args, as_job=bool(ctx.job_id))
         nodes = chosen(ctx.settings, target)
         results, notes = check(ctx.settings, nodes)
     except (HwTaskError, MistakeError) as error:
