@@ -298,7 +298,7 @@ def test_a_huge_event_log_count_is_refused_with_the_largest_allowed(
     refused = answer(run(env, sys.executable, "hw.py", "sel", "all", "100000"))
     assert refused["text"] == (
         "count must be between 1 and 1,000, not 100,000: e.g. `hw sel all 1000` "
-        "(every entry goes into the CSV file)"
+        "(a long list comes as a CSV file)"
     )
     every = answer(run(env, sys.executable, "hw.py", "sel", "all", "1000"))
     assert every["file"]["filename"] == "hw-sel.csv"

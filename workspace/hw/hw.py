@@ -274,7 +274,7 @@ def sel(target: str, count_text: str) -> dict[str, Any]:
     if not 1 <= count <= MAX_SEL:
         raise MistakeError(
             f"count must be between 1 and {MAX_SEL:,}, not {count:,}: "
-            f"e.g. `hw sel {report.clip(target, 60)} {MAX_SEL}` (every entry goes into the CSV file)"
+            f"e.g. `hw sel {report.clip(target, 60)} {MAX_SEL}` (a long list comes as a CSV file)"
         )
     nodes = nodes_for(target)
     logs = sel_many(nodes, redfish_config(), count, fanout())
