@@ -30,6 +30,7 @@ MAX_SECTION = 3000
 MAX_HEADER = 150
 MAX_LISTED = 20  # problem nodes shown in the message; all of them are in the CSV
 MAX_NODE_CHARS = 600  # one node's line; the CSV has the rest
+MAX_CSV_CELL = 2000  # one CSV cell: what a BMC says is bounded in the file too
 
 Blocks = list[dict[str, Any]]
 
@@ -110,6 +111,12 @@ def context(text: str) -> dict[str, Any]:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(text, MAX_SECTION)}]}
 
 
+def csv_row(values: Iterable[Any]) -> list[Any]:
+    """A CSV row with each cell at most MAX_CSV_CELL characters (None as empty): a BMC's
+    endless sensor name or event message cannot make the file unbounded."""
+    return ["" if v is None else clip(v, MAX_CSV_CELL) if isinstance(v, str) else v for v in values]
+
+
 def results_csv(results: Iterable[NodeHealth]) -> str:
     """Every node's result, one row each: the file beside a long answer."""
     out = io.StringIO()
@@ -118,14 +125,16 @@ def results_csv(results: Iterable[NodeHealth]) -> str:
     for health in results:
         problems = "; ".join(health.problems) if health.state.is_problem else ""
         writer.writerow(
-            [
-                health.xname,
-                health.hostname or "",
-                health.state.value,
-                health.power_state or "",
-                problems,
-                health.checked_at.isoformat(timespec="seconds"),
-            ]
+            csv_row(
+                [
+                    health.xname,
+                    health.hostname or "",
+                    health.state.value,
+                    health.power_state or "",
+                    problems,
+                    health.checked_at.isoformat(timespec="seconds"),
+                ]
+            )
         )
     return out.getvalue()
 
@@ -283,15 +292,17 @@ def show_report(
         for node in nodes:
             health = latest.get(node.xname)
             writer.writerow(
-                [
-                    node.xname,
-                    node.hostname or "",
-                    "" if node.nid is None else node.nid,
-                    node.bmc,
-                    health.state.value if health else "never checked",
-                    "; ".join(health.problems) if health and health.state.is_problem else "",
-                    health.checked_at.isoformat(timespec="seconds") if health else "",
-                ]
+                csv_row(
+                    [
+                        node.xname,
+                        node.hostname or "",
+                        "" if node.nid is None else node.nid,
+                        node.bmc,
+                        health.state.value if health else "never checked",
+                        "; ".join(health.problems) if health and health.state.is_problem else "",
+                        health.checked_at.isoformat(timespec="seconds") if health else "",
+                    ]
+                )
             )
         file = {"filename": "hw-show.csv", "content": content.getvalue(), "title": "Every node"}
     return answer(f"{target}: {count} {noun}", blocks, file)

@@ -119,6 +119,18 @@ def test_a_long_list_shows_the_worst_and_attaches_every_node_as_csv():
     assert rows[0]["problems"].startswith("BMC unreachable: connection refused")
 
 
+def test_what_a_bmc_says_is_bounded_in_the_message_and_in_the_csv():
+    endless = Finding("critical", "PSU", "PSU " + "9" * 1_000_000)
+    results = [node(f"x1000c0s{s}b0n0", State.OK, endless) for s in range(30)]
+    answer = report.check_report(results, title="hw check all", target="all")
+    assert len(json.dumps(answer)) < 200_000
+    assert all(len(b.get("text", {}).get("text", "")) <= 3000 for b in answer["blocks"])
+    rows = list(csv.DictReader(io.StringIO(answer["file"]["content"])))
+    assert len(rows) == 30
+    assert all(len(r["problems"]) == report.MAX_CSV_CELL for r in rows)
+    assert rows[0]["problems"].endswith("…")
+
+
 def test_the_answer_is_what_the_blocks_report_format_accepts():
     results = [node(f"x1000c0s{i}b0n0", State.CRITICAL) for i in range(8)] * 20
     answer = report.check_report(results, title="hw check all", target="all")
