@@ -312,4 +312,6 @@ def mistake(text: str) -> dict[str, Any]:
     """The answer to a request that cannot be done as asked (no inventory, a target outside
     it): said in the asker's thread as an answer, not a failure for tech support."""
     shown = "\n".join(escape(line) for line in text.splitlines())
-    return answer(text, [section(f":warning: {shown}")])
+    # `text` is what notifications show, parsed as mrkdwn too: the asker's words (a
+    # target typed as `@channel` arrives as `<!channel>`) are escaped there as well.
+    return answer(shown, [section(f":warning: {shown}")])

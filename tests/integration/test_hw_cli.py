@@ -71,3 +71,13 @@ def test_an_unknown_option_in_a_job_is_answered_in_the_thread(cli, home):
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout)
     assert answer["text"] == "no option '--now': a target is an xname, a hostname or nids"
+
+
+def test_a_target_typed_as_a_mention_is_quoted_not_repeated(cli, home):
+    """`@stat-bot hw check @channel` reaches the bot as `<!channel>`: the answer (and the text
+    notifications show) names it without notifying the channel."""
+    done = cli("task", "hw-check", "<!channel>", env=shipped(home, STAT_BOT_JOB_ID="7"))
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert "<!channel>" not in done.stdout
+    assert answer["text"].startswith("'&lt;' is not an xname, hostname or nid")

@@ -100,6 +100,7 @@ def test_a_mistake_keeps_its_lines_and_escapes_each():
     assert answer["blocks"][0]["text"]["text"] == (
         ":warning: no &lt;inventory&gt;\n  x1000c0s0b0n0,bmc,nid1,1,"
     )
+    assert answer["text"] == "no &lt;inventory&gt;\n  x1000c0s0b0n0,bmc,nid1,1,"
 
 
 def test_a_long_list_shows_the_worst_and_attaches_every_node_as_csv():
