@@ -209,52 +209,51 @@ def parse_inventory(path: Path, text: str) -> tuple[Inventory, list[str]]:
         if "__extra__" in row:
             problems.append(f"{where}: {row['__extra__']} fields, more than the header's columns")
             continue
+        # Every problem of the row is reported, not only the first, so one round of fixes
+        # makes the file load.
+        found: list[str] = []
         xname_text = row.get("xname", "").strip()
+        xname: Xname | None = None
         try:
             xname = parse_xname(xname_text)
         except XnameError as error:
-            problems.append(f"{where}: {error}")
-            continue
-        if xname.kind != "node":
-            problems.append(
-                f"{where}: {xname.text} is a {xname.kind.replace('_', ' ')}, not a node "
+            found.append(str(error))
+        if xname is not None and xname.kind != "node":
+            found.append(
+                f"{xname.text} is a {xname.kind.replace('_', ' ')}, not a node "
                 "(node xnames end in bN nN, e.g. x1000c0s0b0n0)"
             )
-            continue
+            xname = None
         bmc = row.get("bmc", "").strip()
         problem = _bmc_problem(bmc)
         if problem:
-            problems.append(f"{where}: {xname.text} {problem}")
-            continue
+            found.append(f"{xname.text if xname else xname_text or '(no xname)'} {problem}")
         hostname = row.get("hostname", "").strip() or None
         nid_text = row.get("nid", "").strip().removeprefix("nid")
         nid = None
         if nid_text:
-            if not nid_text.isdigit():
-                problems.append(
-                    f"{where}: nid {row.get('nid')!r} is not a number (e.g. 12 or nid000012)"
-                )
-                continue
-            nid = int(nid_text)
+            if nid_text.isdigit():
+                nid = int(nid_text)
+            else:
+                found.append(f"nid {row.get('nid')!r} is not a number (e.g. 12 or nid000012)")
         system = row.get("system", "").strip() or None
-        duplicate = False
         for kind, key, seen in (
-            ("xname", xname.text, seen_xname),
+            ("xname", xname.text if xname else None, seen_xname),
             ("hostname", hostname, seen_host),
             ("nid", nid, seen_nid),
-            ("bmc and system", (bmc_url(bmc), system or ""), seen_system),
+            ("bmc and system", None if problem else (bmc_url(bmc), system or ""), seen_system),
         ):
             if key is None:
                 continue
             if key in seen:
-                shown = xname.text if kind == "xname" else key
+                shown = key
                 if kind == "bmc and system":
                     shown = f"{key[0]} system {key[1] or '(default)'}"
-                problems.append(f"{where}: duplicate {kind} {shown} (first on line {seen[key]})")
-                duplicate = True
+                found.append(f"duplicate {kind} {shown} (first on line {seen[key]})")
             else:
                 seen[key] = line
-        if duplicate:
+        problems += [f"{where}: {text}" for text in found]
+        if found or xname is None:
             continue
         nodes.append(Node(xname.text, bmc, hostname, nid, system, line))
     return Inventory(nodes, str(path)), problems

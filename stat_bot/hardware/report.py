@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -29,6 +30,7 @@ MAX_SECTION = 3000
 MAX_HEADER = 150
 MAX_LISTED = 20  # problem nodes shown in the message; all of them are in the CSV
 MAX_NODE_CHARS = 600  # one node's line; the CSV has the rest
+MAX_CSV_CELL = 2000  # one CSV cell: what a BMC says is bounded in the file too
 
 Blocks = list[dict[str, Any]]
 
@@ -45,9 +47,24 @@ ICONS = {
 CSV_COLUMNS = ("xname", "hostname", "state", "power_state", "problems", "checked_at")
 
 
+# `@here`, `@channel`, `@everyone` typed plainly: Slack may parse them into mentions in a
+# mrkdwn text object ("certain mentions will be automatically parsed" unless verbatim).
+_BROADCAST = re.compile(r"@(?=(here|channel|everyone)\b)", re.IGNORECASE)
+_LINE_BREAKS = re.compile(r"\s*[\r\n\v\f\u2028\u2029]+\s*")
+WORD_JOINER = "\u2060"
+
+
 def escape(text: str) -> str:
-    """Text from a BMC or a node for mrkdwn: <, > and & are markup to Slack."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Text from a BMC or a node (untrusted) for one mrkdwn line.
+
+    <, > and & are Slack's control characters, so `<!channel>`, `<@U123>` and
+    `<http://evil|click>` arrive as text; a plain `@channel` gets an invisible word
+    joiner after the `@`, so no one is notified; line breaks become spaces, so a BMC
+    cannot start a line of its own that reads like another node's result.
+    """
+    text = _LINE_BREAKS.sub(" ", text)
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _BROADCAST.sub("@" + WORD_JOINER, text)
 
 
 def clip(text: str, limit: int) -> str:
@@ -94,6 +111,12 @@ def context(text: str) -> dict[str, Any]:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(text, MAX_SECTION)}]}
 
 
+def csv_row(values: Iterable[Any]) -> list[Any]:
+    """A CSV row with each cell at most MAX_CSV_CELL characters (None as empty): a BMC's
+    endless sensor name or event message cannot make the file unbounded."""
+    return ["" if v is None else clip(v, MAX_CSV_CELL) if isinstance(v, str) else v for v in values]
+
+
 def results_csv(results: Iterable[NodeHealth]) -> str:
     """Every node's result, one row each: the file beside a long answer."""
     out = io.StringIO()
@@ -102,14 +125,16 @@ def results_csv(results: Iterable[NodeHealth]) -> str:
     for health in results:
         problems = "; ".join(health.problems) if health.state.is_problem else ""
         writer.writerow(
-            [
-                health.xname,
-                health.hostname or "",
-                health.state.value,
-                health.power_state or "",
-                problems,
-                health.checked_at.isoformat(timespec="seconds"),
-            ]
+            csv_row(
+                [
+                    health.xname,
+                    health.hostname or "",
+                    health.state.value,
+                    health.power_state or "",
+                    problems,
+                    health.checked_at.isoformat(timespec="seconds"),
+                ]
+            )
         )
     return out.getvalue()
 
@@ -267,15 +292,17 @@ def show_report(
         for node in nodes:
             health = latest.get(node.xname)
             writer.writerow(
-                [
-                    node.xname,
-                    node.hostname or "",
-                    "" if node.nid is None else node.nid,
-                    node.bmc,
-                    health.state.value if health else "never checked",
-                    "; ".join(health.problems) if health and health.state.is_problem else "",
-                    health.checked_at.isoformat(timespec="seconds") if health else "",
-                ]
+                csv_row(
+                    [
+                        node.xname,
+                        node.hostname or "",
+                        "" if node.nid is None else node.nid,
+                        node.bmc,
+                        health.state.value if health else "never checked",
+                        "; ".join(health.problems) if health and health.state.is_problem else "",
+                        health.checked_at.isoformat(timespec="seconds") if health else "",
+                    ]
+                )
             )
         file = {"filename": "hw-show.csv", "content": content.getvalue(), "title": "Every node"}
     return answer(f"{target}: {count} {noun}", blocks, file)
@@ -284,4 +311,7 @@ def show_report(
 def mistake(text: str) -> dict[str, Any]:
     """The answer to a request that cannot be done as asked (no inventory, a target outside
     it): said in the asker's thread as an answer, not a failure for tech support."""
-    return answer(text, [section(f":warning: {escape(text)}")])
+    shown = "\n".join(escape(line) for line in text.splitlines())
+    # `text` is what notifications show, parsed as mrkdwn too: the asker's words (a
+    # target typed as `@channel` arrives as `<!channel>`) are escaped there as well.
+    return answer(shown, [section(f":warning: {shown}")])

@@ -71,6 +71,11 @@ def _nodeset(text: str) -> NodeSet:
             f"{text[:60]!r} names {estimate:,} components, more than {MAX_NAMES:,}: "
             "check the ranges"
         )
+    if len(parts := text.split()) > 1:
+        raise TargetError(
+            f"{text[:60]!r}: separate names with commas, not spaces, "
+            f"e.g. {','.join(parts[:3])[:120]}"
+        )
     if "@" in text:
         raise TargetError(
             f"{text!r}: node groups (@name) are not supported; write xnames, hostnames or nids"

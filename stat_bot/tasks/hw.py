@@ -88,8 +88,13 @@ def the_inventory(settings: Settings) -> Inventory:
         ) from None
 
 
-def target_of(args: Sequence[str]) -> str:
-    """The target argument, normalised (`all` when none); MistakeError for a typo."""
+def target_of(args: Sequence[str], *, as_job: bool = True) -> str:
+    """The target argument, normalised (`all` when none); MistakeError for a typo. An option
+    the task does not have is a TaskUsageError (usage, exit 2) typed at a terminal, and a
+    mistake answered in the asker's thread in a job (`hw check --now` in chat)."""
+    if options := [a for a in args if a.startswith("-")]:
+        text = f"no option {options[0]!r}: a target is an xname, a hostname or nids"
+        raise MistakeError(text) if as_job else TaskUsageError(text)
     text = " ".join(a for a in args if a).strip() or "all"
     try:
         return check_target(text)
@@ -219,11 +224,16 @@ class Asked:
     thread_ts: str | None = None
     requested_by: str | None = None
     source: str | None = None  # None: run from a terminal, not as a job
+    joined_by_a_person: bool = False  # someone's request was merged into this (scheduled) job
 
     @property
     def by_a_person(self) -> bool:
-        """Someone typed it (chat, `stat-bot enqueue`, a terminal) rather than a schedule or rule."""
-        return self.source in (None, "slack", "cli")
+        """Someone typed it (chat, `stat-bot enqueue`, a terminal) rather than a schedule or
+        rule, or asked for the same while it was queued and joined it: they wait for an answer."""
+        return self.source in PERSON_SOURCES or self.joined_by_a_person
+
+
+PERSON_SOURCES = (None, "slack", "cli")
 
 
 def asked(ctx: TaskContext) -> Asked:
@@ -232,7 +242,8 @@ def asked(ctx: TaskContext) -> Asked:
     job = ctx.queue.get(ctx.job_id)
     if job is None:
         return Asked()
-    return Asked(job.channel, job.thread_ts, job.user or job.user_name, str(job.source))
+    joined = any(str(r.source) in PERSON_SOURCES for r in ctx.queue.requesters(ctx.job_id))
+    return Asked(job.channel, job.thread_ts, job.user or job.user_name, str(job.source), joined)
 
 
 def close_the_loop(
@@ -279,7 +290,7 @@ def split_ticket(args: Sequence[str]) -> tuple[list[str], int | None]:
 @task("hw-show", "hw-show [TARGET]", "What a target selects, with each node's latest health")
 def hw_show(ctx: TaskContext, args: Sequence[str]) -> int:
     try:
-        target = target_of(args)
+        target = target_of(args, as_job=bool(ctx.job_id))
         nodes = chosen(ctx.settings, target)
     except (HwTaskError, MistakeError) as error:
         return fail(error)
@@ -295,7 +306,7 @@ def hw_show(ctx: TaskContext, args: Sequence[str]) -> int:
 def hw_check(ctx: TaskContext, args: Sequence[str]) -> int:
     rest, ticket = split_ticket(args)
     try:
-        target = target_of(rest)
+        target = target_of(rest, as_job=bool(ctx.job_id))
         nodes = chosen(ctx.settings, target)
         results, notes = check(ctx.settings, nodes)
     except (HwTaskError, MistakeError) as error:
@@ -311,7 +322,7 @@ def hw_check(ctx: TaskContext, args: Sequence[str]) -> int:
 def hw_sweep(ctx: TaskContext, args: Sequence[str]) -> int:
     started = time.time()
     try:
-        target = target_of(args)
+        target = target_of(args, as_job=bool(ctx.job_id))
         nodes = chosen(ctx.settings, target)
         results, notes = check(ctx.settings, nodes)
     except (HwTaskError, MistakeError) as error:

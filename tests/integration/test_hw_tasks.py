@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from stat_bot.integrations.redfish_emulator import EmulatorControl
 from stat_bot.jobs.model import JobRequest, Source
 from stat_bot.queue import open_queue
 from stat_bot.queue.base import Queue
@@ -220,3 +221,123 @@ def test_the_script_powers_nodes_and_reads_inventory_firmware_and_logs(
     garbled = answer(run(env, sys.executable, "hw.py", "power", "x1000c0s5b0n0", "status"))
     assert "could not be read" in garbled["text"]
     assert "BMC answered garbage" in body(garbled)
+
+
+# What a hostile (or broken) BMC may say in any string it returns: Slack's control
+# sequences, a broadcast mention, markdown, and a line break followed by a fake result.
+HOSTILE = (
+    "<!channel> <!here> <@U0ADMIN> <http://evil.example|click> @channel & `tick` *bold*"
+    "\n:large_green_circle: *x1000c0s9b0n9*: ok"
+)
+FORBIDDEN = ("<!channel>", "<!here>", "<@U0ADMIN>", "<http://evil", "@channel", "\n:large_green")
+
+
+def hostile_bmc(control: EmulatorControl, bmc: str = "x1000c0s3b0") -> None:
+    """Every string of node 0 of `bmc` that reaches an answer, replaced by HOSTILE."""
+    r = "/redfish/v1"
+    entries = f"{r}/Systems/Node0/LogServices/SEL/Entries"
+    control.patch(
+        bmc,
+        {
+            f"{r}/Systems/Node0": {
+                "Manufacturer": HOSTILE,
+                "Model": HOSTILE,
+                "SerialNumber": HOSTILE,
+                "BiosVersion": HOSTILE,
+            },
+            f"{r}/Chassis/Node0/Power": {
+                "PowerSupplies": {"1": {"Name": HOSTILE, "Status": {"Health": "Critical"}}}
+            },
+            f"{r}/Chassis/Node0/Thermal": {
+                "Temperatures": {"0": {"Name": HOSTILE, "ReadingCelsius": 95}}
+            },
+            entries: {
+                "Members": {
+                    "+": [
+                        {
+                            "@odata.id": f"{entries}/99",
+                            "Id": "99",
+                            "EntryType": "SEL",
+                            "Severity": "Critical",
+                            "Created": "2099-01-01T00:00:00Z",
+                            "Message": HOSTILE,
+                        }
+                    ]
+                }
+            },
+            f"{r}/UpdateService/FirmwareInventory/Node0_BIOS": {"Version": HOSTILE},
+        },
+    )
+
+
+def test_strings_from_a_bmc_cannot_notify_link_or_forge_lines(
+    redfish_fleet: RedfishFleet, state: Path
+) -> None:
+    hostile_bmc(redfish_fleet.control)
+    env = environment(redfish_fleet, state)
+    answers = {
+        "check": answer(run(env, STAT_BOT, "task", "hw-check", "x1000c0s3b0n0")),
+        "sweep": answer(run(env, STAT_BOT, "task", "hw-sweep", "x1000c0s3")),
+        "show": answer(run(env, STAT_BOT, "task", "hw-show", "x1000c0s3b0n0")),
+        "inventory": answer(run(env, sys.executable, "hw.py", "inventory", "x1000c0s3b0n0")),
+        "firmware": answer(run(env, sys.executable, "hw.py", "firmware", "x1000c0s[3-4]")),
+        "sel": answer(run(env, sys.executable, "hw.py", "sel", "x1000c0s3b0n0", "1")),
+    }
+    for name, result in answers.items():
+        text = body(result) + "\n" + result["text"]
+        assert "&lt;!channel&gt; &lt;!here&gt; &lt;@U0ADMIN&gt; &lt;http://evil" in text, name
+        for bad in FORBIDDEN:
+            assert bad not in text, (name, bad)
+    assert answers["check"]["text"] == "1 node: 1 critical"
+
+
+def test_a_huge_event_log_count_is_refused_with_the_largest_allowed(
+    redfish_fleet: RedfishFleet, state: Path
+) -> None:
+    env = environment(redfish_fleet, state)
+    refused = answer(run(env, sys.executable, "hw.py", "sel", "all", "100000"))
+    assert refused["text"] == (
+        "count must be between 1 and 1,000, not 100,000: e.g. `hw sel all 1000` "
+        "(a long list comes as a CSV file)"
+    )
+    every = answer(run(env, sys.executable, "hw.py", "sel", "all", "1000"))
+    assert every["file"]["filename"] == "hw-sel.csv"
+    assert len(every["blocks"]) <= 50
+    assert all(len(b["text"]["text"]) <= 3000 for b in every["blocks"] if "text" in b)
+    assert "more lines: every node is in the CSV file" in body(every)
+
+
+def test_a_persons_sweep_always_answers_and_scopes_never_compare_with_each_other(
+    redfish_fleet: RedfishFleet, state: Path
+) -> None:
+    env = environment(redfish_fleet, state)
+    q = queue(state)
+    scope = {"target": "x1000c0s[1-2]"}
+    scheduled = q.enqueue(JobRequest("hw", "sweep", args=scope, source=Source.SCHEDULE)).job
+    first = run(env, STAT_BOT, "task", "--job-id", str(scheduled.id), "hw-sweep", "x1000c0s[1-2]")
+    assert answer(first)["text"].endswith(
+        "first sweep of this scope: nothing earlier to compare with"
+    )
+    again = run(env, STAT_BOT, "task", "--job-id", str(scheduled.id), "hw-sweep", "x1000c0s[1-2]")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == ""  # scheduled, nothing changed: nothing posted
+    # Someone asks in chat while the scheduled sweep is queued: the request joins it, and
+    # the unchanged sweep answers, with the problems counted.
+    joined = q.enqueue(
+        JobRequest("hw", "sweep", args=scope, source=Source.SLACK, channel="C1", thread_ts="1.2")
+    )
+    assert joined.job.id == scheduled.id
+    person = answer(
+        run(env, STAT_BOT, "task", "--job-id", str(scheduled.id), "hw-sweep", "x1000c0s[1-2]")
+    )
+    assert person["text"].endswith("; 4 problems unchanged"), person["text"]
+    # Asked in chat on its own: answers as well.
+    asked = q.enqueue(JobRequest("hw", "check", source=Source.SLACK)).job
+    own = run(env, STAT_BOT, "task", "--job-id", str(asked.id), "hw-sweep", "x1000c0s[1-2]")
+    assert answer(own)["text"].endswith("problems unchanged")
+    # A narrower scope over the same nodes is a scope of its own: nothing to compare with,
+    # so the scheduled job reports it as a first sweep rather than as "no change".
+    narrower = run(env, STAT_BOT, "task", "--job-id", str(scheduled.id), "hw-sweep", "x1000c0s1")
+    assert "first sweep of this scope" in answer(narrower)["text"]
+    assert q.last_sweep("x1000c0s1").job_id == scheduled.id
+    assert q.last_sweep("x1000c0s[1-2]").job_id == asked.id  # each scope keeps its own

@@ -94,6 +94,26 @@ def test_every_problem_with_its_line(tmp_path: Path):
         assert words in text
 
 
+def test_a_row_with_several_problems_names_each(tmp_path: Path):
+    """One round of fixes makes the file load: no problem hides behind another on its row."""
+    path = tmp_path / "inventory.csv"
+    path.write_text(
+        "xname,bmc,hostname,nid,system\n"
+        "x1000c0s0b0n0,h0,n1,1,\n"
+        "x1000c0q0,,n1,abc,\n"  # 3: bad xname, no bmc, duplicate hostname, bad nid
+        "x1000c0s0b0n1,h1,n2,1,\n"  # 4: duplicate nid
+    )
+    assert inventory_problems(path) == [
+        f"{path}:3: 'x1000c0q0' is not an xname: 'q' after 'x1000c0' (chassis) is not "
+        "allowed; expected s (slot), r (router slot), b (chassis bmc), w (management switch), "
+        "h (switch connector)",
+        f"{path}:3: x1000c0q0 has no bmc: give the BMC's host, host:port or URL",
+        f"{path}:3: nid 'abc' is not a number (e.g. 12 or nid000012)",
+        f"{path}:3: duplicate hostname n1 (first on line 2)",
+        f"{path}:4: duplicate nid 1 (first on line 2)",
+    ]
+
+
 def test_header_and_missing_file(tmp_path: Path):
     path = tmp_path / "inventory.csv"
     path.write_text("name,bmc\nx1000c0s0b0n0,h\n")
@@ -166,6 +186,9 @@ def test_check_target_without_inventory():
         check_target("login1;rm")
     with pytest.raises(TargetError, match="chassis number '01'"):
         check_target("x1000c01")
+    # Names separated by spaces, as people type them: the answer says to use commas.
+    with pytest.raises(TargetError, match=r"commas, not spaces, e\.g\. x1000c0s0b0n0,nid000002"):
+        check_target("x1000c0s0b0n0 nid000002")
 
 
 @pytest.mark.parametrize(

@@ -81,6 +81,28 @@ def test_text_from_a_bmc_cannot_become_markup():
     assert "&lt;!channel&gt; &amp; &lt;http://x|y&gt;" in body
 
 
+def test_a_bmc_cannot_notify_anyone_or_start_a_line_that_looks_like_another_node():
+    evil = "PSU @channel @Here\n:large_green_circle: *x1000c0s9b0n0*: ok\r\n<@U123>"
+    bad = node("x1000c0s0b0n0", State.OK, Finding("critical", "PSU", evil))
+    section = report.check_report([bad], title="t", target="x1000c0")["blocks"][2]
+    line = section["text"]["text"]
+    assert "\n" not in line  # one node, one line
+    assert "@channel" not in line
+    assert "@Here" not in line
+    assert f"@{report.WORD_JOINER}channel @{report.WORD_JOINER}Here" in line
+    assert "&lt;@U123&gt;" in line
+    assert report.escape("@everyone!") == f"@{report.WORD_JOINER}everyone!"
+    assert report.escape("a@heres") == "a@heres"  # only the whole words
+
+
+def test_a_mistake_keeps_its_lines_and_escapes_each():
+    answer = report.mistake("no <inventory>\n  x1000c0s0b0n0,bmc,nid1,1,")
+    assert answer["blocks"][0]["text"]["text"] == (
+        ":warning: no &lt;inventory&gt;\n  x1000c0s0b0n0,bmc,nid1,1,"
+    )
+    assert answer["text"] == "no &lt;inventory&gt;\n  x1000c0s0b0n0,bmc,nid1,1,"
+
+
 def test_a_long_list_shows_the_worst_and_attaches_every_node_as_csv():
     results = [
         node(f"x1000c{c}s{s}b0n0", State.UNREACHABLE, reason="connection refused " + "x" * 200)
@@ -96,6 +118,18 @@ def test_a_long_list_shows_the_worst_and_attaches_every_node_as_csv():
     assert len(rows) == 48
     assert rows[0]["state"] == "unreachable"
     assert rows[0]["problems"].startswith("BMC unreachable: connection refused")
+
+
+def test_what_a_bmc_says_is_bounded_in_the_message_and_in_the_csv():
+    endless = Finding("critical", "PSU", "PSU " + "9" * 1_000_000)
+    results = [node(f"x1000c0s{s}b0n0", State.OK, endless) for s in range(30)]
+    answer = report.check_report(results, title="hw check all", target="all")
+    assert len(json.dumps(answer)) < 200_000
+    assert all(len(b.get("text", {}).get("text", "")) <= 3000 for b in answer["blocks"])
+    rows = list(csv.DictReader(io.StringIO(answer["file"]["content"])))
+    assert len(rows) == 30
+    assert all(len(r["problems"]) == report.MAX_CSV_CELL for r in rows)
+    assert rows[0]["problems"].endswith("…")
 
 
 def test_the_answer_is_what_the_blocks_report_format_accepts():

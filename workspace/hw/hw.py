@@ -29,6 +29,7 @@ from stat_bot.hardware.inventory import InventoryError, Node, load_inventory
 from stat_bot.hardware.targets import TargetError, fold, select
 
 ACTIONS = ("on", "off", "restart", "status")
+MAX_SEL = 1000  # entries per node: a bound on what one BMC can make the answer hold
 
 
 class HwError(Exception):
@@ -108,7 +109,7 @@ def as_csv(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
-    writer.writerows(["" if v is None else v for v in row] for row in rows)
+    writer.writerows(report.csv_row(row) for row in rows)
     return out.getvalue()
 
 
@@ -270,8 +271,11 @@ def sel(target: str, count_text: str) -> dict[str, Any]:
         count = int(count_text)
     except ValueError:
         raise MistakeError(f"count must be a whole number, not {count_text!r}") from None
-    if not 1 <= count <= 1000:
-        raise MistakeError("count must be between 1 and 1000")
+    if not 1 <= count <= MAX_SEL:
+        raise MistakeError(
+            f"count must be between 1 and {MAX_SEL:,}, not {count:,}: "
+            f"e.g. `hw sel {report.clip(target, 60)} {MAX_SEL}` (a long list comes as a CSV file)"
+        )
     nodes = nodes_for(target)
     logs = sel_many(nodes, redfish_config(), count, fanout())
     lines, rows = [], []
