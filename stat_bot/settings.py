@@ -218,6 +218,9 @@ class Settings(BaseSettings):
         None, description="known_hosts file; empty: ~/.ssh/known_hosts"
     )
     ssh_timeout: float = Field(10.0, gt=0, le=300, description="Seconds to connect and run a check")
+    ssh_config_file: Path | None = Field(
+        None, description="OpenSSH client config mapping node names to HostName, Port, User"
+    )
     slurm_scontrol: str = Field(
         "scontrol",
         description="scontrol to drain and resume nodes (needs SLURM_CONF if not default)",

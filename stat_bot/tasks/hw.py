@@ -174,7 +174,7 @@ def add_ssh_findings(settings: Settings, results: list[NodeHealth], nodes: list[
             known_hosts=settings.ssh_known_hosts,
             known_hosts_file=settings.ssh_known_hosts_file,
             timeout=settings.ssh_timeout,
-            ssh_config_file=getattr(settings, "ssh_config_file", None),
+            ssh_config_file=settings.ssh_config_file,
         )
         with SshRunner(cfg) as runner:
             outcomes = run_ssh_checks(list(on), checks, runner, fanout=settings.hw_fanout)
@@ -328,8 +328,10 @@ def hw_sweep(ctx: TaskContext, args: Sequence[str]) -> int:
     except (HwTaskError, MistakeError) as error:
         return fail(error)
     finished = time.time()
-    previous = ctx.queue.last_sweep(target)
-    ctx.queue.record_sweep(target, started, finished, rows(results, ctx.job_id), job_id=ctx.job_id)
+    # The scope names what was swept: `X1000C0` and `x1000c0` are one scope.
+    scope = target.lower()
+    previous = ctx.queue.last_sweep(scope)
+    ctx.queue.record_sweep(scope, started, finished, rows(results, ctx.job_id), job_id=ctx.job_id)
     before = [NodeHealth.from_dict(d) for d in previous.results] if previous else None
     diff = compare(before, results)
     where = asked(ctx)
