@@ -394,6 +394,9 @@ class ChatCommands:
         return Answer(reaction=reaction) if plain else Answer.say(result.text, reaction)
 
     def _refused_match(self, text: str, error: MatchError) -> Answer:
+        # A namespace's name alone (`@stat-bot hw`) asks what it can do: its help.
+        if text.strip() in self.configs.namespaces:
+            return Answer.say(namespace_help(self.configs, text.strip()))
         # The same words as `stat-bot enqueue` prints for the same text (MatchError's str).
         return self._not_understood(text, error.message, error.suggestions)
 

@@ -133,7 +133,7 @@ def test_help_lists_namespaces_with_locks_on_restricted_ones(chat: ChatCommands)
         assert "`@stat-bot <namespace> help`" in body
 
 
-@pytest.mark.parametrize("text", ["system help", "help system", "HELP system"])
+@pytest.mark.parametrize("text", ["system help", "help system", "HELP system", "system"])
 def test_namespace_help_lists_commands_with_parameter_types(chat: ChatCommands, text: str):
     body = text_of(chat.handle(text, ask()))
     assert "• `system hello [name=world]`: Says hello" in body
