@@ -19,7 +19,12 @@ from stat_bot.jobs.config import JobConfigs, load_config
 from stat_bot.queue.sqlite import SQLiteQueue
 from stat_bot.settings import PROXY_VARIABLES, Settings, load_settings
 
-pytest_plugins = ["tests.slack_emulator_fixtures", "tests.trac_fixtures", "tests.web_fixtures"]
+pytest_plugins = [
+    "tests.slack_emulator_fixtures",
+    "tests.slurm_fixtures",
+    "tests.trac_fixtures",
+    "tests.web_fixtures",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 STAT_BOT = str(Path(sys.executable).parent / "stat-bot")
