@@ -273,8 +273,11 @@ def _failing(s: Situation) -> list[Action]:
                 CommentTicket(
                     ticket,
                     "\n".join(
-                        [f"STAT bot's hardware check found {s.label} {s.result.state.words}:", ""]
-                        + result_lines(s.result)
+                        [
+                            f"STAT bot's hardware check found {s.label} {s.result.state.words}:",
+                            "",
+                            *result_lines(s.result),
+                        ]
                     ),
                 )
             )

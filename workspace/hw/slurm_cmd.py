@@ -27,25 +27,27 @@ from stat_bot.integrations.slurm import NodeState, Slurm, SlurmError, slurm_name
 USAGE = "usage: slurm_cmd.py drain TARGET REASON... | resume TARGET | state TARGET"
 
 
-class Refused(Exception):
+class RefusedError(Exception):
     """What the person asked cannot be done; the message says why and what to do."""
 
 
 def nodes_for(target: str, env: Mapping[str, str]) -> list[Node]:
     path = env.get("HW_INVENTORY", "").strip()
     if not path:
-        raise Refused(
+        raise RefusedError(
             "HW_INVENTORY is not set: point it at the inventory (CSV or YAML with "
             "xname,bmc,hostname,nid,system); see environment-sample"
         )
     try:
         inventory = load_inventory(path)
     except InventoryError as error:
-        raise Refused(f"the inventory cannot be used: {'; '.join(error.problems[:3])}") from None
+        raise RefusedError(
+            f"the inventory cannot be used: {'; '.join(error.problems[:3])}"
+        ) from None
     try:
         return select(inventory, target)
     except TargetError as error:
-        raise Refused(str(error)) from None
+        raise RefusedError(str(error)) from None
 
 
 def slurm_names(nodes: Sequence[Node]) -> dict[str, Node]:
@@ -59,7 +61,7 @@ def slurm_names(nodes: Sequence[Node]) -> dict[str, Node]:
         else:
             names[name] = node
     if nameless:
-        raise Refused(
+        raise RefusedError(
             f"no hostname or nid in the inventory for {fold(nameless)}: Slurm knows nodes by "
             "hostname, so add the hostname column for them"
         )
@@ -102,7 +104,7 @@ def run(argv: Sequence[str], env: Mapping[str, str]) -> tuple[int, str]:
             slurm.resume(list(names))
             head = f"Resumed {fold(names)} in Slurm"
         after = slurm.node_states(names)
-    except (Refused, SlurmError) as error:
+    except (RefusedError, SlurmError) as error:
         return 1, str(error)
     lines = [state_line(names[name], before[name], after[name]) for name in names]
     return 0, "\n".join([head + ":", *lines])
