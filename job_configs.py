@@ -245,4 +245,75 @@ raw_config = {
             },
         ],
     },
+    # --- hw: Slurm actions and closing the loop (issue 11, sections 4 and 5) -------------
+    # (The rest of the `hw` namespace - show, check, sweep, power... - is merged beside these.)
+    "hw": {
+        "description": "Node health over Redfish and SSH by xname; drain and resume in Slurm",
+        # slurm_cmd.py reads HW_INVENTORY, SLURM_SCONTROL (default scontrol) and SLURM_CONF.
+        "jobs": {
+            "drain": {
+                "run_args_template": "python3 slurm_cmd.py drain {target} {reason}",
+                "report_stdout": True,
+                "timeout": 120,
+                "coalesce": False,
+            },
+            "resume": {
+                "run_args_template": "python3 slurm_cmd.py resume {target}",
+                "report_stdout": True,
+                "timeout": 120,
+                "coalesce": False,
+            },
+            "slurm": {
+                "run_args_template": "python3 slurm_cmd.py state {target}",
+                "report_stdout": True,
+                "timeout": 60,
+                "concurrency": 4,
+            },
+            # A new Trac ticket with an xname checks it; the result is commented there.
+            "check-ticket": {
+                "run_args_template": "stat-bot task hw-check {xname} --ticket {ticket}",
+                "report_stdout": True,
+                "timeout": 600,
+                "coalesce": False,
+            },
+        },
+        "slack": [
+            {
+                "command": "drain [target] [reason...]",
+                "help": "Drain [target]'s nodes in Slurm with [reason] (shown by sinfo -R)",
+                "action": "schedule_job",
+                "job_type": "drain",
+            },
+            {
+                "command": "resume [target]",
+                "help": "Return [target]'s drained nodes to service in Slurm",
+                "action": "schedule_job",
+                "job_type": "resume",
+            },
+            {
+                "command": "slurm [target]",
+                "help": "[target]'s nodes as Slurm sees them: state and drain reason",
+                "action": "schedule_job",
+                "job_type": "slurm",
+            },
+        ],
+        "trac_rules": [
+            {
+                "event": "created",
+                "when": {"xname": "x*"},
+                "job_type": "check-ticket",
+                "args": {"xname": "{xname}", "ticket": "{ticket}"},
+            },
+        ],
+        # Closing the loop (README, "Hardware rules"): a check that finds a node critical
+        # opens a Trac ticket for its xname (or comments on the open one) and offers to
+        # drain it with the reason `STAT#<ticket>: <problem>`; a later passing check
+        # comments on the ticket and offers to resume it. The first rule covering a node
+        # applies. Keys: when (states), xnames (patterns), ticket, ticket_type,
+        # ticket_priority, drain (confirm|direct|no), resume (offer|direct|no),
+        # drain_job, resume_job, channel.
+        "hw_rules": [
+            {"when": "critical", "ticket": True, "drain": "confirm", "resume": "offer"},
+        ],
+    },
 }
