@@ -220,20 +220,32 @@ class Slurm:
         return {name: states[name] for name in wanted}
 
     def _update(self, names: Sequence[str], words: Sequence[str], doing: str) -> None:
-        if not names:
-            return
-        self.node_states(names)  # unknown names refused before anything changes
         result = self._run(["update", f"nodename={','.join(names)}", *words])
         if result.returncode != 0:
             raise self._failed(result, doing)
 
     def drain(self, names: Sequence[str], reason: str) -> None:
-        """Drain the nodes: running jobs finish, no new ones start; `reason` is shown by sinfo -R."""
+        """Drain the nodes: running jobs finish, no new ones start; `reason` is shown by sinfo -R.
+
+        Unknown names are refused (UnknownNodeError) before anything changes.
+        """
         reason = " ".join(reason.split())
         if not reason:
             raise SlurmError("a drain needs a reason (Slurm refuses one without)")
-        self._update(names, ["state=drain", f"reason={reason}"], f"drain {','.join(names)}")
+        if names:
+            self.node_states(names)
+            self._update(names, ["state=drain", f"reason={reason}"], f"drain {','.join(names)}")
 
-    def resume(self, names: Sequence[str]) -> None:
-        """Return drained (or down) nodes to service; Slurm clears the reason."""
-        self._update(names, ["state=resume"], f"resume {','.join(names)}")
+    def resume(self, names: Sequence[str]) -> list[str]:
+        """Return the drained (or down) ones of the nodes to service; Slurm clears the reason.
+
+        Slurm refuses to resume a node that is neither ("Invalid node state"), so those
+        are left as they are; the names resumed are returned.
+        """
+        if not names:
+            return []
+        states = self.node_states(names)
+        chosen = [name for name, state in states.items() if state.drained or state.down]
+        if chosen:
+            self._update(chosen, ["state=resume"], f"resume {','.join(chosen)}")
+        return chosen

@@ -101,12 +101,17 @@ def run(argv: Sequence[str], env: Mapping[str, str]) -> tuple[int, str]:
             slurm.drain(list(names), reason)
             head = f"Drained {fold(names)} in Slurm ({reason})"
         else:
-            slurm.resume(list(names))
-            head = f"Resumed {fold(names)} in Slurm"
+            resumed = slurm.resume(list(names))
+            if not resumed:
+                return 0, f"Nothing to resume: {fold(names)} not drained nor down in Slurm"
+            head = f"Resumed {fold(resumed)} in Slurm"
+            names = {name: names[name] for name in resumed}
         after = slurm.node_states(names)
     except (RefusedError, SlurmError) as error:
         return 1, str(error)
     lines = [state_line(names[name], before[name], after[name]) for name in names]
+    if action == "resume" and len(names) < len(before):
+        lines.append(f"left as they are (not drained): {fold(set(before) - set(names))}")
     return 0, "\n".join([head + ":", *lines])
 
 
