@@ -174,5 +174,5 @@ def test_check_target_without_inventory():
 )
 def test_huge_targets_are_refused_before_expansion(hostile):
     """NodeSet builds every number of a range: these would hang the job if expanded."""
-    with pytest.raises(TargetError, match="more than"):
+    with pytest.raises(TargetError, match=r"more than|longer than"):
         check_target(hostile)
