@@ -4,7 +4,14 @@ The format is ebmbot's `raw_config` (see README, "Configuring jobs"), with optio
 extensions: per job `timeout`, `concurrency`, `coalesce`, `retries`,
 `report_channel`; per namespace `default_channel`, `schedules`, `webhooks` and
 `trac_rules`; typed placeholders such as `[count:int]`, `[interval:1h|2h|5h|1d]`,
-`[name=world]`, `[node:xname]` and `[text...]` (the rest of the line).
+`[name=world]`, `[node:xname]`, `[target:target]` and `[text...]` (the rest of the line).
+
+Guarded jobs (README, "Guarded jobs"): per job `confirm` (text of what will happen,
+with the job's {args}: "Power {action} {target}"; a command is answered with
+Confirm/Cancel buttons and the job queued only once confirmed), `confirm_by` (user
+ids and @groups who may confirm besides the requester; default: the namespace's
+`allowed_users`) and `exclusive` (the arg holding the target: two exclusive jobs on
+overlapping xnames never run at once; write its placeholder as [target:target]).
 
 Check a change with `stat-bot check-config`; the running service loads it again by
 itself when the file changes, keeping the last good version if it does not load.

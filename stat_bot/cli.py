@@ -680,16 +680,32 @@ def exec_(ctx: Context, command: str) -> None:
 def enqueue(
     ctx: Context, command: str, channel: str | None, thread_ts: str | None, user: str | None
 ) -> None:
-    """Match COMMAND and carry out its action: usually, queue a job for the dispatcher."""
-    from stat_bot.actions import ActionError, Requester, perform
+    """Match COMMAND and carry out its action: usually, queue a job for the dispatcher.
+
+    A job type with `confirm` is offered instead (to CHANNEL, else the logs channel):
+    answer it with `stat-bot confirm CODE` or the offer's buttons."""
+    from stat_bot.actions import ActionError, Requester, perform, site_inventory
     from stat_bot.jobs.model import Source
 
     match = _match(ctx, command)
     requester = Requester(
         user=user or getpass.getuser(), channel=channel, thread_ts=thread_ts, source=Source.CLI
     )
+    spec = match.command.spec
     try:
-        result = perform(match, ctx.configs, ctx.queue, requester, ctx.settings.tz, now=time.time())
+        guarded = spec.action == "schedule_job" and bool(
+            ctx.configs.job(match.namespace, spec.job_type).exclusive
+        )
+        result = perform(
+            match,
+            ctx.configs,
+            ctx.queue,
+            requester,
+            ctx.settings.tz,
+            now=time.time(),
+            inventory=site_inventory(ctx.settings.hw_inventory) if guarded else None,
+            confirm_expiry=ctx.settings.hw_confirm_expiry,
+        )
     except ActionError as error:
         _fail(f"`{command}`: {error}", 2)  # as the bot says it in chat
     data: dict[str, Any] = {"message": result.text, **result.data}
@@ -697,6 +713,32 @@ def enqueue(
         data["job"] = job_dict(result.job)
         data["coalesced"] = bool(result.enqueued and result.enqueued.coalesced)
     ctx.output(data, result.text)
+
+
+@main.command(
+    "confirm",
+    epilog=EPILOG_EXAMPLES + "  stat-bot confirm K7Q2MX\n  stat-bot confirm K7Q2MX --cancel",
+)
+@click.argument("code")
+@click.option("--cancel", is_flag=True, help="Cancel the offer instead: nothing is queued.")
+@pass_ctx
+def confirm_(ctx: Context, code: str, cancel: bool) -> None:
+    """Answer the offer CODE of a guarded job (as its Confirm or Cancel button does).
+
+    Whoever can run this on the server may answer any offer; the job records
+    `cli:<login>` as who confirmed it. Exit status 1 when nothing was queued or cancelled.
+    """
+    from stat_bot.actions import decide
+
+    by = f"cli:{getpass.getuser()}"
+    result = decide(ctx.queue, code, confirm=not cancel, by=by, by_name=by, now=time.time())
+    data: dict[str, Any] = {"message": result.text, **result.data}
+    if result.job is not None:
+        data["job"] = job_dict(result.job)
+    ctx.output(data, result.text)
+    done = result.job is not None or (cancel and result.text.startswith("Cancelled"))
+    if not done:
+        raise SystemExit(1)
 
 
 # -- looking at the queue ----------------------------------------------------------------

@@ -5,7 +5,9 @@ offers it in its own terminal, and `stat-bot console` joins a running local
 mode from another. Lines typed go to the emulator as if typed in Slack's
 #general (`@stat-bot` becomes a real mention); everything posted, edited or
 reacted to anywhere in the workspace is printed as it happens, Block Kit and
-files rendered as text.
+files rendered as text. Buttons (a guarded job's Confirm/Cancel) are numbered
+as they appear, `[1] Confirm  [2] Cancel`, and `/click 1` clicks one, as Slack
+would send it to the bot.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ Commands of this console:
   /dm <text>        send <text> to the bot as a direct message (no mention needed)
   /as <user> <text> send as another user (admin, guest, visitor)
   /channel <name>   post in another channel from now on
+  /click <n> [user] click button [n] of a message above (as you, or as <user>)
   /help             this text
   /quit             leave (Ctrl-D too)"""
 
@@ -93,6 +96,8 @@ class Console:
         self.stop = threading.Event()
         self._lock = threading.Lock()
         self._names: dict[str, str] = {}
+        # Buttons seen so far, by the number shown: (channel, message ts, action_id, value).
+        self._buttons: dict[int, tuple[str, str, str, str]] = {}
 
     def say(self, text: str) -> None:
         with self._lock:
@@ -114,9 +119,49 @@ class Console:
                 continue
             for event in events:
                 self._learn(event)
-                self.say(render(event, self._names))
+                self.say(render(event, self._names) + self._number_buttons(event))
             if not events:
                 self.stop.wait(poll)
+
+    def _number_buttons(self, event: dict[str, Any]) -> str:
+        """`[1] Confirm  [2] Cancel` under a message with buttons, remembered for /click."""
+        message = event.get("message") or {}
+        shown = []
+        for block in message.get("blocks") or []:
+            if block.get("type") != "actions":
+                continue
+            for element in block.get("elements") or []:
+                if element.get("type") != "button":
+                    continue
+                number = len(self._buttons) + 1
+                self._buttons[number] = (
+                    str(event.get("channel")),
+                    str(message.get("ts")),
+                    str(element.get("action_id", "")),
+                    str(element.get("value", "")),
+                )
+                label = (element.get("text") or {}).get("text", "?")
+                shown.append(f"[{number}] {label}")
+        if not shown:
+            return ""
+        return "\n    " + "  ".join(shown) + "   (type /click <n>)"
+
+    def click(self, line: str) -> None:
+        """`/click <n> [user]`: press a numbered button, as this console's user or another."""
+        parts = line.split()
+        if len(parts) not in (2, 3) or not parts[1].isdigit():
+            self.say("usage: /click <n> [user]  (n: a button's number, shown as [n])")
+            return
+        number = int(parts[1])
+        if number not in self._buttons:
+            self.say(f"no button [{number}] yet; buttons are numbered as they are shown")
+            return
+        channel, ts, action_id, value = self._buttons[number]
+        user = parts[2] if len(parts) == 3 else self.user
+        try:
+            self.client.click(user, channel, ts, action_id, value=value)
+        except Exception as error:
+            self.say(f"(could not click: {error})")
 
     def _learn(self, event: dict[str, Any]) -> None:
         for user_id, name in (event.get("names") or {}).items():
@@ -162,6 +207,9 @@ class Console:
                 self.say("usage: /as <user> <text>")
                 return True
             user, text = parts[1], parts[2]
+        elif line == "/click" or line.startswith("/click "):
+            self.click(line)
+            return True
         elif line.startswith("/channel "):
             self.channel = line.split(maxsplit=1)[1].lstrip("#")
             self.say(f"(posting in #{self.channel} from now on)")

@@ -75,9 +75,16 @@ def job_dict(job: Job) -> dict[str, Any]:
 
 def asker(job: Job) -> str:
     """Who asked, as people know them: @name for Slack users whose name is known."""
-    if job.user_name:
-        return f"@{job.user_name}"
-    return job.user or str(job.source)
+    who = f"@{job.user_name}" if job.user_name else job.user or str(job.source)
+    if job.confirmed_by:
+        who += f", confirmed by {confirmer(job)}"
+    return who
+
+
+def confirmer(job: Job) -> str:
+    """Who confirmed a guarded job, as people read it (`@name`)."""
+    by = job.confirmed_by or ""
+    return by if by.startswith(("@", "cli:")) else f"@{by}"
 
 
 def args_text(job: Job) -> str:
@@ -344,7 +351,8 @@ def namespaces_help(configs: JobConfigs, bot: str = "stat-bot") -> str:
         "",
         f"`@{bot} <namespace> help` lists a namespace's commands.",
         "Built in: `status`, `jobs [namespace]`, `logs <id> [stdout|stderr] [head|tail]`, "
-        "`cancel <id>`, `remove job id <id>`.",
+        "`cancel <id>`, `remove job id <id>`, `confirm <code>` and `cancel-confirm <code>` "
+        "(answer an offer to run a guarded job, as its buttons do).",
     ]
     return "\n".join(lines)
 
@@ -357,8 +365,13 @@ def namespace_help(configs: JobConfigs, namespace: str) -> str:
     if not ns.commands:
         lines.append("It has no chat commands.")
     for command in ns.commands:
+        guarded = ""
+        if command.spec.action == "schedule_job" and ns.spec.jobs[command.spec.job_type].confirm:
+            guarded = " :warning: (asks for a confirmation)"
         lines.append(
-            f"• `{command.usage}`" + (f": {command.spec.help}" if command.spec.help else "")
+            f"• `{command.usage}`"
+            + (f": {command.spec.help}" if command.spec.help else "")
+            + guarded
         )
         for param in command.params:
             lines.append(f"      `[{param.name}]`: {param.describe()}")

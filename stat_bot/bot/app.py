@@ -9,6 +9,7 @@ apology in its thread; the details go to the log with a reference to match.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Any
 
@@ -18,6 +19,7 @@ from slack_sdk import WebClient
 
 from stat_bot.bot.chat import Answer, Asker, ChatCommands, command_text
 from stat_bot.bot.people import SlackPeople
+from stat_bot.report.confirmations import CANCEL_ACTION, CONFIRM_ACTION
 from stat_bot.report.slack import ChannelDirectory, post
 from stat_bot.settings import Settings
 
@@ -85,6 +87,50 @@ def create_app(
         # In channels a command comes as app_mention (Slack sends both); here only DMs count.
         if wanted(event) and event.get("channel_type") == "im":
             answer(event, command_text(event.get("text", ""), bot_user_id))
+
+    def clicked(body: dict[str, Any], confirm: bool) -> None:
+        """A Confirm or Cancel button of a guarded job's offer (report/confirmations.py)."""
+        user = (body.get("user") or {}).get("id")
+        actions = body.get("actions") or [{}]
+        code = str(actions[0].get("value") or "")
+        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
+            "channel_id"
+        )
+        message = body.get("message") or {}
+        thread_ts = message.get("thread_ts") or message.get("ts")
+        bound = log.bind(user=user, channel=channel, code=code, confirm=confirm)
+        if not user or not channel:
+            bound.warning("a click without a user or channel; ignored")
+            return
+        try:
+            result = chat.decide(code, user, confirm=confirm)
+            for answer in result.messages:
+                post(client, channels, channel, thread_ts, answer)
+            bound.info("button answered")
+        except Exception:
+            reference = uuid.uuid4().hex[:8]
+            bound.exception("button failed", reference=reference)
+            with contextlib.suppress(Exception):
+                client.chat_postMessage(
+                    channel=channel,
+                    thread_ts=thread_ts,
+                    text=f"Sorry <@{user}>, something went wrong inside STAT bot while handling "
+                    f"that click (reference `{reference}`); the details are in its logs.",
+                )
+
+    def ack_now(ack: Any) -> None:
+        # Slack wants the ack within 3 s; the decision (a queue write, maybe a user-group
+        # lookup) runs after it, as a lazy listener on Bolt's own thread.
+        ack()
+
+    def on_confirm(body: dict[str, Any]) -> None:
+        clicked(body, confirm=True)
+
+    def on_cancel(body: dict[str, Any]) -> None:
+        clicked(body, confirm=False)
+
+    app.action(CONFIRM_ACTION)(ack=ack_now, lazy=[on_confirm])
+    app.action(CANCEL_ACTION)(ack=ack_now, lazy=[on_cancel])
 
     @app.event("channel_created")
     def on_channel_created(event: dict[str, Any]) -> None:

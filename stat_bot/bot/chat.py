@@ -16,7 +16,7 @@ from typing import Protocol
 
 import structlog
 
-from stat_bot.actions import ActionError, Requester, perform
+from stat_bot.actions import ActionError, Requester, decide, perform, site_inventory
 from stat_bot.jobs.config import JobConfigs, NamespaceSpec
 from stat_bot.jobs.config_file import ConfigFile
 from stat_bot.jobs.matching import (
@@ -28,7 +28,7 @@ from stat_bot.jobs.matching import (
 )
 from stat_bot.jobs.model import Source
 from stat_bot.jobs.params import excerpt
-from stat_bot.queue.base import Queue
+from stat_bot.queue.base import Confirmation, Queue
 from stat_bot.report.messages import MAX_TEXT, FileUpload, Message, split_text
 from stat_bot.settings import Settings
 from stat_bot.views import (
@@ -185,7 +185,60 @@ class ChatCommands:
             return self._cancel(rest[0], asker)
         if first == "remove" and rest[:2] == ["job", "id"] and len(rest) == 3:
             return self._cancel(rest[2], asker)
+        if first in ("confirm", "cancel-confirm") and len(words) == 2:
+            return self.decide(words[1], asker.user_id, confirm=first == "confirm")
+        if first == "confirm" and len(words) == 3 and rest[1] == "cancel":
+            return self.decide(words[1], asker.user_id, confirm=False)
         return self._configured(text, asker)
+
+    # guarded jobs ------------------------------------------------------------------
+    def _name(self, user_id: str) -> str | None:
+        try:
+            return self.people.name(user_id)
+        except LookupFailedError:
+            return None
+
+    def decide(self, code: str, user_id: str, *, confirm: bool) -> Answer:
+        """`confirm ABC123` / `cancel-confirm ABC123`, typed or clicked (bot/app.py)."""
+        result = decide(
+            self.queue,
+            code,
+            confirm=confirm,
+            by=user_id,
+            by_name=self._name(user_id),
+            refusal=lambda offer: self.confirm_refusal(offer, user_id, confirm=confirm),
+        )
+        if result.job is not None:
+            return Answer.say(result.text, self.settings.slack_ack_reaction)
+        return Answer.say(result.text)
+
+    def confirm_refusal(self, offer: Confirmation, user_id: str, *, confirm: bool) -> str | None:
+        """Why this person may not confirm (or cancel) this offer, or None if they may.
+
+        They must be allowed to use its namespace at all; then the requester may, and
+        so may anyone its job's `confirm_by` (default: the namespace's allowed_users) names,
+        by id or by a user group they are in.
+        """
+        namespace = offer.request.namespace
+        verb = "confirm" if confirm else "cancel"
+        if namespace not in self.configs.namespaces:
+            return f"`{namespace}` is no longer in job_configs.py, so `{offer.code}` cannot be {verb}ed."
+        refusal = self.refusal(namespace, user_id, f"{verb} {offer.code}")
+        if refusal:
+            return refusal
+        if user_id == offer.requested_by or user_id in offer.confirmers:
+            return None
+        handles = {c[1:] for c in offer.confirmers if c.startswith("@")}
+        try:
+            if handles and self.people.groups(user_id) & handles:
+                return None
+        except LookupFailedError as error:
+            return f"Sorry <@{user_id}>, I could not check whether you may {verb} it: {error}."
+        asker = f"<@{offer.requested_by}>" if offer.requested_by else "whoever asked"
+        others = ", ".join(c if c.startswith("@") else f"<@{c}>" for c in offer.confirmers)
+        who = f"{asker} or {others}" if others else asker
+        log.warning("confirmation refused", user=user_id, code=offer.code, verb=verb)
+        return f"Sorry <@{user_id}>, only {who} may {verb} `{offer.code}`; nothing was changed."
 
     # built-ins ---------------------------------------------------------------------
     def _help(self, rest: list[str]) -> Answer:
@@ -301,14 +354,28 @@ class ChatCommands:
             is_im=asker.is_im,
             user_name=self.people.name(asker.user_id),
         )
+        spec = match.command.spec
         try:
+            guarded = (
+                spec.action == "schedule_job"
+                and configs.job(match.namespace, spec.job_type).exclusive
+            )
             result = perform(
-                match, configs, self.queue, requester, self.settings.tz, now=time.time()
+                match,
+                configs,
+                self.queue,
+                requester,
+                self.settings.tz,
+                now=time.time(),
+                inventory=site_inventory(self.settings.hw_inventory) if guarded else None,
+                confirm_expiry=self.settings.hw_confirm_expiry,
             )
         except ActionError as error:
             return Answer.say(f"`{excerpt(text)}`: {error}")
         if match.command.spec.action != "schedule_job":
             return Answer.say(result.text)
+        if "code" in result.data:  # offered with buttons (the outbox posts the offer)
+            return Answer(reaction="question")
         # A plain "queued" needs no words: the reaction says it. Anything else is worth saying.
         enqueued = result.enqueued
         plain = (

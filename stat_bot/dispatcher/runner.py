@@ -325,6 +325,8 @@ class Runner:
             STAT_BOT_SOURCE=str(job.source),
             STAT_BOT_ATTEMPT=str(job.attempts),
             STAT_BOT_LOG_DIR=str(log_dir),
+            # A guarded job's confirmer (job_configs.py's `confirm`), for its own records.
+            STAT_BOT_CONFIRMED_BY=job.confirmed_by or "",
         )
         for name, value in job.args.items():
             env[f"STAT_BOT_ARG_{name.upper()}"] = str(value)

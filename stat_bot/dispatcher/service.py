@@ -41,7 +41,16 @@ from stat_bot.jobs.config_file import ConfigFile
 from stat_bot.jobs.model import Job, JobRequester, JobStatus, ReportState, Source
 from stat_bot.jobs.requests import build_request
 from stat_bot.jobs.schedules import row_latest_due, row_next_due
-from stat_bot.queue.base import OutboxMessage, Queue, QueueBusyError, QueueError, Recovered, Worker
+from stat_bot.queue.base import (
+    Confirmation,
+    OutboxMessage,
+    Queue,
+    QueueBusyError,
+    QueueError,
+    Recovered,
+    Worker,
+)
+from stat_bot.report.confirmations import decided_report
 from stat_bot.report.messages import (
     Outcome,
     build_report,
@@ -68,6 +77,11 @@ MAX_SCHEDULE_SLEEP = 30.0  # re-read schedules at least this often (the dashboar
 
 class WriteAbandonedError(Exception):
     """A write that must not be lost could not be made before the dispatcher had to stop."""
+
+
+def expired_offer_messages(offer: Confirmation, job: Job | None) -> list[OutboxMessage]:
+    """An expired offer's message, edited to say so (report/confirmations.py)."""
+    return [outgoing(decided_report(offer, job), "confirm")]
 
 
 def pid_alive(pid: int) -> bool:
@@ -627,6 +641,12 @@ class Dispatcher:
                     if job_id in self.running:
                         self.running[job_id].cancel("cancelled on request")
                 await self._recover()
+                # Offers of guarded jobs nobody answered in time: their buttons go.
+                expired = await self._q(
+                    self.queue.expire_confirmations, outbox=expired_offer_messages
+                )
+                if expired:
+                    self.sender.wake()
             except QueueError as error:
                 self.log.warning("heartbeat failed", error=str(error))
             except Exception:

@@ -40,7 +40,9 @@ ReportFormat = Literal["text", "blocks", "code", "file"]
 Action = Literal["schedule_job", "cancel_job", "schedule_suppression", "cancel_suppression"]
 
 # Words the bot answers itself; a namespace of that name could never be reached.
-RESERVED_NAMESPACES = frozenset({"help", "status", "jobs", "logs", "cancel", "remove"})
+RESERVED_NAMESPACES = frozenset(
+    {"help", "status", "jobs", "logs", "cancel", "remove", "confirm", "cancel-confirm"}
+)
 NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 ALLOWED_USER = re.compile(r"^(?:[UW][A-Z0-9]{2,}|@[a-z0-9][a-z0-9._-]*)$")
@@ -71,6 +73,35 @@ class JobSpec(_Strict):
     coalesce: bool | Literal["type"] = True
     retries: int = Field(0, ge=0, le=100)
     report_channel: str | None = None
+    # Guarded actions (README "Configuring jobs"): `confirm` is what the offer says will
+    # happen, with the job's {arg} names ("Power {action} {target}"); a command for the job
+    # is then answered with Confirm/Cancel buttons instead of being queued. `confirm_by`
+    # names who besides the requester may confirm (user ids or @groups; default: the
+    # namespace's allowed_users). `exclusive` names the arg whose target's xnames the job
+    # locks: two exclusive jobs on overlapping xnames never run at once.
+    confirm: str | None = None
+    confirm_by: list[str] = Field(default_factory=list)
+    exclusive: str | None = None
+
+    @field_validator("confirm_by")
+    @classmethod
+    def _confirmers(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not ALLOWED_USER.match(value):
+                raise ValueError(
+                    f"{value!r} is neither a Slack user id (such as U0123ABCD) nor a "
+                    "user-group handle (such as @hpc-admins)"
+                )
+        return values
+
+    @field_validator("confirm")
+    @classmethod
+    def _confirm_text(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError(
+                'give the text of the question, such as "Power {action} {target}", not an empty one'
+            )
+        return value
 
     @field_validator("coalesce", mode="before")
     @classmethod
@@ -632,6 +663,7 @@ def _check_namespace(
                 f"{where}, job {job_type!r}: key 'run_args_template': remove the quotes around "
                 f"{{{quoted}}}; values are shell-quoted for you"
             )
+        problems.extend(_check_guard(f"{where}, job {job_type!r}", job, fields[job_type]))
     commands: list[Command] = []
     shapes: dict[tuple[str, ...], str] = {}
     for cmd in spec.slack:
@@ -651,6 +683,14 @@ def _check_namespace(
             continue
         command = Command(name, cmd, tokens)
         names = {p.name for p in command.params}
+        exclusive = spec.jobs[cmd.job_type].exclusive
+        if cmd.action == "schedule_job" and exclusive and exclusive in names:
+            param = next(p for p in command.params if p.name == exclusive)
+            if param.type_name not in ("target", "xname") or param.choices:
+                problems.append(
+                    f"{cwhere}: job {cmd.job_type!r} locks the xnames of [{exclusive}] "
+                    f"(its 'exclusive'), so write the placeholder as [{exclusive}:target]"
+                )
         if cmd.action == "schedule_job" and cmd.job_type in fields:
             wanted = set(fields[cmd.job_type])
             if names != wanted:
@@ -715,6 +755,35 @@ def _check_namespace(
     for index, hw_rule in enumerate(spec.hw_rules):
         problems.extend(_check_hw_rule(where, index, hw_rule, spec, fields, broken))
     return problems, Namespace(name, spec, tuple(commands), tuple(schedules))
+
+
+def _check_guard(where: str, job: JobSpec, fields: list[str]) -> list[str]:
+    """A job's `confirm` text may use only its own {args}; `exclusive` must name one of them."""
+    problems = []
+    if job.confirm is not None:
+        try:
+            names = template_fields(job.confirm)
+        except ValueError as error:
+            problems.append(f"{where}: key 'confirm': {error}")
+            names = []
+        for unknown in [n for n in names if n not in fields]:
+            problems.append(
+                f"{where}: key 'confirm': {{{unknown}}} is not one of the job's args"
+                f"{_suggest(unknown, fields)}; it may use "
+                f"{', '.join('{' + f + '}' for f in fields) or 'none (the job takes no args)'}"
+            )
+    if job.confirm_by and job.confirm is None:
+        problems.append(
+            f"{where}: key 'confirm_by' names who may confirm, but the job asks for no "
+            'confirmation; add "confirm": "<what will happen>" or remove the key'
+        )
+    if job.exclusive is not None and job.exclusive not in fields:
+        problems.append(
+            f"{where}: key 'exclusive': {job.exclusive!r} is not one of the job's args"
+            f"{_suggest(job.exclusive, fields)}; name the arg that holds the target, one of "
+            f"{', '.join(fields) or 'none (the job takes no args)'}"
+        )
+    return problems
 
 
 def _check_webhook(

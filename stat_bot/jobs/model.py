@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import shlex
 import time
@@ -87,6 +88,45 @@ class ReportState(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class TargetSet:
+    """What a hardware target selects: typed text, the nodes and the keys that lock them.
+
+    `locks` are lock keys (stat_bot.hardware.xnames.lock_key: `x1000.c0.s0.b0.n0.`), whose
+    plain prefix test is xname containment; the key "" locks every xname (a target that
+    could not be resolved without an inventory is locked whole, never guessed). `exclusive`:
+    whether the job holds the locks while it runs (its type's `exclusive`).
+    """
+
+    typed: str
+    xnames: tuple[str, ...] = ()
+    hostnames: tuple[str | None, ...] = ()
+    locks: tuple[str, ...] = ()
+    from_inventory: bool = False
+    exclusive: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "typed": self.typed,
+            "xnames": list(self.xnames),
+            "hostnames": list(self.hostnames),
+            "locks": list(self.locks),
+            "from_inventory": self.from_inventory,
+            "exclusive": self.exclusive,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TargetSet:
+        return cls(
+            typed=str(data["typed"]),
+            xnames=tuple(data.get("xnames") or ()),
+            hostnames=tuple(data.get("hostnames") or ()),
+            locks=tuple(data.get("locks") or ()),
+            from_inventory=bool(data.get("from_inventory")),
+            exclusive=bool(data.get("exclusive")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class JobRequest:
     """What a source asks the queue to run."""
 
@@ -103,9 +143,35 @@ class JobRequest:
     retries: int = 0
     is_im: bool = False
     user_name: str | None = None  # the asker's Slack name, for people to read (user is the id)
+    # A job type with `exclusive` (or `confirm` on a target): the nodes its target selects
+    # and their lock keys (jobs/targets.py), computed once when the request is built.
+    targets: TargetSet | None = None
+    # Who confirmed a job type with `confirm` (a Slack user id, or a name from the CLI).
+    confirmed_by: str | None = None
 
     def __post_init__(self) -> None:
         check_args(self.args)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The request as JSON-able data (a pending confirmation keeps it until confirmed)."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["source"] = str(self.source)
+        data["targets"] = self.targets.to_dict() if self.targets else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobRequest:
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        values["source"] = Source(values.get("source", Source.CLI))
+        if values.get("targets"):
+            values["targets"] = TargetSet.from_dict(values["targets"])
+        return cls(**values)
+
+    @property
+    def locks(self) -> tuple[str, ...]:
+        """The lock keys the job holds while it runs (empty: none; see TargetSet)."""
+        return self.targets.locks if self.targets and self.targets.exclusive else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +227,7 @@ class Job:
     is_im: bool
     note: str | None
     user_name: str | None = None
+    confirmed_by: str | None = None  # who confirmed it (job types with `confirm`)
 
     @property
     def full_type(self) -> str:

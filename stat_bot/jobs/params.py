@@ -1,4 +1,5 @@
-"""Command placeholders: `[name]`, `[count:int]`, `[interval:1h|2h|5h|1d]`, `[name=world]`, `[text...]`.
+"""Command placeholders: `[name]`, `[count:int]`, `[interval:1h|2h|5h|1d]`, `[name=world]`, `[text...]`,
+`[target:target]`.
 
 A placeholder names a value that is templated into the job's `run_args_template`.
 Its type checks and normalises what the user typed, so a job never starts with
@@ -12,6 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from stat_bot.hardware.targets import TargetError, check_target
 from stat_bot.hardware.xnames import XnameError, parse_xname
 
 PLACEHOLDER = re.compile(
@@ -72,6 +74,16 @@ def _as_str(value: str) -> str:
     return value
 
 
+def _as_target(value: str) -> str:
+    """A hardware target (xname, partial xname, range, list, hostname, nid range, `all`),
+    checked for its syntax only: which nodes it selects is known once the inventory is read
+    (jobs/targets.py), when the request is built."""
+    try:
+        return check_target(value)
+    except TargetError as error:
+        raise ParamError(f"a target such as x1000c0s0b0n0, x1000c0 or nid[1-4] ({error})") from None
+
+
 TYPES: dict[str, ParamType] = {
     t.name: t
     for t in (
@@ -79,6 +91,9 @@ TYPES: dict[str, ParamType] = {
         ParamType("int", "a whole number", _as_int),
         ParamType("float", "a number", _as_float),
         ParamType("xname", "an xname such as x1000c0s0b0n0", _as_xname),
+        ParamType(
+            "target", "nodes: an xname, x1000c0s[0-3]b0n0, a hostname, nid[1-4] or all", _as_target
+        ),
     )
 }
 

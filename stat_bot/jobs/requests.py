@@ -17,14 +17,20 @@ Where the report goes, first that is set:
 
 With none of these the report goes to `SLACK_LOGS_CHANNEL` when it is delivered.
 README.md ("Configuring jobs") says the same for people writing job_configs.py.
+
+A job type with `exclusive` also gets here the nodes its target arg selects and
+their lock keys (jobs/targets.py), once: the confirmation shows them and the
+dispatcher locks them, from the same request.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from stat_bot.hardware.inventory import Inventory
 from stat_bot.jobs.config import Namespace
 from stat_bot.jobs.model import JobRequest, Source
+from stat_bot.jobs.targets import expand
 
 
 def report_channel(
@@ -51,18 +57,26 @@ def build_request(
     user_name: str | None = None,
     delay_seconds: float = 0.0,
     is_im: bool = False,
+    inventory: Inventory | None = None,
+    confirmed_by: str | None = None,
 ) -> JobRequest:
     """The request for one job of `namespace`, with its type's limits from job_configs.py.
 
     `channel` is the channel the request names (step 1 of the rule), `site_channel`
     the site's fallback for this source (step 4); KeyError for a job type the
-    namespace does not have (callers match or validate before building).
+    namespace does not have (callers match or validate before building). `inventory`:
+    the site's nodes, to expand an exclusive job's target (ArgsError for a target that
+    selects none); without it the target is locked as typed.
     """
     job = namespace.spec.jobs[job_type]
+    args = dict(args or {})
+    targets = None
+    if job.exclusive:
+        targets = expand(str(args.get(job.exclusive, "")), inventory)
     return JobRequest(
         namespace=namespace.name,
         job_type=job_type,
-        args=dict(args or {}),
+        args=args,
         channel=report_channel(namespace, job_type, channel, site_channel),
         thread_ts=thread_ts,
         user=user,
@@ -73,4 +87,6 @@ def build_request(
         retries=job.retries,
         is_im=is_im,
         user_name=user_name,
+        targets=targets,
+        confirmed_by=confirmed_by,
     )

@@ -212,6 +212,58 @@ class OutboxSummary:
     last_error: str | None = None
 
 
+class ConfirmationState(enum.StrEnum):
+    """Where an offer to run a guarded job stands."""
+
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """A guarded job offered with Confirm/Cancel buttons, waiting for someone allowed to answer.
+
+    `request` is the job as it will be queued (its nodes and locks computed already);
+    `confirmers` who besides the requester may confirm (user ids and @group handles);
+    `offer_id` the outbox message carrying the buttons, which every decision edits.
+    """
+
+    code: str
+    request: JobRequest
+    requested_by: str | None
+    channel: str | None
+    thread_ts: str | None
+    summary: str
+    created_at: float
+    expires_at: float
+    state: ConfirmationState = ConfirmationState.PENDING
+    confirmers: tuple[str, ...] = ()
+    requested_by_name: str | None = None
+    decided_by: str | None = None
+    decided_at: float | None = None
+    job_id: int | None = None
+    offer_id: int | None = None
+
+
+class Decision(enum.StrEnum):
+    """What `decide_confirmation` did."""
+
+    CONFIRMED = "confirmed"  # the job is queued
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"  # too late: marked expired now, nothing queued
+    ALREADY = "already"  # decided before (by someone else, or a second click): nothing changed
+    NOT_FOUND = "not_found"
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionResult:
+    decision: Decision
+    confirmation: Confirmation | None = None
+    enqueued: EnqueueResult | None = None
+
+
 class WakeupListener(abc.ABC):
     """A file descriptor that becomes readable when the queue changed (new job, cancel, ...)."""
 
@@ -250,7 +302,12 @@ class Queue(abc.ABC):
 
     @abc.abstractmethod
     def claim(self, worker_id: str, limit: int, *, now: float | None = None) -> list[Job]:
-        """Atomically move up to `limit` due jobs to running, honouring concurrency and suppressions."""
+        """Atomically move up to `limit` due jobs to running, honouring concurrency and suppressions.
+
+        An exclusive job (one with lock keys, `JobRequest.locks`) is skipped while a running
+        job holds a key that overlaps one of its own (one is a prefix of the other: the same
+        xname or an ancestor); jobs without locks never wait for locks.
+        """
 
     @abc.abstractmethod
     def mark_started(
@@ -391,6 +448,70 @@ class Queue(abc.ABC):
         `source`: a captured body sent again under a new delivery id. Both are kept
         until `prune` drops deliveries older than its cutoff.
         """
+
+    # confirmations (guarded jobs: confirm before they are queued) ---------------
+    @abc.abstractmethod
+    def offer_confirmation(
+        self,
+        request: JobRequest,
+        *,
+        requested_by: str | None,
+        channel: str | None,
+        thread_ts: str | None,
+        summary: str,
+        expires_in: float,
+        confirmers: Sequence[str] = (),
+        requested_by_name: str | None = None,
+        outbox: Callable[[Confirmation], Sequence[OutboxMessage]] | None = None,
+        now: float | None = None,
+    ) -> Confirmation:
+        """Store a pending confirmation under a new unguessable code, with its offer.
+
+        `outbox` turns the stored confirmation (its code known) into the message with the
+        buttons, stored in the same transaction; the first is the offer every decision edits.
+        """
+
+    @abc.abstractmethod
+    def decide_confirmation(
+        self,
+        code: str,
+        *,
+        confirm: bool,
+        by: str,
+        by_name: str | None = None,
+        outbox: Callable[[Confirmation, Job | None], Sequence[OutboxMessage]] | None = None,
+        now: float | None = None,
+    ) -> DecisionResult:
+        """Confirm (enqueue the job with `confirmed_by`) or cancel, in ONE transaction.
+
+        Only a pending confirmation changes: one past its expiry becomes expired instead
+        (nothing queued), one decided before is returned as it is (Decision.ALREADY), so
+        a second click, from anyone, queues nothing. `outbox` gives the messages the
+        change causes (the offer edited to say what happened), stored with it. Whether
+        `by` may decide is the caller's check, made before (a refusal changes nothing).
+        """
+
+    @abc.abstractmethod
+    def expire_confirmations(
+        self,
+        *,
+        outbox: Callable[[Confirmation, Job | None], Sequence[OutboxMessage]] | None = None,
+        now: float | None = None,
+    ) -> list[Confirmation]:
+        """Mark pending confirmations past their expiry expired, with their messages."""
+
+    @abc.abstractmethod
+    def get_confirmation(self, code: str) -> Confirmation | None: ...
+
+    @abc.abstractmethod
+    def confirmations(
+        self, *, states: Sequence[ConfirmationState] = (), limit: int = 50
+    ) -> list[Confirmation]:
+        """Newest first."""
+
+    @abc.abstractmethod
+    def job_locks(self, job_id: int) -> list[str]:
+        """The lock keys an exclusive job holds while it runs (jobs/targets.py)."""
 
     # web sessions (held on the server, so logout ends them) ----------------
     @abc.abstractmethod

@@ -8,9 +8,11 @@ own connection, as sqlite3 connections must not be shared across threads.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
+import secrets
 import socket
 import sqlite3
 import threading
@@ -29,6 +31,10 @@ from stat_bot.queue.base import (
     Beat,
     CancelOutcome,
     CancelResult,
+    Confirmation,
+    ConfirmationState,
+    Decision,
+    DecisionResult,
     EnqueueResult,
     JobCount,
     JobTiming,
@@ -283,21 +289,52 @@ MIGRATIONS: tuple[str, ...] = (
     -- `status` can say "never". Schedules from before this column count as having fired.
     ALTER TABLE schedules ADD COLUMN has_fired INTEGER NOT NULL DEFAULT 1;
     """,
+    """
+    -- Guarded jobs: who confirmed one, the xnames an exclusive one locks while it runs
+    -- (lock keys whose prefix test is containment: jobs/targets.py), and the offers
+    -- waiting for a Confirm or Cancel.
+    ALTER TABLE jobs ADD COLUMN confirmed_by TEXT;
+    CREATE TABLE job_locks (
+        job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        key    TEXT    NOT NULL,
+        PRIMARY KEY (job_id, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE confirmations (
+        code              TEXT PRIMARY KEY,
+        namespace         TEXT NOT NULL,
+        job_type          TEXT NOT NULL,
+        request           TEXT NOT NULL,
+        requested_by      TEXT,
+        requested_by_name TEXT,
+        channel           TEXT,
+        thread_ts         TEXT,
+        confirmers        TEXT NOT NULL DEFAULT '[]',
+        summary           TEXT NOT NULL,
+        state             TEXT NOT NULL DEFAULT 'pending',
+        created_at        REAL NOT NULL,
+        expires_at        REAL NOT NULL,
+        decided_by        TEXT,
+        decided_at        REAL,
+        job_id            INTEGER,
+        offer_id          INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX confirmations_pending ON confirmations (expires_at) WHERE state = 'pending';
+    """,
 )
 
 JOB_COLUMNS = (
     "id, namespace, job_type, args, channel, thread_ts, user, source, status, created_at, "
     "start_after, started_at, finished_at, attempts, max_retries, concurrency, worker_id, "
     "heartbeat_at, pid, exit_code, log_dir, cancel_requested, report_state, report_error, is_im, note, "
-    "user_name"
+    "user_name, confirmed_by"
 )
 
 SQL_INSERT_JOB = (
     """
     INSERT INTO jobs (namespace, job_type, args, channel, thread_ts, user, source, status,
                       created_at, start_after, max_retries, concurrency, is_im, report_state,
-                      user_name)
-    VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, 'pending', ?)
+                      user_name, confirmed_by)
+    VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, 'pending', ?, ?)
     RETURNING """
     + JOB_COLUMNS
 )
@@ -366,9 +403,49 @@ SQL_CLAIM_NEXT = """
             GROUP BY namespace, job_type HAVING count(*) >= max(concurrency))
       AND (j.namespace, j.job_type) NOT IN (
             SELECT namespace, job_type FROM suppressions WHERE start_at <= :now AND end_at > :now)
+      AND NOT EXISTS (
+            SELECT 1 FROM job_locks AS mine, jobs AS r, job_locks AS held
+            WHERE mine.job_id = j.id AND r.status = 'running' AND held.job_id = r.id
+              AND (substr(held.key, 1, length(mine.key)) = mine.key
+                   OR substr(mine.key, 1, length(held.key)) = held.key))
     ORDER BY j.start_after, j.id
     LIMIT 1
 """
+# An exclusive job's locks (above: skipped while a running job holds an overlapping key,
+# one key a prefix of the other); a merged request's target replaces the job's.
+SQL_DROP_LOCKS = "DELETE FROM job_locks WHERE job_id = ?"
+SQL_ADD_LOCK = "INSERT OR IGNORE INTO job_locks (job_id, key) VALUES (?, ?)"
+SQL_JOB_LOCKS = "SELECT key FROM job_locks WHERE job_id = ? ORDER BY key"
+
+CONFIRMATION_COLUMNS = (
+    "code, request, requested_by, channel, thread_ts, summary, created_at, expires_at, state, "
+    "confirmers, requested_by_name, decided_by, decided_at, job_id, offer_id"
+)
+SQL_CONFIRMATION_EXISTS = "SELECT 1 FROM confirmations WHERE code = ?"
+SQL_INSERT_CONFIRMATION = (
+    """
+    INSERT INTO confirmations (code, namespace, job_type, request, requested_by,
+        requested_by_name, channel, thread_ts, confirmers, summary, created_at, expires_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING """
+    + CONFIRMATION_COLUMNS
+)
+SQL_CONFIRMATION_OFFER = "UPDATE confirmations SET offer_id = ? WHERE code = ?"
+SQL_GET_CONFIRMATION = "SELECT " + CONFIRMATION_COLUMNS + " FROM confirmations WHERE code = ?"
+SQL_DECIDE_CONFIRMATION = (
+    """
+    UPDATE confirmations SET state = ?, decided_by = ?, decided_at = ?, job_id = ?
+    WHERE code = ? AND state = 'pending' RETURNING """
+    + CONFIRMATION_COLUMNS
+)
+SQL_EXPIRE_CONFIRMATIONS = (
+    """
+    UPDATE confirmations SET state = 'expired', decided_at = :now
+    WHERE state = 'pending' AND expires_at <= :now RETURNING """
+    + CONFIRMATION_COLUMNS
+)
+SQL_PRUNE_CONFIRMATIONS = "DELETE FROM confirmations WHERE state != 'pending' AND created_at < ?"
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud and typed back
+CODE_LENGTH = 6
 
 SQL_MARK_RUNNING = (
     """
@@ -639,7 +716,7 @@ def _job(row: Sequence[object]) -> Job:
         id_, namespace, job_type, args, channel, thread_ts, user, source, status, created_at,
         start_after, started_at, finished_at, attempts, max_retries, concurrency, worker_id,
         heartbeat_at, pid, exit_code, log_dir, cancel_requested, report_state, report_error, is_im, note,
-        user_name,
+        user_name, confirmed_by,
     ) = row  # fmt: skip
     return Job(
         id=id_, namespace=namespace, job_type=job_type, args=json.loads(args), channel=channel,
@@ -649,8 +726,22 @@ def _job(row: Sequence[object]) -> Job:
         concurrency=concurrency, worker_id=worker_id, heartbeat_at=heartbeat_at, pid=pid,
         exit_code=exit_code, log_dir=log_dir, cancel_requested=bool(cancel_requested),
         report_state=report_state, report_error=report_error, is_im=bool(is_im), note=note,
-        user_name=user_name,
+        user_name=user_name, confirmed_by=confirmed_by,
     )  # fmt: skip  # type: ignore[arg-type]
+
+
+def _confirmation(row: Sequence[Any]) -> Confirmation:
+    (
+        code, request, requested_by, channel, thread_ts, summary, created_at, expires_at, state,
+        confirmers, requested_by_name, decided_by, decided_at, job_id, offer_id,
+    ) = row  # fmt: skip
+    return Confirmation(
+        code=code, request=JobRequest.from_dict(json.loads(request)), requested_by=requested_by,
+        channel=channel, thread_ts=thread_ts, summary=summary, created_at=created_at,
+        expires_at=expires_at, state=ConfirmationState(state),
+        confirmers=tuple(json.loads(confirmers)), requested_by_name=requested_by_name,
+        decided_by=decided_by, decided_at=decided_at, job_id=job_id, offer_id=offer_id,
+    )  # fmt: skip
 
 
 def _outbox_item(row: Sequence[Any]) -> OutboxItem:
@@ -1052,13 +1143,18 @@ class SQLiteQueue(Queue):
                     # Already answered where this request came from: keep that the
                     # arguments changed, for the note in the report.
                     conn.execute(SQL_MARK_ARGS_REPLACED, requester)
+                if request.locks:  # the arguments (its target) may have changed: its locks too
+                    conn.execute(SQL_DROP_LOCKS, (job_id,))
+                    conn.executemany(SQL_ADD_LOCK, [(job_id, key) for key in request.locks])
                 return row, True
         row = conn.execute(
             SQL_INSERT_JOB,
             (request.namespace, request.job_type, args, request.channel, request.thread_ts,
              request.user, request.source, created, start_after, request.retries,
-             request.concurrency, int(request.is_im), request.user_name),
+             request.concurrency, int(request.is_im), request.user_name, request.confirmed_by),
         ).fetchone()  # fmt: skip
+        if request.locks:
+            conn.executemany(SQL_ADD_LOCK, [(row[0], key) for key in request.locks])
         return row, False
 
     def enqueue(self, request: JobRequest, *, now: float | None = None) -> EnqueueResult:
@@ -1398,6 +1494,7 @@ class SQLiteQueue(Queue):
             conn.execute(SQL_PRUNE_OUTBOX, (before,))
             conn.execute(SQL_PRUNE_DIGESTS, (before,))
             conn.execute(SQL_PRUNE_THROTTLE, (time.time(),))
+            conn.execute(SQL_PRUNE_CONFIRMATIONS, (before,))
         return [_job(r) for r in rows]
 
     # workers ---------------------------------------------------------------
@@ -1540,6 +1637,137 @@ class SQLiteQueue(Queue):
         if results or stored:
             self._wakeup.notify()
         return results
+
+    # confirmations ------------------------------------------------------------
+    def offer_confirmation(
+        self,
+        request: JobRequest,
+        *,
+        requested_by: str | None,
+        channel: str | None,
+        thread_ts: str | None,
+        summary: str,
+        expires_in: float,
+        confirmers: Sequence[str] = (),
+        requested_by_name: str | None = None,
+        outbox: Callable[[Confirmation], Sequence[OutboxMessage]] | None = None,
+        now: float | None = None,
+    ) -> Confirmation:
+        now = time.time() if now is None else now
+        body = json.dumps(request.to_dict(), ensure_ascii=False, sort_keys=True)
+        with self._write() as conn:
+            while True:
+                code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+                if not conn.execute(SQL_CONFIRMATION_EXISTS, (code,)).fetchone():
+                    break
+            row = conn.execute(
+                SQL_INSERT_CONFIRMATION,
+                (code, request.namespace, request.job_type, body, requested_by,
+                 requested_by_name, channel, thread_ts, json.dumps(list(confirmers)), summary,
+                 now, now + expires_in),
+            ).fetchone()  # fmt: skip
+            offer = _confirmation(row)
+            ids = self._store(conn, outbox(offer) if outbox else (), now)
+            if ids:
+                conn.execute(SQL_CONFIRMATION_OFFER, (ids[0], code))
+                offer = dataclasses.replace(offer, offer_id=ids[0])
+        if ids:
+            self._wakeup.notify()
+        return offer
+
+    def decide_confirmation(
+        self,
+        code: str,
+        *,
+        confirm: bool,
+        by: str,
+        by_name: str | None = None,
+        outbox: Callable[[Confirmation, Job | None], Sequence[OutboxMessage]] | None = None,
+        now: float | None = None,
+    ) -> DecisionResult:
+        now = time.time() if now is None else now
+        code = code.strip().upper()
+        enqueued: EnqueueResult | None = None
+        with self._write() as conn:
+            row = conn.execute(SQL_GET_CONFIRMATION, (code,)).fetchone()
+            if row is None:
+                return DecisionResult(Decision.NOT_FOUND)
+            offer = _confirmation(row)
+            if offer.state is not ConfirmationState.PENDING:
+                return DecisionResult(Decision.ALREADY, offer)
+            if offer.expires_at <= now:
+                row = conn.execute(
+                    SQL_DECIDE_CONFIRMATION, ("expired", None, now, None, code)
+                ).fetchone()
+                decided = _confirmation(row)
+                self._store(conn, outbox(decided, None) if outbox else (), now)
+                decision = Decision.EXPIRED
+            elif confirm:
+                request = dataclasses.replace(offer.request, confirmed_by=by_name or by)
+                start_after = now + request.delay_seconds
+                job_row, coalesced = self._insert_or_coalesce(conn, request, now, start_after)
+                job = _job(job_row)
+                running = conn.execute(
+                    SQL_RUNNING_OF_TYPE, (request.namespace, request.job_type)
+                ).fetchall()
+                enqueued = EnqueueResult(job, coalesced, tuple(_job(r) for r in running))
+                row = conn.execute(
+                    SQL_DECIDE_CONFIRMATION, ("confirmed", by, now, job.id, code)
+                ).fetchone()
+                decided = _confirmation(row)
+                self._store(conn, outbox(decided, job) if outbox else (), now)
+                decision = Decision.CONFIRMED
+            else:
+                row = conn.execute(
+                    SQL_DECIDE_CONFIRMATION, ("cancelled", by, now, None, code)
+                ).fetchone()
+                decided = _confirmation(row)
+                self._store(conn, outbox(decided, None) if outbox else (), now)
+                decision = Decision.CANCELLED
+        self._wakeup.notify()
+        return DecisionResult(decision, decided, enqueued)
+
+    def expire_confirmations(
+        self,
+        *,
+        outbox: Callable[[Confirmation, Job | None], Sequence[OutboxMessage]] | None = None,
+        now: float | None = None,
+    ) -> list[Confirmation]:
+        now = time.time() if now is None else now
+        # A read first: the dispatcher asks on every turn, and mostly nothing is due.
+        due = self._read(
+            "SELECT 1 FROM confirmations WHERE state = 'pending' AND expires_at <= ? LIMIT 1",
+            (now,),
+        )
+        if not due:
+            return []
+        with self._write() as conn:
+            expired = [
+                _confirmation(r) for r in conn.execute(SQL_EXPIRE_CONFIRMATIONS, {"now": now})
+            ]
+            for offer in expired:
+                self._store(conn, outbox(offer, None) if outbox else (), now)
+        if expired:
+            self._wakeup.notify()
+        return expired
+
+    def get_confirmation(self, code: str) -> Confirmation | None:
+        rows = self._read(SQL_GET_CONFIRMATION, (code.strip().upper(),))
+        return _confirmation(rows[0]) if rows else None
+
+    def confirmations(
+        self, *, states: Sequence[ConfirmationState] = (), limit: int = 50
+    ) -> list[Confirmation]:
+        sql = "SELECT " + CONFIRMATION_COLUMNS + " FROM confirmations"
+        params: list[object] = []
+        if states:
+            sql += f" WHERE state IN ({', '.join('?' for _ in states)})"
+            params += [str(s) for s in states]
+        sql += " ORDER BY created_at DESC, code LIMIT ?"
+        return [_confirmation(r) for r in self._read(sql, [*params, limit])]
+
+    def job_locks(self, job_id: int) -> list[str]:
+        return [r[0] for r in self._read(SQL_JOB_LOCKS, (job_id,))]
 
     # web sessions -----------------------------------------------------------
     def open_session(

@@ -268,8 +268,39 @@ def requeued_report(job: Job, spec: JobSpec | None) -> Report:
     return Report([Message(text)], "info", **_destination(job, spec))
 
 
+def confirmed_by_text(job: Job) -> str:
+    """Who confirmed a guarded job: a Slack id as a mention, a name as @name."""
+    by = escape_mrkdwn(job.confirmed_by or "")
+    if by.isalnum() and by.isupper() and by.startswith(("U", "W")):
+        return f"<@{by}>"
+    return by if by.startswith(("@", "cli:")) else f"@{by}"
+
+
+def _with_confirmer(report: Report | None, job: Job) -> Report | None:
+    """A guarded job's report says who confirmed it, at its end (a context line in blocks)."""
+    if report is None or not job.confirmed_by:
+        return report
+    line = f"Confirmed by {confirmed_by_text(job)}."
+    messages = list(report.messages)
+    last = messages[-1]
+    if last.file is not None:
+        messages.append(Message(line))
+    elif last.blocks is not None and len(last.blocks) < MAX_BLOCKS:
+        context = {"type": "context", "elements": [{"type": "mrkdwn", "text": line}]}
+        messages[-1] = dataclasses.replace(last, blocks=[*last.blocks, context])
+    elif last.blocks is None and len(last.text) + len(line) < MAX_TEXT:
+        messages[-1] = dataclasses.replace(last, text=f"{last.text}\n_{line}_")
+    else:
+        messages.append(Message(line))
+    return dataclasses.replace(report, messages=messages)
+
+
 def build_report(job: Job, spec: JobSpec | None, outcome: Outcome) -> Report | None:
     """The report for a finished job, or None when its config asks for silence."""
+    return _with_confirmer(_build_report(job, spec, outcome), job)
+
+
+def _build_report(job: Job, spec: JobSpec | None, outcome: Outcome) -> Report | None:
     destination = _destination(job, spec)
     if outcome.status is JobStatus.SUCCEEDED and spec is not None:
         messages = success_messages(job, spec, outcome.stdout)
@@ -414,6 +445,8 @@ def start_notice(job: Job, channel: str) -> Report:
     # Args may come from outside (a Trac summary, a branch name): escaped, so they can
     # neither ping the channel nor fake a link.
     args = escape_mrkdwn(" ".join(f"{k}={v}" for k, v in job.args.items()))
+    if job.confirmed_by:
+        who += f", confirmed by {confirmed_by_text(job)}"
     text = f"Job #{job.id} {_label(job)}{' ' + args if args else ''} started ({job.source}{who})."
     return Report(
         [Message(text)],

@@ -355,6 +355,12 @@ class OutboxSender:
             return None
         if item.kind == "progress":
             return Posted(item.posted_channel, item.ts) if item.ts else None
+        offer_id = report.meta.get("replaces_outbox")
+        if offer_id is not None:
+            # A decision on a guarded job edits its offer (report/confirmations.py); an
+            # offer never delivered is answered with a new message instead.
+            offer = self.queue.outbox_get(int(offer_id))
+            return Posted(offer.posted_channel, offer.ts) if offer and offer.ts else None
         if (
             item.kind == "report"
             and report.job_id is not None

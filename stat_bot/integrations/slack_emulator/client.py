@@ -112,6 +112,33 @@ class EmulatorClient:
         answer = self._call("POST", "messages", body)
         return answer["channel"], answer["ts"]
 
+    def click(
+        self,
+        user: str,
+        channel: str,
+        ts: str,
+        action_id: str | None = None,
+        *,
+        value: str | None = None,
+        index: int | None = None,
+        wait_ack: bool = False,
+    ) -> dict[str, Any]:
+        """`user` clicks a button of the message `ts` (by `action_id`, or its `index`).
+
+        The app gets a Socket Mode `interactive` envelope with a `block_actions` payload;
+        `wait_ack`: return once the app has acked it (Slack wants that within 3 s).
+        """
+        body = {
+            "user": user,
+            "channel": channel,
+            "ts": ts,
+            "action_id": action_id,
+            "value": value,
+            "index": index,
+            "wait_ack": wait_ack,
+        }
+        return self._call("POST", "click", body)
+
     def edit(self, channel: str, ts: str, text: str) -> None:
         self._call("POST", "edit", {"channel": channel, "ts": ts, "text": text})
 

@@ -14,6 +14,8 @@ from typing import Any
 from aiohttp import web
 
 from stat_bot.integrations.slack_emulator.events import (
+    block_actions_payload,
+    buttons,
     channel_created_event,
     message_changed_event,
     new_message_events,
@@ -104,6 +106,53 @@ async def post_message(request: web.Request) -> web.StreamResponse:
     return web.json_response(
         {"ok": True, "channel": channel.id, "ts": message.ts, "text": message.text, "acked": acked}
     )
+
+
+@_handler
+async def click(request: web.Request) -> web.StreamResponse:
+    """A user clicks a button of a posted message: a Socket Mode `interactive` envelope.
+
+    Body: `user`, `channel`, `ts` of the message, and the button by `action_id` (with
+    `value` when several share one) or by `index` (0-based, in reading order).
+    """
+    state = request.app[STATE]
+    body = await _body(request)
+    ws = state.workspace
+    user = ws.user(str(body.get("user") or ""))
+    channel = _conversation(ws, str(body.get("channel") or ""), user)
+    message = ws.message(channel.id, str(body.get("ts") or ""))
+    found = buttons(message)
+    if "index" in body and body["index"] is not None:
+        index = int(body["index"])
+        if not 0 <= index < len(found):
+            raise SlackError("action_not_found", f"the message has {len(found)} buttons")
+        block, button = found[index]
+    else:
+        wanted = [
+            (b, e)
+            for b, e in found
+            if e.get("action_id") == body.get("action_id")
+            and (body.get("value") is None or e.get("value") == body.get("value"))
+        ]
+        if not wanted:
+            raise SlackError(
+                "action_not_found",
+                f"no button {body.get('action_id')!r}; it has "
+                + (", ".join(repr(e.get("action_id")) for _, e in found) or "none"),
+            )
+        block, button = wanted[0]
+    if user.is_bot:
+        raise SlackError("invalid_arguments", "the bot cannot click buttons")
+    url = base_url(request)
+    payload = block_actions_payload(ws, channel, message, user.id, block, button, url)
+    record = await state.hub.publish(payload, kind="interactive")
+    acked = None
+    if body.get("wait_ack"):
+        acked = await state.hub.wait_acked(record, float(body.get("wait_ack_timeout") or 10))
+    return web.json_response(
+        {"ok": True, "envelope_id": record.envelope_id, "action_id": button.get("action_id"),
+         "acked": acked}
+    )  # fmt: skip
 
 
 @_handler
@@ -240,6 +289,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/_emulator/messages", post_message)
     app.router.add_get("/_emulator/messages", list_messages)
     app.router.add_post("/_emulator/edit", edit_message)
+    app.router.add_post("/_emulator/click", click)
     app.router.add_post("/_emulator/channels", add_channel)
     app.router.add_post("/_emulator/users", add_user)
     app.router.add_get("/_emulator/files/{file_id}", file_content)

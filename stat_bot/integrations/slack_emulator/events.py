@@ -128,3 +128,77 @@ def event_callback(event: dict[str, Any]) -> dict[str, Any]:
         "is_ext_shared_channel": False,
         "event_context": "4-" + uuid.uuid4().hex,
     }
+
+
+def buttons(message: Message) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The message's buttons in reading order, each with the actions block it is in."""
+    found = []
+    for block in message.blocks or []:
+        if block.get("type") == "actions":
+            for element in block.get("elements") or []:
+                if isinstance(element, dict) and element.get("type") == "button":
+                    found.append((block, element))
+        accessory = block.get("accessory")
+        if isinstance(accessory, dict) and accessory.get("type") == "button":
+            found.append((block, accessory))
+    return found
+
+
+def block_actions_payload(
+    workspace: Workspace,
+    channel: Channel,
+    message: Message,
+    user_id: str,
+    block: dict[str, Any],
+    button: dict[str, Any],
+    base_url: str,
+) -> dict[str, Any]:
+    """What Slack sends when `user_id` clicks `button`: a `block_actions` interaction payload.
+
+    Shaped as Slack's reference shows it (type, user, api_app_id, token, container,
+    trigger_id, team, channel, message, state, response_url, actions), so Bolt's
+    `app.action(...)` matchers and listener arguments see what they would in Slack.
+    """
+    user = workspace.users[user_id]
+    now = time.time()
+    api_message = message.to_api(workspace, base_url)
+    return {
+        "type": "block_actions",
+        "user": {
+            "id": user.id,
+            "username": user.name,
+            "name": user.name,
+            "team_id": TEAM_ID,
+        },
+        "api_app_id": APP_ID,
+        "token": VERIFICATION_TOKEN,
+        "container": {
+            "type": "message",
+            "message_ts": message.ts,
+            "channel_id": channel.id,
+            "is_ephemeral": False,
+            **({"thread_ts": message.thread_ts} if message.thread_ts else {}),
+        },
+        "trigger_id": f"{int(now)}.{uuid.uuid4().int % 10**12}.{uuid.uuid4().hex[:32]}",
+        "team": {"id": TEAM_ID, "domain": "stat-local"},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "channel": {
+            "id": channel.id,
+            "name": channel.name if not channel.is_im else "directmessage",
+        },
+        "message": api_message,
+        "state": {"values": {}},
+        "response_url": f"{base_url}/_emulator/response/{channel.id}/{message.ts}",
+        "actions": [
+            {
+                "action_id": button.get("action_id", ""),
+                "block_id": block.get("block_id", ""),
+                "text": button.get("text", {"type": "plain_text", "text": ""}),
+                "value": button.get("value", ""),
+                **({"style": button["style"]} if button.get("style") else {}),
+                "type": "button",
+                "action_ts": f"{now:.6f}",
+            }
+        ],
+    }

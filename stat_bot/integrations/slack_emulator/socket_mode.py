@@ -185,7 +185,8 @@ class SocketModeHub:
         record = EnvelopeRecord(
             envelope_id=envelope_id,
             type=kind,
-            event_type=payload.get("event", {}).get("type", ""),
+            # An event's type, or an interaction's (`block_actions`).
+            event_type=payload.get("event", {}).get("type", "") or str(payload.get("type", "")),
             event_id=payload.get("event_id", ""),
             published=time.time(),
             event_ts=payload.get("event", {}).get("ts"),
