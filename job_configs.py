@@ -260,12 +260,16 @@ raw_config = {
         "jobs": {
             "drain": {
                 "run_args_template": "python3 slurm_cmd.py drain {target} {reason}",
+                "confirm": "Drain {target} in Slurm ({reason})",
+                "exclusive": "target",
                 "report_stdout": True,
                 "timeout": 120,
                 "coalesce": False,
             },
             "resume": {
                 "run_args_template": "python3 slurm_cmd.py resume {target}",
+                "confirm": "Resume {target} in Slurm",
+                "exclusive": "target",
                 "report_stdout": True,
                 "timeout": 120,
                 "coalesce": False,
@@ -286,19 +290,19 @@ raw_config = {
         },
         "slack": [
             {
-                "command": "drain [target] [reason...]",
+                "command": "drain [target:target] [reason...]",
                 "help": "Drain [target]'s nodes in Slurm with [reason] (shown by sinfo -R)",
                 "action": "schedule_job",
                 "job_type": "drain",
             },
             {
-                "command": "resume [target]",
+                "command": "resume [target:target]",
                 "help": "Return [target]'s drained nodes to service in Slurm",
                 "action": "schedule_job",
                 "job_type": "resume",
             },
             {
-                "command": "slurm [target]",
+                "command": "slurm [target:target]",
                 "help": "[target]'s nodes as Slurm sees them: state and drain reason",
                 "action": "schedule_job",
                 "job_type": "slurm",
