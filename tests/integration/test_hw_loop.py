@@ -22,6 +22,7 @@ import pytest
 from stat_bot.actions import decide
 from stat_bot.hardware.health import Finding, NodeHealth, State
 from stat_bot.hardware.inventory import Node, write_inventory
+from stat_bot.hardware.loop import problem_text
 from stat_bot.jobs.config import JobConfigs, render_template
 from stat_bot.queue.base import ConfirmationState
 from stat_bot.queue.sqlite import SQLiteQueue
@@ -335,9 +336,10 @@ def test_a_problem_with_shell_characters_reaches_slurm_as_written(
 ) -> None:
     loop = make_loop(trac=False)
     marker = tmp_path / "ran"
-    text = f"DIMM A1: Critical; $(touch {marker}) `touch {marker}`"
-    done = loop.confirm_and_run(code_in(loop.check(loop.critical(text=text))))
+    result = loop.critical(text=f"DIMM A1: Critical; $(touch {marker}) `touch {marker}`")
+    done = loop.confirm_and_run(code_in(loop.check(result)))
     assert done.returncode == 0, done.stderr
     reason = loop.slurm.slurm().node_states(["nid000002"])["nid000002"].reason
-    assert reason == f"STAT: {text}"
+    assert reason == f"STAT: {problem_text(result)}"  # cut at 120 characters
+    assert "$(touch " in reason
     assert not marker.exists()
