@@ -20,6 +20,7 @@ from stat_bot.queue.sqlite import SQLiteQueue
 from stat_bot.settings import PROXY_VARIABLES, Settings, load_settings
 
 pytest_plugins = [
+    "tests.redfish_fixtures",
     "tests.slack_emulator_fixtures",
     "tests.slurm_fixtures",
     "tests.trac_fixtures",
