@@ -252,12 +252,79 @@ raw_config = {
             },
         ],
     },
-    # --- hw: Slurm actions and closing the loop (issue 11, sections 4 and 5) -------------
-    # (The rest of the `hw` namespace - show, check, sweep, power... - is merged beside these.)
     "hw": {
-        "description": "Node health over Redfish and SSH by xname; drain and resume in Slurm",
-        # slurm_cmd.py reads HW_INVENTORY, SLURM_SCONTROL (default scontrol) and SLURM_CONF.
+        "description": "Node health over Redfish and SSH by xname: show, check, sweep, power, drain",
+        # Nodes come from HW_INVENTORY (CSV or YAML: xname,bmc,hostname,nid,system); BMCs are
+        # asked with REDFISH_USERNAME and REDFISH_PASSWORD (or REDFISH_PASSWORD_FILE), at most
+        # HW_FANOUT at once, REDFISH_TIMEOUT seconds a request. show, check and sweep are
+        # built-in tasks (they keep each node's latest health and the sweeps in STAT bot's
+        # database); inventory, firmware, sel and power are workspace/hw/hw.py. A [target] is
+        # an xname (x1000c0s0b0n0), a partial one (x1000c0: everything below), a range
+        # (x1000c0s[0-3]b0n0), a comma list, a hostname or nids (nid[000001-000004]).
         "jobs": {
+            "show": {
+                "run_args_template": "stat-bot task hw-show {target}",
+                "report_stdout": True,
+                "report_format": "blocks",
+                "timeout": 60,
+                "concurrency": 4,
+                "coalesce": True,
+            },
+            "check": {
+                "run_args_template": "stat-bot task hw-check {target}",
+                "report_stdout": True,
+                "report_format": "blocks",
+                "timeout": 600,
+                "concurrency": 4,
+                "coalesce": True,
+            },
+            # As `check` for a whole scope, kept so the next sweep of it reports what changed.
+            # Scheduled, it is silent (no output, report_success off) when nothing did and
+            # HW_SWEEP_REPORT_UNCHANGED is false; asked for in chat, it always answers.
+            "sweep": {
+                "run_args_template": "stat-bot task hw-sweep {target}",
+                "report_stdout": True,
+                "report_success": False,
+                "report_format": "blocks",
+                "timeout": 1800,
+                "concurrency": 1,
+                "coalesce": True,
+            },
+            "inventory": {
+                "run_args_template": "python3 hw.py inventory {target}",
+                "report_stdout": True,
+                "report_format": "blocks",
+                "timeout": 600,
+                "concurrency": 2,
+                "coalesce": True,
+            },
+            "firmware": {
+                "run_args_template": "python3 hw.py firmware {target}",
+                "report_stdout": True,
+                "report_format": "blocks",
+                "timeout": 600,
+                "concurrency": 2,
+                "coalesce": True,
+            },
+            "sel": {
+                "run_args_template": "python3 hw.py sel {target} {count}",
+                "report_stdout": True,
+                "report_format": "blocks",
+                "timeout": 300,
+                "concurrency": 2,
+                "coalesce": True,
+            },
+            # Changes hardware state: every request is its own job (no merging).
+            "power": {
+                "run_args_template": "python3 hw.py power {target} {action}",
+                "report_stdout": True,
+                "report_format": "blocks",
+                "timeout": 300,
+                "concurrency": 2,
+                "coalesce": False,
+            },
+            # --- Slurm actions and closing the loop (slurm_cmd.py reads HW_INVENTORY,
+            # SLURM_SCONTROL (default scontrol) and SLURM_CONF) ---
             "drain": {
                 "run_args_template": "python3 slurm_cmd.py drain {target} {reason}",
                 "confirm": "Drain {target} in Slurm ({reason})",
@@ -284,11 +351,54 @@ raw_config = {
             "check-ticket": {
                 "run_args_template": "stat-bot task hw-check {xname} --ticket {ticket}",
                 "report_stdout": True,
+                "report_format": "blocks",
                 "timeout": 600,
                 "coalesce": False,
             },
         },
         "slack": [
+            {
+                "command": "show [target=all]",
+                "help": "What [target] selects: count, xnames, hostnames, each node's latest health",
+                "action": "schedule_job",
+                "job_type": "show",
+            },
+            {
+                "command": "check [target=all]",
+                "help": "Check [target] now over Redfish (and SSH): totals, then each problem node",
+                "action": "schedule_job",
+                "job_type": "check",
+            },
+            {
+                "command": "sweep [target=all]",
+                "help": "Sweep [target]: what changed since the previous sweep of it",
+                "action": "schedule_job",
+                "job_type": "sweep",
+            },
+            {
+                "command": "inventory [target=all]",
+                "help": "Model, serial, CPUs, memory and BIOS of each node in [target]",
+                "action": "schedule_job",
+                "job_type": "inventory",
+            },
+            {
+                "command": "firmware [target=all]",
+                "help": "Firmware versions in [target] that differ from the fleet's majority",
+                "action": "schedule_job",
+                "job_type": "firmware",
+            },
+            {
+                "command": "sel [target] [count:int=10]",
+                "help": "The last [count] event-log entries of each node in [target]",
+                "action": "schedule_job",
+                "job_type": "sel",
+            },
+            {
+                "command": "power [target] [action:on|off|restart|status=status]",
+                "help": "Power [target] on, off or restart (ComputerSystem.Reset), or show its state",
+                "action": "schedule_job",
+                "job_type": "power",
+            },
             {
                 "command": "drain [target:target] [reason...]",
                 "help": "Drain [target]'s nodes in Slurm with [reason] (shown by sinfo -R)",
@@ -306,6 +416,17 @@ raw_config = {
                 "help": "[target]'s nodes as Slurm sees them: state and drain reason",
                 "action": "schedule_job",
                 "job_type": "slurm",
+            },
+        ],
+        "schedules": [
+            # The daily sweep of every node, to STAT_CHANNEL; quiet when nothing changed.
+            # Without HW_INVENTORY it does not fire at all.
+            {
+                "cron": "0 6 * * *",
+                "job_type": "sweep",
+                "name": "daily-sweep",
+                "args": {"target": "all"},
+                "requires": ["HW_INVENTORY"],
             },
         ],
         "trac_rules": [

@@ -224,6 +224,9 @@ def run(ctx: Context, console: bool | None) -> None:
         choose_local_trac_port,
         choose_web_port,
         local_mode_environment,
+        local_redfish_environment,
+        local_redfish_file,
+        local_redfish_inventory,
         local_trac_environment,
         web_url,
     )
@@ -265,6 +268,25 @@ def run(ctx: Context, console: bool | None) -> None:
                 trac = supervisor.start(
                     "local Trac", [*me, "local-trac"], env, stdout=trac_log, stderr=trac_log
                 )
+        # Local mode brings a Redfish emulator with a demo chassis unless HW_INVENTORY names
+        # a site's nodes (integrations/redfish_emulator), so `hw check` answers out of the box.
+        if local and settings.hw_inventory is None:
+            import json
+            import secrets
+
+            password = secrets.token_urlsafe(18)
+            inventory = local_redfish_inventory(settings)
+            control = supervisor.start_local_redfish(env, inventory, password)
+            env = local_redfish_environment(env, settings, password)
+            local_redfish_file(settings).write_text(
+                json.dumps({"control": control, "inventory": str(inventory), "pid": os.getpid()})
+            )
+            redfish_line = (
+                f"  hardware:   16 demo nodes x1000c0s[0-7]b0n[0-1] on a local Redfish emulator "
+                f"(two unhealthy); HW_INVENTORY={inventory}\n"
+            )
+        else:
+            redfish_line = f"  hardware:   HW_INVENTORY={settings.hw_inventory or 'not set'}\n"
         supervisor.start("Slack bot", [*me, "bot"], env)
         supervisor.start("dispatcher", [*me, "dispatcher"], env)
         web = supervisor.start("web server", [*me, "web"], env)
@@ -307,6 +329,7 @@ def run(ctx: Context, console: bool | None) -> None:
         f"(SLACK_BOT_TOKEN, SLACK_APP_TOKEN), so a local Slack runs at {url}.\n"
         + dashboard
         + trac_line
+        + redfish_line
         + f"  database:   {settings.database_url}\n  namespaces: {namespaces}\n"
         + (f"  the service's logs go to {log_path}\n" if interactive else "")
         + "  chat from another terminal:  .venv/bin/stat-bot console\n"

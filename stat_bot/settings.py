@@ -361,6 +361,18 @@ class Settings(BaseSettings):
             env["PATH"] = os.pathsep.join([venv_bin, env.get("PATH", os.defpath)])
         env["WRITEABLE_DIR"] = str(self.writeable_dir)
         env["STAT_BOT_TIMEZONE"] = self.timezone
+        # Jobs run in workspace/<namespace>/, so paths relative to the service's folder would
+        # point elsewhere there: a built-in task (`stat-bot task`) must open this database
+        # and these configs, and a script the same inventory.
+        env.update(
+            STATE_DIR=str(self.state_dir),
+            DATABASE_URL=self.database_url,
+            JOB_CONFIGS=str(self.job_configs),
+            WORKSPACE_DIR=str(self.workspace_dir),
+            LOGS_DIR=str(self.logs_dir),
+        )
+        if self.hw_inventory is not None:
+            env["HW_INVENTORY"] = str(self.hw_inventory.expanduser().absolute())
         return env
 
 

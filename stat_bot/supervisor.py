@@ -112,6 +112,42 @@ class Supervisor:
             time.sleep(0.02)
         return found[0]
 
+    def start_local_redfish(self, env: dict[str, str], inventory: Path, password: str) -> str:
+        """Start local mode's Redfish emulator (the 16-node demo chassis) writing its
+        inventory to `inventory`; its control URL once it is ready."""
+        argv = [sys.executable, "-m", "stat_bot.integrations.redfish_emulator", "--demo"]
+        argv += ["--inventory-out", str(inventory), "--username", LOCAL_REDFISH_USER]
+        argv += ["--password", password]
+        inventory.parent.mkdir(parents=True, exist_ok=True)
+        inventory.unlink(missing_ok=True)
+        process = self.start("local Redfish emulator", argv, env, stdout=subprocess.PIPE)
+        assert process.stdout is not None
+        lines: list[str] = []
+        ready = threading.Event()
+
+        def read() -> None:
+            assert process.stdout is not None
+            for raw in process.stdout:
+                line = raw.decode(errors="replace").strip()
+                if not ready.is_set():
+                    lines.append(line)
+                    if line == "ready":
+                        ready.set()
+            # Keep draining so the emulator never blocks on a full pipe.
+
+        threading.Thread(target=read, name="redfish-stdout", daemon=True).start()
+        deadline = time.monotonic() + 30
+        while not ready.wait(0.02):
+            if process.poll() is not None:
+                raise SupervisorError(
+                    f"the local Redfish emulator exited at start (status {process.returncode}): "
+                    + " / ".join(lines[-3:])
+                )
+            if time.monotonic() > deadline:
+                raise SupervisorError("the local Redfish emulator did not start within 30 s")
+        control = next((x for x in lines if x.startswith("control: ")), "control: ")
+        return control.removeprefix("control: ")
+
     def wait_listening(
         self,
         name: str,
@@ -282,6 +318,36 @@ def local_trac_environment(
     )
     if settings.trac_webhook_secret is None:
         env["TRAC_WEBHOOK_SECRET"] = secrets.token_urlsafe(24)
+    return env
+
+
+LOCAL_REDFISH_USER = "statbot"
+
+
+def local_redfish_inventory(settings: Settings) -> Path:
+    """Where local mode's Redfish emulator writes the inventory of its demo chassis."""
+    return settings.state_dir / "local-hw-inventory.csv"
+
+
+def local_redfish_file(settings: Settings) -> Path:
+    """Where local mode leaves its Redfish emulator's control URL (for tests and curious
+    people: `POST /nodes/<xname>` with {"variant": "critical_psu"} breaks a node)."""
+    return settings.state_dir / "local-redfish.json"
+
+
+def local_redfish_environment(
+    env: dict[str, str], settings: Settings, password: str
+) -> dict[str, str]:
+    """The parts' environment pointed at local mode's Redfish emulator: HW_INVENTORY and
+    REDFISH_* reach every part, as TRAC_* do for the local Trac (the hw jobs inherit them)."""
+    env = dict(env)
+    env.pop("REDFISH_PASSWORD_FILE", None)
+    env.update(
+        HW_INVENTORY=str(local_redfish_inventory(settings)),
+        REDFISH_USERNAME=LOCAL_REDFISH_USER,
+        REDFISH_PASSWORD=password,
+        REDFISH_VERIFY_TLS="false",  # its BMCs speak plain http on loopback
+    )
     return env
 
 

@@ -265,6 +265,29 @@ class DecisionResult:
     enqueued: EnqueueResult | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class NodeHealthRow:
+    """A node's latest health as a hardware check recorded it (`data`: NodeHealth.to_dict())."""
+
+    xname: str
+    state: str
+    checked_at: float
+    data: dict[str, Any]
+    job_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SweepRow:
+    """One finished hardware sweep: its scope (the target as typed), when, and every result."""
+
+    id: int
+    scope: str
+    started_at: float
+    finished_at: float
+    results: list[dict[str, Any]]
+    job_id: int | None = None
+
+
 class WakeupListener(abc.ABC):
     """A file descriptor that becomes readable when the queue changed (new job, cancel, ...)."""
 
@@ -581,6 +604,36 @@ class Queue(abc.ABC):
 
     @abc.abstractmethod
     def beats(self) -> list[Beat]: ...
+
+    # hardware ----------------------------------------------------------------
+    # The `hw` tasks' memory: each node's latest health (for `hw show`), and finished
+    # sweeps, so the next sweep of a scope, on whichever host it runs, says what changed.
+    @abc.abstractmethod
+    def record_node_health(self, rows: Sequence[NodeHealthRow]) -> int:
+        """Keep each row as its node's latest health, unless a later check is already kept
+        (two checks finishing out of order never leave the older one). Returns rows kept."""
+
+    @abc.abstractmethod
+    def node_health(self, xnames: Sequence[str] | None = None) -> dict[str, NodeHealthRow]:
+        """The latest health of these nodes (None: every node ever checked), by xname."""
+
+    @abc.abstractmethod
+    def record_sweep(
+        self,
+        scope: str,
+        started_at: float,
+        finished_at: float,
+        results: Sequence[NodeHealthRow],
+        *,
+        job_id: int | None = None,
+        keep: int = 30,
+    ) -> SweepRow:
+        """Store a finished sweep and its nodes' latest health in one transaction; only the
+        `keep` latest sweeps of a scope are kept."""
+
+    @abc.abstractmethod
+    def last_sweep(self, scope: str, *, before_id: int | None = None) -> SweepRow | None:
+        """The latest finished sweep of `scope` (with `before_id`: the latest before that one)."""
 
     # outbox ------------------------------------------------------------------
     # Every message STAT bot sends on its own goes through here: written with the change

@@ -39,6 +39,7 @@ from stat_bot.queue.base import (
     EnqueueResult,
     JobCount,
     JobTiming,
+    NodeHealthRow,
     OutboxItem,
     OutboxMessage,
     OutboxState,
@@ -50,6 +51,7 @@ from stat_bot.queue.base import (
     Recovered,
     ScheduleRow,
     Suppression,
+    SweepRow,
     WakeupListener,
     Worker,
 )
@@ -335,6 +337,27 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at   REAL NOT NULL
     ) WITHOUT ROWID;
     """,
+    """
+    -- The hw namespace's memory: each node's latest health (what `hw show` says), and
+    -- finished sweeps with every node's result, so the next sweep of the same scope
+    -- reports what changed, whichever dispatcher host runs it.
+    CREATE TABLE node_health (
+        xname      TEXT PRIMARY KEY,
+        state      TEXT NOT NULL,
+        checked_at REAL NOT NULL,
+        data       TEXT NOT NULL,
+        job_id     INTEGER
+    ) WITHOUT ROWID;
+    CREATE TABLE sweeps (
+        id          INTEGER PRIMARY KEY,
+        scope       TEXT NOT NULL,
+        started_at  REAL NOT NULL,
+        finished_at REAL NOT NULL,
+        job_id      INTEGER,
+        results     TEXT NOT NULL
+    );
+    CREATE INDEX sweeps_scope ON sweeps (scope, id);
+    """,
 )
 
 JOB_COLUMNS = (
@@ -597,6 +620,25 @@ SQL_REMEMBER_LOOP = """
         resume_offer = excluded.resume_offer, updated_at = excluded.updated_at
 """
 SQL_BEATS = "SELECT component, hostname, pid, state, detail, at FROM beats ORDER BY component"
+SQL_NODE_HEALTH_UPSERT = """
+    INSERT INTO node_health (xname, state, checked_at, data, job_id) VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (xname) DO UPDATE SET state = excluded.state, checked_at = excluded.checked_at,
+        data = excluded.data, job_id = excluded.job_id
+    WHERE excluded.checked_at >= node_health.checked_at
+"""
+SQL_NODE_HEALTH = "SELECT xname, state, checked_at, data, job_id FROM node_health"
+SQL_INSERT_SWEEP = """
+    INSERT INTO sweeps (scope, started_at, finished_at, job_id, results) VALUES (?, ?, ?, ?, ?)
+    RETURNING id
+"""
+SQL_PRUNE_SWEEPS = """
+    DELETE FROM sweeps WHERE scope = ? AND id NOT IN
+        (SELECT id FROM sweeps WHERE scope = ? ORDER BY id DESC LIMIT ?)
+"""
+SQL_LAST_SWEEP = """
+    SELECT id, scope, started_at, finished_at, results, job_id FROM sweeps
+    WHERE scope = ? AND id < ? ORDER BY id DESC LIMIT 1
+"""
 SQL_JOB_COUNTS = """
     SELECT namespace, job_type, status, report_state, count(*) FROM jobs
     GROUP BY namespace, job_type, status, report_state
@@ -1885,6 +1927,64 @@ class SQLiteQueue(Queue):
 
     def beats(self) -> list[Beat]:
         return [Beat(*r) for r in self._read(SQL_BEATS)]
+
+    # hardware ----------------------------------------------------------------
+    @staticmethod
+    def _health_params(rows: Sequence[NodeHealthRow]) -> list[tuple[object, ...]]:
+        return [
+            (r.xname, r.state, r.checked_at, json.dumps(r.data, ensure_ascii=False), r.job_id)
+            for r in rows
+        ]
+
+    def record_node_health(self, rows: Sequence[NodeHealthRow]) -> int:
+        if not rows:
+            return 0
+        with self._write() as conn:
+            before = conn.total_changes
+            conn.executemany(SQL_NODE_HEALTH_UPSERT, self._health_params(rows))
+            return conn.total_changes - before
+
+    def node_health(self, xnames: Sequence[str] | None = None) -> dict[str, NodeHealthRow]:
+        if xnames is None:
+            rows = self._read(SQL_NODE_HEALTH)
+        else:
+            rows = []
+            names = list(dict.fromkeys(xnames))
+            for start in range(0, len(names), 500):  # below SQLite's variable limit
+                chunk = names[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows += self._read(SQL_NODE_HEALTH + f" WHERE xname IN ({marks})", chunk)
+        return {
+            x: NodeHealthRow(x, state, at, json.loads(data), job_id)
+            for x, state, at, data, job_id in rows
+        }
+
+    def record_sweep(
+        self,
+        scope: str,
+        started_at: float,
+        finished_at: float,
+        results: Sequence[NodeHealthRow],
+        *,
+        job_id: int | None = None,
+        keep: int = 30,
+    ) -> SweepRow:
+        data = [r.data for r in results]
+        with self._write() as conn:
+            (sweep_id,) = conn.execute(
+                SQL_INSERT_SWEEP,
+                (scope, started_at, finished_at, job_id, json.dumps(data, ensure_ascii=False)),
+            ).fetchone()
+            conn.executemany(SQL_NODE_HEALTH_UPSERT, self._health_params(results))
+            conn.execute(SQL_PRUNE_SWEEPS, (scope, scope, max(1, keep)))
+        return SweepRow(sweep_id, scope, started_at, finished_at, data, job_id)
+
+    def last_sweep(self, scope: str, *, before_id: int | None = None) -> SweepRow | None:
+        rows = self._read(SQL_LAST_SWEEP, (scope, MAX_ID if before_id is None else before_id))
+        if not rows:
+            return None
+        id_, scope_, started, finished, results, job_id = rows[0]
+        return SweepRow(id_, scope_, started, finished, json.loads(results), job_id)
 
     # reading ---------------------------------------------------------------
     def job_counts(self) -> list[JobCount]:

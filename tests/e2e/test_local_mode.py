@@ -167,10 +167,11 @@ def test_parts_stop_when_run_is_killed_outright(tmp_path: Path) -> None:
         while not (tmp_path / "var" / "local-slack.json").exists():
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        # The emulator, the local Trac, the bot, the dispatcher, the web server (its
-        # workers are its own).
-        children = _wait_children(service.pid, 5)
+        # The Slack emulator, the local Trac, the Redfish emulator, the bot, the dispatcher,
+        # the web server (its workers are its own).
+        children = _wait_children(service.pid, 6)
         assert any("local-trac" in _cmdline(pid) for pid in children)
+        assert any("redfish_emulator" in _cmdline(pid) for pid in children)
     finally:
         service.kill()  # SIGKILL: it gets no chance to stop them itself
         service.wait()
@@ -365,3 +366,65 @@ def test_a_quick_restart_keeps_the_web_port(tmp_path: Path) -> None:
         browser.close()
         if attempt == 0:
             assert "TIME_WAIT" in _states(port)  # what used to push the restart elsewhere
+
+
+def test_local_mode_brings_a_demo_chassis_so_hw_check_and_sweep_answer(tmp_path: Path) -> None:
+    """`@stat-bot hw check x1000c0s0b0n0` and `@stat-bot hw sweep x1000c0` answer out of the
+    box from the Redfish emulator's 16 demo nodes; a node that breaks between two sweeps is
+    what the second one reports; power actions reach the emulator."""
+    from stat_bot.integrations.redfish_emulator import EmulatorControl
+
+    service, err = _start_local_mode(tmp_path)
+    try:
+        banner = err.read_text()
+        assert "16 demo nodes x1000c0s[0-7]b0n[0-1] on a local Redfish emulator" in banner
+        redfish = next(pid for pid in _children(service.pid) if "redfish_emulator" in _cmdline(pid))
+        local = json.loads((tmp_path / "var" / "local-redfish.json").read_text())
+        control = EmulatorControl(local["control"])
+        slack = EmulatorClient(
+            json.loads((tmp_path / "var" / "local-slack.json").read_text())["url"]
+        )
+        slack.wait_for_connections(timeout=30)
+
+        def ask(text: str, wanted: str) -> str:
+            asked = slack.post("admin", "general", f"@stat-bot {text}")
+            # The job's progress note (quoting its output so far) becomes the report.
+            reply = slack.wait_for_reply(
+                *asked,
+                lambda m: (
+                    m["bot_id"]
+                    and wanted in message_text(m)
+                    and not message_text(m).startswith(":hourglass")
+                ),
+                timeout=90,
+            )
+            return message_text(reply)
+
+        checked = ask("hw check x1000c0s0b0n0", "1 node: 1 ok")
+        assert checked.splitlines()[0] == "1 node: 1 ok"
+        first = ask("hw sweep x1000c0", "Sweep of x1000c0")
+        assert first.splitlines()[0] == (
+            "Sweep of x1000c0: 16 nodes: 2 critical, 14 ok; "
+            "first sweep of this scope: nothing earlier to compare with"
+        )
+        assert "*x1000c0s2b0n1* (nid000006): PSU 2: Critical" in first
+        control.variant("x1000c0s7b0n1", "failed_dimm")
+        second = ask("hw sweep x1000c0", "1 new problem")
+        assert second.splitlines()[0] == (
+            "Sweep of x1000c0: 16 nodes: 3 critical, 13 ok; 1 new problem, 2 problems unchanged"
+        )
+        assert "*New problems* (1)\n:red_circle: *x1000c0s7b0n1* (nid000016)" in second
+        shown = ask("hw show x1000c0s7b0n1", "selects 1 node")
+        assert "latest known: 1 node: 1 critical" in shown
+        off = ask("hw power x1000c0s0b0n0 off", "power off on 1 node")
+        assert "GracefulShutdown sent (was On)" in off
+        assert ask("hw power x1000c0s0b0n0 status", "1 node:").startswith("1 node: 0 on, 1 off")
+        assert "REDFISH_PASSWORD" not in banner
+    finally:
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(40) == 0
+    assert "Traceback" not in err.read_text()
+    deadline = time.monotonic() + 20
+    while _running(redfish):
+        assert time.monotonic() < deadline, "the Redfish emulator outlived `run`"
+        time.sleep(0.1)
