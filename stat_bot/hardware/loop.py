@@ -22,10 +22,9 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Literal
+from typing import Literal, Protocol
 
 from stat_bot.hardware.health import NodeHealth, State
-from stat_bot.integrations.slurm import NodeState
 
 DrainMode = Literal["no", "confirm", "direct"]
 ResumeMode = Literal["no", "offer", "direct"]
@@ -33,6 +32,17 @@ ResumeMode = Literal["no", "offer", "direct"]
 STAT_REASON = re.compile(r"^STAT(?:#(?P<ticket>\d+))?:")
 MAX_PROBLEM = 120  # characters of the problem in a summary or drain reason
 NEW_TICKET = -1  # `Drain.ticket` when the ticket is the one OpenTicket creates just before
+
+
+class NodeState(Protocol):
+    """A node as Slurm reports it (stat_bot.integrations.slurm.NodeState has this shape;
+    integrations import hardware, so hardware names only what it reads)."""
+
+    @property
+    def drained(self) -> bool: ...
+
+    @property
+    def reason(self) -> str: ...
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 DEFAULT_TIMEOUT = 30.0
+# Where scontrol looks for slurm.conf without SLURM_CONF (Debian/EL builds; configless
+# clients' cache). Without any of them scontrol retries for 60 s before giving up.
+DEFAULT_CONFS = (
+    "/etc/slurm/slurm.conf",
+    "/etc/slurm-llnl/slurm.conf",
+    "/run/slurm/conf/slurm.conf",
+)
 # scontrol prints `Reason=<text> [<user>@<time>]`: the bracket ends the free text.
 REASON = re.compile(r"(?:^|\s)Reason=(?P<text>.*?) \[(?P<user>[^@\]\s]*)@(?P<time>[^\]]*)\]")
 # Flags in State=IDLE+DRAIN+NOT_RESPONDING that mean the node takes no new jobs.
@@ -155,6 +162,11 @@ class Slurm:
         if conf and not os.path.isfile(conf):
             # scontrol would retry for 60 s before saying so
             return f"SLURM_CONF={conf} does not exist: point it at the site's slurm.conf"
+        if not conf and not any(os.path.isfile(path) for path in DEFAULT_CONFS):
+            return (
+                f"Slurm is not set up on this host (no slurm.conf in {DEFAULT_CONFS[0]}); "
+                "set SLURM_CONF to the cluster's slurm.conf"
+            )
         return None
 
     def _run(self, args: Sequence[str]) -> subprocess.CompletedProcess[str]:

@@ -87,6 +87,16 @@ def test_missing_slurm_conf_is_named_at_once(tmp_path: Path) -> None:
         slurm.node_states()
 
 
+def test_no_slurm_conf_anywhere_is_named_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SLURM_CONF", raising=False)
+    monkeypatch.setattr("stat_bot.integrations.slurm.DEFAULT_CONFS", ("/nonexistent/slurm.conf",))
+    slurm = Slurm("scontrol")
+    if not slurm.path():
+        pytest.skip("scontrol is not installed")
+    with pytest.raises(SlurmUnavailableError, match="set SLURM_CONF"):
+        slurm.node_states()
+
+
 def test_parse_reason_with_equals_signs_and_later_fields() -> None:
     line = (
         "NodeName=nid000007 CPUTot=1 State=IDLE+DRAIN+NOT_RESPONDING Partitions=batch "
