@@ -135,9 +135,15 @@ class Resume:
 
 @dataclass(frozen=True)
 class Note:
-    """Nothing to do, and why: a line for the check's report."""
+    """Nothing to do, and why: a line for the check's report.
+
+    `repeat`: the same was true at the last check (the node was already failing, the
+    offer already made): worth saying to a person who asked again, but noise in a
+    scheduled sweep that must stay quiet when nothing changed.
+    """
 
     text: str
+    repeat: bool = False
 
 
 Action = OpenTicket | CommentTicket | Drain | Resume | Note
@@ -258,9 +264,12 @@ def _failing(s: Situation) -> list[Action]:
     problem = problem_text(s.result)
     actions: list[Action] = []
     ticket = _current_ticket(s)
+    again = memory is not None and memory.failing  # the last check failed too
     if rule.ticket and s.given_ticket is None:
         if s.open_tickets is None:
-            actions.append(Note(f"no ticket for {s.label}: {s.trac_problem or 'Trac unavailable'}"))
+            actions.append(
+                Note(f"no ticket for {s.label}: {s.trac_problem or 'Trac unavailable'}", again)
+            )
         elif ticket is None:
             actions.append(
                 OpenTicket(
@@ -277,7 +286,7 @@ def _failing(s: Situation) -> list[Action]:
             and memory.ticket == ticket
             and memory.problem == problem
         ):
-            actions.append(Note(f"STAT#{ticket} already records {s.label}: {problem}"))
+            actions.append(Note(f"STAT#{ticket} already records {s.label}: {problem}", True))
         else:
             actions.append(
                 CommentTicket(
@@ -294,14 +303,15 @@ def _failing(s: Situation) -> list[Action]:
     if rule.drain == "no":
         return actions
     if s.slurm is None:
-        actions.append(Note(f"{s.label} not drained: {s.slurm_problem or 'not in Slurm'}"))
+        actions.append(Note(f"{s.label} not drained: {s.slurm_problem or 'not in Slurm'}", again))
     elif s.slurm.drained:
-        actions.append(Note(f"{s.label} is already drained in Slurm ({s.slurm.reason})"))
+        actions.append(Note(f"{s.label} is already drained in Slurm ({s.slurm.reason})", again))
     elif memory is not None and _pending(s, memory.drain_offer):
         actions.append(
             Note(
                 f"drain of {s.label} already offered: confirm with "
-                f"`@stat-bot confirm {memory.drain_offer}`"
+                f"`@stat-bot confirm {memory.drain_offer}`",
+                True,
             )
         )
     else:
@@ -341,7 +351,8 @@ def _passing(s: Situation) -> list[Action]:
             actions.append(
                 Note(
                     f"resume of {s.label} already offered: confirm with "
-                    f"`@stat-bot confirm {memory.resume_offer}`"
+                    f"`@stat-bot confirm {memory.resume_offer}`",
+                    not was_failing,
                 )
             )
         else:

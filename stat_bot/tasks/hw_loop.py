@@ -97,6 +97,8 @@ class _Run:
         self.requested_by = requested_by
         self.requested_by_name: str | None = None
         self.source = Source.CLI
+        # A person asked (chat, CLI, a terminal): they are told also what is as it was.
+        self.by_a_person = True
         self.now = now
         self.lines: list[str] = []
         job = ctx.queue.get(ctx.job_id) if ctx.job_id else None
@@ -105,6 +107,7 @@ class _Run:
             self.requested_by = job.user or requested_by
             self.requested_by_name = job.user_name
             self.source = Source(job.source)
+            self.by_a_person = self.source in (Source.SLACK, Source.CLI)
         self.trac: TracClient | None = None
         self.trac_problem: str | None = TRAC_NOT_SET_UP
         try:
@@ -279,7 +282,7 @@ class _Run:
                     confirm=action.confirm,
                     what=f"Resume of {label}",
                 )
-            elif isinstance(action, Note):
+            elif isinstance(action, Note) and (self.by_a_person or not action.repeat):
                 self.lines.append(action.text)
         memory.ticket = ticket if ticket and ticket > 0 else memory.ticket
         if failing:

@@ -24,6 +24,7 @@ from stat_bot.hardware.health import Finding, NodeHealth, State
 from stat_bot.hardware.inventory import Node, write_inventory
 from stat_bot.hardware.loop import problem_text
 from stat_bot.jobs.config import JobConfigs, render_template
+from stat_bot.jobs.model import JobRequest, Source
 from stat_bot.queue.base import ConfirmationState
 from stat_bot.queue.sqlite import SQLiteQueue
 from stat_bot.settings import Settings
@@ -99,12 +100,14 @@ class Loop:
         self.slurm = slurm
         self.trac = tracd.client() if tracd else None
 
-    def ctx(self) -> TaskContext:
-        return TaskContext(self.settings, self.configs, lambda: self.queue)
+    def ctx(self, job_id: int | None = None) -> TaskContext:
+        return TaskContext(self.settings, self.configs, lambda: self.queue, job_id=job_id)
 
-    def check(self, *results: NodeHealth, ticket: int | None = None, **kw: Any) -> list[str]:
+    def check(
+        self, *results: NodeHealth, ticket: int | None = None, job_id: int | None = None, **kw: Any
+    ) -> list[str]:
         values = {"channel": CHANNEL, "thread_ts": None, "requested_by": USER, **kw}
-        return apply_rules(self.ctx(), list(results), ticket=ticket, **values)
+        return apply_rules(self.ctx(job_id), list(results), ticket=ticket, **values)
 
     def critical(self, index: int = 1, text: str = "PSU 2: Critical") -> NodeHealth:
         return NodeHealth(
@@ -343,3 +346,21 @@ def test_a_problem_with_shell_characters_reaches_slurm_as_written(
     assert reason == f"STAT: {problem_text(result)}"  # cut at 120 characters
     assert "$(touch " in reason
     assert not marker.exists()
+
+
+def test_a_scheduled_sweep_leaves_out_what_was_so_at_the_last_check(
+    make_loop: Callable[..., Loop],
+) -> None:
+    loop = make_loop()
+    sweep = loop.queue.enqueue(
+        JobRequest("hw", "sweep", channel=CHANNEL, source=Source.SCHEDULE)
+    ).job
+    first = loop.check(loop.critical(), job_id=sweep.id, requested_by=None)
+    assert first[0].startswith("Opened STAT#")
+    assert "offered" in first[1]
+    offer = loop.queue.get_confirmation(code_in(first))
+    assert offer.request.source is Source.SCHEDULE
+    assert offer.requested_by is None  # a schedule asked: the rule's confirmers decide
+    assert loop.check(loop.critical(), job_id=sweep.id) == []  # quiet: nothing changed
+    # a person asking again is told where things stand
+    assert len(loop.check(loop.critical())) == 2

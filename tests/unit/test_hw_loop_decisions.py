@@ -242,3 +242,16 @@ def test_first_rule_covering_the_xname_applies() -> None:
     assert rule_for(rules, "x1000c1s0b0n0").drain == "no"
     assert rule_for(rules, "X1000C0s0b0n0").drain == "direct"
     assert rule_for([LoopRule(xnames=("x9*",))], XNAME) is None
+
+
+def test_notes_of_what_was_so_at_the_last_check_are_marked_repeats() -> None:
+    """A scheduled sweep leaves repeats out, so it stays quiet when nothing changed."""
+    unavailable = {"slurm": None, "slurm_problem": "no scontrol", "open_tickets": None}
+    first = decide(situation(critical(), trac_problem="TRAC_URL is not set", **unavailable))
+    assert [a.repeat for a in first] == [False, False]
+    memory = Memory(XNAME, failing=True)
+    again = decide(situation(critical(), memory=memory, **unavailable))
+    assert [a.repeat for a in again] == [True, True]
+    memory = Memory(XNAME, ticket=7, problem="PSU 2: Critical", failing=True, drain_offer="C0DE12")
+    pending = decide(situation(critical(), open_tickets=(7,), memory=memory, pending={"C0DE12"}))
+    assert all(a.repeat for a in pending)
