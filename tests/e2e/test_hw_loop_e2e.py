@@ -113,11 +113,7 @@ def final(service: SlackService, where: tuple[str, str], wanted: str) -> str:
     """The bot's reply in the thread containing `wanted` (not a progress note)."""
     reply = service.slack.wait_for_reply(
         *where,
-        lambda m: (
-            m["bot_id"]
-            and wanted in text_of(m)
-            and not text_of(m).startswith(":hourglass")
-        ),
+        lambda m: m["bot_id"] and wanted in text_of(m) and not text_of(m).startswith(":hourglass"),
         timeout=WAIT,
     )
     return text_of(reply)
