@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +107,12 @@ def test_the_shipped_job_configs_has_a_valid_hw_rule_and_trac_rule() -> None:
     rules = [rule for ns, rule in configs.trac_rules() if ns.name == "hw"]
     assert [r.job_type for r in rules] == ["check-ticket"]
     assert rules[0].args == {"xname": "{xname}", "ticket": "{ticket}"}
+
+
+def test_the_readme_example_is_a_valid_rule_with_the_defaults_it_claims() -> None:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("### Hardware rules: closing the loop", 1)[1]
+    example = section.split("```python\n", 1)[1].split("```", 1)[0]
+    rules = ast.literal_eval("{" + example + "}")["hw_rules"]
+    configs = parse_config({"hw": {"jobs": JOBS, "hw_rules": rules}})
+    assert configs.hw_rules("hw") == [LoopRule()]
