@@ -321,6 +321,20 @@ def _namespace(ctx: TaskContext) -> str:
     )
 
 
+def _recorded_in(ctx: TaskContext, ticket: int, results: Sequence[NodeHealth]) -> bool:
+    """Whether `ticket` is where the rules recorded each of these (failing) results already."""
+    if not results:
+        return False
+    memories = ctx.queue.loop_memory([r.xname for r in results])
+    return all(
+        (memory := memories.get(r.xname)) is not None
+        and memory.failing
+        and memory.ticket == ticket
+        and memory.problem == problem_text(r)
+        for r in results
+    )
+
+
 def apply_rules(
     ctx: TaskContext,
     results: list[NodeHealth],
@@ -346,7 +360,12 @@ def apply_rules(
         ctx, namespace, channel=channel, thread_ts=thread_ts, requested_by=requested_by, now=now
     )
     if ticket is not None:
-        run.comment_on_asking_ticket(ticket, results)
+        if _recorded_in(ctx, ticket, results):
+            # the ticket the rules themselves just opened (Trac's "created" event runs this
+            # check): it already says exactly this
+            run.lines.append(f"STAT#{ticket} already records this result")
+        else:
+            run.comment_on_asking_ticket(ticket, results)
     rules = ctx.configs.hw_rules(namespace)
     covered = [(r, rule) for r in results if (rule := rule_for(rules, r.xname)) is not None]
     if not covered:

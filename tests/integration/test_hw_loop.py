@@ -293,6 +293,20 @@ def test_a_ticket_that_asked_for_the_check_gets_the_result_and_names_the_drain(
     assert f"(STAT#{asking}: PSU 2: Critical) offered" in lines[1]
 
 
+def test_the_check_trac_runs_for_a_ticket_the_rules_opened_does_not_comment_it_again(
+    make_loop: Callable[..., Loop],
+) -> None:
+    loop = make_loop()
+    loop.check(loop.critical())
+    number = int(loop.tickets()[0]["id"])
+    lines = loop.check(loop.critical(), ticket=number)
+    assert lines[0] == f"STAT#{number} already records this result"
+    assert loop.trac.ticket(number).comments == []
+    # with something new to say, it does comment
+    lines = loop.check(loop.critical(text="Fan 3: Critical"), ticket=number)
+    assert lines[0] == f"Commented the result on STAT#{number}"
+
+
 def test_direct_drain_queues_the_drain_job_without_an_offer(
     make_loop: Callable[..., Loop],
 ) -> None:
