@@ -156,7 +156,8 @@ class Situation:
     `open_tickets`: open Trac tickets whose xname is this node's (None: Trac not asked,
     not set up or failing; `trac_problem` says why). `slurm`: its Slurm state (None:
     Slurm not available or does not know it; `slurm_problem` says why). `pending`:
-    which of the remembered offer codes still wait for an answer. `given_ticket`: the
+    which of the remembered offer codes still wait for an answer, `cancelled` which were
+    cancelled (a person said no: not offered again while the node stays failing). `given_ticket`: the
     ticket that asked for this check (a new Trac ticket with an xname); its result is
     commented there by the caller, and drains name it.
     """
@@ -170,6 +171,7 @@ class Situation:
     slurm_problem: str | None = None
     memory: Memory | None = None
     pending: frozenset[str] = field(default_factory=frozenset)
+    cancelled: frozenset[str] = field(default_factory=frozenset)
     given_ticket: int | None = None
 
 
@@ -251,8 +253,12 @@ def _current_ticket(s: Situation) -> int | None:
         return s.given_ticket
     tickets = s.open_tickets or ()
     memory = s.memory
-    if memory is not None and memory.ticket in tickets:
-        return memory.ticket
+    if (
+        memory is not None
+        and memory.ticket
+        and (s.open_tickets is None or memory.ticket in tickets)
+    ):
+        return memory.ticket  # (Trac not asked: the ticket remembered still names the drain)
     from_reason = stat_ticket(s.slurm)
     if from_reason in tickets:
         return from_reason
@@ -306,6 +312,15 @@ def _failing(s: Situation) -> list[Action]:
         actions.append(Note(f"{s.label} not drained: {s.slurm_problem or 'not in Slurm'}", again))
     elif s.slurm.drained:
         actions.append(Note(f"{s.label} is already drained in Slurm ({s.slurm.reason})", again))
+    elif again and memory is not None and memory.drain_offer in s.cancelled:
+        actions.append(
+            Note(
+                f"the drain of {s.label} offered as `{memory.drain_offer}` was cancelled: not "
+                f"offered again while it fails; `@stat-bot hw drain {s.result.xname} <reason>` "
+                "drains it",
+                True,
+            )
+        )
     elif memory is not None and _pending(s, memory.drain_offer):
         actions.append(
             Note(

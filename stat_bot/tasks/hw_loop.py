@@ -165,20 +165,19 @@ class _Run:
             return None
         return {x: tuple(sorted(ids)) for x, ids in found.items()}
 
-    def pending(self, memories: Sequence[Memory]) -> frozenset[str]:
-        codes = set()
+    def offers(self, memories: Sequence[Memory]) -> tuple[frozenset[str], frozenset[str]]:
+        """Of the offers remembered: those still waiting, and those a person cancelled."""
+        pending, cancelled = set(), set()
         for memory in memories:
             for code in (memory.drain_offer, memory.resume_offer):
-                if not code:
+                offer = self.ctx.queue.get_confirmation(code) if code else None
+                if offer is None:
                     continue
-                offer = self.ctx.queue.get_confirmation(code)
-                if (
-                    offer is not None
-                    and offer.state is ConfirmationState.PENDING
-                    and offer.expires_at > self.now
-                ):
-                    codes.add(code)
-        return frozenset(codes)
+                if offer.state is ConfirmationState.PENDING and offer.expires_at > self.now:
+                    pending.add(offer.code)
+                elif offer.state is ConfirmationState.CANCELLED:
+                    cancelled.add(offer.code)
+        return frozenset(pending), frozenset(cancelled)
 
     # --- acting ---------------------------------------------------------------------------
 
@@ -292,6 +291,8 @@ class _Run:
         elif result.state is State.OK:
             memory.failing = False
             memory.problem = None
+            if memory.drain_offer not in s.pending:
+                memory.drain_offer = None  # a cancelled drain does not outlive the failure
         return memory
 
     def comment_on_asking_ticket(self, ticket: int, results: Sequence[NodeHealth]) -> None:
@@ -392,7 +393,7 @@ def apply_rules(
         return run.lines
     wants_trac = [r.xname for r, rule in relevant if rule.ticket or r.state is State.OK]
     tickets = run.open_tickets(wants_trac) if wants_trac else {}
-    pending = run.pending([memories[r.xname] for r, _ in relevant if r.xname in memories])
+    pending, cancelled = run.offers([memories[r.xname] for r, _ in relevant if r.xname in memories])
     remembered = []
     for result, rule in relevant:
         label = f"{result.xname} ({result.hostname})" if result.hostname else result.xname
@@ -414,6 +415,7 @@ def apply_rules(
             slurm_problem=why,
             memory=memories.get(result.xname),
             pending=pending,
+            cancelled=cancelled,
             given_ticket=ticket,
         )
         actions = decide(situation)

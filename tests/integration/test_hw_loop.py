@@ -307,6 +307,19 @@ def test_the_check_trac_runs_for_a_ticket_the_rules_opened_does_not_comment_it_a
     assert lines[0] == f"Commented the result on STAT#{number}"
 
 
+def test_a_cancelled_drain_offer_is_not_made_again_until_the_node_recovers(
+    make_loop: Callable[..., Loop],
+) -> None:
+    loop = make_loop(trac=False)
+    code = code_in(loop.check(loop.critical()))
+    assert "Cancelled" in decide(loop.queue, code, confirm=False, by=USER).text
+    lines = loop.check(loop.critical())
+    assert "was cancelled: not offered again" in lines[-1]
+    assert [c.code for c in loop.queue.confirmations()] == [code]
+    loop.check(loop.ok())
+    assert "offered: confirm with" in loop.check(loop.critical())[-1]
+
+
 def test_direct_drain_queues_the_drain_job_without_an_offer(
     make_loop: Callable[..., Loop],
 ) -> None:

@@ -255,3 +255,26 @@ def test_notes_of_what_was_so_at_the_last_check_are_marked_repeats() -> None:
     memory = Memory(XNAME, ticket=7, problem="PSU 2: Critical", failing=True, drain_offer="C0DE12")
     pending = decide(situation(critical(), open_tickets=(7,), memory=memory, pending={"C0DE12"}))
     assert all(a.repeat for a in pending)
+
+
+def test_a_cancelled_drain_is_not_offered_again_while_the_node_keeps_failing() -> None:
+    memory = Memory(XNAME, ticket=7, problem="PSU 2: Critical", failing=True, drain_offer="NO1234")
+    actions = decide(situation(critical(), open_tickets=(7,), memory=memory, cancelled={"NO1234"}))
+    assert kinds(actions) == ["Note", "Note"]
+    assert "was cancelled" in actions[1].text
+    assert f"hw drain {XNAME}" in actions[1].text
+    # a new failure (after a pass) is offered again
+    fresh = Memory(XNAME, ticket=7, failing=False, drain_offer="NO1234")
+    again = decide(situation(critical(), open_tickets=(7,), memory=fresh, cancelled={"NO1234"}))
+    assert kinds(again)[-1] == "Drain"
+
+
+def test_trac_down_the_remembered_ticket_still_names_the_drain() -> None:
+    memory = Memory(XNAME, ticket=7, problem="PSU 2: Critical", failing=True)
+    actions = decide(
+        situation(
+            critical(), open_tickets=None, trac_problem="Trac could not be asked", memory=memory
+        )
+    )
+    assert kinds(actions) == ["Note", "Drain"]
+    assert actions[1].reason(actions[1].ticket) == "STAT#7: PSU 2: Critical"
