@@ -323,6 +323,15 @@ raw_config = {
                 "concurrency": 2,
                 "coalesce": False,
             },
+            # Only reads the power state: no confirmation, no lock.
+            "power-status": {
+                "run_args_template": "python3 hw.py power {target} status",
+                "report_stdout": True,
+                "report_format": "blocks",
+                "timeout": 300,
+                "concurrency": 2,
+                "coalesce": True,
+            },
             # --- Slurm actions and closing the loop (slurm_cmd.py reads HW_INVENTORY,
             # SLURM_SCONTROL (default scontrol) and SLURM_CONF) ---
             "drain": {
@@ -394,10 +403,16 @@ raw_config = {
                 "job_type": "sel",
             },
             {
-                "command": "power [target] [action:on|off|restart|status=status]",
-                "help": "Power [target] on, off or restart (ComputerSystem.Reset), or show its state",
+                "command": "power [target] [action:on|off|restart]",
+                "help": "Power [target] on, off or restart (ComputerSystem.Reset)",
                 "action": "schedule_job",
                 "job_type": "power",
+            },
+            {
+                "command": "power [target] status",
+                "help": "Whether each node of [target] is on or off",
+                "action": "schedule_job",
+                "job_type": "power-status",
             },
             {
                 "command": "drain [target:target] [reason...]",
@@ -419,8 +434,9 @@ raw_config = {
             },
         ],
         "schedules": [
-            # The daily sweep of every node, to STAT_CHANNEL; quiet when nothing changed.
-            # Without HW_INVENTORY it does not fire at all.
+            # The daily sweep of every node; quiet when nothing changed. It reports to
+            # SLACK_LOGS_CHANNEL unless given a "channel" (e.g. "#hpc-ops"). Without
+            # HW_INVENTORY it does not fire at all.
             {
                 "cron": "0 6 * * *",
                 "job_type": "sweep",

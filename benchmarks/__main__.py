@@ -1,4 +1,5 @@
-"""`python -m benchmarks [NAME ...]`: run benchmarks (queue, latency, spawn, slack, webhooks, sweep).
+"""`python -m benchmarks [NAME ...]`: run benchmarks (queue, latency, spawn, slack, webhooks, sweep,
+ssh).
 
 Usually run as `python3 bootstrap.py bench [queue|latency|spawn ...]`. Exit
 status 0 when every benchmark ran (targets missed or not: a MISS is a finding,
@@ -16,7 +17,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import latency, queue_cycle, slack, spawn, sweep, webhooks
+from benchmarks import latency, queue_cycle, slack, spawn, ssh_fanout, sweep, webhooks
 from benchmarks.common import (
     SLOW_FILES_US,
     Figure,
@@ -26,7 +27,7 @@ from benchmarks.common import (
     print_figures,
 )
 
-NAMES = ("queue", "latency", "spawn", "slack", "webhooks", "sweep")
+NAMES = ("queue", "latency", "spawn", "slack", "webhooks", "sweep", "ssh")
 # These create a job's log folder and files for every job, so the file system's state is
 # part of their figures (BENCHMARKS.md, "The file system"): they wait for it to settle.
 FILE_BOUND = frozenset({"latency", "spawn", "slack"})
@@ -76,6 +77,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--sweep-bmcs", type=int, default=1024, help="sweep: emulated BMCs (1,024)")
     parser.add_argument("--sweep-fanout", type=int, default=64, help="sweep: fan-out (64)")
     parser.add_argument("--sweep-rounds", type=int, default=3, help="sweep: alternating rounds (3)")
+    parser.add_argument("--ssh-hosts", type=int, default=64, help="ssh: hosts (64)")
     parser.add_argument(
         "--tmpdir",
         type=Path,
@@ -162,6 +164,7 @@ def main(argv: list[str]) -> int:
         "sweep": lambda home: sweep.run(
             home, bmcs=args.sweep_bmcs, fanout=args.sweep_fanout, rounds=args.sweep_rounds
         ),
+        "ssh": lambda home: ssh_fanout.run(home, hosts=args.ssh_hosts),
     }
     top = Path(tempfile.mkdtemp(prefix="stat-bot-bench-", dir=args.tmpdir))
     facts = machine()

@@ -139,9 +139,13 @@ def check_report(
         blocks += sections(listed(lines, len(problems), "problem nodes"))
     elif results:
         blocks.append(section(":large_green_circle: Every node is healthy."))
-    footer = [f"target `{escape(target)}`: {escape(fold(h.xname for h in results))}"]
+    footer = []
+    folded = fold(h.xname for h in results)
+    if folded != target:
+        footer.append(f"`{escape(target)}`: {escape(folded)}")
     footer += [escape(note) for note in notes]
-    blocks.append(context(" · ".join(footer)))
+    if footer:
+        blocks.append(context(" · ".join(footer)))
     file = None
     if len(problems) > MAX_LISTED:
         file = {
@@ -277,6 +281,7 @@ def show_report(
     return answer(f"{target}: {count} {noun}", blocks, file)
 
 
-def message_report(title: str, text: str) -> dict[str, Any]:
-    """A short answer in the same shape (no inventory, a target that selects nothing)."""
-    return answer(text, [header(title), section(escape(text))])
+def mistake(text: str) -> dict[str, Any]:
+    """The answer to a request that cannot be done as asked (no inventory, a target outside
+    it): said in the asker's thread as an answer, not a failure for tech support."""
+    return answer(text, [section(f":warning: {escape(text)}")])

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from stat_bot.hardware import report
-from stat_bot.hardware.health import Finding, NodeHealth
+from stat_bot.hardware.health import NodeHealth
 from stat_bot.hardware.inventory import Inventory, InventoryError, Node, load_inventory
 from stat_bot.hardware.sweep import compare
 from stat_bot.hardware.targets import TargetError, check_target, select
@@ -51,10 +51,19 @@ SSH_CHECKS_FILE = Path("hw") / "ssh_checks.yaml"  # under WORKSPACE_DIR
 
 
 class HwTaskError(Exception):
-    """Why a task cannot run; printed to stderr (the job's failure report shows it)."""
+    """The site's set-up is broken (an inventory that does not load): printed to stderr, so
+    the job fails and its report, with that text, goes to tech support too."""
 
 
-def fail(error: HwTaskError) -> int:
+class MistakeError(Exception):
+    """The request cannot be done as asked (no inventory, a target outside it): the answer
+    says why and how to fix it, and the job succeeds."""
+
+
+def fail(error: HwTaskError | MistakeError) -> int:
+    if isinstance(error, MistakeError):
+        emit(report.mistake(str(error)))
+        return 0
     print(f"stat-bot hw: {error}", file=sys.stderr)
     return 1
 
@@ -66,7 +75,7 @@ def emit(answer: dict[str, Any]) -> None:
 
 def the_inventory(settings: Settings) -> Inventory:
     if settings.hw_inventory is None:
-        raise HwTaskError(NO_INVENTORY)
+        raise MistakeError(NO_INVENTORY)
     try:
         return load_inventory(settings.hw_inventory)
     except InventoryError as error:
@@ -80,12 +89,12 @@ def the_inventory(settings: Settings) -> Inventory:
 
 
 def target_of(args: Sequence[str]) -> str:
-    """The target argument, normalised (`all` when none); TaskUsageError for a typo."""
+    """The target argument, normalised (`all` when none); MistakeError for a typo."""
     text = " ".join(a for a in args if a).strip() or "all"
     try:
         return check_target(text)
     except TargetError as error:
-        raise TaskUsageError(str(error)) from None
+        raise MistakeError(str(error)) from None
 
 
 def chosen(settings: Settings, target: str) -> list[Node]:
@@ -93,9 +102,9 @@ def chosen(settings: Settings, target: str) -> list[Node]:
     try:
         nodes = select(inventory, target)
     except TargetError as error:
-        raise HwTaskError(str(error)) from None
+        raise MistakeError(str(error)) from None
     if not nodes:
-        raise HwTaskError(f"{target} selects no nodes: HW_INVENTORY {inventory.source} is empty")
+        raise MistakeError(f"{target} selects no nodes: HW_INVENTORY {inventory.source} is empty")
     return nodes
 
 
@@ -158,10 +167,12 @@ def add_ssh_findings(settings: Settings, results: list[NodeHealth], nodes: list[
         cfg = SshConfig(
             user=settings.ssh_user,
             key_file=settings.ssh_key_file,
-            port=settings.ssh_port,
+            # The default port leaves room for an ssh_config's Port.
+            port=None if settings.ssh_port == 22 else settings.ssh_port,
             known_hosts=settings.ssh_known_hosts,
             known_hosts_file=settings.ssh_known_hosts_file,
             timeout=settings.ssh_timeout,
+            ssh_config_file=getattr(settings, "ssh_config_file", None),
         )
         with SshRunner(cfg) as runner:
             outcomes = run_ssh_checks(list(on), checks, runner, fanout=settings.hw_fanout)
@@ -172,10 +183,8 @@ def add_ssh_findings(settings: Settings, results: list[NodeHealth], nodes: list[
         health = on[host]
         if isinstance(outcome, list):
             health.add(outcome)
-        else:
-            what = getattr(outcome, "kind", "error").replace("_", " ")
-            why = getattr(outcome, "reason", str(outcome))
-            health.add([Finding("warning", "SSH", f"SSH {what}: {why}")])
+        else:  # the BMC says it is on, but its OS cannot be checked: a warning
+            health.add([outcome.finding()])
     return f"SSH checks on {len(on)} node(s) that are on"
 
 
@@ -226,7 +235,7 @@ def asked(ctx: TaskContext) -> Asked:
     job = ctx.queue.get(ctx.job_id)
     if job is None:
         return Asked()
-    return Asked(job.channel, job.thread_ts, job.user_name or job.user, str(job.source))
+    return Asked(job.channel, job.thread_ts, job.user or job.user_name, str(job.source))
 
 
 def close_the_loop(
@@ -272,10 +281,10 @@ def split_ticket(args: Sequence[str]) -> tuple[list[str], int | None]:
 
 @task("hw-show", "hw-show [TARGET]", "What a target selects, with each node's latest health")
 def hw_show(ctx: TaskContext, args: Sequence[str]) -> int:
-    target = target_of(args)
     try:
+        target = target_of(args)
         nodes = chosen(ctx.settings, target)
-    except HwTaskError as error:
+    except (HwTaskError, MistakeError) as error:
         return fail(error)
     latest = {
         x: NodeHealth.from_dict(row.data)
@@ -288,11 +297,11 @@ def hw_show(ctx: TaskContext, args: Sequence[str]) -> int:
 @task("hw-check", "hw-check [TARGET] [--ticket N]", "Check nodes over Redfish (and SSH)")
 def hw_check(ctx: TaskContext, args: Sequence[str]) -> int:
     rest, ticket = split_ticket(args)
-    target = target_of(rest)
     try:
+        target = target_of(rest)
         nodes = chosen(ctx.settings, target)
         results, notes = check(ctx.settings, nodes)
-    except HwTaskError as error:
+    except (HwTaskError, MistakeError) as error:
         return fail(error)
     ctx.queue.record_node_health(rows(results, ctx.job_id))
     notes += close_the_loop(ctx, results, ticket, asked(ctx))
@@ -303,12 +312,12 @@ def hw_check(ctx: TaskContext, args: Sequence[str]) -> int:
 
 @task("hw-sweep", "hw-sweep [TARGET]", "Sweep nodes; report what changed since the last sweep")
 def hw_sweep(ctx: TaskContext, args: Sequence[str]) -> int:
-    target = target_of(args)
     started = time.time()
     try:
+        target = target_of(args)
         nodes = chosen(ctx.settings, target)
         results, notes = check(ctx.settings, nodes)
-    except HwTaskError as error:
+    except (HwTaskError, MistakeError) as error:
         return fail(error)
     finished = time.time()
     previous = ctx.queue.last_sweep(target)

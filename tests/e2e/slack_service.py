@@ -78,7 +78,7 @@ class SlackService:
                 time.sleep(0.05)
         return process
 
-    def wait_bot_connected(self, total: int, timeout: float = 20.0) -> None:
+    def wait_bot_connected(self, total: int, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while True:
             counts = self.slack.connections()

@@ -149,22 +149,41 @@ def test_a_hanging_bmc_does_not_stall_the_sweep(redfish_fleet: RedfishFleet, sta
 def test_without_an_inventory_the_answer_says_how_to_set_one(
     redfish_fleet: RedfishFleet, state: Path
 ) -> None:
+    """A mistake is answered in the asker's thread (exit 0), not a failure for tech support."""
     env = environment(redfish_fleet, state)
     del env["HW_INVENTORY"]
-    done = run(env, STAT_BOT, "task", "hw-check", "x1000c0")
+    result = answer(run(env, STAT_BOT, "task", "hw-check", "x1000c0"))
+    assert result["text"].startswith("HW_INVENTORY is not set")
+    assert "xname,bmc,hostname,nid,system" in body(result)
+    script = answer(run(env, sys.executable, "hw.py", "inventory", "all"))
+    assert script["text"].startswith("HW_INVENTORY is not set")
+
+
+def test_a_target_outside_the_inventory_or_misspelt_is_named(
+    redfish_fleet: RedfishFleet, state: Path
+) -> None:
+    env = environment(redfish_fleet, state)
+    outside = answer(run(env, STAT_BOT, "task", "hw-check", "x1000c7"))
+    assert outside["text"].startswith("not in the inventory")
+    assert "x1000c7" in outside["text"]
+    misspelt = answer(run(env, STAT_BOT, "task", "hw-sweep", "x1000q0"))
+    assert "'q'" in misspelt["text"]
+    assert queue(state).last_sweep("x1000q0") is None
+
+
+def test_a_broken_inventory_fails_the_job_with_every_problem(
+    redfish_fleet: RedfishFleet, state: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "inventory.csv"
+    broken.write_text("xname,bmc\nx1000c0s0b0n0,\nx1000c0s0b0n0,10.0.0.1\n")
+    env = environment(redfish_fleet, state)
+    env["HW_INVENTORY"] = str(broken)
+    done = run(env, STAT_BOT, "task", "hw-show", "all")
     assert done.returncode == 1
-    assert "HW_INVENTORY is not set" in done.stderr
-    assert "xname,bmc,hostname,nid,system" in done.stderr
-    script = run(env, sys.executable, "hw.py", "inventory", "all")
+    assert f"{broken}:2: x1000c0s0b0n0 has no bmc" in done.stderr
+    script = run(env, sys.executable, "hw.py", "firmware", "all")
     assert script.returncode == 1
-    assert "HW_INVENTORY is not set" in script.stderr
-
-
-def test_a_target_outside_the_inventory_is_named(redfish_fleet: RedfishFleet, state: Path) -> None:
-    done = run(environment(redfish_fleet, state), STAT_BOT, "task", "hw-check", "x1000c7")
-    assert done.returncode == 1
-    assert "not in the inventory" in done.stderr
-    assert "x1000c7" in done.stderr
+    assert f"{broken}:2:" in script.stderr
 
 
 def test_the_script_powers_nodes_and_reads_inventory_firmware_and_logs(

@@ -34,7 +34,13 @@ ACTIONS = ("on", "off", "restart", "status")
 
 
 class HwError(Exception):
-    """What the person must fix; printed to stderr, exit status 1."""
+    """The site's set-up is broken (an inventory or a setting that cannot be used): printed
+    to stderr, exit status 1, so the failure reaches tech support."""
+
+
+class MistakeError(Exception):
+    """The request cannot be done as asked (no inventory, a target outside it, a bad
+    count): answered in the asker's thread, exit status 0."""
 
 
 def env(name: str, default: str = "") -> str:
@@ -44,7 +50,7 @@ def env(name: str, default: str = "") -> str:
 def nodes_for(target: str) -> list[Node]:
     path = env("HW_INVENTORY")
     if not path:
-        raise HwError(
+        raise MistakeError(
             "HW_INVENTORY is not set: point it at a CSV or YAML file with the columns "
             "xname,bmc,hostname,nid,system and check it with `stat-bot check-config`"
         )
@@ -56,9 +62,9 @@ def nodes_for(target: str) -> list[Node]:
     try:
         nodes = select(inventory, target)
     except TargetError as error:
-        raise HwError(str(error)) from None
+        raise MistakeError(str(error)) from None
     if not nodes:
-        raise HwError(f"{target} selects no nodes: HW_INVENTORY {path} is empty")
+        raise MistakeError(f"{target} selects no nodes: HW_INVENTORY {path} is empty")
     return nodes
 
 
@@ -269,9 +275,9 @@ def sel(target: str, count_text: str) -> dict[str, Any]:
     try:
         count = int(count_text)
     except ValueError:
-        raise HwError(f"count must be a whole number, not {count_text!r}") from None
+        raise MistakeError(f"count must be a whole number, not {count_text!r}") from None
     if not 1 <= count <= 1000:
-        raise HwError("count must be between 1 and 1000")
+        raise MistakeError("count must be between 1 and 1000")
     nodes = nodes_for(target)
     logs = sel_many(nodes, redfish_config(), count, fanout())
     lines, rows = [], []
@@ -313,7 +319,7 @@ def power(target: str, action: str) -> dict[str, Any]:
 
     action = action.lower()
     if action not in ACTIONS:
-        raise HwError(f"the power action must be one of {', '.join(ACTIONS)}, not {action!r}")
+        raise MistakeError(f"the power action must be one of {', '.join(ACTIONS)}, not {action!r}")
     nodes = nodes_for(target)
     results = power_many(nodes, redfish_config(), action, fanout=fanout())
     lines, rows = [], []
@@ -383,6 +389,8 @@ def main(argv: Sequence[str]) -> int:
         return 2
     try:
         result = command(*args)
+    except MistakeError as error:
+        result = report.mistake(str(error))
     except HwError as error:
         print(f"hw {argv[0]}: {error}", file=sys.stderr)
         return 1
