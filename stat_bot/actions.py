@@ -275,11 +275,11 @@ def decide(
     if offer is None:
         return ActionResult(f"There is no confirmation `{wanted}`; check the code in the offer.")
     verb = "confirm" if confirm else "cancel"
-    if offer.state is not ConfirmationState.PENDING:
-        return ActionResult(f"`{wanted}` was already decided: {outcome_text(offer)}")
-    reason = refusal(offer)
+    reason = refusal(offer)  # first: someone not allowed learns nothing about the offer
     if reason:
         return ActionResult(reason, data={"refused": True})
+    if offer.state is not ConfirmationState.PENDING:
+        return ActionResult(f"`{wanted}` was already decided: {outcome_text(offer)}")
     result = queue.decide_confirmation(
         wanted, confirm=confirm, by=by, by_name=by_name, outbox=decision_messages, now=now
     )

@@ -189,6 +189,11 @@ class ChatCommands:
             return self.decide(words[1], asker.user_id, confirm=first == "confirm")
         if first == "confirm" and len(words) == 3 and rest[1] == "cancel":
             return self.decide(words[1], asker.user_id, confirm=False)
+        if first in ("confirm", "cancel-confirm"):
+            return Answer.say(
+                "Usage: `confirm <code>` or `cancel-confirm <code>`, with the code of an offer "
+                "to run a guarded job (its buttons do the same)."
+            )
         return self._configured(text, asker)
 
     # guarded jobs ------------------------------------------------------------------

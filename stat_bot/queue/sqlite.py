@@ -442,7 +442,9 @@ SQL_CLAIM_NEXT = """
       AND (j.namespace, j.job_type) NOT IN (
             SELECT namespace, job_type FROM suppressions WHERE start_at <= :now AND end_at > :now)
       AND NOT EXISTS (
-            SELECT 1 FROM job_locks AS mine, jobs AS r, job_locks AS held
+            SELECT 1 FROM job_locks AS mine
+                CROSS JOIN jobs AS r INDEXED BY jobs_running
+                CROSS JOIN job_locks AS held
             WHERE mine.job_id = j.id AND r.status = 'running' AND held.job_id = r.id
               AND (substr(held.key, 1, length(mine.key)) = mine.key
                    OR substr(mine.key, 1, length(held.key)) = held.key))
@@ -450,7 +452,10 @@ SQL_CLAIM_NEXT = """
     LIMIT 1
 """
 # An exclusive job's locks (above: skipped while a running job holds an overlapping key,
-# one key a prefix of the other); a merged request's target replaces the job's.
+# one key a prefix of the other; CROSS JOIN fixes the order: the candidate's few keys,
+# then only the running jobs, by their partial index, then their keys by primary key,
+# so a job without locks costs one index probe and history never is scanned).
+# A merged request's target replaces the job's locks.
 SQL_DROP_LOCKS = "DELETE FROM job_locks WHERE job_id = ?"
 SQL_ADD_LOCK = "INSERT OR IGNORE INTO job_locks (job_id, key) VALUES (?, ?)"
 SQL_JOB_LOCKS = "SELECT key FROM job_locks WHERE job_id = ? ORDER BY key"

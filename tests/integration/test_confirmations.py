@@ -160,11 +160,11 @@ def test_many_clicks_at_once_queue_one_job(configure, settings, queue, chat):
     code = offered(chat, "power power x1000c0 off")
     answers: list[str] = []
     start = threading.Barrier(8)
+    configs = chat.configs
 
     def click(user: str) -> None:
-        mine = ChatCommands(
-            settings, configure(CONFIG), SQLiteQueue(settings.sqlite_path), Directory()
-        )
+        # Each its own connection, as separate bot processes would have.
+        mine = ChatCommands(settings, configs, SQLiteQueue(settings.sqlite_path), Directory())
         start.wait()
         answers.append(text_of(mine.decide(code, user, confirm=True)))
 

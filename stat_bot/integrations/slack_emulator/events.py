@@ -156,8 +156,10 @@ def block_actions_payload(
     """What Slack sends when `user_id` clicks `button`: a `block_actions` interaction payload.
 
     Shaped as Slack's reference shows it (type, user, api_app_id, token, container,
-    trigger_id, team, channel, message, state, response_url, actions), so Bolt's
-    `app.action(...)` matchers and listener arguments see what they would in Slack.
+    trigger_id, team, channel, message, state, actions), so Bolt's `app.action(...)`
+    matchers and listener arguments see what they would in Slack. There is no
+    `response_url` (it is optional; the emulator has no endpoint behind one): answer
+    through the Web API (chat.postMessage / chat.update) instead.
     """
     user = workspace.users[user_id]
     now = time.time()
@@ -189,7 +191,6 @@ def block_actions_payload(
         },
         "message": api_message,
         "state": {"values": {}},
-        "response_url": f"{base_url}/_emulator/response/{channel.id}/{message.ts}",
         "actions": [
             {
                 "action_id": button.get("action_id", ""),
