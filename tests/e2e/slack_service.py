@@ -24,6 +24,8 @@ from stat_bot.jobs.model import Job
 from stat_bot.queue.sqlite import SQLiteQueue
 from tests.conftest import STAT_BOT, subprocess_env, write_configs
 
+PROGRESS = ":hourglass_flowing_sand: Job #"
+
 
 def service_env(home: Path, api_url: str, **overrides: str) -> dict[str, str]:
     env = subprocess_env(home)
@@ -107,16 +109,26 @@ class SlackService:
         return self.slack.post(user, channel, text)
 
     def reply(
-        self, where: tuple[str, str], match: str | None = None, timeout: float = 15.0
+        self,
+        where: tuple[str, str],
+        match: str | None = None,
+        timeout: float = 15.0,
+        progress: bool = False,
     ) -> dict[str, Any]:
-        """The bot's first reply in the thread of `where` whose text contains `match`."""
+        """The bot's first reply in the thread of `where` whose text contains `match`.
+
+        A progress message ("has been running for 8 s", quoting the job's output so far)
+        is not an answer: on a loaded machine it comes before the report, and may quote
+        the very words the report is matched by. `progress=True` waits for one instead."""
         channel, ts = where
-        return self.slack.wait_for_reply(
-            channel,
-            ts,
-            lambda m: m["bot_id"] and (match is None or match in message_text(m)),
-            timeout=timeout,
-        )
+
+        def answer(m: dict[str, Any]) -> bool:
+            text = message_text(m)
+            if text.startswith(PROGRESS) != progress:
+                return False
+            return bool(m["bot_id"]) and (match is None or match in text)
+
+        return self.slack.wait_for_reply(channel, ts, answer, timeout=timeout)
 
     def reactions(self, where: tuple[str, str]) -> list[str]:
         channel, ts = where

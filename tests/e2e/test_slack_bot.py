@@ -233,7 +233,7 @@ def test_status_jobs_logs_and_remove(service: SlackService):
 
 def test_long_jobs_get_a_progress_message_replaced_by_the_report(service: SlackService):
     where = service.say("@stat-bot demo steps")
-    progress = service.reply(where, "has been running")
+    progress = service.reply(where, "has been running", progress=True)
     final = service.slack.wait_for_message(
         where[0],
         lambda m: (

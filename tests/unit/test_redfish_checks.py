@@ -6,10 +6,12 @@ import datetime as dt
 import json
 
 import pytest
+import requests
+from sushy import exceptions as sushy_exc
 
 from stat_bot.hardware import redfish_checks as checks
 from stat_bot.hardware.firmware import firmware_differences, majority_versions
-from stat_bot.hardware.health import Finding
+from stat_bot.hardware.health import Finding, State
 from stat_bot.integrations import redfish
 from stat_bot.integrations.redfish_emulator import build_tree, fleet, variants
 from stat_bot.integrations.redfish_emulator.mockups import merge, write_tree
@@ -226,3 +228,47 @@ def test_reset_type_choice(
 
 def test_config_hides_the_password() -> None:
     assert "s3cret" not in repr(redfish.RedfishConfig("root", "s3cret"))
+
+
+def raised_from(inner: BaseException) -> BaseException:
+    """sushy's ConnectionError as sushy raises it: inside the handler of requests' error."""
+    try:
+        try:
+            raise inner
+        except Exception as exc:
+            raise sushy_exc.ConnectionError(url="http://bmc", error=exc)  # noqa: B904
+    except sushy_exc.ConnectionError as outer:
+        return outer
+
+
+@pytest.mark.parametrize(
+    ("exc", "state", "words"),
+    [
+        (
+            raised_from(requests.exceptions.ReadTimeout("read timed out")),
+            State.TIMEOUT,
+            "within 5 s",
+        ),
+        (
+            raised_from(requests.exceptions.ConnectionError("[Errno 111] Connection refused")),
+            State.UNREACHABLE,
+            "connection refused",
+        ),
+        (
+            raised_from(requests.exceptions.SSLError("certificate verify failed")),
+            State.UNREACHABLE,
+            "REDFISH_VERIFY_TLS",
+        ),
+        (
+            AttributeError("'list' object has no attribute 'get'"),
+            State.MALFORMED,
+            "not Redfish JSON",
+        ),
+        (json.JSONDecodeError("Expecting value", "<html>", 0), State.MALFORMED, "malformed JSON"),
+        (RuntimeError("surprise"), State.UNKNOWN, "RuntimeError: surprise"),
+    ],
+)
+def test_classify_names_the_state_and_reason(exc: BaseException, state: State, words: str) -> None:
+    error = redfish.classify(exc, "http://bmc", 5)
+    assert error.state is state
+    assert words in error.reason
