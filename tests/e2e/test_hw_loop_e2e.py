@@ -81,6 +81,7 @@ def service(
         finally:
             running.stop()
             redfish_fleet.control.reset()
+            close_tickets(tracd, NODE)  # the session's tracd is shared: no active leftovers
     tracebacks = [
         line
         for name in ("bot", "dispatcher")
@@ -125,6 +126,12 @@ def offer_in(service: SlackService, where: tuple[str, str], words: str) -> dict[
     )
 
 
+def close_tickets(tracd: TracServer, xname: str) -> None:
+    client = tracd.client()
+    for row in client.query(columns=("id",), status="!closed", xname=xname):
+        client.close(int(row["id"]), "fixed")
+
+
 def open_tickets(tracd: TracServer, xname: str) -> list[dict[str, str]]:
     return tracd.client().query(columns=("id", "summary", "xname"), status="!closed", xname=xname)
 
@@ -143,8 +150,7 @@ def test_critical_psu_ticket_drain_after_confirmation_then_recovery_comment_and_
     tracd: TracServer,
     slurm_cluster: SlurmCluster,
 ) -> None:
-    for ticket in open_tickets(tracd, NODE):  # from an earlier run on this tracd
-        tracd.client().close(int(ticket["id"]), "fixed")
+    close_tickets(tracd, NODE)  # from an earlier test on this tracd
     slurm = slurm_cluster.slurm()
 
     where = service.say(f"@stat-bot hw check {NODE}")
@@ -216,3 +222,4 @@ def test_a_new_ticket_with_an_xname_gets_the_check_result_as_a_comment(
     comment = wait_for(lambda: tracd.client().ticket(asking).comments, "no comment")[-1].new
     assert "STAT bot's hardware check for this ticket: 1 node: 1 critical" in comment
     assert f"{node} (nid000005)" in comment
+    close_tickets(tracd, node)

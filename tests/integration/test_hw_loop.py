@@ -12,7 +12,7 @@ import itertools
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from stat_bot.actions import decide
 from stat_bot.hardware.health import Finding, NodeHealth, State
 from stat_bot.hardware.inventory import Node, write_inventory
 from stat_bot.hardware.loop import problem_text
+from stat_bot.integrations.trac import TracClient
 from stat_bot.jobs.config import JobConfigs, render_template
 from stat_bot.jobs.model import JobRequest, Source
 from stat_bot.queue.base import ConfirmationState
@@ -161,14 +162,28 @@ def make_loop(
     make_settings: Callable[..., Settings],
     monkeypatch: pytest.MonkeyPatch,
     request: pytest.FixtureRequest,
-) -> Callable[..., Loop]:
+) -> Iterator[Callable[..., Loop]]:
+    made: list[Loop] = []
+
     def make(trac: bool = True, **rule: Any) -> Loop:
         tracd = request.getfixturevalue("tracd") if trac else None
-        return Loop(
+        loop = Loop(
             tmp_path, tracd, slurm_cluster, queue, configure, make_settings, monkeypatch, **rule
         )
+        made.append(loop)
+        return loop
 
-    return make
+    yield make
+    for loop in made:  # the session's tracd is shared: leave no active tickets behind
+        close_tickets(loop.trac, f"^{loop.cabinet}")
+
+
+def close_tickets(client: TracClient | None, xname: str) -> None:
+    """Close the open tickets whose xname matches (Trac query syntax: ^ begins with)."""
+    if client is None:
+        return
+    for row in client.query(columns=("id",), status="!closed", xname=xname):
+        client.close(int(row["id"]), "fixed")
 
 
 def code_in(lines: list[str]) -> str:
