@@ -391,7 +391,7 @@ def apply_rules(
             relevant.append((result, rule))
     if not relevant:
         return run.lines
-    wants_trac = [r.xname for r, rule in relevant if rule.ticket or r.state is State.OK]
+    wants_trac = [r.xname for r, rule in relevant if rule.ticket]
     tickets = run.open_tickets(wants_trac) if wants_trac else {}
     pending, cancelled = run.offers([memories[r.xname] for r, _ in relevant if r.xname in memories])
     remembered = []
