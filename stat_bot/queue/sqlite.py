@@ -324,20 +324,6 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX confirmations_pending ON confirmations (expires_at) WHERE state = 'pending';
     """,
     """
-    -- Closing the loop (stat_bot/hardware/loop.py): per xname, the ticket the hardware rules
-    -- opened or commented and the problem recorded there, whether the last acted-on check
-    -- failed, and the drain / resume offers made, so checks never repeat them.
-    CREATE TABLE hw_loop (
-        xname        TEXT PRIMARY KEY,
-        ticket       INTEGER,
-        problem      TEXT,
-        failing      INTEGER NOT NULL DEFAULT 0,
-        drain_offer  TEXT,
-        resume_offer TEXT,
-        updated_at   REAL NOT NULL
-    ) WITHOUT ROWID;
-    """,
-    """
     -- The hw namespace's memory: each node's latest health (what `hw show` says), and
     -- finished sweeps with every node's result, so the next sweep of the same scope
     -- reports what changed, whichever dispatcher host runs it.
@@ -357,6 +343,20 @@ MIGRATIONS: tuple[str, ...] = (
         results     TEXT NOT NULL
     );
     CREATE INDEX sweeps_scope ON sweeps (scope, id);
+    """,
+    """
+    -- Closing the loop (stat_bot/hardware/loop.py): per xname, the ticket the hardware rules
+    -- opened or commented and the problem recorded there, whether the last acted-on check
+    -- failed, and the drain / resume offers made, so checks never repeat them.
+    CREATE TABLE hw_loop (
+        xname        TEXT PRIMARY KEY,
+        ticket       INTEGER,
+        problem      TEXT,
+        failing      INTEGER NOT NULL DEFAULT 0,
+        drain_offer  TEXT,
+        resume_offer TEXT,
+        updated_at   REAL NOT NULL
+    ) WITHOUT ROWID;
     """,
 )
 
