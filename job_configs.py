@@ -253,7 +253,7 @@ raw_config = {
         ],
     },
     "hw": {
-        "description": "Node health over Redfish and SSH by xname: show, check, sweep, power",
+        "description": "Node health over Redfish and SSH by xname: show, check, sweep, power, drain",
         # Nodes come from HW_INVENTORY (CSV or YAML: xname,bmc,hostname,nid,system); BMCs are
         # asked with REDFISH_USERNAME and REDFISH_PASSWORD (or REDFISH_PASSWORD_FILE), at most
         # HW_FANOUT at once, REDFISH_TIMEOUT seconds a request. show, check and sweep are
@@ -336,6 +336,38 @@ raw_config = {
                 "concurrency": 2,
                 "coalesce": True,
             },
+            # --- Slurm actions and closing the loop (slurm_cmd.py reads HW_INVENTORY,
+            # SLURM_SCONTROL (default scontrol) and SLURM_CONF) ---
+            "drain": {
+                "run_args_template": "python3 slurm_cmd.py drain {target} {reason}",
+                "confirm": "Drain {target} in Slurm ({reason})",
+                "exclusive": "target",
+                "report_stdout": True,
+                "timeout": 120,
+                "coalesce": False,
+            },
+            "resume": {
+                "run_args_template": "python3 slurm_cmd.py resume {target}",
+                "confirm": "Resume {target} in Slurm",
+                "exclusive": "target",
+                "report_stdout": True,
+                "timeout": 120,
+                "coalesce": False,
+            },
+            "slurm": {
+                "run_args_template": "python3 slurm_cmd.py state {target}",
+                "report_stdout": True,
+                "timeout": 60,
+                "concurrency": 4,
+            },
+            # A new Trac ticket with an xname checks it; the result is commented there.
+            "check-ticket": {
+                "run_args_template": "stat-bot task hw-check {xname} --ticket {ticket}",
+                "report_stdout": True,
+                "report_format": "blocks",
+                "timeout": 600,
+                "coalesce": False,
+            },
         },
         "slack": [
             {
@@ -386,6 +418,24 @@ raw_config = {
                 "action": "schedule_job",
                 "job_type": "power-status",
             },
+            {
+                "command": "drain [target:target] [reason...]",
+                "help": "Drain [target]'s nodes in Slurm with [reason] (shown by sinfo -R)",
+                "action": "schedule_job",
+                "job_type": "drain",
+            },
+            {
+                "command": "resume [target:target]",
+                "help": "Return [target]'s drained nodes to service in Slurm",
+                "action": "schedule_job",
+                "job_type": "resume",
+            },
+            {
+                "command": "slurm [target:target]",
+                "help": "[target]'s nodes as Slurm sees them: state and drain reason",
+                "action": "schedule_job",
+                "job_type": "slurm",
+            },
         ],
         "schedules": [
             # The daily sweep of every node; quiet when nothing changed. It reports to
@@ -398,6 +448,24 @@ raw_config = {
                 "args": {"target": "all"},
                 "requires": ["HW_INVENTORY"],
             },
+        ],
+        "trac_rules": [
+            {
+                "event": "created",
+                "when": {"xname": "x*"},
+                "job_type": "check-ticket",
+                "args": {"xname": "{xname}", "ticket": "{ticket}"},
+            },
+        ],
+        # Closing the loop (README, "Hardware rules"): a check that finds a node critical
+        # opens a Trac ticket for its xname (or comments on the open one) and offers to
+        # drain it with the reason `STAT#<ticket>: <problem>`; a later passing check
+        # comments on the ticket and offers to resume it. The first rule covering a node
+        # applies. Keys: when (states), xnames (patterns), ticket, ticket_type,
+        # ticket_priority, drain (confirm|direct|no), resume (offer|direct|no),
+        # drain_job, resume_job, channel.
+        "hw_rules": [
+            {"when": "critical", "ticket": True, "drain": "confirm", "resume": "offer"},
         ],
     },
 }

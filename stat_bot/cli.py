@@ -905,7 +905,13 @@ def _check_inventory(ctx: Context) -> dict[str, Any] | None:
 def check_config(ctx: Context) -> None:
     """Validate job_configs.py (and HW_INVENTORY when set): a summary of namespaces, commands,
     schedules and webhook rules, or every mistake with where it is."""
-    from stat_bot.jobs.config import ConfigError, load_config, trac_rule_label, webhook_label
+    from stat_bot.jobs.config import (
+        ConfigError,
+        hw_rule_label,
+        load_config,
+        trac_rule_label,
+        webhook_label,
+    )
 
     path = ctx.settings.job_configs
     try:
@@ -938,6 +944,7 @@ def check_config(ctx: Context) -> None:
                 "trac_rules": [
                     rule.model_dump(exclude_defaults=True) for rule in ns.spec.trac_rules
                 ],
+                "hw_rules": [rule.model_dump() for rule in ns.spec.hw_rules],
             }
             for name, ns in configs.namespaces.items()
         },
@@ -958,6 +965,9 @@ def check_config(ctx: Context) -> None:
             lines.append(f"  {webhook_label(index, rule)}: POST /github/{name}")
         for index, trac_rule in enumerate(ns.spec.trac_rules):
             lines.append(f"  {trac_rule_label(index, trac_rule)}: POST /trac")
+        for index, hw_rule in enumerate(ns.spec.hw_rules):
+            covers = ", ".join(hw_rule.xnames)
+            lines.append(f"  {hw_rule_label(index, hw_rule)} for {covers}")
     ctx.output(summary, "\n".join(lines))
 
 

@@ -22,6 +22,7 @@ from stat_bot.settings import PROXY_VARIABLES, Settings, load_settings
 pytest_plugins = [
     "tests.redfish_fixtures",
     "tests.slack_emulator_fixtures",
+    "tests.slurm_fixtures",
     "tests.sshd_fixtures",
     "tests.trac_fixtures",
     "tests.web_fixtures",

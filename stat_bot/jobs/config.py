@@ -30,6 +30,7 @@ from pydantic import (
     field_validator,
 )
 
+from stat_bot.hardware.loop import LoopRule
 from stat_bot.jobs import trac_rules
 from stat_bot.jobs.model import ArgsError, check_args
 from stat_bot.jobs.params import PLACEHOLDER, Param, parse_placeholder
@@ -224,6 +225,95 @@ class TracRuleSpec(_Strict):
         return value
 
 
+HW_STATES = (
+    "critical",
+    "warning",
+    "unreachable",
+    "auth_refused",
+    "timeout",
+    "malformed",
+    "unknown",
+)
+
+
+class HwRuleSpec(_Strict):
+    """Closing the loop (README "Hardware rules"): what a hardware check does about a node.
+
+    A check whose node is in one of the `when` states opens a Trac ticket for its xname
+    (or comments on the open one) when `ticket`, and drains it in Slurm with the reason
+    `STAT#<ticket>: <problem>` by the namespace's `drain_job`: after a confirmation
+    ("confirm"), at once ("direct") or not ("no"). A later passing check comments on
+    the ticket and offers to resume a node STAT drained (`resume`: "offer", "direct",
+    "no"). `xnames` limits a rule to some nodes (glob patterns); the first rule that
+    covers a node applies. `channel` is where offers go when the check has none.
+    """
+
+    when: list[str] = Field(default_factory=lambda: ["critical"])
+    xnames: list[StrictStr] = Field(default_factory=lambda: ["*"])
+    ticket: StrictBool = True
+    ticket_type: StrictStr = "defect"
+    ticket_priority: StrictStr = "critical"
+    drain: Literal["no", "confirm", "direct"] = "confirm"
+    resume: Literal["no", "offer", "direct"] = "offer"
+    drain_job: str = "drain"
+    resume_job: str = "resume"
+    channel: str | None = None
+
+    @field_validator("when", "xnames", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("when")
+    @classmethod
+    def _states(cls, values: list[str]) -> list[str]:
+        wrong = [v for v in values if v not in HW_STATES]
+        if wrong or not values:
+            raise ValueError(
+                f"{wrong[0] if wrong else values!r} is not a check state; give one or more of "
+                f'{", ".join(HW_STATES)} (e.g. "critical")'
+            )
+        return values
+
+    @field_validator("xnames")
+    @classmethod
+    def _patterns(cls, values: list[str]) -> list[str]:
+        if not values or any(not v.strip() for v in values):
+            raise ValueError(
+                "give xname patterns such as 'x1000c0*' (or '*' for every node), not an empty one"
+            )
+        return values
+
+    @field_validator("drain", "resume", mode="before")
+    @classmethod
+    def _mode(cls, value: Any, info: Any) -> Any:
+        choices = (
+            ("confirm", "direct", "no") if info.field_name == "drain" else ("offer", "direct", "no")
+        )
+        if value in choices:
+            return value
+        raise ValueError(
+            f"must be one of {', '.join(repr(c) for c in choices)} "
+            f"({'offer and drain once confirmed' if info.field_name == 'drain' else 'offer to resume'}, "
+            f"at once, or never), not {value!r}"
+        )
+
+    def rule(self) -> LoopRule:
+        """The plain rule hardware/loop.py decides with."""
+        return LoopRule(
+            when=tuple(self.when),
+            xnames=tuple(self.xnames),
+            ticket=self.ticket,
+            ticket_type=self.ticket_type,
+            ticket_priority=self.ticket_priority,
+            drain=self.drain,
+            resume=self.resume,
+            drain_job=self.drain_job,
+            resume_job=self.resume_job,
+            channel=self.channel,
+        )
+
+
 class NamespaceSpec(_Strict):
     """A category of jobs with its own workspace folder."""
 
@@ -249,6 +339,7 @@ class NamespaceSpec(_Strict):
     schedules: list[ScheduleSpec] = Field(default_factory=list)
     webhooks: list[WebhookSpec] = Field(default_factory=list)
     trac_rules: list[TracRuleSpec] = Field(default_factory=list)
+    hw_rules: list[HwRuleSpec] = Field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,6 +426,11 @@ class JobConfigs:
     def commands(self) -> Iterator[Command]:
         for ns in self.namespaces.values():
             yield from ns.commands
+
+    def hw_rules(self, namespace: str) -> list[LoopRule]:
+        """The namespace's `hw_rules` as the plain rules hardware/loop.py decides with."""
+        ns = self.namespaces.get(namespace)
+        return [rule.rule() for rule in ns.spec.hw_rules] if ns else []
 
     def trac_rules(self) -> Iterator[tuple[Namespace, TracRuleSpec]]:
         """Every namespace's trac rules, in the file's order: each ticket event meets them all."""
@@ -458,6 +554,14 @@ def trac_rule_label(index: int, rule: Any) -> str:
     return label
 
 
+def hw_rule_label(index: int, rule: Any) -> str:
+    """`hw rule #1 (critical -> drain confirm)`: rules have no names, so their place and effect."""
+    label = f"hw rule #{index + 1}"
+    if isinstance(rule, HwRuleSpec):
+        label += f" ({'|'.join(rule.when)} -> ticket {'on' if rule.ticket else 'off'}, drain {rule.drain}, resume {rule.resume})"
+    return label
+
+
 def _location(raw: Mapping[str, Any], loc: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
     """Describe where a pydantic error points, in job_configs.py's own words."""
     parts = [f"namespace {loc[0]!r}"]
@@ -478,6 +582,9 @@ def _location(raw: Mapping[str, Any], loc: tuple[Any, ...]) -> tuple[str, tuple[
         except (KeyError, IndexError, TypeError):
             item = None
         parts.append(trac_rule_label(rest[1], item))
+        rest = rest[2:]
+    elif len(rest) >= 2 and rest[0] == "hw_rules" and isinstance(rest[1], int):
+        parts.append(hw_rule_label(rest[1], None))
         rest = rest[2:]
     elif len(rest) >= 2 and rest[0] in ("slack", "schedules") and isinstance(rest[1], int):
         try:
@@ -500,6 +607,7 @@ _KEYS = {
     "schedule": list(ScheduleSpec.model_fields),
     "webhook": list(WebhookSpec.model_fields),
     "trac": list(TracRuleSpec.model_fields),  # "trac rule #1": its first word is the kind
+    "hw": list(HwRuleSpec.model_fields),  # "hw rule #1"
 }
 
 
@@ -644,6 +752,8 @@ def _check_namespace(
     places = trac_places or list(range(len(spec.trac_rules)))
     for index, trac_rule in zip(places, spec.trac_rules, strict=True):
         problems.extend(_check_trac_rule(where, index, trac_rule, spec, fields, broken))
+    for index, hw_rule in enumerate(spec.hw_rules):
+        problems.extend(_check_hw_rule(where, index, hw_rule, spec, fields, broken))
     return problems, Namespace(name, spec, tuple(commands), tuple(schedules))
 
 
@@ -833,6 +943,46 @@ def _check_trac_rule(
     return problems
 
 
+# The args each of a hw rule's jobs must take: the rule fills them.
+HW_RULE_JOB_ARGS = {"drain_job": ("target", "reason"), "resume_job": ("target",)}
+
+
+def _check_hw_rule(
+    where: str,
+    index: int,
+    rule: HwRuleSpec,
+    spec: NamespaceSpec,
+    fields: Mapping[str, list[str]],
+    broken: frozenset[str] | set[str],
+) -> list[str]:
+    """A hw rule's drain and resume jobs exist and take exactly the args the rule fills."""
+    w = f"{where}, {hw_rule_label(index, rule)}"
+    problems = []
+    for key, mode in (("drain_job", rule.drain), ("resume_job", rule.resume)):
+        job_type = getattr(rule, key)
+        if mode == "no" or job_type in broken:
+            continue
+        wanted = HW_RULE_JOB_ARGS[key]
+        if job_type not in spec.jobs:
+            problems.append(
+                f"{w}: key {key!r}: unknown job {job_type!r}{_suggest(job_type, list(spec.jobs))}; "
+                f"add a job taking {', '.join('{' + a + '}' for a in wanted)} (such as "
+                f"`python3 slurm_cmd.py {key.removesuffix('_job')} "
+                f"{' '.join('{' + a + '}' for a in wanted)}`) or set "
+                f"{key.removesuffix('_job')!r} to 'no'"
+            )
+            continue
+        if job_type in fields and sorted(fields[job_type]) != sorted(wanted):
+            problems.append(
+                f"{w}: key {key!r}: job {job_type!r} must take exactly "
+                f"{', '.join('{' + a + '}' for a in wanted)} (the rule fills them); its "
+                f"run_args_template is {spec.jobs[job_type].run_args_template!r}"
+            )
+    if rule.channel is not None and not rule.channel.strip():
+        problems.append(f"{w}: key 'channel': give a channel such as '#hw', or remove the key")
+    return problems
+
+
 def _salvage(
     body: Any,
     error: ValidationError,
@@ -858,6 +1008,7 @@ def _salvage(
         "schedules": set(),
         "webhooks": set(),
         "trac_rules": set(),
+        "hw_rules": set(),
     }
     for item in error.errors():
         loc = item["loc"]

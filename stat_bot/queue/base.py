@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from stat_bot.hardware.loop import Memory
 from stat_bot.jobs.model import Job, JobRequest, JobRequester, JobStatus, ReportState
 
 T = TypeVar("T")
@@ -535,6 +536,15 @@ class Queue(abc.ABC):
     @abc.abstractmethod
     def job_locks(self, job_id: int) -> list[str]:
         """The lock keys an exclusive job holds while it runs (jobs/targets.py)."""
+
+    # closing the loop (hardware rules: stat_bot/tasks/hw_loop.py) ----------------
+    @abc.abstractmethod
+    def loop_memory(self, xnames: Sequence[str]) -> dict[str, Memory]:
+        """What the hardware rules remember about these xnames (absent: nothing yet)."""
+
+    @abc.abstractmethod
+    def remember_loop(self, memories: Sequence[Memory], *, now: float | None = None) -> None:
+        """Store (replace) what the hardware rules remember about each memory's xname."""
 
     # web sessions (held on the server, so logout ends them) ----------------
     @abc.abstractmethod

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import structlog
 
+from stat_bot.hardware.loop import Memory
 from stat_bot.jobs.model import Job, JobRequest, JobRequester, JobStatus, ReportState
 from stat_bot.queue.base import (
     KEEP,
@@ -343,6 +344,20 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX confirmations_pending ON confirmations (expires_at) WHERE state = 'pending';
     """,
+    """
+    -- Closing the loop (stat_bot/hardware/loop.py): per xname, the ticket the hardware rules
+    -- opened or commented and the problem recorded there, whether the last acted-on check
+    -- failed, and the drain / resume offers made, so checks never repeat them.
+    CREATE TABLE hw_loop (
+        xname        TEXT PRIMARY KEY,
+        ticket       INTEGER,
+        problem      TEXT,
+        failing      INTEGER NOT NULL DEFAULT 0,
+        drain_offer  TEXT,
+        resume_offer TEXT,
+        updated_at   REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 
 JOB_COLUMNS = (
@@ -597,6 +612,17 @@ SQL_BEAT = """
     INSERT INTO beats (component, hostname, pid, state, detail, at) VALUES (?, ?, ?, ?, ?, ?)
     ON CONFLICT (component) DO UPDATE SET hostname = excluded.hostname, pid = excluded.pid,
         state = excluded.state, detail = excluded.detail, at = excluded.at
+"""
+SQL_LOOP_MEMORY = """
+    SELECT xname, ticket, problem, failing, drain_offer, resume_offer, updated_at FROM hw_loop
+    WHERE xname IN (SELECT value FROM json_each(?))
+"""
+SQL_REMEMBER_LOOP = """
+    INSERT INTO hw_loop (xname, ticket, problem, failing, drain_offer, resume_offer, updated_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (xname) DO UPDATE SET ticket = excluded.ticket, problem = excluded.problem,
+        failing = excluded.failing, drain_offer = excluded.drain_offer,
+        resume_offer = excluded.resume_offer, updated_at = excluded.updated_at
 """
 SQL_BEATS = "SELECT component, hostname, pid, state, detail, at FROM beats ORDER BY component"
 SQL_NODE_HEALTH_UPSERT = """
@@ -1815,6 +1841,30 @@ class SQLiteQueue(Queue):
 
     def job_locks(self, job_id: int) -> list[str]:
         return [r[0] for r in self._read(SQL_JOB_LOCKS, (job_id,))]
+
+    # closing the loop (hardware rules) ------------------------------------------
+    def loop_memory(self, xnames: Sequence[str]) -> dict[str, Memory]:
+        rows = self._read(SQL_LOOP_MEMORY, (json.dumps(list(xnames)),))
+        return {r[0]: Memory(r[0], r[1], r[2], bool(r[3]), r[4], r[5], float(r[6])) for r in rows}
+
+    def remember_loop(self, memories: Sequence[Memory], *, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self._write() as conn:
+            conn.executemany(
+                SQL_REMEMBER_LOOP,
+                [
+                    (
+                        m.xname,
+                        m.ticket,
+                        m.problem,
+                        int(m.failing),
+                        m.drain_offer,
+                        m.resume_offer,
+                        now,
+                    )
+                    for m in memories
+                ],
+            )
 
     # web sessions -----------------------------------------------------------
     def open_session(
