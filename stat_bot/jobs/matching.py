@@ -119,6 +119,13 @@ def _bind(command: Command, text: str, words: list[Word]) -> dict[str, str] | No
         # Only after a command's literal words or a typed placeholder: a plain last
         # placeholder takes the rest of the line (config.parse_command).
         extra = " ".join(w.value for w in words[i:])
+        last = [t for t in command.tokens if isinstance(t, Param)][-1:]
+        if last and last[0].type_name == "target":
+            # `hw check x1000c0s0b0n0 x1000c0s1b0n0`: several names, written as words.
+            raise _ArgProblemError(
+                f"unexpected extra words {excerpt(extra)!r}: to name several nodes, separate "
+                "them with commas, not spaces (e.g. x1000c0s0b0n0,x1000c0s1b0n0)"
+            )
         raise _ArgProblemError(f"unexpected extra words {excerpt(extra)!r}")
     return args
 

@@ -426,4 +426,27 @@ def apply_rules(
     if remembered:
         ctx.queue.remember_loop(remembered, now=now)
     log.info("hw rules applied", nodes=len(relevant), lines=len(run.lines))
-    return run.lines
+    return grouped(run.lines)
+
+
+NOT_DRAINED = " not drained: "
+
+
+def grouped(lines: list[str]) -> list[str]:
+    """One line per reason a node was not drained (Slurm missing is the same for all of
+    them), naming the nodes, instead of the reason once per node."""
+    reasons: dict[str, list[str]] = {}
+    out: list[str] = []
+    for line in lines:
+        label, found, why = line.partition(NOT_DRAINED)
+        if not found:
+            out.append(line)
+            continue
+        if why not in reasons:
+            reasons[why] = []
+            out.append(why)  # placeholder, replaced below: keeps the first one's place
+        reasons[why].append(label)
+    return [
+        f"not drained ({line}): {', '.join(reasons[line])}" if line in reasons else line
+        for line in out
+    ]

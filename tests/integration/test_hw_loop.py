@@ -302,7 +302,7 @@ def test_a_ticket_that_asked_for_the_check_gets_the_result_and_names_the_drain(
     lines = loop.check(loop.ok(0), loop.critical(), ticket=asking)
     assert lines[0] == f"Commented the result on STAT#{asking}"
     comment = loop.trac.ticket(asking).comments[-1].new
-    assert "2 nodes: 1 critical, 1 ok" in comment
+    assert "2 nodes: 1 ok, 1 critical" in comment
     assert "PSU 2: Critical" in comment
     assert loop.tickets() == []  # no ticket of its own for the node
     assert f"(STAT#{asking}: PSU 2: Critical) offered" in lines[1]
@@ -366,7 +366,9 @@ def test_a_node_slurm_does_not_know_is_named(
     result = loop.critical()
     result.hostname = "nosuchhost"
     lines = loop.check(result)
-    assert lines[-1] == f"{loop.xnames[1]} (nosuchhost) not drained: Slurm does not know nosuchhost"
+    assert (
+        lines[-1] == f"not drained (Slurm does not know nosuchhost): {loop.xnames[1]} (nosuchhost)"
+    )
 
 
 def test_nothing_to_do_for_healthy_nodes_and_warnings(make_loop: Callable[..., Loop]) -> None:

@@ -79,12 +79,13 @@ def test_resume_of_nodes_not_drained_changes_nothing(
 def test_mistakes_are_one_line_and_change_nothing(
     slurm_cluster: SlurmCluster, inventory: Path
 ) -> None:
+    """Answered in the asker's thread (exit 0, stdout), not failures for tech support."""
     unknown = run(slurm_cluster, inventory, "drain", "x1000c7", "why")
-    assert unknown.returncode == 1
-    assert "not in the inventory" in unknown.stderr
+    assert unknown.returncode == 0
+    assert unknown.stdout.startswith(":warning: not in the inventory")
     nameless = run(slurm_cluster, inventory, "drain", "x1000c1", "why")
-    assert nameless.returncode == 1
-    assert "no hostname or nid in the inventory for x1000c1s0b0n0" in nameless.stderr
+    assert nameless.returncode == 0
+    assert "no hostname or nid in the inventory for x1000c1s0b0n0" in nameless.stdout
     no_reason = run(slurm_cluster, inventory, "drain", "x1000c0s0b0n0")
     assert no_reason.returncode == 2
     assert "a drain needs a reason" in no_reason.stderr
@@ -95,11 +96,11 @@ def test_without_scontrol_it_says_slurm_is_not_available(inventory: Path, tmp_pa
     done = run(
         None, inventory, "drain", "x1000c0s0b0n0", "why", SLURM_SCONTROL=str(tmp_path / "nope")
     )
-    assert done.returncode == 1
-    assert done.stderr.startswith("Slurm is not available on this host (no ")
+    assert done.returncode == 0
+    assert done.stdout.startswith(":warning: Slurm is not available on this host (no ")
 
 
 def test_without_inventory_it_says_what_to_set(tmp_path: Path) -> None:
     done = run(None, tmp_path / "x.csv", "resume", "all", HW_INVENTORY="")
-    assert done.returncode == 1
-    assert done.stderr.startswith("HW_INVENTORY is not set")
+    assert done.returncode == 0
+    assert done.stdout.startswith(":warning: HW_INVENTORY is not set")

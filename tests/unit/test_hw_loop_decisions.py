@@ -278,3 +278,21 @@ def test_trac_down_the_remembered_ticket_still_names_the_drain() -> None:
     )
     assert kinds(actions) == ["Note", "Drain"]
     assert actions[1].reason(actions[1].ticket) == "STAT#7: PSU 2: Critical"
+
+
+def test_not_drained_lines_are_grouped_by_reason():
+    from stat_bot.tasks.hw_loop import grouped
+
+    lines = [
+        "Opened STAT#5 for a",
+        "a not drained: Slurm is not set up",
+        "Opened STAT#6 for b",
+        "b not drained: Slurm is not set up",
+        "c not drained: Slurm does not know nid3",
+    ]
+    assert grouped(lines) == [
+        "Opened STAT#5 for a",
+        "not drained (Slurm is not set up): a, b",
+        "Opened STAT#6 for b",
+        "not drained (Slurm does not know nid3): c",
+    ]

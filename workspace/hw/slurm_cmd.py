@@ -10,8 +10,11 @@ cluster from SLURM_CONF, as Slurm's own clients read it. Slurm knows nodes by
 hostname (or nid), so each selected node's inventory hostname is what is drained.
 
 It prints each node's state before and after, so the report shows what changed.
-A mistake (target, inventory, Slurm) is one line on stderr and exit status 1 (2 for
-a wrong call), so the job fails and its report quotes that line.
+A mistake (a target outside the inventory, no inventory, no Slurm on this host, a
+node Slurm does not know) is answered in the asker's thread: one `:warning:` line on
+stdout and exit status 0, like the other hw commands, not a failure for tech
+support. Slurm failing (controller down, permission refused) is a failure: one line
+on stderr and exit status 1 (2 for a wrong call).
 """
 
 from __future__ import annotations
@@ -22,7 +25,14 @@ from collections.abc import Mapping, Sequence
 
 from stat_bot.hardware.inventory import InventoryError, Node, load_inventory
 from stat_bot.hardware.targets import TargetError, fold, select
-from stat_bot.integrations.slurm import NodeState, Slurm, SlurmError, slurm_name
+from stat_bot.integrations.slurm import (
+    NodeState,
+    Slurm,
+    SlurmError,
+    SlurmUnavailableError,
+    UnknownNodeError,
+    slurm_name,
+)
 
 USAGE = "usage: slurm_cmd.py drain TARGET REASON... | resume TARGET | state TARGET"
 
@@ -107,7 +117,9 @@ def run(argv: Sequence[str], env: Mapping[str, str]) -> tuple[int, str]:
             head = f"Resumed {fold(resumed)} in Slurm"
             names = {name: names[name] for name in resumed}
         after = slurm.node_states(names)
-    except (RefusedError, SlurmError) as error:
+    except (RefusedError, SlurmUnavailableError, UnknownNodeError) as error:
+        return 0, f":warning: {error}"
+    except SlurmError as error:
         return 1, str(error)
     lines = [state_line(names[name], before[name], after[name]) for name in names]
     if action == "resume" and len(names) < len(before):
