@@ -48,6 +48,17 @@ REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 ALLOWED_USER = re.compile(r"^(?:[UW][A-Z0-9]{2,}|@[a-z0-9][a-z0-9._-]*)$")
 
 
+def users_or_groups(values: list[str]) -> list[str]:
+    """`allowed_users` and `confirm_by` entries: Slack user ids or user-group handles."""
+    for value in values:
+        if not ALLOWED_USER.match(value):
+            raise ValueError(
+                f"{value!r} is neither a Slack user id (such as U0123ABCD) nor a "
+                "user-group handle (such as @hpc-admins)"
+            )
+    return values
+
+
 class ConfigError(Exception):
     """job_configs.py is wrong; `problems` lists every mistake found, each on its own."""
 
@@ -86,13 +97,7 @@ class JobSpec(_Strict):
     @field_validator("confirm_by")
     @classmethod
     def _confirmers(cls, values: list[str]) -> list[str]:
-        for value in values:
-            if not ALLOWED_USER.match(value):
-                raise ValueError(
-                    f"{value!r} is neither a Slack user id (such as U0123ABCD) nor a "
-                    "user-group handle (such as @hpc-admins)"
-                )
-        return values
+        return users_or_groups(values)
 
     @field_validator("confirm")
     @classmethod
@@ -320,13 +325,7 @@ class NamespaceSpec(_Strict):
     @field_validator("allowed_users")
     @classmethod
     def _user_or_group(cls, values: list[str]) -> list[str]:
-        for value in values:
-            if not ALLOWED_USER.match(value):
-                raise ValueError(
-                    f"{value!r} is neither a Slack user id (such as U0123ABCD) nor a "
-                    "user-group handle (such as @hpc-admins)"
-                )
-        return values
+        return users_or_groups(values)
 
     description: str = ""
     restricted: bool = False
