@@ -434,19 +434,13 @@ NOT_DRAINED = " not drained: "
 
 def grouped(lines: list[str]) -> list[str]:
     """One line per reason a node was not drained (Slurm missing is the same for all of
-    them), naming the nodes, instead of the reason once per node."""
+    them), naming the nodes, after what was done, instead of the reason once per node."""
     reasons: dict[str, list[str]] = {}
     out: list[str] = []
     for line in lines:
         label, found, why = line.partition(NOT_DRAINED)
-        if not found:
+        if found:
+            reasons.setdefault(why, []).append(label)
+        else:
             out.append(line)
-            continue
-        if why not in reasons:
-            reasons[why] = []
-            out.append(why)  # placeholder, replaced below: keeps the first one's place
-        reasons[why].append(label)
-    return [
-        f"not drained ({line}): {', '.join(reasons[line])}" if line in reasons else line
-        for line in out
-    ]
+    return out + [f"not drained ({why}): {', '.join(labels)}" for why, labels in reasons.items()]

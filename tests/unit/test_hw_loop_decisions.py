@@ -292,7 +292,7 @@ def test_not_drained_lines_are_grouped_by_reason():
     ]
     assert grouped(lines) == [
         "Opened STAT#5 for a",
-        "not drained (Slurm is not set up): a, b",
         "Opened STAT#6 for b",
+        "not drained (Slurm is not set up): a, b",
         "not drained (Slurm does not know nid3): c",
     ]
