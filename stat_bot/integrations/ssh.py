@@ -232,6 +232,7 @@ class SshRunner:
             self._policy = _Accept()
         self._connections: dict[str, Connection] = {}
         self._lock = threading.Lock()
+        self._build_lock = threading.Lock()
 
     def __enter__(self) -> SshRunner:
         return self
@@ -247,13 +248,17 @@ class SshRunner:
         }
         if self._pkey is not None:
             connect_kwargs.update(pkey=self._pkey, look_for_keys=False, allow_agent=False)
-        connection = Connection(
-            host,
-            user=self.cfg.user,
-            port=self.cfg.port,
-            config=self._fabric_config,
-            connect_kwargs=connect_kwargs,
-        )
+        # Connection() clones the shared Config, and cloning one Config from several threads
+        # at once is not safe (seen as "No attribute or config key found for 'gateway'" on
+        # a few of 64 hosts): build them one at a time; connecting stays concurrent.
+        with self._build_lock:
+            connection = Connection(
+                host,
+                user=self.cfg.user,
+                port=self.cfg.port,
+                config=self._fabric_config,
+                connect_kwargs=connect_kwargs,
+            )
         if self._pkey is not None:  # the configured key, not also the ssh_config's IdentityFile
             connection.connect_kwargs.pop("key_filename", None)
         client = connection.client
