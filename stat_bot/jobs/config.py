@@ -729,6 +729,8 @@ def _check_namespace(
                 f"jobs in this namespace: {', '.join(spec.jobs) or '(none)'}"
             )
             continue
+        if spec.jobs[sched.job_type].confirm:
+            problems.append(_unguarded(swhere, sched.job_type, "a schedule"))
         wanted = set(fields.get(sched.job_type, []))
         if set(sched.args) != wanted:
             problems.append(
@@ -855,6 +857,17 @@ def _check_webhook(
     return problems
 
 
+def _unguarded(where: str, job_type: str, what: str) -> str:
+    """A guarded job waits for a person's Confirm; a schedule or a webhook / Trac rule has
+    nobody to give one, and queueing it directly would skip the guard (anyone who can file
+    a ticket could power a node off)."""
+    return (
+        f"{where}: key 'job_type': job {job_type!r} asks for a confirmation ('confirm'), which "
+        f"{what} cannot give; queue a job without 'confirm' (e.g. a check), or use hw_rules, "
+        "whose drain and resume offers wait for a Confirm"
+    )
+
+
 def _check_rule_job(
     w: str,
     job_type: str,
@@ -875,6 +888,8 @@ def _check_rule_job(
             f"jobs in this namespace: {', '.join(spec.jobs) or '(none)'}"
         ]
     problems = []
+    if spec.jobs[job_type].confirm:
+        problems.append(_unguarded(w, job_type, "a rule"))
     wanted = set(fields.get(job_type, []))
     if set(args) != wanted:
         problems.append(

@@ -52,6 +52,41 @@ def test_a_guarded_job_loads_with_its_options():
     )
 
 
+@pytest.mark.parametrize(
+    ("key", "entry", "what"),
+    [
+        (
+            "schedules",
+            {
+                "cron": "0 6 * * *",
+                "job_type": "power",
+                "args": {"target": "x1000", "action": "off"},
+            },
+            "a schedule",
+        ),
+        (
+            "trac_rules",
+            {
+                "event": "created",
+                "when": {"xname": True},
+                "job_type": "power",
+                "args": {"target": "{xname}", "action": "off"},
+            },
+            "a rule",
+        ),
+    ],
+)
+def test_nothing_without_a_person_may_queue_a_guarded_job(key, entry, what):
+    """Anyone who can file a Trac ticket must not be able to power a node off."""
+    config = power_config()
+    config["ns"][key] = [entry]
+    problems = problems_of(config)
+    assert any(
+        f"job 'power' asks for a confirmation ('confirm'), which {what} cannot give" in p
+        for p in problems
+    ), problems
+
+
 def test_confirm_text_may_use_only_the_jobs_args():
     (problem,) = problems_of(power_config(confirm="Power {acton} {target}"))
     assert "job 'power': key 'confirm': {acton} is not one of the job's args" in problem
