@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from pathlib import Path
 
 from ClusterShell.NodeSet import NodeSet, NodeSetException
 
-from stat_bot.hardware.inventory import Inventory, Node
+from stat_bot.hardware.inventory import Inventory, InventoryError, Node, load_inventory
 from stat_bot.hardware.xnames import XnameError, parse_xname
 
 ALL = ("", "all", "*")
@@ -27,6 +28,16 @@ NID = re.compile(r"^nid0*(\d+)$")
 
 class TargetError(ValueError):
     """A target that cannot be used; the message is for the person who typed it."""
+
+
+NO_INVENTORY = (
+    "HW_INVENTORY is not set, so there are no nodes to act on. Set it (environment file or "
+    "variable) to a CSV or YAML file with the columns xname,bmc,hostname,nid,system, e.g.\n"
+    "  xname,bmc,hostname,nid,system\n"
+    "  x1000c0s0b0n0,bmc-x1000c0s0b0.example.org,nid000001,1,\n"
+    'then check it with `stat-bot check-config` (README, "Hardware (hw)").'
+)
+SHOWN_PROBLEMS = 20
 
 
 MAX_LENGTH = 4000
@@ -151,3 +162,29 @@ def select(inventory: Inventory, target: str | None) -> list[Node]:
 def fold(names: Iterable[str]) -> str:
     """`x1000c0s0b0n0,x1000c0s0b0n1` -> `x1000c0s0b0n[0-1]`: short enough for one line."""
     return str(NodeSet.fromlist(list(names)))
+
+
+def unusable(path: Path | str, error: InventoryError) -> str:
+    """What a job says of an inventory that does not load: its first problems with their
+    lines, and how to see them all."""
+    lines = "\n".join(f"  - {p}" for p in error.problems[:SHOWN_PROBLEMS])
+    more = len(error.problems) - SHOWN_PROBLEMS
+    return (
+        f"HW_INVENTORY {path} cannot be used ({len(error.problems)} problem(s)); fix it and "
+        f"check with `stat-bot check-config`:\n{lines}"
+        + (f"\n  ... and {more} more" if more > 0 else "")
+    )
+
+
+def select_from(path: Path | str | None, target: str) -> list[Node]:
+    """The nodes `target` names in the inventory file at `path`: what every hw command does
+    first, whether a built-in task or a workspace script. TargetError (the asker's mistake:
+    no inventory, a name not in it, an empty one) or InventoryError (the site's: a file that
+    does not load; `unusable` words it)."""
+    if path is None or not str(path).strip():
+        raise TargetError(NO_INVENTORY)
+    inventory = load_inventory(path)
+    nodes = select(inventory, target)
+    if not nodes:
+        raise TargetError(f"{target} selects no nodes: HW_INVENTORY {path} is empty")
+    return nodes

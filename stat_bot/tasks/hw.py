@@ -29,9 +29,9 @@ import structlog
 
 from stat_bot.hardware import credentials, report
 from stat_bot.hardware.health import NodeHealth
-from stat_bot.hardware.inventory import Inventory, InventoryError, Node, load_inventory
+from stat_bot.hardware.inventory import InventoryError, Node
 from stat_bot.hardware.sweep import compare
-from stat_bot.hardware.targets import TargetError, check_target, select
+from stat_bot.hardware.targets import TargetError, check_target, select_from, unusable
 from stat_bot.tasks import TaskContext, TaskUsageError, task
 
 if TYPE_CHECKING:
@@ -40,13 +40,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-NO_INVENTORY = (
-    "HW_INVENTORY is not set, so there are no nodes to act on. Set it (environment file or "
-    "variable) to a CSV or YAML file with the columns xname,bmc,hostname,nid,system, e.g.\n"
-    "  xname,bmc,hostname,nid,system\n"
-    "  x1000c0s0b0n0,bmc-x1000c0s0b0.example.org,nid000001,1,\n"
-    'then check it with `stat-bot check-config` (README, "Hardware (hw)").'
-)
 SSH_CHECKS_FILE = Path("hw") / "ssh_checks.yaml"  # under WORKSPACE_DIR
 
 
@@ -73,21 +66,6 @@ def emit(answer: dict[str, Any]) -> None:
     print(json.dumps(answer, ensure_ascii=False))
 
 
-def the_inventory(settings: Settings) -> Inventory:
-    if settings.hw_inventory is None:
-        raise MistakeError(NO_INVENTORY)
-    try:
-        return load_inventory(settings.hw_inventory)
-    except InventoryError as error:
-        lines = "\n".join(f"  - {p}" for p in error.problems[:20])
-        more = len(error.problems) - 20
-        raise HwTaskError(
-            f"HW_INVENTORY {settings.hw_inventory} cannot be used ({len(error.problems)} "
-            f"problem(s)); fix it and check with `stat-bot check-config`:\n{lines}"
-            + (f"\n  ... and {more} more" if more > 0 else "")
-        ) from None
-
-
 def target_of(args: Sequence[str], *, as_job: bool = True) -> str:
     """The target argument, normalised (`all` when none); MistakeError for a typo. An option
     the task does not have is a TaskUsageError (usage, exit 2) typed at a terminal, and a
@@ -103,14 +81,12 @@ def target_of(args: Sequence[str], *, as_job: bool = True) -> str:
 
 
 def chosen(settings: Settings, target: str) -> list[Node]:
-    inventory = the_inventory(settings)
     try:
-        nodes = select(inventory, target)
+        return select_from(settings.hw_inventory, target)
     except TargetError as error:
         raise MistakeError(str(error)) from None
-    if not nodes:
-        raise MistakeError(f"{target} selects no nodes: HW_INVENTORY {inventory.source} is empty")
-    return nodes
+    except InventoryError as error:
+        raise HwTaskError(unusable(settings.hw_inventory or "", error)) from None
 
 
 def redfish_password(settings: Settings) -> str:

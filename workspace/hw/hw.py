@@ -25,8 +25,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from stat_bot.hardware import credentials, report
-from stat_bot.hardware.inventory import InventoryError, Node, load_inventory
-from stat_bot.hardware.targets import TargetError, fold, select
+from stat_bot.hardware.inventory import InventoryError, Node
+from stat_bot.hardware.targets import TargetError, fold, select_from, unusable
 
 ACTIONS = ("on", "off", "restart", "status")
 MAX_SEL = 1000  # entries per node: a bound on what one BMC can make the answer hold
@@ -48,23 +48,12 @@ def env(name: str, default: str = "") -> str:
 
 def nodes_for(target: str) -> list[Node]:
     path = env("HW_INVENTORY")
-    if not path:
-        raise MistakeError(
-            "HW_INVENTORY is not set: point it at a CSV or YAML file with the columns "
-            "xname,bmc,hostname,nid,system and check it with `stat-bot check-config`"
-        )
     try:
-        inventory = load_inventory(path)
-    except InventoryError as error:
-        shown = "\n".join(f"  - {p}" for p in error.problems[:20])
-        raise HwError(f"HW_INVENTORY {path} cannot be used:\n{shown}") from None
-    try:
-        nodes = select(inventory, target)
+        return select_from(path, target)
     except TargetError as error:
         raise MistakeError(str(error)) from None
-    if not nodes:
-        raise MistakeError(f"{target} selects no nodes: HW_INVENTORY {path} is empty")
-    return nodes
+    except InventoryError as error:
+        raise HwError(unusable(path, error)) from None
 
 
 def redfish_config() -> Any:

@@ -23,8 +23,8 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from stat_bot.hardware.inventory import InventoryError, Node, load_inventory
-from stat_bot.hardware.targets import TargetError, fold, select
+from stat_bot.hardware.inventory import InventoryError, Node
+from stat_bot.hardware.targets import TargetError, fold, select_from, unusable
 from stat_bot.integrations.slurm import (
     NodeState,
     Slurm,
@@ -43,21 +43,12 @@ class RefusedError(Exception):
 
 def nodes_for(target: str, env: Mapping[str, str]) -> list[Node]:
     path = env.get("HW_INVENTORY", "").strip()
-    if not path:
-        raise RefusedError(
-            "HW_INVENTORY is not set: point it at the inventory (CSV or YAML with "
-            "xname,bmc,hostname,nid,system); see environment-sample"
-        )
     try:
-        inventory = load_inventory(path)
-    except InventoryError as error:
-        raise RefusedError(
-            f"the inventory cannot be used: {'; '.join(error.problems[:3])}"
-        ) from None
-    try:
-        return select(inventory, target)
+        return select_from(path, target)
     except TargetError as error:
         raise RefusedError(str(error)) from None
+    except InventoryError as error:
+        raise RefusedError(unusable(path, error)) from None
 
 
 def slurm_names(nodes: Sequence[Node]) -> dict[str, Node]:
