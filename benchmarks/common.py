@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -14,6 +13,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from stat_bot.lifeline import stop_process
 
 VENV_BIN = Path(sys.executable).parent
 STAT_BOT = VENV_BIN / "stat-bot"
@@ -224,18 +225,8 @@ class DispatcherProcess:
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM, then SIGKILL to its whole process group if it has not stopped in time."""
-        process = self.process
-        if process is None:
-            return
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(5)
+        if self.process is not None:
+            stop_process(self.process, timeout)
         self.process = None
 
     def __enter__(self) -> DispatcherProcess:

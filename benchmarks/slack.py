@@ -25,11 +25,8 @@ not waiting for the bot). WARMUP commands go first, one at a time, not counted.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -45,6 +42,7 @@ from benchmarks.common import (
     wait_until,
 )
 from stat_bot.integrations.slack_emulator import APP_TOKEN, BOT_TOKEN, EmulatorClient
+from stat_bot.lifeline import stop_process
 from stat_bot.settings import PROXY_VARIABLES
 
 TARGET_ACK_P50_MS = 5.0
@@ -83,14 +81,7 @@ class Background:
         return True
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
+        stop_process(self.process, 15)
 
 
 def run(home: Path, *, count: int = 100) -> tuple[str, list[Figure]]:

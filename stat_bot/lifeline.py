@@ -9,8 +9,10 @@ part watches for its parent to change and then stops itself as if told to.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import subprocess
 import threading
 
 PARENT_VARIABLE = "STAT_BOT_PARENT_PID"
@@ -30,3 +32,19 @@ def watch_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, name="stat-bot-lifeline", daemon=True).start()
+
+
+def stop_process(process: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM a helper process (an emulator, a benchmarked service part), then SIGKILL its
+    whole process group if it has not stopped within `grace` seconds: it was started in a
+    session of its own, and anything it started must not outlive it."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)

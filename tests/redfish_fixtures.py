@@ -15,10 +15,7 @@ All bind 127.0.0.1 (or 127.0.10.x) on free ports and are stopped after.
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -35,6 +32,7 @@ import pytest
 from stat_bot.hardware.inventory import Node
 from stat_bot.integrations.redfish import RedfishConfig
 from stat_bot.integrations.redfish_emulator import EmulatorControl, EmulatorProcess
+from stat_bot.lifeline import stop_process
 
 BIN = Path(sys.executable).parent
 FLEET_BMCS = 6
@@ -67,17 +65,6 @@ def wait_for_http(url: str, timeout: float = 30.0, process: subprocess.Popen | N
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
-
-
-def stop_process(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
 
 
 def read_nodes(inventory: Path) -> dict[str, Node]:

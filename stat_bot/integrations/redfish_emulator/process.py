@@ -6,10 +6,7 @@ interpreter (and GIL): what is measured is the client.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from stat_bot.integrations.redfish_emulator.server import DEFAULT_PASSWORD, DEFAULT_USERNAME
+from stat_bot.lifeline import stop_process
 
 
 class EmulatorControl:
@@ -121,18 +119,8 @@ class EmulatorProcess:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        process = self.process
-        if process is None:
-            return
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(5)
+        if self.process is not None:
+            stop_process(self.process, timeout)
         self.process = None
 
     def __enter__(self) -> EmulatorProcess:
