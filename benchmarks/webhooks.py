@@ -45,6 +45,7 @@ from benchmarks.common import (
     read_only,
     wait_until,
 )
+from stat_bot.web.server import free_port
 
 TARGET_PER_SECOND = 500.0
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,12 +170,6 @@ def client_main() -> None:
         },
         sys.stdout,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def ping(port: int, secret: bytes) -> bool:

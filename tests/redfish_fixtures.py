@@ -16,7 +16,6 @@ All bind 127.0.0.1 (or 127.0.10.x) on free ports and are stopped after.
 from __future__ import annotations
 
 import csv
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from stat_bot.hardware.inventory import Node
 from stat_bot.integrations.redfish import RedfishConfig
 from stat_bot.integrations.redfish_emulator import EmulatorControl, EmulatorProcess
 from stat_bot.lifeline import stop_process
+from tests.peers import free_port
 
 BIN = Path(sys.executable).parent
 FLEET_BMCS = 6
@@ -43,12 +43,6 @@ FLEET_VARIANTS = {
     "x1000c0s2b0n1": "powered_off",
 }
 TEST_TIMEOUT = 2.0  # the client's per-request timeout against the emulator
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_http(url: str, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import getpass
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from stat_bot.integrations.slurm import Slurm
+from tests.peers import free_port, require
 
 NODES = "nid[000001-000016]"
 NODE_NAMES = [f"nid{n:06d}" for n in range(1, 17)]
@@ -50,23 +50,12 @@ def missing_slurm() -> str | None:
 
 
 def require_slurm() -> None:
-    reason = missing_slurm()
-    if reason is None:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"the Slurm tests must run in CI: {reason}")
-    pytest.skip(reason)
+    require(missing_slurm(), "Slurm")
 
 
 def _path() -> str:
     # munged and slurmctld live in /usr/sbin, which a plain user's PATH may lack
     return os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class SlurmCluster:

@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from stat_bot.integrations.ssh import SshConfig
+from tests.peers import free_port, require
 
 TEST_USER = "statbot-ssh-test"
 USER_LOCK = Path(tempfile.gettempdir()) / "stat-bot-ssh-test-user.lock"
@@ -62,12 +63,6 @@ def login_user() -> str:
         # would fail silently. '*' is "no password" without being locked.
         subprocess.run(["usermod", "-p", "*", TEST_USER], check=True, capture_output=True)
     return TEST_USER
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def keygen(path: Path, comment: str) -> str:
@@ -263,13 +258,12 @@ def _wait_listening(process: subprocess.Popen[bytes], log_file: Path, port: int)
 
 def require_sshd() -> None:
     """Skip (loudly, once) where sshd is missing, except under CI, where it must be there."""
-    if sshd_path() is not None:
-        return
-    if os.environ.get("CI"):
-        pytest.fail("sshd is missing under CI: bootstrap.py test installs openssh-server")
-    pytest.skip(
-        "SKIPPED SSH TESTS: sshd is not installed (apt-get install openssh-server); "
-        "the SSH checks and fab deploy are untested here"
+    require(
+        None
+        if sshd_path() is not None
+        else "SKIPPED SSH TESTS: sshd is not installed (apt-get install openssh-server); "
+        "the SSH checks and fab deploy are untested here",
+        "SSH",
     )
 
 

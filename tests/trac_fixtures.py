@@ -25,7 +25,6 @@ import importlib.util
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ import pytest
 from stat_bot.integrations.local_trac import BOT_PERMISSIONS, ENV_NAME, PLUGINS, REALM
 from stat_bot.integrations.trac import TracClient
 from stat_bot.settings import PROXY_VARIABLES
+from tests.peers import free_port, require
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -66,18 +66,7 @@ def missing_trac() -> str | None:
 
 
 def require_trac() -> None:
-    reason = missing_trac()
-    if reason is None:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"the Trac tests must run in CI: {reason}")
-    pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    require(missing_trac(), "Trac")
 
 
 def htpasswd_line(name: str, password: str) -> str:

@@ -8,7 +8,6 @@ with prometheus-client's own parser after real jobs went through the SQLite queu
 from __future__ import annotations
 
 import signal
-import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ from stat_bot.settings import Settings
 from stat_bot.web.metrics import LATENCY_BUCKETS
 from tests.e2e.slack_service import SlackService, service_env
 from tests.integration.conftest import wait_status, wait_until
+from tests.peers import free_port
 from tests.web_fixtures import WebSession
 
 CONFIG = {
@@ -55,12 +55,6 @@ def scrape(client: FlaskClient) -> Samples:
 
 def value(samples: Samples, name: str, **labels: str) -> float | None:
     return samples.get((name, frozenset(labels.items())))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

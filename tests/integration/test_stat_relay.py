@@ -7,7 +7,6 @@ the real SQLite schedules table and read back by a new queue, app and dispatcher
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +30,7 @@ from stat_bot.queue.sqlite import SQLiteQueue
 from stat_bot.settings import Settings
 from stat_bot.web.stat_relay import INTERVALS
 from tests.integration.conftest import wait_until
+from tests.peers import free_port
 from tests.web_fixtures import WebSession
 
 TOKEN = "relay-token-for-tests"
@@ -52,12 +52,6 @@ CONFIG = {
     }
 }
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

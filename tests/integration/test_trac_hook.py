@@ -9,7 +9,6 @@ tested in test_trac_plugin.py and tests/e2e/test_trac_plugin.py.
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +29,7 @@ from stat_bot.jobs.model import Job, JobStatus, Source
 from stat_bot.queue.sqlite import SQLiteQueue
 from stat_bot.settings import Settings
 from tests import trac_events as te
+from tests.peers import free_port
 
 COUNTER = "trac_requests"
 SIGNATURE = "X-Trac-Signature-256"
@@ -50,12 +50,6 @@ RAW: dict[str, Any] = {
         ],
     },
 }  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def deliver(

@@ -34,6 +34,7 @@ from stat_bot.integrations.slack_emulator import APP_TOKEN, BOT_TOKEN, EmulatorC
 from stat_bot.queue.sqlite import SQLiteQueue
 from tests import trac_events as te
 from tests.integration.conftest import wait_until
+from tests.peers import free_port
 from tests.trac_fixtures import require_trac
 
 pytestmark = [
@@ -63,12 +64,6 @@ RAW = {
         ],
     }
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
