@@ -71,7 +71,9 @@ def _estimate(text: str) -> int:
     return total
 
 
-def _nodeset(text: str) -> NodeSet:
+def nodeset(text: str) -> NodeSet:
+    """NodeSet(text), refused (TargetError) when it is too long, would expand past
+    MAX_NAMES, names a group or does not parse: every expansion of typed text goes here."""
     if len(text) > MAX_LENGTH:
         raise TargetError(
             f"a target of {len(text):,} characters is longer than {MAX_LENGTH:,}: use ranges "
@@ -112,7 +114,7 @@ def check_target(text: str) -> str:
     value = text.strip()
     if value.lower() in ALL:
         return "all"
-    for name in _nodeset(value):
+    for name in nodeset(value):
         if XNAME_LIKE.match(name):
             try:
                 parse_xname(name)
@@ -133,7 +135,7 @@ def select(inventory: Inventory, target: str | None) -> list[Node]:
         return list(inventory.nodes)
     chosen: dict[str, Node] = {}
     unknown: list[str] = []
-    for name in _nodeset(value):
+    for name in nodeset(value):
         found: list[Node] = []
         if XNAME_LIKE.match(name):
             try:

@@ -17,10 +17,8 @@ action may wait longer, but never overlaps another on a node.
 
 from __future__ import annotations
 
-from ClusterShell.NodeSet import NodeSet, NodeSetParseError
-
 from stat_bot.hardware.inventory import Inventory
-from stat_bot.hardware.targets import TargetError, select
+from stat_bot.hardware.targets import TargetError, nodeset, select
 from stat_bot.hardware.xnames import XnameError, lock_key, parse_xname
 from stat_bot.jobs.model import ArgsError, TargetSet
 
@@ -55,8 +53,8 @@ def typed_locks(target: str) -> tuple[str, ...]:
     if not target or target.lower() == "all":
         return (LOCK_ALL,)
     try:
-        names = list(NodeSet(target))
-    except (NodeSetParseError, ValueError):
+        names = list(nodeset(target))  # bounded: a huge range is refused, not expanded
+    except TargetError:
         return (LOCK_ALL,)
     try:
         return tuple(dict.fromkeys(lock_key(parse_xname(name)) for name in names))

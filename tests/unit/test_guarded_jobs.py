@@ -275,3 +275,10 @@ def test_a_confirmed_jobs_report_names_who_confirmed():
     assert report.messages[-1].text.endswith("_Confirmed by @alice._")
     failed = build_report(job, spec, Outcome(JobStatus.FAILED, 1))
     assert "Confirmed by @alice." in failed.messages[-1].text
+
+
+def test_a_huge_typed_target_locks_everything_without_being_expanded():
+    """A rule can fill a target from a Trac ticket's field: `x[0-99999999]` must not hang
+    the process that builds the request (NodeSet would build every name)."""
+    assert typed_locks("x[0-99999999]") == (LOCK_ALL,)
+    assert typed_locks("x1000c[0-1]") == ("x1000.c0.", "x1000.c1.")
