@@ -1,14 +1,16 @@
 """`python -m benchmarks [NAME ...]`: run benchmarks (queue, latency, spawn, slack, webhooks, sweep,
-ssh).
+ssh, postgres).
 
 Usually run as `python3 bootstrap.py bench [queue|latency|spawn ...]`. Exit
-status 0 when every benchmark ran (targets missed or not: a MISS is a finding,
-not a crash), 1 when one could not run, 2 for a wrong command line.
+status 0 when every benchmark ran or was skipped for want of its peer (targets
+missed or not: a MISS is a finding, not a crash), 1 when one could not run, 2
+for a wrong command line.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import sys
 import tempfile
@@ -17,9 +19,19 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import latency, queue_cycle, slack, spawn, ssh_fanout, sweep, webhooks
+from benchmarks import (
+    latency,
+    postgres_queue,
+    queue_cycle,
+    slack,
+    spawn,
+    ssh_fanout,
+    sweep,
+    webhooks,
+)
 from benchmarks.common import (
     SLOW_FILES_US,
+    BenchmarkSkipError,
     Figure,
     file_cost,
     file_system,
@@ -27,10 +39,10 @@ from benchmarks.common import (
     print_figures,
 )
 
-NAMES = ("queue", "latency", "spawn", "slack", "webhooks", "sweep", "ssh")
+NAMES = ("queue", "latency", "spawn", "slack", "webhooks", "sweep", "ssh", "postgres")
 # These create a job's log folder and files for every job, so the file system's state is
 # part of their figures (BENCHMARKS.md, "The file system"): they wait for it to settle.
-FILE_BOUND = frozenset({"latency", "spawn", "slack"})
+FILE_BOUND = frozenset({"latency", "spawn", "slack", "postgres"})
 SETTLE_PROBE_EVERY = 15.0  # seconds
 SETTLED_US = SLOW_FILES_US / 2  # settled: well clear of the slow state, not just under it
 
@@ -78,6 +90,31 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--sweep-fanout", type=int, default=64, help="sweep: fan-out (64)")
     parser.add_argument("--sweep-rounds", type=int, default=3, help="sweep: alternating rounds (3)")
     parser.add_argument("--ssh-hosts", type=int, default=64, help="ssh: hosts (64)")
+    plan = postgres_queue.Plan()
+    parser.add_argument(
+        "--pg-quick",
+        action="store_true",
+        help="postgres: a smoke run with small counts (for CI; the figures are not to be trusted)",
+    )
+    parser.add_argument(
+        "--pg-jobs",
+        type=int,
+        help=f"postgres: jobs per throughput run ({plan.jobs:,}; {postgres_queue.QUICK.jobs} quick)",
+    )
+    parser.add_argument(
+        "--pg-cycle-jobs", type=int, help=f"postgres: queue cycle jobs ({plan.cycle_jobs:,})"
+    )
+    parser.add_argument(
+        "--pg-latency-jobs", type=int, help=f"postgres: latency jobs per side ({plan.latency_jobs})"
+    )
+    parser.add_argument(
+        "--pg-concurrency",
+        type=int,
+        help=f"postgres: DISPATCHER_CONCURRENCY and procrastinate's ({plan.concurrency})",
+    )
+    parser.add_argument(
+        "--pg-rounds", type=int, help=f"postgres: rounds against procrastinate ({plan.rounds})"
+    )
     parser.add_argument(
         "--tmpdir",
         type=Path,
@@ -99,6 +136,19 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(NAMES)}")
     return args
+
+
+def postgres_plan(args: argparse.Namespace) -> postgres_queue.Plan:
+    """The postgres benchmark's counts: the defaults (or the quick ones), then any options."""
+    plan = postgres_queue.QUICK if args.pg_quick else postgres_queue.Plan()
+    given = {
+        "jobs": args.pg_jobs,
+        "cycle_jobs": args.pg_cycle_jobs,
+        "latency_jobs": args.pg_latency_jobs,
+        "concurrency": args.pg_concurrency,
+        "rounds": args.pg_rounds,
+    }
+    return dataclasses.replace(plan, **{k: v for k, v in given.items() if v is not None})
 
 
 def settle(folder: Path, limit: float) -> None:
@@ -165,6 +215,7 @@ def main(argv: list[str]) -> int:
             home, bmcs=args.sweep_bmcs, fanout=args.sweep_fanout, rounds=args.sweep_rounds
         ),
         "ssh": lambda home: ssh_fanout.run(home, hosts=args.ssh_hosts),
+        "postgres": lambda home: postgres_queue.run(home, plan=postgres_plan(args)),
     }
     top = Path(tempfile.mkdtemp(prefix="stat-bot-bench-", dir=args.tmpdir))
     facts = machine()
@@ -185,6 +236,9 @@ def main(argv: list[str]) -> int:
             started = time.monotonic()
             try:
                 title, figures = runs[name](home)
+            except BenchmarkSkipError as skipped:
+                print(f"{name}: skipped: {skipped}\n", flush=True)
+                continue
             except Exception:
                 crashed.append(name)
                 print(f"{name}: could not run\n{traceback.format_exc()}", file=sys.stderr)

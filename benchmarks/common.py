@@ -24,6 +24,10 @@ class BenchmarkError(Exception):
     """A benchmark could not run (as opposed to running and missing its target)."""
 
 
+class BenchmarkSkipError(Exception):
+    """A benchmark's peer is not there (no PostgreSQL server, say): one line, not a failure."""
+
+
 @dataclass(frozen=True)
 class Figure:
     """One measured number, with the target it is held against (if any)."""
@@ -215,6 +219,13 @@ class DispatcherProcess:
             return b'"dispatcher started"' in self.stderr_path.read_bytes()
         except FileNotFoundError:
             return False
+
+    def check_alive(self) -> None:
+        """BenchmarkError, with the end of its log, if the dispatcher was started and died."""
+        if self.process is not None and self.process.poll() is not None:
+            raise BenchmarkError(
+                f"the dispatcher died (status {self.process.returncode}):\n{self.log_tail()}"
+            )
 
     def log_tail(self, lines: int = 20) -> str:
         try:

@@ -20,10 +20,11 @@ from __future__ import annotations
 import shlex
 import subprocess
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.common import (
-    BenchmarkError,
     DispatcherProcess,
     Figure,
     file_cost,
@@ -52,44 +53,98 @@ def bare_starts(home: Path, count: int = 50) -> list[float]:
     return [(s - b) * 1000 for s, b in zip(started, before, strict=True)]
 
 
-def run(home: Path, *, jobs: int = 300, gap: float = 0.02) -> tuple[str, list[Figure]]:
-    files_us = file_cost(home / "files", 100)
+@dataclass
+class Measured:
+    """What `measure` found: ms from enqueue's return to the child's start, per job."""
+
+    latencies: list[float]
+    enqueue_ms: list[float]
+    coalesced: int  # merged into a job still queued: not measured alone
+
+
+def stamp_job(home: Path, namespace: str = "bench") -> Path:
+    """Configure the job `<namespace> latency` that stamps its start; the stamp file's path."""
     starts = home / "starts.txt"
-    (home / "workspace" / "bench").mkdir(parents=True)
+    (home / "workspace" / namespace).mkdir(parents=True)
     command = f't=$EPOCHREALTIME; echo "$STAT_BOT_JOB_ID $t" >> {shlex.quote(str(starts))}'
-    write_configs(home / "job_configs.py", {"latency": {"run_args_template": command}})
+    write_configs(home / "job_configs.py", {"latency": {"run_args_template": command}}, namespace)
+    return starts
+
+
+def read_stamps(starts: Path) -> dict[int, float]:
+    """Job id -> the epoch time its start was stamped, from `id time` lines."""
+    started: dict[int, float] = {}
+    if starts.exists():
+        for line in starts.read_text().splitlines():
+            job_id, stamp = line.split()
+            started[int(job_id)] = float(stamp)
+    return started
+
+
+def measure(
+    enqueue: Callable[[], int | None],
+    starts: Path,
+    *,
+    jobs: int,
+    gap: float,
+    alive: Callable[[], None],
+    warmup: int = WARMUP,
+    timeout: float = 30.0,
+) -> Measured:
+    """Enqueue `warmup + jobs` jobs `gap` s apart; wait until each measured one stamped its start.
+
+    `enqueue` queues one job and returns its id (None: merged into a queued job); whatever
+    runs it appends `id epoch-seconds` to `starts` when it starts. `alive` raises if the
+    process running the jobs died. Shared by the SQLite and the PostgreSQL benchmarks (and
+    the reference they are held against), so every side is timed the same way.
+    """
     enqueued: dict[int, tuple[float, float]] = {}  # job id -> (before enqueue, after enqueue)
     coalesced = 0
+    for n in range(warmup + jobs):
+        before = time.time()
+        job_id = enqueue()
+        after = time.time()
+        if job_id is None:
+            coalesced += 1
+        elif n >= warmup:
+            enqueued[job_id] = (before, after)
+        time.sleep(gap)
+
+    def all_started() -> dict[int, float] | None:
+        alive()
+        started = read_stamps(starts)
+        return started if enqueued.keys() <= started.keys() else None
+
+    started = wait_until(all_started, timeout, f"{jobs} jobs to start")
+    return Measured(
+        latencies=[(started[i] - after) * 1000 for i, (_, after) in enqueued.items()],
+        enqueue_ms=[(after - before) * 1000 for before, after in enqueued.values()],
+        coalesced=coalesced,
+    )
+
+
+def run(home: Path, *, jobs: int = 300, gap: float = 0.02) -> tuple[str, list[Figure]]:
+    files_us = file_cost(home / "files", 100)
+    starts = stamp_job(home)
     with DispatcherProcess(home) as dispatcher:
         dispatcher.start()
         queue = SQLiteQueue(dispatcher.database)
+        request = JobRequest(namespace="bench", job_type="latency", source=Source.CLI)
+
+        def enqueue() -> int | None:
+            result = queue.enqueue(request)
+            return None if result.coalesced else result.job.id
+
         try:
-            request = JobRequest(namespace="bench", job_type="latency", source=Source.CLI)
-            for n in range(WARMUP + jobs):
-                before = time.time()
-                result = queue.enqueue(request)
-                after = time.time()
-                if result.coalesced:
-                    coalesced += 1  # merged into a job still queued: not measured alone
-                elif n >= WARMUP:
-                    enqueued[result.job.id] = (before, after)
-                time.sleep(gap)
-
-            def all_started() -> dict[int, float] | None:
-                started: dict[int, float] = {}
-                if starts.exists():
-                    for line in starts.read_text().splitlines():
-                        job_id, stamp = line.split()
-                        started[int(job_id)] = float(stamp)
-                return started if enqueued.keys() <= started.keys() else None
-
-            started = wait_until(all_started, 30, f"{jobs} jobs to start")
+            measured = measure(enqueue, starts, jobs=jobs, gap=gap, alive=dispatcher.check_alive)
         finally:
             queue.close()
-        if dispatcher.process is not None and dispatcher.process.poll() is not None:
-            raise BenchmarkError(f"the dispatcher died:\n{dispatcher.log_tail()}")
-    latencies = [(started[i] - after) * 1000 for i, (_, after) in enqueued.items()]
-    enqueue_ms = [(after - before) * 1000 for before, after in enqueued.values()]
+        dispatcher.check_alive()
+    latencies, enqueue_ms, coalesced = (
+        measured.latencies,
+        measured.enqueue_ms,
+        measured.coalesced,
+    )
     title = (
         f"dispatch latency: {len(latencies)} jobs enqueued one at a time {gap * 1000:g} ms apart "
         f"-> child started (real `stat-bot dispatcher`, idle, default settings)"

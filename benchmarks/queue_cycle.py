@@ -20,6 +20,7 @@ from pathlib import Path
 
 from benchmarks.common import BenchmarkError, Figure, file_system
 from stat_bot.jobs.model import JobRequest, JobStatus, ReportState
+from stat_bot.queue.base import Queue
 from stat_bot.queue.sqlite import SQLiteQueue
 from stat_bot.settings import Settings
 
@@ -33,11 +34,14 @@ def default_synchronous() -> str:
 
 
 class ServiceCycle:
-    """Jobs through SQLiteQueue: enqueue one, claim one, finish it; three transactions."""
+    """Jobs through a Queue: enqueue one, claim one, finish it; three transactions.
 
-    def __init__(self, path: Path, synchronous: str) -> None:
-        self.queue = SQLiteQueue(path, synchronous=synchronous)
-        self.queue.migrate()
+    Any backend's (the PostgreSQL benchmark runs the same cycle); `queue` is migrated
+    and is closed by `close`.
+    """
+
+    def __init__(self, queue: Queue) -> None:
+        self.queue = queue
         self.listener = self.queue.wakeup_listener("bench")  # as a running dispatcher's
         self.request = JobRequest(
             namespace="bench", job_type="cycle", args={"n": "1"}, channel="C0BENCH"
@@ -124,7 +128,9 @@ def run(
     synchronous = (synchronous or default_synchronous()).upper()
     (home / "service").mkdir()
     (home / "bare").mkdir()
-    service = ServiceCycle(home / "service" / "queue.sqlite3", synchronous)
+    service_queue = SQLiteQueue(home / "service" / "queue.sqlite3", synchronous=synchronous)
+    service_queue.migrate()
+    service = ServiceCycle(service_queue)
     bare = BareCycle(home / "bare" / "bare.sqlite3", synchronous)
     # In alternating slices, so a burst of load from elsewhere falls on both alike.
     service_s = bare_s = 0.0
