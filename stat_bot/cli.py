@@ -725,7 +725,7 @@ def enqueue(
             ctx.queue,
             requester,
             ctx.settings.tz,
-            now=time.time(),
+            now=ctx.queue.now(),
             inventory=site_inventory(ctx.settings.hw_inventory) if guarded else None,
             confirm_expiry=ctx.settings.hw_confirm_expiry,
         )
@@ -754,7 +754,7 @@ def confirm_(ctx: Context, code: str, cancel: bool) -> None:
     from stat_bot.actions import decide
 
     by = f"cli:{getpass.getuser()}"
-    result = decide(ctx.queue, code, confirm=not cancel, by=by, by_name=by, now=time.time())
+    result = decide(ctx.queue, code, confirm=not cancel, by=by, by_name=by, now=ctx.queue.now())
     data: dict[str, Any] = {"message": result.text, **result.data}
     if result.job is not None:
         data["job"] = job_dict(result.job)

@@ -78,8 +78,14 @@ class Settings(BaseSettings):
     state_dir: Path = Field(Path("var"), description="Folder for the database, logs and scratch")
     database_url: str = Field(
         "",
-        description="sqlite:///PATH (default: sqlite:///STATE_DIR/stat-bot.sqlite3); "
-        "postgresql:// is not available yet",
+        description="sqlite:///PATH (default: sqlite:///STATE_DIR/stat-bot.sqlite3) or "
+        "postgresql://USER[:PASSWORD]@HOST[:PORT]/DB for a queue shared by several hosts",
+    )
+    database_pool_size: int = Field(
+        10, ge=1, le=200, description="PostgreSQL: connections per process at most"
+    )
+    database_connect_timeout: float = Field(
+        10.0, gt=0, le=600, description="PostgreSQL: seconds a call waits for a connection"
     )
     logs_dir: Path | None = Field(None, description="Per-job stdout/stderr folders")
     writeable_dir: Path | None = Field(None, description="Where jobs may write files")

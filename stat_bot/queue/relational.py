@@ -58,8 +58,8 @@ CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud an
 CODE_LENGTH = 6
 
 
-class _ReplayedError(Exception):
-    """Raised inside a write to roll it back: the delivery's body was accepted meanwhile."""
+class _RollBackError(Exception):
+    """Raised inside a write to undo all of it: another process did the same thing first."""
 
 
 def _job(row: Sequence[object]) -> Job:
@@ -544,6 +544,7 @@ class RelationalQueue(Queue):
             conn.execute(self.sql.SQL_PRUNE_DIGESTS, (before,))
             conn.execute(self.sql.SQL_PRUNE_THROTTLE, (self.now(),))
             conn.execute(self.sql.SQL_PRUNE_CONFIRMATIONS, (before,))
+            conn.execute(self.sql.SQL_PRUNE_FIRINGS, (before,))
         return [_job(r) for r in rows]
 
     # workers ---------------------------------------------------------------
@@ -653,10 +654,15 @@ class RelationalQueue(Queue):
         return _schedule(row)
 
     def fire_schedule(self, key: str, due: float, request: JobRequest) -> EnqueueResult | None:
-        with self._write() as conn:
-            if conn.execute(self.sql.SQL_FIRE_SCHEDULE, (due, key, due)).rowcount != 1:
-                return None
-            row, coalesced = self._insert_or_coalesce(conn, request, due, due)
+        try:
+            with self._write() as conn:
+                if conn.execute(self.sql.SQL_FIRE_SCHEDULE, (due, key, due)).rowcount != 1:
+                    return None
+                if conn.execute(self.sql.SQL_RECORD_FIRING, (key, due, self.now())).rowcount != 1:
+                    raise _RollBackError  # this due time has fired already
+                row, coalesced = self._insert_or_coalesce(conn, request, due, due)
+        except _RollBackError:
+            return None
         self.notify()
         return EnqueueResult(_job(row), coalesced)
 
@@ -684,7 +690,7 @@ class RelationalQueue(Queue):
                     return None
                 insert = self.sql.SQL_INSERT_DIGEST
                 if digest is not None and conn.execute(insert, (source, digest, now)).rowcount != 1:
-                    raise _ReplayedError  # another process accepted the same body just now
+                    raise _RollBackError  # another process accepted the same body just now
                 for request in requests:
                     start_after = now + request.delay_seconds
                     row, coalesced = self._insert_or_coalesce(conn, request, now, start_after)
@@ -695,7 +701,7 @@ class RelationalQueue(Queue):
                     results.append(EnqueueResult(_job(row), coalesced, (), until))
                 if notices is not None:
                     stored = self._store(conn, notices(results), now)
-        except _ReplayedError:
+        except _RollBackError:
             return None  # rolled back: the delivery id is not kept either
         if results or stored:
             self.notify()
