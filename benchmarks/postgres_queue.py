@@ -36,11 +36,13 @@ every commit waits for its WAL flush, on both sides).
    - process them: procrastinate's worker (a process of its own, `wait=False`, LISTEN
      on, its INFO logs not written anywhere) running a no-op async task, against
      "STAT bot, queue only": a process of its own that claims up to C jobs, then
-     finishes each (claim + finish: the dispatcher's queue calls for a job, without
-     the spawn and the log files no-op work has no use for), woken by the queue's
-     LISTEN. Rate = N / (last finish - first start), from each one's own tables
-     (procrastinate_events; jobs). This ratio carries the 3x target. Alternating
-     rounds, the median ratio counts;
+     finishes them (claim + finish: the dispatcher's queue calls for a job, without
+     the spawn and the log files no-op work has no use for; the ends of one batch in
+     one transaction, as the dispatcher commits the ends that come in one turn of its
+     loop), woken by the queue's LISTEN. Rate = N / (last finish - first start), from
+     each one's own tables (procrastinate_events; jobs). This ratio carries the 3x
+     target. Alternating rounds, the median ratio counts. Once more with one
+     transaction per job's end, for information;
    - "full": STAT bot's real dispatcher running `true` as a subprocess per job (part 3,
      one dispatcher), against procrastinate's worker running a task that spawns
      `bash -c true` with asyncio and waits for it; and against its no-op task. For
@@ -84,6 +86,7 @@ from benchmarks.common import (
 from benchmarks.queue_cycle import ServiceCycle
 from stat_bot.jobs.model import JobRequest, JobStatus, ReportState, Source
 from stat_bot.lifeline import stop_process
+from stat_bot.log import configure as configure_logging
 from stat_bot.queue import Queue, open_queue
 from stat_bot.queue.sqlite import SQLiteQueue
 from stat_bot.settings import Settings
@@ -300,13 +303,19 @@ async def procrastinate_worker(url: str, concurrency: int, wait: bool) -> None:
 # -- STAT bot, queue only --------------------------------------------------------------
 
 
-def statbot_worker(url: str, concurrency: int, drain: bool, stamps: str | None) -> None:
-    """Claim up to `concurrency` jobs, finish each; woken by the queue's listener.
+def statbot_worker(
+    url: str, concurrency: int, *, drain: bool, grouped: bool, stamps: str | None
+) -> None:
+    """Claim up to `concurrency` jobs, then finish them; woken by the queue's listener.
 
     What the dispatcher does with the queue for a job (claim, finish), without the
     process, log files and reports: the queue's share of a job, for a like-for-like
-    comparison with a no-op task. `drain`: stop when nothing is left to claim.
+    comparison with a no-op task. `grouped`: the claimed jobs' ends in one transaction
+    (`write_many`), as the dispatcher commits the ends that come in one turn of its loop
+    (all of them, for jobs that do nothing); else one transaction each. `drain`: stop
+    when nothing is left to claim.
     """
+    configure_logging("WARNING")
     home = Path.cwd()
     queue = open_queue(settings(url, home), migrate=False)
     worker_id = f"bench-{socket.gethostname()}-{os.getpid()}"
@@ -326,8 +335,15 @@ def statbot_worker(url: str, concurrency: int, drain: bool, stamps: str | None) 
                     now = time.time()
                     out.write("".join(f"{job.id} {now}\n" for job in jobs))
                     out.flush()
-                for job in jobs:
-                    queue.finish(job.id, JobStatus.SUCCEEDED, 0, report_state=ReportState.NONE)
+                ends = [
+                    ("finish", (job.id, JobStatus.SUCCEEDED, 0), {"report_state": ReportState.NONE})
+                    for job in jobs
+                ]
+                if grouped:
+                    queue.write_many(ends)
+                else:
+                    for name, args, kwargs in ends:
+                        getattr(queue, name)(*args, **kwargs)
             elif drain:
                 return
             else:
@@ -348,15 +364,22 @@ def worker_main() -> None:
             _STAMPS.append(stamps)
         asyncio.run(procrastinate_worker(url, concurrency, wait=kind == "procrastinate-serve"))
     else:
-        statbot_worker(url, concurrency, drain=kind == "statbot-drain", stamps=stamps)
+        statbot_worker(
+            url,
+            concurrency,
+            drain=kind.startswith("statbot-drain"),
+            grouped=kind != "statbot-drain-each",
+            stamps=stamps,
+        )
 
 
 class WorkerProcess:
     """A worker of either side in a process of its own, as a deployment would run it.
 
     kind: procrastinate-drain / procrastinate-serve (its worker, `wait` False or True),
-    statbot-drain / statbot-serve (the queue-only loop). `serve` ones stamp the start of
-    each job into `stamps` and run until stopped.
+    statbot-drain / statbot-drain-each / statbot-serve (the queue-only loop; `each`: one
+    transaction per job's end). `serve` ones stamp the start of each job into `stamps`
+    and run until stopped.
     """
 
     def __init__(
@@ -706,12 +729,12 @@ class Round:
 
 
 def statbot_queue_only(
-    home: Path, queue: Queue, url: str, plan: Plan, offset: int
+    home: Path, queue: Queue, url: str, plan: Plan, offset: int, kind: str = "statbot-drain"
 ) -> tuple[float, float]:
     """Enqueue `plan.jobs`, then drain them in a queue-only worker: (enqueue/s, jobs/s)."""
     last = max((j.id for j in queue.jobs(limit=1)), default=0)
     enqueue_rate = enqueue_types(queue, distinct_types(plan.jobs, offset))
-    worker = WorkerProcess(home, "statbot-drain", url, plan.concurrency)
+    worker = WorkerProcess(home, kind, url, plan.concurrency)
     with worker:
         worker.wait(plan.timeout)
     return enqueue_rate, finished_rate(queue, last, plan.jobs).rate
@@ -751,6 +774,7 @@ def served_latency(
 
 def versus_figures(
     rounds: list[Round],
+    each_rate: float,
     full: Throughput,
     proc_full: float,
     lat: dict[str, latency.Measured],
@@ -779,7 +803,14 @@ def versus_figures(
             f"4 queue only, c={c}: STAT bot claim+finish",
             sb_rate,
             "/s",
-            note=", ".join(f"{r.statbot_rate:,.0f}" for r in rounds),
+            note=", ".join(f"{r.statbot_rate:,.0f}" for r in rounds)
+            + "; claim up to c, their ends in 1 txn (the dispatcher's group commit)",
+        ),
+        Figure(
+            f"4 queue only, c={c}: the same, 1 txn per end",
+            each_rate,
+            "/s",
+            note=f"information: {each_rate / proc_rate:.2f}x procrastinate (one run)",
         ),
         Figure(
             f"4 queue only, c={c}: procrastinate no-op task",
@@ -849,6 +880,7 @@ def versus_figures(
 
 def run(home: Path, *, plan: Plan | None = None, quick: bool = False) -> tuple[str, list[Figure]]:
     plan = plan or (QUICK if quick else Plan())
+    configure_logging("WARNING")  # not the queue's "migrated" lines for every database
     problem = server_problem()
     if problem:
         raise BenchmarkSkipError(f"{problem} (set TEST_DATABASE_URL)")
@@ -884,6 +916,14 @@ def run(home: Path, *, plan: Plan | None = None, quick: bool = False) -> tuple[s
                     home / "queue-only", queue, queue_url, plan, n * plan.jobs
                 )
                 rounds.append(Round(enqueue_rate, sb_rate, defer_rate, proc_rate))
+            _, each_rate = statbot_queue_only(
+                home / "queue-only",
+                queue,
+                queue_url,
+                plan,
+                plan.rounds * plan.jobs,
+                "statbot-drain-each",
+            )
             _, proc_full = procrastinate_drain(home / "proc", proc, "bash_true", plan)
             lat = {
                 "procrastinate": served_latency(
@@ -905,7 +945,9 @@ def run(home: Path, *, plan: Plan | None = None, quick: bool = False) -> tuple[s
         finally:
             queue.close()
             proc.close()
-        figures += versus_figures(rounds, scaled[min(scaled)], proc_full, lat, plan.concurrency)
+        figures += versus_figures(
+            rounds, each_rate, scaled[min(scaled)], proc_full, lat, plan.concurrency
+        )
     figures.append(file_figure(files_us))
     title = (
         f"PostgreSQL (issue 12) on {facts}: 1 queue cycle ({plan.cycle_jobs:,} jobs); "
