@@ -105,8 +105,8 @@ SLICES = 5  # alternating slices of the queue cycle
 class Plan:
     """How much each part does (`quick`: a smoke run for CI, figures too small to trust)."""
 
-    cycle_jobs: int = 1000
-    jobs: int = 1000
+    cycle_jobs: int = 600
+    jobs: int = 600
     latency_jobs: int = 200
     gap: float = 0.02
     concurrency: int = 8
