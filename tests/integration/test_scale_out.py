@@ -558,7 +558,7 @@ def test_two_dispatchers_claiming_at_once_never_exceed_a_types_concurrency(
 
 CLAIMER = textwrap.dedent(
     """
-    import collections, json, os, socket, sys, time
+    import collections, json, os, random, socket, sys, time
     from pathlib import Path
     from stat_bot.jobs.model import JobStatus
     from stat_bot.queue import open_queue
@@ -589,6 +589,9 @@ CLAIMER = textwrap.dedent(
         for job in jobs:
             queue.finish(job.id, JobStatus.SUCCEEDED, 0)
             held.append([job.job_type, job.id, claimed, released])
+        # A pause between rounds: SQLite's busy wait backs off, so a claimer looping
+        # without one could take every job while the others sleep, and nothing would race.
+        time.sleep(random.random() * 0.005)
     queue.unregister_worker(worker)
     queue.close()
     print(json.dumps({"held": held, "violations": violations, "claims": claims}))
