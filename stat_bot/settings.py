@@ -13,6 +13,7 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
@@ -61,6 +62,15 @@ DATABASE_URL_FORMS = ("sqlite:///", "postgresql://", "postgres://")
 
 class SettingsError(Exception):
     """A setting is missing or malformed; the message names it and what is expected."""
+
+
+def shown_url(url: str) -> str:
+    """A database URL with its password (if any) replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user, host = parts.netloc.rsplit("@", 1)
+    return urlunsplit(parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}"))
 
 
 class Settings(BaseSettings):
@@ -357,6 +367,11 @@ class Settings(BaseSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def database_shown(self) -> str:
+        """DATABASE_URL as messages and logs may show it: any password replaced by ***."""
+        return shown_url(self.database_url)
 
     @property
     def sqlite_path(self) -> Path:

@@ -295,7 +295,7 @@ class Dispatcher:
             self.log.info(
                 "dispatcher started",
                 concurrency=self.settings.dispatcher_concurrency,
-                database=str(self.settings.database_url),
+                database=self.settings.database_shown,
             )
             await self._recover()
             heartbeat = self._spawn(self._heartbeat_loop())

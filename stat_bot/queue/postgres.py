@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
 import structlog
@@ -42,16 +42,6 @@ CHANNEL = "stat_bot_wakeup"
 CLOCK_RESYNC = 30.0  # seconds between readings of the server's clock
 CHECK_IDLE_AFTER = 1.0  # a pooled connection idle this long is checked before use
 LISTEN_RETRY_MAX = 5.0
-
-
-def redact(url: str) -> str:
-    """The URL with any password replaced by ***, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
 
 
 def where(url: str) -> str:
@@ -106,7 +96,7 @@ class PostgresQueue(RelationalQueue):
         self._listeners: list[PostgresListener] = []
 
     def __repr__(self) -> str:
-        return f"PostgresQueue({redact(self.url)!r})"
+        return f"PostgresQueue({where(self.url)!r})"
 
     # connections -----------------------------------------------------------
     def _get_pool(self) -> ConnectionPool:
@@ -218,7 +208,7 @@ class PostgresQueue(RelationalQueue):
                     with conn.transaction():
                         conn.execute(migrations[version - 1])
                         conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
-                    log.info("migrated the queue database", version=version)
+                    log.debug("migrated the queue database", version=version)
             finally:
                 with contextlib.suppress(psycopg.Error):
                     conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATE_LOCK,))

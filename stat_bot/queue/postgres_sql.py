@@ -730,3 +730,12 @@ SQL_RECORD_FIRING = (
     "ON CONFLICT (key, due) DO NOTHING"
 )
 SQL_PRUNE_FIRINGS = "DELETE FROM schedule_firings WHERE due < %s"
+SQL_TABLE_COLUMNS = """
+    SELECT column_name FROM information_schema.columns
+    WHERE table_schema = current_schema() AND table_name = %s ORDER BY ordinal_position
+"""
+# After rows were copied in with their ids, new ids go on above the largest.
+SQL_RESET_ID = """
+    SELECT setval(pg_get_serial_sequence(%s, 'id'), max(id)) FROM "{table}"
+    HAVING max(id) IS NOT NULL
+"""

@@ -21,7 +21,7 @@ import json
 import os
 import secrets
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from types import ModuleType
 from typing import Any
@@ -1044,3 +1044,46 @@ class RelationalQueue(Queue):
         if now is None:
             return self._read(self.sql.SQL_NEXT_DUE)[0][0]
         return self._read(self.sql.SQL_NEXT_DUE_AFTER, (now,))[0][0]
+
+    # moving a site (stat-bot db copy: queue/copy.py) ----------------------------
+    @abc.abstractmethod
+    def schema_version(self) -> int | None:
+        """The schema version the database is at, or None before its first migration."""
+
+    def expected_schema_version(self) -> int:
+        """The version this STAT bot's migrations bring a database to."""
+        return len(self.sql.MIGRATIONS)
+
+    def table_columns(self, table: str) -> list[str]:
+        """A table's columns in order (empty for a table the database does not have)."""
+        return [r[0] for r in self._read(self.sql.SQL_TABLE_COLUMNS, (table,))]
+
+    def table_count(self, table: str) -> int:
+        return self._read(f'SELECT count(*) FROM "{_known(self, table)}"')[0][0]
+
+    def dump_rows(self, table: str, columns: Sequence[str]) -> Iterator[tuple]:
+        names = ", ".join(f'"{c}"' for c in columns)
+        yield from self._read(f'SELECT {names} FROM "{_known(self, table)}"')
+
+    def load_rows(
+        self, table: str, columns: Sequence[str], batches: Iterator[Sequence[tuple]]
+    ) -> None:
+        """Insert rows keeping their keys, skipping any whose key is there already; one
+        transaction for the table, after which new ids continue above the copied ones."""
+        names = ", ".join(f'"{c}"' for c in columns)
+        marks = ", ".join(self.sql.P for _ in columns)
+        sql = (
+            f'INSERT INTO "{_known(self, table)}" ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING'
+        )
+        with self._write() as conn:
+            for batch in batches:
+                self._many(conn, sql, batch)
+            if "id" in columns and self.sql.SQL_RESET_ID:
+                conn.execute(self.sql.SQL_RESET_ID.format(table=table), (table,))
+
+
+def _known(queue: RelationalQueue, table: str) -> str:
+    """`table`, if it is one of the queue's own (names are put into SQL text)."""
+    if not queue.table_columns(table):
+        raise ValueError(f"no table {table!r} in the queue database")
+    return table

@@ -714,3 +714,5 @@ SQL_RECORD_FIRING = (
     "ON CONFLICT (key, due) DO NOTHING"
 )
 SQL_PRUNE_FIRINGS = "DELETE FROM schedule_firings WHERE due < ?"
+SQL_TABLE_COLUMNS = "SELECT name FROM pragma_table_info(?) ORDER BY cid"
+SQL_RESET_ID = None  # an INTEGER PRIMARY KEY goes on from the largest id by itself
