@@ -65,6 +65,7 @@ def lock_id(name: str) -> int:
 
 
 MIGRATE_LOCK = lock_id("migrate")
+_INHERITED: list[ConnectionPool] = []
 
 
 class PostgresQueue(RelationalQueue):
@@ -105,6 +106,10 @@ class PostgresQueue(RelationalQueue):
             return pool
         with self._pool_lock:
             if self._pool is None or self._pid != os.getpid():
+                if self._pool is not None:
+                    # A forked child's copy of its parent's pool: never closed or collected
+                    # here, which would end the parent's sessions on the sockets they share.
+                    _INHERITED.append(self._pool)
                 self._pool = ConnectionPool(
                     self.url,
                     min_size=1,
@@ -169,16 +174,19 @@ class PostgresQueue(RelationalQueue):
         """The server's clock: read every CLOCK_RESYNC s, advanced by this host's monotonic
         clock in between, so neither a skewed nor a stepped host clock moves it.
 
-        If the server cannot be read when a new reading is due, the last one goes on."""
+        Only the first call waits for the server; later readings are taken on a thread
+        of their own (an event loop may call this), and while the server cannot be
+        read the last reading goes on."""
         reading = self._clock
-        mono = time.monotonic()
-        if reading is None or mono - reading[1] > CLOCK_RESYNC:
-            try:
-                reading = self._read_clock()
-            except QueueError:
-                if reading is None:
-                    raise
+        if reading is None:
+            reading = self._read_clock()
+        elif time.monotonic() - reading[1] > CLOCK_RESYNC and not self._clock_lock.locked():
+            threading.Thread(target=self._refresh_clock, name="db-clock", daemon=True).start()
         return reading[0] + (time.monotonic() - reading[1])
+
+    def _refresh_clock(self) -> None:
+        with contextlib.suppress(QueueError):
+            self._read_clock()
 
     def _read_clock(self) -> tuple[float, float]:
         with self._clock_lock:
