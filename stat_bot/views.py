@@ -136,6 +136,9 @@ class StatusView:
     workers: list[Worker]
     outbox: OutboxSummary | None = None
     waiting: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    # When it was read, by the queue's clock: ages ("5 s ago") are measured from it, so a
+    # host whose clock is off does not show fresh heartbeats as minutes old.
+    now: float | None = None
 
     @classmethod
     def read(
@@ -146,7 +149,7 @@ class StatusView:
         waiting: dict[str, list[str]] | None = None,
     ) -> StatusView:
         """`waiting`: schedules that do not fire for want of variables (JobConfigs.waiting_schedules)."""
-        now = time.time() if now is None else now
+        now = queue.now() if now is None else now
         return cls(
             running=queue.jobs(statuses=[JobStatus.RUNNING], limit=1000),
             queued=list(reversed(queue.jobs(statuses=[JobStatus.QUEUED], limit=1000))),
@@ -155,6 +158,7 @@ class StatusView:
             workers=queue.workers(),
             outbox=queue.outbox_summary(),
             waiting=waiting or {},
+            now=now,
         )
 
     def without(self, hidden: set[str]) -> StatusView:
@@ -170,7 +174,7 @@ class StatusView:
     def next_fire(self, row: ScheduleRow, nxt: float | None, tz: ZoneInfo) -> str:
         if row.key in self.waiting:
             return f"waits for {', '.join(self.waiting[row.key])}"
-        return f"{when(nxt, tz)} ({ago(nxt)})" if nxt else "disabled"
+        return f"{when(nxt, tz)} ({ago(nxt, self.now)})" if nxt else "disabled"
 
     def data(self) -> dict[str, Any]:
         return {
@@ -208,7 +212,7 @@ class StatusView:
         parts = []
         if d["pending"]:
             parts.append(
-                f"{d['pending']} waiting for Slack (oldest since {ago(d['oldest_pending_at'])})"
+                f"{d['pending']} waiting for Slack (oldest since {ago(d['oldest_pending_at'], self.now)})"
             )
         if d["failed"] or d["expired"]:
             parts.append(f"{d['failed']} refused by Slack, {d['expired']} expired undelivered")
@@ -245,7 +249,10 @@ class StatusView:
             ["schedule", "when", "job", "last fired", "next fire"],
         )
         workers = tabulate(
-            [[w.id, ago(w.started_at), ago(w.heartbeat_at)] for w in self.workers],
+            [
+                [w.id, ago(w.started_at, self.now), ago(w.heartbeat_at, self.now)]
+                for w in self.workers
+            ],
             ["id", "started", "heartbeat"],
         )
         return [

@@ -33,6 +33,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -792,23 +793,29 @@ def test_dispatchers_with_skewed_clocks_agree_on_the_databases_clock(
     )
 
     # `stat-bot status` (on a host with the right time) shows both heartbeats fresh.
-    def status() -> dict[str, Any]:
+    def status(json_output: bool = True, **env: str) -> str:
         result = subprocess.run(
-            [STAT_BOT, "--json", "status"],
+            [STAT_BOT, *(["--json"] if json_output else []), "status"],
             cwd=fleet.home,
-            env=fleet.env,
+            env={**fleet.env, **env},
             capture_output=True,
             text=True,
             timeout=60,
         )
         assert result.returncode == 0, result.stderr
-        data: dict[str, Any] = json.loads(result.stdout)
-        return data
+        return result.stdout
 
-    data = status()
+    data = json.loads(status())
     beats = {d["hostname"]: time.time() - d["heartbeat_at"] for d in data["dispatchers"]}
     assert set(beats) == {"host-fast", "host-slow"}, data["dispatchers"]
     assert all(-2 < age < 5 for age in beats.values()), beats
+    # And on the skewed hosts themselves: ages by the database's clock, not theirs.
+    for skew in (+SKEW, -SKEW):
+        text = status(json_output=False, **skewed_clock(skew, "host-other"))
+        rows = [r for r in text.splitlines() if r.lstrip().startswith(("host-fast:", "host-slow:"))]
+        assert len(rows) == 2, text
+        for row in rows:
+            assert re.search(r" [0-4] s ago\s*$", row), f"skew {skew:+g} s:\n{text}"
 
     def long_jobs_ended() -> bool:
         jobs = [j for j in queue.jobs(limit=1000) if j.job_type == "long"]
