@@ -355,7 +355,8 @@ class Enqueuer:
         self.stop_file.touch()
         code = self.proc.wait(timeout)
         assert code == 0, f"enqueuer exited with {code}:\n{self.stderr_path.read_text()}"
-        stats: dict[str, Any] = json.loads(self.stdout_path.read_text())
+        # The last line: the queue's log (a failed NOTIFY, say) may print before it.
+        stats: dict[str, Any] = json.loads(self.stdout_path.read_text().splitlines()[-1])
         return stats
 
     def kill(self) -> None:
@@ -630,7 +631,7 @@ def test_concurrent_claims_never_exceed_a_types_concurrency(
     for claimer in claimers:
         out, err = claimer.communicate(timeout=120)
         assert claimer.returncode == 0, err.decode()
-        results.append(json.loads(out))
+        results.append(json.loads(out.splitlines()[-1]))
 
     assert [v for r in results for v in r["violations"]] == []
     held = [h for r in results for h in r["held"]]
