@@ -39,6 +39,7 @@ log = structlog.get_logger(__name__)
 logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 CHANNEL = "stat_bot_wakeup"
+SQL_NOTIFY = f"NOTIFY {CHANNEL}"
 CLOCK_RESYNC = 30.0  # seconds between readings of the server's clock
 CHECK_IDLE_AFTER = 1.0  # a pooled connection idle this long is checked before use
 LISTEN_RETRY_MAX = 5.0
@@ -166,6 +167,9 @@ class PostgresQueue(RelationalQueue):
             cur.executemany(sql, rows)
             return cur.rowcount
 
+    def _wake(self, conn: psycopg.Connection) -> None:
+        conn.execute(SQL_NOTIFY)  # delivered by the server when the transaction commits
+
     def _serialize(self, conn: psycopg.Connection, name: str) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_id(name),))
 
@@ -249,7 +253,7 @@ class PostgresQueue(RelationalQueue):
         """NOTIFY every listening dispatcher; never raises: a missed wake-up costs one poll."""
         try:
             with self._get_pool().connection(timeout=1.0) as conn:
-                conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+                conn.execute(SQL_NOTIFY)
         except (psycopg.Error, PoolTimeout) as error:
             log.debug("could not notify", error=one_line(error))
 
