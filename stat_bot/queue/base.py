@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -831,6 +832,17 @@ class Queue(abc.ABC):
         not to wait keeps this default, which always sends callers to the thread.
         """
         raise QueueBusyError(f"{type(self).__name__} has no calls that cannot wait")
+
+    # time ------------------------------------------------------------------
+    def now(self) -> float:
+        """The time by the queue's clock, in seconds since the epoch.
+
+        Every `now` argument defaults to it, and whatever compares with the times the
+        queue stores (heartbeats, due times, schedules) must use it rather than the
+        host's clock: a backend shared by several hosts answers with the database
+        server's clock, so hosts whose clocks disagree still agree on who is late.
+        """
+        return time.time()
 
     # waking ----------------------------------------------------------------
     @abc.abstractmethod
