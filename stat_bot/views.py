@@ -126,8 +126,76 @@ def schedule_timing(row: ScheduleRow) -> str:
 
 
 @dataclass(frozen=True)
+class DispatcherView:
+    """One registered dispatcher as people see it: where it runs, how late its heartbeat is.
+
+    `stale`: its last heartbeat is older than LOST_AFTER by the queue's clock
+    (`Queue.now()`), so the other dispatchers take it for dead and re-queue or mark
+    lost the jobs it was running. It is still listed until one of them does.
+    """
+
+    worker: Worker
+    heartbeat_age: float
+    stale: bool
+    running: int = 0  # jobs the queue says it is running
+
+    @property
+    def state(self) -> str:
+        return "stale" if self.stale else "alive"
+
+    def data(self) -> dict[str, Any]:
+        return {
+            **dataclasses.asdict(self.worker),
+            "heartbeat_age": round(self.heartbeat_age, 3),
+            "stale": self.stale,
+            "state": self.state,
+            "running": self.running,
+        }
+
+
+def dispatcher_views(
+    workers: list[Worker], running: list[Job], now: float, lost_after: float
+) -> list[DispatcherView]:
+    """Every registered dispatcher, by host then id, judged against `now` (the queue's clock)."""
+    per_worker: dict[str, int] = {}
+    for job in running:
+        if job.worker_id:
+            per_worker[job.worker_id] = per_worker.get(job.worker_id, 0) + 1
+    return [
+        DispatcherView(
+            worker=w,
+            heartbeat_age=max(0.0, now - w.heartbeat_at),
+            stale=now - w.heartbeat_at > lost_after,
+            running=per_worker.get(w.id, 0),
+        )
+        for w in sorted(workers, key=lambda w: (w.hostname, w.id))
+    ]
+
+
+def dispatchers_summary(views: list[DispatcherView], lost_after: float) -> str:
+    """One line: how many dispatchers on how many hosts, and which look dead."""
+    if not views:
+        return "no dispatcher has registered: start `stat-bot dispatcher`"
+    alive = [v for v in views if not v.stale]
+    hosts = sorted({v.worker.hostname for v in alive})
+    line = f"{len(alive)} alive" + (f" on {', '.join(hosts)}" if hosts else "")
+    stale = [v for v in views if v.stale]
+    if stale:
+        names = ", ".join(f"{v.worker.hostname}:{v.worker.pid}" for v in stale)
+        line += (
+            f"; {len(stale)} stale ({names}): no heartbeat for longer than LOST_AFTER "
+            f"({lost_after:g} s), so the others re-queue or mark lost what it ran"
+        )
+    return line
+
+
+@dataclass(frozen=True)
 class StatusView:
-    """Everything `status` shows, read from the queue at one moment."""
+    """Everything `status` shows, read from the queue at one moment.
+
+    `now` is the queue's clock at that moment (`Queue.now()`: the database server's
+    on a shared backend), against which heartbeats and schedules are judged.
+    """
 
     running: list[Job]
     queued: list[Job]
@@ -136,6 +204,8 @@ class StatusView:
     workers: list[Worker]
     outbox: OutboxSummary | None = None
     waiting: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    now: float = dataclasses.field(default_factory=time.time)
+    lost_after: float = 30.0
 
     @classmethod
     def read(
@@ -144,9 +214,14 @@ class StatusView:
         tz: ZoneInfo,
         now: float | None = None,
         waiting: dict[str, list[str]] | None = None,
+        *,
+        lost_after: float = 30.0,
     ) -> StatusView:
-        """`waiting`: schedules that do not fire for want of variables (JobConfigs.waiting_schedules)."""
-        now = time.time() if now is None else now
+        """`waiting`: schedules that do not fire for want of variables (JobConfigs.waiting_schedules).
+
+        `lost_after`: LOST_AFTER, beyond which a dispatcher's heartbeat is stale.
+        """
+        now = queue.now() if now is None else now
         return cls(
             running=queue.jobs(statuses=[JobStatus.RUNNING], limit=1000),
             queued=list(reversed(queue.jobs(statuses=[JobStatus.QUEUED], limit=1000))),
@@ -155,7 +230,13 @@ class StatusView:
             workers=queue.workers(),
             outbox=queue.outbox_summary(),
             waiting=waiting or {},
+            now=now,
+            lost_after=lost_after,
         )
+
+    @property
+    def dispatchers(self) -> list[DispatcherView]:
+        return dispatcher_views(self.workers, self.running, self.now, self.lost_after)
 
     def without(self, hidden: set[str]) -> StatusView:
         """The same view minus the jobs of `hidden` namespaces (a reader not allowed there)."""
@@ -170,7 +251,7 @@ class StatusView:
     def next_fire(self, row: ScheduleRow, nxt: float | None, tz: ZoneInfo) -> str:
         if row.key in self.waiting:
             return f"waits for {', '.join(self.waiting[row.key])}"
-        return f"{when(nxt, tz)} ({ago(nxt)})" if nxt else "disabled"
+        return f"{when(nxt, tz)} ({ago(nxt, self.now)})" if nxt else "disabled"
 
     def data(self) -> dict[str, Any]:
         return {
@@ -185,7 +266,7 @@ class StatusView:
                 }
                 for s, nxt in self.fires
             ],
-            "dispatchers": [dataclasses.asdict(w) for w in self.workers],
+            "dispatchers": [d.data() for d in self.dispatchers],
             "undelivered": self.undelivered_data(),
         }
 
@@ -208,7 +289,8 @@ class StatusView:
         parts = []
         if d["pending"]:
             parts.append(
-                f"{d['pending']} waiting for Slack (oldest since {ago(d['oldest_pending_at'])})"
+                f"{d['pending']} waiting for Slack "
+                f"(oldest since {ago(d['oldest_pending_at'], self.now)})"
             )
         if d["failed"] or d["expired"]:
             parts.append(f"{d['failed']} refused by Slack, {d['expired']} expired undelivered")
@@ -244,16 +326,30 @@ class StatusView:
             ],
             ["schedule", "when", "job", "last fired", "next fire"],
         )
+        dispatchers = self.dispatchers
         workers = tabulate(
-            [[w.id, ago(w.started_at), ago(w.heartbeat_at)] for w in self.workers],
-            ["id", "started", "heartbeat"],
+            [
+                [
+                    d.worker.hostname,
+                    d.worker.pid,
+                    d.worker.id,
+                    ago(d.worker.started_at, self.now),
+                    ago(d.worker.heartbeat_at, self.now),
+                    d.running,
+                    "STALE" if d.stale else "alive",
+                ]
+                for d in dispatchers
+            ],
+            ["host", "pid", "id", "started", "heartbeat", "running", "state"],
         )
+        if dispatchers:
+            workers = f"{workers}\n{dispatchers_summary(dispatchers, self.lost_after)}"
         return [
             (f"Running ({len(self.running)})", job_table(self.running) if self.running else None),
             (f"Queued ({len(self.queued)})", job_table(self.queued) if self.queued else None),
             ("Suppressions", suppressions if self.suppressions else None),
             ("Schedules", schedules if self.fires else None),
-            ("Dispatchers", workers if self.workers else None),
+            ("Dispatchers", workers if dispatchers else None),
             ("Undelivered messages", self.undelivered_text()),
         ]
 
