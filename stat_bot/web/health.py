@@ -16,7 +16,6 @@ and load balancers call them, and they say nothing secret.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,9 +124,10 @@ def database_down(settings: Settings, reason: str) -> dict[str, Check]:
 
 def readiness(queue: Queue, settings: Settings) -> dict[str, Check]:
     """Every readiness check by name; a failing database fails the others with it."""
-    now = time.time()
     checks: dict[str, Check] = {}
     try:
+        # The queue's clock, as the dispatchers' heartbeats are written by it.
+        now = queue.now()
         workers = queue.workers()
         beats = queue.beats() if settings.slack_configured else []
         outbox = queue.outbox_summary()

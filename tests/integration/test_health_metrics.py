@@ -403,9 +403,106 @@ def test_every_worker_and_app_reads_the_same_figures(
     assert not [n for n in global_names if n.startswith("stat_bot_")]
 
 
+def test_metrics_sum_the_work_of_two_dispatcher_processes(
+    configure: Callable[[dict[str, Any]], JobConfigs],
+    make_web_app: Callable[..., Flask],
+    queue: SQLiteQueue,
+    settings: Settings,
+    start_dispatcher: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    """Two `stat-bot dispatcher` processes share the database; each runs two held jobs.
+
+    Two web apps on their own connections (as two gunicorn workers, on any host) answer
+    the same totals, and the per-dispatcher gauges add up to them.
+    """
+    gate = tmp_path / "gate"
+    configure(
+        {
+            "ops": {
+                "jobs": {
+                    "held": {
+                        "run_args_template": f"while [ ! -e {gate} ]; do sleep 0.05; done",
+                        "report_success": False,
+                        "concurrency": 4,
+                    }
+                }
+            }
+        }
+    )
+    first = start_dispatcher(DISPATCHER_CONCURRENCY="2")
+    second = start_dispatcher(DISPATCHER_CONCURRENCY="2")
+    ids = [queue.enqueue(request("held", concurrency=4)).job.id for _ in range(4)]
+    # Each may hold two: four running means two on each.
+    wait_until(
+        lambda: all((j := queue.get(i)) is not None and j.pid for i in ids),
+        timeout=30,
+        what="four held jobs running",
+    )
+    workers = {w.pid: w for w in queue.workers()}
+    a, b = workers[first.pid], workers[second.pid]
+    other_queue = SQLiteQueue(settings.sqlite_path)
+    try:
+        apps = [make_web_app().test_client(), make_web_app(queue=other_queue).test_client()]
+        for client in apps:
+            samples = scrape(client)
+            assert value(samples, "stat_bot_jobs", namespace="ops", status="running") == 4
+            assert value(samples, "stat_bot_dispatchers") == 2
+            assert value(samples, "stat_bot_dispatchers_stale") == 0
+            for w in (a, b):
+                labels = {"worker": w.id, "host": w.hostname}
+                assert value(samples, "stat_bot_dispatcher_running_jobs", **labels) == 2
+                age = value(samples, "stat_bot_dispatcher_heartbeat_age_seconds", **labels)
+                assert age is not None
+                assert 0 <= age < settings.lost_after
+
+        gate.touch()
+        for job_id in ids:
+            wait_status(queue, job_id, JobStatus.SUCCEEDED, timeout=30)
+        by = {queue.get(i).worker_id for i in ids}  # type: ignore[union-attr]
+        assert by == {a.id, b.id}  # both did some of the work
+        answers = [scrape(client) for client in apps]
+    finally:
+        other_queue.close()
+    for samples in answers:
+        assert value(samples, "stat_bot_jobs", namespace="ops", status="succeeded") == 4
+        assert value(samples, "stat_bot_jobs", namespace="ops", status="running") is None
+        held = {"namespace": "ops", "job_type": "held"}
+        assert value(samples, "stat_bot_job_duration_seconds_count", **held) == 4
+        assert value(samples, "stat_bot_dispatch_latency_seconds_count") == 4
+        for w in (a, b):
+            labels = {"worker": w.id, "host": w.hostname}
+            assert value(samples, "stat_bot_dispatcher_running_jobs", **labels) == 0
+    # Everything but the heartbeat ages (which grow between the two scrapes) is the same.
+    same = [
+        {k: v for k, v in samples.items() if "heartbeat_age" not in k[0]} for samples in answers
+    ]
+    assert same[0] == same[1]
+
+
+def test_metrics_show_a_dispatcher_whose_heartbeat_is_stale_by_the_queues_clock(
+    client: FlaskClient, queue: SQLiteQueue, settings: Settings
+) -> None:
+    """No dispatcher runs to recover it, so it stays registered and stale."""
+    now = queue.now()
+    queue.register_worker("hostb:7:abcdef", "hostb", 7, now=now - 600)
+    queue.heartbeat("hostb:7:abcdef", now=now - settings.lost_after - 100)
+    queue.enqueue(request())
+    assert len(queue.claim("hostb:7:abcdef", 1)) == 1
+    samples = scrape(client)
+    assert value(samples, "stat_bot_dispatchers") == 0
+    assert value(samples, "stat_bot_dispatchers_stale") == 1
+    labels = {"worker": "hostb:7:abcdef", "host": "hostb"}
+    assert value(samples, "stat_bot_dispatcher_running_jobs", **labels) == 1
+    age = value(samples, "stat_bot_dispatcher_heartbeat_age_seconds", **labels)
+    assert age == pytest.approx(settings.lost_after + 100, abs=30)
+
+
 def test_metrics_of_an_empty_queue_are_zeros(client: FlaskClient) -> None:
     samples = scrape(client)
     assert value(samples, "stat_bot_dispatch_latency_seconds_count") == 0
     assert value(samples, "stat_bot_dispatchers") == 0
+    assert value(samples, "stat_bot_dispatchers_stale") == 0
     assert value(samples, "stat_bot_database_up") == 1
     assert not [k for k in samples if k[0] == "stat_bot_jobs"]
+    assert not [k for k in samples if k[0].startswith("stat_bot_dispatcher_")]
