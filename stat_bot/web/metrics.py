@@ -181,6 +181,16 @@ class QueueCollector(Collector):
                 counter.add_metric([result], n)
             yield counter
 
+        dropped = CounterMetricFamily(
+            "stat_bot_slack_events_dropped",
+            "Slack events the bot did not answer, by reason: duplicate (Slack delivered the "
+            "event again, and this or another bot process had answered it)",
+            labels=["reason"],
+        )
+        for reason, n in sorted(queue.counters("slack_events_dropped").items()):
+            dropped.add_metric([reason], n)
+        yield dropped
+
         yield from self._dispatchers(now)
 
         bot = GaugeMetricFamily(

@@ -137,6 +137,8 @@ def test_an_unacked_event_is_delivered_again_on_another_connection_until_acked(
     assert b.seen()
     records = [r for r in client.acks() if r["event_id"] == envelopes[0]["payload"]["event_id"]]
     assert [r["retry_attempt"] for r in records] == [0, 1, 2, 3]
+    # The first retry goes to the socket that has not had the event yet.
+    assert records[1]["connection"] != records[0]["connection"]
     assert {r["first_envelope_id"] for r in records} == {envelopes[0]["envelope_id"]}
     # Slack gives up after the third retry: nothing more comes.
     wait_for(lambda: len(both()), lambda n: n == 4, timeout=1.5, what="no fourth retry")

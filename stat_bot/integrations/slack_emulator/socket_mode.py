@@ -11,8 +11,10 @@ during a reconnect) share the events as Slack shares them: each envelope goes to
 socket, taken in turn (round robin) among those not told to reconnect. An Events API
 envelope not acked within `ack_timeout` seconds (Slack: 3) is delivered again, in a
 new envelope with the same payload (the same `event_id`), `retry_attempt` 1, 2, 3 and
-`retry_reason` "timeout", to whichever socket's turn it is, possibly another one:
-the first retry at once, the next two `retry_delays` later (Slack: 1 and 5 minutes),
+`retry_reason` "timeout", to the next socket in turn that has not had it yet (when
+there is one: a frozen process keeps its socket open, so the same one again could
+be as deaf): the first retry at once, the next two `retry_delays` later (Slack: 1
+and 5 minutes),
 until one attempt is acked. So an app whose process died or froze with events on its
 socket still gets them on another, and one that was only slow gets them twice: an app
 must answer each `event_id` once. Interactive envelopes (button clicks) are not
@@ -119,6 +121,7 @@ class SocketModeHub:
         self._timers: dict[str, asyncio.TimerHandle] = {}  # first envelope id -> next retry
         self._acked_events: set[str] = set()  # first envelope ids of events acked once
         self._payloads: dict[str, dict[str, Any]] = {}  # first envelope id -> unacked event
+        self._tried: dict[str, set[int]] = {}  # first envelope id -> sockets it went to
 
     # -- connecting --------------------------------------------------------------------
 
@@ -188,6 +191,7 @@ class SocketModeHub:
             first = record.first or record.envelope_id
             self._acked_events.add(first)
             self._payloads.pop(first, None)
+            self._tried.pop(first, None)
             timer = self._timers.pop(first, None)
             if timer is not None:
                 timer.cancel()
@@ -250,6 +254,7 @@ class SocketModeHub:
             _, evicted = self.records.popitem(last=False)
             self._acked_events.discard(evicted.envelope_id)
             self._payloads.pop(evicted.envelope_id, None)
+            self._tried.pop(evicted.envelope_id, None)
         text = json.dumps(
             {
                 "envelope_id": envelope_id,
@@ -263,7 +268,11 @@ class SocketModeHub:
         if self.pending:
             self.pending.append((record, text))
             return record
-        for conn in self._targets():
+        targets = self._targets()
+        if retry_of is not None:  # sockets that have not had this event first
+            tried = self._tried.get(retry_of.envelope_id, set())
+            targets.sort(key=lambda c: c.id in tried)
+        for conn in targets:
             if await self._send(conn, record, text):
                 return record
         self.pending.append((record, text))
@@ -293,6 +302,7 @@ class SocketModeHub:
             return
         if record.retry_attempt >= len(self.retry_delays):
             self._payloads.pop(first, None)  # the last try: Slack gives up on it too
+            self._tried.pop(first, None)
             return
         old = self._timers.pop(first, None)
         if old is not None:
@@ -331,6 +341,8 @@ class SocketModeHub:
             self.connections.pop(conn.id, None)
             return False
         record.connection = conn.id
+        if record.type == "events_api":
+            self._tried.setdefault(record.first or record.envelope_id, set()).add(conn.id)
         self._arm_retry(record)
         return True
 
@@ -387,6 +399,7 @@ class SocketModeHub:
         self.records.clear()
         self._acked_events.clear()
         self._payloads.clear()
+        self._tried.clear()
 
     def stats(self) -> dict[str, int]:
         return {
