@@ -1,0 +1,702 @@
+"""SQLite's statements and schema for the relational queue (stat_bot/queue/relational.py).
+
+One name per statement, the same names as PostgreSQL's in postgres_sql.py, so the
+queue's logic is written once and each backend supplies its own SQL.
+"""
+
+from __future__ import annotations
+
+P = "?"  # the driver's positional placeholder, for statements built with a variable list
+
+# Forward-only migrations; the index + 1 is the schema version it produces.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE jobs (
+        id               INTEGER PRIMARY KEY,
+        namespace        TEXT    NOT NULL,
+        job_type         TEXT    NOT NULL,
+        args             TEXT    NOT NULL DEFAULT '{}',
+        channel          TEXT,
+        thread_ts        TEXT,
+        user             TEXT,
+        source           TEXT    NOT NULL,
+        status           TEXT    NOT NULL,
+        created_at       REAL    NOT NULL,
+        start_after      REAL    NOT NULL,
+        started_at       REAL,
+        finished_at      REAL,
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        max_retries      INTEGER NOT NULL DEFAULT 0,
+        concurrency      INTEGER NOT NULL DEFAULT 1,
+        worker_id        TEXT,
+        heartbeat_at     REAL,
+        pid              INTEGER,
+        exit_code        INTEGER,
+        log_dir          TEXT,
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        report_state     TEXT    NOT NULL DEFAULT 'pending',
+        report_error     TEXT,
+        is_im            INTEGER NOT NULL DEFAULT 0,
+        note             TEXT
+    );
+    CREATE INDEX jobs_queued ON jobs (start_after, id) WHERE status = 'queued';
+    CREATE INDEX jobs_queued_type ON jobs (namespace, job_type) WHERE status = 'queued';
+    CREATE INDEX jobs_running ON jobs (namespace, job_type) WHERE status = 'running';
+    -- Only the unfinished jobs are indexed beyond the primary key: every index is
+    -- another write in each of a job's three transactions. History is read newest
+    -- first by id, and pruned by a scan every few hours.
+
+    CREATE TABLE suppressions (
+        id         INTEGER PRIMARY KEY,
+        namespace  TEXT NOT NULL,
+        job_type   TEXT NOT NULL,
+        start_at   REAL NOT NULL,
+        end_at     REAL NOT NULL,
+        user       TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX suppressions_type ON suppressions (namespace, job_type);
+
+    CREATE TABLE schedules (
+        key           TEXT PRIMARY KEY,
+        namespace     TEXT NOT NULL,
+        job_type      TEXT NOT NULL,
+        cron          TEXT NOT NULL,
+        args          TEXT NOT NULL DEFAULT '{}',
+        channel       TEXT,
+        enabled       INTEGER NOT NULL DEFAULT 1,
+        last_fired_at REAL,
+        updated_at    REAL NOT NULL
+    );
+
+    CREATE TABLE workers (
+        id           TEXT PRIMARY KEY,
+        hostname     TEXT NOT NULL,
+        pid          INTEGER NOT NULL,
+        started_at   REAL NOT NULL,
+        heartbeat_at REAL NOT NULL
+    );
+    """,
+    """
+    -- The web server's changes to a schedule, kept apart from what the config says.
+    ALTER TABLE schedules ADD COLUMN interval_seconds REAL;
+    ALTER TABLE schedules ADD COLUMN interval_since REAL;
+    ALTER TABLE schedules ADD COLUMN enabled_override INTEGER;
+
+    -- Webhook deliveries already accepted, so a replay enqueues nothing.
+    CREATE TABLE deliveries (
+        source      TEXT NOT NULL,
+        delivery_id TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        PRIMARY KEY (source, delivery_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX deliveries_received ON deliveries (received_at);
+
+    -- Counters every process adds to (web workers, bot, dispatcher), read by /metrics.
+    CREATE TABLE counters (
+        name  TEXT    NOT NULL,
+        label TEXT    NOT NULL,
+        value INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (name, label)
+    ) WITHOUT ROWID;
+
+    -- Each long-running component's latest state (the bot's connection), for /readyz.
+    CREATE TABLE beats (
+        component TEXT PRIMARY KEY,
+        hostname  TEXT    NOT NULL,
+        pid       INTEGER NOT NULL,
+        state     TEXT    NOT NULL,
+        detail    TEXT    NOT NULL,
+        at        REAL    NOT NULL
+    );
+    """,
+    """
+    -- The asker's Slack name beside their id, for what people read (Trac, the dashboard).
+    ALTER TABLE jobs ADD COLUMN user_name TEXT;
+    """,
+    """
+    -- Everyone whose request was merged into a queued job after its first requester,
+    -- so each gets the result in their own thread. Goes when the job is pruned.
+    CREATE TABLE job_requesters (
+        id            INTEGER PRIMARY KEY,
+        job_id        INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        channel       TEXT,
+        thread_ts     TEXT,
+        user          TEXT,
+        user_name     TEXT,
+        is_im         INTEGER NOT NULL DEFAULT 0,
+        source        TEXT    NOT NULL,
+        args          TEXT    NOT NULL DEFAULT '{}',
+        replaced_args INTEGER NOT NULL DEFAULT 0,
+        created_at    REAL    NOT NULL
+    );
+    CREATE INDEX job_requesters_job ON job_requesters (job_id);
+    """,
+    """
+    -- Every message STAT bot sends on its own, written with the change that causes it and
+    -- delivered by report/outbox.py until Slack accepts it, refuses it for good or it expires.
+    CREATE TABLE outbox (
+        id              INTEGER PRIMARY KEY,
+        kind            TEXT    NOT NULL,
+        payload         TEXT    NOT NULL,
+        channel         TEXT,
+        job_id          INTEGER,
+        state           TEXT    NOT NULL DEFAULT 'pending',
+        created_at      REAL    NOT NULL,
+        expires_at      REAL    NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL    NOT NULL,
+        last_error      TEXT,
+        parts_done      INTEGER NOT NULL DEFAULT 0,
+        posted_channel  TEXT,
+        ts              TEXT,
+        delivered_at    REAL,
+        claimed_by      TEXT,
+        claimed_until   REAL,
+        version         INTEGER NOT NULL DEFAULT 0,
+        ref             TEXT
+    );
+    CREATE INDEX outbox_ref ON outbox (ref) WHERE ref IS NOT NULL;
+    CREATE INDEX outbox_pending ON outbox (next_attempt_at, id) WHERE state = 'pending';
+    CREATE INDEX outbox_given_up ON outbox (state) WHERE state IN ('failed', 'expired');
+    CREATE INDEX outbox_job ON outbox (job_id) WHERE job_id IS NOT NULL;
+    CREATE UNIQUE INDEX outbox_progress ON outbox (job_id) WHERE kind = 'progress';
+    -- Reports a STAT bot before the outbox left pending (killed between posting and
+    -- recording) can never be confirmed: say so rather than leave them pending forever.
+    UPDATE jobs SET report_state = 'failed',
+        report_error = 'not known whether it was delivered: STAT bot stopped before recording it'
+    WHERE report_state = 'pending' AND finished_at IS NOT NULL;
+    """,
+    """
+    -- Dashboard sessions held on the server (a hash of the cookie's id), so logout ends
+    -- one for good: a cookie copied before logout finds no row afterwards.
+    CREATE TABLE web_sessions (
+        id_hash    TEXT PRIMARY KEY,
+        user       TEXT NOT NULL,
+        created_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX web_sessions_user ON web_sessions (user);
+
+    -- Rate-limit counters (login throttling) shared by every web worker: one fixed window each.
+    CREATE TABLE throttle (
+        key        TEXT PRIMARY KEY,
+        hits       INTEGER NOT NULL,
+        expires_at REAL    NOT NULL
+    ) WITHOUT ROWID;
+
+    -- Digests of accepted webhook bodies, so a captured body sent again under a new
+    -- delivery id enqueues nothing (kept as long as the deliveries are).
+    CREATE TABLE delivery_digests (
+        source      TEXT NOT NULL,
+        digest      TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        PRIMARY KEY (source, digest)
+    ) WITHOUT ROWID;
+    CREATE INDEX delivery_digests_received ON delivery_digests (received_at);
+    """,
+    """
+    -- Whether a schedule has fired since it was added. `last_fired_at` starts at the time it
+    -- was added (so it never fires for due times before that), and this tells the two apart, so
+    -- `status` can say "never". Schedules from before this column count as having fired.
+    ALTER TABLE schedules ADD COLUMN has_fired INTEGER NOT NULL DEFAULT 1;
+    """,
+    """
+    -- The hw namespace's memory: each node's latest health (what `hw show` says), and
+    -- finished sweeps with every node's result, so the next sweep of the same scope
+    -- reports what changed, whichever dispatcher host runs it.
+    CREATE TABLE node_health (
+        xname      TEXT PRIMARY KEY,
+        state      TEXT NOT NULL,
+        checked_at REAL NOT NULL,
+        data       TEXT NOT NULL,
+        job_id     INTEGER
+    ) WITHOUT ROWID;
+    CREATE TABLE sweeps (
+        id          INTEGER PRIMARY KEY,
+        scope       TEXT NOT NULL,
+        started_at  REAL NOT NULL,
+        finished_at REAL NOT NULL,
+        job_id      INTEGER,
+        results     TEXT NOT NULL
+    );
+    CREATE INDEX sweeps_scope ON sweeps (scope, id);
+    """,
+    """
+    -- Guarded jobs: who confirmed one, the xnames an exclusive one locks while it runs
+    -- (lock keys whose prefix test is containment: jobs/targets.py), and the offers
+    -- waiting for a Confirm or Cancel.
+    ALTER TABLE jobs ADD COLUMN confirmed_by TEXT;
+    CREATE TABLE job_locks (
+        job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        key    TEXT    NOT NULL,
+        PRIMARY KEY (job_id, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE confirmations (
+        code              TEXT PRIMARY KEY,
+        namespace         TEXT NOT NULL,
+        job_type          TEXT NOT NULL,
+        request           TEXT NOT NULL,
+        requested_by      TEXT,
+        requested_by_name TEXT,
+        channel           TEXT,
+        thread_ts         TEXT,
+        confirmers        TEXT NOT NULL DEFAULT '[]',
+        summary           TEXT NOT NULL,
+        state             TEXT NOT NULL DEFAULT 'pending',
+        created_at        REAL NOT NULL,
+        expires_at        REAL NOT NULL,
+        decided_by        TEXT,
+        decided_at        REAL,
+        job_id            INTEGER,
+        offer_id          INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX confirmations_pending ON confirmations (expires_at) WHERE state = 'pending';
+    """,
+    """
+    -- Closing the loop (stat_bot/hardware/loop.py): per xname, the ticket the hardware rules
+    -- opened or commented and the problem recorded there, whether the last acted-on check
+    -- failed, and the drain / resume offers made, so checks never repeat them.
+    CREATE TABLE hw_loop (
+        xname        TEXT PRIMARY KEY,
+        ticket       INTEGER,
+        problem      TEXT,
+        failing      INTEGER NOT NULL DEFAULT 0,
+        drain_offer  TEXT,
+        resume_offer TEXT,
+        updated_at   REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
+)
+
+JOB_COLUMNS = (
+    "id, namespace, job_type, args, channel, thread_ts, user, source, status, created_at, "
+    "start_after, started_at, finished_at, attempts, max_retries, concurrency, worker_id, "
+    "heartbeat_at, pid, exit_code, log_dir, cancel_requested, report_state, report_error, is_im, note, "
+    "user_name, confirmed_by"
+)
+
+SQL_INSERT_JOB = (
+    """
+    INSERT INTO jobs (namespace, job_type, args, channel, thread_ts, user, source, status,
+                      created_at, start_after, max_retries, concurrency, is_im, report_state,
+                      user_name, confirmed_by)
+    VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, 'pending', ?, ?)
+    RETURNING """
+    + JOB_COLUMNS
+)
+
+SQL_FIND_QUEUED_OF_TYPE = """
+    SELECT id, args FROM jobs WHERE status = 'queued' AND namespace = ? AND job_type = ?
+    ORDER BY id LIMIT 1
+"""
+# Arguments are stored as canonical JSON (sorted keys), so equal arguments are equal text.
+SQL_FIND_QUEUED_SAME_ARGS = """
+    SELECT id, args FROM jobs
+    WHERE status = 'queued' AND namespace = ? AND job_type = ? AND args = ?
+    ORDER BY id LIMIT 1
+"""
+
+# The job keeps its first requester (channel, thread, user, source); a merged request
+# moves when it starts (ebmbot's "the latest request's delay") and, by type, its args.
+SQL_COALESCE = (
+    """
+    UPDATE jobs SET args = ?, start_after = ?, max_retries = ?, concurrency = ?
+    WHERE id = ? RETURNING """
+    + JOB_COLUMNS
+)
+
+# A requester already answered where the job reports (same channel and thread as the
+# job or as an earlier requester: a schedule firing again, a repeated command in one
+# thread) is not kept twice.
+SQL_ADD_REQUESTER = """
+    INSERT INTO job_requesters (job_id, channel, thread_ts, user, user_name, is_im, source, args,
+                                replaced_args, created_at)
+    SELECT :job_id, :channel, :thread_ts, :user, :user_name, :is_im, :source, :args,
+           :replaced_args, :now
+    WHERE NOT EXISTS (SELECT 1 FROM jobs
+                      WHERE id = :job_id AND channel IS :channel AND thread_ts IS :thread_ts)
+      AND NOT EXISTS (SELECT 1 FROM job_requesters
+                      WHERE job_id = :job_id AND channel IS :channel AND thread_ts IS :thread_ts)
+"""
+SQL_MARK_ARGS_REPLACED = (
+    "UPDATE job_requesters SET replaced_args = 1 WHERE job_id = :job_id AND :replaced_args "
+    "AND channel IS :channel AND thread_ts IS :thread_ts"
+)
+SQL_REQUESTERS = """
+    SELECT job_id, channel, thread_ts, user, user_name, is_im, source, args, replaced_args,
+           created_at
+    FROM job_requesters WHERE job_id = ? ORDER BY id
+"""
+
+SQL_RUNNING_OF_TYPE = (
+    "SELECT "
+    + JOB_COLUMNS
+    + " FROM jobs WHERE status = 'running' AND namespace = ? AND job_type = ?"
+)
+
+SQL_ACTIVE_SUPPRESSION_END = """
+    SELECT max(end_at) FROM suppressions
+    WHERE namespace = ? AND job_type = ? AND start_at <= ? AND end_at > ?
+"""
+
+# The next claimable job: due, its type below its concurrency limit, not suppressed.
+# Both subqueries are uncorrelated, so SQLite evaluates each once per statement.
+SQL_CLAIM_NEXT = """
+    SELECT id FROM jobs AS j
+    WHERE j.status = 'queued' AND j.start_after <= :now
+      AND (j.namespace, j.job_type) NOT IN (
+            SELECT namespace, job_type FROM jobs WHERE status = 'running'
+            GROUP BY namespace, job_type HAVING count(*) >= max(concurrency))
+      AND (j.namespace, j.job_type) NOT IN (
+            SELECT namespace, job_type FROM suppressions WHERE start_at <= :now AND end_at > :now)
+      AND NOT EXISTS (
+            SELECT 1 FROM job_locks AS mine
+                CROSS JOIN jobs AS r INDEXED BY jobs_running
+                CROSS JOIN job_locks AS held
+            WHERE mine.job_id = j.id AND r.status = 'running' AND held.job_id = r.id
+              AND (substr(held.key, 1, length(mine.key)) = mine.key
+                   OR substr(mine.key, 1, length(held.key)) = held.key))
+    ORDER BY j.start_after, j.id
+    LIMIT 1
+"""
+# An exclusive job's locks (above: skipped while a running job holds an overlapping key,
+# one key a prefix of the other; CROSS JOIN fixes the order: the candidate's few keys,
+# then only the running jobs, by their partial index, then their keys by primary key,
+# so a job without locks costs one index probe and history never is scanned).
+# A merged request's target replaces the job's locks.
+SQL_DROP_LOCKS = "DELETE FROM job_locks WHERE job_id = ?"
+SQL_ADD_LOCK = "INSERT OR IGNORE INTO job_locks (job_id, key) VALUES (?, ?)"
+SQL_JOB_LOCKS = "SELECT key FROM job_locks WHERE job_id = ? ORDER BY key"
+
+CONFIRMATION_COLUMNS = (
+    "code, request, requested_by, channel, thread_ts, summary, created_at, expires_at, state, "
+    "confirmers, requested_by_name, decided_by, decided_at, job_id, offer_id"
+)
+SQL_CONFIRMATION_EXISTS = "SELECT 1 FROM confirmations WHERE code = ?"
+SQL_INSERT_CONFIRMATION = (
+    """
+    INSERT INTO confirmations (code, namespace, job_type, request, requested_by,
+        requested_by_name, channel, thread_ts, confirmers, summary, created_at, expires_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING """
+    + CONFIRMATION_COLUMNS
+)
+SQL_CONFIRMATION_OFFER = "UPDATE confirmations SET offer_id = ? WHERE code = ?"
+SQL_GET_CONFIRMATION = "SELECT " + CONFIRMATION_COLUMNS + " FROM confirmations WHERE code = ?"
+SQL_DECIDE_CONFIRMATION = (
+    """
+    UPDATE confirmations SET state = ?, decided_by = ?, decided_at = ?, job_id = ?
+    WHERE code = ? AND state = 'pending' RETURNING """
+    + CONFIRMATION_COLUMNS
+)
+SQL_EXPIRE_CONFIRMATIONS = (
+    """
+    UPDATE confirmations SET state = 'expired', decided_at = :now
+    WHERE state = 'pending' AND expires_at <= :now RETURNING """
+    + CONFIRMATION_COLUMNS
+)
+SQL_PRUNE_CONFIRMATIONS = "DELETE FROM confirmations WHERE state != 'pending' AND created_at < ?"
+
+SQL_MARK_RUNNING = (
+    """
+    UPDATE jobs SET status = 'running', started_at = :now, heartbeat_at = :now, worker_id = :worker,
+                    attempts = attempts + 1, cancel_requested = 0, pid = NULL, exit_code = NULL
+    WHERE id = :id RETURNING """
+    + JOB_COLUMNS
+)
+
+SQL_MARK_STARTED = "UPDATE jobs SET pid = ?, log_dir = ? WHERE id = ?"
+
+SQL_FINISH = (
+    """
+    UPDATE jobs SET status = ?, exit_code = ?, finished_at = ?, note = coalesce(?, note),
+                    report_state = ?
+    WHERE id = ? AND status = 'running' RETURNING """
+    + JOB_COLUMNS
+)
+
+SQL_WORKER_HEARTBEAT = "UPDATE workers SET heartbeat_at = ? WHERE id = ?"
+SQL_JOBS_HEARTBEAT = "UPDATE jobs SET heartbeat_at = ? WHERE worker_id = ? AND status = 'running'"
+SQL_CANCEL_REQUESTED = (
+    "SELECT id FROM jobs WHERE worker_id = ? AND status = 'running' AND cancel_requested = 1"
+)
+
+SQL_GET = "SELECT " + JOB_COLUMNS + " FROM jobs WHERE id = ?"
+SQL_CANCEL_QUEUED = (
+    """
+    UPDATE jobs SET status = 'cancelled', finished_at = ?, report_state = 'none', note = ?
+    WHERE id = ? AND status = 'queued' RETURNING """
+    + JOB_COLUMNS
+)
+SQL_REQUEST_CANCEL = "UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND status = 'running'"
+SQL_CANCEL_QUEUED_OF_TYPE = (
+    """
+    UPDATE jobs SET status = 'cancelled', finished_at = ?, report_state = 'none', note = ?
+    WHERE status = 'queued' AND namespace = ? AND job_type = ? RETURNING """
+    + JOB_COLUMNS
+)
+
+SQL_INSERT_SUPPRESSION = """
+    INSERT INTO suppressions (namespace, job_type, start_at, end_at, user, created_at)
+    VALUES (?, ?, ?, ?, ?, ?) RETURNING id
+"""
+SQL_DELETE_SUPPRESSIONS = "DELETE FROM suppressions WHERE namespace = ? AND job_type = ?"
+SQL_SUPPRESSIONS = "SELECT id, namespace, job_type, start_at, end_at, user FROM suppressions"
+SQL_ACTIVE_SUPPRESSIONS = SQL_SUPPRESSIONS + " WHERE end_at > ? ORDER BY start_at"
+
+SQL_RECORD_REPORT = "UPDATE jobs SET report_state = ?, report_error = ? WHERE id = ?"
+
+SQL_PRUNE = (
+    "DELETE FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ? RETURNING " + JOB_COLUMNS
+)
+SQL_PRUNE_SUPPRESSIONS = "DELETE FROM suppressions WHERE end_at < ?"
+
+SQL_REGISTER_WORKER = """
+    INSERT INTO workers (id, hostname, pid, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at
+"""
+SQL_UNREGISTER_WORKER = "DELETE FROM workers WHERE id = ?"
+SQL_WORKERS = "SELECT id, hostname, pid, started_at, heartbeat_at FROM workers ORDER BY started_at"
+SQL_RUNNING_ALL = "SELECT " + JOB_COLUMNS + " FROM jobs WHERE status = 'running'"
+SQL_REQUEUE = (
+    """
+    UPDATE jobs SET status = 'queued', worker_id = NULL, pid = NULL, heartbeat_at = NULL,
+                    started_at = NULL, start_after = ?, note = ?
+    WHERE id = ? AND status = 'running' RETURNING """
+    + JOB_COLUMNS
+)
+SQL_MARK_LOST = (
+    """
+    UPDATE jobs SET status = 'lost', finished_at = ?, note = ?, report_state = 'pending'
+    WHERE id = ? AND status = 'running' RETURNING """
+    + JOB_COLUMNS
+)
+
+SCHEDULE_COLUMNS = """
+    key, namespace, job_type, cron, args, channel, coalesce(enabled_override, enabled),
+    last_fired_at, interval_seconds, interval_since, enabled_override, has_fired
+"""
+SQL_SCHEDULES = "SELECT " + SCHEDULE_COLUMNS + " FROM schedules ORDER BY key"
+SQL_SCHEDULE = "SELECT " + SCHEDULE_COLUMNS + " FROM schedules WHERE key = ?"
+SQL_SET_SCHEDULE_INTERVAL = (
+    "UPDATE schedules SET interval_seconds = ?, interval_since = ?, updated_at = ? WHERE key = ?"
+)
+SQL_SET_SCHEDULE_ENABLED = "UPDATE schedules SET enabled_override = ?, updated_at = ? WHERE key = ?"
+
+SQL_INSERT_DELIVERY = """
+    INSERT INTO deliveries (source, delivery_id, received_at) VALUES (?, ?, ?)
+    ON CONFLICT (source, delivery_id) DO NOTHING
+"""
+SQL_PRUNE_DELIVERIES = "DELETE FROM deliveries WHERE received_at < ?"
+SQL_DIGEST_SEEN = "SELECT 1 FROM delivery_digests WHERE source = ? AND digest = ?"
+SQL_INSERT_DIGEST = "INSERT INTO delivery_digests (source, digest, received_at) VALUES (?, ?, ?)"
+SQL_PRUNE_DIGESTS = "DELETE FROM delivery_digests WHERE received_at < ?"
+
+SQL_OPEN_SESSION = "INSERT INTO web_sessions (id_hash, user, created_at) VALUES (?, ?, ?)"
+SQL_EXPIRE_SESSIONS = "DELETE FROM web_sessions WHERE created_at < ?"
+SQL_SESSION_USER = "SELECT user FROM web_sessions WHERE id_hash = ? AND created_at >= ?"
+SQL_CLOSE_SESSION = "DELETE FROM web_sessions WHERE id_hash = ?"
+SQL_CLOSE_USER_SESSIONS = "DELETE FROM web_sessions WHERE user = ?"
+
+# A fixed window per key: the first hit after the window ended starts a new one.
+SQL_THROTTLE_HIT = """
+    INSERT INTO throttle (key, hits, expires_at) VALUES (:key, :amount, :now + :expiry)
+    ON CONFLICT (key) DO UPDATE SET
+        hits = CASE WHEN expires_at <= :now THEN excluded.hits ELSE hits + excluded.hits END,
+        expires_at = CASE WHEN expires_at <= :now THEN excluded.expires_at ELSE expires_at END
+    RETURNING hits
+"""
+SQL_THROTTLE_GET = "SELECT hits, expires_at FROM throttle WHERE key = ? AND expires_at > ?"
+SQL_THROTTLE_CLEAR = "DELETE FROM throttle WHERE key = ?"
+SQL_THROTTLE_CLEAR_ALL = "DELETE FROM throttle"
+SQL_PRUNE_THROTTLE = "DELETE FROM throttle WHERE expires_at <= ?"
+SQL_COUNT = """
+    INSERT INTO counters (name, label, value) VALUES (?, ?, ?)
+    ON CONFLICT (name, label) DO UPDATE SET value = value + excluded.value
+"""
+SQL_COUNTERS = "SELECT label, value FROM counters WHERE name = ?"
+SQL_BEAT = """
+    INSERT INTO beats (component, hostname, pid, state, detail, at) VALUES (?, ?, ?, ?, ?, ?)
+    ON CONFLICT (component) DO UPDATE SET hostname = excluded.hostname, pid = excluded.pid,
+        state = excluded.state, detail = excluded.detail, at = excluded.at
+"""
+SQL_LOOP_MEMORY = """
+    SELECT xname, ticket, problem, failing, drain_offer, resume_offer, updated_at FROM hw_loop
+    WHERE xname IN (SELECT value FROM json_each(?))
+"""
+SQL_REMEMBER_LOOP = """
+    INSERT INTO hw_loop (xname, ticket, problem, failing, drain_offer, resume_offer, updated_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (xname) DO UPDATE SET ticket = excluded.ticket, problem = excluded.problem,
+        failing = excluded.failing, drain_offer = excluded.drain_offer,
+        resume_offer = excluded.resume_offer, updated_at = excluded.updated_at
+"""
+SQL_BEATS = "SELECT component, hostname, pid, state, detail, at FROM beats ORDER BY component"
+SQL_NODE_HEALTH_UPSERT = """
+    INSERT INTO node_health (xname, state, checked_at, data, job_id) VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (xname) DO UPDATE SET state = excluded.state, checked_at = excluded.checked_at,
+        data = excluded.data, job_id = excluded.job_id
+    WHERE excluded.checked_at >= node_health.checked_at
+"""
+SQL_NODE_HEALTH = "SELECT xname, state, checked_at, data, job_id FROM node_health"
+SQL_INSERT_SWEEP = """
+    INSERT INTO sweeps (scope, started_at, finished_at, job_id, results) VALUES (?, ?, ?, ?, ?)
+    RETURNING id
+"""
+SQL_PRUNE_SWEEPS = """
+    DELETE FROM sweeps WHERE scope = ? AND id NOT IN
+        (SELECT id FROM sweeps WHERE scope = ? ORDER BY id DESC LIMIT ?)
+"""
+SQL_LAST_SWEEP = """
+    SELECT id, scope, started_at, finished_at, results, job_id FROM sweeps
+    WHERE scope = ? AND id < ? ORDER BY id DESC LIMIT 1
+"""
+SQL_JOB_COUNTS = """
+    SELECT namespace, job_type, status, report_state, count(*) FROM jobs
+    GROUP BY namespace, job_type, status, report_state
+"""
+SQL_JOB_TIMINGS = """
+    SELECT id, namespace, job_type, status, created_at, start_after, started_at, finished_at
+    FROM jobs WHERE created_at >= ? ORDER BY id LIMIT ?
+"""
+SQL_UPSERT_SCHEDULE = """
+    INSERT INTO schedules (key, namespace, job_type, cron, args, channel, enabled, last_fired_at,
+                           updated_at, has_fired)
+    VALUES (:key, :namespace, :job_type, :cron, :args, :channel, :enabled, :now, :now, 0)
+    ON CONFLICT (key) DO UPDATE SET
+        namespace = excluded.namespace, job_type = excluded.job_type, cron = excluded.cron,
+        args = excluded.args, channel = excluded.channel, enabled = excluded.enabled,
+        updated_at = excluded.updated_at
+"""
+SQL_DELETE_SCHEDULE = "DELETE FROM schedules WHERE key = ?"
+SQL_FIRE_SCHEDULE = """
+    UPDATE schedules SET last_fired_at = ?, has_fired = 1
+    WHERE key = ? AND coalesce(enabled_override, enabled) = 1
+      AND (last_fired_at IS NULL OR last_fired_at < ?)
+"""
+
+OUTBOX_COLUMNS = (
+    "id, kind, payload, channel, job_id, state, created_at, expires_at, attempts, "
+    "next_attempt_at, last_error, parts_done, posted_channel, ts, delivered_at, version, ref"
+)
+SQL_OUTBOX_INSERT = """
+    INSERT INTO outbox (kind, payload, channel, job_id, created_at, expires_at, next_attempt_at,
+                        ref)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id
+"""
+# One progress message per job, re-armed by each note; never for a job that has ended,
+# and never again once Slack refused it.
+SQL_OUTBOX_PROGRESS = """
+    INSERT INTO outbox (kind, payload, channel, job_id, created_at, expires_at, next_attempt_at)
+    SELECT 'progress', :payload, :channel, :job_id, :now, :expires, :now
+    WHERE EXISTS (SELECT 1 FROM jobs WHERE id = :job_id AND status = 'running')
+    ON CONFLICT (job_id) WHERE kind = 'progress' DO UPDATE SET
+        payload = excluded.payload, expires_at = excluded.expires_at, version = version + 1,
+        state = CASE WHEN state IN ('pending', 'delivered') THEN 'pending' ELSE state END,
+        next_attempt_at = CASE WHEN state = 'pending' THEN next_attempt_at ELSE :now END
+    RETURNING id
+"""
+SQL_OUTBOX_DROP_PROGRESS = """
+    UPDATE outbox SET state = 'dropped', version = version + 1
+    WHERE kind = 'progress' AND job_id = ? AND state = 'pending'
+"""
+SQL_OUTBOX_EXPIRE = (
+    """
+    UPDATE outbox SET state = 'expired', claimed_by = NULL, claimed_until = NULL,
+        last_error = 'not delivered before it expired; last error: '
+                     || coalesce(last_error, 'none: it was never tried')
+    WHERE state = 'pending' AND expires_at <= :now
+      AND (claimed_until IS NULL OR claimed_until <= :now)
+    RETURNING """
+    + OUTBOX_COLUMNS
+)
+# Due messages, oldest first. A relayed ticket is only ever sent by the web request that
+# waits for it (and expired by anyone). A job's messages go one at a time, in order:
+# none while an older one of the same job is leased to a sender (its progress edit
+# must not land after its report).
+SQL_OUTBOX_DUE = """
+    SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= :now
+      AND kind != 'relay' AND (claimed_until IS NULL OR claimed_until <= :now)
+      AND (job_id IS NULL OR NOT EXISTS (
+            SELECT 1 FROM outbox AS o WHERE o.job_id = outbox.job_id AND o.id < outbox.id
+              AND o.claimed_until > :now))
+    ORDER BY id LIMIT :limit
+"""
+SQL_OUTBOX_RENEW = """
+    UPDATE outbox SET claimed_until = ? WHERE id = ? AND claimed_by = ? AND state = 'pending'
+"""
+SQL_OUTBOX_ONE = (
+    "SELECT id FROM outbox WHERE id = :only AND state = 'pending' "
+    "AND (claimed_until IS NULL OR claimed_until <= :now)"
+)
+SQL_OUTBOX_LEASE = (
+    "UPDATE outbox SET claimed_by = :owner, claimed_until = :until WHERE id = :id RETURNING "
+    + OUTBOX_COLUMNS
+)
+SQL_OUTBOX_PART = "UPDATE outbox SET parts_done = ?, posted_channel = ?, ts = ? WHERE id = ?"
+# A progress note re-armed while it was being sent (its version moved on) stays pending.
+SQL_OUTBOX_DELIVERED = """
+    UPDATE outbox SET state = CASE WHEN version = :version AND state = 'pending'
+                                   THEN 'delivered' ELSE state END,
+        posted_channel = coalesce(:channel, posted_channel), ts = coalesce(:ts, ts),
+        delivered_at = :now, attempts = attempts + 1, last_error = NULL,
+        claimed_by = NULL, claimed_until = NULL
+    WHERE id = :id
+"""
+SQL_OUTBOX_RETRY = """
+    UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?,
+        claimed_by = NULL, claimed_until = NULL
+    WHERE id = ? AND state = 'pending'
+"""
+SQL_OUTBOX_DEFER = (
+    "UPDATE outbox SET next_attempt_at = ? WHERE state = 'pending' AND next_attempt_at < ?"
+)
+SQL_OUTBOX_GIVE_UP = """
+    UPDATE outbox SET state = ?, last_error = ?, attempts = attempts + 1,
+        claimed_by = NULL, claimed_until = NULL
+    WHERE id = ? AND state = 'pending' RETURNING kind, job_id
+"""
+SQL_OUTBOX_RELEASE = "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL WHERE id = ?"
+SQL_OUTBOX_GET = "SELECT " + OUTBOX_COLUMNS + " FROM outbox WHERE id = ?"
+SQL_OUTBOX_FIND = "SELECT " + OUTBOX_COLUMNS + " FROM outbox WHERE ref = ? ORDER BY id"
+SQL_OUTBOX_PENDING_SUMMARY = "SELECT count(*), min(created_at) FROM outbox WHERE state = 'pending'"
+SQL_OUTBOX_GIVEN_UP = (
+    "SELECT state, count(*) FROM outbox WHERE state IN ('failed', 'expired') GROUP BY state"
+)
+SQL_OUTBOX_LAST_ERROR = (
+    "SELECT last_error FROM outbox WHERE state = 'pending' AND last_error IS NOT NULL "
+    "ORDER BY id DESC LIMIT 1"
+)
+# A message leased by a sender is not due for the others until its lease ends; a relayed
+# ticket is due only to be expired, once its waiting request is gone.
+SQL_OUTBOX_NEXT_DUE = """
+    SELECT min(max(CASE WHEN kind = 'relay' THEN expires_at ELSE next_attempt_at END,
+                   coalesce(claimed_until, 0)))
+    FROM outbox WHERE state = 'pending'
+"""
+SQL_OUTBOX_PROGRESS_POSTED = (
+    "SELECT posted_channel, ts FROM outbox WHERE kind = 'progress' AND job_id = ? "
+    "AND ts IS NOT NULL"
+)
+SQL_OUTBOX_REPORTS_LEFT = (
+    "SELECT count(*) FROM outbox WHERE job_id = ? AND kind = 'report' AND state = 'pending'"
+)
+SQL_REPORT_DELIVERED = (
+    "UPDATE jobs SET report_state = 'delivered' WHERE id = ? AND report_state = 'pending'"
+)
+SQL_REPORT_GIVEN_UP = "UPDATE jobs SET report_state = 'failed', report_error = ? WHERE id = ?"
+SQL_PRUNE_OUTBOX = "DELETE FROM outbox WHERE state != 'pending' AND created_at < ?"
+
+SQL_NEXT_DUE = "SELECT min(start_after) FROM jobs WHERE status = 'queued'"
+SQL_NEXT_DUE_AFTER = SQL_NEXT_DUE + " AND start_after > ?"
+
+SQL_SCHEDULE_KEYS = "SELECT key FROM schedules"
+SQL_CONFIRMATIONS_DUE = (
+    "SELECT 1 FROM confirmations WHERE state = 'pending' AND expires_at <= ? LIMIT 1"
+)
+SQL_CONFIRMATIONS = "SELECT " + CONFIRMATION_COLUMNS + " FROM confirmations"
+SQL_OUTBOX_ITEMS = "SELECT " + OUTBOX_COLUMNS + " FROM outbox"
+SQL_JOBS = "SELECT " + JOB_COLUMNS + " FROM jobs"
+SQL_NODE_HEALTH_OF = SQL_NODE_HEALTH + " WHERE xname IN (SELECT value FROM json_each(?))"
+# SQLite's write lock already serializes every write transaction: nothing to lock.
+SQL_GET_FOR_UPDATE = SQL_GET
+SQL_GET_CONFIRMATION_FOR_UPDATE = SQL_GET_CONFIRMATION
