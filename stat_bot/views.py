@@ -8,6 +8,7 @@ Keeping them here means a person sees the same words whichever way they asked.
 from __future__ import annotations
 
 import dataclasses
+import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -408,6 +409,24 @@ class LogView:
         }
 
 
+def ran_on(job: Job) -> str | None:
+    """The host whose dispatcher ran the job (worker ids are `host:pid:suffix`), if known."""
+    if not job.worker_id or job.worker_id.count(":") < 2:
+        return None
+    return job.worker_id.rsplit(":", 2)[0] or None
+
+
+def missing_log(job: Job, stream: str) -> str:
+    """Why a started job's log file is not here: pruned, or on the host that ran the job."""
+    host = ran_on(job)
+    if host is not None and host != socket.gethostname():
+        return (
+            f"the {stream} of job #{job.id} is on {host}, whose dispatcher ran it, not on "
+            f"{socket.gethostname()} (put LOGS_DIR on storage every host mounts: DEPLOY.md)"
+        )
+    return f"the {stream} of job #{job.id} is gone (logs are pruned after HISTORY_DAYS days)"
+
+
 def read_log(queue: Queue, job_id: int, stream: str, end: LogEnd, count: int) -> LogView:
     """Some lines of a job's stdout or stderr; ViewError naming what is missing."""
     job = queue.get(job_id)
@@ -417,9 +436,7 @@ def read_log(queue: Queue, job_id: int, stream: str, end: LogEnd, count: int) ->
         raise ViewError(f"job #{job_id} is {job.status} and has no logs yet")
     path = Path(job.log_dir) / stream
     if not path.is_file():
-        raise ViewError(
-            f"the {stream} of job #{job_id} is gone (logs are pruned after HISTORY_DAYS days)"
-        )
+        raise ViewError(missing_log(job, stream))
     all_lines = path.read_text(errors="replace").splitlines()
     chosen = (
         all_lines if end == "all" else all_lines[:count] if end == "head" else all_lines[-count:]

@@ -45,6 +45,7 @@ from stat_bot.views import (
     dispatchers_summary,
     duration,
     job_dict,
+    missing_log,
     read_log,
     when,
 )
@@ -260,10 +261,11 @@ def job_log(job_id: int, stream: str) -> Any:
         raise ApiError(404, f"A job has no {excerpt(stream)!r} log; choose stdout or stderr.")
     job = _job_or_404(job_id)
     path = Path(job.log_dir or "") / stream
-    if not job.log_dir or not path.is_file():
-        raise ApiError(
-            404, f"The {stream} of job #{job_id} is not there (not started yet, or pruned)."
-        )
+    if not job.log_dir:
+        raise ApiError(404, f"The {stream} of job #{job_id} is not there (not started yet).")
+    if not path.is_file():
+        reason = missing_log(job, stream)
+        raise ApiError(404, reason[0].upper() + reason[1:] + ".")
     return send_file(
         path,
         mimetype="text/plain; charset=utf-8",

@@ -332,6 +332,22 @@ def test_dispatchers_page_lists_every_host_and_marks_the_stale_one(
     assert listed["hosta:101:aaaaaa"]["pid"] == 101
 
 
+def test_logs_of_a_job_another_host_ran_say_where_they_are(
+    logged_in: WebSession, queue: SQLiteQueue, settings: Settings
+) -> None:
+    """LOGS_DIR is per host unless shared: the job ran on hostb, this page is served here."""
+    job = queue.enqueue(JobRequest("ops", "check", {}, coalesce=False)).job
+    queue.register_worker("hostb:7:abcdef", "hostb", 7)
+    assert len(queue.claim("hostb:7:abcdef", 1)) == 1
+    queue.mark_started(job.id, 4242, "/srv/elsewhere/logs/ops/check/1")
+    queue.finish(job.id, JobStatus.SUCCEEDED, 0)
+    html = logged_in.get(f"/jobs/{job.id}").get_data(as_text=True)
+    assert f"the stdout of job #{job.id} is on hostb, whose dispatcher ran it" in html
+    download = logged_in.get(f"/jobs/{job.id}/logs/stderr")
+    assert download.status_code == 404
+    assert f"The stderr of job #{job.id} is on hostb" in download.get_data(as_text=True)
+
+
 def test_dispatchers_page_says_how_to_start_one_when_none_is_registered(
     logged_in: WebSession,
 ) -> None:

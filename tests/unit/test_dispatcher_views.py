@@ -3,6 +3,7 @@ judged by the queue's clock rather than this host's."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,3 +85,19 @@ def test_status_counts_what_each_dispatcher_runs(tmp_path: Path):
         assert "h:1:a" in StatusView.read(q, UTC, lost_after=30.0).text(UTC)
     finally:
         q.close()
+
+
+def test_a_missing_log_of_a_job_run_on_another_host_says_where_it_is():
+    from stat_bot.views import missing_log, ran_on
+
+    here = socket.gethostname()
+    elsewhere = make_job(id=7, worker_id="hostb.example.org:123:abcdef")
+    assert ran_on(elsewhere) == "hostb.example.org"
+    text = missing_log(elsewhere, "stderr")
+    assert text.startswith("the stderr of job #7 is on hostb.example.org, whose dispatcher ran it")
+    assert f"not on {here}" in text
+    assert "LOGS_DIR" in text
+    mine = make_job(id=8, worker_id=f"{here}:1:abcdef")
+    assert "pruned after HISTORY_DAYS" in missing_log(mine, "stdout")
+    assert ran_on(make_job(worker_id="test-worker")) is None  # not host:pid:suffix
+    assert "pruned" in missing_log(make_job(worker_id=None), "stdout")
