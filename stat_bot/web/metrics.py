@@ -41,7 +41,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from stat_bot.jobs.model import JobStatus, ReportState
 from stat_bot.queue.base import JobTiming
 from stat_bot.views import dispatcher_views
-from stat_bot.web.health import bot_connected
+from stat_bot.web.health import bot_connected, bots_connected
 from stat_bot.web.services import KEY, Services
 
 log = structlog.get_logger(__name__)
@@ -193,12 +193,20 @@ class QueueCollector(Collector):
 
         yield from self._dispatchers(now)
 
+        beats = queue.beats()
         bot = GaugeMetricFamily(
             "stat_bot_bot_connected",
-            "1 if the Slack bot's last beat says connected and is younger than LOST_AFTER",
+            "1 if a Slack bot's last beat says connected and is younger than LOST_AFTER",
         )
-        bot.add_metric([], 1 if bot_connected(queue.beats(), settings, now) else 0)
+        bot.add_metric([], 1 if bot_connected(beats, settings, now) else 0)
         yield bot
+        bots = GaugeMetricFamily(
+            "stat_bot_bots_connected",
+            "Slack bot processes (one per host) whose last beat says connected and is "
+            "younger than LOST_AFTER",
+        )
+        bots.add_metric([], len(bots_connected(beats, settings, now)))
+        yield bots
 
     def _dispatchers(self, now: float) -> Iterator[Metric]:
         """How many dispatchers live and look dead, and what each runs, on every host."""

@@ -8,6 +8,7 @@ with prometheus-client's own parser after real jobs went through the SQLite queu
 from __future__ import annotations
 
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -198,7 +199,8 @@ def service(
 
 
 def bot_beat(queue: SQLiteQueue) -> Any:
-    return next((b for b in queue.beats() if b.component == "bot"), None)
+    """This host's bot's beat (a bot beats as `bot:<host>`)."""
+    return next((b for b in queue.beats() if b.component == f"bot:{socket.gethostname()}"), None)
 
 
 def test_a_running_bot_makes_readyz_ready_and_a_stopped_one_not(
@@ -272,6 +274,36 @@ def test_a_bot_whose_beats_stopped_coming_is_not_ready(
     assert "LOST_AFTER" in body["checks"]["bot"]["detail"]
     queue.beat("bot", "connected", "socket mode", hostname="h", pid=7)
     assert readyz(make_web_app(slack_settings).test_client())[0] == 200
+
+
+def test_one_connected_bot_of_two_hosts_is_enough(
+    make_web_app: Callable[..., Flask], slack_settings: Settings, queue: SQLiteQueue
+) -> None:
+    """Bots on two hosts beat in rows of their own: hostb's stopping does not hide hosta's."""
+    queue.register_worker("w", "h", 8)
+    old = time.time() - 600
+    queue.beat("bot", "stopped", "the bot exited", hostname="h", pid=1, now=old)  # older version
+    queue.beat("bot:hosta", "connected", "socket mode", hostname="hosta", pid=11)
+    queue.beat("bot:hostb", "stopped", "the bot exited", hostname="hostb", pid=22)
+    client = make_web_app(slack_settings).test_client()
+    status, body = readyz(client)
+    assert status == 200
+    assert body["checks"]["bot"]["detail"].startswith("bot hosta:11 connected")
+    queue.beat("bot:hostb", "connected", "socket mode", hostname="hostb", pid=23)
+    status, body = readyz(client)
+    assert status == 200
+    assert body["checks"]["bot"]["detail"].startswith("2 bots connected (")
+    samples = scrape(client)
+    assert value(samples, "stat_bot_bot_connected") == 1
+    assert value(samples, "stat_bot_bots_connected") == 2
+
+    stale = time.time() - 60  # LOST_AFTER is 5 s here
+    queue.beat("bot:hosta", "connected", "socket mode", hostname="hosta", pid=11, now=stale)
+    queue.beat("bot:hostb", "connecting", "reconnecting", hostname="hostb", pid=23)
+    status, body = readyz(client)
+    assert status == 503
+    assert body["checks"]["bot"]["detail"].startswith("bot hostb:23 is connecting (reconnecting), ")
+    assert value(scrape(client), "stat_bot_bots_connected") == 0
 
 
 # -- /metrics ------------------------------------------------------------------------------------
