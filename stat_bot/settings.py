@@ -13,6 +13,7 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
@@ -63,6 +64,15 @@ class SettingsError(Exception):
     """A setting is missing or malformed; the message names it and what is expected."""
 
 
+def shown_url(url: str) -> str:
+    """A database URL with its password (if any) replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user, host = parts.netloc.rsplit("@", 1)
+    return urlunsplit(parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}"))
+
+
 class Settings(BaseSettings):
     """STAT bot's configuration. Field names are the variable names, lower-cased."""
 
@@ -78,8 +88,14 @@ class Settings(BaseSettings):
     state_dir: Path = Field(Path("var"), description="Folder for the database, logs and scratch")
     database_url: str = Field(
         "",
-        description="sqlite:///PATH (default: sqlite:///STATE_DIR/stat-bot.sqlite3); "
-        "postgresql:// is not available yet",
+        description="sqlite:///PATH (default: sqlite:///STATE_DIR/stat-bot.sqlite3) or "
+        "postgresql://USER[:PASSWORD]@HOST[:PORT]/DB for a queue shared by several hosts",
+    )
+    database_pool_size: int = Field(
+        10, ge=1, le=200, description="PostgreSQL: connections per process at most"
+    )
+    database_connect_timeout: float = Field(
+        10.0, gt=0, le=600, description="PostgreSQL: seconds a call waits for a connection"
     )
     logs_dir: Path | None = Field(None, description="Per-job stdout/stderr folders")
     writeable_dir: Path | None = Field(None, description="Where jobs may write files")
@@ -351,6 +367,11 @@ class Settings(BaseSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def database_shown(self) -> str:
+        """DATABASE_URL as messages and logs may show it: any password replaced by ***."""
+        return shown_url(self.database_url)
 
     @property
     def sqlite_path(self) -> Path:

@@ -18,6 +18,7 @@ import pytest
 from stat_bot.jobs.config import JobConfigs, load_config
 from stat_bot.queue.sqlite import SQLiteQueue
 from stat_bot.settings import PROXY_VARIABLES, Settings, load_settings
+from tests.postgres_fixtures import postgres_url  # noqa: F401  (a fixture for every test folder)
 
 pytest_plugins = [
     "tests.redfish_fixtures",

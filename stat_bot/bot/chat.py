@@ -10,7 +10,6 @@ actions the command line uses.
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -373,7 +372,7 @@ class ChatCommands:
                 self.queue,
                 requester,
                 self.settings.tz,
-                now=time.time(),
+                now=self.queue.now(),
                 inventory=site_inventory(self.settings.hw_inventory) if guarded else None,
                 confirm_expiry=self.settings.hw_confirm_expiry,
             )

@@ -116,6 +116,7 @@ class Dispatcher:
         self.queue = queue
         self.notifier = notifier
         self.hostname = socket.gethostname()
+        self._recover_now = 0.0  # the queue's clock when a recovery began (see `_is_dead`)
         self.worker_id = worker_id or f"{self.hostname}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.runner = Runner(settings)
         self.running: dict[int, RunningJob] = {}
@@ -294,7 +295,7 @@ class Dispatcher:
             self.log.info(
                 "dispatcher started",
                 concurrency=self.settings.dispatcher_concurrency,
-                database=str(self.settings.database_url),
+                database=self.settings.database_shown,
             )
             await self._recover()
             heartbeat = self._spawn(self._heartbeat_loop())
@@ -329,9 +330,10 @@ class Dispatcher:
             timeout = poll
             try:
                 await self._dispatch_once()
-                due = await self._q_quick(self.queue.next_due, now=time.time())
+                now = self.queue.now()
+                due = await self._q_quick(self.queue.next_due, now=now)
                 if due is not None:
-                    timeout = min(poll, max(0.0, due - time.time()))
+                    timeout = min(poll, max(0.0, due - now))
             except QueueError as error:  # the database's fault, said in words: no traceback
                 self.log.warning("dispatch cycle failed; retrying", error=str(error))
                 timeout = max(poll, 1.0)
@@ -540,7 +542,9 @@ class Dispatcher:
             return False
         if worker.hostname == self.hostname and not pid_alive(worker.pid):
             return True
-        return time.time() - worker.heartbeat_at > self.settings.lost_after
+        # Both times are the queue's clock (the database server's on PostgreSQL): a host
+        # whose own clock is minutes off neither looks dead nor judges others dead.
+        return self._recover_now - worker.heartbeat_at > self.settings.lost_after
 
     def _recovery_notices(self, item: Recovered) -> list[OutboxMessage]:
         """What the asker of a job recovered from a dead dispatcher is told (in its transaction)."""
@@ -560,6 +564,7 @@ class Dispatcher:
         return [outgoing(report, "report") for report in reports]
 
     async def _recover(self) -> None:
+        self._recover_now = await self._q(self.queue.now)
         recovered: list[Recovered] = await self._q(
             self.queue.recover_lost, self._is_dead, notices=self._recovery_notices
         )
@@ -596,7 +601,7 @@ class Dispatcher:
         `_finish`, whose write only changes a job still running, so a job that ends
         normally at the same moment keeps its real outcome.
         """
-        now = time.time()
+        now = await self._q(self.queue.now)
         settle = self.settings.heartbeat_interval + self.settings.kill_grace
         for job in await self._q(self.queue.running_jobs):
             started = job.started_at or job.created_at
@@ -661,7 +666,12 @@ class Dispatcher:
     async def _schedule_loop(self) -> None:
         tz = self.settings.tz
         while True:
-            now = time.time()
+            try:
+                now = await self._q(self.queue.now)  # due times by the database's clock
+            except QueueError as error:
+                self.log.warning("schedule check failed", error=str(error))
+                await asyncio.sleep(1.0)
+                continue
             wake_at = now + MAX_SCHEDULE_SLEEP
             try:
                 await self._sync_schedules()  # job_configs.py may have changed
@@ -682,7 +692,7 @@ class Dispatcher:
                     wake_at = min(wake_at, row_next_due(row, tz, now))
             except Exception:
                 self.log.exception("schedule check failed")
-            await asyncio.sleep(max(0.0, wake_at - time.time()))
+            await asyncio.sleep(max(0.0, wake_at - now))
 
     def _schedule_channel(self, key: str) -> str | None:
         """The site's channel for a schedule (step 4 of jobs/requests.py's rule): the
@@ -720,7 +730,7 @@ class Dispatcher:
     async def _prune_loop(self) -> None:
         while True:
             try:
-                cutoff = time.time() - self.settings.history_days * 86400
+                cutoff = self.queue.now() - self.settings.history_days * 86400
                 pruned = await self._q(self.queue.prune, cutoff)
                 for job in pruned:
                     await asyncio.to_thread(remove_log_dir, job.log_dir)

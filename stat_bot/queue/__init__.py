@@ -12,14 +12,15 @@ if TYPE_CHECKING:
 
 __all__ = ["Queue", "QueueError", "QueueMissingError", "open_queue"]
 
-# Schemes of backends that are planned but not in this version, for a clear refusal.
-NOT_YET = frozenset({"postgresql", "postgres"})
+POSTGRES_SCHEMES = frozenset({"postgresql", "postgres"})
 
 
 def open_queue(settings: Settings, *, migrate: bool = True, create: bool = True) -> Queue:
     """The queue DATABASE_URL names, chosen by the URL's scheme, its schema brought up to date.
 
-    QueueError (naming the scheme and what to use instead) for a scheme with no backend.
+    sqlite:/// is the embedded default; postgresql:// (or postgres://) is the shared
+    backend for several hosts. QueueError (naming the scheme and what to use instead)
+    for a scheme with no backend.
     `create=False` (CLI commands that only look or queue): a missing database is a
     QueueMissingError naming the path, never a new empty database made in passing.
     """
@@ -33,15 +34,19 @@ def open_queue(settings: Settings, *, migrate: bool = True, create: bool = True)
             outbox_expiry=settings.slack_delivery_expiry,
             create=create,
         )
-    elif scheme in NOT_YET:
-        raise QueueError(
-            f"DATABASE_URL: the {scheme}:// backend is not available yet in this version of "
-            "STAT bot; use sqlite:///PATH"
+    elif scheme in POSTGRES_SCHEMES:
+        from stat_bot.queue.postgres import PostgresQueue
+
+        queue = PostgresQueue(
+            settings.database_url,
+            outbox_expiry=settings.slack_delivery_expiry,
+            pool_size=settings.database_pool_size,
+            connect_timeout=settings.database_connect_timeout,
         )
     else:
         raise QueueError(
             f"DATABASE_URL: unknown scheme {scheme + '://' if scheme else '(none)'}; "
-            "use sqlite:///PATH"
+            "use sqlite:///PATH or postgresql://USER@HOST/DB"
         )
     if migrate:
         queue.migrate()

@@ -21,7 +21,7 @@ import json
 import os
 import secrets
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from types import ModuleType
 from typing import Any
@@ -58,8 +58,8 @@ CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud an
 CODE_LENGTH = 6
 
 
-class _ReplayedError(Exception):
-    """Raised inside a write to roll it back: the delivery's body was accepted meanwhile."""
+class _RollBackError(Exception):
+    """Raised inside a write to undo all of it: another process did the same thing first."""
 
 
 def _job(row: Sequence[object]) -> Job:
@@ -544,6 +544,7 @@ class RelationalQueue(Queue):
             conn.execute(self.sql.SQL_PRUNE_DIGESTS, (before,))
             conn.execute(self.sql.SQL_PRUNE_THROTTLE, (self.now(),))
             conn.execute(self.sql.SQL_PRUNE_CONFIRMATIONS, (before,))
+            conn.execute(self.sql.SQL_PRUNE_FIRINGS, (before,))
         return [_job(r) for r in rows]
 
     # workers ---------------------------------------------------------------
@@ -653,10 +654,15 @@ class RelationalQueue(Queue):
         return _schedule(row)
 
     def fire_schedule(self, key: str, due: float, request: JobRequest) -> EnqueueResult | None:
-        with self._write() as conn:
-            if conn.execute(self.sql.SQL_FIRE_SCHEDULE, (due, key, due)).rowcount != 1:
-                return None
-            row, coalesced = self._insert_or_coalesce(conn, request, due, due)
+        try:
+            with self._write() as conn:
+                if conn.execute(self.sql.SQL_FIRE_SCHEDULE, (due, key, due)).rowcount != 1:
+                    return None
+                if conn.execute(self.sql.SQL_RECORD_FIRING, (key, due, self.now())).rowcount != 1:
+                    raise _RollBackError  # this due time has fired already
+                row, coalesced = self._insert_or_coalesce(conn, request, due, due)
+        except _RollBackError:
+            return None
         self.notify()
         return EnqueueResult(_job(row), coalesced)
 
@@ -684,7 +690,7 @@ class RelationalQueue(Queue):
                     return None
                 insert = self.sql.SQL_INSERT_DIGEST
                 if digest is not None and conn.execute(insert, (source, digest, now)).rowcount != 1:
-                    raise _ReplayedError  # another process accepted the same body just now
+                    raise _RollBackError  # another process accepted the same body just now
                 for request in requests:
                     start_after = now + request.delay_seconds
                     row, coalesced = self._insert_or_coalesce(conn, request, now, start_after)
@@ -695,7 +701,7 @@ class RelationalQueue(Queue):
                     results.append(EnqueueResult(_job(row), coalesced, (), until))
                 if notices is not None:
                     stored = self._store(conn, notices(results), now)
-        except _ReplayedError:
+        except _RollBackError:
             return None  # rolled back: the delivery id is not kept either
         if results or stored:
             self.notify()
@@ -1038,3 +1044,46 @@ class RelationalQueue(Queue):
         if now is None:
             return self._read(self.sql.SQL_NEXT_DUE)[0][0]
         return self._read(self.sql.SQL_NEXT_DUE_AFTER, (now,))[0][0]
+
+    # moving a site (stat-bot db copy: queue/copy.py) ----------------------------
+    @abc.abstractmethod
+    def schema_version(self) -> int | None:
+        """The schema version the database is at, or None before its first migration."""
+
+    def expected_schema_version(self) -> int:
+        """The version this STAT bot's migrations bring a database to."""
+        return len(self.sql.MIGRATIONS)
+
+    def table_columns(self, table: str) -> list[str]:
+        """A table's columns in order (empty for a table the database does not have)."""
+        return [r[0] for r in self._read(self.sql.SQL_TABLE_COLUMNS, (table,))]
+
+    def table_count(self, table: str) -> int:
+        return self._read(f'SELECT count(*) FROM "{_known(self, table)}"')[0][0]
+
+    def dump_rows(self, table: str, columns: Sequence[str]) -> Iterator[tuple]:
+        names = ", ".join(f'"{c}"' for c in columns)
+        yield from self._read(f'SELECT {names} FROM "{_known(self, table)}"')
+
+    def load_rows(
+        self, table: str, columns: Sequence[str], batches: Iterator[Sequence[tuple]]
+    ) -> None:
+        """Insert rows keeping their keys, skipping any whose key is there already; one
+        transaction for the table, after which new ids continue above the copied ones."""
+        names = ", ".join(f'"{c}"' for c in columns)
+        marks = ", ".join(self.sql.P for _ in columns)
+        sql = (
+            f'INSERT INTO "{_known(self, table)}" ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING'
+        )
+        with self._write() as conn:
+            for batch in batches:
+                self._many(conn, sql, batch)
+            if "id" in columns and self.sql.SQL_RESET_ID:
+                conn.execute(self.sql.SQL_RESET_ID.format(table=table), (table,))
+
+
+def _known(queue: RelationalQueue, table: str) -> str:
+    """`table`, if it is one of the queue's own (names are put into SQL text)."""
+    if not queue.table_columns(table):
+        raise ValueError(f"no table {table!r} in the queue database")
+    return table

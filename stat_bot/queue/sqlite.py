@@ -384,6 +384,9 @@ class SQLiteQueue(RelationalQueue):
         self._local.wal = self._wal_id()  # the first write in WAL mode made it
         return len(MIGRATIONS)
 
+    def schema_version(self) -> int | None:
+        return self._schema_version(self._conn())
+
     def _schema_version(self, conn: sqlite3.Connection) -> int | None:
         """The schema version in force, or None for a database not yet set up (a read)."""
 

@@ -266,8 +266,17 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at   REAL NOT NULL
     ) WITHOUT ROWID;
     """,
+    """
+    -- Each time a schedule fired, unique per schedule and due time: however many
+    -- dispatchers look at a schedule at once, a due time queues its job once.
+    CREATE TABLE schedule_firings (
+        key      TEXT NOT NULL,
+        due      REAL NOT NULL,
+        fired_at REAL NOT NULL,
+        PRIMARY KEY (key, due)
+    ) WITHOUT ROWID;
+    """,
 )
-
 JOB_COLUMNS = (
     "id, namespace, job_type, args, channel, thread_ts, user, source, status, created_at, "
     "start_after, started_at, finished_at, attempts, max_retries, concurrency, worker_id, "
@@ -700,3 +709,10 @@ SQL_NODE_HEALTH_OF = SQL_NODE_HEALTH + " WHERE xname IN (SELECT value FROM json_
 # SQLite's write lock already serializes every write transaction: nothing to lock.
 SQL_GET_FOR_UPDATE = SQL_GET
 SQL_GET_CONFIRMATION_FOR_UPDATE = SQL_GET_CONFIRMATION
+SQL_RECORD_FIRING = (
+    "INSERT INTO schedule_firings (key, due, fired_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (key, due) DO NOTHING"
+)
+SQL_PRUNE_FIRINGS = "DELETE FROM schedule_firings WHERE due < ?"
+SQL_TABLE_COLUMNS = "SELECT name FROM pragma_table_info(?) ORDER BY cid"
+SQL_RESET_ID = None  # an INTEGER PRIMARY KEY goes on from the largest id by itself

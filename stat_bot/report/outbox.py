@@ -173,7 +173,7 @@ class OutboxSender:
     def stop(self, flush: float = 5.0) -> None:
         """Send what is due for up to `flush` seconds more, then stop; the rest waits in
         the queue for the next sender (a stop never loses a message, nor hangs on Slack)."""
-        self._flush_until = time.time() + flush
+        self._flush_until = self.queue.now() + flush
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
@@ -188,7 +188,7 @@ class OutboxSender:
                 self.log.warning("outbox: could not read or record messages", error=str(error))
                 wait = IDLE_POLL
             if stopping:
-                if wait > 0 or time.time() >= self._flush_until:
+                if wait > 0 or self.queue.now() >= self._flush_until:
                     return
                 continue
             self._wake.wait(max(0.0, min(wait, IDLE_POLL)))
@@ -197,7 +197,7 @@ class OutboxSender:
     # one pass ---------------------------------------------------------------------------
     def send_due(self) -> float:
         """Send what is due now; seconds until something may be due next."""
-        now = time.time()
+        now = self.queue.now()
         if now < self._paused_until:
             return self._paused_until - now
         # A read first: an idle sender takes no write lock (the claim is a write).
@@ -211,7 +211,7 @@ class OutboxSender:
             if item.state is OutboxState.EXPIRED:
                 self._log_expired(item)
                 continue
-            if self._stop.is_set() and time.time() >= self._flush_until:
+            if self._stop.is_set() and self.queue.now() >= self._flush_until:
                 self._release(items[index:])
                 break
             if not self._record(self.queue.outbox_renew, item.id, self.owner, LEASE):
@@ -233,7 +233,7 @@ class OutboxSender:
         if len(items) >= CLAIM_BATCH:
             return 0.0
         due = self.queue.outbox_next_due()
-        return IDLE_POLL if due is None else max(0.0, due - time.time())
+        return IDLE_POLL if due is None else max(0.0, due - self.queue.now())
 
     def deliver_now(
         self, item_id: int, deadline: float, *, behind_outage: bool = False
@@ -248,7 +248,7 @@ class OutboxSender:
         if behind_outage and self._outage_in_progress():
             return self.queue.outbox_get(item_id)
         while True:
-            lease = max(LEASE, deadline - time.time() + LEASE)
+            lease = max(LEASE, deadline - self.queue.now() + LEASE)
             claimed = self.queue.claim_outbox(self.owner, only=item_id, lease=lease)
             item = next((i for i in claimed if i.id == item_id), None)
             if item is None or item.state is not OutboxState.PENDING:
@@ -258,9 +258,9 @@ class OutboxSender:
             if self._attempt(item) is not Outcome.RETRY:
                 return self.queue.outbox_get(item_id)
             current = self.queue.outbox_get(item_id)
-            if current is None or max(current.next_attempt_at, time.time()) >= deadline:
+            if current is None or max(current.next_attempt_at, self.queue.now()) >= deadline:
                 return current  # its next try (Slack's Retry-After, or the backoff) is too late
-            time.sleep(max(0.0, current.next_attempt_at - time.time()))
+            time.sleep(max(0.0, current.next_attempt_at - self.queue.now()))
 
     def deliver_within(
         self, item_id: int, wait: float, *, give_up_late: bool = False
@@ -271,7 +271,7 @@ class OutboxSender:
         STAT relay's form has already told its user it failed); otherwise it stays in
         the outbox, and the dispatcher's sender keeps trying.
         """
-        item = self.deliver_now(item_id, time.time() + wait, behind_outage=not give_up_late)
+        item = self.deliver_now(item_id, self.queue.now() + wait, behind_outage=not give_up_late)
         if give_up_late and item is not None and item.state is OutboxState.PENDING:
             reason = f"{item.last_error or 'Slack did not answer'} (gave up after {wait:g} s)"
             self._record(self.queue.outbox_failed, item_id, reason, state=OutboxState.EXPIRED)
@@ -285,7 +285,7 @@ class OutboxSender:
         cannot be stored is still tried within `wait` (and never later); what came of it
         is the answer, since nothing can be recorded.
         """
-        deadline = time.time() + wait
+        deadline = self.queue.now() + wait
         attempt = 0
         while True:
             try:
@@ -297,7 +297,7 @@ class OutboxSender:
             except DeliveryError as error:
                 attempt += 1
                 delay = error.retry_after or FIRST_RETRY * attempt
-                if error.permanent or time.time() + delay >= deadline:
+                if error.permanent or self.queue.now() + delay >= deadline:
                     return error
                 time.sleep(delay)
 
@@ -425,7 +425,7 @@ class OutboxSender:
         else:
             delay = min(self.settings.slack_retry_max, FIRST_RETRY * 2 ** min(item.attempts, 20))
             delay *= 1 + random.random() / 4  # senders in several processes do not stay in step
-        retry_at = self._last_retry_at = time.time() + delay
+        retry_at = self._last_retry_at = self.queue.now() + delay
         self._record(self.queue.outbox_retry, item.id, str(error), retry_at)
         self.log.warning(
             "message not delivered yet; will retry",

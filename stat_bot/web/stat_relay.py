@@ -237,7 +237,9 @@ def slack_proxy() -> tuple[Response, int]:
     wait = svc.settings.stat_relay_wait
     report = Report([ticket_message(ticket, who())], "info", channel=channel, title="STAT ticket")
     try:
-        (item_id,) = svc.queue.post([outgoing(report, "relay", expires_at=time.time() + wait + 1)])
+        (item_id,) = svc.queue.post(
+            [outgoing(report, "relay", expires_at=svc.queue.now() + wait + 1)]
+        )
     except Exception as error:  # the database: the person waiting still gets the ticket sent
         log.warning("STAT ticket not stored; sending it unrecorded", reason=str(error))
         sent = sender.send_unrecorded(report, wait)

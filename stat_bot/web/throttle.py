@@ -60,7 +60,11 @@ class QueueStorage(Storage):
         return self._queue_of().throttle_get(key)[0]
 
     def get_expiry(self, key: str) -> float:
-        return self._queue_of().throttle_get(key)[1] or time.time()
+        """When the window ends, on this host's clock (limits compares it with time.time()),
+        though the queue keeps it on its own (the database server's)."""
+        queue = self._queue_of()
+        expires = queue.throttle_get(key)[1]
+        return time.time() if expires is None else expires - queue.now() + time.time()
 
     def check(self) -> bool:
         try:

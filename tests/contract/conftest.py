@@ -11,6 +11,7 @@ beside it in tests/unit/.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,13 +19,28 @@ import pytest
 
 from stat_bot.queue import Queue, open_queue
 from stat_bot.settings import load_settings
+from tests.postgres_fixtures import create_database, drop_database, require_postgres
 
 
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'queue.sqlite3'}"
+@contextmanager
+def sqlite_url(tmp_path: Path) -> Iterator[str]:
+    yield f"sqlite:///{tmp_path / 'queue.sqlite3'}"
 
 
-BACKENDS: dict[str, Callable[[Path], str]] = {"sqlite": sqlite_url}
+@contextmanager
+def postgres_url(tmp_path: Path) -> Iterator[str]:
+    require_postgres()
+    url = create_database(migrated=True)
+    try:
+        yield url
+    finally:
+        drop_database(url)
+
+
+BACKENDS: dict[str, Callable[[Path], AbstractContextManager[str]]] = {
+    "sqlite": sqlite_url,
+    "postgres": postgres_url,
+}
 
 
 @dataclass
@@ -37,18 +53,18 @@ class Backend:
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    url = BACKENDS[request.param](tmp_path)
-    opened: list[Queue] = []
+    with BACKENDS[request.param](tmp_path) as url:
+        opened: list[Queue] = []
 
-    def open_(**overrides: object) -> Queue:
-        settings = load_settings(state_dir=tmp_path, database_url=url, **overrides)
-        queue = open_queue(settings)  # migrated, as every process opens it
-        opened.append(queue)
-        return queue
+        def open_(**overrides: object) -> Queue:
+            settings = load_settings(state_dir=tmp_path, database_url=url, **overrides)
+            queue = open_queue(settings)  # migrated, as every process opens it
+            opened.append(queue)
+            return queue
 
-    yield Backend(request.param, open_)
-    for queue in opened:
-        queue.close()
+        yield Backend(request.param, open_)
+        for queue in opened:
+            queue.close()
 
 
 @pytest.fixture
