@@ -29,7 +29,8 @@ import pytest
 
 from stat_bot.integrations.slack_emulator import EmulatorThread
 from stat_bot.jobs.model import Job
-from stat_bot.queue.sqlite import SQLiteQueue
+from stat_bot.queue import Queue, open_queue
+from stat_bot.settings import Settings, load_settings
 from tests.conftest import STAT_BOT, write_configs
 from tests.e2e.slack_service import message_text, service_env
 
@@ -60,6 +61,7 @@ class TwoBots:
     home: Path
     emulator: EmulatorThread
     env: dict[str, str]
+    settings: Settings
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     commands: dict[str, str] = field(default_factory=dict)  # ts -> text
 
@@ -96,8 +98,11 @@ class TwoBots:
         self.commands[ts] = text
         return ts
 
+    def queue(self) -> Queue:
+        return open_queue(self.settings, migrate=False)
+
     def jobs(self) -> list[Job]:
-        queue = SQLiteQueue(self.home / "var" / "stat-bot.sqlite3")
+        queue = self.queue()
         try:
             return queue.jobs(limit=10_000)
         finally:
@@ -130,12 +135,23 @@ class TwoBots:
 
 
 @pytest.fixture
-def two_bots(tmp_path: Path) -> Iterator[TwoBots]:
+def backend() -> str:
+    """The queue's backend: SQLite unless a test is parametrized over both."""
+    return "sqlite"
+
+
+@pytest.fixture
+def two_bots(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Iterator[TwoBots]:
+    url = request.getfixturevalue("postgres_url") if backend == "postgres" else ""
     with EmulatorThread() as emulator:
         emulator.client().socket_mode(ack_timeout=ACK_TIMEOUT, retry_delays=[0, 1, 2])
         (tmp_path / "workspace").mkdir()
         write_configs(tmp_path / "job_configs.py", CONFIG)
-        bots = TwoBots(tmp_path, emulator, service_env(tmp_path, emulator.api_url))
+        env = service_env(tmp_path, emulator.api_url, **({"DATABASE_URL": url} if url else {}))
+        settings = load_settings(
+            _env_file=None, state_dir=tmp_path / "var", **({"database_url": url} if url else {})
+        )
+        bots = TwoBots(tmp_path, emulator, env, settings)
         try:
             bots.start("dispatcher", "dispatcher")
             bots.wait(lambda: "dispatcher started" in bots.log_of("dispatcher"), "dispatcher")
@@ -165,6 +181,7 @@ def answered_by(bots: TwoBots, name: str) -> int:
     return bots.log_of(name).count('"command answered"')
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_two_bots_share_50_commands_and_answer_each_once(two_bots: TwoBots) -> None:
     stamps = [two_bots.post(n) for n in range(50)]
     two_bots.wait(lambda: two_bots.all_answered(stamps), "50 answers", timeout=120)
@@ -202,6 +219,7 @@ def test_a_bot_killed_mid_run_leaves_its_commands_to_the_other(two_bots: TwoBots
     assert {e["event_ts"] for e in redelivered} <= set(second)
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_a_frozen_bots_late_copies_are_dropped(two_bots: TwoBots) -> None:
     """Frozen past the ack timeout: the other bot answers its commands; thawed, it acks its
     stale copies and answers none of them again."""
@@ -225,7 +243,7 @@ def test_a_frozen_bots_late_copies_are_dropped(two_bots: TwoBots) -> None:
     two_bots.wait(lambda: two_bots.all_answered(more), "the last 20 answers", timeout=120)
     two_bots.check_each_answered_once()
     assert on_b  # the emulator did give the frozen bot some of the 20
-    queue = SQLiteQueue(two_bots.home / "var" / "stat-bot.sqlite3")
+    queue = two_bots.queue()
     try:
         dropped = queue.counters("slack_events_dropped").get("duplicate", 0)
     finally:

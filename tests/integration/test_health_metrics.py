@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from stat_bot.integrations.slack_emulator import APP_TOKEN, BOT_TOKEN, EmulatorThread
 from stat_bot.jobs.config import JobConfigs
 from stat_bot.jobs.model import JobRequest, JobStatus, ReportState
+from stat_bot.queue import open_queue
 from stat_bot.queue.sqlite import SQLiteQueue
 from stat_bot.settings import Settings
 from stat_bot.web.metrics import LATENCY_BUCKETS
@@ -435,19 +436,28 @@ def test_every_worker_and_app_reads_the_same_figures(
     assert not [n for n in global_names if n.startswith("stat_bot_")]
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_metrics_sum_the_work_of_two_dispatcher_processes(
+    backend: str,
+    request: pytest.FixtureRequest,
     configure: Callable[[dict[str, Any]], JobConfigs],
     make_web_app: Callable[..., Flask],
-    queue: SQLiteQueue,
-    settings: Settings,
+    make_settings: Callable[..., Settings],
     start_dispatcher: Callable[..., Any],
     tmp_path: Path,
 ) -> None:
     """Two `stat-bot dispatcher` processes share the database; each runs two held jobs.
 
     Two web apps on their own connections (as two gunicorn workers, on any host) answer
-    the same totals, and the per-dispatcher gauges add up to them.
+    the same totals, and the per-dispatcher gauges add up to them. On PostgreSQL as on
+    SQLite: the same figures whichever backend holds them.
     """
+    url = request.getfixturevalue("postgres_url") if backend == "postgres" else ""
+    settings = make_settings(database_url=url) if url else make_settings()
+    env = {"DATABASE_URL": url} if url else {}
+    queue, other_queue = open_queue(settings), open_queue(settings)
+    request.addfinalizer(queue.close)
+    request.addfinalizer(other_queue.close)
     gate = tmp_path / "gate"
     configure(
         {
@@ -462,9 +472,10 @@ def test_metrics_sum_the_work_of_two_dispatcher_processes(
             }
         }
     )
-    first = start_dispatcher(DISPATCHER_CONCURRENCY="2")
-    second = start_dispatcher(DISPATCHER_CONCURRENCY="2")
-    ids = [queue.enqueue(request("held", concurrency=4)).job.id for _ in range(4)]
+    first = start_dispatcher(DISPATCHER_CONCURRENCY="2", **env)
+    second = start_dispatcher(DISPATCHER_CONCURRENCY="2", **env)
+    held = JobRequest(namespace="ops", job_type="held", coalesce=False, concurrency=4)
+    ids = [queue.enqueue(held).job.id for _ in range(4)]
     # Each may hold two: four running means two on each.
     wait_until(
         lambda: all((j := queue.get(i)) is not None and j.pid for i in ids),
@@ -473,34 +484,33 @@ def test_metrics_sum_the_work_of_two_dispatcher_processes(
     )
     workers = {w.pid: w for w in queue.workers()}
     a, b = workers[first.pid], workers[second.pid]
-    other_queue = SQLiteQueue(settings.sqlite_path)
-    try:
-        apps = [make_web_app().test_client(), make_web_app(queue=other_queue).test_client()]
-        for client in apps:
-            samples = scrape(client)
-            assert value(samples, "stat_bot_jobs", namespace="ops", status="running") == 4
-            assert value(samples, "stat_bot_dispatchers") == 2
-            assert value(samples, "stat_bot_dispatchers_stale") == 0
-            for w in (a, b):
-                labels = {"worker": w.id, "host": w.hostname}
-                assert value(samples, "stat_bot_dispatcher_running_jobs", **labels) == 2
-                age = value(samples, "stat_bot_dispatcher_heartbeat_age_seconds", **labels)
-                assert age is not None
-                assert 0 <= age < settings.lost_after
+    apps = [
+        make_web_app(settings, queue=queue).test_client(),
+        make_web_app(settings, queue=other_queue).test_client(),
+    ]
+    for client in apps:
+        samples = scrape(client)
+        assert value(samples, "stat_bot_jobs", namespace="ops", status="running") == 4
+        assert value(samples, "stat_bot_dispatchers") == 2
+        assert value(samples, "stat_bot_dispatchers_stale") == 0
+        for w in (a, b):
+            labels = {"worker": w.id, "host": w.hostname}
+            assert value(samples, "stat_bot_dispatcher_running_jobs", **labels) == 2
+            age = value(samples, "stat_bot_dispatcher_heartbeat_age_seconds", **labels)
+            assert age is not None
+            assert 0 <= age < settings.lost_after
 
-        gate.touch()
-        for job_id in ids:
-            wait_status(queue, job_id, JobStatus.SUCCEEDED, timeout=30)
-        by = {queue.get(i).worker_id for i in ids}  # type: ignore[union-attr]
-        assert by == {a.id, b.id}  # both did some of the work
-        answers = [scrape(client) for client in apps]
-    finally:
-        other_queue.close()
+    gate.touch()
+    for job_id in ids:
+        wait_status(queue, job_id, JobStatus.SUCCEEDED, timeout=30)
+    by = {queue.get(i).worker_id for i in ids}  # type: ignore[union-attr]
+    assert by == {a.id, b.id}  # both did some of the work
+    answers = [scrape(client) for client in apps]
     for samples in answers:
         assert value(samples, "stat_bot_jobs", namespace="ops", status="succeeded") == 4
         assert value(samples, "stat_bot_jobs", namespace="ops", status="running") is None
-        held = {"namespace": "ops", "job_type": "held"}
-        assert value(samples, "stat_bot_job_duration_seconds_count", **held) == 4
+        of_held = {"namespace": "ops", "job_type": "held"}
+        assert value(samples, "stat_bot_job_duration_seconds_count", **of_held) == 4
         assert value(samples, "stat_bot_dispatch_latency_seconds_count") == 4
         for w in (a, b):
             labels = {"worker": w.id, "host": w.hostname}
