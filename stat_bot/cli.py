@@ -849,11 +849,17 @@ def confirm_(ctx: Context, code: str, cancel: bool) -> None:
 @main.command(epilog=EPILOG_EXAMPLES + "  stat-bot status\n  stat-bot --json status")
 @pass_ctx
 def status(ctx: Context) -> None:
-    """Running and queued jobs, suppressions, next schedule fires, and dispatchers."""
+    """Running and queued jobs, suppressions, next schedule fires, and dispatchers.
+
+    Every dispatcher is listed with its host and pid; one whose heartbeat is older than
+    LOST_AFTER by the database's clock is marked STALE (the others take it for dead).
+    """
     from stat_bot.views import StatusView
 
     waiting = ctx.configs.waiting_schedules(ctx.settings.job_environment())
-    view = StatusView.read(ctx.queue, ctx.settings.tz, waiting=waiting)
+    view = StatusView.read(
+        ctx.queue, ctx.settings.tz, waiting=waiting, lost_after=ctx.settings.lost_after
+    )
     ctx.output(view.data(), view.text(ctx.settings.tz))
 
 

@@ -39,6 +39,7 @@ log = structlog.get_logger(__name__)
 logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 CHANNEL = "stat_bot_wakeup"
+SQL_NOTIFY = f"NOTIFY {CHANNEL}"
 CLOCK_RESYNC = 30.0  # seconds between readings of the server's clock
 CHECK_IDLE_AFTER = 1.0  # a pooled connection idle this long is checked before use
 LISTEN_RETRY_MAX = 5.0
@@ -166,6 +167,9 @@ class PostgresQueue(RelationalQueue):
             cur.executemany(sql, rows)
             return cur.rowcount
 
+    def _wake(self, conn: psycopg.Connection) -> None:
+        conn.execute(SQL_NOTIFY)  # delivered by the server when the transaction commits
+
     def _serialize(self, conn: psycopg.Connection, name: str) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_id(name),))
 
@@ -198,28 +202,25 @@ class PostgresQueue(RelationalQueue):
 
     # lifecycle -------------------------------------------------------------
     def migrate(self) -> int:
-        """Bring the schema up to date, one process at a time (a session advisory lock)."""
+        """Bring the schema up to date: every pending step in one transaction, which holds
+        an advisory lock (transaction-scoped, so it is released with the transaction even
+        through a pooler) while it reads the version, so processes starting together take
+        turns and a failed step leaves the database as it was."""
         migrations = postgres_sql.MIGRATIONS
-        with self._connection("migrate") as conn:
-            conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATE_LOCK,))
-            try:
-                conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-                (current,) = conn.execute("SELECT max(version) FROM schema_version").fetchone()
-                current = current or 0
-                if current > len(migrations):
-                    raise QueueError(
-                        f"the queue database at {where(self.url)} has schema version "
-                        f"{current}, newer than this STAT bot understands "
-                        f"({len(migrations)}); upgrade STAT bot"
-                    )
-                for version in range(current + 1, len(migrations) + 1):
-                    with conn.transaction():
-                        conn.execute(migrations[version - 1])
-                        conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
-                    log.debug("migrated the queue database", version=version)
-            finally:
-                with contextlib.suppress(psycopg.Error):
-                    conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATE_LOCK,))
+        with self._write() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            (current,) = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+            current = current or 0
+            if current > len(migrations):
+                raise QueueError(
+                    f"the queue database at {where(self.url)} has schema version {current}, "
+                    f"newer than this STAT bot understands ({len(migrations)}); upgrade STAT bot"
+                )
+            for version in range(current + 1, len(migrations) + 1):
+                conn.execute(migrations[version - 1])
+                conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
+                log.debug("migrated the queue database", version=version)
         return len(migrations)
 
     def schema_version(self) -> int | None:
@@ -249,7 +250,7 @@ class PostgresQueue(RelationalQueue):
         """NOTIFY every listening dispatcher; never raises: a missed wake-up costs one poll."""
         try:
             with self._get_pool().connection(timeout=1.0) as conn:
-                conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+                conn.execute(SQL_NOTIFY)
         except (psycopg.Error, PoolTimeout) as error:
             log.debug("could not notify", error=one_line(error))
 

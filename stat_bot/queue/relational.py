@@ -139,6 +139,10 @@ class RelationalQueue(Queue):
     def _many(self, conn: Any, sql: str, rows: Sequence[Sequence[object]]) -> int:
         """Run `sql` once per row in the caller's transaction; the rows it changed."""
 
+    @abc.abstractmethod
+    def _wake(self, conn: Any) -> None:
+        """Wake the listening dispatchers when this transaction commits (never if it rolls back)."""
+
     def _serialize(self, conn: Any, name: str) -> None:
         """Make transactions that decide `name` take turns, until this one ends.
 
@@ -212,7 +216,7 @@ class RelationalQueue(Queue):
                 self.sql.SQL_ACTIVE_SUPPRESSION_END,
                 (request.namespace, request.job_type, start_after, start_after),
             ).fetchone()[0]
-        self.notify()
+            self._wake(conn)
         return EnqueueResult(_job(row), coalesced, tuple(_job(r) for r in running), until)
 
     def claim(self, worker_id: str, limit: int, *, now: float | None = None) -> list[Job]:
@@ -324,7 +328,7 @@ class RelationalQueue(Queue):
                 outcome = CancelResult(CancelOutcome.REQUESTED, job)
             else:
                 return CancelResult(CancelOutcome.ALREADY_FINISHED, job)
-        self.notify()
+            self._wake(conn)
         return outcome
 
     def cancel_queued(
@@ -351,7 +355,7 @@ class RelationalQueue(Queue):
     def unsuppress(self, namespace: str, job_type: str) -> int:
         with self._write() as conn:
             count = conn.execute(self.sql.SQL_DELETE_SUPPRESSIONS, (namespace, job_type)).rowcount
-        self.notify()
+            self._wake(conn)
         return count
 
     def record_report(self, job_id: int, state: ReportState, error: str | None = None) -> None:
@@ -384,7 +388,7 @@ class RelationalQueue(Queue):
     def post(self, messages: Sequence[OutboxMessage], *, now: float | None = None) -> list[int]:
         with self._write() as conn:
             ids = self._store(conn, messages, now)
-        self.notify()
+            self._wake(conn)
         return ids
 
     def post_progress(
@@ -460,8 +464,8 @@ class RelationalQueue(Queue):
                 if not left:
                     conn.execute(self.sql.SQL_REPORT_DELIVERED, (item.job_id,))
             self._store(conn, follow_ups, now)
-        if follow_ups:
-            self.notify()
+            if follow_ups:
+                self._wake(conn)
 
     def outbox_retry(self, item_id: int, error: str, retry_at: float) -> None:
         with self._write() as conn:
@@ -603,8 +607,8 @@ class RelationalQueue(Queue):
             if notices is not None:
                 for item in recovered:
                     self._store(conn, notices(item), now)
-        if recovered:
-            self.notify()
+            if recovered:
+                self._wake(conn)
         return recovered
 
     # schedules ---------------------------------------------------------------
@@ -650,7 +654,7 @@ class RelationalQueue(Queue):
                 value = None if enabled is None else int(bool(enabled))
                 conn.execute(self.sql.SQL_SET_SCHEDULE_ENABLED, (value, now, key))
             row = conn.execute(self.sql.SQL_SCHEDULE, (key,)).fetchone()
-        self.notify()
+            self._wake(conn)
         return _schedule(row)
 
     def fire_schedule(self, key: str, due: float, request: JobRequest) -> EnqueueResult | None:
@@ -661,9 +665,9 @@ class RelationalQueue(Queue):
                 if conn.execute(self.sql.SQL_RECORD_FIRING, (key, due, self.now())).rowcount != 1:
                     raise _RollBackError  # this due time has fired already
                 row, coalesced = self._insert_or_coalesce(conn, request, due, due)
+                self._wake(conn)
         except _RollBackError:
             return None
-        self.notify()
         return EnqueueResult(_job(row), coalesced)
 
     # webhooks ----------------------------------------------------------------
@@ -701,10 +705,10 @@ class RelationalQueue(Queue):
                     results.append(EnqueueResult(_job(row), coalesced, (), until))
                 if notices is not None:
                     stored = self._store(conn, notices(results), now)
+                if results or stored:
+                    self._wake(conn)
         except _RollBackError:
             return None  # rolled back: the delivery id is not kept either
-        if results or stored:
-            self.notify()
         return results
 
     # confirmations ------------------------------------------------------------
@@ -740,8 +744,8 @@ class RelationalQueue(Queue):
             if ids:
                 conn.execute(self.sql.SQL_CONFIRMATION_OFFER, (ids[0], code))
                 offer = dataclasses.replace(offer, offer_id=ids[0])
-        if ids:
-            self.notify()
+            if ids:
+                self._wake(conn)
         return offer
 
     def decide_confirmation(
@@ -793,7 +797,7 @@ class RelationalQueue(Queue):
                 decided = _confirmation(row)
                 self._store(conn, outbox(decided, None) if outbox else (), now)
                 decision = Decision.CANCELLED
-        self.notify()
+            self._wake(conn)
         return DecisionResult(decision, decided, enqueued)
 
     def expire_confirmations(
@@ -814,8 +818,8 @@ class RelationalQueue(Queue):
             ]
             for offer in expired:
                 self._store(conn, outbox(offer, None) if outbox else (), now)
-        if expired:
-            self.notify()
+            if expired:
+                self._wake(conn)
         return expired
 
     def get_confirmation(self, code: str) -> Confirmation | None:

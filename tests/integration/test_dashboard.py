@@ -48,8 +48,17 @@ CONFIG = {
     },
 }
 
-PAGES = ["/", "/jobs/1", "/jobs/1/logs/stdout", "/schedules", "/ticket", "/charts", "/console"]
-APIS = ["/api/jobs", "/api/jobs/1", "/api/console/feed"]
+PAGES = [
+    "/",
+    "/jobs/1",
+    "/jobs/1/logs/stdout",
+    "/schedules",
+    "/ticket",
+    "/charts",
+    "/console",
+    "/dispatchers",
+]
+APIS = ["/api/jobs", "/api/jobs/1", "/api/console/feed", "/api/dispatchers"]
 
 
 @pytest.fixture
@@ -129,7 +138,8 @@ def test_login_then_every_page_renders_without_inline_script_or_style(
 ) -> None:
     job = make_job(queue, settings, stdout="hi\n")
     assert web.login().status_code == 302
-    for path in ["/", f"/jobs/{job.id}", "/schedules", "/ticket", "/charts", "/console"]:
+    pages = ["/", f"/jobs/{job.id}", "/schedules", "/ticket", "/charts", "/console"]
+    for path in [*pages, "/dispatchers"]:
         response = web.get(path)
         assert response.status_code == 200, path
         html = response.get_data(as_text=True)
@@ -268,6 +278,83 @@ def test_trusted_proxy_header_logs_in(
     # Without the header setting, the same header means nothing.
     plain = make_web_app(configs=configs).test_client()
     assert plain.get("/", headers={"X-Remote-User": "carol"}).status_code == 302
+
+
+# -- dispatchers -------------------------------------------------------------------------------
+
+
+def test_dispatchers_page_lists_every_host_and_marks_the_stale_one(
+    logged_in: WebSession, queue: SQLiteQueue, settings: Settings
+) -> None:
+    """Two hosts by the database's clock; hostb:303 stopped beating longer than LOST_AFTER ago."""
+    now = queue.now()
+    queue.register_worker("hosta:101:aaaaaa", "hosta", 101, now=now - 600)
+    queue.register_worker("hostb:202:bbbbbb", "hostb", 202, now=now - 300)
+    queue.register_worker("hostb:303:<b>x", "hostb", 303, now=now - 900)  # escaped, not bold
+    queue.heartbeat("hostb:303:<b>x", now=now - settings.lost_after - 50)
+    for worker in ("hosta:101:aaaaaa", "hostb:303:<b>x"):
+        queue.enqueue(JobRequest("ops", "check", {}, coalesce=False, concurrency=100))
+        assert len(queue.claim(worker, 1)) == 1
+    queue.heartbeat("hosta:101:aaaaaa", now=now)
+    queue.heartbeat("hostb:202:bbbbbb", now=now - 1)
+
+    html = logged_in.get("/dispatchers").get_data(as_text=True)
+    assert 'href="/dispatchers" class="current"' in html
+    rows = re.findall(
+        r'<tr class="dispatcher-(\w+)" data-worker-id="([^"]+)">(.*?)</tr>', html, re.S
+    )
+    assert [(state, wid) for state, wid, _ in rows] == [
+        ("alive", "hosta:101:aaaaaa"),
+        ("alive", "hostb:202:bbbbbb"),
+        ("stale", "hostb:303:&lt;b&gt;x"),
+    ]
+    cells = {wid: re.findall(r"<td[^>]*>(.*?)</td>", body, re.S) for _, wid, body in rows}
+    assert cells["hosta:101:aaaaaa"][:2] == ["hosta", "101"]
+    assert cells["hosta:101:aaaaaa"][3] == "10 min ago"  # started
+    assert cells["hostb:303:&lt;b&gt;x"][4] == "55 s ago"  # last heartbeat (LOST_AFTER 5 s)
+    assert ">1</a>" in cells["hostb:303:&lt;b&gt;x"][5]  # the job it was running
+    assert cells["hostb:202:bbbbbb"][5] == "0"
+    assert '<span class="status s-stale">stale</span>' in cells["hostb:303:&lt;b&gt;x"][6]
+    assert "<b>x" not in html
+    assert "2 alive on hosta, hostb; 1 stale (hostb:303)" in html
+    assert 'id="dispatcher-summary"' in html
+    assert "dispatcher-summary notice" in html
+
+    data = logged_in.get("/api/dispatchers").get_json()
+    assert data["lost_after"] == settings.lost_after
+    assert data["at"] == pytest.approx(queue.now(), abs=30)
+    listed = {d["id"]: d for d in data["dispatchers"]}
+    assert [d["state"] for d in data["dispatchers"]] == ["alive", "alive", "stale"]
+    assert listed["hostb:303:<b>x"]["stale"] is True
+    assert listed["hostb:303:<b>x"]["heartbeat_age"] == pytest.approx(55, abs=20)
+    assert listed["hosta:101:aaaaaa"]["running"] == 1
+    assert listed["hosta:101:aaaaaa"]["hostname"] == "hosta"
+    assert listed["hosta:101:aaaaaa"]["pid"] == 101
+
+
+def test_logs_of_a_job_another_host_ran_say_where_they_are(
+    logged_in: WebSession, queue: SQLiteQueue, settings: Settings
+) -> None:
+    """LOGS_DIR is per host unless shared: the job ran on hostb, this page is served here."""
+    job = queue.enqueue(JobRequest("ops", "check", {}, coalesce=False)).job
+    queue.register_worker("hostb:7:abcdef", "hostb", 7)
+    assert len(queue.claim("hostb:7:abcdef", 1)) == 1
+    queue.mark_started(job.id, 4242, "/srv/elsewhere/logs/ops/check/1")
+    queue.finish(job.id, JobStatus.SUCCEEDED, 0)
+    html = logged_in.get(f"/jobs/{job.id}").get_data(as_text=True)
+    assert f"the stdout of job #{job.id} is on hostb, whose dispatcher ran it" in html
+    download = logged_in.get(f"/jobs/{job.id}/logs/stderr")
+    assert download.status_code == 404
+    assert f"The stderr of job #{job.id} is on hostb" in download.get_data(as_text=True)
+
+
+def test_dispatchers_page_says_how_to_start_one_when_none_is_registered(
+    logged_in: WebSession,
+) -> None:
+    html = logged_in.get("/dispatchers").get_data(as_text=True)
+    assert "none registered: start <code>stat-bot dispatcher</code>" in html
+    assert "no dispatcher has registered: start stat-bot dispatcher." in html
+    assert logged_in.get("/api/dispatchers").get_json()["dispatchers"] == []
 
 
 # -- jobs --------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ with prometheus-client's own parser after real jobs went through the SQLite queu
 from __future__ import annotations
 
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from stat_bot.integrations.slack_emulator import APP_TOKEN, BOT_TOKEN, EmulatorThread
 from stat_bot.jobs.config import JobConfigs
 from stat_bot.jobs.model import JobRequest, JobStatus, ReportState
+from stat_bot.queue import open_queue
 from stat_bot.queue.sqlite import SQLiteQueue
 from stat_bot.settings import Settings
 from stat_bot.web.metrics import LATENCY_BUCKETS
@@ -198,7 +200,8 @@ def service(
 
 
 def bot_beat(queue: SQLiteQueue) -> Any:
-    return next((b for b in queue.beats() if b.component == "bot"), None)
+    """This host's bot's beat (a bot beats as `bot:<host>`)."""
+    return next((b for b in queue.beats() if b.component == f"bot:{socket.gethostname()}"), None)
 
 
 def test_a_running_bot_makes_readyz_ready_and_a_stopped_one_not(
@@ -272,6 +275,36 @@ def test_a_bot_whose_beats_stopped_coming_is_not_ready(
     assert "LOST_AFTER" in body["checks"]["bot"]["detail"]
     queue.beat("bot", "connected", "socket mode", hostname="h", pid=7)
     assert readyz(make_web_app(slack_settings).test_client())[0] == 200
+
+
+def test_one_connected_bot_of_two_hosts_is_enough(
+    make_web_app: Callable[..., Flask], slack_settings: Settings, queue: SQLiteQueue
+) -> None:
+    """Bots on two hosts beat in rows of their own: hostb's stopping does not hide hosta's."""
+    queue.register_worker("w", "h", 8)
+    old = time.time() - 600
+    queue.beat("bot", "stopped", "the bot exited", hostname="h", pid=1, now=old)  # older version
+    queue.beat("bot:hosta", "connected", "socket mode", hostname="hosta", pid=11)
+    queue.beat("bot:hostb", "stopped", "the bot exited", hostname="hostb", pid=22)
+    client = make_web_app(slack_settings).test_client()
+    status, body = readyz(client)
+    assert status == 200
+    assert body["checks"]["bot"]["detail"].startswith("bot hosta:11 connected")
+    queue.beat("bot:hostb", "connected", "socket mode", hostname="hostb", pid=23)
+    status, body = readyz(client)
+    assert status == 200
+    assert body["checks"]["bot"]["detail"].startswith("2 bots connected (")
+    samples = scrape(client)
+    assert value(samples, "stat_bot_bot_connected") == 1
+    assert value(samples, "stat_bot_bots_connected") == 2
+
+    stale = time.time() - 60  # LOST_AFTER is 5 s here
+    queue.beat("bot:hosta", "connected", "socket mode", hostname="hosta", pid=11, now=stale)
+    queue.beat("bot:hostb", "connecting", "reconnecting", hostname="hostb", pid=23)
+    status, body = readyz(client)
+    assert status == 503
+    assert body["checks"]["bot"]["detail"].startswith("bot hostb:23 is connecting (reconnecting), ")
+    assert value(scrape(client), "stat_bot_bots_connected") == 0
 
 
 # -- /metrics ------------------------------------------------------------------------------------
@@ -403,9 +436,115 @@ def test_every_worker_and_app_reads_the_same_figures(
     assert not [n for n in global_names if n.startswith("stat_bot_")]
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_metrics_sum_the_work_of_two_dispatcher_processes(
+    backend: str,
+    request: pytest.FixtureRequest,
+    configure: Callable[[dict[str, Any]], JobConfigs],
+    make_web_app: Callable[..., Flask],
+    make_settings: Callable[..., Settings],
+    start_dispatcher: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    """Two `stat-bot dispatcher` processes share the database; each runs two held jobs.
+
+    Two web apps on their own connections (as two gunicorn workers, on any host) answer
+    the same totals, and the per-dispatcher gauges add up to them. On PostgreSQL as on
+    SQLite: the same figures whichever backend holds them.
+    """
+    url = request.getfixturevalue("postgres_url") if backend == "postgres" else ""
+    settings = make_settings(database_url=url) if url else make_settings()
+    env = {"DATABASE_URL": url} if url else {}
+    queue, other_queue = open_queue(settings), open_queue(settings)
+    request.addfinalizer(queue.close)
+    request.addfinalizer(other_queue.close)
+    gate = tmp_path / "gate"
+    configure(
+        {
+            "ops": {
+                "jobs": {
+                    "held": {
+                        "run_args_template": f"while [ ! -e {gate} ]; do sleep 0.05; done",
+                        "report_success": False,
+                        "concurrency": 4,
+                    }
+                }
+            }
+        }
+    )
+    first = start_dispatcher(DISPATCHER_CONCURRENCY="2", **env)
+    second = start_dispatcher(DISPATCHER_CONCURRENCY="2", **env)
+    held = JobRequest(namespace="ops", job_type="held", coalesce=False, concurrency=4)
+    ids = [queue.enqueue(held).job.id for _ in range(4)]
+    # Each may hold two: four running means two on each.
+    wait_until(
+        lambda: all((j := queue.get(i)) is not None and j.pid for i in ids),
+        timeout=30,
+        what="four held jobs running",
+    )
+    workers = {w.pid: w for w in queue.workers()}
+    a, b = workers[first.pid], workers[second.pid]
+    apps = [
+        make_web_app(settings, queue=queue).test_client(),
+        make_web_app(settings, queue=other_queue).test_client(),
+    ]
+    for client in apps:
+        samples = scrape(client)
+        assert value(samples, "stat_bot_jobs", namespace="ops", status="running") == 4
+        assert value(samples, "stat_bot_dispatchers") == 2
+        assert value(samples, "stat_bot_dispatchers_stale") == 0
+        for w in (a, b):
+            labels = {"worker": w.id, "host": w.hostname}
+            assert value(samples, "stat_bot_dispatcher_running_jobs", **labels) == 2
+            age = value(samples, "stat_bot_dispatcher_heartbeat_age_seconds", **labels)
+            assert age is not None
+            assert 0 <= age < settings.lost_after
+
+    gate.touch()
+    for job_id in ids:
+        wait_status(queue, job_id, JobStatus.SUCCEEDED, timeout=30)
+    by = {queue.get(i).worker_id for i in ids}  # type: ignore[union-attr]
+    assert by == {a.id, b.id}  # both did some of the work
+    answers = [scrape(client) for client in apps]
+    for samples in answers:
+        assert value(samples, "stat_bot_jobs", namespace="ops", status="succeeded") == 4
+        assert value(samples, "stat_bot_jobs", namespace="ops", status="running") is None
+        of_held = {"namespace": "ops", "job_type": "held"}
+        assert value(samples, "stat_bot_job_duration_seconds_count", **of_held) == 4
+        assert value(samples, "stat_bot_dispatch_latency_seconds_count") == 4
+        for w in (a, b):
+            labels = {"worker": w.id, "host": w.hostname}
+            assert value(samples, "stat_bot_dispatcher_running_jobs", **labels) == 0
+    # Everything but the heartbeat ages (which grow between the two scrapes) is the same.
+    same = [
+        {k: v for k, v in samples.items() if "heartbeat_age" not in k[0]} for samples in answers
+    ]
+    assert same[0] == same[1]
+
+
+def test_metrics_show_a_dispatcher_whose_heartbeat_is_stale_by_the_queues_clock(
+    client: FlaskClient, queue: SQLiteQueue, settings: Settings
+) -> None:
+    """No dispatcher runs to recover it, so it stays registered and stale."""
+    now = queue.now()
+    queue.register_worker("hostb:7:abcdef", "hostb", 7, now=now - 600)
+    queue.heartbeat("hostb:7:abcdef", now=now - settings.lost_after - 100)
+    queue.enqueue(request())
+    assert len(queue.claim("hostb:7:abcdef", 1)) == 1
+    samples = scrape(client)
+    assert value(samples, "stat_bot_dispatchers") == 0
+    assert value(samples, "stat_bot_dispatchers_stale") == 1
+    labels = {"worker": "hostb:7:abcdef", "host": "hostb"}
+    assert value(samples, "stat_bot_dispatcher_running_jobs", **labels) == 1
+    age = value(samples, "stat_bot_dispatcher_heartbeat_age_seconds", **labels)
+    assert age == pytest.approx(settings.lost_after + 100, abs=30)
+
+
 def test_metrics_of_an_empty_queue_are_zeros(client: FlaskClient) -> None:
     samples = scrape(client)
     assert value(samples, "stat_bot_dispatch_latency_seconds_count") == 0
     assert value(samples, "stat_bot_dispatchers") == 0
+    assert value(samples, "stat_bot_dispatchers_stale") == 0
     assert value(samples, "stat_bot_database_up") == 1
     assert not [k for k in samples if k[0] == "stat_bot_jobs"]
+    assert not [k for k in samples if k[0].startswith("stat_bot_dispatcher_")]
