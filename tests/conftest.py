@@ -169,6 +169,29 @@ def queue(settings: Settings) -> Iterator[Queue]:
 
 
 @pytest.fixture
+def unmigrated_queue(database_url: str, tmp_path: Path) -> Iterator[Queue]:
+    """A queue on the test's backend whose database has none of STAT bot's tables, as
+    when DATABASE_URL names the wrong database: every call fails with a QueueError."""
+    if database_url.startswith("sqlite:"):
+        from stat_bot.queue.sqlite import SQLiteQueue
+
+        (tmp_path / "elsewhere").mkdir(exist_ok=True)
+        q: Queue = SQLiteQueue(tmp_path / "elsewhere" / "other.sqlite3")
+        yield q
+        q.close()
+        return
+    from stat_bot.queue.postgres import PostgresQueue
+
+    url = create_database("statbot_unmigrated")
+    q = PostgresQueue(url)
+    try:
+        yield q
+    finally:
+        q.close()
+        drop_database(url)
+
+
+@pytest.fixture
 def cli_env(home: Path, database_url: str) -> dict[str, str]:
     """Environment for running `stat-bot` as a subprocess against the test home."""
     return subprocess_env(home, database_url)
