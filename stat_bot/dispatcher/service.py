@@ -117,6 +117,9 @@ class Dispatcher:
         self.notifier = notifier
         self.hostname = socket.gethostname()
         self._recover_now = 0.0  # the queue's clock when a recovery began (see `_is_dead`)
+        # Since when (monotonic) this dispatcher has been able to write its heartbeat without
+        # a break; None while it cannot (see `_is_dead`).
+        self._in_touch_since: float | None = None
         self.worker_id = worker_id or f"{self.hostname}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.runner = Runner(settings)
         self.running: dict[int, RunningJob] = {}
@@ -293,6 +296,7 @@ class Dispatcher:
         try:
             self.sender.start()
             await self._q(self.queue.register_worker, self.worker_id, self.hostname, os.getpid())
+            self._in_touch_since = time.monotonic()
             await self._sync_schedules()
             self.log.info(
                 "dispatcher started",
@@ -547,6 +551,14 @@ class Dispatcher:
             return False
         if worker.hostname == self.hostname and not pid_alive(worker.pid):
             return True
+        # After a database outage every peer's heartbeat is old, because nobody could write
+        # one: a peer is judged by its heartbeat only once this dispatcher has itself been in
+        # touch with the database for LOST_AFTER, time enough for every live peer to beat.
+        if (
+            self._in_touch_since is None
+            or time.monotonic() - self._in_touch_since < self.settings.lost_after
+        ):
+            return False
         # Both times are the queue's clock (the database server's on PostgreSQL): a host
         # whose own clock is minutes off neither looks dead nor judges others dead.
         return self._recover_now - worker.heartbeat_at > self.settings.lost_after
@@ -651,7 +663,13 @@ class Dispatcher:
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval)
             try:
-                cancels = await self._q(self.queue.heartbeat, self.worker_id)
+                try:
+                    cancels = await self._q(self.queue.heartbeat, self.worker_id)
+                except QueueError:
+                    self._in_touch_since = None
+                    raise
+                if self._in_touch_since is None:
+                    self._in_touch_since = time.monotonic()
                 for job_id in cancels:
                     if job_id in self.running:
                         self.running[job_id].cancel("cancelled on request")
