@@ -478,8 +478,10 @@ def test_three_dispatchers_four_enqueuers_one_killed(
         return bool(running) and (slow or time.monotonic() > prefer_slow_until)
 
     wait_until(victim_busy, timeout=150, interval=0.05, what="the victim to run jobs")
+    (victim_id,) = [w.id for w in queue.workers() if w.pid == victim.pid]
     victim.kill()
     killed_at = time.monotonic() - started
+    killed_wall = time.time()  # the clock jobs record with ($EPOCHREALTIME)
 
     for enqueuer in enqueuers:
         stats = enqueuer.finish()
@@ -508,9 +510,11 @@ def test_three_dispatchers_four_enqueuers_one_killed(
     if retries == 0:
         assert set(statuses) <= {JobStatus.SUCCEEDED, JobStatus.LOST}, statuses
         lost = [j for j in jobs if j.status is JobStatus.LOST]
-        # Only what the killed dispatcher ran at that moment, and at least its slow job.
-        assert 1 <= len(lost) <= PER_DISPATCHER, lost
-        assert all("lost" in (j.note or "") for j in lost), lost
+        # Only what the killed dispatcher ran when it died: its running jobs, and any it
+        # had ended but not yet recorded (a slot is free before its end is committed, so
+        # these may be more than its DISPATCHER_CONCURRENCY).
+        assert lost
+        assert all(f"lost: dispatcher {victim_id} " in (j.note or "") for j in lost), lost
         assert {j.attempts for j in jobs} == {1}
         for j in jobs:
             runs = len(times.starts.get(j.id, []))
@@ -520,8 +524,10 @@ def test_three_dispatchers_four_enqueuers_one_killed(
                 assert runs <= 1, f"a lost job ran {runs} times: {j}"
     else:
         assert statuses == {JobStatus.SUCCEEDED: TOTAL}, statuses
-        assert 1 <= len(victims) <= PER_DISPATCHER, victims
+        assert victims
         assert all(j.attempts == 2 for j in victims), victims
+        for j in victims:  # run again only after its dispatcher died
+            assert max(times.starts[j.id]) > killed_wall, (j, times.starts[j.id], killed_wall)
         for j in jobs:
             assert 1 <= len(times.starts.get(j.id, [])) <= j.attempts, j
             assert len(times.ends.get(j.id, [])) >= 1, j
@@ -844,7 +850,7 @@ def test_dispatchers_with_skewed_clocks_agree_on_the_databases_clock(
         assert len(rows) == 2, text
         for row in rows:
             # The last age in the row is the heartbeat's: seconds, not minutes.
-            *_, (age, unit) = re.findall(r"(\d+) (s|min|h) ago", row)
+            *_, (age, unit) = re.findall(r"(\d+) (s|min|h)\b", row)  # "0 s ago", "in 0 s"
             assert unit == "s", f"skew {skew:+g} s:\n{text}"
             assert int(age) < 5, f"skew {skew:+g} s:\n{text}"
             assert "stale" not in row, f"skew {skew:+g} s:\n{text}"
