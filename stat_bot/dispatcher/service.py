@@ -125,6 +125,8 @@ class Dispatcher:
         self._mine: set[int] = set()
         self._ending: set[int] = set()  # strays being ended by `_end_strays`
         self._launching = 0  # claimed jobs whose process is being started
+        self._launched = asyncio.Event()  # set while no claimed job is being started
+        self._launched.set()
         self._db_pending = 0  # calls handed to the queue thread and not yet back
         self._group: list[tuple[str, tuple[Any, ...], dict[str, Any], Any]] = []  # see _grouped
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -357,6 +359,7 @@ class Dispatcher:
             # (its log folder) overlaps another's spawn.
             self._mine.add(job.id)
             self._launching += 1
+            self._launched.clear()
             self._spawn(self._launch(job))
 
     async def _launch(self, job: Job) -> None:
@@ -368,6 +371,8 @@ class Dispatcher:
             await self._finish(job, self._spec(job), Outcome(JobStatus.FAILED, note=note))
         finally:
             self._launching -= 1
+            if not self._launching:
+                self._launched.set()
             if job.id not in self.running:
                 self._wake.set()  # it never ran (or has already ended): its slot is free
 
@@ -744,6 +749,9 @@ class Dispatcher:
 
     async def _shutdown(self, heartbeat: asyncio.Task[Any]) -> None:
         """Wait for running jobs up to the grace period, then stop them; let reports go out."""
+        # Jobs claimed just before the stop are started first: a job that started after the
+        # running ones were stopped would be left to run its whole time.
+        await self._launched.wait()
         supervisors = [t for t in self._tasks if t is not heartbeat]
         if self.running:
             grace = self.settings.shutdown_grace

@@ -23,7 +23,7 @@ from stat_bot.integrations.slack_emulator import EmulatorClient, EmulatorThread
 from stat_bot.jobs.config import JobConfigs
 from stat_bot.jobs.model import Job, JobRequest, JobStatus, Source
 from stat_bot.local_slack import local_slack_file, write_local_slack_file
-from stat_bot.queue.sqlite import SQLiteQueue
+from stat_bot.queue import Queue
 from stat_bot.settings import Settings
 from stat_bot.web.stat_relay import PRIORITIES, TICKET_TYPES
 from tests.web_fixtures import WEB_PASSWORD, WEB_USER, WebSession
@@ -77,7 +77,7 @@ def web(app: Flask) -> WebSession:
 
 
 def make_job(
-    queue: SQLiteQueue,
+    queue: Queue,
     settings: Settings,
     namespace: str = "system",
     job_type: str = "hello",
@@ -134,7 +134,7 @@ def test_json_routes_answer_401_when_logged_out(web: WebSession, path: str) -> N
 
 
 def test_login_then_every_page_renders_without_inline_script_or_style(
-    web: WebSession, web_user: tuple[str, str], queue: SQLiteQueue, settings: Settings
+    web: WebSession, web_user: tuple[str, str], queue: Queue, settings: Settings
 ) -> None:
     job = make_job(queue, settings, stdout="hi\n")
     assert web.login().status_code == 302
@@ -190,7 +190,7 @@ def test_login_without_csrf_token_is_refused(web: WebSession, web_user: tuple[st
 
 
 def test_state_changes_are_post_only_and_need_the_csrf_token(
-    logged_in: WebSession, queue: SQLiteQueue, settings: Settings, configs: JobConfigs
+    logged_in: WebSession, queue: Queue, settings: Settings, configs: JobConfigs
 ) -> None:
     job = make_job(queue, settings, status=JobStatus.QUEUED)
     queue.sync_schedules(config_rows(configs))
@@ -284,7 +284,7 @@ def test_trusted_proxy_header_logs_in(
 
 
 def test_dispatchers_page_lists_every_host_and_marks_the_stale_one(
-    logged_in: WebSession, queue: SQLiteQueue, settings: Settings
+    logged_in: WebSession, queue: Queue, settings: Settings
 ) -> None:
     """Two hosts by the database's clock; hostb:303 stopped beating longer than LOST_AFTER ago."""
     now = queue.now()
@@ -333,7 +333,7 @@ def test_dispatchers_page_lists_every_host_and_marks_the_stale_one(
 
 
 def test_logs_of_a_job_another_host_ran_say_where_they_are(
-    logged_in: WebSession, queue: SQLiteQueue, settings: Settings
+    logged_in: WebSession, queue: Queue, settings: Settings
 ) -> None:
     """LOGS_DIR is per host unless shared: the job ran on hostb, this page is served here."""
     job = queue.enqueue(JobRequest("ops", "check", {}, coalesce=False)).job
@@ -361,7 +361,7 @@ def test_dispatchers_page_says_how_to_start_one_when_none_is_registered(
 
 
 def test_jobs_page_shows_running_queued_and_recent_with_source_and_link(
-    logged_in: WebSession, queue: SQLiteQueue, settings: Settings
+    logged_in: WebSession, queue: Queue, settings: Settings
 ) -> None:
     done = make_job(
         queue,
@@ -389,7 +389,7 @@ def test_jobs_page_shows_running_queued_and_recent_with_source_and_link(
 
 
 def test_jobs_filters_by_namespace_and_status(
-    logged_in: WebSession, queue: SQLiteQueue, settings: Settings
+    logged_in: WebSession, queue: Queue, settings: Settings
 ) -> None:
     ok = make_job(queue, settings)
     failed = make_job(queue, settings, status=JobStatus.FAILED)
@@ -415,7 +415,7 @@ def test_jobs_filters_by_namespace_and_status(
 
 
 def test_job_output_and_arguments_are_escaped(
-    logged_in: WebSession, queue: SQLiteQueue, settings: Settings
+    logged_in: WebSession, queue: Queue, settings: Settings
 ) -> None:
     evil = "<script>alert('x')</script>"
     job = make_job(
@@ -438,7 +438,7 @@ def test_job_output_and_arguments_are_escaped(
 
 
 def test_job_page_shows_arguments_timings_and_both_logs(
-    logged_in: WebSession, queue: SQLiteQueue, settings: Settings
+    logged_in: WebSession, queue: Queue, settings: Settings
 ) -> None:
     job = make_job(
         queue, settings, args={"name": "Ada"}, stdout="Hello Ada\n", stderr="warn\n", ran_for=2.0
@@ -457,7 +457,7 @@ def test_job_page_shows_arguments_timings_and_both_logs(
 
 
 def test_job_log_downloads_as_an_attachment(
-    logged_in: WebSession, queue: SQLiteQueue, settings: Settings
+    logged_in: WebSession, queue: Queue, settings: Settings
 ) -> None:
     text = "".join(f"line {i} <tag>\n" for i in range(5000))
     job = make_job(queue, settings, stdout=text)
@@ -476,7 +476,7 @@ def test_job_log_downloads_as_an_attachment(
     assert logged_in.get(f"/jobs/{job.id}/logs/passwd").status_code == 404
 
 
-def test_unknown_job_is_404(logged_in: WebSession, queue: SQLiteQueue, settings: Settings) -> None:
+def test_unknown_job_is_404(logged_in: WebSession, queue: Queue, settings: Settings) -> None:
     page = logged_in.get("/jobs/9999")
     assert page.status_code == 404
     assert "No job #9999" in page.get_data(as_text=True)
@@ -491,7 +491,7 @@ def test_unknown_job_is_404(logged_in: WebSession, queue: SQLiteQueue, settings:
 
 
 def test_cancel_a_queued_job_from_its_page(
-    logged_in: WebSession, queue: SQLiteQueue, settings: Settings
+    logged_in: WebSession, queue: Queue, settings: Settings
 ) -> None:
     job = make_job(queue, settings, status=JobStatus.QUEUED)
     assert "Cancel this job" in logged_in.get(f"/jobs/{job.id}").get_data(as_text=True)
@@ -509,7 +509,7 @@ def test_cancel_a_queued_job_from_its_page(
 
 def test_schedules_list_next_fire_and_the_interval_dropdown(
     logged_in: WebSession,
-    queue: SQLiteQueue,
+    queue: Queue,
     configs: JobConfigs,
     make_settings: Callable[..., Settings],
     make_web_app: Callable[..., Flask],
@@ -540,7 +540,7 @@ def test_schedules_list_next_fire_and_the_interval_dropdown(
 
 
 def test_disable_and_enable_a_schedule_and_it_survives_a_config_sync(
-    logged_in: WebSession, queue: SQLiteQueue, configs: JobConfigs
+    logged_in: WebSession, queue: Queue, configs: JobConfigs
 ) -> None:
     queue.sync_schedules(config_rows(configs))
     response = logged_in.post(
@@ -570,7 +570,7 @@ def test_disable_and_enable_a_schedule_and_it_survives_a_config_sync(
     assert bad.status_code == 400
 
 
-def test_cancel_a_suppression(logged_in: WebSession, queue: SQLiteQueue) -> None:
+def test_cancel_a_suppression(logged_in: WebSession, queue: Queue) -> None:
     now = time.time()
     queue.suppress("system", "hello", now - 10, now + 3600, user="U0ADMIN")
     html = logged_in.get("/schedules").get_data(as_text=True)
@@ -600,7 +600,7 @@ def test_ticket_form_offers_the_relays_choices(logged_in: WebSession) -> None:
 
 
 def test_charts_count_jobs_per_hour_by_status_and_time_per_type(
-    logged_in: WebSession, queue: SQLiteQueue, settings: Settings
+    logged_in: WebSession, queue: Queue, settings: Settings
 ) -> None:
     for _ in range(3):
         make_job(queue, settings, ran_for=1.0)
@@ -712,7 +712,7 @@ def test_console_feed_needs_a_numeric_cursor(
 
 
 def test_the_job_page_says_who_confirmed_a_guarded_job(
-    logged_in: WebSession, queue: SQLiteQueue, settings: Settings
+    logged_in: WebSession, queue: Queue, settings: Settings
 ) -> None:
     job = make_job(queue, settings, confirmed_by="alice")
     html = logged_in.get(f"/jobs/{job.id}").get_data(as_text=True)

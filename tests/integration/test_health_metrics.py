@@ -2,7 +2,8 @@
 
 Readiness is checked with a dispatcher on a thread and `stat-bot bot` as a process
 connected to the Slack emulator; metrics are scraped with the test client and parsed
-with prometheus-client's own parser after real jobs went through the SQLite queue.
+with prometheus-client's own parser after real jobs went through the queue (SQLite and
+PostgreSQL).
 """
 
 from __future__ import annotations
@@ -24,13 +25,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from stat_bot.integrations.slack_emulator import APP_TOKEN, BOT_TOKEN, EmulatorThread
 from stat_bot.jobs.config import JobConfigs
 from stat_bot.jobs.model import JobRequest, JobStatus, ReportState
-from stat_bot.queue import open_queue
+from stat_bot.queue import Queue, open_queue
+from stat_bot.queue.postgres import PostgresQueue
 from stat_bot.queue.sqlite import SQLiteQueue
 from stat_bot.settings import Settings
 from stat_bot.web.metrics import LATENCY_BUCKETS
 from tests.e2e.slack_service import SlackService, service_env
 from tests.integration.conftest import wait_status, wait_until
 from tests.peers import free_port
+from tests.postgres_fixtures import with_database
 from tests.web_fixtures import WebSession
 
 CONFIG = {
@@ -115,7 +118,7 @@ def test_readyz_is_ready_while_a_dispatcher_runs_and_not_after(
 
 
 def test_a_stale_dispatcher_heartbeat_is_not_ready(
-    client: FlaskClient, queue: SQLiteQueue, settings: Settings
+    client: FlaskClient, queue: Queue, settings: Settings
 ) -> None:
     queue.register_worker("gone", "node1", 4242, now=time.time() - settings.lost_after - 10)
     status, body = readyz(client)
@@ -127,27 +130,34 @@ def test_a_stale_dispatcher_heartbeat_is_not_ready(
     assert readyz(client)[0] == 200
 
 
-def broken_queue(tmp_path: Path) -> SQLiteQueue:
-    """A queue on a file that is not an SQLite database (a disk gone wrong, a bad restore)."""
-    path = tmp_path / "broken" / "stat-bot.sqlite3"
-    path.parent.mkdir()
-    path.write_bytes(b"this is not a database\n" * 512)
-    return SQLiteQueue(path)
+def broken_queue(tmp_path: Path, database_url: str) -> tuple[Queue, str]:
+    """A queue whose database fails every call, and words of the reason it gives: on SQLite
+    a file that is not a database (a disk gone wrong, a bad restore), on PostgreSQL a
+    database that is not there (dropped, or a typo in DATABASE_URL)."""
+    if database_url.startswith("sqlite:"):
+        path = tmp_path / "broken" / "stat-bot.sqlite3"
+        path.parent.mkdir()
+        path.write_bytes(b"this is not a database\n" * 512)
+        return SQLiteQueue(path), "not a database"
+    missing = with_database(database_url, "statbot_no_such_database")
+    return PostgresQueue(missing, connect_timeout=2), "does not exist"
 
 
 def test_a_database_error_is_503_with_the_reason_and_healthz_stays_ok(
-    make_web_app: Callable[..., Flask], configs: JobConfigs, tmp_path: Path
+    make_web_app: Callable[..., Flask], configs: JobConfigs, tmp_path: Path, database_url: str
 ) -> None:
-    client = make_web_app(queue=broken_queue(tmp_path)).test_client()
+    broken, reason = broken_queue(tmp_path, database_url)
+    client = make_web_app(queue=broken).test_client()
     status, body = readyz(client)
     assert status == 503
     database = body["checks"]["database"]
     assert database["ready"] is False
-    assert "not a database" in database["detail"]
+    assert reason in database["detail"]
     assert body["checks"]["dispatcher"]["ready"] is False
     assert client.get("/healthz").status_code == 200
     samples = scrape(client)  # the scrape still answers, saying the database is down
     assert value(samples, "stat_bot_database_up") == 0
+    broken.close()
 
 
 def test_an_unopenable_database_is_503_not_500(
@@ -155,10 +165,15 @@ def test_an_unopenable_database_is_503_not_500(
     make_settings: Callable[..., Settings],
     configs: JobConfigs,
     tmp_path: Path,
+    database_url: str,
 ) -> None:
-    blocker = tmp_path / "a-file"
-    blocker.write_text("")
-    settings = make_settings(database_url=f"sqlite:///{blocker}/sub/stat-bot.sqlite3")
+    if database_url.startswith("sqlite:"):  # a path below a file
+        blocker = tmp_path / "a-file"
+        blocker.write_text("")
+        unopenable = f"sqlite:///{blocker}/sub/stat-bot.sqlite3"
+    else:  # a server that does not answer
+        unopenable = f"postgresql://postgres@127.0.0.1:{free_port()}/stat"
+    settings = make_settings(database_url=unopenable, database_connect_timeout=2)
     app = create_app_without_queue(make_web_app, settings)
     status, body = readyz(app.test_client())
     assert status == 503
@@ -184,13 +199,14 @@ def slack_settings(
 
 @pytest.fixture
 def service(
-    home: Path, slack_emulator: EmulatorThread, configs: JobConfigs
+    home: Path, slack_emulator: EmulatorThread, configs: JobConfigs, database_url: str
 ) -> Iterator[Callable[..., SlackService]]:
     """`stat-bot` processes (bot, dispatcher) against the emulator; all stopped at the end."""
     started: list[SlackService] = []
 
     def make(**env: str) -> SlackService:
-        svc = SlackService(home, slack_emulator, service_env(home, slack_emulator.api_url, **env))
+        env_ = service_env(home, slack_emulator.api_url, database_url, **env)
+        svc = SlackService(home, slack_emulator, env_)
         started.append(svc)
         return svc
 
@@ -199,7 +215,7 @@ def service(
         svc.stop()
 
 
-def bot_beat(queue: SQLiteQueue) -> Any:
+def bot_beat(queue: Queue) -> Any:
     """This host's bot's beat (a bot beats as `bot:<host>`)."""
     return next((b for b in queue.beats() if b.component == f"bot:{socket.gethostname()}"), None)
 
@@ -208,7 +224,7 @@ def test_a_running_bot_makes_readyz_ready_and_a_stopped_one_not(
     make_web_app: Callable[..., Flask],
     slack_settings: Settings,
     service: Callable[..., SlackService],
-    queue: SQLiteQueue,
+    queue: Queue,
 ) -> None:
     client = make_web_app(slack_settings).test_client()
     svc = service()
@@ -242,7 +258,7 @@ def test_a_bot_waiting_for_slack_says_connecting_and_why(
     make_web_app: Callable[..., Flask],
     slack_settings: Settings,
     service: Callable[..., SlackService],
-    queue: SQLiteQueue,
+    queue: Queue,
 ) -> None:
     client = make_web_app(slack_settings).test_client()
     svc = service(SLACK_API_URL=f"http://127.0.0.1:{free_port()}/api/")
@@ -265,7 +281,7 @@ def test_a_bot_waiting_for_slack_says_connecting_and_why(
 
 
 def test_a_bot_whose_beats_stopped_coming_is_not_ready(
-    make_web_app: Callable[..., Flask], slack_settings: Settings, queue: SQLiteQueue
+    make_web_app: Callable[..., Flask], slack_settings: Settings, queue: Queue
 ) -> None:
     # A bot killed with SIGKILL leaves "connected" behind; its age gives it away.
     queue.beat("bot", "connected", "socket mode", hostname="h", pid=7, now=time.time() - 60)
@@ -315,7 +331,7 @@ def request(job_type: str = "check", **kwargs: Any) -> JobRequest:
 
 
 def run_job(
-    queue: SQLiteQueue,
+    queue: Queue,
     t0: float,
     *,
     wait: float,
@@ -333,7 +349,7 @@ def run_job(
 
 
 def test_metrics_count_jobs_depth_latency_duration_and_failures(
-    client: FlaskClient, queue: SQLiteQueue
+    client: FlaskClient, queue: Queue
 ) -> None:
     t0 = time.time() - 600
     run_job(queue, t0, wait=0.003, run=0.4)
@@ -375,7 +391,7 @@ def test_metrics_count_jobs_depth_latency_duration_and_failures(
 
 
 def test_latency_is_measured_from_when_a_delayed_job_was_due(
-    client: FlaskClient, queue: SQLiteQueue
+    client: FlaskClient, queue: Queue
 ) -> None:
     t0 = time.time() - 600
     job = queue.enqueue(request(delay_seconds=60), now=t0).job
@@ -388,7 +404,7 @@ def test_latency_is_measured_from_when_a_delayed_job_was_due(
 def test_metrics_of_real_runs_and_of_the_services_processes(
     client: FlaskClient,
     configs: JobConfigs,
-    queue: SQLiteQueue,
+    queue: Queue,
     thread_dispatcher: Callable[..., Any],
     web_user: tuple[str, str],
 ) -> None:
@@ -420,10 +436,10 @@ def test_metrics_of_real_runs_and_of_the_services_processes(
 
 
 def test_every_worker_and_app_reads_the_same_figures(
-    make_web_app: Callable[..., Flask], configs: JobConfigs, queue: SQLiteQueue, settings: Settings
+    make_web_app: Callable[..., Flask], configs: JobConfigs, queue: Queue, settings: Settings
 ) -> None:
     run_job(queue, time.time() - 5, wait=0.01, run=0.1)
-    other_queue = SQLiteQueue(settings.sqlite_path)  # as another gunicorn worker would have
+    other_queue = open_queue(settings)  # as another gunicorn worker would have
     try:
         first = scrape(make_web_app().test_client())
         second = scrape(make_web_app(queue=other_queue).test_client())
