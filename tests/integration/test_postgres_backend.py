@@ -1,4 +1,5 @@
-"""The PostgreSQL backend's own mechanics (the contract suite covers what every backend does).
+"""The PostgreSQL backend's own mechanics (the contract suite covers what every backend does),
+and the dispatcher's polling where no wake-up arrives, on both backends.
 
 Migrations taken in turns by processes starting together, a schema newer than this
 STAT bot refused, the clock read from the server rather than the host, and
@@ -13,10 +14,11 @@ import time
 import psycopg
 import pytest
 
-from stat_bot.jobs.model import JobRequest
-from stat_bot.queue import postgres_sql
+from stat_bot.jobs.model import JobRequest, JobStatus
+from stat_bot.queue import open_queue, postgres_sql
 from stat_bot.queue.base import QueueError
 from stat_bot.queue.postgres import PostgresQueue
+from tests.integration.conftest import wait_status
 from tests.postgres_fixtures import create_database, drop_database, require_postgres
 
 
@@ -111,3 +113,41 @@ def test_wakeups_resume_after_the_listeners_connection_is_cut(postgres_url):
     finally:
         writer.close()
         reader.close()
+
+
+def test_a_dispatcher_that_never_gets_a_wakeup_still_runs_jobs_by_polling(
+    configure, make_settings, database_url, thread_dispatcher
+):
+    """As behind PgBouncer in transaction mode, where NOTIFY never reaches LISTEN: the
+    dispatcher's short poll (DISPATCHER_POLL_INTERVAL) finds the job all the same."""
+    configure({"t": {"jobs": {"quick": {"run_args_template": "true", "coalesce": False}}}})
+    settings = make_settings(dispatcher_poll_interval=0.3)
+    thread_dispatcher(settings_=settings)
+    probe = open_queue(settings)
+    base = type(probe)
+    probe.close()
+
+    class Silent(base):  # type: ignore[misc, valid-type]
+        def _wake(self, conn: object) -> None:
+            """Commits wake nobody."""
+
+        def notify(self) -> None:
+            """Nor does anything else."""
+
+    silent = Silent(*_queue_args(settings))
+    silent.migrate()
+    try:
+        started = time.monotonic()
+        ids = [silent.enqueue(JobRequest(namespace="t", job_type="quick")).job.id for _ in range(3)]
+        for job_id in ids:
+            wait_status(silent, job_id, JobStatus.SUCCEEDED, timeout=30)
+        assert time.monotonic() - started < 20
+    finally:
+        silent.close()
+
+
+def _queue_args(settings) -> tuple:
+    """What open_queue gives each backend's constructor, for a subclass of it."""
+    if settings.database_url.startswith("sqlite"):
+        return (settings.sqlite_path,)
+    return (settings.database_url,)
