@@ -21,9 +21,10 @@ time being bash's $EPOCHREALTIME: one clock (this machine's), read without a for
 The record is inline in each job's template rather than a workspace script so a job
 costs one bash, not two: 5,000 of them must run on a busy 2-core machine.
 
-Where a test means the same on both backends it is parametrized over SQLite and
-PostgreSQL (the shared test server, `postgres_url`); the restart and clock tests are
-PostgreSQL's alone (its own cluster, tests/pg_cluster.py; one database clock).
+Where a test means the same on both backends it runs on SQLite and PostgreSQL (the
+shared test server), as every integration test does (tests/conftest.py, `database_url`);
+the restart and clock tests are PostgreSQL's alone (its own cluster, tests/pg_cluster.py;
+one database clock for every host).
 """
 
 from __future__ import annotations
@@ -53,7 +54,6 @@ from stat_bot.settings import Settings
 from tests.conftest import STAT_BOT
 from tests.integration.conftest import DispatcherProcess, overlap, wait_until
 from tests.pg_cluster import PgCluster, pg_cluster  # noqa: F401
-from tests.postgres_fixtures import postgres_url  # noqa: F401
 
 pytestmark = [pytest.mark.scale, pytest.mark.slow]
 
@@ -136,23 +136,6 @@ def assert_within_limits(times: Times, limits: dict[str, int]) -> dict[str, int]
 
 
 # -- a database on either backend -------------------------------------------------------------
-
-
-def sqlite_url(home: Path) -> str:
-    return f"sqlite:///{home / 'var' / 'stat-bot.sqlite3'}"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, home: Path) -> str:
-    """The test's database: a SQLite file in the test home, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return sqlite_url(home)
-    return str(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture
-def pg_only_url(postgres_url: str) -> str:  # noqa: F811
-    return postgres_url
 
 
 def safely(fn: Callable[[], Any]) -> Any:
@@ -425,8 +408,8 @@ TOTAL = sum(count for count, _, _ in MIX.values())
 # exactly-once is the stronger promise; PostgreSQL, the backend for scale-out, gets both.
 @pytest.mark.parametrize(
     ("database_url", "retries"),
-    [("sqlite", 0), ("postgresql", 0), ("postgresql", 2)],
-    ids=["sqlite-no-retries", "postgresql-no-retries", "postgresql-retries"],
+    [("sqlite", 0), ("postgres", 0), ("postgres", 2)],
+    ids=["sqlite-no-retries", "postgres-no-retries", "postgres-retries"],
     indirect=["database_url"],
 )
 def test_three_dispatchers_four_enqueuers_one_killed(
@@ -478,8 +461,10 @@ def test_three_dispatchers_four_enqueuers_one_killed(
         return bool(running) and (slow or time.monotonic() > prefer_slow_until)
 
     wait_until(victim_busy, timeout=150, interval=0.05, what="the victim to run jobs")
+    (victim_id,) = [w.id for w in queue.workers() if w.pid == victim.pid]
     victim.kill()
     killed_at = time.monotonic() - started
+    killed_wall = time.time()  # the clock jobs record with ($EPOCHREALTIME)
 
     for enqueuer in enqueuers:
         stats = enqueuer.finish()
@@ -508,9 +493,11 @@ def test_three_dispatchers_four_enqueuers_one_killed(
     if retries == 0:
         assert set(statuses) <= {JobStatus.SUCCEEDED, JobStatus.LOST}, statuses
         lost = [j for j in jobs if j.status is JobStatus.LOST]
-        # Only what the killed dispatcher ran at that moment, and at least its slow job.
-        assert 1 <= len(lost) <= PER_DISPATCHER, lost
-        assert all("lost" in (j.note or "") for j in lost), lost
+        # Only what the killed dispatcher ran when it died: its running jobs, and any it
+        # had ended but not yet recorded (a slot is free before its end is committed, so
+        # these may be more than its DISPATCHER_CONCURRENCY).
+        assert lost
+        assert all(f"lost: dispatcher {victim_id} " in (j.note or "") for j in lost), lost
         assert {j.attempts for j in jobs} == {1}
         for j in jobs:
             runs = len(times.starts.get(j.id, []))
@@ -520,8 +507,10 @@ def test_three_dispatchers_four_enqueuers_one_killed(
                 assert runs <= 1, f"a lost job ran {runs} times: {j}"
     else:
         assert statuses == {JobStatus.SUCCEEDED: TOTAL}, statuses
-        assert 1 <= len(victims) <= PER_DISPATCHER, victims
+        assert victims
         assert all(j.attempts == 2 for j in victims), victims
+        for j in victims:  # run again only after its dispatcher died
+            assert max(times.starts[j.id]) > killed_wall, (j, times.starts[j.id], killed_wall)
         for j in jobs:
             assert 1 <= len(times.starts.get(j.id, [])) <= j.attempts, j
             assert len(times.ends.get(j.id, [])) >= 1, j
@@ -673,6 +662,8 @@ def test_concurrent_claims_never_exceed_a_types_concurrency(
 # -- c. the PostgreSQL server restarted and crashed under a dispatcher and an enqueuer ---------
 
 
+# Its database is on its own cluster: the shared fixture's (SQLite) URL goes unused.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True, ids=["own-cluster"])
 def test_dispatcher_and_enqueuer_ride_out_a_restart_and_a_crash_of_postgresql(
     pg_cluster: PgCluster,  # noqa: F811
     configure,
@@ -770,6 +761,7 @@ def skewed_clock(tmp_path: Path) -> Callable[[float, str], dict[str, str]]:
     return env
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # no database involved
 def test_the_skewed_clock_is_faked(skewed_clock, cli_env) -> None:
     """The fake itself: a process started with it is SKEW s ahead and on another host."""
     code = "import socket, time; print(time.time(), time.time_ns() / 1e9, socket.gethostname())"
@@ -785,8 +777,9 @@ def test_the_skewed_clock_is_faked(skewed_clock, cli_env) -> None:
     assert out[2] == "fast-host"
 
 
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)  # one clock for all hosts
 def test_dispatchers_with_skewed_clocks_agree_on_the_databases_clock(
-    pg_only_url: str, configure, make_fleet, skewed_clock, settings: Settings, cli_env
+    database_url: str, configure, make_fleet, skewed_clock, settings: Settings, cli_env
 ) -> None:
     configure(
         {
@@ -803,7 +796,7 @@ def test_dispatchers_with_skewed_clocks_agree_on_the_databases_clock(
             }
         }
     )
-    fleet, queue = make_fleet(pg_only_url, DISPATCHER_CONCURRENCY="4", LOG_LEVEL="INFO")
+    fleet, queue = make_fleet(database_url, DISPATCHER_CONCURRENCY="4", LOG_LEVEL="INFO")
     fast = fleet.dispatcher(wait=False, **skewed_clock(+SKEW, "host-fast"))
     slow = fleet.dispatcher(wait=False, **skewed_clock(-SKEW, "host-slow"))
     fleet.wait_ready(fast)
@@ -844,7 +837,7 @@ def test_dispatchers_with_skewed_clocks_agree_on_the_databases_clock(
         assert len(rows) == 2, text
         for row in rows:
             # The last age in the row is the heartbeat's: seconds, not minutes.
-            *_, (age, unit) = re.findall(r"(\d+) (s|min|h) ago", row)
+            *_, (age, unit) = re.findall(r"(\d+) (s|min|h)\b", row)  # "0 s ago", "in 0 s"
             assert unit == "s", f"skew {skew:+g} s:\n{text}"
             assert int(age) < 5, f"skew {skew:+g} s:\n{text}"
             assert "stale" not in row, f"skew {skew:+g} s:\n{text}"
