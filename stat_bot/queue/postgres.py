@@ -32,6 +32,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from stat_bot.queue import postgres_sql
 from stat_bot.queue.base import QueueError, WakeupListener
 from stat_bot.queue.relational import RelationalQueue
+from stat_bot.settings import scrubbed
 
 log = structlog.get_logger(__name__)
 # The pool logs every failed connection attempt while the server is away; callers get a
@@ -47,9 +48,12 @@ LISTEN_RETRY_MAX = 5.0
 
 def where(url: str) -> str:
     """host:port/database of a URL: how messages name the server, never with credentials."""
-    parts = urlsplit(url)
-    host = parts.hostname or "localhost"
-    port = parts.port or 5432
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "localhost"
+        port = parts.port or 5432
+    except ValueError:
+        return "the server DATABASE_URL names (it does not parse as a URL)"
     return f"{host}:{port}{parts.path or '/'}"
 
 
@@ -128,6 +132,7 @@ class PostgresQueue(RelationalQueue):
 
     def _failure(self, what: str, error: BaseException) -> QueueError:
         reason = self._why_no_connection() if isinstance(error, PoolTimeout) else one_line(error)
+        reason = scrubbed(reason, self.url)  # libpq quotes a malformed URL's parts back
         return QueueError(f"could not {what} the queue database at {where(self.url)}: {reason}")
 
     def _why_no_connection(self) -> str:

@@ -577,9 +577,12 @@ class RelationalQueue(Queue):
         recovered: list[Recovered] = []
         with self._write() as conn:
             self._serialize(conn, "recover")  # two dispatchers never recover the same job
+            # Running jobs first, then workers: a dispatcher that registers and claims between
+            # the two reads (each its own snapshot on PostgreSQL) is then seen with its job.
+            running = conn.execute(self.sql.SQL_RUNNING_ALL).fetchall()
             workers = {r[0]: Worker(*r) for r in conn.execute(self.sql.SQL_WORKERS)}
             dead = {wid for wid, w in workers.items() if is_dead(w)}
-            for row in conn.execute(self.sql.SQL_RUNNING_ALL).fetchall():
+            for row in running:
                 job = _job(row)
                 if job.worker_id in workers and job.worker_id not in dead:
                     continue
