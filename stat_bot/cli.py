@@ -635,10 +635,12 @@ def db_copy(ctx: Context, source: str, target: str) -> None:
     deliveries, counters, the outbox, confirmations, hardware state) into another database.
 
     Both are migrated to this STAT bot's schema first (the target is created if it is a
-    new SQLite file). Rows keep their ids; rows already in the target are left as they
-    are, so the copy can be run again and adds only what is missing. Stop the service
-    before the last run, so nothing changes under it. Prints each table's rows in the
-    source and in the target.
+    new SQLite file). Rows keep their ids; a row already in the target is brought up to
+    date, so the copy can be run again (a first run while the service works, a last one
+    once it is stopped) and the target ends as the source is. Stop the service before
+    the last run, so nothing changes under it. Prints each table's rows in the source
+    and in the target. Put passwords in ~/.pgpass rather than in the URLs: the command
+    line is visible to other users of the host.
     """
     from stat_bot.queue import QueueError, open_queue
     from stat_bot.queue.copy import NOT_COPIED, copy_queue

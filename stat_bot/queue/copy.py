@@ -2,8 +2,10 @@
 
 Rows keep their ids, so links between them (a job's requesters, locks, outbox
 messages; a confirmation's job) stay whole. Each table is copied in one
-transaction with `ON CONFLICT DO NOTHING`, so running the copy again, or after it
-stopped half-way, adds only what is missing: it is idempotent. Live state that
+transaction; a row whose key is in the target already is brought up to date, so
+running the copy again (after it stopped half-way, or a last time once the
+service is stopped) adds what is missing and updates what changed: it is
+idempotent, and the target ends as the source is. Live state that
 belongs to running processes (registered dispatchers, component beats, login
 throttling windows) is not copied: the processes on the new database make their own.
 """
@@ -35,6 +37,9 @@ TABLES: tuple[str, ...] = (
     "hw_loop",
 )
 NOT_COPIED: tuple[str, ...] = ("workers", "beats", "throttle")
+# Tables the target must hold exactly as the source does: a dashboard session closed
+# (logged out) since an earlier copy must not live on in the target.
+MIRRORED: frozenset[str] = frozenset({"web_sessions"})
 BATCH = 1000
 
 
@@ -72,7 +77,9 @@ def copy_queue(
         if missing:
             raise QueueError(f"the target's {table} table has no column {sorted(missing)[0]}")
         before = target.table_count(table)
-        target.load_rows(table, columns, _batches(source.dump_rows(table, columns)))
+        target.load_rows(
+            table, columns, _batches(source.dump_rows(table, columns)), replace=table in MIRRORED
+        )
         result = TableCopy(table, source.table_count(table), before, target.table_count(table))
         results.append(result)
         if progress is not None:

@@ -741,3 +741,8 @@ SQL_RESET_ID = """
     SELECT setval(pg_get_serial_sequence(%s, 'id'), max(id)) FROM "{table}"
     HAVING max(id) IS NOT NULL
 """
+SQL_TABLE_KEY = """
+    SELECT a.attname FROM pg_index AS i
+    JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+    WHERE i.indrelid = %s::regclass AND i.indisprimary ORDER BY a.attnum
+"""

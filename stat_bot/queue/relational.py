@@ -1073,16 +1073,30 @@ class RelationalQueue(Queue):
         yield from self._read(f'SELECT {names} FROM "{_known(self, table)}"')
 
     def load_rows(
-        self, table: str, columns: Sequence[str], batches: Iterator[Sequence[tuple]]
+        self,
+        table: str,
+        columns: Sequence[str],
+        batches: Iterator[Sequence[tuple]],
+        *,
+        replace: bool = False,
     ) -> None:
-        """Insert rows keeping their keys, skipping any whose key is there already; one
-        transaction for the table, after which new ids continue above the copied ones."""
+        """Insert rows keeping their keys, or bring a row with the same key up to date
+        (a job that ended since the last copy, a message delivered, a session closed);
+        one transaction for the table, after which new ids continue above the copied ones.
+        `replace`: the table's rows are the source's alone (rows not there are deleted)."""
         names = ", ".join(f'"{c}"' for c in columns)
         marks = ", ".join(self.sql.P for _ in columns)
-        sql = (
-            f'INSERT INTO "{_known(self, table)}" ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING'
-        )
+        keys = [r[0] for r in self._read(self.sql.SQL_TABLE_KEY, (_known(self, table),))]
+        rest = [c for c in columns if c not in keys]
+        conflict = "ON CONFLICT DO NOTHING"
+        if keys and rest:
+            key = ", ".join(f'"{k}"' for k in keys)
+            update = ", ".join(f'"{c}" = excluded."{c}"' for c in rest)
+            conflict = f"ON CONFLICT ({key}) DO UPDATE SET {update}"
+        sql = f'INSERT INTO "{table}" ({names}) VALUES ({marks}) {conflict}'
         with self._write() as conn:
+            if replace:
+                conn.execute(f'DELETE FROM "{table}"')
             for batch in batches:
                 self._many(conn, sql, batch)
             if "id" in columns and self.sql.SQL_RESET_ID:

@@ -716,3 +716,4 @@ SQL_RECORD_FIRING = (
 SQL_PRUNE_FIRINGS = "DELETE FROM schedule_firings WHERE due < ?"
 SQL_TABLE_COLUMNS = "SELECT name FROM pragma_table_info(?) ORDER BY cid"
 SQL_RESET_ID = None  # an INTEGER PRIMARY KEY goes on from the largest id by itself
+SQL_TABLE_KEY = "SELECT name FROM pragma_table_info(?) WHERE pk > 0 ORDER BY pk"

@@ -105,11 +105,23 @@ def test_db_copy_moves_every_table_idempotently_and_ids_go_on(tmp_path: Path, po
         assert counts["job_requesters"]["added"] == 1
         assert counts["outbox"]["added"] >= 2
 
+        # The site went on between the copies: a job ended, a message was delivered, a
+        # session was closed. The last copy (service stopped) brings all of that across.
+        (hello,) = source.claim("w2", 1, now=T0 + 20)
+        source.finish(hello.id, JobStatus.FAILED, 1, now=T0 + 21)
+        (pending,) = source.claim_outbox("sender", limit=1, now=T0 + 22)
+        source.outbox_delivered(pending, "C1", "123.456", now=T0 + 23)
+        source.close_session("hash-1")
         second = cli("db", "copy", "--from", source_url, "--to", target_url, "--json", cwd=tmp_path)
         assert second.returncode == 0, second.stderr
-        assert all(t["added"] == 0 for t in json.loads(second.stdout)["tables"])
+        again = {t["table"]: t for t in json.loads(second.stdout)["tables"]}
+        assert all(t["added"] == 0 for name, t in again.items() if name != "web_sessions")
+        assert again["web_sessions"]["target"] == 0
         for table in TABLES:
             assert rows(target, table) == rows(source, table), table
+        assert target.get(hello.id).status is JobStatus.FAILED
+        assert target.outbox_get(pending.id).state == "delivered"
+        assert target.session_user("hash-1", max_age=10**10, now=T0 + 30) is None  # logged out
 
         # The copied site goes on: its schedule keeps its override, new ids follow.
         (schedule,) = target.schedules()
