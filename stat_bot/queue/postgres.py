@@ -43,6 +43,7 @@ CHANNEL = "stat_bot_wakeup"
 SQL_NOTIFY = f"NOTIFY {CHANNEL}"
 CLOCK_RESYNC = 30.0  # seconds between readings of the server's clock
 CHECK_IDLE_AFTER = 1.0  # a pooled connection idle this long is checked before use
+SUSPECT_FOR = 30.0  # after a connection failure, every connection is checked this long
 LISTEN_RETRY_MAX = 5.0
 
 
@@ -97,6 +98,7 @@ class PostgresQueue(RelationalQueue):
         self._pool: ConnectionPool | None = None
         self._pid = 0
         self._pool_lock = threading.Lock()
+        self._suspect_until = 0.0
         self._clock: tuple[float, float] | None = None  # (server epoch, monotonic) at a reading
         self._clock_lock = threading.Lock()
         self._listeners: list[PostgresListener] = []
@@ -120,7 +122,7 @@ class PostgresQueue(RelationalQueue):
                     min_size=1,
                     max_size=self._pool_size,
                     kwargs={"autocommit": True, "connect_timeout": int(self._connect_timeout)},
-                    check=_check_if_idle,
+                    check=self._check,
                     reset=_mark_used,
                     timeout=self._wait_timeout,
                     name="stat-bot",
@@ -149,7 +151,22 @@ class PostgresQueue(RelationalQueue):
             with self._get_pool().connection() as conn:
                 yield conn
         except (psycopg.Error, PoolTimeout) as error:
+            if isinstance(error, psycopg.OperationalError | PoolTimeout):
+                # The server may have restarted: every pooled connection may be broken.
+                self._suspect_until = time.monotonic() + SUSPECT_FOR
             raise self._failure(what, error) from error
+
+    def _check(self, conn: psycopg.Connection) -> None:
+        """Check a pooled connection before use (a round trip) if it sat idle, or while a
+        recent connection failure says the server may have restarted: the pool then drops
+        a broken one and gives another, so a restart fails one call, not one per connection.
+
+        Checking every time would add a round trip to every call."""
+        used = getattr(conn, "_stat_bot_used", 0.0)
+        now = time.monotonic()
+        if now - used > CHECK_IDLE_AFTER or now < self._suspect_until:
+            conn.execute("")
+        conn._stat_bot_used = time.monotonic()  # type: ignore[attr-defined]
 
     @contextmanager
     def _write(self) -> Iterator[psycopg.Connection]:
@@ -198,9 +215,13 @@ class PostgresQueue(RelationalQueue):
             self._read_clock()
 
     def _read_clock(self) -> tuple[float, float]:
-        with self._clock_lock:
+        with self._clock_lock, self._connection("read") as conn:
+            # Only the query is timed (not waiting for a connection), so the reading is
+            # off by at most half a round trip.
             before = time.monotonic()
-            ((server,),) = self._read("SELECT extract(epoch FROM clock_timestamp())::float8")
+            ((server,),) = conn.execute(
+                "SELECT extract(epoch FROM clock_timestamp())::float8"
+            ).fetchall()
             after = time.monotonic()
             self._clock = (float(server), (before + after) / 2)
             return self._clock
@@ -258,18 +279,6 @@ class PostgresQueue(RelationalQueue):
                 conn.execute(SQL_NOTIFY)
         except (psycopg.Error, PoolTimeout) as error:
             log.debug("could not notify", error=one_line(error))
-
-
-def _check_if_idle(conn: psycopg.Connection) -> None:
-    """Check a pooled connection before use if it sat idle (a server restart breaks them).
-
-    Checking every time would add a round trip to every call; a connection in steady
-    use meets a restart at its next statement, which then fails with QueueError.
-    """
-    used = getattr(conn, "_stat_bot_used", 0.0)
-    if time.monotonic() - used > CHECK_IDLE_AFTER:
-        conn.execute("")
-    conn._stat_bot_used = time.monotonic()  # type: ignore[attr-defined]
 
 
 def _mark_used(conn: psycopg.Connection) -> None:
