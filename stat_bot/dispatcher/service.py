@@ -506,6 +506,9 @@ class Dispatcher:
                 note=outcome.note,
                 report_state=state,
                 outbox=outbox,
+                # A stray (another's job) is ended whoever runs it; our own only if it is
+                # still ours, not re-queued and claimed by another while we were cut off.
+                worker_id=None if ask_progress else self.worker_id,
             )
         except WriteAbandonedError:
             return  # logged with the job id; the next start recovers it

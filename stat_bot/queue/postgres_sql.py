@@ -424,7 +424,8 @@ SQL_FINISH = (
     """
     UPDATE jobs SET status = %s, exit_code = %s, finished_at = %s, note = coalesce(%s, note),
                     report_state = %s
-    WHERE id = %s AND status = 'running' RETURNING """
+    WHERE id = %s AND status = 'running' AND (%s::text IS NULL OR worker_id = %s)
+    RETURNING """
     + JOB_COLUMNS
 )
 

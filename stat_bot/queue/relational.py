@@ -264,11 +264,13 @@ class RelationalQueue(Queue):
         report_state: ReportState = ReportState.PENDING,
         outbox: Sequence[OutboxMessage] = (),
         now: float | None = None,
+        worker_id: str | None = None,
     ) -> Job | None:
         with self._write() as conn:
             return self._finish(
-                conn, job_id, status, exit_code, note, report_state, outbox=outbox, now=now
-            )
+                conn, job_id, status, exit_code, note, report_state, outbox=outbox, now=now,
+                worker_id=worker_id,
+            )  # fmt: skip
 
     def _finish(
         self,
@@ -281,10 +283,12 @@ class RelationalQueue(Queue):
         *,
         outbox: Sequence[OutboxMessage] = (),
         now: float | None = None,
+        worker_id: str | None = None,
     ) -> Job | None:
         now = self.now() if now is None else now
         row = conn.execute(
-            self.sql.SQL_FINISH, (status, exit_code, now, note, report_state, job_id)
+            self.sql.SQL_FINISH,
+            (status, exit_code, now, note, report_state, job_id, worker_id, worker_id),
         ).fetchone()
         if row is None:
             return None

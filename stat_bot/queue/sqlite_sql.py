@@ -419,7 +419,7 @@ SQL_FINISH = (
     """
     UPDATE jobs SET status = ?, exit_code = ?, finished_at = ?, note = coalesce(?, note),
                     report_state = ?
-    WHERE id = ? AND status = 'running' RETURNING """
+    WHERE id = ? AND status = 'running' AND (? IS NULL OR worker_id = ?) RETURNING """
     + JOB_COLUMNS
 )
 
