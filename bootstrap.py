@@ -15,8 +15,10 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -26,7 +28,9 @@ LOCKS = {"run": ROOT / "requirements.lock", "dev": ROOT / "requirements-dev.lock
 # Debian packages the tests need for their real peers (servers started by the tests themselves):
 # chromium for the dashboard's browser tests (Playwright drives it; never `playwright install`).
 # openssl for the test Trac's htpasswd lines; a real sshd for SSH checks and `fab deploy`;
-# Debian's slurmctld (with munge) for drain and resume.
+# Debian's slurmctld (with munge) for drain and resume; postgresql for the PostgreSQL
+# backend's tests (the machine's cluster on 127.0.0.1:5432, and initdb / pg_ctl for the
+# clusters the restart and crash tests start themselves).
 TEST_APT_PACKAGES: list[str] = [
     "chromium",
     "openssl",
@@ -35,6 +39,7 @@ TEST_APT_PACKAGES: list[str] = [
     "slurmctld",
     "slurm-client",
     "munge",
+    "postgresql",
 ]
 
 
@@ -95,6 +100,52 @@ def apt_install(packages: list[str]) -> None:
     run("apt-get", "install", "-y", "-q", "--no-install-recommends", *missing, env=env)
 
 
+def port_answers(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def start_postgres() -> None:
+    """Start the machine's PostgreSQL cluster for the tests if nothing answers on 5432.
+
+    Only where TEST_DATABASE_URL is unset (it names another server) and we are root.
+    A cluster created here trusts local and loopback logins and has the `test` database
+    the tests' default URL names. Never fails the run: without a server the PostgreSQL
+    tests skip, loudly (and fail under CI=1), which is their decision, not ours.
+    """
+    if os.environ.get("TEST_DATABASE_URL") or port_answers(5432):
+        return
+    if os.geteuid() == 0 and shutil.which("pg_ctlcluster"):
+        clusters, versions = (
+            sorted(os.listdir(d), key=float) if os.path.isdir(d) else []
+            for d in ("/etc/postgresql", "/usr/lib/postgresql")
+        )
+        version = (clusters or versions or [""])[-1]
+        created = False
+        if version and not clusters:
+            say(f"creating the PostgreSQL {version} cluster `main` (trust auth)")
+            created = not subprocess.run(
+                ["pg_createcluster", version, "main", "--", "--auth=trust"]
+            ).returncode
+        if version:
+            say(f"starting PostgreSQL {version} main")
+            start = ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"]
+            subprocess.run(start)
+            deadline = time.monotonic() + 30
+            while not port_answers(5432) and time.monotonic() < deadline:
+                time.sleep(0.5)
+        if created and port_answers(5432):
+            subprocess.run(["runuser", "-u", "postgres", "--", "createdb", "test"])
+    if not port_answers(5432):
+        say(
+            "!!! NO POSTGRESQL on 127.0.0.1:5432 and TEST_DATABASE_URL is unset: "
+            "the PostgreSQL tests will be SKIPPED (they fail under CI=1) !!!"
+        )
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("run", "test", "bench", "lock"):
         print(__doc__, file=sys.stderr)
@@ -129,6 +180,7 @@ def main(argv: list[str]) -> int:
     if lint:
         say("lint failed: run `.venv/bin/ruff check --fix . && .venv/bin/ruff format .`")
         return 1
+    start_postgres()
     # Two workers (pytest-xdist): most tests wait on real processes and servers, so the
     # suite takes about half as long on this project's two cores; `-n 0` runs it serially.
     workers = (

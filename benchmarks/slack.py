@@ -162,7 +162,8 @@ def run(home: Path, *, count: int = 100) -> tuple[str, list[Figure]]:
                 acked = {
                     e["event_ts"]: (e["published"], e["acked"])
                     for e in slack.acks(event_type="app_mention")
-                    if e["acked"] and e["event_ts"] in posted
+                    # First deliveries only: a redelivery (retry_attempt > 0) is its own record.
+                    if e["acked"] and e["event_ts"] in posted and not e.get("retry_attempt")
                 }
                 if len(acked) < len(posted):
                     raise BenchmarkError(f"only {len(acked)} of {len(posted)} commands were acked")

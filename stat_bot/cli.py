@@ -314,7 +314,7 @@ def run(ctx: Context, console: bool | None) -> None:
         click.echo(
             f"STAT bot {_version()} connected to Slack at {settings.slack_api_url}\n"
             + dashboard
-            + f"  database:   {settings.database_url}\n  namespaces: {namespaces}\n"
+            + f"  database:   {settings.database_shown}\n  namespaces: {namespaces}\n"
             "  stop with Ctrl-C.",
             err=True,
         )
@@ -330,7 +330,7 @@ def run(ctx: Context, console: bool | None) -> None:
         + dashboard
         + trac_line
         + redfish_line
-        + f"  database:   {settings.database_url}\n  namespaces: {namespaces}\n"
+        + f"  database:   {settings.database_shown}\n  namespaces: {namespaces}\n"
         + (f"  the service's logs go to {log_path}\n" if interactive else "")
         + "  chat from another terminal:  .venv/bin/stat-bot console\n"
         '  or queue a job:              .venv/bin/stat-bot enqueue "system hello Ada"\n'
@@ -586,8 +586,89 @@ def db_migrate(ctx: Context) -> None:
     ctx.create_db = True
     version = ctx.queue.migrate()
     ctx.output(
-        {"database": str(ctx.settings.database_url), "schema_version": version},
-        f"{ctx.settings.database_url}: schema version {version}",
+        {"database": ctx.settings.database_shown, "schema_version": version},
+        f"{ctx.settings.database_shown}: schema version {version}",
+    )
+
+
+@db.command("check", epilog=EPILOG_EXAMPLES + "  stat-bot db check")
+@pass_ctx
+def db_check(ctx: Context) -> None:
+    """Say whether the database answers and its schema is the one this STAT bot expects.
+
+    Exits 0 when it is up to date, 1 when it cannot be reached or needs `stat-bot db
+    migrate` (an older schema) or a newer STAT bot (a newer schema). Changes nothing.
+    """
+    from stat_bot.queue import QueueError, open_queue
+
+    try:
+        queue = open_queue(ctx.settings, migrate=False, create=False)
+        have, want = queue.schema_version(), queue.expected_schema_version()
+    except QueueError as error:
+        _fail(str(error), 1)
+    where = ctx.settings.database_shown
+    if have == want:
+        state, text, code = "current", f"{where}: schema version {have}, up to date", 0
+    elif have is None or have < want:
+        state, code = "behind", 1
+        text = (
+            f"{where}: schema version {have or 0}, this STAT bot needs {want}: "
+            "run `stat-bot db migrate`"
+        )
+    else:
+        state, code = "newer", 1
+        text = f"{where}: schema version {have} is newer than this STAT bot ({want}): upgrade it"
+    ctx.output({"database": where, "schema_version": have, "expected": want, "state": state}, text)
+    raise SystemExit(code)
+
+
+@db.command(
+    "copy",
+    epilog=EPILOG_EXAMPLES + "  stat-bot db copy --from sqlite:///var/stat-bot.sqlite3 "
+    "--to postgresql://statbot@db.example.org/statbot",
+)
+@click.option("--from", "source", required=True, metavar="URL", help="The database to read.")
+@click.option("--to", "target", required=True, metavar="URL", help="The database to fill.")
+@pass_ctx
+def db_copy(ctx: Context, source: str, target: str) -> None:
+    """Copy a site's queue (history, schedules and their web overrides, suppressions,
+    deliveries, counters, the outbox, confirmations, hardware state) into another database.
+
+    Both are migrated to this STAT bot's schema first (the target is created if it is a
+    new SQLite file). Rows keep their ids; a row already in the target is brought up to
+    date, so the copy can be run again (a first run while the service works, a last one
+    once it is stopped) and the target ends as the source is. Stop the service before
+    the last run, so nothing changes under it. Prints each table's rows in the source
+    and in the target. Put passwords in ~/.pgpass rather than in the URLs: the command
+    line is visible to other users of the host.
+    """
+    from stat_bot.queue import QueueError, open_queue
+    from stat_bot.queue.copy import NOT_COPIED, copy_queue
+    from stat_bot.settings import shown_url
+
+    if source == target:
+        _fail("--from and --to name the same database", 2)
+    try:
+        queues = [
+            open_queue(ctx.settings.model_copy(update={"database_url": url}), create=create)
+            for url, create in ((source, False), (target, True))
+        ]
+        results = copy_queue(*queues)
+    except QueueError as error:
+        _fail(str(error), 1)
+    lines = [f"{'table':<18} {'source':>8} {'target':>8} {'added':>8}"]
+    lines += [f"{r.table:<18} {r.source:>8} {r.target_after:>8} {r.added:>8}" for r in results]
+    lines.append(f"not copied (each process makes its own): {', '.join(NOT_COPIED)}")
+    ctx.output(
+        {
+            "from": shown_url(source),
+            "to": shown_url(target),
+            "tables": [
+                {"table": r.table, "source": r.source, "target": r.target_after, "added": r.added}
+                for r in results
+            ],
+        },
+        f"copied {shown_url(source)} -> {shown_url(target)}\n" + "\n".join(lines),
     )
 
 
@@ -770,11 +851,17 @@ def confirm_(ctx: Context, code: str, cancel: bool) -> None:
 @main.command(epilog=EPILOG_EXAMPLES + "  stat-bot status\n  stat-bot --json status")
 @pass_ctx
 def status(ctx: Context) -> None:
-    """Running and queued jobs, suppressions, next schedule fires, and dispatchers."""
+    """Running and queued jobs, suppressions, next schedule fires, and dispatchers.
+
+    Every dispatcher is listed with its host and pid; one whose heartbeat is older than
+    LOST_AFTER by the database's clock is marked STALE (the others take it for dead).
+    """
     from stat_bot.views import StatusView
 
     waiting = ctx.configs.waiting_schedules(ctx.settings.job_environment())
-    view = StatusView.read(ctx.queue, ctx.settings.tz, waiting=waiting)
+    view = StatusView.read(
+        ctx.queue, ctx.settings.tz, waiting=waiting, lost_after=ctx.settings.lost_after
+    )
     ctx.output(view.data(), view.text(ctx.settings.tz))
 
 

@@ -8,11 +8,13 @@ with overrides and every variable is documented in `environment-sample`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import parse_qsl, unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
@@ -63,6 +65,40 @@ class SettingsError(Exception):
     """A setting is missing or malformed; the message names it and what is expected."""
 
 
+SECRET_URL_PARAMETERS = ("password", "sslpassword")
+
+
+def url_secrets(url: str) -> list[str]:
+    """Every secret a database URL carries (its password, as typed and decoded, and
+    libpq's password parameters), longest first, for scrubbing from any text."""
+    found: list[str] = []
+    with contextlib.suppress(ValueError):
+        parts = urlsplit(url)
+        with contextlib.suppress(ValueError):
+            if parts.password:
+                found += [parts.password, unquote(parts.password)]
+        for name, value in parse_qsl(parts.query, keep_blank_values=True):
+            if name.lower() in SECRET_URL_PARAMETERS and value:
+                found.append(value)
+    if "@" in url and "://" in url:  # what a URL that does not parse may hold
+        userinfo = url.split("://", 1)[1].rsplit("@", 1)[0]
+        if ":" in userinfo:
+            found.append(userinfo.split(":", 1)[1])
+    return sorted({s for s in found if s}, key=len, reverse=True)
+
+
+def scrubbed(text: str, url: str) -> str:
+    """`text` with every secret of `url` replaced by ***."""
+    for secret in url_secrets(url):
+        text = text.replace(secret, "***")
+    return text
+
+
+def shown_url(url: str) -> str:
+    """A database URL as messages and logs may show it: its secrets replaced by ***."""
+    return scrubbed(url, url)
+
+
 class Settings(BaseSettings):
     """STAT bot's configuration. Field names are the variable names, lower-cased."""
 
@@ -82,7 +118,7 @@ class Settings(BaseSettings):
         "postgresql://USER[:PASSWORD]@HOST[:PORT]/DB for a queue shared by several hosts",
     )
     database_pool_size: int = Field(
-        10, ge=1, le=200, description="PostgreSQL: connections per process at most"
+        10, ge=2, le=200, description="PostgreSQL: connections per process at most (2 or more)"
     )
     database_connect_timeout: float = Field(
         10.0, gt=0, le=600, description="PostgreSQL: seconds a call waits for a connection"
@@ -312,7 +348,7 @@ class Settings(BaseSettings):
         if value and not value.startswith(DATABASE_URL_FORMS):
             raise ValueError(
                 f"expected sqlite:///PATH (an absolute or relative file path) or "
-                f"postgresql://USER@HOST/DB, got {value!r}"
+                f"postgresql://USER@HOST/DB, got {shown_url(value)!r}"
             )
         return value
 
@@ -357,6 +393,11 @@ class Settings(BaseSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def database_shown(self) -> str:
+        """DATABASE_URL as messages and logs may show it: any password replaced by ***."""
+        return shown_url(self.database_url)
 
     @property
     def sqlite_path(self) -> Path:

@@ -8,6 +8,7 @@ Keeping them here means a person sees the same words whichever way they asked.
 from __future__ import annotations
 
 import dataclasses
+import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -126,8 +127,76 @@ def schedule_timing(row: ScheduleRow) -> str:
 
 
 @dataclass(frozen=True)
+class DispatcherView:
+    """One registered dispatcher as people see it: where it runs, how late its heartbeat is.
+
+    `stale`: its last heartbeat is older than LOST_AFTER by the queue's clock
+    (`Queue.now()`), so the other dispatchers take it for dead and re-queue or mark
+    lost the jobs it was running. It is still listed until one of them does.
+    """
+
+    worker: Worker
+    heartbeat_age: float
+    stale: bool
+    running: int = 0  # jobs the queue says it is running
+
+    @property
+    def state(self) -> str:
+        return "stale" if self.stale else "alive"
+
+    def data(self) -> dict[str, Any]:
+        return {
+            **dataclasses.asdict(self.worker),
+            "heartbeat_age": round(self.heartbeat_age, 3),
+            "stale": self.stale,
+            "state": self.state,
+            "running": self.running,
+        }
+
+
+def dispatcher_views(
+    workers: list[Worker], running: list[Job], now: float, lost_after: float
+) -> list[DispatcherView]:
+    """Every registered dispatcher, by host then id, judged against `now` (the queue's clock)."""
+    per_worker: dict[str, int] = {}
+    for job in running:
+        if job.worker_id:
+            per_worker[job.worker_id] = per_worker.get(job.worker_id, 0) + 1
+    return [
+        DispatcherView(
+            worker=w,
+            heartbeat_age=max(0.0, now - w.heartbeat_at),
+            stale=now - w.heartbeat_at > lost_after,
+            running=per_worker.get(w.id, 0),
+        )
+        for w in sorted(workers, key=lambda w: (w.hostname, w.id))
+    ]
+
+
+def dispatchers_summary(views: list[DispatcherView], lost_after: float) -> str:
+    """One line: how many dispatchers on how many hosts, and which look dead."""
+    if not views:
+        return "no dispatcher has registered: start `stat-bot dispatcher`"
+    alive = [v for v in views if not v.stale]
+    hosts = sorted({v.worker.hostname for v in alive})
+    line = f"{len(alive)} alive" + (f" on {', '.join(hosts)}" if hosts else "")
+    stale = [v for v in views if v.stale]
+    if stale:
+        names = ", ".join(f"{v.worker.hostname}:{v.worker.pid}" for v in stale)
+        line += (
+            f"; {len(stale)} stale ({names}): no heartbeat for longer than LOST_AFTER "
+            f"({lost_after:g} s), so the others re-queue or mark lost what it ran"
+        )
+    return line
+
+
+@dataclass(frozen=True)
 class StatusView:
-    """Everything `status` shows, read from the queue at one moment."""
+    """Everything `status` shows, read from the queue at one moment.
+
+    `now` is the queue's clock at that moment (`Queue.now()`: the database server's
+    on a shared backend), against which heartbeats and schedules are judged.
+    """
 
     running: list[Job]
     queued: list[Job]
@@ -136,6 +205,8 @@ class StatusView:
     workers: list[Worker]
     outbox: OutboxSummary | None = None
     waiting: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    now: float = dataclasses.field(default_factory=time.time)
+    lost_after: float = 30.0
 
     @classmethod
     def read(
@@ -144,9 +215,14 @@ class StatusView:
         tz: ZoneInfo,
         now: float | None = None,
         waiting: dict[str, list[str]] | None = None,
+        *,
+        lost_after: float = 30.0,
     ) -> StatusView:
-        """`waiting`: schedules that do not fire for want of variables (JobConfigs.waiting_schedules)."""
-        now = time.time() if now is None else now
+        """`waiting`: schedules that do not fire for want of variables (JobConfigs.waiting_schedules).
+
+        `lost_after`: LOST_AFTER, beyond which a dispatcher's heartbeat is stale.
+        """
+        now = queue.now() if now is None else now
         return cls(
             running=queue.jobs(statuses=[JobStatus.RUNNING], limit=1000),
             queued=list(reversed(queue.jobs(statuses=[JobStatus.QUEUED], limit=1000))),
@@ -155,7 +231,13 @@ class StatusView:
             workers=queue.workers(),
             outbox=queue.outbox_summary(),
             waiting=waiting or {},
+            now=now,
+            lost_after=lost_after,
         )
+
+    @property
+    def dispatchers(self) -> list[DispatcherView]:
+        return dispatcher_views(self.workers, self.running, self.now, self.lost_after)
 
     def without(self, hidden: set[str]) -> StatusView:
         """The same view minus the jobs of `hidden` namespaces (a reader not allowed there)."""
@@ -170,7 +252,7 @@ class StatusView:
     def next_fire(self, row: ScheduleRow, nxt: float | None, tz: ZoneInfo) -> str:
         if row.key in self.waiting:
             return f"waits for {', '.join(self.waiting[row.key])}"
-        return f"{when(nxt, tz)} ({ago(nxt)})" if nxt else "disabled"
+        return f"{when(nxt, tz)} ({ago(nxt, self.now)})" if nxt else "disabled"
 
     def data(self) -> dict[str, Any]:
         return {
@@ -185,7 +267,7 @@ class StatusView:
                 }
                 for s, nxt in self.fires
             ],
-            "dispatchers": [dataclasses.asdict(w) for w in self.workers],
+            "dispatchers": [d.data() for d in self.dispatchers],
             "undelivered": self.undelivered_data(),
         }
 
@@ -208,7 +290,8 @@ class StatusView:
         parts = []
         if d["pending"]:
             parts.append(
-                f"{d['pending']} waiting for Slack (oldest since {ago(d['oldest_pending_at'])})"
+                f"{d['pending']} waiting for Slack "
+                f"(oldest since {ago(d['oldest_pending_at'], self.now)})"
             )
         if d["failed"] or d["expired"]:
             parts.append(f"{d['failed']} refused by Slack, {d['expired']} expired undelivered")
@@ -244,16 +327,30 @@ class StatusView:
             ],
             ["schedule", "when", "job", "last fired", "next fire"],
         )
+        dispatchers = self.dispatchers
         workers = tabulate(
-            [[w.id, ago(w.started_at), ago(w.heartbeat_at)] for w in self.workers],
-            ["id", "started", "heartbeat"],
+            [
+                [
+                    d.worker.hostname,
+                    d.worker.pid,
+                    d.worker.id,
+                    ago(d.worker.started_at, self.now),
+                    ago(d.worker.heartbeat_at, self.now),
+                    d.running,
+                    "STALE" if d.stale else "alive",
+                ]
+                for d in dispatchers
+            ],
+            ["host", "pid", "id", "started", "heartbeat", "running", "state"],
         )
+        if dispatchers:
+            workers = f"{workers}\n{dispatchers_summary(dispatchers, self.lost_after)}"
         return [
             (f"Running ({len(self.running)})", job_table(self.running) if self.running else None),
             (f"Queued ({len(self.queued)})", job_table(self.queued) if self.queued else None),
             ("Suppressions", suppressions if self.suppressions else None),
             ("Schedules", schedules if self.fires else None),
-            ("Dispatchers", workers if self.workers else None),
+            ("Dispatchers", workers if dispatchers else None),
             ("Undelivered messages", self.undelivered_text()),
         ]
 
@@ -312,6 +409,24 @@ class LogView:
         }
 
 
+def ran_on(job: Job) -> str | None:
+    """The host whose dispatcher ran the job (worker ids are `host:pid:suffix`), if known."""
+    if not job.worker_id or job.worker_id.count(":") < 2:
+        return None
+    return job.worker_id.rsplit(":", 2)[0] or None
+
+
+def missing_log(job: Job, stream: str) -> str:
+    """Why a started job's log file is not here: pruned, or on the host that ran the job."""
+    host = ran_on(job)
+    if host is not None and host != socket.gethostname():
+        return (
+            f"the {stream} of job #{job.id} is on {host}, whose dispatcher ran it, not on "
+            f"{socket.gethostname()} (put LOGS_DIR on storage every host mounts: DEPLOY.md)"
+        )
+    return f"the {stream} of job #{job.id} is gone (logs are pruned after HISTORY_DAYS days)"
+
+
 def read_log(queue: Queue, job_id: int, stream: str, end: LogEnd, count: int) -> LogView:
     """Some lines of a job's stdout or stderr; ViewError naming what is missing."""
     job = queue.get(job_id)
@@ -321,9 +436,7 @@ def read_log(queue: Queue, job_id: int, stream: str, end: LogEnd, count: int) ->
         raise ViewError(f"job #{job_id} is {job.status} and has no logs yet")
     path = Path(job.log_dir) / stream
     if not path.is_file():
-        raise ViewError(
-            f"the {stream} of job #{job_id} is gone (logs are pruned after HISTORY_DAYS days)"
-        )
+        raise ViewError(missing_log(job, stream))
     all_lines = path.read_text(errors="replace").splitlines()
     chosen = (
         all_lines if end == "all" else all_lines[:count] if end == "head" else all_lines[-count:]

@@ -1,6 +1,6 @@
 """Fixtures for the web app: an app on the test home's settings and queue, a logged-in client.
 
-Tests use Flask's test client against the real app (real SQLite queue, real
+Tests use Flask's test client against the real app (the test's real queue, real
 job_configs.py, CSRF on); browser tests and benchmarks use gunicorn instead.
 """
 
@@ -15,7 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from stat_bot.jobs.config import JobConfigs
-from stat_bot.queue.sqlite import SQLiteQueue
+from stat_bot.queue import Queue
 from stat_bot.settings import Settings
 from stat_bot.web import create_app
 from stat_bot.web.users import UserStore
@@ -74,7 +74,7 @@ def web_user(settings: Settings) -> tuple[str, str]:
 
 
 @pytest.fixture
-def make_web_app(settings: Settings, queue: SQLiteQueue) -> Callable[..., Flask]:
+def make_web_app(settings: Settings, queue: Queue) -> Callable[..., Flask]:
     """create_app on the test settings and queue; keyword arguments go to create_app."""
 
     def make(app_settings: Settings | None = None, **kwargs: Any) -> Flask:

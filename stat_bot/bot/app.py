@@ -5,6 +5,18 @@ needed). The bot's own messages, other bots' and edits are ignored. Bolt acks
 each event before the listener runs, so Slack never waits on a job being
 queued. An exception inside a listener puts an :x: on the command and a short
 apology in its thread; the details go to the log with a reference to match.
+
+Each command is answered once, however many bot processes share the Slack app
+and however often Slack delivers it: Slack spreads events over the app's Socket
+Mode connections and delivers again, maybe to another process, an event whose ack
+it did not get in 3 s (a process frozen or killed with the event on its socket).
+Before answering, the bot records the event's `event_id` (the same in every
+delivery) in the shared queue's deliveries, in one transaction that only one
+process can win (`Queue.accept_delivery`); a delivery that finds it there is
+dropped and counted (`stat_bot_slack_events_dropped_total` in /metrics). A process
+killed after acking an event but before that record is written loses it: Slack
+does not deliver acked events again, and the ack comes first so that Slack never
+waits.
 """
 
 from __future__ import annotations
@@ -24,6 +36,26 @@ from stat_bot.report.slack import ChannelDirectory, post
 from stat_bot.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+# The queue's deliveries source under which answered Slack events are recorded.
+EVENT_SOURCE = "slack-event"
+
+
+def first_delivery(chat: ChatCommands, event_id: str | None) -> bool:
+    """Whether this process is the one to answer the event: True exactly once per event_id.
+
+    An event without an id (not from Slack's Events API) is always answered.
+    """
+    if not event_id:
+        return True
+    if chat.queue.accept_delivery(EVENT_SOURCE, event_id, []) is not None:
+        return True
+    log.info("event already answered; this delivery is dropped", event_id=event_id)
+    try:
+        chat.queue.count("slack_events_dropped", "duplicate")
+    except Exception as error:  # a metric must never stop the bot
+        log.warning("duplicate event not counted", reason=str(error))
+    return False
 
 
 def create_app(
@@ -51,7 +83,7 @@ def create_app(
     )
     channels = ChannelDirectory(client)
 
-    def answer(event: dict[str, Any], text: str) -> None:
+    def answer(event: dict[str, Any], text: str, event_id: str | None) -> None:
         asker = Asker(
             user_id=event["user"],
             channel=event["channel"],
@@ -60,6 +92,8 @@ def create_app(
         )
         bound = log.bind(user=asker.user_id, channel=asker.channel, command=text)
         try:
+            if not first_delivery(chat, event_id):
+                return
             result: Answer = chat.handle(text, asker)
             if result.reaction:
                 client.reactions_add(
@@ -78,15 +112,17 @@ def create_app(
         return not event.get("subtype") and not event.get("bot_id") and "user" in event
 
     @app.event("app_mention")
-    def on_mention(event: dict[str, Any]) -> None:
+    def on_mention(event: dict[str, Any], body: dict[str, Any]) -> None:
         if wanted(event) and event.get("channel_type") != "im":
-            answer(event, command_text(event.get("text", ""), bot_user_id))
+            text = command_text(event.get("text", ""), bot_user_id)
+            answer(event, text, body.get("event_id"))
 
     @app.event("message")
-    def on_message(event: dict[str, Any]) -> None:
+    def on_message(event: dict[str, Any], body: dict[str, Any]) -> None:
         # In channels a command comes as app_mention (Slack sends both); here only DMs count.
         if wanted(event) and event.get("channel_type") == "im":
-            answer(event, command_text(event.get("text", ""), bot_user_id))
+            text = command_text(event.get("text", ""), bot_user_id)
+            answer(event, text, body.get("event_id"))
 
     def clicked(body: dict[str, Any], confirm: bool) -> None:
         """A Confirm or Cancel button of a guarded job's offer (report/confirmations.py)."""

@@ -256,7 +256,9 @@ class ChatCommands:
     def _status(self, asker: Asker) -> Answer:
         hidden = self.hidden_namespaces(asker.user_id)
         waiting = self.configs.waiting_schedules(self.settings.job_environment())
-        view = StatusView.read(self.queue, self.settings.tz, waiting=waiting).without(hidden)
+        view = StatusView.read(
+            self.queue, self.settings.tz, waiting=waiting, lost_after=self.settings.lost_after
+        ).without(hidden)
         parts = []
         for heading, table in view.sections(self.settings.tz):
             if table is None:

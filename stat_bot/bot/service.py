@@ -103,7 +103,8 @@ def _retrying(
 class BotBeat:
     """Tells the queue, every HEARTBEAT_INTERVAL seconds, whether the bot is connected.
 
-    The web server's /readyz and /metrics read these beats. They are written from a
+    The web server's /readyz and /metrics read these beats (`bot:<host>`: with a bot on
+    each of several hosts, one connected is enough). They are written from a
     daemon thread of their own, never from the threads that handle Slack events, and
     a database problem here is logged, not raised: it must not take the bot down.
     """
@@ -119,6 +120,8 @@ class BotBeat:
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bot-heartbeat", daemon=True)
         self._hostname = socket.gethostname()
+        # One beat per host, so bots on two hosts do not overwrite each other's state.
+        self._component = f"bot:{self._hostname}"
 
     def start(self) -> None:
         self._beat(*self.state())
@@ -156,7 +159,9 @@ class BotBeat:
                 return
             self._stopped = last
             try:
-                self._queue.beat("bot", state, detail, hostname=self._hostname, pid=os.getpid())
+                self._queue.beat(
+                    self._component, state, detail, hostname=self._hostname, pid=os.getpid()
+                )
             except Exception as error:
                 log.warning("bot heartbeat not recorded", state=state, reason=str(error))
 

@@ -117,6 +117,9 @@ class Dispatcher:
         self.notifier = notifier
         self.hostname = socket.gethostname()
         self._recover_now = 0.0  # the queue's clock when a recovery began (see `_is_dead`)
+        # Since when (monotonic) this dispatcher has been able to write its heartbeat without
+        # a break; None while it cannot (see `_is_dead`).
+        self._in_touch_since: float | None = None
         self.worker_id = worker_id or f"{self.hostname}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.runner = Runner(settings)
         self.running: dict[int, RunningJob] = {}
@@ -125,6 +128,8 @@ class Dispatcher:
         self._mine: set[int] = set()
         self._ending: set[int] = set()  # strays being ended by `_end_strays`
         self._launching = 0  # claimed jobs whose process is being started
+        self._launched = asyncio.Event()  # set while no claimed job is being started
+        self._launched.set()
         self._db_pending = 0  # calls handed to the queue thread and not yet back
         self._group: list[tuple[str, tuple[Any, ...], dict[str, Any], Any]] = []  # see _grouped
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -291,11 +296,12 @@ class Dispatcher:
         try:
             self.sender.start()
             await self._q(self.queue.register_worker, self.worker_id, self.hostname, os.getpid())
+            self._in_touch_since = time.monotonic()
             await self._sync_schedules()
             self.log.info(
                 "dispatcher started",
                 concurrency=self.settings.dispatcher_concurrency,
-                database=str(self.settings.database_url),
+                database=self.settings.database_shown,
             )
             await self._recover()
             heartbeat = self._spawn(self._heartbeat_loop())
@@ -357,6 +363,7 @@ class Dispatcher:
             # (its log folder) overlaps another's spawn.
             self._mine.add(job.id)
             self._launching += 1
+            self._launched.clear()
             self._spawn(self._launch(job))
 
     async def _launch(self, job: Job) -> None:
@@ -368,6 +375,8 @@ class Dispatcher:
             await self._finish(job, self._spec(job), Outcome(JobStatus.FAILED, note=note))
         finally:
             self._launching -= 1
+            if not self._launching:
+                self._launched.set()
             if job.id not in self.running:
                 self._wake.set()  # it never ran (or has already ended): its slot is free
 
@@ -497,6 +506,9 @@ class Dispatcher:
                 note=outcome.note,
                 report_state=state,
                 outbox=outbox,
+                # A stray (another's job) is ended whoever runs it; our own only if it is
+                # still ours, not re-queued and claimed by another while we were cut off.
+                worker_id=None if ask_progress else self.worker_id,
             )
         except WriteAbandonedError:
             return  # logged with the job id; the next start recovers it
@@ -542,6 +554,14 @@ class Dispatcher:
             return False
         if worker.hostname == self.hostname and not pid_alive(worker.pid):
             return True
+        # After a database outage every peer's heartbeat is old, because nobody could write
+        # one: a peer is judged by its heartbeat only once this dispatcher has itself been in
+        # touch with the database for LOST_AFTER, time enough for every live peer to beat.
+        if (
+            self._in_touch_since is None
+            or time.monotonic() - self._in_touch_since < self.settings.lost_after
+        ):
+            return False
         # Both times are the queue's clock (the database server's on PostgreSQL): a host
         # whose own clock is minutes off neither looks dead nor judges others dead.
         return self._recover_now - worker.heartbeat_at > self.settings.lost_after
@@ -646,7 +666,13 @@ class Dispatcher:
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval)
             try:
-                cancels = await self._q(self.queue.heartbeat, self.worker_id)
+                try:
+                    cancels = await self._q(self.queue.heartbeat, self.worker_id)
+                except QueueError:
+                    self._in_touch_since = None
+                    raise
+                if self._in_touch_since is None:
+                    self._in_touch_since = time.monotonic()
                 for job_id in cancels:
                     if job_id in self.running:
                         self.running[job_id].cancel("cancelled on request")
@@ -744,6 +770,9 @@ class Dispatcher:
 
     async def _shutdown(self, heartbeat: asyncio.Task[Any]) -> None:
         """Wait for running jobs up to the grace period, then stop them; let reports go out."""
+        # Jobs claimed just before the stop are started first: a job that started after the
+        # running ones were stopped would be left to run its whole time.
+        await self._launched.wait()
         supervisors = [t for t in self._tasks if t is not heartbeat]
         if self.running:
             grace = self.settings.shutdown_grace

@@ -354,8 +354,13 @@ class Queue(abc.ABC):
         report_state: ReportState = ReportState.PENDING,
         outbox: Sequence[OutboxMessage] = (),
         now: float | None = None,
+        worker_id: str | None = None,
     ) -> Job | None:
         """End a running job; None if it was no longer running (for example, declared lost).
+
+        `worker_id`: only if that dispatcher runs it, so a dispatcher cut off from the
+        database for longer than LOST_AFTER, whose job was re-queued and claimed by
+        another meanwhile, cannot record its copy's end over the new run.
 
         `outbox`: its report, stored in the same transaction, and only if the job was
         still running (a job declared lost meanwhile is reported by its recovery). The

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
 import structlog
@@ -32,6 +32,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from stat_bot.queue import postgres_sql
 from stat_bot.queue.base import QueueError, WakeupListener
 from stat_bot.queue.relational import RelationalQueue
+from stat_bot.settings import scrubbed
 
 log = structlog.get_logger(__name__)
 # The pool logs every failed connection attempt while the server is away; callers get a
@@ -39,26 +40,21 @@ log = structlog.get_logger(__name__)
 logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 CHANNEL = "stat_bot_wakeup"
+SQL_NOTIFY = f"NOTIFY {CHANNEL}"
 CLOCK_RESYNC = 30.0  # seconds between readings of the server's clock
 CHECK_IDLE_AFTER = 1.0  # a pooled connection idle this long is checked before use
+SUSPECT_FOR = 30.0  # after a connection failure, every connection is checked this long
 LISTEN_RETRY_MAX = 5.0
-
-
-def redact(url: str) -> str:
-    """The URL with any password replaced by ***, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
 
 
 def where(url: str) -> str:
     """host:port/database of a URL: how messages name the server, never with credentials."""
-    parts = urlsplit(url)
-    host = parts.hostname or "localhost"
-    port = parts.port or 5432
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "localhost"
+        port = parts.port or 5432
+    except ValueError:
+        return "the server DATABASE_URL names (it does not parse as a URL)"
     return f"{host}:{port}{parts.path or '/'}"
 
 
@@ -75,6 +71,7 @@ def lock_id(name: str) -> int:
 
 
 MIGRATE_LOCK = lock_id("migrate")
+_INHERITED: list[ConnectionPool] = []
 
 
 class PostgresQueue(RelationalQueue):
@@ -101,12 +98,13 @@ class PostgresQueue(RelationalQueue):
         self._pool: ConnectionPool | None = None
         self._pid = 0
         self._pool_lock = threading.Lock()
+        self._suspect_until = 0.0
         self._clock: tuple[float, float] | None = None  # (server epoch, monotonic) at a reading
         self._clock_lock = threading.Lock()
         self._listeners: list[PostgresListener] = []
 
     def __repr__(self) -> str:
-        return f"PostgresQueue({redact(self.url)!r})"
+        return f"PostgresQueue({where(self.url)!r})"
 
     # connections -----------------------------------------------------------
     def _get_pool(self) -> ConnectionPool:
@@ -115,12 +113,16 @@ class PostgresQueue(RelationalQueue):
             return pool
         with self._pool_lock:
             if self._pool is None or self._pid != os.getpid():
+                if self._pool is not None:
+                    # A forked child's copy of its parent's pool: never closed or collected
+                    # here, which would end the parent's sessions on the sockets they share.
+                    _INHERITED.append(self._pool)
                 self._pool = ConnectionPool(
                     self.url,
                     min_size=1,
                     max_size=self._pool_size,
                     kwargs={"autocommit": True, "connect_timeout": int(self._connect_timeout)},
-                    check=_check_if_idle,
+                    check=self._check,
                     reset=_mark_used,
                     timeout=self._wait_timeout,
                     name="stat-bot",
@@ -132,6 +134,7 @@ class PostgresQueue(RelationalQueue):
 
     def _failure(self, what: str, error: BaseException) -> QueueError:
         reason = self._why_no_connection() if isinstance(error, PoolTimeout) else one_line(error)
+        reason = scrubbed(reason, self.url)  # libpq quotes a malformed URL's parts back
         return QueueError(f"could not {what} the queue database at {where(self.url)}: {reason}")
 
     def _why_no_connection(self) -> str:
@@ -148,7 +151,22 @@ class PostgresQueue(RelationalQueue):
             with self._get_pool().connection() as conn:
                 yield conn
         except (psycopg.Error, PoolTimeout) as error:
+            if isinstance(error, psycopg.OperationalError | PoolTimeout):
+                # The server may have restarted: every pooled connection may be broken.
+                self._suspect_until = time.monotonic() + SUSPECT_FOR
             raise self._failure(what, error) from error
+
+    def _check(self, conn: psycopg.Connection) -> None:
+        """Check a pooled connection before use (a round trip) if it sat idle, or while a
+        recent connection failure says the server may have restarted: the pool then drops
+        a broken one and gives another, so a restart fails one call, not one per connection.
+
+        Checking every time would add a round trip to every call."""
+        used = getattr(conn, "_stat_bot_used", 0.0)
+        now = time.monotonic()
+        if now - used > CHECK_IDLE_AFTER or now < self._suspect_until:
+            conn.execute("")
+        conn._stat_bot_used = time.monotonic()  # type: ignore[attr-defined]
 
     @contextmanager
     def _write(self) -> Iterator[psycopg.Connection]:
@@ -171,6 +189,9 @@ class PostgresQueue(RelationalQueue):
             cur.executemany(sql, rows)
             return cur.rowcount
 
+    def _wake(self, conn: psycopg.Connection) -> None:
+        conn.execute(SQL_NOTIFY)  # delivered by the server when the transaction commits
+
     def _serialize(self, conn: psycopg.Connection, name: str) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_id(name),))
 
@@ -179,49 +200,53 @@ class PostgresQueue(RelationalQueue):
         """The server's clock: read every CLOCK_RESYNC s, advanced by this host's monotonic
         clock in between, so neither a skewed nor a stepped host clock moves it.
 
-        If the server cannot be read when a new reading is due, the last one goes on."""
+        Only the first call waits for the server; later readings are taken on a thread
+        of their own (an event loop may call this), and while the server cannot be
+        read the last reading goes on."""
         reading = self._clock
-        mono = time.monotonic()
-        if reading is None or mono - reading[1] > CLOCK_RESYNC:
-            try:
-                reading = self._read_clock()
-            except QueueError:
-                if reading is None:
-                    raise
+        if reading is None:
+            reading = self._read_clock()
+        elif time.monotonic() - reading[1] > CLOCK_RESYNC and not self._clock_lock.locked():
+            threading.Thread(target=self._refresh_clock, name="db-clock", daemon=True).start()
         return reading[0] + (time.monotonic() - reading[1])
 
+    def _refresh_clock(self) -> None:
+        with contextlib.suppress(QueueError):
+            self._read_clock()
+
     def _read_clock(self) -> tuple[float, float]:
-        with self._clock_lock:
+        with self._clock_lock, self._connection("read") as conn:
+            # Only the query is timed (not waiting for a connection), so the reading is
+            # off by at most half a round trip.
             before = time.monotonic()
-            ((server,),) = self._read("SELECT extract(epoch FROM clock_timestamp())::float8")
+            ((server,),) = conn.execute(
+                "SELECT extract(epoch FROM clock_timestamp())::float8"
+            ).fetchall()
             after = time.monotonic()
             self._clock = (float(server), (before + after) / 2)
             return self._clock
 
     # lifecycle -------------------------------------------------------------
     def migrate(self) -> int:
-        """Bring the schema up to date, one process at a time (a session advisory lock)."""
+        """Bring the schema up to date: every pending step in one transaction, which holds
+        an advisory lock (transaction-scoped, so it is released with the transaction even
+        through a pooler) while it reads the version, so processes starting together take
+        turns and a failed step leaves the database as it was."""
         migrations = postgres_sql.MIGRATIONS
-        with self._connection("migrate") as conn:
-            conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATE_LOCK,))
-            try:
-                conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-                (current,) = conn.execute("SELECT max(version) FROM schema_version").fetchone()
-                current = current or 0
-                if current > len(migrations):
-                    raise QueueError(
-                        f"the queue database at {where(self.url)} has schema version "
-                        f"{current}, newer than this STAT bot understands "
-                        f"({len(migrations)}); upgrade STAT bot"
-                    )
-                for version in range(current + 1, len(migrations) + 1):
-                    with conn.transaction():
-                        conn.execute(migrations[version - 1])
-                        conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
-                    log.info("migrated the queue database", version=version)
-            finally:
-                with contextlib.suppress(psycopg.Error):
-                    conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATE_LOCK,))
+        with self._write() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            (current,) = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+            current = current or 0
+            if current > len(migrations):
+                raise QueueError(
+                    f"the queue database at {where(self.url)} has schema version {current}, "
+                    f"newer than this STAT bot understands ({len(migrations)}); upgrade STAT bot"
+                )
+            for version in range(current + 1, len(migrations) + 1):
+                conn.execute(migrations[version - 1])
+                conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
+                log.debug("migrated the queue database", version=version)
         return len(migrations)
 
     def schema_version(self) -> int | None:
@@ -251,21 +276,9 @@ class PostgresQueue(RelationalQueue):
         """NOTIFY every listening dispatcher; never raises: a missed wake-up costs one poll."""
         try:
             with self._get_pool().connection(timeout=1.0) as conn:
-                conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+                conn.execute(SQL_NOTIFY)
         except (psycopg.Error, PoolTimeout) as error:
             log.debug("could not notify", error=one_line(error))
-
-
-def _check_if_idle(conn: psycopg.Connection) -> None:
-    """Check a pooled connection before use if it sat idle (a server restart breaks them).
-
-    Checking every time would add a round trip to every call; a connection in steady
-    use meets a restart at its next statement, which then fails with QueueError.
-    """
-    used = getattr(conn, "_stat_bot_used", 0.0)
-    if time.monotonic() - used > CHECK_IDLE_AFTER:
-        conn.execute("")
-    conn._stat_bot_used = time.monotonic()  # type: ignore[attr-defined]
 
 
 def _mark_used(conn: psycopg.Connection) -> None:

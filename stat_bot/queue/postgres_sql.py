@@ -424,7 +424,8 @@ SQL_FINISH = (
     """
     UPDATE jobs SET status = %s, exit_code = %s, finished_at = %s, note = coalesce(%s, note),
                     report_state = %s
-    WHERE id = %s AND status = 'running' RETURNING """
+    WHERE id = %s AND status = 'running' AND (%s::text IS NULL OR worker_id = %s)
+    RETURNING """
     + JOB_COLUMNS
 )
 
@@ -518,8 +519,10 @@ SQL_CLOSE_USER_SESSIONS = 'DELETE FROM web_sessions WHERE "user" = %s'
 SQL_THROTTLE_HIT = """
     INSERT INTO throttle (key, hits, expires_at) VALUES (%(key)s, %(amount)s, %(now)s + %(expiry)s)
     ON CONFLICT (key) DO UPDATE SET
-        hits = CASE WHEN expires_at <= %(now)s THEN excluded.hits ELSE hits + excluded.hits END,
-        expires_at = CASE WHEN expires_at <= %(now)s THEN excluded.expires_at ELSE expires_at END
+        hits = CASE WHEN throttle.expires_at <= %(now)s THEN excluded.hits
+                    ELSE throttle.hits + excluded.hits END,
+        expires_at = CASE WHEN throttle.expires_at <= %(now)s THEN excluded.expires_at
+                          ELSE throttle.expires_at END
     RETURNING hits
 """
 SQL_THROTTLE_GET = "SELECT hits, expires_at FROM throttle WHERE key = %s AND expires_at > %s"
@@ -730,3 +733,17 @@ SQL_RECORD_FIRING = (
     "ON CONFLICT (key, due) DO NOTHING"
 )
 SQL_PRUNE_FIRINGS = "DELETE FROM schedule_firings WHERE due < %s"
+SQL_TABLE_COLUMNS = """
+    SELECT column_name FROM information_schema.columns
+    WHERE table_schema = current_schema() AND table_name = %s ORDER BY ordinal_position
+"""
+# After rows were copied in with their ids, new ids go on above the largest.
+SQL_RESET_ID = """
+    SELECT setval(pg_get_serial_sequence(%s, 'id'), max(id)) FROM "{table}"
+    HAVING max(id) IS NOT NULL
+"""
+SQL_TABLE_KEY = """
+    SELECT a.attname FROM pg_index AS i
+    JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+    WHERE i.indrelid = %s::regclass AND i.indisprimary ORDER BY a.attnum
+"""

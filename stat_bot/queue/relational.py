@@ -21,7 +21,7 @@ import json
 import os
 import secrets
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from types import ModuleType
 from typing import Any
@@ -139,6 +139,10 @@ class RelationalQueue(Queue):
     def _many(self, conn: Any, sql: str, rows: Sequence[Sequence[object]]) -> int:
         """Run `sql` once per row in the caller's transaction; the rows it changed."""
 
+    @abc.abstractmethod
+    def _wake(self, conn: Any) -> None:
+        """Wake the listening dispatchers when this transaction commits (never if it rolls back)."""
+
     def _serialize(self, conn: Any, name: str) -> None:
         """Make transactions that decide `name` take turns, until this one ends.
 
@@ -212,7 +216,7 @@ class RelationalQueue(Queue):
                 self.sql.SQL_ACTIVE_SUPPRESSION_END,
                 (request.namespace, request.job_type, start_after, start_after),
             ).fetchone()[0]
-        self.notify()
+            self._wake(conn)
         return EnqueueResult(_job(row), coalesced, tuple(_job(r) for r in running), until)
 
     def claim(self, worker_id: str, limit: int, *, now: float | None = None) -> list[Job]:
@@ -260,11 +264,13 @@ class RelationalQueue(Queue):
         report_state: ReportState = ReportState.PENDING,
         outbox: Sequence[OutboxMessage] = (),
         now: float | None = None,
+        worker_id: str | None = None,
     ) -> Job | None:
         with self._write() as conn:
             return self._finish(
-                conn, job_id, status, exit_code, note, report_state, outbox=outbox, now=now
-            )
+                conn, job_id, status, exit_code, note, report_state, outbox=outbox, now=now,
+                worker_id=worker_id,
+            )  # fmt: skip
 
     def _finish(
         self,
@@ -277,10 +283,12 @@ class RelationalQueue(Queue):
         *,
         outbox: Sequence[OutboxMessage] = (),
         now: float | None = None,
+        worker_id: str | None = None,
     ) -> Job | None:
         now = self.now() if now is None else now
         row = conn.execute(
-            self.sql.SQL_FINISH, (status, exit_code, now, note, report_state, job_id)
+            self.sql.SQL_FINISH,
+            (status, exit_code, now, note, report_state, job_id, worker_id, worker_id),
         ).fetchone()
         if row is None:
             return None
@@ -324,7 +332,7 @@ class RelationalQueue(Queue):
                 outcome = CancelResult(CancelOutcome.REQUESTED, job)
             else:
                 return CancelResult(CancelOutcome.ALREADY_FINISHED, job)
-        self.notify()
+            self._wake(conn)
         return outcome
 
     def cancel_queued(
@@ -351,7 +359,7 @@ class RelationalQueue(Queue):
     def unsuppress(self, namespace: str, job_type: str) -> int:
         with self._write() as conn:
             count = conn.execute(self.sql.SQL_DELETE_SUPPRESSIONS, (namespace, job_type)).rowcount
-        self.notify()
+            self._wake(conn)
         return count
 
     def record_report(self, job_id: int, state: ReportState, error: str | None = None) -> None:
@@ -384,7 +392,7 @@ class RelationalQueue(Queue):
     def post(self, messages: Sequence[OutboxMessage], *, now: float | None = None) -> list[int]:
         with self._write() as conn:
             ids = self._store(conn, messages, now)
-        self.notify()
+            self._wake(conn)
         return ids
 
     def post_progress(
@@ -460,8 +468,8 @@ class RelationalQueue(Queue):
                 if not left:
                     conn.execute(self.sql.SQL_REPORT_DELIVERED, (item.job_id,))
             self._store(conn, follow_ups, now)
-        if follow_ups:
-            self.notify()
+            if follow_ups:
+                self._wake(conn)
 
     def outbox_retry(self, item_id: int, error: str, retry_at: float) -> None:
         with self._write() as conn:
@@ -573,9 +581,12 @@ class RelationalQueue(Queue):
         recovered: list[Recovered] = []
         with self._write() as conn:
             self._serialize(conn, "recover")  # two dispatchers never recover the same job
+            # Running jobs first, then workers: a dispatcher that registers and claims between
+            # the two reads (each its own snapshot on PostgreSQL) is then seen with its job.
+            running = conn.execute(self.sql.SQL_RUNNING_ALL).fetchall()
             workers = {r[0]: Worker(*r) for r in conn.execute(self.sql.SQL_WORKERS)}
             dead = {wid for wid, w in workers.items() if is_dead(w)}
-            for row in conn.execute(self.sql.SQL_RUNNING_ALL).fetchall():
+            for row in running:
                 job = _job(row)
                 if job.worker_id in workers and job.worker_id not in dead:
                     continue
@@ -603,8 +614,8 @@ class RelationalQueue(Queue):
             if notices is not None:
                 for item in recovered:
                     self._store(conn, notices(item), now)
-        if recovered:
-            self.notify()
+            if recovered:
+                self._wake(conn)
         return recovered
 
     # schedules ---------------------------------------------------------------
@@ -650,7 +661,7 @@ class RelationalQueue(Queue):
                 value = None if enabled is None else int(bool(enabled))
                 conn.execute(self.sql.SQL_SET_SCHEDULE_ENABLED, (value, now, key))
             row = conn.execute(self.sql.SQL_SCHEDULE, (key,)).fetchone()
-        self.notify()
+            self._wake(conn)
         return _schedule(row)
 
     def fire_schedule(self, key: str, due: float, request: JobRequest) -> EnqueueResult | None:
@@ -661,9 +672,9 @@ class RelationalQueue(Queue):
                 if conn.execute(self.sql.SQL_RECORD_FIRING, (key, due, self.now())).rowcount != 1:
                     raise _RollBackError  # this due time has fired already
                 row, coalesced = self._insert_or_coalesce(conn, request, due, due)
+                self._wake(conn)
         except _RollBackError:
             return None
-        self.notify()
         return EnqueueResult(_job(row), coalesced)
 
     # webhooks ----------------------------------------------------------------
@@ -701,10 +712,10 @@ class RelationalQueue(Queue):
                     results.append(EnqueueResult(_job(row), coalesced, (), until))
                 if notices is not None:
                     stored = self._store(conn, notices(results), now)
+                if results or stored:
+                    self._wake(conn)
         except _RollBackError:
             return None  # rolled back: the delivery id is not kept either
-        if results or stored:
-            self.notify()
         return results
 
     # confirmations ------------------------------------------------------------
@@ -740,8 +751,8 @@ class RelationalQueue(Queue):
             if ids:
                 conn.execute(self.sql.SQL_CONFIRMATION_OFFER, (ids[0], code))
                 offer = dataclasses.replace(offer, offer_id=ids[0])
-        if ids:
-            self.notify()
+            if ids:
+                self._wake(conn)
         return offer
 
     def decide_confirmation(
@@ -793,7 +804,7 @@ class RelationalQueue(Queue):
                 decided = _confirmation(row)
                 self._store(conn, outbox(decided, None) if outbox else (), now)
                 decision = Decision.CANCELLED
-        self.notify()
+            self._wake(conn)
         return DecisionResult(decision, decided, enqueued)
 
     def expire_confirmations(
@@ -814,8 +825,8 @@ class RelationalQueue(Queue):
             ]
             for offer in expired:
                 self._store(conn, outbox(offer, None) if outbox else (), now)
-        if expired:
-            self.notify()
+            if expired:
+                self._wake(conn)
         return expired
 
     def get_confirmation(self, code: str) -> Confirmation | None:
@@ -1044,3 +1055,60 @@ class RelationalQueue(Queue):
         if now is None:
             return self._read(self.sql.SQL_NEXT_DUE)[0][0]
         return self._read(self.sql.SQL_NEXT_DUE_AFTER, (now,))[0][0]
+
+    # moving a site (stat-bot db copy: queue/copy.py) ----------------------------
+    @abc.abstractmethod
+    def schema_version(self) -> int | None:
+        """The schema version the database is at, or None before its first migration."""
+
+    def expected_schema_version(self) -> int:
+        """The version this STAT bot's migrations bring a database to."""
+        return len(self.sql.MIGRATIONS)
+
+    def table_columns(self, table: str) -> list[str]:
+        """A table's columns in order (empty for a table the database does not have)."""
+        return [r[0] for r in self._read(self.sql.SQL_TABLE_COLUMNS, (table,))]
+
+    def table_count(self, table: str) -> int:
+        return self._read(f'SELECT count(*) FROM "{_known(self, table)}"')[0][0]
+
+    def dump_rows(self, table: str, columns: Sequence[str]) -> Iterator[tuple]:
+        names = ", ".join(f'"{c}"' for c in columns)
+        yield from self._read(f'SELECT {names} FROM "{_known(self, table)}"')
+
+    def load_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        batches: Iterator[Sequence[tuple]],
+        *,
+        replace: bool = False,
+    ) -> None:
+        """Insert rows keeping their keys, or bring a row with the same key up to date
+        (a job that ended since the last copy, a message delivered, a session closed);
+        one transaction for the table, after which new ids continue above the copied ones.
+        `replace`: the table's rows are the source's alone (rows not there are deleted)."""
+        names = ", ".join(f'"{c}"' for c in columns)
+        marks = ", ".join(self.sql.P for _ in columns)
+        keys = [r[0] for r in self._read(self.sql.SQL_TABLE_KEY, (_known(self, table),))]
+        rest = [c for c in columns if c not in keys]
+        conflict = "ON CONFLICT DO NOTHING"
+        if keys and rest:
+            key = ", ".join(f'"{k}"' for k in keys)
+            update = ", ".join(f'"{c}" = excluded."{c}"' for c in rest)
+            conflict = f"ON CONFLICT ({key}) DO UPDATE SET {update}"
+        sql = f'INSERT INTO "{table}" ({names}) VALUES ({marks}) {conflict}'
+        with self._write() as conn:
+            if replace:
+                conn.execute(f'DELETE FROM "{table}"')
+            for batch in batches:
+                self._many(conn, sql, batch)
+            if "id" in columns and self.sql.SQL_RESET_ID:
+                conn.execute(self.sql.SQL_RESET_ID.format(table=table), (table,))
+
+
+def _known(queue: RelationalQueue, table: str) -> str:
+    """`table`, if it is one of the queue's own (names are put into SQL text)."""
+    if not queue.table_columns(table):
+        raise ValueError(f"no table {table!r} in the queue database")
+    return table

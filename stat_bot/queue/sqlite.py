@@ -314,6 +314,7 @@ class SQLiteQueue(RelationalQueue):
         except QueueError as error:
             self._drop_after(error)
             raise
+        self._local.wake = False
         try:
             yield conn
             conn.execute("COMMIT")
@@ -329,6 +330,11 @@ class SQLiteQueue(RelationalQueue):
                     f"could not write to the queue database {self.path}: {describe(error)}"
                 ) from error
             raise
+        if self._local.wake:
+            self._wakeup.notify()
+
+    def _wake(self, conn: sqlite3.Connection) -> None:
+        self._local.wake = True  # sent by `_write` once the COMMIT went through
 
     def _read(self, sql: str, params: Sequence[object] | dict[str, object] = ()) -> list[tuple]:
         conn = self._conn()
@@ -383,6 +389,9 @@ class SQLiteQueue(RelationalQueue):
                 conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
         self._local.wal = self._wal_id()  # the first write in WAL mode made it
         return len(MIGRATIONS)
+
+    def schema_version(self) -> int | None:
+        return self._schema_version(self._conn())
 
     def _schema_version(self, conn: sqlite3.Connection) -> int | None:
         """The schema version in force, or None for a database not yet set up (a read)."""

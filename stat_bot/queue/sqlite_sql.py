@@ -419,7 +419,7 @@ SQL_FINISH = (
     """
     UPDATE jobs SET status = ?, exit_code = ?, finished_at = ?, note = coalesce(?, note),
                     report_state = ?
-    WHERE id = ? AND status = 'running' RETURNING """
+    WHERE id = ? AND status = 'running' AND (? IS NULL OR worker_id = ?) RETURNING """
     + JOB_COLUMNS
 )
 
@@ -714,3 +714,6 @@ SQL_RECORD_FIRING = (
     "ON CONFLICT (key, due) DO NOTHING"
 )
 SQL_PRUNE_FIRINGS = "DELETE FROM schedule_firings WHERE due < ?"
+SQL_TABLE_COLUMNS = "SELECT name FROM pragma_table_info(?) ORDER BY cid"
+SQL_RESET_ID = None  # an INTEGER PRIMARY KEY goes on from the largest id by itself
+SQL_TABLE_KEY = "SELECT name FROM pragma_table_info(?) WHERE pk > 0 ORDER BY pk"

@@ -17,7 +17,6 @@ rest of the loop and a line saying what was skipped and why.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -355,7 +354,7 @@ def apply_rules(
     asked for this check, which gets the result as a comment and names the drains.
     `namespace`: whose `hw_rules` apply (default: the running job's, else "hw").
     """
-    now = time.time() if now is None else now
+    now = ctx.queue.now() if now is None else now  # offers and jobs by the queue's clock
     namespace = namespace or _namespace(ctx)
     run = _Run(
         ctx, namespace, channel=channel, thread_ts=thread_ts, requested_by=requested_by, now=now

@@ -36,12 +36,16 @@ from stat_bot.jobs.schedules import row_next_due
 from stat_bot.queue.base import OutboxState, ScheduleRow
 from stat_bot.views import (
     LOG_STREAMS,
+    DispatcherView,
     ViewError,
     ago,
     asker,
     cancel_text,
+    dispatcher_views,
+    dispatchers_summary,
     duration,
     job_dict,
+    missing_log,
     read_log,
     when,
 )
@@ -257,10 +261,11 @@ def job_log(job_id: int, stream: str) -> Any:
         raise ApiError(404, f"A job has no {excerpt(stream)!r} log; choose stdout or stderr.")
     job = _job_or_404(job_id)
     path = Path(job.log_dir or "") / stream
-    if not job.log_dir or not path.is_file():
-        raise ApiError(
-            404, f"The {stream} of job #{job_id} is not there (not started yet, or pruned)."
-        )
+    if not job.log_dir:
+        raise ApiError(404, f"The {stream} of job #{job_id} is not there (not started yet).")
+    if not path.is_file():
+        reason = missing_log(job, stream)
+        raise ApiError(404, reason[0].upper() + reason[1:] + ".")
     return send_file(
         path,
         mimetype="text/plain; charset=utf-8",
@@ -382,6 +387,60 @@ def deliveries() -> str:
         summary=summary,
         oldest=oldest,
         page="deliveries",
+    )
+
+
+# -- dispatchers -------------------------------------------------------------------------------
+
+
+def _dispatchers() -> tuple[list[DispatcherView], float]:
+    """Every registered dispatcher and the queue's clock they were judged by."""
+    queue = services().queue
+    now = queue.now()
+    running = queue.jobs(statuses=[JobStatus.RUNNING], limit=100_000)
+    return dispatcher_views(queue.workers(), running, now, services().settings.lost_after), now
+
+
+def dispatcher_row(view: DispatcherView, now: float) -> dict[str, Any]:
+    tz = services().settings.tz
+    return {
+        **view.data(),
+        "started_text": when(view.worker.started_at, tz),
+        "started_ago": ago(view.worker.started_at, now),
+        "heartbeat_text": when(view.worker.heartbeat_at, tz),
+        "heartbeat_ago": ago(view.worker.heartbeat_at, now),
+    }
+
+
+@bp.route("/dispatchers")
+@login_required
+def dispatchers_page() -> str:
+    """Every dispatcher on every host, and which look dead (heartbeat older than LOST_AFTER)."""
+    views, now = _dispatchers()
+    lost_after = services().settings.lost_after
+    return render_template(
+        "dispatchers.html",
+        rows=[dispatcher_row(v, now) for v in views],
+        summary=dispatchers_summary(views, lost_after),
+        stale=sum(v.stale for v in views),
+        lost_after=lost_after,
+        page="dispatchers",
+    )
+
+
+@bp.route("/api/dispatchers")
+@api_login_required
+def api_dispatchers() -> Any:
+    """The dispatchers as JSON; `at` is the queue's clock (the database server's)."""
+    views, now = _dispatchers()
+    lost_after = services().settings.lost_after
+    return jsonify(
+        {
+            "at": now,
+            "lost_after": lost_after,
+            "summary": dispatchers_summary(views, lost_after),
+            "dispatchers": [dispatcher_row(v, now) for v in views],
+        }
     )
 
 

@@ -50,12 +50,26 @@ def live_workers(workers: list[Worker], settings: Settings, now: float) -> list[
     return [w for w in workers if now - w.heartbeat_at <= settings.lost_after]
 
 
+def bot_beats(beats: list[Beat]) -> list[Beat]:
+    """The bots' beats, latest first: one per host (`bot:<host>`; `bot` from older versions)."""
+    found = [b for b in beats if b.component == "bot" or b.component.startswith("bot:")]
+    return sorted(found, key=lambda b: b.at, reverse=True)
+
+
+def bots_connected(beats: list[Beat], settings: Settings, now: float) -> list[Beat]:
+    """The bots whose beat says connected and is younger than LOST_AFTER, latest first."""
+    return [
+        b for b in bot_beats(beats) if b.state == "connected" and now - b.at <= settings.lost_after
+    ]
+
+
 def bot_connected(beats: list[Beat], settings: Settings, now: float) -> Beat | None:
-    """The bot's beat if it says connected and is younger than LOST_AFTER, else None."""
-    for beat in beats:
-        if beat.component == "bot" and beat.state == "connected":
-            return beat if now - beat.at <= settings.lost_after else None
-    return None
+    """The latest beat of a bot that says connected and is younger than LOST_AFTER, else None.
+
+    Several bots (one per host) may share the Slack app: one connected is enough.
+    """
+    connected = bots_connected(beats, settings, now)
+    return connected[0] if connected else None
 
 
 def dispatcher_check(workers: list[Worker], settings: Settings, now: float) -> Check:
@@ -76,13 +90,25 @@ def dispatcher_check(workers: list[Worker], settings: Settings, now: float) -> C
     return Check(False, "no dispatcher has registered: start `stat-bot dispatcher`")
 
 
+def _where(beat: Beat) -> str:
+    return f"{beat.hostname}:{beat.pid}" if beat.hostname else f"pid {beat.pid}"
+
+
 def bot_check(beats: list[Beat], settings: Settings, now: float) -> Check:
-    beat = next((b for b in beats if b.component == "bot"), None)
-    if beat is None:
+    ours = bot_beats(beats)
+    if not ours:
         return Check(False, "the bot has never reported: start `stat-bot bot`")
-    where = f"{beat.hostname}:{beat.pid}" if beat.hostname else f"pid {beat.pid}"
+    connected = bots_connected(beats, settings, now)
+    if len(connected) > 1:
+        where = ", ".join(_where(b) for b in connected)
+        return Check(
+            True,
+            f"{len(connected)} bots connected ({where}); last beat {_ago(connected[0].at, now)}",
+        )
+    beat = connected[0] if connected else ours[0]
+    where = _where(beat)
     said = f"{beat.state}" + (f" ({beat.detail})" if beat.detail else "")
-    if bot_connected(beats, settings, now) is not None:
+    if connected:
         return Check(True, f"bot {where} {said}; last beat {_ago(beat.at, now)}")
     if beat.state == "connected":
         return Check(
@@ -126,6 +152,7 @@ def readiness(queue: Queue, settings: Settings) -> dict[str, Check]:
     """Every readiness check by name; a failing database fails the others with it."""
     checks: dict[str, Check] = {}
     try:
+        # The queue's clock, as the dispatchers' heartbeats are written by it.
         now = queue.now()
         workers = queue.workers()
         beats = queue.beats() if settings.slack_configured else []

@@ -2,8 +2,15 @@
 
 Every figure comes from the shared database when Prometheus asks, through a custom
 collector on this app's own CollectorRegistry (not prometheus-client's global one).
-So every gunicorn worker, and the bot and dispatcher processes that write the same
-database, give the same answer: no per-process counters to add up or lose on restart.
+So every gunicorn worker, on whichever host, and the bot and dispatcher processes that
+write the same database, give the same answer: no per-process counters to add up or
+lose on restart, and the totals are those of every dispatcher on every host, whichever
+did the work. Ages (heartbeats, the oldest undelivered message, what is due) are taken
+against the queue's clock (`Queue.now()`: the database server's on PostgreSQL), so a web
+host whose clock is off does not make a live dispatcher look dead.
+
+Per dispatcher (labels `worker`, its id, and `host`): the jobs it runs and the age of its
+heartbeat. A restarted dispatcher has a new id, so its series start afresh.
 
 The two histograms are recomputed from the jobs created in the last WINDOW seconds
 (24 h), not accumulated: read them with histogram_quantile() on the raw buckets
@@ -16,7 +23,6 @@ namespaces exist, nothing secret, but restrict it at the reverse proxy (DEPLOY.m
 from __future__ import annotations
 
 import bisect
-import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -34,7 +40,8 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from stat_bot.jobs.model import JobStatus, ReportState
 from stat_bot.queue.base import JobTiming
-from stat_bot.web.health import bot_connected, live_workers
+from stat_bot.views import dispatcher_views
+from stat_bot.web.health import bot_connected, bots_connected
 from stat_bot.web.services import KEY, Services
 
 log = structlog.get_logger(__name__)
@@ -88,7 +95,7 @@ class QueueCollector(Collector):
             "stat_bot_database_up", "1 if the queue database answered this scrape, else 0"
         )
         try:
-            families = list(self._families(time.time()))
+            families = list(self._families(self._services.queue.now()))
         except Exception as error:  # a scrape must still answer, saying the database is down
             log.warning("metrics: the queue database cannot be read", reason=str(error))
             up.add_metric([], 0)
@@ -174,19 +181,67 @@ class QueueCollector(Collector):
                 counter.add_metric([result], n)
             yield counter
 
-        dispatchers = GaugeMetricFamily(
+        dropped = CounterMetricFamily(
+            "stat_bot_slack_events_dropped",
+            "Slack events the bot did not answer, by reason: duplicate (Slack delivered the "
+            "event again, and this or another bot process had answered it)",
+            labels=["reason"],
+        )
+        for reason, n in sorted(queue.counters("slack_events_dropped").items()):
+            dropped.add_metric([reason], n)
+        yield dropped
+
+        yield from self._dispatchers(now)
+
+        beats = queue.beats()
+        bot = GaugeMetricFamily(
+            "stat_bot_bot_connected",
+            "1 if a Slack bot's last beat says connected and is younger than LOST_AFTER",
+        )
+        bot.add_metric([], 1 if bot_connected(beats, settings, now) else 0)
+        yield bot
+        bots = GaugeMetricFamily(
+            "stat_bot_bots_connected",
+            "Slack bot processes (one per host) whose last beat says connected and is "
+            "younger than LOST_AFTER",
+        )
+        bots.add_metric([], len(bots_connected(beats, settings, now)))
+        yield bots
+
+    def _dispatchers(self, now: float) -> Iterator[Metric]:
+        """How many dispatchers live and look dead, and what each runs, on every host."""
+        queue = self._services.queue
+        running = queue.jobs(statuses=[JobStatus.RUNNING], limit=1_000_000)
+        views = dispatcher_views(queue.workers(), running, now, self._services.settings.lost_after)
+        live = GaugeMetricFamily(
             "stat_bot_dispatchers",
             "Dispatchers whose heartbeat is younger than LOST_AFTER seconds",
         )
-        dispatchers.add_metric([], len(live_workers(queue.workers(), settings, now)))
-        yield dispatchers
-
-        bot = GaugeMetricFamily(
-            "stat_bot_bot_connected",
-            "1 if the Slack bot's last beat says connected and is younger than LOST_AFTER",
+        live.add_metric([], sum(not v.stale for v in views))
+        yield live
+        stale = GaugeMetricFamily(
+            "stat_bot_dispatchers_stale",
+            "Dispatchers still registered whose heartbeat is older than LOST_AFTER seconds "
+            "(presumed dead: another dispatcher re-queues or marks lost what they ran)",
         )
-        bot.add_metric([], 1 if bot_connected(queue.beats(), settings, now) else 0)
-        yield bot
+        stale.add_metric([], sum(v.stale for v in views))
+        yield stale
+        jobs = GaugeMetricFamily(
+            "stat_bot_dispatcher_running_jobs",
+            "Jobs each registered dispatcher is running, by its id and host",
+            labels=["worker", "host"],
+        )
+        age = GaugeMetricFamily(
+            "stat_bot_dispatcher_heartbeat_age_seconds",
+            "Seconds since each registered dispatcher's last heartbeat, by the database's clock",
+            labels=["worker", "host"],
+        )
+        for v in views:
+            labels = [v.worker.id, v.worker.hostname]
+            jobs.add_metric(labels, v.running)
+            age.add_metric(labels, v.heartbeat_age)
+        yield jobs
+        yield age
 
     def _histograms(self, timings: list[JobTiming]) -> Iterator[Metric]:
         hours = f"{self._window / 3600:g} h"

@@ -534,3 +534,18 @@ def test_the_default_write_many_makes_the_writes_one_by_one(queue: Queue):
     assert results[0].status is JobStatus.SUCCEEDED
     with pytest.raises(ValueError, match="cannot be grouped"):
         Queue.write_many(queue, [("prune", (T0,), {})])
+
+
+def test_a_finish_for_a_worker_no_longer_running_the_job_changes_nothing(queue: Queue):
+    """Dispatcher A was cut off; its job was re-queued and claimed by B: A's late end is
+    not recorded over B's run, which ends as B says."""
+    job = queue.enqueue(request(retries=1), now=T0).job
+    queue.claim("A", 1, now=T0)
+    queue.recover_lost(lambda w: True, now=T0 + 60)  # A judged dead: re-queued
+    (again,) = queue.claim("B", 1, now=T0 + 61)
+    assert again.id == job.id
+    assert queue.finish(job.id, JobStatus.SUCCEEDED, 0, worker_id="A", now=T0 + 62) is None
+    assert queue.get(job.id).status is JobStatus.RUNNING
+    done = queue.finish(job.id, JobStatus.FAILED, 1, worker_id="B", now=T0 + 63)
+    assert done is not None
+    assert (done.status, done.exit_code, done.worker_id) == (JobStatus.FAILED, 1, "B")

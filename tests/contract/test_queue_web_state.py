@@ -154,3 +154,18 @@ def test_job_timings_limit(queue: Queue, limit: int):
     for n in range(3):
         queue.enqueue(request(f"t{n}"), now=T0 + n)
     assert len(queue.job_timings(since=0, limit=limit)) == min(limit, 3)
+
+
+def test_throttle_windows_add_up_across_instances_and_restart_when_they_end(
+    queue: Queue, other: Queue
+):
+    assert queue.throttle_hit("login:ada", 60, now=T0) == 1
+    assert other.throttle_hit("login:ada", 60, now=T0 + 1) == 2  # another web worker
+    assert queue.throttle_hit("login:ada", 60, 3, now=T0 + 2) == 5
+    assert other.throttle_get("login:ada", now=T0 + 3) == (5, T0 + 60)
+    # The window ended: the next hit starts a new one rather than adding to the old.
+    assert queue.throttle_hit("login:ada", 60, now=T0 + 61) == 1
+    assert other.throttle_get("login:ada", now=T0 + 62) == (1, T0 + 121)
+    assert queue.throttle_get("login:bob", now=T0) == (0, None)
+    assert other.throttle_clear("login:ada") == 1
+    assert queue.throttle_get("login:ada", now=T0 + 62) == (0, None)

@@ -27,8 +27,10 @@ from tests.conftest import STAT_BOT, subprocess_env, write_configs
 PROGRESS = ":hourglass_flowing_sand: Job #"
 
 
-def service_env(home: Path, api_url: str, **overrides: str) -> dict[str, str]:
-    env = subprocess_env(home)
+def service_env(
+    home: Path, api_url: str, database_url: str | None = None, **overrides: str
+) -> dict[str, str]:
+    env = subprocess_env(home, database_url)
     env.update(
         SLACK_BOT_TOKEN=BOT_TOKEN,
         SLACK_APP_TOKEN=APP_TOKEN,

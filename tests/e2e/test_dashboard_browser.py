@@ -227,7 +227,7 @@ def test_log_in_and_visit_every_page(browser: Any, service: Service) -> None:
         tab.click('form.login button[type="submit"]')
         tab.wait_for_url(re.compile(r"/schedules$"))  # back where ?next= said
         assert tab.inner_text(".who") == USER
-        for link in ("Jobs", "Schedules", "STAT ticket", "Charts", "Chat console"):
+        for link in ("Jobs", "Schedules", "STAT ticket", "Charts", "Dispatchers", "Chat console"):
             tab.click(f"header nav a:text('{link}')")
             tab.wait_for_selector("h1")
             assert tab.inner_text("h1").startswith(link)
@@ -239,6 +239,22 @@ def test_log_in_and_visit_every_page(browser: Any, service: Service) -> None:
         context.close()
     # 401s on purpose above are fine; anything else (CSP, scripts) is not.
     assert [p for p in problems if "401" not in p and "UNAUTHORIZED" not in p.upper()] == []
+
+
+def test_the_dispatchers_page_shows_this_hosts_dispatcher_alive(
+    page: Any, service: Service
+) -> None:
+    queue = service.queue()
+    try:
+        (worker,) = queue.workers()  # `stat-bot run` starts one dispatcher
+    finally:
+        queue.close()
+    page.click("header nav a:text('Dispatchers')")
+    row = page.wait_for_selector(f"tr[data-worker-id='{worker.id}']")
+    cells = [c.inner_text() for c in row.query_selector_all("td")]
+    assert cells[:3] == [worker.hostname, str(worker.pid), worker.id]
+    assert cells[6] == "alive"
+    assert page.inner_text("#dispatcher-summary").startswith(f"1 alive on {worker.hostname}")
 
 
 def test_a_finishing_job_appears_on_the_jobs_page_without_reload(

@@ -1,4 +1,7 @@
-"""Integration fixtures: real dispatchers (as subprocesses or on a thread), real SQLite, waiting.
+"""Integration fixtures: real dispatchers (as subprocesses or on a thread), a real queue, waiting.
+
+The queue is the test's backend (tests/conftest.py runs each test here on SQLite and
+on PostgreSQL): every process a fixture starts gets its DATABASE_URL.
 
 Every process a test starts is stopped by a finalizer even when the test fails,
 and so is every job process group a killed dispatcher may have left behind.
@@ -25,7 +28,7 @@ from stat_bot.dispatcher.runner import process_is_job
 from stat_bot.dispatcher.service import Dispatcher
 from stat_bot.jobs.config import JobConfigs, load_config
 from stat_bot.jobs.model import Job, JobRequest, JobStatus
-from stat_bot.queue.sqlite import SQLiteQueue
+from stat_bot.queue import Queue, QueueError, open_queue
 from stat_bot.report.notifiers import RecordingNotifier
 from stat_bot.settings import Settings
 from tests.conftest import STAT_BOT, cpu_seconds
@@ -51,7 +54,7 @@ def wait_until(
 
 
 def wait_status(
-    queue: SQLiteQueue,
+    queue: Queue,
     job_id: int,
     statuses: JobStatus | Iterable[JobStatus],
     timeout: float = 15.0,
@@ -71,7 +74,7 @@ def wait_status(
         raise AssertionError(f"{error}; last seen: {last[0]}") from None
 
 
-def wait_pid(queue: SQLiteQueue, job_id: int, timeout: float = 15.0) -> int:
+def wait_pid(queue: Queue, job_id: int, timeout: float = 15.0) -> int:
     """The process group id the dispatcher recorded for a running job."""
     job = wait_until(
         lambda: (j := queue.get(job_id)) is not None and j.pid is not None and j,
@@ -215,16 +218,19 @@ class DispatcherProcess:
         return cpu_seconds(self.pid)
 
 
-def kill_leftover_jobs(database: Path) -> None:
+def kill_leftover_jobs(settings: Settings) -> None:
     """SIGKILL the process group of every job row whose process still runs that job."""
-    if not database.is_file():
+    try:
+        q = open_queue(settings, migrate=False, create=False)
+    except QueueError:  # no database (never made, or a test deleted it): no jobs
         return
-    q = SQLiteQueue(database)
     try:
         for job in q.jobs(limit=100000):
             if job.pid and process_is_job(job.pid, job.id):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(job.pid, signal.SIGKILL)
+    except QueueError:  # not a queue database (a test broke it): nothing to look at
+        pass
     finally:
         q.close()
 
@@ -256,7 +262,7 @@ def start_dispatcher(
         return dispatcher
 
     yield start
-    kill_leftover_jobs(settings.sqlite_path)  # so no dispatcher waits SHUTDOWN_GRACE for them
+    kill_leftover_jobs(settings)  # so no dispatcher waits SHUTDOWN_GRACE for them
     for dispatcher in started:
         if dispatcher.proc.poll() is None:
             dispatcher.proc.send_signal(signal.SIGTERM)
@@ -266,7 +272,7 @@ def start_dispatcher(
         except subprocess.TimeoutExpired:
             dispatcher.proc.kill()
             dispatcher.proc.wait(10)
-    kill_leftover_jobs(settings.sqlite_path)
+    kill_leftover_jobs(settings)
 
 
 # -- dispatcher on a thread of the test process --------------------------------------------
@@ -335,22 +341,23 @@ def thread_dispatcher(
     ) -> ThreadDispatcher:
         s = settings_ or settings
         configs = configs or load_config(s.job_configs)
-        queue = SQLiteQueue(s.sqlite_path)
-        queue.migrate()
+        queue = open_queue(s)
         notifier = RecordingNotifier()
         td = ThreadDispatcher(Dispatcher(s, configs, queue, notifier), notifier)
         started.append(td)
         return td.start()
 
     yield start
-    kill_leftover_jobs(settings.sqlite_path)
+    kill_leftover_jobs(settings)
     errors = []
     for td in started:
         try:
             td.stop()
         except AssertionError as error:
             errors.append(error)
-    kill_leftover_jobs(settings.sqlite_path)
+        if not td.running:
+            td.dispatcher.queue.close()  # its connections end with the test, not at exit
+    kill_leftover_jobs(settings)
     if errors:
         raise errors[0]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from pathlib import Path
 
@@ -264,6 +265,12 @@ def test_status_shows_running_queued_suppressions_schedules_and_dispatchers(
     assert schedule["cron"] == "0 3 * * *"
     assert schedule["next_fire_at"] > now
     assert [d["pid"] for d in data["dispatchers"]] == [dispatcher.pid]
+    (listed,) = data["dispatchers"]
+    assert listed["hostname"] == socket.gethostname()
+    assert listed["state"] == "alive"
+    assert listed["stale"] is False
+    assert listed["running"] == 1  # the hold job
+    assert 0 <= listed["heartbeat_age"] < 5  # LOST_AFTER in the test environment
 
     text = cli("status")
     assert text.returncode == 0, text.stderr
@@ -279,6 +286,49 @@ def test_status_shows_running_queued_suppressions_schedules_and_dispatchers(
     (nightly,) = [line for line in out.splitlines() if "t.nightly" in line]
     assert " never " in nightly  # it has not fired yet
     assert str(dispatcher.pid) in out
+    (row,) = [line for line in out.splitlines() if f" {dispatcher.pid} " in line]
+    assert row.startswith(socket.gethostname())
+    assert row.rstrip().endswith("alive")
+    assert f"1 alive on {socket.gethostname()}" in out
+
+
+def test_status_lists_every_dispatcher_with_its_host_and_marks_the_stale_ones(
+    configure, cli, queue
+):
+    """Three dispatchers on two hosts, by the database's clock: one stopped beating 60 s ago.
+
+    Nobody recovers here (no dispatcher runs), so the stale one stays listed as it would
+    in the LOST_AFTER window before another dispatcher takes its jobs.
+    """
+    configure(CONFIG)
+    now = queue.now()
+    queue.register_worker("hosta:101:aaaaaa", "hosta", 101, now=now - 600)
+    queue.register_worker("hostb:202:bbbbbb", "hostb", 202, now=now - 300)
+    queue.register_worker("hostb:303:cccccc", "hostb", 303, now=now - 900)
+    queue.heartbeat("hosta:101:aaaaaa", now=now)
+    queue.heartbeat("hostb:202:bbbbbb", now=now - 1)
+    queue.heartbeat("hostb:303:cccccc", now=now - 60)  # LOST_AFTER is 5 s here
+
+    data = json.loads(cli("--json", "status").stdout)
+    listed = {d["id"]: d for d in data["dispatchers"]}
+    assert [(d["hostname"], d["pid"], d["state"]) for d in data["dispatchers"]] == [
+        ("hosta", 101, "alive"),
+        ("hostb", 202, "alive"),
+        ("hostb", 303, "stale"),
+    ]
+    assert listed["hostb:303:cccccc"]["stale"] is True
+    assert 59 <= listed["hostb:303:cccccc"]["heartbeat_age"] < 120
+    assert listed["hosta:101:aaaaaa"]["started_at"] == pytest.approx(now - 600)
+
+    out = cli("status").stdout
+    rows = {line.split()[2]: line for line in out.splitlines() if line.startswith("host")}
+    assert rows["hostb:303:cccccc"].split()[:2] == ["hostb", "303"]
+    assert "1 min ago" in rows["hostb:303:cccccc"]
+    assert rows["hostb:303:cccccc"].rstrip().endswith("STALE")
+    assert rows["hosta:101:aaaaaa"].rstrip().endswith("alive")
+    assert "10 min ago" in rows["hosta:101:aaaaaa"]  # started
+    assert "2 alive on hosta, hostb; 1 stale (hostb:303)" in out
+    assert "LOST_AFTER (5 s)" in out
 
 
 def test_status_of_an_empty_queue(configure, cli, queue):

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import collections
-import sqlite3
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
+from stat_bot.jobs.model import JobStatus
 from tests.integration.conftest import wait_until
 
 PROCESSES = 4
@@ -21,10 +21,11 @@ ENQUEUER = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from stat_bot.jobs.model import JobRequest
-    from stat_bot.queue.sqlite import SQLiteQueue
+    from stat_bot.queue import open_queue
+    from stat_bot.settings import load_settings
 
-    database, go, count, label = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-    queue = SQLiteQueue(database)
+    url, go, count, label = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    queue = open_queue(load_settings(database_url=url, _env_file=None))
     while not go.exists():  # start all enqueuers at once
         time.sleep(0.005)
     for i in range(count):
@@ -60,7 +61,7 @@ def test_four_enqueuers_and_a_dispatcher_run_every_job_exactly_once(
     try:
         for p, err_path in enumerate(err_paths):
             with err_path.open("wb") as err:
-                command = [sys.executable, "-c", ENQUEUER, str(settings.sqlite_path), str(go)]
+                command = [sys.executable, "-c", ENQUEUER, settings.database_url, str(go)]
                 enqueuers.append(
                     subprocess.Popen(
                         [*command, str(PER_PROCESS), f"p{p}"],
@@ -79,29 +80,25 @@ def test_four_enqueuers_and_a_dispatcher_run_every_job_exactly_once(
                 proc.wait()
 
     def finished() -> bool:
-        with sqlite3.connect(settings.sqlite_path) as db:
-            (left,) = db.execute(
-                "SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')"
-            ).fetchone()
-        return left == 0
+        waiting = (JobStatus.QUEUED, JobStatus.RUNNING)
+        return not queue.jobs(statuses=waiting, limit=1)
 
     wait_until(finished, timeout=180, interval=0.5, what="every job to finish")
     assert dispatcher.terminate() == 0
 
-    with sqlite3.connect(settings.sqlite_path) as db:
-        rows = db.execute("SELECT id, status, attempts, args, exit_code FROM jobs").fetchall()
-    assert len(rows) == TOTAL
-    assert collections.Counter(r[1] for r in rows) == {"succeeded": TOTAL}
-    assert {r[2] for r in rows} == {1}
-    assert {r[4] for r in rows} == {0}
+    jobs = queue.jobs(limit=TOTAL + 1)
+    assert len(jobs) == TOTAL
+    assert collections.Counter(j.status for j in jobs) == {JobStatus.SUCCEEDED: TOTAL}
+    assert {j.attempts for j in jobs} == {1}
+    assert {j.exit_code for j in jobs} == {0}
     # Every enqueue arrived once: all 5,000 distinct argument sets are there.
-    assert len({r[3] for r in rows}) == TOTAL
+    assert len({j.args["n"] for j in jobs}) == TOTAL
 
     # The dispatcher started and finished each job exactly once.
     events = dispatcher.events()
     started = collections.Counter(e["job_id"] for e in events if e.get("event") == "job started")
     ended = collections.Counter(e["job_id"] for e in events if e.get("event") == "job finished")
-    ids = {r[0] for r in rows}
+    ids = {j.id for j in jobs}
     assert set(started) == ids
     assert set(started.values()) == {1}
     assert set(ended) == ids

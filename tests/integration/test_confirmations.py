@@ -16,8 +16,8 @@ import pytest
 
 from stat_bot.bot.chat import Answer, Asker, ChatCommands, Person
 from stat_bot.hardware.inventory import Node, write_inventory
+from stat_bot.queue import Queue, open_queue
 from stat_bot.queue.base import ConfirmationState
-from stat_bot.queue.sqlite import SQLiteQueue
 from stat_bot.report.outbox import decode
 from tests.integration.conftest import wait_until
 
@@ -80,7 +80,7 @@ def text_of(answer: Answer) -> str:
 
 
 @pytest.fixture
-def chat(configure, settings, queue: SQLiteQueue) -> ChatCommands:
+def chat(configure, settings, queue: Queue) -> ChatCommands:
     return ChatCommands(settings, configure(CONFIG), queue, Directory())
 
 
@@ -161,20 +161,24 @@ def test_many_clicks_at_once_queue_one_job(configure, settings, queue, chat):
     answers: list[str] = []
     start = threading.Barrier(8)
     configs = chat.configs
+    # Each its own queue (connections), as separate bot processes would have.
+    queues = [open_queue(settings) for _ in range(8)]
 
-    def click(user: str) -> None:
-        # Each its own connection, as separate bot processes would have.
-        mine = ChatCommands(settings, configs, SQLiteQueue(settings.sqlite_path), Directory())
+    def click(user: str, own: Queue) -> None:
+        mine = ChatCommands(settings, configs, own, Directory())
         start.wait()
         answers.append(text_of(mine.decide(code, user, confirm=True)))
 
     threads = [
-        threading.Thread(target=click, args=("U0ALICE" if i % 2 else "U0ADMIN",)) for i in range(8)
+        threading.Thread(target=click, args=("U0ALICE" if i % 2 else "U0ADMIN", own))
+        for i, own in enumerate(queues)
     ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(30)
+    for own in queues:
+        own.close()
     assert len(queue.jobs()) == 1
     assert sum(a.startswith("Confirmed: job #") for a in answers) == 1
     assert sum("already decided" in a for a in answers) == 7

@@ -23,7 +23,7 @@ from stat_bot.integrations.slack_emulator import EmulatorClient, EmulatorThread
 from stat_bot.jobs.config import JobConfigs
 from stat_bot.jobs.model import Job, JobRequest, JobStatus, Source
 from stat_bot.local_slack import local_slack_file, write_local_slack_file
-from stat_bot.queue.sqlite import SQLiteQueue
+from stat_bot.queue import Queue
 from stat_bot.settings import Settings
 from stat_bot.web.stat_relay import PRIORITIES, TICKET_TYPES
 from tests.web_fixtures import WEB_PASSWORD, WEB_USER, WebSession
@@ -48,8 +48,17 @@ CONFIG = {
     },
 }
 
-PAGES = ["/", "/jobs/1", "/jobs/1/logs/stdout", "/schedules", "/ticket", "/charts", "/console"]
-APIS = ["/api/jobs", "/api/jobs/1", "/api/console/feed"]
+PAGES = [
+    "/",
+    "/jobs/1",
+    "/jobs/1/logs/stdout",
+    "/schedules",
+    "/ticket",
+    "/charts",
+    "/console",
+    "/dispatchers",
+]
+APIS = ["/api/jobs", "/api/jobs/1", "/api/console/feed", "/api/dispatchers"]
 
 
 @pytest.fixture
@@ -68,7 +77,7 @@ def web(app: Flask) -> WebSession:
 
 
 def make_job(
-    queue: SQLiteQueue,
+    queue: Queue,
     settings: Settings,
     namespace: str = "system",
     job_type: str = "hello",
@@ -125,11 +134,12 @@ def test_json_routes_answer_401_when_logged_out(web: WebSession, path: str) -> N
 
 
 def test_login_then_every_page_renders_without_inline_script_or_style(
-    web: WebSession, web_user: tuple[str, str], queue: SQLiteQueue, settings: Settings
+    web: WebSession, web_user: tuple[str, str], queue: Queue, settings: Settings
 ) -> None:
     job = make_job(queue, settings, stdout="hi\n")
     assert web.login().status_code == 302
-    for path in ["/", f"/jobs/{job.id}", "/schedules", "/ticket", "/charts", "/console"]:
+    pages = ["/", f"/jobs/{job.id}", "/schedules", "/ticket", "/charts", "/console"]
+    for path in [*pages, "/dispatchers"]:
         response = web.get(path)
         assert response.status_code == 200, path
         html = response.get_data(as_text=True)
@@ -180,7 +190,7 @@ def test_login_without_csrf_token_is_refused(web: WebSession, web_user: tuple[st
 
 
 def test_state_changes_are_post_only_and_need_the_csrf_token(
-    logged_in: WebSession, queue: SQLiteQueue, settings: Settings, configs: JobConfigs
+    logged_in: WebSession, queue: Queue, settings: Settings, configs: JobConfigs
 ) -> None:
     job = make_job(queue, settings, status=JobStatus.QUEUED)
     queue.sync_schedules(config_rows(configs))
@@ -270,11 +280,88 @@ def test_trusted_proxy_header_logs_in(
     assert plain.get("/", headers={"X-Remote-User": "carol"}).status_code == 302
 
 
+# -- dispatchers -------------------------------------------------------------------------------
+
+
+def test_dispatchers_page_lists_every_host_and_marks_the_stale_one(
+    logged_in: WebSession, queue: Queue, settings: Settings
+) -> None:
+    """Two hosts by the database's clock; hostb:303 stopped beating longer than LOST_AFTER ago."""
+    now = queue.now()
+    queue.register_worker("hosta:101:aaaaaa", "hosta", 101, now=now - 600)
+    queue.register_worker("hostb:202:bbbbbb", "hostb", 202, now=now - 300)
+    queue.register_worker("hostb:303:<b>x", "hostb", 303, now=now - 900)  # escaped, not bold
+    queue.heartbeat("hostb:303:<b>x", now=now - settings.lost_after - 50)
+    for worker in ("hosta:101:aaaaaa", "hostb:303:<b>x"):
+        queue.enqueue(JobRequest("ops", "check", {}, coalesce=False, concurrency=100))
+        assert len(queue.claim(worker, 1)) == 1
+    queue.heartbeat("hosta:101:aaaaaa", now=now)
+    queue.heartbeat("hostb:202:bbbbbb", now=now - 1)
+
+    html = logged_in.get("/dispatchers").get_data(as_text=True)
+    assert 'href="/dispatchers" class="current"' in html
+    rows = re.findall(
+        r'<tr class="dispatcher-(\w+)" data-worker-id="([^"]+)">(.*?)</tr>', html, re.S
+    )
+    assert [(state, wid) for state, wid, _ in rows] == [
+        ("alive", "hosta:101:aaaaaa"),
+        ("alive", "hostb:202:bbbbbb"),
+        ("stale", "hostb:303:&lt;b&gt;x"),
+    ]
+    cells = {wid: re.findall(r"<td[^>]*>(.*?)</td>", body, re.S) for _, wid, body in rows}
+    assert cells["hosta:101:aaaaaa"][:2] == ["hosta", "101"]
+    assert cells["hosta:101:aaaaaa"][3] == "10 min ago"  # started
+    assert cells["hostb:303:&lt;b&gt;x"][4] == "55 s ago"  # last heartbeat (LOST_AFTER 5 s)
+    assert ">1</a>" in cells["hostb:303:&lt;b&gt;x"][5]  # the job it was running
+    assert cells["hostb:202:bbbbbb"][5] == "0"
+    assert '<span class="status s-stale">stale</span>' in cells["hostb:303:&lt;b&gt;x"][6]
+    assert "<b>x" not in html
+    assert "2 alive on hosta, hostb; 1 stale (hostb:303)" in html
+    assert 'id="dispatcher-summary"' in html
+    assert "dispatcher-summary notice" in html
+
+    data = logged_in.get("/api/dispatchers").get_json()
+    assert data["lost_after"] == settings.lost_after
+    assert data["at"] == pytest.approx(queue.now(), abs=30)
+    listed = {d["id"]: d for d in data["dispatchers"]}
+    assert [d["state"] for d in data["dispatchers"]] == ["alive", "alive", "stale"]
+    assert listed["hostb:303:<b>x"]["stale"] is True
+    assert listed["hostb:303:<b>x"]["heartbeat_age"] == pytest.approx(55, abs=20)
+    assert listed["hosta:101:aaaaaa"]["running"] == 1
+    assert listed["hosta:101:aaaaaa"]["hostname"] == "hosta"
+    assert listed["hosta:101:aaaaaa"]["pid"] == 101
+
+
+def test_logs_of_a_job_another_host_ran_say_where_they_are(
+    logged_in: WebSession, queue: Queue, settings: Settings
+) -> None:
+    """LOGS_DIR is per host unless shared: the job ran on hostb, this page is served here."""
+    job = queue.enqueue(JobRequest("ops", "check", {}, coalesce=False)).job
+    queue.register_worker("hostb:7:abcdef", "hostb", 7)
+    assert len(queue.claim("hostb:7:abcdef", 1)) == 1
+    queue.mark_started(job.id, 4242, "/srv/elsewhere/logs/ops/check/1")
+    queue.finish(job.id, JobStatus.SUCCEEDED, 0)
+    html = logged_in.get(f"/jobs/{job.id}").get_data(as_text=True)
+    assert f"the stdout of job #{job.id} is on hostb, whose dispatcher ran it" in html
+    download = logged_in.get(f"/jobs/{job.id}/logs/stderr")
+    assert download.status_code == 404
+    assert f"The stderr of job #{job.id} is on hostb" in download.get_data(as_text=True)
+
+
+def test_dispatchers_page_says_how_to_start_one_when_none_is_registered(
+    logged_in: WebSession,
+) -> None:
+    html = logged_in.get("/dispatchers").get_data(as_text=True)
+    assert "none registered: start <code>stat-bot dispatcher</code>" in html
+    assert "no dispatcher has registered: start stat-bot dispatcher." in html
+    assert logged_in.get("/api/dispatchers").get_json()["dispatchers"] == []
+
+
 # -- jobs --------------------------------------------------------------------------------------
 
 
 def test_jobs_page_shows_running_queued_and_recent_with_source_and_link(
-    logged_in: WebSession, queue: SQLiteQueue, settings: Settings
+    logged_in: WebSession, queue: Queue, settings: Settings
 ) -> None:
     done = make_job(
         queue,
@@ -302,7 +389,7 @@ def test_jobs_page_shows_running_queued_and_recent_with_source_and_link(
 
 
 def test_jobs_filters_by_namespace_and_status(
-    logged_in: WebSession, queue: SQLiteQueue, settings: Settings
+    logged_in: WebSession, queue: Queue, settings: Settings
 ) -> None:
     ok = make_job(queue, settings)
     failed = make_job(queue, settings, status=JobStatus.FAILED)
@@ -328,7 +415,7 @@ def test_jobs_filters_by_namespace_and_status(
 
 
 def test_job_output_and_arguments_are_escaped(
-    logged_in: WebSession, queue: SQLiteQueue, settings: Settings
+    logged_in: WebSession, queue: Queue, settings: Settings
 ) -> None:
     evil = "<script>alert('x')</script>"
     job = make_job(
@@ -351,7 +438,7 @@ def test_job_output_and_arguments_are_escaped(
 
 
 def test_job_page_shows_arguments_timings_and_both_logs(
-    logged_in: WebSession, queue: SQLiteQueue, settings: Settings
+    logged_in: WebSession, queue: Queue, settings: Settings
 ) -> None:
     job = make_job(
         queue, settings, args={"name": "Ada"}, stdout="Hello Ada\n", stderr="warn\n", ran_for=2.0
@@ -370,7 +457,7 @@ def test_job_page_shows_arguments_timings_and_both_logs(
 
 
 def test_job_log_downloads_as_an_attachment(
-    logged_in: WebSession, queue: SQLiteQueue, settings: Settings
+    logged_in: WebSession, queue: Queue, settings: Settings
 ) -> None:
     text = "".join(f"line {i} <tag>\n" for i in range(5000))
     job = make_job(queue, settings, stdout=text)
@@ -389,7 +476,7 @@ def test_job_log_downloads_as_an_attachment(
     assert logged_in.get(f"/jobs/{job.id}/logs/passwd").status_code == 404
 
 
-def test_unknown_job_is_404(logged_in: WebSession, queue: SQLiteQueue, settings: Settings) -> None:
+def test_unknown_job_is_404(logged_in: WebSession, queue: Queue, settings: Settings) -> None:
     page = logged_in.get("/jobs/9999")
     assert page.status_code == 404
     assert "No job #9999" in page.get_data(as_text=True)
@@ -404,7 +491,7 @@ def test_unknown_job_is_404(logged_in: WebSession, queue: SQLiteQueue, settings:
 
 
 def test_cancel_a_queued_job_from_its_page(
-    logged_in: WebSession, queue: SQLiteQueue, settings: Settings
+    logged_in: WebSession, queue: Queue, settings: Settings
 ) -> None:
     job = make_job(queue, settings, status=JobStatus.QUEUED)
     assert "Cancel this job" in logged_in.get(f"/jobs/{job.id}").get_data(as_text=True)
@@ -422,7 +509,7 @@ def test_cancel_a_queued_job_from_its_page(
 
 def test_schedules_list_next_fire_and_the_interval_dropdown(
     logged_in: WebSession,
-    queue: SQLiteQueue,
+    queue: Queue,
     configs: JobConfigs,
     make_settings: Callable[..., Settings],
     make_web_app: Callable[..., Flask],
@@ -453,7 +540,7 @@ def test_schedules_list_next_fire_and_the_interval_dropdown(
 
 
 def test_disable_and_enable_a_schedule_and_it_survives_a_config_sync(
-    logged_in: WebSession, queue: SQLiteQueue, configs: JobConfigs
+    logged_in: WebSession, queue: Queue, configs: JobConfigs
 ) -> None:
     queue.sync_schedules(config_rows(configs))
     response = logged_in.post(
@@ -483,7 +570,7 @@ def test_disable_and_enable_a_schedule_and_it_survives_a_config_sync(
     assert bad.status_code == 400
 
 
-def test_cancel_a_suppression(logged_in: WebSession, queue: SQLiteQueue) -> None:
+def test_cancel_a_suppression(logged_in: WebSession, queue: Queue) -> None:
     now = time.time()
     queue.suppress("system", "hello", now - 10, now + 3600, user="U0ADMIN")
     html = logged_in.get("/schedules").get_data(as_text=True)
@@ -513,7 +600,7 @@ def test_ticket_form_offers_the_relays_choices(logged_in: WebSession) -> None:
 
 
 def test_charts_count_jobs_per_hour_by_status_and_time_per_type(
-    logged_in: WebSession, queue: SQLiteQueue, settings: Settings
+    logged_in: WebSession, queue: Queue, settings: Settings
 ) -> None:
     for _ in range(3):
         make_job(queue, settings, ran_for=1.0)
@@ -625,7 +712,7 @@ def test_console_feed_needs_a_numeric_cursor(
 
 
 def test_the_job_page_says_who_confirmed_a_guarded_job(
-    logged_in: WebSession, queue: SQLiteQueue, settings: Settings
+    logged_in: WebSession, queue: Queue, settings: Settings
 ) -> None:
     job = make_job(queue, settings, confirmed_by="alice")
     html = logged_in.get(f"/jobs/{job.id}").get_data(as_text=True)

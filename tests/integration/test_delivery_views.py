@@ -11,8 +11,8 @@ import pytest
 from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
+from stat_bot.queue import Queue
 from stat_bot.queue.base import OutboxState
-from stat_bot.queue.sqlite import SQLiteQueue
 from stat_bot.report.messages import Message, Report
 from stat_bot.report.outbox import outgoing
 from tests.web_fixtures import WebSession
@@ -20,7 +20,7 @@ from tests.web_fixtures import WebSession
 HOSTILE = "<script>alert(1)</script> Slack could not be reached"
 
 
-def store_waiting(queue: SQLiteQueue, age: float) -> list[int]:
+def store_waiting(queue: Queue, age: float) -> list[int]:
     """Two messages: one waiting for Slack since `age` s ago with an error, one refused."""
     now = time.time()
     waiting, refused = queue.post(

@@ -1,5 +1,5 @@
 """The dispatcher's asyncio loop in-process (pytest-asyncio): claim, launch, finish, group
-commit, persistent writes, schedules and shutdown, on a real SQLite file with real jobs.
+commit, persistent writes, schedules and shutdown, on the test's real queue with real jobs.
 
 The process-level tests (test_shutdown.py, test_timeouts_cancel.py, test_schedules.py...)
 run `stat-bot dispatcher` as a subprocess; these drive the same loop on the test's own
@@ -12,6 +12,7 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import pytest
@@ -22,6 +23,7 @@ from stat_bot.dispatcher.schedules import config_rows
 from stat_bot.dispatcher.service import Dispatcher
 from stat_bot.jobs.config import JobConfigs
 from stat_bot.jobs.model import JobStatus, ReportState
+from stat_bot.queue import Queue, open_queue
 from stat_bot.queue.sqlite import SQLiteQueue
 from stat_bot.report.notifiers import RecordingNotifier
 from stat_bot.settings import Settings
@@ -55,9 +57,8 @@ async def until(check: Callable[[], T], timeout: float = 15.0, what: str = "") -
 class Loop:
     """A Dispatcher on the test's event loop: `start()` runs it as a task, `stop()` ends it."""
 
-    def __init__(self, settings: Settings, configs: JobConfigs) -> None:
-        self.queue = SQLiteQueue(settings.sqlite_path, busy_timeout=0.2)
-        self.queue.migrate()
+    def __init__(self, settings: Settings, configs: JobConfigs, queue: Queue | None = None) -> None:
+        self.queue = queue or open_queue(settings)
         self.notifier = RecordingNotifier()
         self.dispatcher = Dispatcher(settings, configs, self.queue, self.notifier)
         self.task: asyncio.Task[None] | None = None
@@ -76,15 +77,23 @@ class Loop:
             await asyncio.wait_for(self.task, timeout)
 
 
+@asynccontextmanager
+async def stopped_at_end(made: Loop) -> AsyncIterator[Loop]:
+    """`made`, stopped (or its threads shut down if it never ran) and its queue closed after."""
+    try:
+        yield made
+    finally:
+        if made.task is None:  # never ran: its threads were never shut down by run()
+            made.dispatcher._db.shutdown(wait=True)
+        elif not made.task.done():
+            await made.stop()
+        made.queue.close()
+
+
 @pytest_asyncio.fixture
 async def loop(settings: Settings, configure) -> AsyncIterator[Loop]:
-    made = Loop(settings, configure(CONFIG))
-    yield made
-    if made.task is None:  # never ran: its threads were never shut down by run()
-        made.dispatcher._db.shutdown(wait=True)
-    elif not made.task.done():
-        await made.stop()
-    made.queue.close()
+    async with stopped_at_end(Loop(settings, configure(CONFIG))) as made:
+        yield made
 
 
 @pytest.mark.asyncio
@@ -165,10 +174,21 @@ async def test_writes_asked_for_in_one_turn_are_committed_together_in_order(loop
     assert batches[1:] == [["mark_started"]]
 
 
+@pytest_asyncio.fixture
+async def short_wait_loop(settings: Settings, configure) -> AsyncIterator[Loop]:
+    """A Loop whose SQLite connection gives up on a held write lock after 0.2 s, not 30."""
+    queue = SQLiteQueue(settings.sqlite_path, busy_timeout=0.2)
+    queue.migrate()
+    async with stopped_at_end(Loop(settings, configure(CONFIG), queue)) as made:
+        yield made
+
+
+@pytest.mark.sqlite_only("another process holds SQLite's write lock (BEGIN IMMEDIATE)")
 @pytest.mark.asyncio
 async def test_a_job_end_that_cannot_be_written_is_retried_until_it_lands(
-    loop: Loop, queue, settings: Settings
+    short_wait_loop: Loop, queue, settings: Settings
 ):
+    loop = short_wait_loop
     configs = loop.dispatcher.configs
     job = queue.enqueue(request_for(configs, "t", "quick")).job
     queue.claim("w", 1)
@@ -230,3 +250,24 @@ async def test_a_stopping_dispatcher_claims_and_fires_nothing(loop: Loop, queue)
     assert [j.id for j in queue.jobs()] == [job.id]
     (row,) = queue.schedules()
     assert row.last_fired_at == now - 60  # as synced: never fired
+
+
+@pytest.mark.asyncio
+async def test_a_job_claimed_as_the_dispatcher_stops_gets_the_grace_and_is_stopped(
+    make_settings, configure, queue
+):
+    """A stop that comes while a claimed job is still being started waits for it to start,
+    then stops it with the rest, instead of leaving it to run its whole time."""
+    runner = Loop(make_settings(shutdown_grace=0.3), configure(CONFIG))
+    async with stopped_at_end(runner):
+        d = runner.dispatcher
+        job = queue.enqueue(request_for(d.configs, "t", "sleepy")).job
+        await d._dispatch_once()  # claimed; its launch is a task that has not run yet
+        assert (d._launching, d.running) == (1, {})
+        d.stop()
+        heartbeat = asyncio.create_task(asyncio.sleep(3600))
+        async with asyncio.timeout(15):  # `sleep 30` if it is left to run
+            await d._shutdown(heartbeat)  # on this task: it begins before the launch can run
+    ended = queue.get(job.id)
+    assert ended.status is JobStatus.CANCELLED
+    assert ended.note == "stopped: the dispatcher shut down after waiting 0.3 s for it"

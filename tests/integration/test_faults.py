@@ -1,5 +1,9 @@
 """Faults a job queue meets on a real host: a full disk, a read-only, deleted or corrupt database.
 
+Most are faults of SQLite's file, which is on this host (`sqlite_only`): a PostgreSQL
+server keeps its files on its own host. What a dispatcher does about jobs it does not
+run, and about a full disk for job logs, runs on both backends.
+
 The disk is a real 2 MiB tmpfs mounted over the test home's `var/` (root only: the
 tests say so and skip elsewhere); a read-only database is made with `chattr +i`,
 which binds root too; a corrupt one is garbage bytes. The dispatcher runs as
@@ -22,6 +26,7 @@ import pytest
 from stat_bot.dispatcher.service import Dispatcher
 from stat_bot.jobs.config import JobConfigs
 from stat_bot.jobs.model import JobRequest, JobStatus
+from stat_bot.queue import Queue, open_queue
 from stat_bot.queue.base import QueueError, QueueMissingError
 from stat_bot.queue.sqlite import FILE_CHECK_EVERY, SQLiteQueue
 from stat_bot.report.notifiers import RecordingNotifier
@@ -111,6 +116,7 @@ def writable(path: Path) -> None:
 # -- the queue -----------------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only("a full disk under the SQLite file and its WAL")
 def test_a_full_disk_fails_writes_with_a_reason_and_they_resume_when_space_returns(small_var):
     queue = SQLiteQueue(small_var / "stat-bot.sqlite3")
     queue.migrate()
@@ -127,6 +133,7 @@ def test_a_full_disk_fails_writes_with_a_reason_and_they_resume_when_space_retur
     queue.close()
 
 
+@pytest.mark.sqlite_only("the SQLite file made read-only (chattr +i)")
 def test_a_database_opened_read_only_recovers_once_writable_and_readyz_says_so(
     queue, immutable, make_web_app, configure
 ):
@@ -153,6 +160,7 @@ def test_a_database_opened_read_only_recovers_once_writable_and_readyz_says_so(
     later.close()
 
 
+@pytest.mark.sqlite_only("the SQLite file deleted while in use")
 def test_a_deleted_database_is_named_never_recreated_and_a_new_one_is_picked_up(
     queue, make_web_app, configure, cli, start_dispatcher
 ):
@@ -212,6 +220,7 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
+@pytest.mark.sqlite_only("a read-only, then a corrupt SQLite file")
 def test_cli_errors_for_a_corrupt_read_only_or_full_database_are_one_line(
     configure, cli, queue, immutable, settings
 ):
@@ -236,6 +245,7 @@ def test_cli_errors_for_a_corrupt_read_only_or_full_database_are_one_line(
         assert "not an SQLite database" in line, args
 
 
+@pytest.mark.sqlite_only("a full disk under the SQLite file")
 def test_cli_errors_for_a_full_disk_and_a_missing_config_are_one_line(
     small_var, configure, cli, home
 ):
@@ -262,6 +272,7 @@ def events(dispatcher: Any, name: str) -> list[dict[str, Any]]:
     return [e for e in dispatcher.events() if e.get("event") == name]
 
 
+@pytest.mark.sqlite_only("a full disk under the SQLite file and the job logs")
 def test_a_job_ending_on_a_full_disk_is_recorded_once_space_returns_and_says_disk_full(
     small_var, configure, start_dispatcher, tmp_path
 ):
@@ -296,6 +307,7 @@ def test_a_job_ending_on_a_full_disk_is_recorded_once_space_returns_and_says_dis
     queue.close()
 
 
+@pytest.mark.sqlite_only("a full disk under the SQLite file")
 def test_shutdown_gives_up_an_unwritable_end_in_bounded_time_and_the_next_start_recovers_it(
     small_var, configure, start_dispatcher, tmp_path
 ):
@@ -333,13 +345,13 @@ def test_shutdown_gives_up_an_unwritable_end_in_bounded_time_and_the_next_start_
 
 @pytest.fixture
 def own_dispatcher(
-    settings: Settings, queue: SQLiteQueue
+    settings: Settings, queue: Queue
 ) -> Iterator[Callable[[JobConfigs, str], ThreadDispatcher]]:
     """An in-process dispatcher with a worker id chosen by the test."""
     started: list[ThreadDispatcher] = []
 
     def start(configs: JobConfigs, worker_id: str) -> ThreadDispatcher:
-        own = SQLiteQueue(settings.sqlite_path)
+        own = open_queue(settings)
         notifier = RecordingNotifier()
         td = ThreadDispatcher(
             Dispatcher(settings, configs, own, notifier, worker_id=worker_id), notifier
@@ -350,6 +362,7 @@ def own_dispatcher(
     yield start
     for td in started:
         td.stop()
+        td.dispatcher.queue.close()
 
 
 def test_a_running_job_its_own_dispatcher_does_not_run_is_ended(configure, queue, own_dispatcher):
@@ -388,6 +401,7 @@ def test_a_job_running_past_its_timeout_and_grace_is_ended_whoever_runs_it(
     assert queue.get(young.id).status is JobStatus.RUNNING
 
 
+@pytest.mark.sqlite_only("a full disk under the SQLite file")
 def test_readyz_names_a_full_disk(small_var, configure, make_web_app):
     configure(CONFIG)
     queue = SQLiteQueue(small_var / "stat-bot.sqlite3")
@@ -416,8 +430,7 @@ def test_a_job_on_a_full_log_disk_says_disk_full_with_the_path(
     configure(CONFIG)
     # The database on the ordinary disk, the job logs (LOGS_DIR) on the full one.
     settings = make_settings(state_dir=home / "state", logs_dir=small_var / "logs")
-    queue = SQLiteQueue(settings.sqlite_path)
-    queue.migrate()
+    queue = open_queue(settings)
     thread_dispatcher(None, settings)
     filler = fill(small_var)
     job = queue.enqueue(request()).job  # `echo fine` into a stdout file with no room
@@ -431,6 +444,7 @@ def test_a_job_on_a_full_log_disk_says_disk_full_with_the_path(
     queue.close()
 
 
+@pytest.mark.sqlite_only("the SQLite file replaced while in use")
 def test_a_replaced_database_is_named_in_the_log_and_the_new_file_used(queue, tmp_path):
     from structlog.testing import capture_logs
 

@@ -30,7 +30,7 @@ from stat_bot.integrations.slack_emulator import (
 from stat_bot.jobs.config import JobConfigs, load_config
 from stat_bot.jobs.matching import match_command
 from stat_bot.jobs.model import Job, JobStatus
-from stat_bot.queue.sqlite import SQLiteQueue
+from stat_bot.queue import Queue
 from stat_bot.settings import Settings
 from tests import github_payloads as gh
 
@@ -132,7 +132,7 @@ def deliver(
     )
 
 
-def all_jobs(queue: SQLiteQueue) -> list[Job]:
+def all_jobs(queue: Queue) -> list[Job]:
     return sorted(queue.jobs(limit=1000), key=lambda j: j.id)
 
 

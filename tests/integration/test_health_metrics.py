@@ -2,12 +2,14 @@
 
 Readiness is checked with a dispatcher on a thread and `stat-bot bot` as a process
 connected to the Slack emulator; metrics are scraped with the test client and parsed
-with prometheus-client's own parser after real jobs went through the SQLite queue.
+with prometheus-client's own parser after real jobs went through the queue (SQLite and
+PostgreSQL).
 """
 
 from __future__ import annotations
 
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,12 +25,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from stat_bot.integrations.slack_emulator import APP_TOKEN, BOT_TOKEN, EmulatorThread
 from stat_bot.jobs.config import JobConfigs
 from stat_bot.jobs.model import JobRequest, JobStatus, ReportState
+from stat_bot.queue import Queue, open_queue
+from stat_bot.queue.postgres import PostgresQueue
 from stat_bot.queue.sqlite import SQLiteQueue
 from stat_bot.settings import Settings
 from stat_bot.web.metrics import LATENCY_BUCKETS
 from tests.e2e.slack_service import SlackService, service_env
 from tests.integration.conftest import wait_status, wait_until
 from tests.peers import free_port
+from tests.postgres_fixtures import with_database
 from tests.web_fixtures import WebSession
 
 CONFIG = {
@@ -113,7 +118,7 @@ def test_readyz_is_ready_while_a_dispatcher_runs_and_not_after(
 
 
 def test_a_stale_dispatcher_heartbeat_is_not_ready(
-    client: FlaskClient, queue: SQLiteQueue, settings: Settings
+    client: FlaskClient, queue: Queue, settings: Settings
 ) -> None:
     queue.register_worker("gone", "node1", 4242, now=time.time() - settings.lost_after - 10)
     status, body = readyz(client)
@@ -125,27 +130,34 @@ def test_a_stale_dispatcher_heartbeat_is_not_ready(
     assert readyz(client)[0] == 200
 
 
-def broken_queue(tmp_path: Path) -> SQLiteQueue:
-    """A queue on a file that is not an SQLite database (a disk gone wrong, a bad restore)."""
-    path = tmp_path / "broken" / "stat-bot.sqlite3"
-    path.parent.mkdir()
-    path.write_bytes(b"this is not a database\n" * 512)
-    return SQLiteQueue(path)
+def broken_queue(tmp_path: Path, database_url: str) -> tuple[Queue, str]:
+    """A queue whose database fails every call, and words of the reason it gives: on SQLite
+    a file that is not a database (a disk gone wrong, a bad restore), on PostgreSQL a
+    database that is not there (dropped, or a typo in DATABASE_URL)."""
+    if database_url.startswith("sqlite:"):
+        path = tmp_path / "broken" / "stat-bot.sqlite3"
+        path.parent.mkdir()
+        path.write_bytes(b"this is not a database\n" * 512)
+        return SQLiteQueue(path), "not a database"
+    missing = with_database(database_url, "statbot_no_such_database")
+    return PostgresQueue(missing, connect_timeout=2), "does not exist"
 
 
 def test_a_database_error_is_503_with_the_reason_and_healthz_stays_ok(
-    make_web_app: Callable[..., Flask], configs: JobConfigs, tmp_path: Path
+    make_web_app: Callable[..., Flask], configs: JobConfigs, tmp_path: Path, database_url: str
 ) -> None:
-    client = make_web_app(queue=broken_queue(tmp_path)).test_client()
+    broken, reason = broken_queue(tmp_path, database_url)
+    client = make_web_app(queue=broken).test_client()
     status, body = readyz(client)
     assert status == 503
     database = body["checks"]["database"]
     assert database["ready"] is False
-    assert "not a database" in database["detail"]
+    assert reason in database["detail"]
     assert body["checks"]["dispatcher"]["ready"] is False
     assert client.get("/healthz").status_code == 200
     samples = scrape(client)  # the scrape still answers, saying the database is down
     assert value(samples, "stat_bot_database_up") == 0
+    broken.close()
 
 
 def test_an_unopenable_database_is_503_not_500(
@@ -153,10 +165,15 @@ def test_an_unopenable_database_is_503_not_500(
     make_settings: Callable[..., Settings],
     configs: JobConfigs,
     tmp_path: Path,
+    database_url: str,
 ) -> None:
-    blocker = tmp_path / "a-file"
-    blocker.write_text("")
-    settings = make_settings(database_url=f"sqlite:///{blocker}/sub/stat-bot.sqlite3")
+    if database_url.startswith("sqlite:"):  # a path below a file
+        blocker = tmp_path / "a-file"
+        blocker.write_text("")
+        unopenable = f"sqlite:///{blocker}/sub/stat-bot.sqlite3"
+    else:  # a server that does not answer
+        unopenable = f"postgresql://postgres@127.0.0.1:{free_port()}/stat"
+    settings = make_settings(database_url=unopenable, database_connect_timeout=2)
     app = create_app_without_queue(make_web_app, settings)
     status, body = readyz(app.test_client())
     assert status == 503
@@ -182,13 +199,14 @@ def slack_settings(
 
 @pytest.fixture
 def service(
-    home: Path, slack_emulator: EmulatorThread, configs: JobConfigs
+    home: Path, slack_emulator: EmulatorThread, configs: JobConfigs, database_url: str
 ) -> Iterator[Callable[..., SlackService]]:
     """`stat-bot` processes (bot, dispatcher) against the emulator; all stopped at the end."""
     started: list[SlackService] = []
 
     def make(**env: str) -> SlackService:
-        svc = SlackService(home, slack_emulator, service_env(home, slack_emulator.api_url, **env))
+        env_ = service_env(home, slack_emulator.api_url, database_url, **env)
+        svc = SlackService(home, slack_emulator, env_)
         started.append(svc)
         return svc
 
@@ -197,15 +215,16 @@ def service(
         svc.stop()
 
 
-def bot_beat(queue: SQLiteQueue) -> Any:
-    return next((b for b in queue.beats() if b.component == "bot"), None)
+def bot_beat(queue: Queue) -> Any:
+    """This host's bot's beat (a bot beats as `bot:<host>`)."""
+    return next((b for b in queue.beats() if b.component == f"bot:{socket.gethostname()}"), None)
 
 
 def test_a_running_bot_makes_readyz_ready_and_a_stopped_one_not(
     make_web_app: Callable[..., Flask],
     slack_settings: Settings,
     service: Callable[..., SlackService],
-    queue: SQLiteQueue,
+    queue: Queue,
 ) -> None:
     client = make_web_app(slack_settings).test_client()
     svc = service()
@@ -239,7 +258,7 @@ def test_a_bot_waiting_for_slack_says_connecting_and_why(
     make_web_app: Callable[..., Flask],
     slack_settings: Settings,
     service: Callable[..., SlackService],
-    queue: SQLiteQueue,
+    queue: Queue,
 ) -> None:
     client = make_web_app(slack_settings).test_client()
     svc = service(SLACK_API_URL=f"http://127.0.0.1:{free_port()}/api/")
@@ -262,7 +281,7 @@ def test_a_bot_waiting_for_slack_says_connecting_and_why(
 
 
 def test_a_bot_whose_beats_stopped_coming_is_not_ready(
-    make_web_app: Callable[..., Flask], slack_settings: Settings, queue: SQLiteQueue
+    make_web_app: Callable[..., Flask], slack_settings: Settings, queue: Queue
 ) -> None:
     # A bot killed with SIGKILL leaves "connected" behind; its age gives it away.
     queue.beat("bot", "connected", "socket mode", hostname="h", pid=7, now=time.time() - 60)
@@ -274,6 +293,36 @@ def test_a_bot_whose_beats_stopped_coming_is_not_ready(
     assert readyz(make_web_app(slack_settings).test_client())[0] == 200
 
 
+def test_one_connected_bot_of_two_hosts_is_enough(
+    make_web_app: Callable[..., Flask], slack_settings: Settings, queue: SQLiteQueue
+) -> None:
+    """Bots on two hosts beat in rows of their own: hostb's stopping does not hide hosta's."""
+    queue.register_worker("w", "h", 8)
+    old = time.time() - 600
+    queue.beat("bot", "stopped", "the bot exited", hostname="h", pid=1, now=old)  # older version
+    queue.beat("bot:hosta", "connected", "socket mode", hostname="hosta", pid=11)
+    queue.beat("bot:hostb", "stopped", "the bot exited", hostname="hostb", pid=22)
+    client = make_web_app(slack_settings).test_client()
+    status, body = readyz(client)
+    assert status == 200
+    assert body["checks"]["bot"]["detail"].startswith("bot hosta:11 connected")
+    queue.beat("bot:hostb", "connected", "socket mode", hostname="hostb", pid=23)
+    status, body = readyz(client)
+    assert status == 200
+    assert body["checks"]["bot"]["detail"].startswith("2 bots connected (")
+    samples = scrape(client)
+    assert value(samples, "stat_bot_bot_connected") == 1
+    assert value(samples, "stat_bot_bots_connected") == 2
+
+    stale = time.time() - 60  # LOST_AFTER is 5 s here
+    queue.beat("bot:hosta", "connected", "socket mode", hostname="hosta", pid=11, now=stale)
+    queue.beat("bot:hostb", "connecting", "reconnecting", hostname="hostb", pid=23)
+    status, body = readyz(client)
+    assert status == 503
+    assert body["checks"]["bot"]["detail"].startswith("bot hostb:23 is connecting (reconnecting), ")
+    assert value(scrape(client), "stat_bot_bots_connected") == 0
+
+
 # -- /metrics ------------------------------------------------------------------------------------
 
 
@@ -282,7 +331,7 @@ def request(job_type: str = "check", **kwargs: Any) -> JobRequest:
 
 
 def run_job(
-    queue: SQLiteQueue,
+    queue: Queue,
     t0: float,
     *,
     wait: float,
@@ -300,7 +349,7 @@ def run_job(
 
 
 def test_metrics_count_jobs_depth_latency_duration_and_failures(
-    client: FlaskClient, queue: SQLiteQueue
+    client: FlaskClient, queue: Queue
 ) -> None:
     t0 = time.time() - 600
     run_job(queue, t0, wait=0.003, run=0.4)
@@ -342,7 +391,7 @@ def test_metrics_count_jobs_depth_latency_duration_and_failures(
 
 
 def test_latency_is_measured_from_when_a_delayed_job_was_due(
-    client: FlaskClient, queue: SQLiteQueue
+    client: FlaskClient, queue: Queue
 ) -> None:
     t0 = time.time() - 600
     job = queue.enqueue(request(delay_seconds=60), now=t0).job
@@ -355,7 +404,7 @@ def test_latency_is_measured_from_when_a_delayed_job_was_due(
 def test_metrics_of_real_runs_and_of_the_services_processes(
     client: FlaskClient,
     configs: JobConfigs,
-    queue: SQLiteQueue,
+    queue: Queue,
     thread_dispatcher: Callable[..., Any],
     web_user: tuple[str, str],
 ) -> None:
@@ -387,10 +436,10 @@ def test_metrics_of_real_runs_and_of_the_services_processes(
 
 
 def test_every_worker_and_app_reads_the_same_figures(
-    make_web_app: Callable[..., Flask], configs: JobConfigs, queue: SQLiteQueue, settings: Settings
+    make_web_app: Callable[..., Flask], configs: JobConfigs, queue: Queue, settings: Settings
 ) -> None:
     run_job(queue, time.time() - 5, wait=0.01, run=0.1)
-    other_queue = SQLiteQueue(settings.sqlite_path)  # as another gunicorn worker would have
+    other_queue = open_queue(settings)  # as another gunicorn worker would have
     try:
         first = scrape(make_web_app().test_client())
         second = scrape(make_web_app(queue=other_queue).test_client())
@@ -403,9 +452,115 @@ def test_every_worker_and_app_reads_the_same_figures(
     assert not [n for n in global_names if n.startswith("stat_bot_")]
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_metrics_sum_the_work_of_two_dispatcher_processes(
+    backend: str,
+    request: pytest.FixtureRequest,
+    configure: Callable[[dict[str, Any]], JobConfigs],
+    make_web_app: Callable[..., Flask],
+    make_settings: Callable[..., Settings],
+    start_dispatcher: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    """Two `stat-bot dispatcher` processes share the database; each runs two held jobs.
+
+    Two web apps on their own connections (as two gunicorn workers, on any host) answer
+    the same totals, and the per-dispatcher gauges add up to them. On PostgreSQL as on
+    SQLite: the same figures whichever backend holds them.
+    """
+    url = request.getfixturevalue("postgres_url") if backend == "postgres" else ""
+    settings = make_settings(database_url=url) if url else make_settings()
+    env = {"DATABASE_URL": url} if url else {}
+    queue, other_queue = open_queue(settings), open_queue(settings)
+    request.addfinalizer(queue.close)
+    request.addfinalizer(other_queue.close)
+    gate = tmp_path / "gate"
+    configure(
+        {
+            "ops": {
+                "jobs": {
+                    "held": {
+                        "run_args_template": f"while [ ! -e {gate} ]; do sleep 0.05; done",
+                        "report_success": False,
+                        "concurrency": 4,
+                    }
+                }
+            }
+        }
+    )
+    first = start_dispatcher(DISPATCHER_CONCURRENCY="2", **env)
+    second = start_dispatcher(DISPATCHER_CONCURRENCY="2", **env)
+    held = JobRequest(namespace="ops", job_type="held", coalesce=False, concurrency=4)
+    ids = [queue.enqueue(held).job.id for _ in range(4)]
+    # Each may hold two: four running means two on each.
+    wait_until(
+        lambda: all((j := queue.get(i)) is not None and j.pid for i in ids),
+        timeout=30,
+        what="four held jobs running",
+    )
+    workers = {w.pid: w for w in queue.workers()}
+    a, b = workers[first.pid], workers[second.pid]
+    apps = [
+        make_web_app(settings, queue=queue).test_client(),
+        make_web_app(settings, queue=other_queue).test_client(),
+    ]
+    for client in apps:
+        samples = scrape(client)
+        assert value(samples, "stat_bot_jobs", namespace="ops", status="running") == 4
+        assert value(samples, "stat_bot_dispatchers") == 2
+        assert value(samples, "stat_bot_dispatchers_stale") == 0
+        for w in (a, b):
+            labels = {"worker": w.id, "host": w.hostname}
+            assert value(samples, "stat_bot_dispatcher_running_jobs", **labels) == 2
+            age = value(samples, "stat_bot_dispatcher_heartbeat_age_seconds", **labels)
+            assert age is not None
+            assert 0 <= age < settings.lost_after
+
+    gate.touch()
+    for job_id in ids:
+        wait_status(queue, job_id, JobStatus.SUCCEEDED, timeout=30)
+    by = {queue.get(i).worker_id for i in ids}  # type: ignore[union-attr]
+    assert by == {a.id, b.id}  # both did some of the work
+    answers = [scrape(client) for client in apps]
+    for samples in answers:
+        assert value(samples, "stat_bot_jobs", namespace="ops", status="succeeded") == 4
+        assert value(samples, "stat_bot_jobs", namespace="ops", status="running") is None
+        of_held = {"namespace": "ops", "job_type": "held"}
+        assert value(samples, "stat_bot_job_duration_seconds_count", **of_held) == 4
+        assert value(samples, "stat_bot_dispatch_latency_seconds_count") == 4
+        for w in (a, b):
+            labels = {"worker": w.id, "host": w.hostname}
+            assert value(samples, "stat_bot_dispatcher_running_jobs", **labels) == 0
+    # Everything but the heartbeat ages (which grow between the two scrapes) is the same.
+    same = [
+        {k: v for k, v in samples.items() if "heartbeat_age" not in k[0]} for samples in answers
+    ]
+    assert same[0] == same[1]
+
+
+def test_metrics_show_a_dispatcher_whose_heartbeat_is_stale_by_the_queues_clock(
+    client: FlaskClient, queue: SQLiteQueue, settings: Settings
+) -> None:
+    """No dispatcher runs to recover it, so it stays registered and stale."""
+    now = queue.now()
+    queue.register_worker("hostb:7:abcdef", "hostb", 7, now=now - 600)
+    queue.heartbeat("hostb:7:abcdef", now=now - settings.lost_after - 100)
+    queue.enqueue(request())
+    assert len(queue.claim("hostb:7:abcdef", 1)) == 1
+    samples = scrape(client)
+    assert value(samples, "stat_bot_dispatchers") == 0
+    assert value(samples, "stat_bot_dispatchers_stale") == 1
+    labels = {"worker": "hostb:7:abcdef", "host": "hostb"}
+    assert value(samples, "stat_bot_dispatcher_running_jobs", **labels) == 1
+    age = value(samples, "stat_bot_dispatcher_heartbeat_age_seconds", **labels)
+    assert age == pytest.approx(settings.lost_after + 100, abs=30)
+
+
 def test_metrics_of_an_empty_queue_are_zeros(client: FlaskClient) -> None:
     samples = scrape(client)
     assert value(samples, "stat_bot_dispatch_latency_seconds_count") == 0
     assert value(samples, "stat_bot_dispatchers") == 0
+    assert value(samples, "stat_bot_dispatchers_stale") == 0
     assert value(samples, "stat_bot_database_up") == 1
     assert not [k for k in samples if k[0] == "stat_bot_jobs"]
+    assert not [k for k in samples if k[0].startswith("stat_bot_dispatcher_")]

@@ -26,8 +26,8 @@ from stat_bot.hardware.loop import problem_text
 from stat_bot.integrations.trac import TracClient
 from stat_bot.jobs.config import JobConfigs, render_template
 from stat_bot.jobs.model import JobRequest, Source
+from stat_bot.queue import Queue
 from stat_bot.queue.base import ConfirmationState
-from stat_bot.queue.sqlite import SQLiteQueue
 from stat_bot.settings import Settings
 from stat_bot.tasks import TaskContext
 from stat_bot.tasks.hw_loop import apply_rules
@@ -69,7 +69,7 @@ class Loop:
         tmp_path: Path,
         tracd: TracServer | None,
         slurm: SlurmCluster,
-        queue: SQLiteQueue,
+        queue: Queue,
         configure: Callable[[dict[str, Any]], JobConfigs],
         make_settings: Callable[..., Settings],
         monkeypatch: pytest.MonkeyPatch,
@@ -157,7 +157,7 @@ class Loop:
 def make_loop(
     tmp_path: Path,
     slurm_cluster: SlurmCluster,
-    queue: SQLiteQueue,
+    queue: Queue,
     configure: Callable[[dict[str, Any]], JobConfigs],
     make_settings: Callable[..., Settings],
     monkeypatch: pytest.MonkeyPatch,

@@ -6,12 +6,15 @@ import asyncio
 import sqlite3
 import time
 
+import pytest
+
 from stat_bot.jobs.model import JobStatus
 from tests.integration.conftest import request_for, wait_status
 
 CONFIG = {"t": {"jobs": {"nap": {"run_args_template": "sleep 0.3"}}}}
 
 
+@pytest.mark.sqlite_only("another process holds SQLite's write lock (BEGIN IMMEDIATE)")
 def test_a_held_write_lock_delays_a_jobs_end_without_stalling_the_dispatcher(
     configure, queue, thread_dispatcher
 ):
@@ -48,6 +51,7 @@ def test_a_held_write_lock_delays_a_jobs_end_without_stalling_the_dispatcher(
     assert report.job_id == job_id
 
 
+@pytest.mark.sqlite_only("another process holds a new SQLite file's lock while it sets it up")
 def test_opening_waits_for_a_process_that_is_creating_the_database(tmp_path):
     """`stat-bot run` and `stat-bot enqueue` started together both open a new file."""
     import threading

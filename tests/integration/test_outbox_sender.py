@@ -22,8 +22,8 @@ from stat_bot.integrations.slack_emulator import (
     EmulatorThread,
 )
 from stat_bot.jobs.model import JobRequest, JobStatus, ReportState
+from stat_bot.queue import Queue
 from stat_bot.queue.base import OutboxState
-from stat_bot.queue.sqlite import SQLiteQueue
 from stat_bot.report.messages import FileUpload, Message, Report
 from stat_bot.report.notifiers import DeliveryError, Posted, RecordingNotifier
 from stat_bot.report.outbox import OutboxSender, decode, encode, outgoing
@@ -49,14 +49,14 @@ def slack_settings(make_settings: Callable[..., Settings], slack_emulator: Emula
 
 
 @pytest.fixture
-def senders(queue: SQLiteQueue) -> Iterator[list[OutboxSender]]:
+def senders(queue: Queue) -> Iterator[list[OutboxSender]]:
     started: list[OutboxSender] = []
     yield started
     for sender in started:
         sender.stop()
 
 
-def slack_sender(settings: Settings, queue: SQLiteQueue, owner: str = "test") -> OutboxSender:
+def slack_sender(settings: Settings, queue: Queue, owner: str = "test") -> OutboxSender:
     return OutboxSender(queue, SlackNotifier(settings), settings, owner=owner)
 
 
@@ -72,11 +72,11 @@ def texts(client: EmulatorClient, channel: str = GENERAL_CHANNEL_ID) -> list[str
     return [m["text"] for m in client.messages(channel) if m.get("bot_id")]
 
 
-def store(queue: SQLiteQueue, *reports: Report, kind: str = "notice") -> list[int]:
+def store(queue: Queue, *reports: Report, kind: str = "notice") -> list[int]:
     return queue.post([outgoing(r, kind) for r in reports])
 
 
-def finished_job(queue: SQLiteQueue, report: Report) -> int:
+def finished_job(queue: Queue, report: Report) -> int:
     job = queue.enqueue(JobRequest(namespace="ns", job_type="hello")).job
     queue.claim("w1", 1)
     report = Report(report.messages, report.kind, report.channel, None, job.id, title=f"#{job.id}")

@@ -22,7 +22,7 @@ from stat_bot.dispatcher.service import Dispatcher
 from stat_bot.jobs.config import JobConfigs
 from stat_bot.jobs.matching import match_command
 from stat_bot.jobs.model import Job, Source
-from stat_bot.queue.sqlite import SQLiteQueue
+from stat_bot.queue import Queue
 from stat_bot.report.notifiers import RecordingNotifier
 from stat_bot.settings import Settings
 from tests import github_payloads as gh
@@ -69,7 +69,7 @@ RAW: dict[str, Any] = {
 }
 
 
-def channels(queue: SQLiteQueue, source: str) -> dict[tuple[str, str], list[str | None]]:
+def channels(queue: Queue, source: str) -> dict[tuple[str, str], list[str | None]]:
     """Each job type's report channels, in the order the jobs were queued."""
     found: dict[tuple[str, str], list[str | None]] = {}
     for job in sorted(queue.jobs(limit=1000), key=lambda j: j.id):
@@ -93,7 +93,7 @@ def configs(configure: Callable[[dict[str, Any]], JobConfigs]) -> JobConfigs:
     return configure(RAW)
 
 
-def command(configs: JobConfigs, queue: SQLiteQueue, site: Settings, text: str, **who: Any) -> Job:
+def command(configs: JobConfigs, queue: Queue, site: Settings, text: str, **who: Any) -> Job:
     result = perform(
         match_command(configs, text), configs, queue, Requester(**who), site.tz, now=time.time()
     )

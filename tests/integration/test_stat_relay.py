@@ -26,7 +26,7 @@ from stat_bot.integrations.slack_emulator import (
 from stat_bot.jobs.config import JobConfigs
 from stat_bot.jobs.model import Source
 from stat_bot.jobs.schedules import row_next_due
-from stat_bot.queue.sqlite import SQLiteQueue
+from stat_bot.queue import Queue, open_queue
 from stat_bot.settings import Settings
 from stat_bot.web.stat_relay import INTERVALS
 from tests.integration.conftest import wait_until
@@ -315,14 +315,14 @@ def test_no_cors_headers_when_no_origin_is_configured(make_web_app, relay_settin
 
 
 @pytest.fixture
-def scheduled(configure: Callable[[dict[str, Any]], JobConfigs], queue: SQLiteQueue) -> JobConfigs:
+def scheduled(configure: Callable[[dict[str, Any]], JobConfigs], queue: Queue) -> JobConfigs:
     """The active-tickets schedule, stored as a starting dispatcher stores it."""
     configs = configure(CONFIG)
     queue.sync_schedules(config_rows(configs))
     return configs
 
 
-def stored(queue: SQLiteQueue) -> Any:
+def stored(queue: Queue) -> Any:
     (row,) = [r for r in queue.schedules() if r.key == SCHEDULE]
     return row
 
@@ -427,9 +427,8 @@ def test_the_interval_survives_a_restart(
 ):
     relay().post_json("/set-interval", {"interval": "5h"})
     # A new queue object and a new app on the same database, as after a restart.
-    fresh = SQLiteQueue(settings.sqlite_path)
+    fresh = open_queue(settings)
     try:
-        fresh.migrate()
         # A dispatcher starting again syncs the config: the web-set interval is kept.
         fresh.sync_schedules(config_rows(scheduled))
         session = WebSession(make_web_app(relay_settings(), queue=fresh).test_client())
@@ -465,37 +464,28 @@ def test_a_dispatcher_fires_at_the_interval_set(scheduled, queue, thread_dispatc
 
 
 def test_a_database_failure_is_503_and_changes_nothing(
-    make_web_app, relay_settings, configure, tmp_path
+    make_web_app, relay_settings, configure, unmigrated_queue
 ):
     configure(CONFIG)
-    # A database without STAT bot's tables (DATABASE_URL pointing at the wrong file).
-    empty = SQLiteQueue(tmp_path / "elsewhere" / "other.sqlite3")
-    try:
-        client = make_web_app(relay_settings(), queue=empty).test_client()
-        for response in (
-            client.get("/set-interval", headers=BEARER),
-            client.post("/set-interval", json={"interval": "1h"}, headers=BEARER),
-        ):
-            assert response.status_code == 503
-            error = response.get_json()["error"]
-            assert "queue database is not available" in error
-            assert "nothing was changed" in error
-    finally:
-        empty.close()
+    # A database without STAT bot's tables (DATABASE_URL pointing at the wrong one).
+    client = make_web_app(relay_settings(), queue=unmigrated_queue).test_client()
+    for response in (
+        client.get("/set-interval", headers=BEARER),
+        client.post("/set-interval", json={"interval": "1h"}, headers=BEARER),
+    ):
+        assert response.status_code == 503
+        error = response.get_json()["error"]
+        assert "queue database is not available" in error
+        assert "nothing was changed" in error
 
 
 def test_a_ticket_is_posted_even_when_it_cannot_be_counted(
-    make_web_app, relay_settings, emulator_client, tmp_path
+    make_web_app, relay_settings, emulator_client, unmigrated_queue
 ):
-    empty = SQLiteQueue(tmp_path / "elsewhere" / "other.sqlite3")  # no tables to count in
-    try:
-        client = make_web_app(relay_settings(), queue=empty).test_client()
-        with capture_logs() as logs:
-            response = client.post("/slack-proxy", json=TICKET, headers=BEARER)
-        assert response.status_code == 200, response.get_json()
-        assert len(tickets(emulator_client)) == 1
-        assert [e["result"] for e in logs if e["event"] == "relay request not counted"] == [
-            "posted"
-        ]
-    finally:
-        empty.close()
+    # No tables to count in.
+    client = make_web_app(relay_settings(), queue=unmigrated_queue).test_client()
+    with capture_logs() as logs:
+        response = client.post("/slack-proxy", json=TICKET, headers=BEARER)
+    assert response.status_code == 200, response.get_json()
+    assert len(tickets(emulator_client)) == 1
+    assert [e["result"] for e in logs if e["event"] == "relay request not counted"] == ["posted"]

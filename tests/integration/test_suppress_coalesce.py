@@ -283,10 +283,11 @@ MERGING_ENQUEUER = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from stat_bot.jobs.model import JobRequest, Source
-    from stat_bot.queue.sqlite import SQLiteQueue
+    from stat_bot.queue import open_queue
+    from stat_bot.settings import load_settings
 
-    database, go, count, label = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-    queue = SQLiteQueue(database)
+    url, go, count, label = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    queue = open_queue(load_settings(database_url=url, _env_file=None))
     while not go.exists():  # start all enqueuers at once
         time.sleep(0.005)
     for i in range(count):
@@ -311,7 +312,7 @@ def test_concurrent_enqueues_from_processes_merge_by_args_and_keep_every_request
                 sys.executable,
                 "-c",
                 MERGING_ENQUEUER,
-                str(settings.sqlite_path),
+                settings.database_url,
                 str(go),
                 str(per_process),
                 f"p{p}",

@@ -26,7 +26,7 @@ from stat_bot.integrations.slack_emulator import (
 )
 from stat_bot.jobs.config import JobConfigs
 from stat_bot.jobs.model import Job, JobStatus, Source
-from stat_bot.queue.sqlite import SQLiteQueue
+from stat_bot.queue import Queue
 from stat_bot.settings import Settings
 from tests import trac_events as te
 from tests.peers import free_port
@@ -68,7 +68,7 @@ def deliver(
     return client.post("/trac", data=data, headers={k: v for k, v in sent.items() if v})
 
 
-def all_jobs(queue: SQLiteQueue) -> list[Job]:
+def all_jobs(queue: Queue) -> list[Job]:
     return sorted(queue.jobs(limit=1000), key=lambda j: j.id)
 
 

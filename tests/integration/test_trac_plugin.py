@@ -31,7 +31,7 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from stat_bot.integrations.slack_emulator import APP_TOKEN, BOT_TOKEN, EmulatorClient
-from stat_bot.queue.sqlite import SQLiteQueue
+from stat_bot.queue import Queue
 from tests import trac_events as te
 from tests.integration.conftest import wait_until
 from tests.peers import free_port
@@ -207,7 +207,7 @@ def stat_posts(emulator_client: EmulatorClient) -> list[dict[str, Any]]:
 
 
 def test_created_changed_and_deleted_tickets_reach_the_stat_channel_in_order(
-    make_trac, stat_bot_url, emulator_client, queue: SQLiteQueue
+    make_trac, stat_bot_url, emulator_client, queue: Queue
 ):
     trac = make_trac(stat_bot_url)
     ticket = trac.new_ticket()

@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 
 from stat_bot.jobs.config import JobConfigs
 from stat_bot.jobs.model import JobStatus
-from stat_bot.queue.sqlite import SQLiteQueue
+from stat_bot.queue import Queue
 from stat_bot.settings import Settings
 from tests.integration.test_dashboard import CONFIG, make_job
 from tests.web_fixtures import WebSession
@@ -63,7 +63,7 @@ def concrete_paths(app: Flask, job_id: int) -> list[tuple[str, str]]:
 
 
 def test_the_relay_token_is_refused_on_every_route_but_the_relay(
-    token_app: Flask, queue: SQLiteQueue, settings: Settings
+    token_app: Flask, queue: Queue, settings: Settings
 ) -> None:
     job = make_job(queue, settings, args={"name": "secret-arg"}, stdout="secret output\n")
     client = token_app.test_client()
@@ -100,7 +100,7 @@ def test_the_relay_token_is_refused_on_every_route_but_the_relay(
 
 
 def test_the_relay_token_still_opens_the_relay(
-    token_app: Flask, queue: SQLiteQueue, configs: JobConfigs
+    token_app: Flask, queue: Queue, configs: JobConfigs
 ) -> None:
     from stat_bot.dispatcher.schedules import config_rows
 
@@ -115,7 +115,7 @@ def test_the_relay_token_still_opens_the_relay(
 
 
 def test_a_logged_in_session_still_reads_everything(
-    logged_in: WebSession, queue: SQLiteQueue, settings: Settings
+    logged_in: WebSession, queue: Queue, settings: Settings
 ) -> None:
     job = make_job(queue, settings, stdout="visible\n")
     assert logged_in.get(f"/jobs/{job.id}/logs/stdout").status_code == 200
@@ -127,7 +127,7 @@ def test_a_logged_in_session_still_reads_everything(
 
 
 def test_a_cookie_copied_before_logout_no_longer_works(
-    web_app: Flask, web_user: tuple[str, str], queue: SQLiteQueue, settings: Settings
+    web_app: Flask, web_user: tuple[str, str], queue: Queue, settings: Settings
 ) -> None:
     job = make_job(queue, settings, stdout="private\n")
     session = WebSession(web_app.test_client())
@@ -239,7 +239,7 @@ def test_the_throttle_is_shared_by_every_app_on_one_queue(
     make_settings: Callable[..., Settings],
     configs: JobConfigs,
     web_user: tuple[str, str],
-    queue: SQLiteQueue,
+    queue: Queue,
 ) -> None:
     """Two apps (two gunicorn workers) count into the same queue table."""
     settings = make_settings(web_login_limit_user="3 per minute")
@@ -280,7 +280,7 @@ def test_the_largest_job_id_is_an_ordinary_not_found(logged_in: WebSession) -> N
 
 
 def test_oversized_query_and_form_values_are_answered_without_a_500(
-    logged_in: WebSession, queue: SQLiteQueue, settings: Settings
+    logged_in: WebSession, queue: Queue, settings: Settings
 ) -> None:
     make_job(queue, settings)
     huge = "x" * 200_000

@@ -211,3 +211,30 @@ def test_without_tokens_it_is_local_mode():
 def test_a_postgresql_url_passes_the_settings_check_for_the_queue_to_judge():
     settings = load_settings(database_url="postgresql://stat@db.example/stat")
     assert settings.database_url == "postgresql://stat@db.example/stat"
+
+
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [
+        ("postgresql://statbot:S3cret-pw@db/statbot", "S3cret-pw"),
+        ("postgresql://statbot:a%40b%20c@db/statbot", "a@b c"),  # decoded form too
+        ("postgresql://statbot@db/statbot?password=S3cret&sslmode=require", "S3cret"),
+        ("postgresql://statbot@db/statbot?sslpassword=KeyPass", "KeyPass"),
+        ("postgresql://statbot:my secret@db/statbot", "my secret"),  # libpq refuses, quotes it
+        ("postgresql://statbot:pw-1@[::1/statbot", "pw-1"),  # does not parse as a URL
+    ],
+)
+def test_database_urls_are_shown_without_their_secrets(url, secret):
+    from stat_bot.settings import scrubbed, shown_url
+
+    assert secret not in shown_url(url)
+    assert "***" in shown_url(url)
+    assert secret not in scrubbed(f'libpq said: bad token "{secret}" in {url}', url)
+
+
+def test_a_mistyped_database_url_is_refused_without_its_password():
+    from stat_bot.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="postgresq://u:\\*\\*\\*@h/db") as caught:
+        load_settings(database_url="postgresq://u:S3CRET@h/db", _env_file=None)
+    assert "S3CRET" not in str(caught.value)

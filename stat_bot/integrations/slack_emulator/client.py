@@ -200,7 +200,11 @@ class EmulatorClient:
     def acks(
         self, since: float | None = None, event_type: str | None = None
     ) -> list[dict[str, Any]]:
-        """Envelopes published (after `since`): event_type, published, sent, acked (time.time())."""
+        """Envelopes published (after `since`): event_type, published, sent, acked (time.time()).
+
+        A redelivery is an envelope of its own, with `retry_attempt` > 0, `retry_reason`
+        and `first_envelope_id`, the envelope of the event's first delivery.
+        """
         query = {"since": since, "event_type": event_type}
         return self._call("GET", "acks", query=query)["envelopes"]
 
@@ -243,6 +247,22 @@ class EmulatorClient:
     def disconnect(self, kind: str) -> int:
         """`message`, `close` or `drop` every socket; how many there were."""
         return self._call("POST", "faults", {"disconnect": kind})["disconnected"]
+
+    def socket_mode(
+        self, *, ack_timeout: float | None = None, retry_delays: list[float] | None = None
+    ) -> dict[str, Any]:
+        """Change (or, without arguments, read) when unacked envelopes are delivered again.
+
+        `ack_timeout`: seconds an Events API envelope may go unacked (Slack: 3);
+        `retry_delays`: one delay per retry after that (Slack: [0, 60, 300]; [] for none).
+        """
+        body: dict[str, Any] = {}
+        if ack_timeout is not None:
+            body["ack_timeout"] = ack_timeout
+        if retry_delays is not None:
+            body["retry_delays"] = retry_delays
+        answer = self._call("POST", "socket_mode", body)
+        return {"ack_timeout": answer["ack_timeout"], "retry_delays": answer["retry_delays"]}
 
     def reset(self) -> None:
         self._call("POST", "reset", {})

@@ -285,6 +285,40 @@ async def faults(request: web.Request) -> web.StreamResponse:
     )
 
 
+@_handler
+async def socket_mode_settings(request: web.Request) -> web.StreamResponse:
+    """How long an envelope may go unacked and when it is delivered again (POST to change).
+
+    Body: `ack_timeout` (seconds; Slack's is 3) and/or `retry_delays` (a list: one delay
+    per retry after the timeout; Slack's is [0, 60, 300]; [] turns redelivery off).
+    """
+    hub = request.app[STATE].hub
+    if request.method == "POST":
+        body = await _body(request)
+        if "ack_timeout" in body:
+            try:
+                timeout = float(body["ack_timeout"])
+            except (TypeError, ValueError):
+                raise SlackError(
+                    "invalid_arguments", "ack_timeout is a number of seconds"
+                ) from None
+            if not 0 < timeout <= 3600:
+                raise SlackError("invalid_arguments", "ack_timeout must be in (0, 3600] seconds")
+            hub.ack_timeout = timeout
+        if "retry_delays" in body:
+            delays = body["retry_delays"]
+            if not isinstance(delays, list) or not all(
+                isinstance(d, int | float) and 0 <= d <= 3600 for d in delays
+            ):
+                raise SlackError(
+                    "invalid_arguments", "retry_delays is a list of seconds, each in [0, 3600]"
+                )
+            hub.retry_delays = tuple(float(d) for d in delays)
+    return web.json_response(
+        {"ok": True, "ack_timeout": hub.ack_timeout, "retry_delays": list(hub.retry_delays)}
+    )
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/_emulator/messages", post_message)
     app.router.add_get("/_emulator/messages", list_messages)
@@ -299,3 +333,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/_emulator/feed", feed)
     app.router.add_post("/_emulator/reset", reset)
     app.router.add_post("/_emulator/faults", faults)
+    app.router.add_route("*", "/_emulator/socket_mode", socket_mode_settings)
