@@ -335,10 +335,11 @@ def statbot_worker(
                     now = time.time()
                     out.write("".join(f"{job.id} {now}\n" for job in jobs))
                     out.flush()
-                ends = [
-                    ("finish", (job.id, JobStatus.SUCCEEDED, 0), {"report_state": ReportState.NONE})
-                    for job in jobs
-                ]
+                end = {
+                    "report_state": ReportState.NONE,
+                    "worker_id": worker_id,
+                }  # as the dispatcher
+                ends = [("finish", (job.id, JobStatus.SUCCEEDED, 0), end) for job in jobs]
                 if grouped:
                     queue.write_many(ends)
                 else:
