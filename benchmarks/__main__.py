@@ -128,7 +128,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         type=float,
         default=300.0,
         metavar="SECONDS",
-        help="before latency, spawn and slack: wait up to this long for the file system to "
+        help="before latency, spawn, slack and postgres: wait up to this long for the file system to "
         "leave its slow state after recent deletions (300; 0: do not wait)",
     )
     args = parser.parse_args(argv)
