@@ -477,7 +477,7 @@ def test_an_unreachable_postgresql_is_one_line_without_the_password(configure, c
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(
-        f"stat-bot: could not migrate the queue database at 127.0.0.1:{port}/stat: "
+        f"stat-bot: could not write to the queue database at 127.0.0.1:{port}/stat: "
     ), lines[0]
     assert "s3cret" not in result.stderr
     assert result.stdout == ""

@@ -47,7 +47,7 @@ def test_a_refused_postgresql_connection_names_the_server_never_the_password(tmp
     with pytest.raises(QueueError) as caught:
         open_queue(settings)
     message = str(caught.value)
-    assert message.startswith(f"could not migrate the queue database at 127.0.0.1:{port}/stat: ")
+    assert message.startswith(f"could not write to the queue database at 127.0.0.1:{port}/stat: ")
     assert "\n" not in message
     assert "s3cret" not in message
 
