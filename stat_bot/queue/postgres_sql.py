@@ -518,8 +518,10 @@ SQL_CLOSE_USER_SESSIONS = 'DELETE FROM web_sessions WHERE "user" = %s'
 SQL_THROTTLE_HIT = """
     INSERT INTO throttle (key, hits, expires_at) VALUES (%(key)s, %(amount)s, %(now)s + %(expiry)s)
     ON CONFLICT (key) DO UPDATE SET
-        hits = CASE WHEN expires_at <= %(now)s THEN excluded.hits ELSE hits + excluded.hits END,
-        expires_at = CASE WHEN expires_at <= %(now)s THEN excluded.expires_at ELSE expires_at END
+        hits = CASE WHEN throttle.expires_at <= %(now)s THEN excluded.hits
+                    ELSE throttle.hits + excluded.hits END,
+        expires_at = CASE WHEN throttle.expires_at <= %(now)s THEN excluded.expires_at
+                          ELSE throttle.expires_at END
     RETURNING hits
 """
 SQL_THROTTLE_GET = "SELECT hits, expires_at FROM throttle WHERE key = %s AND expires_at > %s"
