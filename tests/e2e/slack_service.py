@@ -28,8 +28,10 @@ PROGRESS = ":hourglass_flowing_sand: Job #"
 
 
 def service_env(
-    home: Path, api_url: str, database_url: str | None = None, **overrides: str
+    home: Path, api_url: str, *, database_url: str | None = None, **overrides: str
 ) -> dict[str, str]:
+    """`stat-bot bot` and friends against the emulator at `api_url`, on `database_url`
+    (default: STATE_DIR's SQLite file); `overrides` are more variables."""
     env = subprocess_env(home, database_url)
     env.update(
         SLACK_BOT_TOKEN=BOT_TOKEN,

@@ -205,7 +205,7 @@ def service(
     started: list[SlackService] = []
 
     def make(**env: str) -> SlackService:
-        env_ = service_env(home, slack_emulator.api_url, database_url, **env)
+        env_ = service_env(home, slack_emulator.api_url, database_url=database_url, **env)
         svc = SlackService(home, slack_emulator, env_)
         started.append(svc)
         return svc

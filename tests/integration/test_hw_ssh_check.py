@@ -8,10 +8,13 @@ test's own, so what it finds does not depend on this machine's load or disks.
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import STAT_BOT
-from tests.integration.test_hw_tasks import answer, body, environment, queue, run
+from tests.integration.test_hw_tasks import Site, answer, body, environment, made_site, run
 from tests.redfish_fixtures import RedfishFleet
 from tests.sshd_fixtures import SshServer
 
@@ -35,8 +38,14 @@ HOSTS = {
 }
 
 
+@pytest.fixture
+def site(tmp_path: Path, database_url: str) -> Iterator[Site]:
+    with made_site(tmp_path, database_url) as made:
+        yield made
+
+
 def test_ssh_findings_join_redfish_for_nodes_that_are_on(
-    redfish_fleet: RedfishFleet, sshd: SshServer, tmp_path: Path
+    redfish_fleet: RedfishFleet, sshd: SshServer, tmp_path: Path, site: Site
 ) -> None:
     inventory = tmp_path / "inventory.csv"
     with redfish_fleet.process.inventory.open(newline="") as source:
@@ -49,9 +58,7 @@ def test_ssh_findings_join_redfish_for_nodes_that_are_on(
     workspace = tmp_path / "workspace"
     (workspace / "hw").mkdir(parents=True)
     (workspace / "hw" / "ssh_checks.yaml").write_text(CHECKS)
-    state = tmp_path / "var"
-    queue(state).close()
-    env = environment(redfish_fleet, state)
+    env = environment(redfish_fleet, site)
     env.update(
         HW_INVENTORY=str(inventory),
         WORKSPACE_DIR=str(workspace),
@@ -71,6 +78,6 @@ def test_ssh_findings_join_redfish_for_nodes_that_are_on(
     assert "Power state: Off" in off
     assert "SSH" not in off
     assert "SSH checks on 3 node(s) that are on" in text
-    kept = queue(state).node_health(["x1000c0s0b0n0"])["x1000c0s0b0n0"]
+    kept = site.queue().node_health(["x1000c0s0b0n0"])["x1000c0s0b0n0"]
     assert kept.state == "warning"
     assert kept.data["findings"][0]["component"] == "Disk /scratch"

@@ -2,7 +2,8 @@
 
 Each runs as the dispatcher runs it: `stat-bot task hw-...` or `python3 hw.py ...` in
 workspace/hw/, a real subprocess with the settings in its environment, reading the
-emulator's inventory; what they keep is read back from the same SQLite file.
+emulator's inventory; what they keep is read back from the same database (SQLite or
+PostgreSQL: DATABASE_URL in their environment, as the dispatcher passes it on).
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +30,35 @@ from tests.conftest import ROOT, STAT_BOT
 from tests.redfish_fixtures import TEST_TIMEOUT, RedfishFleet
 
 
-def environment(fleet: RedfishFleet, state: Path, **extra: str) -> dict[str, str]:
+@dataclass
+class Site:
+    """STATE_DIR and DATABASE_URL of a site whose jobs run the hw tasks, and its queues."""
+
+    state: Path
+    database_url: str  # "": STATE_DIR's SQLite file
+    opened: list[Queue] = field(default_factory=list)
+
+    def queue(self) -> Queue:
+        """The site's queue, as the service opens it (closed at the end of the test)."""
+        settings = load_settings(
+            state_dir=self.state, database_url=self.database_url, _env_file=None
+        )
+        self.opened.append(open_queue(settings))
+        return self.opened[-1]
+
+
+def environment(fleet: RedfishFleet, site: Site, **extra: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in PROXY_VARIABLES and not k.startswith(("SLACK_", "TRAC_", "REDFISH_", "HW_"))
+        if k not in PROXY_VARIABLES
+        and k != "DATABASE_URL"
+        and not k.startswith(("SLACK_", "TRAC_", "REDFISH_", "HW_"))
     }
+    if site.database_url:
+        env["DATABASE_URL"] = site.database_url
     env.update(
-        STATE_DIR=str(state),
+        STATE_DIR=str(site.state),
         JOB_CONFIGS=str(ROOT / "job_configs.py"),
         WORKSPACE_DIR=str(ROOT / "workspace"),
         HW_INVENTORY=str(fleet.process.inventory),
@@ -71,28 +96,41 @@ def body(result: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+@contextmanager
+def made_site(tmp_path: Path, database_url: str) -> Iterator[Site]:
+    """A site on the test's backend with a migrated database, as the service leaves it."""
+    made = Site(tmp_path / "var", "" if database_url.startswith("sqlite:") else database_url)
+    try:
+        made.queue()
+        yield made
+    finally:
+        for queue in made.opened:
+            queue.close()
+
+
 @pytest.fixture
-def state(tmp_path: Path) -> Path:
-    """STATE_DIR with a database, as the service leaves it for its jobs."""
-    queue(tmp_path / "var").close()
-    return tmp_path / "var"
+def site(tmp_path: Path, database_url: str) -> Iterator[Site]:
+    with made_site(tmp_path, database_url) as made:
+        yield made
 
 
-def queue(state: Path) -> Queue:
-    return open_queue(load_settings(state_dir=state))
+@pytest.fixture
+def script_site(tmp_path: Path) -> Site:
+    """A site for `hw.py` alone, which never opens the queue (workspace scripts do not)."""
+    return Site(tmp_path / "var", "")
 
 
 def test_check_reports_totals_and_problems_and_keeps_latest_health(
-    redfish_fleet: RedfishFleet, state: Path
+    redfish_fleet: RedfishFleet, site: Site
 ) -> None:
-    env = environment(redfish_fleet, state)
+    env = environment(redfish_fleet, site)
     result = answer(run(env, STAT_BOT, "task", "hw-check", "x1000c0s[0-2]"))
     assert result["text"] == "6 nodes: 2 ok, 1 warning, 3 critical"
     text = body(result)
     assert "*x1000c0s1b0n0* (nid000003): PSU 2: Critical" in text
     assert "CPU1 Temp 92 °C, critical above 90 °C" in text
     assert "*x1000c0s2b0n1*" in text  # powered off: a warning
-    kept = queue(state).node_health()
+    kept = site.queue().node_health()
     assert sorted(kept) == sorted(f"x1000c0s{s}b0n{n}" for s in range(3) for n in range(2))
     assert kept["x1000c0s1b0n0"].state == "critical"
 
@@ -104,9 +142,9 @@ def test_check_reports_totals_and_problems_and_keeps_latest_health(
 
 
 def test_a_sweep_reports_exactly_the_change_since_the_previous_one(
-    redfish_fleet: RedfishFleet, state: Path
+    redfish_fleet: RedfishFleet, site: Site
 ) -> None:
-    env = environment(redfish_fleet, state)
+    env = environment(redfish_fleet, site)
     first = answer(run(env, STAT_BOT, "task", "hw-sweep", "x1000c0s[3-5]"))
     assert first["text"].startswith("Sweep of x1000c0s[3-5]: 6 nodes: 6 ok; first sweep")
     redfish_fleet.control.variant("x1000c0s4b0n1", "critical_psu")
@@ -118,7 +156,7 @@ def test_a_sweep_reports_exactly_the_change_since_the_previous_one(
     assert "*New problems* (1)\n:red_circle: *x1000c0s4b0n1* (nid000010): PSU 2: Critical" in text
     assert "Recovered" not in text
     # Scheduled and nothing changed: no output at all, so the job's report is skipped.
-    q = queue(state)
+    q = site.queue()
     job = q.enqueue(JobRequest("hw", "sweep", source=Source.SCHEDULE)).job
     quiet = run(env, STAT_BOT, "task", "--job-id", str(job.id), "hw-sweep", "x1000c0s[3-5]")
     assert quiet.returncode == 0, quiet.stderr
@@ -130,10 +168,10 @@ def test_a_sweep_reports_exactly_the_change_since_the_previous_one(
     assert answer(loud)["text"].endswith("; 1 problem unchanged")
 
 
-def test_a_hanging_bmc_does_not_stall_the_sweep(redfish_fleet: RedfishFleet, state: Path) -> None:
+def test_a_hanging_bmc_does_not_stall_the_sweep(redfish_fleet: RedfishFleet, site: Site) -> None:
     redfish_fleet.control.fault("x1000c0s5b0", "hang")
     redfish_fleet.control.fault("x1000c0s4b0", "refuse")
-    env = environment(redfish_fleet, state)
+    env = environment(redfish_fleet, site)
     started = time.monotonic()
     result = answer(run(env, STAT_BOT, "task", "hw-sweep", "x1000c0s[3-5]"))
     took = time.monotonic() - started
@@ -148,10 +186,10 @@ def test_a_hanging_bmc_does_not_stall_the_sweep(redfish_fleet: RedfishFleet, sta
 
 
 def test_without_an_inventory_the_answer_says_how_to_set_one(
-    redfish_fleet: RedfishFleet, state: Path
+    redfish_fleet: RedfishFleet, site: Site
 ) -> None:
     """A mistake is answered in the asker's thread (exit 0), not a failure for tech support."""
-    env = environment(redfish_fleet, state)
+    env = environment(redfish_fleet, site)
     del env["HW_INVENTORY"]
     result = answer(run(env, STAT_BOT, "task", "hw-check", "x1000c0"))
     assert result["text"].startswith("HW_INVENTORY is not set")
@@ -161,23 +199,23 @@ def test_without_an_inventory_the_answer_says_how_to_set_one(
 
 
 def test_a_target_outside_the_inventory_or_misspelt_is_named(
-    redfish_fleet: RedfishFleet, state: Path
+    redfish_fleet: RedfishFleet, site: Site
 ) -> None:
-    env = environment(redfish_fleet, state)
+    env = environment(redfish_fleet, site)
     outside = answer(run(env, STAT_BOT, "task", "hw-check", "x1000c7"))
     assert outside["text"].startswith("not in the inventory")
     assert "x1000c7" in outside["text"]
     misspelt = answer(run(env, STAT_BOT, "task", "hw-sweep", "x1000q0"))
     assert "'q'" in misspelt["text"]
-    assert queue(state).last_sweep("x1000q0") is None
+    assert site.queue().last_sweep("x1000q0") is None
 
 
 def test_a_broken_inventory_fails_the_job_with_every_problem(
-    redfish_fleet: RedfishFleet, state: Path, tmp_path: Path
+    redfish_fleet: RedfishFleet, site: Site, tmp_path: Path
 ) -> None:
     broken = tmp_path / "inventory.csv"
     broken.write_text("xname,bmc\nx1000c0s0b0n0,\nx1000c0s0b0n0,10.0.0.1\n")
-    env = environment(redfish_fleet, state)
+    env = environment(redfish_fleet, site)
     env["HW_INVENTORY"] = str(broken)
     done = run(env, STAT_BOT, "task", "hw-show", "all")
     assert done.returncode == 1
@@ -188,11 +226,11 @@ def test_a_broken_inventory_fails_the_job_with_every_problem(
 
 
 def test_the_script_powers_nodes_and_reads_inventory_firmware_and_logs(
-    redfish_fleet: RedfishFleet, state: Path, tmp_path: Path
+    redfish_fleet: RedfishFleet, script_site: Site, tmp_path: Path
 ) -> None:
     password_file = tmp_path / "redfish-password"
     password_file.write_text(redfish_fleet.process.password + "\n")
-    env = environment(redfish_fleet, state, REDFISH_PASSWORD_FILE=str(password_file))
+    env = environment(redfish_fleet, script_site, REDFISH_PASSWORD_FILE=str(password_file))
     env["REDFISH_PASSWORD"] = ""  # read from the file instead
     off = answer(run(env, sys.executable, "hw.py", "power", "x1000c0s3b0n0", "off"))
     assert off["text"] == "power off on 1 node: 1 done"
@@ -271,10 +309,10 @@ def hostile_bmc(control: EmulatorControl, bmc: str = "x1000c0s3b0") -> None:
 
 
 def test_strings_from_a_bmc_cannot_notify_link_or_forge_lines(
-    redfish_fleet: RedfishFleet, state: Path
+    redfish_fleet: RedfishFleet, site: Site
 ) -> None:
     hostile_bmc(redfish_fleet.control)
-    env = environment(redfish_fleet, state)
+    env = environment(redfish_fleet, site)
     answers = {
         "check": answer(run(env, STAT_BOT, "task", "hw-check", "x1000c0s3b0n0")),
         "sweep": answer(run(env, STAT_BOT, "task", "hw-sweep", "x1000c0s3")),
@@ -292,9 +330,9 @@ def test_strings_from_a_bmc_cannot_notify_link_or_forge_lines(
 
 
 def test_a_huge_event_log_count_is_refused_with_the_largest_allowed(
-    redfish_fleet: RedfishFleet, state: Path
+    redfish_fleet: RedfishFleet, script_site: Site
 ) -> None:
-    env = environment(redfish_fleet, state)
+    env = environment(redfish_fleet, script_site)
     refused = answer(run(env, sys.executable, "hw.py", "sel", "all", "100000"))
     assert refused["text"] == (
         "count must be between 1 and 1,000, not 100,000: e.g. `hw sel all 1000` "
@@ -308,10 +346,10 @@ def test_a_huge_event_log_count_is_refused_with_the_largest_allowed(
 
 
 def test_a_persons_sweep_always_answers_and_scopes_never_compare_with_each_other(
-    redfish_fleet: RedfishFleet, state: Path
+    redfish_fleet: RedfishFleet, site: Site
 ) -> None:
-    env = environment(redfish_fleet, state)
-    q = queue(state)
+    env = environment(redfish_fleet, site)
+    q = site.queue()
     scope = {"target": "x1000c0s[1-2]"}
     scheduled = q.enqueue(JobRequest("hw", "sweep", args=scope, source=Source.SCHEDULE)).job
     first = run(env, STAT_BOT, "task", "--job-id", str(scheduled.id), "hw-sweep", "x1000c0s[1-2]")

@@ -75,15 +75,17 @@ def test_a_job_stopped_at_shutdown_is_not_run_again_by_the_next_dispatcher(
 
 
 def test_a_draining_dispatcher_keeps_its_jobs_alive_and_cancellable(
-    configure, queue, cli, start_dispatcher
+    configure, queue, cli, start_dispatcher, tmp_path
 ):
     """While it waits SHUTDOWN_GRACE, it still heartbeats (so no peer takes its jobs as lost)
     and still honours cancel requests."""
+    # `drain` ends when the test says so, not after a time a busy machine may overrun.
+    drain_job = "while [ ! -e {gate} ]; do sleep 0.05; done; echo drained"
     configs = configure(
         {
             "t": {
                 "jobs": {
-                    "drain": {"run_args_template": "sleep 3; echo drained", "report_stdout": True},
+                    "drain": {"run_args_template": drain_job, "report_stdout": True},
                     "hold": {"run_args_template": "sleep 30"},
                 }
             }
@@ -91,7 +93,8 @@ def test_a_draining_dispatcher_keeps_its_jobs_alive_and_cancellable(
     )
     env = {"SHUTDOWN_GRACE": "20", "LOST_AFTER": "1", "HEARTBEAT_INTERVAL": "0.2"}
     draining = start_dispatcher(**env)
-    drain = queue.enqueue(request_for(configs, "t", "drain")).job.id
+    gate = tmp_path / "drain-may-end"
+    drain = queue.enqueue(request_for(configs, "t", "drain", args={"gate": str(gate)})).job.id
     hold = queue.enqueue(request_for(configs, "t", "hold")).job.id
     wait_pid(queue, drain)
     wait_pid(queue, hold)
@@ -104,7 +107,9 @@ def test_a_draining_dispatcher_keeps_its_jobs_alive_and_cancellable(
     assert result.returncode == 0, result.stderr
     wait_status(queue, hold, JobStatus.CANCELLED, timeout=10)
     assert draining.proc.poll() is None  # still waiting for `drain`
+    assert queue.get(drain).status is JobStatus.RUNNING  # and no peer took it for lost
 
+    gate.touch()
     assert draining.proc.wait(20) == 0
     job = queue.get(drain)
     assert job.status is JobStatus.SUCCEEDED

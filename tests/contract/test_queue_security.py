@@ -1,14 +1,19 @@
-"""The queue's security tables: server-side sessions, shared throttle windows, body digests."""
+"""Queue contract: the security tables, server-side sessions, shared throttle windows, body
+digests.
+
+Moved here from the SQLite queue's unit tests so every backend runs them (PostgreSQL's
+throttle upsert named a column the way only SQLite accepts, and nothing ran it).
+"""
 
 from __future__ import annotations
 
 from stat_bot.jobs.model import JobRequest
-from stat_bot.queue.sqlite import SQLiteQueue
+from stat_bot.queue.base import Queue
 
 HOUR = 3600.0
 
 
-def test_sessions_open_close_and_expire(queue: SQLiteQueue) -> None:
+def test_sessions_open_close_and_expire(queue: Queue) -> None:
     queue.open_session("a" * 64, "ada", max_age=HOUR, now=1000.0)
     queue.open_session("b" * 64, "ada", max_age=HOUR, now=1000.0)
     assert queue.session_user("a" * 64, max_age=HOUR, now=1000.0 + HOUR) == "ada"
@@ -24,7 +29,7 @@ def test_sessions_open_close_and_expire(queue: SQLiteQueue) -> None:
     assert queue.close_user_sessions("bob") == 1
 
 
-def test_throttle_counts_in_fixed_windows(queue: SQLiteQueue) -> None:
+def test_throttle_counts_in_fixed_windows(queue: Queue) -> None:
     assert queue.throttle_get("k", now=0.0) == (0, None)
     assert queue.throttle_hit("k", 60, now=100.0) == 1
     assert queue.throttle_hit("k", 60, 2, now=120.0) == 3
@@ -38,7 +43,7 @@ def test_throttle_counts_in_fixed_windows(queue: SQLiteQueue) -> None:
     assert queue.throttle_clear() == 1
 
 
-def test_a_replayed_body_writes_nothing(queue: SQLiteQueue) -> None:
+def test_a_replayed_body_writes_nothing(queue: Queue) -> None:
     request = JobRequest("demo", "hello", {"name": "a"}, coalesce=False)
     first = queue.accept_delivery("github", "d1", [request], digest="x" * 64, now=10.0)
     assert first is not None
