@@ -81,7 +81,10 @@ class QueueStorage(Storage):
 
 
 def _user_key() -> str:
-    return "user:" + request.form.get("username", "").strip()[:64]
+    # Printable characters only: a NUL (which PostgreSQL refuses in text) or another
+    # control character typed as a user name must count against the name, not fail.
+    name = request.form.get("username", "").strip()[:64]
+    return "user:" + "".join(ch if ch.isprintable() else "?" for ch in name)
 
 
 def _address_key() -> str:

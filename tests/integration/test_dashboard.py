@@ -157,6 +157,15 @@ def test_wrong_password_is_refused_and_says_so(web: WebSession, web_user: tuple[
     assert web.get("/").status_code == 302
 
 
+def test_a_user_name_with_a_nul_byte_is_a_wrong_login_not_an_error(
+    web: WebSession, web_user: tuple[str, str]
+) -> None:
+    for _ in range(2):  # the second hit updates the throttle's row for the name
+        response = web.login("ada\x00admin", "not the password")
+        assert response.status_code == 401
+        assert "Wrong user name or password" in response.get_data(as_text=True)
+
+
 def test_login_page_says_how_to_create_the_first_user(web: WebSession) -> None:
     html = web.get("/login").get_data(as_text=True)
     assert "stat-bot web-user add NAME" in html
