@@ -116,8 +116,8 @@ class Supervisor:
         """Start local mode's Redfish emulator (the 16-node demo chassis) writing its
         inventory to `inventory`; its control URL once it is ready."""
         argv = [sys.executable, "-m", "stat_bot.integrations.redfish_emulator", "--demo"]
-        argv += ["--inventory-out", str(inventory), "--username", LOCAL_REDFISH_USER]
-        argv += ["--password", password]
+        argv += ["--inventory-out", str(inventory), f"--username={LOCAL_REDFISH_USER}"]
+        argv += [f"--password={password}"]  # one argument: a generated one may begin with "-"
         inventory.parent.mkdir(parents=True, exist_ok=True)
         inventory.unlink(missing_ok=True)
         process = self.start("local Redfish emulator", argv, env, stdout=subprocess.PIPE)

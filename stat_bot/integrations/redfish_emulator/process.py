@@ -83,10 +83,9 @@ class EmulatorProcess:
         self.args = [
             "--inventory-out",
             str(self.inventory),
-            "--username",
-            username,
-            "--password",
-            password,
+            # One argument each ("--password=-x..."): a generated password may begin with "-".
+            f"--username={username}",
+            f"--password={password}",
             *args,
         ]
         self.start_timeout = start_timeout
