@@ -284,8 +284,11 @@ class Dispatcher:
     async def run(self, *, install_signal_handlers: bool = True) -> None:
         loop = asyncio.get_running_loop()
         if install_signal_handlers:
+            # Plain handlers, not loop.add_signal_handler: the loop resets its handlers to
+            # SIG_DFL when removed or closed, and a SIGTERM landing in that gap killed a
+            # stopping dispatcher (status -15). Ours are replaced by SIG_IGN in one step.
             for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self.stop)
+                signal.signal(sig, lambda *_: loop.call_soon_threadsafe(self.stop))
         listener = self.queue.wakeup_listener("dispatcher")
 
         def on_wakeup() -> None:
@@ -322,12 +325,10 @@ class Dispatcher:
             self._db.shutdown(wait=True)
             self.log.info("dispatcher stopped")
             if install_signal_handlers:
-                # Only now: a SIGTERM repeated while stopping must not kill the process
-                # half-way through (status -15, worker left registered), and from here
-                # on it is exiting anyway, so a further SIGTERM is ignored.
+                # From here on it is exiting anyway: a repeated SIGTERM is ignored (one
+                # sigaction, so there is no moment with the default, fatal action).
                 for sig in (signal.SIGTERM, signal.SIGINT):
-                    loop.remove_signal_handler(sig)
-                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                    signal.signal(sig, signal.SIG_IGN)
 
     async def _main_loop(self) -> None:
         poll = self.settings.dispatcher_poll_interval
