@@ -11,11 +11,12 @@ from __future__ import annotations
 import abc
 import enum
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from stat_bot.hardware.loop import Memory
+from stat_bot.incidents.model import Incident, IncidentDraft, IncidentMessages, TimelineEntry
 from stat_bot.jobs.model import Job, JobRequest, JobRequester, JobStatus, ReportState
 
 T = TypeVar("T")
@@ -551,6 +552,55 @@ class Queue(abc.ABC):
     @abc.abstractmethod
     def remember_loop(self, memories: Sequence[Memory], *, now: float | None = None) -> None:
         """Store (replace) what the hardware rules remember about each memory's xname."""
+
+    # incidents (stat_bot/incidents/) ---------------------------------------
+    @abc.abstractmethod
+    def open_incident(
+        self,
+        draft: IncidentDraft,
+        *,
+        entries: Sequence[TimelineEntry] = (),
+        outbox: Callable[[Incident], IncidentMessages] | None = None,
+        now: float | None = None,
+    ) -> Incident:
+        """Store a new incident, its first timeline entries and the messages it causes,
+        in one transaction; the control and digest messages' outbox ids are kept on it."""
+
+    @abc.abstractmethod
+    def update_incident(
+        self,
+        incident_id: int,
+        *,
+        version: int | None,
+        changes: Mapping[str, Any] | None = None,
+        entries: Sequence[TimelineEntry] = (),
+        outbox: Callable[[Incident], Sequence[OutboxMessage]] | None = None,
+        now: float | None = None,
+    ) -> Incident:
+        """Change an incident (only the columns of incidents.model.CHANGEABLE), add timeline
+        entries and store the messages the new state causes, in one transaction.
+
+        With `version`, the change applies only to that version (IncidentConflictError
+        otherwise: read again and decide again); every update makes a new version.
+        KeyError for an unknown incident.
+        """
+
+    @abc.abstractmethod
+    def incident(self, incident_id: int) -> Incident | None:
+        """One incident by number."""
+
+    @abc.abstractmethod
+    def incident_by_channel(self, channel_id: str) -> Incident | None:
+        """The incident whose Slack channel this is (the newest, should ids repeat)."""
+
+    @abc.abstractmethod
+    def incidents(self, *, resolved_since: float | None = None, limit: int = 100) -> list[Incident]:
+        """Open incidents and those resolved at or after `resolved_since` (None: all),
+        newest first."""
+
+    @abc.abstractmethod
+    def incident_timeline(self, incident_id: int) -> list[TimelineEntry]:
+        """An incident's stored timeline entries, oldest first."""
 
     # web sessions (held on the server, so logout ends them) ----------------
     @abc.abstractmethod

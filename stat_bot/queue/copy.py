@@ -35,6 +35,8 @@ TABLES: tuple[str, ...] = (
     "node_health",
     "sweeps",
     "hw_loop",
+    "incidents",
+    "incident_events",
 )
 NOT_COPIED: tuple[str, ...] = ("workers", "beats", "throttle")
 # Tables the target must hold exactly as the source does: a dashboard session closed

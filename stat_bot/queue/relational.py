@@ -21,12 +21,21 @@ import json
 import os
 import secrets
 import socket
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from types import ModuleType
 from typing import Any
 
 from stat_bot.hardware.loop import Memory
+from stat_bot.incidents.model import (
+    CHANGEABLE,
+    EntryKind,
+    Incident,
+    IncidentConflictError,
+    IncidentDraft,
+    IncidentMessages,
+    TimelineEntry,
+)
 from stat_bot.jobs.model import Job, JobRequest, JobRequester, JobStatus, ReportState
 from stat_bot.queue.base import (
     KEEP,
@@ -93,6 +102,40 @@ def _confirmation(row: Sequence[Any]) -> Confirmation:
         confirmers=tuple(json.loads(confirmers)), requested_by_name=requested_by_name,
         decided_by=decided_by, decided_at=decided_at, job_id=job_id, offer_id=offer_id,
     )  # fmt: skip
+
+
+def _incident(row: Sequence[Any]) -> Incident:
+    (
+        id_, channel_id, channel_name, description, status, opened_by, opened_by_name,
+        opened_at, resolved_at, roles, xnames, tickets, jobs, control_outbox, digest_outbox,
+        postmortem, archived_at, version, updated_at,
+    ) = row  # fmt: skip
+    return Incident(
+        id=int(id_), channel_id=channel_id, channel_name=channel_name, description=description,
+        status=status, opened_by=opened_by, opened_by_name=opened_by_name,
+        opened_at=float(opened_at), resolved_at=resolved_at, roles=json.loads(roles),
+        xnames=tuple(json.loads(xnames)), tickets=tuple(json.loads(tickets)),
+        jobs=tuple(json.loads(jobs)), control_outbox=control_outbox,
+        digest_outbox=digest_outbox, postmortem=postmortem, archived_at=archived_at,
+        version=int(version), updated_at=float(updated_at),
+    )  # fmt: skip
+
+
+def _incident_entry(row: Sequence[Any]) -> TimelineEntry:
+    id_, incident_id, at, kind, user, user_name, text, data = row
+    return TimelineEntry(
+        kind=EntryKind(kind), text=text, user=user, user_name=user_name, at=float(at),
+        data=json.loads(data), id=int(id_), incident_id=int(incident_id),
+    )  # fmt: skip
+
+
+def _incident_value(name: str, value: Any) -> Any:
+    """A changed column as stored: roles and lists as JSON, the rest as they are."""
+    if name == "roles":
+        return json.dumps(dict(value), sort_keys=True)
+    if name in ("xnames", "tickets", "jobs"):
+        return json.dumps(list(value))
+    return value
 
 
 def _outbox_item(row: Sequence[Any]) -> OutboxItem:
@@ -846,6 +889,109 @@ class RelationalQueue(Queue):
 
     def job_locks(self, job_id: int) -> list[str]:
         return [r[0] for r in self._read(self.sql.SQL_JOB_LOCKS, (job_id,))]
+
+    # incidents --------------------------------------------------------------------
+    def open_incident(
+        self,
+        draft: IncidentDraft,
+        *,
+        entries: Sequence[TimelineEntry] = (),
+        outbox: Callable[[Incident], IncidentMessages] | None = None,
+        now: float | None = None,
+    ) -> Incident:
+        now = self.now() if now is None else now
+        with self._write() as conn:
+            row = conn.execute(
+                self.sql.SQL_INSERT_INCIDENT,
+                (draft.channel_id, draft.channel_name, draft.description, draft.status,
+                 draft.opened_by, draft.opened_by_name, now, json.dumps(list(draft.xnames)),
+                 json.dumps(list(draft.tickets)), now),
+            ).fetchone()  # fmt: skip
+            incident = _incident(row)
+            self._store_entries(conn, incident.id, entries, now)
+            if outbox is None:
+                return incident
+            messages = outbox(incident)
+            ids = {}
+            for name in ("control", "digest"):
+                message = getattr(messages, name)
+                if message is not None:
+                    ids[f"{name}_outbox"] = self._store(conn, [message], now)[0]
+            self._store(conn, list(messages.others), now)
+            if ids:
+                incident = self._set_incident(conn, incident.id, ids, now)
+            return incident
+
+    def update_incident(
+        self,
+        incident_id: int,
+        *,
+        version: int | None,
+        changes: Mapping[str, Any] | None = None,
+        entries: Sequence[TimelineEntry] = (),
+        outbox: Callable[[Incident], Sequence[OutboxMessage]] | None = None,
+        now: float | None = None,
+    ) -> Incident:
+        changes = dict(changes or {})
+        unknown = set(changes) - CHANGEABLE
+        if unknown:
+            raise ValueError(f"incidents have no changeable {', '.join(sorted(unknown))}")
+        now = self.now() if now is None else now
+        with self._write() as conn:
+            rows = conn.execute(self.sql.SQL_GET_INCIDENT_FOR_UPDATE, (incident_id,)).fetchall()
+            if not rows:
+                raise KeyError(incident_id)
+            current = _incident(rows[0])
+            if version is not None and current.version != version:
+                raise IncidentConflictError(
+                    f"incident {incident_id} is at version {current.version}, not {version}"
+                )
+            incident = self._set_incident(conn, incident_id, changes, now)
+            self._store_entries(conn, incident_id, entries, now)
+            if outbox is not None:
+                self._store(conn, outbox(incident), now)
+            return incident
+
+    def _set_incident(
+        self, conn: Any, incident_id: int, changes: Mapping[str, Any], now: float
+    ) -> Incident:
+        names = sorted(changes)
+        assignments = "".join(f"{name} = {self.sql.P}, " for name in names)
+        row = conn.execute(
+            self.sql.SQL_UPDATE_INCIDENT.format(assignments=assignments),
+            [*(_incident_value(n, changes[n]) for n in names), now, incident_id],
+        ).fetchone()
+        return _incident(row)
+
+    def _store_entries(
+        self, conn: Any, incident_id: int, entries: Sequence[TimelineEntry], now: float
+    ) -> None:
+        self._many(
+            conn,
+            self.sql.SQL_INSERT_INCIDENT_EVENT,
+            [
+                (incident_id, now if e.at is None else e.at, str(e.kind), e.user, e.user_name,
+                 e.text, json.dumps(dict(e.data), sort_keys=True))
+                for e in entries
+            ],
+        )  # fmt: skip
+
+    def incident(self, incident_id: int) -> Incident | None:
+        rows = self._read(self.sql.SQL_GET_INCIDENT, (incident_id,))
+        return _incident(rows[0]) if rows else None
+
+    def incident_by_channel(self, channel_id: str) -> Incident | None:
+        rows = self._read(self.sql.SQL_INCIDENT_BY_CHANNEL, (channel_id,))
+        return _incident(rows[0]) if rows else None
+
+    def incidents(self, *, resolved_since: float | None = None, limit: int = 100) -> list[Incident]:
+        since = -1.0 if resolved_since is None else resolved_since
+        return [_incident(r) for r in self._read(self.sql.SQL_INCIDENTS, (since, limit))]
+
+    def incident_timeline(self, incident_id: int) -> list[TimelineEntry]:
+        return [
+            _incident_entry(r) for r in self._read(self.sql.SQL_INCIDENT_EVENTS, (incident_id,))
+        ]
 
     # closing the loop (hardware rules) ------------------------------------------
     def loop_memory(self, xnames: Sequence[str]) -> dict[str, Memory]:

@@ -276,6 +276,45 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (key, due)
     ) WITHOUT ROWID;
     """,
+    """
+    -- Incidents (stat_bot/incidents/): one row each, with its roles and links as JSON, and
+    -- the outbox items of its pinned control message and digest message, which every
+    -- later change edits. The timeline is its own table, one row per entry.
+    CREATE TABLE incidents (
+        id             INTEGER PRIMARY KEY,
+        channel_id     TEXT,
+        channel_name   TEXT NOT NULL,
+        description    TEXT NOT NULL,
+        status         TEXT NOT NULL,
+        opened_by      TEXT,
+        opened_by_name TEXT,
+        opened_at      REAL NOT NULL,
+        resolved_at    REAL,
+        roles          TEXT NOT NULL DEFAULT '{}',
+        xnames         TEXT NOT NULL DEFAULT '[]',
+        tickets        TEXT NOT NULL DEFAULT '[]',
+        jobs           TEXT NOT NULL DEFAULT '[]',
+        control_outbox BIGINT,
+        digest_outbox  BIGINT,
+        postmortem     TEXT,
+        archived_at    REAL,
+        version        INTEGER NOT NULL DEFAULT 1,
+        updated_at     REAL NOT NULL
+    );
+    CREATE INDEX incidents_channel ON incidents (channel_id);
+    CREATE INDEX incidents_resolved ON incidents (resolved_at);
+    CREATE TABLE incident_events (
+        id          INTEGER PRIMARY KEY,
+        incident_id BIGINT NOT NULL REFERENCES incidents (id) ON DELETE CASCADE,
+        at          REAL NOT NULL,
+        kind        TEXT NOT NULL,
+        "user"      TEXT,
+        user_name   TEXT,
+        text        TEXT NOT NULL,
+        data        TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX incident_events_incident ON incident_events (incident_id, at, id);
+    """,
 )
 JOB_COLUMNS = (
     "id, namespace, job_type, args, channel, thread_ts, user, source, status, created_at, "
@@ -717,3 +756,39 @@ SQL_PRUNE_FIRINGS = "DELETE FROM schedule_firings WHERE due < ?"
 SQL_TABLE_COLUMNS = "SELECT name FROM pragma_table_info(?) ORDER BY cid"
 SQL_RESET_ID = None  # an INTEGER PRIMARY KEY goes on from the largest id by itself
 SQL_TABLE_KEY = "SELECT name FROM pragma_table_info(?) WHERE pk > 0 ORDER BY pk"
+
+INCIDENT_COLUMNS = (
+    "id, channel_id, channel_name, description, status, opened_by, opened_by_name, "
+    "opened_at, resolved_at, roles, xnames, tickets, jobs, control_outbox, digest_outbox, "
+    "postmortem, archived_at, version, updated_at"
+)
+SQL_INSERT_INCIDENT = (
+    """
+    INSERT INTO incidents (channel_id, channel_name, description, status, opened_by,
+                           opened_by_name, opened_at, xnames, tickets, updated_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    RETURNING """
+    + INCIDENT_COLUMNS
+)
+SQL_GET_INCIDENT = "SELECT " + INCIDENT_COLUMNS + " FROM incidents WHERE id = ?"
+SQL_GET_INCIDENT_FOR_UPDATE = SQL_GET_INCIDENT
+SQL_INCIDENT_BY_CHANNEL = (
+    "SELECT " + INCIDENT_COLUMNS + " FROM incidents WHERE channel_id = ? ORDER BY id DESC LIMIT 1"
+)
+SQL_INCIDENTS = (
+    "SELECT " + INCIDENT_COLUMNS + " FROM incidents "
+    "WHERE resolved_at IS NULL OR resolved_at >= ? ORDER BY opened_at DESC, id DESC LIMIT ?"
+)
+# The update's SET list is built from incidents.model.CHANGEABLE names (checked first).
+SQL_UPDATE_INCIDENT = (
+    "UPDATE incidents SET {assignments}version = version + 1, updated_at = ? "
+    "WHERE id = ? RETURNING " + INCIDENT_COLUMNS
+)
+SQL_INSERT_INCIDENT_EVENT = """
+    INSERT INTO incident_events (incident_id, at, kind, "user", user_name, text, data)
+    VALUES (?, ?, ?, ?, ?, ?, ?)
+"""
+SQL_INCIDENT_EVENTS = """
+    SELECT id, incident_id, at, kind, "user", user_name, text, data FROM incident_events
+    WHERE incident_id = ? ORDER BY at, id
+"""
