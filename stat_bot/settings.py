@@ -268,6 +268,60 @@ class Settings(BaseSettings):
         description="scontrol to drain and resume nodes (needs SLURM_CONF if not default)",
     )
 
+    # Incidents (stat_bot/incidents/): a channel per incident, roles, a digest, a timeline.
+    incidents_digest_channel: str | None = Field(
+        None, description="Channel NAME holding one up-to-date message per incident"
+    )
+    incident_video_link: str | None = Field(
+        None, description="Standing video-call link put in every incident channel's topic"
+    )
+    incident_auto_invite_group: str | None = Field(
+        None, description="User group handle (without @) invited to every incident channel"
+    )
+    incident_open_reaction: str | None = Field(
+        None, description="Emoji name whose reaction on any message opens an incident"
+    )
+    incident_timeline_reaction: str = Field(
+        "pushpin",
+        description="Emoji name that marks a message in an incident channel for its timeline",
+    )
+    incident_allowed_users: str = Field(
+        "",
+        description="Who may change roles and status: Slack user ids and @group handles, "
+        "comma separated; empty: anyone in the channel",
+    )
+    incident_archive_after: float = Field(
+        7 * 86400.0,
+        ge=0,
+        description="Seconds after resolving that the channel is archived; 0: never",
+    )
+    incident_status_endpoints: str = Field(
+        "",
+        description="name=URL pairs, comma separated: HTTP status endpoints shown in the "
+        "snapshot posted when an incident opens",
+    )
+    incident_status_timeout: float = Field(
+        3.0, gt=0, le=60, description="Seconds each status endpoint may take"
+    )
+    incident_wiki_prefix: str = Field(
+        "Incidents", description="Trac wiki page under which postmortems are written"
+    )
+    templates_directory: Path | None = Field(
+        None,
+        description="Folder of incident message templates (JSON Block Kit) and incident.json "
+        "(roles, statuses); empty: the shipped ones",
+    )
+    status_page_enabled: bool = Field(True, description="Serve the public /status page and feed")
+    status_page_title: str = Field("System status", description="The status page's title")
+    status_page_details: bool = Field(
+        False,
+        description="Show incidents' descriptions and node names on the public status page "
+        "(otherwise only status and affected cabinets/chassis)",
+    )
+    status_page_resolved_days: float = Field(
+        7.0, ge=0, le=365, description="Days a resolved incident stays on the status page"
+    )
+
     @field_validator("log_level", "sqlite_synchronous", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
