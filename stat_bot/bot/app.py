@@ -30,6 +30,8 @@ from slack_bolt import App
 from slack_sdk import WebClient
 
 from stat_bot.bot.chat import Answer, Asker, ChatCommands, command_text
+from stat_bot.bot.incidents import IncidentCommands
+from stat_bot.bot.incidents import register as register_incidents
 from stat_bot.bot.people import SlackPeople
 from stat_bot.report.confirmations import CANCEL_ACTION, CONFIRM_ACTION
 from stat_bot.report.slack import ChannelDirectory, post
@@ -167,6 +169,17 @@ def create_app(
 
     app.action(CONFIRM_ACTION)(ack=ack_now, lazy=[on_confirm])
     app.action(CANCEL_ACTION)(ack=ack_now, lazy=[on_cancel])
+
+    if isinstance(chat.incidents, IncidentCommands):
+        register_incidents(
+            app,
+            client,
+            chat.incidents,
+            first_delivery=lambda event_id: first_delivery(chat, event_id),
+            post=lambda channel, thread_ts, message: (
+                post(client, channels, channel, thread_ts, message) and None
+            ),
+        )
 
     @app.event("channel_created")
     def on_channel_created(event: dict[str, Any]) -> None:

@@ -84,6 +84,12 @@ class People(Protocol):
         ...
 
 
+class IncidentHandler(Protocol):
+    """Typed `incident ...` commands (bot/incidents.py)."""
+
+    def handle(self, words: list[str], asker: Asker) -> Answer: ...
+
+
 @dataclass(frozen=True)
 class Asker:
     """Who sent a command and where the answer goes."""
@@ -161,6 +167,9 @@ class ChatCommands:
         self.queue = queue
         self.people = people
         self.bot_name = bot_name
+        # Set by the bot (bot/service.py) when it runs incidents; typed `incident ...`
+        # commands are refused with a hint otherwise.
+        self.incidents: IncidentHandler | None = None
 
     @property
     def configs(self) -> JobConfigs:
@@ -188,6 +197,12 @@ class ChatCommands:
             return self.decide(words[1], asker.user_id, confirm=first == "confirm")
         if first == "confirm" and len(words) == 3 and rest[1] == "cancel":
             return self.decide(words[1], asker.user_id, confirm=False)
+        if first == "incident":
+            if self.incidents is None:
+                return Answer.say(
+                    "Incidents are not running in this process (only the bot runs them)."
+                )
+            return self.incidents.handle(words[1:], asker)
         if first in ("confirm", "cancel-confirm"):
             return Answer.say(
                 "Usage: `confirm <code>` or `cancel-confirm <code>`, with the code of an offer "

@@ -25,11 +25,16 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from stat_bot.bot.app import create_app
 from stat_bot.bot.chat import ChatCommands
+from stat_bot.bot.incidents import IncidentCommands
 from stat_bot.bot.people import SlackPeople
 from stat_bot.bot.socket_mode import PromptSocketModeHandler
+from stat_bot.incidents.service import IncidentService
+from stat_bot.incidents.templates import TemplateError
+from stat_bot.incidents.templates import load as load_templates
 from stat_bot.jobs.config import JobConfigs
 from stat_bot.jobs.config_file import ConfigFile
 from stat_bot.queue.base import Queue
+from stat_bot.report.channels import IncidentChannels
 from stat_bot.report.slack import slack_error, web_client
 from stat_bot.settings import PROXY_VARIABLES, Settings
 
@@ -168,6 +173,10 @@ class BotBeat:
 
 def run_bot(settings: Settings, configs: JobConfigs | ConfigFile, queue: Queue) -> None:
     """Connect and serve until SIGTERM or SIGINT; BotStartError if it cannot start."""
+    try:
+        templates = load_templates(settings.templates_directory)
+    except TemplateError as error:
+        raise BotStartError(f"incident templates: {error}") from None
     if not settings.slack_configured:
         raise BotStartError(
             "SLACK_BOT_TOKEN and SLACK_APP_TOKEN are not set: the bot needs a Slack app "
@@ -196,6 +205,15 @@ def run_bot(settings: Settings, configs: JobConfigs | ConfigFile, queue: Queue) 
         chat = ChatCommands(
             settings, configs, queue, people, bot_name=auth.get("user") or "stat-bot"
         )
+        service = IncidentService(
+            settings,
+            queue,
+            templates,
+            IncidentChannels(client),
+            configs=lambda: chat.configs,
+            groups_of=people.groups,
+        )
+        chat.incidents = IncidentCommands(service, people, bot_name=chat.bot_name)
         app = create_app(settings, chat, client, bot_user_id=auth["user_id"], people=people)
         handler = PromptSocketModeHandler(app, settings.slack_app_token.get_secret_value())
         _retrying("socket mode", handler.connect, settings, stop, beat)

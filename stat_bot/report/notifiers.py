@@ -77,6 +77,13 @@ class Notifier:
     def edit(self, where: Posted, text: str) -> None:
         """Replace an earlier message's text (a progress message the report could not replace)."""
 
+    def archive(self, channel: str) -> None:
+        """Archive a channel (an incident's, some time after it was resolved)."""
+        raise DeliveryError("this notifier cannot archive channels", permanent=True)
+
+    def pin(self, where: Posted) -> None:
+        """Pin a delivered message to its channel (an incident's control message)."""
+
     def deliver(self, report: Report) -> None:
         """Every message of a report in order, without the outbox (`stat-bot exec`)."""
         for index in range(len(report.messages)):

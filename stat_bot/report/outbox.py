@@ -134,6 +134,11 @@ class Outcome(Enum):
     DELIVERED = "delivered"
     FAILED = "failed"
     RETRY = "retry"
+    WAITING = "waiting"  # an edit whose original is not out yet: no sign of Slack's trouble
+
+
+class WaitingForOriginalError(DeliveryError):
+    """An edit cannot go before the message it edits; tried again shortly."""
 
 
 class OutboxSender:
@@ -216,7 +221,10 @@ class OutboxSender:
                 break
             if not self._record(self.queue.outbox_renew, item.id, self.owner, LEASE):
                 continue  # our lease ran out and another sender has it, or it was given up
-            if self._attempt(item) is not Outcome.RETRY:
+            outcome = self._attempt(item)
+            if outcome is Outcome.WAITING:
+                continue
+            if outcome is not Outcome.RETRY:
                 failed_in_a_row, retry_at = 0, 0.0
                 continue
             failed_in_a_row += 1
@@ -313,6 +321,11 @@ class OutboxSender:
         report = dc_replace(report, channel=channel)
         first = Posted(item.posted_channel, item.ts) if item.parts_done else None
         try:
+            if report.meta.get("archive"):
+                # Not a message: archiving an incident's channel, kept here so it is
+                # retried through outages like one (report/incidents.py's `archive`).
+                self.notifier.archive(channel or "")
+                report = dc_replace(report, messages=[])
             for index in range(item.parts_done, len(report.messages)):
                 posted = self.notifier.send(
                     report, index, replace=self._replaces(item, report, index)
@@ -323,6 +336,9 @@ class OutboxSender:
                         self.queue.outbox_sent_part, item.id, index + 1, first.channel, first.ts
                     )
                     self._record(self.queue.outbox_renew, item.id, self.owner, LEASE)
+        except WaitingForOriginalError as error:
+            self._record(self.queue.outbox_retry, item.id, str(error), self.queue.now() + 1.0)
+            return Outcome.WAITING
         except DeliveryError as error:
             if error.permanent:
                 return self._give_up(item, str(error))
@@ -331,6 +347,8 @@ class OutboxSender:
             self.log.exception("outbox: unexpected error sending", item=item.id, kind=item.kind)
             return self._retry(item, DeliveryError(f"{type(error).__name__}: {error}"))
         first = first or Posted(channel)
+        if report.meta.get("pin") and item.parts_done == 0:
+            self._pin(item, first)
         self._after_file_report(item, report)
         self._record(
             self.queue.outbox_delivered,
@@ -360,6 +378,15 @@ class OutboxSender:
             # A decision on a guarded job edits its offer (report/confirmations.py); an
             # offer never delivered is answered with a new message instead.
             offer = self.queue.outbox_get(int(offer_id))
+            if (
+                report.meta.get("wait_for_original")
+                and offer is not None
+                and not offer.ts
+                and offer.state is OutboxState.PENDING
+            ):
+                # An edit of a message still on its way (an incident's pinned control
+                # message, its digest message) waits for it rather than posting a twin.
+                raise WaitingForOriginalError("waiting for the message it edits to be delivered")
             return Posted(offer.posted_channel, offer.ts) if offer and offer.ts else None
         if (
             item.kind == "report"
@@ -371,6 +398,13 @@ class OutboxSender:
             where = self.queue.progress_posted(report.job_id)
             return Posted(*where) if where else None
         return None
+
+    def _pin(self, item: OutboxItem, where: Posted) -> None:
+        """Pin a just-delivered message; a failure is logged, the message stays delivered."""
+        try:
+            self.notifier.pin(where)
+        except DeliveryError as error:
+            self.log.warning("message delivered but not pinned", item=item.id, reason=str(error))
 
     def _after_file_report(self, item: OutboxItem, report: Report) -> None:
         """A file cannot replace the progress message: leave it saying the job ended."""

@@ -291,3 +291,25 @@ class SlackNotifier(Notifier):
             self.client.chat_update(channel=where.channel, ts=where.ts, text=text)
         except (SlackClientError, OSError) as error:
             raise delivery_error(error, where.channel) from error
+
+    def pin(self, where: Posted) -> None:
+        if not where.channel or not where.ts:
+            return
+        try:
+            self.client.pins_add(channel=where.channel, timestamp=where.ts)
+        except SlackApiError as error:
+            code = error.response.get("error") if error.response is not None else None
+            if code != "already_pinned":
+                raise delivery_error(error, where.channel) from error
+        except (SlackClientError, OSError) as error:
+            raise delivery_error(error, where.channel) from error
+
+    def archive(self, channel: str) -> None:
+        try:
+            self.client.conversations_archive(channel=channel)
+        except SlackApiError as error:
+            code = error.response.get("error") if error.response is not None else None
+            if code not in ("already_archived", "is_archived"):
+                raise delivery_error(error, channel) from error
+        except (SlackClientError, OSError) as error:
+            raise delivery_error(error, channel) from error
