@@ -6,12 +6,13 @@ htpasswd users made with `openssl passwd -apr1`, and the plugins from
 contrib/trac/ in ENV/plugins. It installs nothing: `trac==1.6` is a declared test
 dependency (requirements-dev.lock). Users, with random passwords:
 
-- `tracd.user` ("statbot"): TICKET_VIEW, TICKET_CREATE, TICKET_MODIFY - exactly what
-  the notes ask a site to grant STAT bot's account, so the tests prove that is enough;
-- `tracd.viewer`: TICKET_VIEW only (permission errors);
+- `tracd.user` ("statbot"): TICKET_VIEW, TICKET_CREATE, TICKET_MODIFY, WIKI_VIEW,
+  WIKI_CREATE, WIKI_MODIFY (local_trac.BOT_PERMISSIONS) - exactly what the notes ask a
+  site to grant STAT bot's account, so the tests prove that is enough;
+- `tracd.viewer`: TICKET_VIEW only, and WIKI_VIEW as everyone (permission errors);
 - `tracd.admin_user`: TRAC_ADMIN.
-Anonymous users may not view tickets and logged-in users get no ticket rights by
-default, so a missing permission shows.
+Anonymous users may not view tickets and logged-in users get no ticket or wiki
+writing rights by default, so a missing permission shows.
 
 Without trac installed the tests that use it are skipped, unless the CI variable is
 set: there they fail, because CI must run them.
@@ -122,7 +123,7 @@ class TracServer:
         self.admin("initenv", ENV_NAME, "sqlite:db/trac.db", f"--config={config}")
         self.htpasswd.write_text("")
         commands = [
-            "permission remove authenticated TICKET_CREATE TICKET_MODIFY",
+            "permission remove authenticated TICKET_CREATE TICKET_MODIFY WIKI_CREATE WIKI_MODIFY",
             "permission remove anonymous TICKET_VIEW",
         ]
         for name, password, permissions in (

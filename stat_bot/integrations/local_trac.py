@@ -32,7 +32,15 @@ from pathlib import Path
 
 ENV_NAME = "stat"
 REALM = "STAT"
-BOT_PERMISSIONS = ("TICKET_VIEW", "TICKET_CREATE", "TICKET_MODIFY")
+# Tickets for the trac commands; wiki pages for incident postmortems.
+BOT_PERMISSIONS = (
+    "TICKET_VIEW",
+    "TICKET_CREATE",
+    "TICKET_MODIFY",
+    "WIKI_VIEW",
+    "WIKI_CREATE",
+    "WIKI_MODIFY",
+)
 # Custom fields a STAT site's Trac carries: the component name and the host it is.
 CUSTOM_FIELDS = {"xname": "XName", "hostname": "Hostname"}
 PLUGINS = Path(__file__).resolve().parents[2] / "contrib" / "trac"

@@ -7,6 +7,8 @@
     client.comment(number, "Swapped the PSU.")
     client.close(number, "fixed")
     ticket = client.ticket(number)                # fields + change history
+    client.write_wiki("Incidents/2026-12-02-gpfs-hang", text, comment="postmortem")
+    page = client.wiki_page("Incidents/2026-12-02-gpfs-hang")   # text, version, url
 
 How it talks to Trac, and why:
 - Login: GET `/login` with basic auth (the only URL Trac protects that way) and keep
@@ -23,6 +25,11 @@ How it talks to Trac, and why:
   Trac's workflow, validation and notifications (and ticket change listeners such
   as contrib/trac/stat_bot_notify.py) all apply. A form Trac redisplays with
   warnings instead of saving raises TracRejectedError quoting Trac.
+- Wiki pages: read as the page (does it exist, which version) and that version's
+  plain text export (`?version=N&format=txt`, the text exactly as stored); written
+  through the wiki edit form with the `version` it showed, so an edit made by
+  someone else in between is seen (Trac shows the editor again) and retried once.
+  Saving the same text again is "not modified" to Trac: a success, no new version.
 - JSON-RPC: when the site runs the TracXMLRPC plugin (`/login/jsonrpc` answers),
   `ticket()` also reads `ticket.changeLog`, which gives the raw values the page
   only summarises or renders (a comment's wiki text, the old and new description,
@@ -47,6 +54,7 @@ import logging
 import os
 import re
 import socket
+import unicodedata
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -120,6 +128,10 @@ class TracRejectedError(TracError):
     """Trac refused a value (a field, a resolution, a query); the message quotes Trac."""
 
 
+class WikiNameError(TracRejectedError):
+    """Not a usable wiki page name; refused before any request."""
+
+
 # --- data ------------------------------------------------------------------------------
 
 
@@ -154,6 +166,16 @@ class Ticket:
 
     def __getitem__(self, name: str) -> str:
         return self.fields.get(name, "")
+
+
+@dataclass(frozen=True)
+class WikiPage:
+    """One version of a wiki page: its text exactly as stored in Trac."""
+
+    name: str
+    text: str
+    version: int
+    url: str
 
 
 @dataclass
@@ -267,6 +289,10 @@ class TracClient:
 
     def ticket_url(self, ticket_id: int) -> str:
         return f"{self.url}/ticket/{int(ticket_id)}"
+
+    def wiki_url(self, name: str) -> str:
+        """The page's URL (for links); raises WikiNameError for a name Trac would refuse."""
+        return self.url + _wiki_path(name)
 
     # --- reading ------------------------------------------------------------------------
 
@@ -597,6 +623,87 @@ class TracClient:
             return TracPermissionError(f"Trac refused to {what}: {text}", named[0])
         return TracRejectedError(f"Trac refused to {what}: {text}")
 
+    # --- wiki -------------------------------------------------------------------------
+
+    def wiki_page(self, name: str) -> WikiPage | None:
+        """The page's latest version, or None when there is no such page (needs WIKI_VIEW)."""
+        path = _wiki_path(name)
+        response = self._get(path, missing_ok=True)
+        if response.status == 404:
+            # Trac shows a missing page as "create it" to those with WIKI_CREATE and as
+            # 404 to others; a 404 that is not Trac's own page is a wrong TRAC_URL.
+            if trac_html.parse(response.text).find("div", id="content", cls="error") is None:
+                raise self._not_found(path)
+            return None
+        page = trac_html.parse(response.text)
+        if page.find("div", id="wikipage") is None:
+            return None
+        version = _wiki_version(page)
+        if version is None:
+            raise TracError(
+                f"{self.url}{path} shows no version of the page: is TRAC_URL a Trac 1.6 "
+                "environment's URL?"
+            )
+        # The text of exactly that version, even if someone saves a newer one meanwhile.
+        export = self._get(path, {"version": str(version), "format": "txt"})
+        if export.content_type != "text/plain":
+            raise TracError(f"{self.url}{path}?format=txt gave {export.content_type}, not text")
+        return WikiPage(name, export.body.decode("utf-8"), version, self.wiki_url(name))
+
+    def write_wiki(self, name: str, text: str, comment: str = "") -> WikiPage:
+        """Create the page or replace its text (needs WIKI_CREATE / WIKI_MODIFY); the result.
+
+        The same text as the latest version is not a change to Trac: nothing is saved
+        and the latest version comes back. An edit by someone else between our read of
+        the form and our post is retried once on top of theirs, then reported.
+        """
+        path = _wiki_path(name)
+        who = self.user or "anonymous"
+        attempts = 2
+        for attempt in range(attempts):
+            editor = trac_html.parse(self._get(path, {"action": "edit"}).text)
+            form = trac_html.form(editor, "edit")
+            if form is None or not form.inputs.get("version", "").isdigit():
+                raise TracPermissionError(
+                    f"Trac does not show {who} the editor of wiki page {name}: "
+                    "grant WIKI_CREATE and WIKI_MODIFY",
+                    "WIKI_MODIFY",
+                )
+            version = form.inputs["version"]
+            data = {
+                "action": "edit",
+                "version": version,
+                "text": text,
+                "comment": comment,
+                "save": "Submit changes",
+            }
+            if any("checked" in box.attrs for box in editor.find_all("input", name="readonly")):
+                data["readonly"] = "on"  # a WIKI_ADMIN's post without it would clear the flag
+            response = self._post(path, data, form=form)
+            if response.status in (302, 303):
+                log.info("trac: saved wiki page %s, version %s", name, int(version) + 1)
+                return WikiPage(name, text, int(version) + 1, self.wiki_url(name))
+            page = trac_html.parse(response.text)
+            again = trac_html.form(page, "edit")
+            if again is None and page.find("div", id="wikipage") is not None:
+                # Trac showed the page instead of saving: "Page not modified".
+                log.info("trac: wiki page %s already has this text (version %s)", name, version)
+                return WikiPage(name, text, int(version), self.wiki_url(name))
+            if again is not None and again.inputs.get("version") != version:
+                # Someone saved a version between our read and our post; Trac shows the
+                # editor again with its "modified by somebody else" message.
+                if attempt + 1 < attempts:
+                    log.info("trac: wiki page %s changed meanwhile; trying again", name)
+                    continue
+                said = "; ".join(trac_html.system_messages(page)) or "a concurrent edit"
+                raise TracRejectedError(
+                    f"Trac refused to save wiki page {name}: {said} (someone else saved it "
+                    f"while STAT bot was writing, {attempts} times); look at {self.wiki_url(name)}"
+                    " and write it again"
+                )
+            raise self._rejected(response, f"save wiki page {name}")
+        raise AssertionError("unreachable")
+
     # --- JSON-RPC (TracXMLRPC) ----------------------------------------------------------
 
     def _rpc_changelog(self, ticket_id: int) -> list[list[Any]] | None:
@@ -677,9 +784,10 @@ class TracClient:
         params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         *,
         ticket_id: int | None = None,
+        missing_ok: bool = False,
     ) -> _Response:
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        return self._checked("GET", path + query, ticket_id=ticket_id)
+        return self._checked("GET", path + query, ticket_id=ticket_id, missing_ok=missing_ok)
 
     def _post(
         self,
@@ -710,8 +818,12 @@ class TracClient:
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         ticket_id: int | None = None,
+        missing_ok: bool = False,
     ) -> _Response:
-        """Send (logging in first when needed) and turn Trac's error pages into exceptions."""
+        """Send (logging in first when needed) and turn Trac's error pages into exceptions.
+
+        `missing_ok`: a 404 comes back as a response, for the caller to tell apart.
+        """
         fresh = False
         if self.user and not self._logged_in:
             self.login()
@@ -727,7 +839,7 @@ class TracClient:
             # The web server in front of Trac guards every URL, not just /login.
             self._send_auth = True
             response = self._send(method, path, body=body, headers=headers)
-        if response.status < 400:
+        if response.status < 400 or (response.status == 404 and missing_ok):
             return response
         message = trac_html.error_message(trac_html.parse(response.text)) or response.text[:200]
         who = self.user or "anonymous"
@@ -753,10 +865,7 @@ class TracClient:
         if response.status == 404 and ticket_id is not None:
             raise TicketNotFoundError(f"Trac has no ticket #{ticket_id} ({message})", ticket_id)
         if response.status == 404:
-            raise TracError(
-                f"{self.url}{path.split('?')[0]} not found: TRAC_URL must be the Trac "
-                "environment's URL, e.g. http://trac.example.org:8000/stat"
-            )
+            raise self._not_found(path)
         if response.status == 400 and method == "POST":
             # Trac's 400 for a form is its form-token check (the trac_form_token cookie).
             raise TracError(
@@ -766,6 +875,12 @@ class TracClient:
         if response.status < 500:
             raise TracRejectedError(f"Trac refused the request (HTTP {response.status}): {message}")
         raise TracError(f"Trac failed (HTTP {response.status}): {message}")
+
+    def _not_found(self, path: str) -> TracError:
+        return TracError(
+            f"{self.url}{path.split('?')[0]} not found: TRAC_URL must be the Trac "
+            "environment's URL, e.g. http://trac.example.org:8000/stat"
+        )
 
     def _send(
         self,
@@ -798,6 +913,58 @@ class TracClient:
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+
+def wiki_name(name: str) -> str:
+    """`name` if Trac would take it as a wiki page name; WikiNameError saying why not.
+
+    Names are path segments (`Incidents/2026-12-02-gpfs-hang`). Trac itself refuses
+    empty, `.` and `..` segments and silently redirects leading, trailing and doubled
+    slashes to another page, so all of those are refused here, before any request.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise WikiNameError("a wiki page name is needed, e.g. Incidents/2026-12-02-gpfs-hang")
+    bad = [ch for ch in name if unicodedata.category(ch) == "Cc"]
+    if bad:
+        raise WikiNameError(
+            f"wiki page name {name!r} contains a control character ({bad[0]!r}): "
+            "use letters, digits, '-', '_', '.' and '/' between parts"
+        )
+    if name != name.strip():
+        raise WikiNameError(f"wiki page name {name!r} starts or ends with a space: remove it")
+    if name.startswith("/") or name.endswith("/"):
+        raise WikiNameError(
+            f"wiki page name {name!r} starts or ends with '/': write it as {name.strip('/')!r}"
+        )
+    for part in name.split("/"):
+        if part in ("", ".", ".."):
+            shown = "an empty part ('//')" if not part else f"a {part!r} part"
+            raise WikiNameError(
+                f"wiki page name {name!r} has {shown}: each part between slashes must be a "
+                "name, e.g. Incidents/2026-12-02-gpfs-hang"
+            )
+        if part != part.strip():
+            raise WikiNameError(
+                f"wiki page name {name!r} has a part that starts or ends with a space: remove it"
+            )
+    return name
+
+
+def _wiki_path(name: str) -> str:
+    """`/wiki/A/B%20C`: each part quoted as Trac quotes its own links, slashes kept."""
+    parts = wiki_name(name).split("/")
+    return "/wiki/" + "/".join(urllib.parse.quote(part, safe="!~*'()") for part in parts)
+
+
+def _wiki_version(page: trac_html.Element) -> int | None:
+    """The version a wiki page view shows, from its "Last modified" link (`version=N`)."""
+    box = page.find("div", cls="trac-modifiedby")
+    for link in box.find_all("a") if box is not None else ():
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(link.attrs.get("href", "")).query)
+        values = query.get("version", [])
+        if values and values[0].isdigit():
+            return int(values[0])
+    return None
 
 
 def _ticket_number(value: int | str) -> int:
@@ -859,4 +1026,7 @@ __all__ = [
     "TracPermissionError",
     "TracRejectedError",
     "TracUnreachableError",
+    "WikiNameError",
+    "WikiPage",
+    "wiki_name",
 ]

@@ -127,6 +127,11 @@ def warnings(page: Element) -> list[str]:
     return [text] if text else []
 
 
+def system_messages(page: Element) -> list[str]:
+    """Trac's boxed messages inside a page (the wiki editor's "modified by somebody else")."""
+    return [box.flat_text() for box in page.find_all("div", cls="system-message")]
+
+
 # --- forms -----------------------------------------------------------------------------
 
 
