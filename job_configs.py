@@ -252,6 +252,39 @@ raw_config = {
             },
         ],
     },
+    # Incident jobs (README, "Incidents"): started by the incident commands themselves, not
+    # typed. The snapshot is posted into a new incident's channel; the postmortem draft
+    # goes to the Trac wiki (TRAC_URL) when it is resolved; archive runs
+    # INCIDENT_ARCHIVE_AFTER seconds later. Each is a built-in task.
+    "incidents": {
+        "description": "Jobs the incident commands start: snapshot, postmortem, archive",
+        "jobs": {
+            "snapshot": {
+                "run_args_template": "stat-bot task incident-snapshot {incident}",
+                "report_stdout": True,
+                "timeout": 120,
+                "concurrency": 2,
+                "coalesce": True,
+            },
+            "postmortem": {
+                "run_args_template": "stat-bot task incident-postmortem {incident}",
+                "report_stdout": False,
+                "timeout": 300,
+                "concurrency": 2,
+                "coalesce": True,
+                "retries": 5,
+            },
+            "archive": {
+                "run_args_template": "stat-bot task incident-archive {incident}",
+                "report_stdout": False,
+                "report_success": False,
+                "timeout": 120,
+                "concurrency": 2,
+                "coalesce": True,
+            },
+        },
+        "slack": [],
+    },
     "hw": {
         "description": "Node health over Redfish and SSH by xname: show, check, sweep, power, drain",
         # Nodes come from HW_INVENTORY (CSV or YAML: xname,bmc,hostname,nid,system); BMCs are

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from stat_bot.settings import Settings
 
 # Modules whose tasks `stat-bot task` knows; each registers its names on import.
-MODULES: tuple[str, ...] = ("stat_bot.tasks.hw",)
+MODULES: tuple[str, ...] = ("stat_bot.tasks.hw", "stat_bot.tasks.incidents")
 
 
 @dataclass
