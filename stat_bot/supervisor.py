@@ -288,6 +288,11 @@ def local_mode_environment(env: dict[str, str], url: str) -> dict[str, str]:
     env.setdefault("SLACK_LOGS_CHANNEL", "stat-bot-logs")
     env.setdefault("SLACK_TECH_SUPPORT_CHANNEL", "tech-support")
     env.setdefault("STAT_CHANNEL", "general")  # where the dashboard's STAT ticket form posts
+    # Incidents as the README's tour shows them: a digest, the admins invited to each
+    # incident channel, and a :rotating_light: reaction on any message opening one.
+    env.setdefault("INCIDENTS_DIGEST_CHANNEL", "incidents")
+    env.setdefault("INCIDENT_AUTO_INVITE_GROUP", "hpc-admins")
+    env.setdefault("INCIDENT_OPEN_REACTION", "rotating_light")
     for name in PROXY_VARIABLES:
         env.pop(name, None)
     return env
