@@ -43,11 +43,33 @@ def readable(text: str, names: dict[str, str]) -> str:
     return MENTION.sub(lambda m: f"@{names.get(m[1], m[1])}", text)
 
 
+def happening(event: dict[str, Any], names: dict[str, str]) -> str | None:
+    """What a feed event about the workspace (not a message) says, None for a message's."""
+    who = names.get(event.get("user") or "", event.get("user") or "?")
+    kind = event.get("kind")
+    if kind == "channel_created":
+        return f"{who} created the channel"
+    if kind == "channel_archived":
+        return f"{who} archived the channel"
+    if kind == "topic":
+        return f"{who} set the channel {event.get('which', 'topic')}: {event.get('value', '')}"
+    if kind == "member_joined":
+        joined = ", ".join(names.get(u, u) for u in event.get("users") or [])
+        return f"{who} added {joined}"
+    if kind == "view_opened":
+        view = event.get("view") or {}
+        return f"a form opened for {who}: {view.get('title', '')} ({view.get('callback_id', '')})"
+    return None
+
+
 def render(event: dict[str, Any], names: dict[str, str]) -> str:
     """One feed event as terminal lines: where, who, and the message as it reads."""
-    message = event["message"]
     channel = event.get("channel_name") or event.get("channel", "?")
     where = f"#{channel}" if not str(event.get("channel", "")).startswith("D") else "(DM)"
+    said = happening(event, names)
+    if said is not None or "message" not in event:
+        return f"{where} {said or event.get('kind')}"
+    message = event["message"]
     who = names.get(message.get("user") or "", message.get("user") or "?")
     thread = (
         "  ↳ " if message.get("thread_ts") and message.get("thread_ts") != message["ts"] else " "
@@ -56,6 +78,9 @@ def render(event: dict[str, Any], names: dict[str, str]) -> str:
     if kind == "reaction":
         reactor = names.get(event.get("user") or "", event.get("user") or "?")
         return f"{where}{thread}{reactor} reacted :{event.get('reaction')}:"
+    if kind == "pin":
+        pinner = names.get(event.get("user") or "", event.get("user") or "?")
+        return f"{where}{thread}{pinner} pinned a message by {who}"
     body: list[str] = []
     blocks = message.get("blocks") or []
     if blocks and any(b.get("type") != "rich_text" for b in blocks):
@@ -70,6 +95,9 @@ def render(event: dict[str, Any], names: dict[str, str]) -> str:
         if len(preview) > FILE_PREVIEW_LINES:
             body.append(f"... ({len(preview) - FILE_PREVIEW_LINES} more lines)")
     edited = " (edited)" if kind == "edit" else ""
+    if kind == "ephemeral":
+        seer = event.get("ephemeral_to") or ""
+        edited = f" (only visible to {names.get(seer, seer)})"
     head = f"{where}{thread}{who}{edited}:"
     if len(body) == 1 and len(body[0]) < 100:
         return f"{head} {body[0]}"

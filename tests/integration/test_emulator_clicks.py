@@ -94,7 +94,7 @@ def test_a_click_reaches_bolt_as_a_block_actions_payload(
     assert body["message"]["ts"] == offer
     assert body["message"]["blocks"] == BUTTONS
     assert body["trigger_id"]
-    assert "response_url" not in body  # optional in Slack; the emulator has none to offer
+    assert body["response_url"].startswith(slack_emulator.url + "/_emulator/respond/")
     (action,) = body["actions"]
     assert {k: action[k] for k in ("action_id", "block_id", "value", "type", "style")} == {
         "action_id": "stat_confirm",

@@ -118,7 +118,11 @@ def test_an_unacked_event_is_delivered_again_on_another_connection_until_acked(
     emulator: EmulatorThread, sockets: list[RawSocket]
 ) -> None:
     client = emulator.client()
-    assert client.socket_mode() == {"ack_timeout": 3.0, "retry_delays": [0.0, 60.0, 300.0]}
+    assert client.socket_mode() == {
+        "ack_timeout": 3.0,
+        "retry_delays": [0.0, 60.0, 300.0],
+        "trigger_ttl": 3.0,
+    }
     client.socket_mode(ack_timeout=0.3, retry_delays=[0, 0.2, 0.2])
     a, b = connect(emulator, sockets, 2)
     client.post("admin", "general", "@stat-bot once please")

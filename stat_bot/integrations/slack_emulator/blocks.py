@@ -30,8 +30,11 @@ KNOWN_TYPES = frozenset(
 )
 
 
-def parse_blocks(value: Any) -> list[dict[str, Any]] | None:
-    """`blocks` as sent (a list, or the JSON string form bodies carry), checked; None if absent."""
+def parse_blocks(value: Any, limit: int = MAX_BLOCKS) -> list[dict[str, Any]] | None:
+    """`blocks` as sent (a list, or the JSON string form bodies carry), checked; None if absent.
+
+    `limit`: 50 in a message, 100 in a modal.
+    """
     if value is None or value == "":
         return None
     if isinstance(value, str | bytes):
@@ -41,8 +44,8 @@ def parse_blocks(value: Any) -> list[dict[str, Any]] | None:
             raise SlackError("invalid_blocks_format", "blocks is not valid JSON") from None
     if not isinstance(value, list):
         raise SlackError("invalid_blocks_format", "blocks must be a JSON array")
-    if len(value) > MAX_BLOCKS:
-        raise SlackError("invalid_blocks", f"{len(value)} blocks, at most {MAX_BLOCKS}")
+    if len(value) > limit:
+        raise SlackError("invalid_blocks", f"{len(value)} blocks, at most {limit}")
     for index, block in enumerate(value):
         _check_block(block, f"/blocks/{index}")
     return value

@@ -121,12 +121,17 @@ class EmulatorClient:
         *,
         value: str | None = None,
         index: int | None = None,
+        option: str | None = None,
+        select_user: str | None = None,
         wait_ack: bool = False,
     ) -> dict[str, Any]:
-        """`user` clicks a button of the message `ts` (by `action_id`, or its `index`).
+        """`user` uses an element of the message `ts` (by `action_id`, or its `index`).
 
-        The app gets a Socket Mode `interactive` envelope with a `block_actions` payload;
-        `wait_ack`: return once the app has acked it (Slack wants that within 3 s).
+        A button is clicked; a static_select or overflow menu is set to the option whose
+        value is `option`; a users_select to `select_user` (id or name). The app gets a
+        Socket Mode `interactive` envelope with a `block_actions` payload whose trigger_id
+        (also in the answer) views.open accepts; `wait_ack`: return once the app has
+        acked it (Slack wants that within 3 s).
         """
         body = {
             "user": user,
@@ -135,9 +140,36 @@ class EmulatorClient:
             "action_id": action_id,
             "value": value,
             "index": index,
+            "option": option,
+            "select_user": select_user,
             "wait_ack": wait_ack,
         }
         return self._call("POST", "click", body)
+
+    def react(
+        self, user: str, channel: str, ts: str, name: str, *, wait_ack: bool = False
+    ) -> dict[str, Any]:
+        """`user` adds the reaction `name` to the message `ts`; the app gets `reaction_added`."""
+        body = {"user": user, "channel": channel, "ts": ts, "name": name, "wait_ack": wait_ack}
+        return self._call("POST", "react", body)
+
+    def command(
+        self, user: str, channel: str, command: str, text: str = "", *, wait_ack: bool = False
+    ) -> dict[str, Any]:
+        """`user` types `command text` in `channel`: a Socket Mode `slash_commands` envelope.
+
+        Answers `envelope_id`, `trigger_id`, `response_url`; with `wait_ack`, also `acked`
+        and the ack's payload as `response` (its text/blocks are shown to the user alone:
+        see `ephemerals`).
+        """
+        body = {
+            "user": user,
+            "channel": channel,
+            "command": command,
+            "text": text,
+            "wait_ack": wait_ack,
+        }
+        return self._call("POST", "command", body)
 
     def edit(self, channel: str, ts: str, text: str) -> None:
         self._call("POST", "edit", {"channel": channel, "ts": ts, "text": text})
@@ -189,6 +221,21 @@ class EmulatorClient:
         query = {"channel": channel, "thread_ts": thread_ts, "after": after, "user": user}
         return self._call("GET", "messages", query=query)["messages"]
 
+    def ephemerals(
+        self, user: str | None = None, channel: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Messages shown to one user alone, oldest first: channel, ephemeral_to, ts, text,
+        blocks, source (command_ack, response_url, chat.postEphemeral), command, replaced."""
+        query = {"user": user, "channel": channel}
+        return self._call("GET", "ephemerals", query=query)["ephemerals"]
+
+    def views(
+        self, user: str | None = None, callback_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Modals the app opened (views.open's view plus `user`, `trigger_id`), oldest first."""
+        query = {"user": user, "callback_id": callback_id}
+        return self._call("GET", "views", query=query)["views"]
+
     def file_content(self, file_id: str) -> bytes:
         request = urllib.request.Request(f"{self.url}/_emulator/files/{file_id}")
         try:
@@ -222,11 +269,14 @@ class EmulatorClient:
         return self._call("GET", "feed", query={"tail": 1})["cursor"]
 
     def feed(self, cursor: int = 0, wait: float = 0.0) -> tuple[list[dict[str, Any]], int]:
-        """Messages, edits and reactions after `cursor` (waiting up to `wait` s); and the next cursor.
+        """What happened after `cursor` (waiting up to `wait` s); and the next cursor.
 
-        Each event: kind (message/edit/reaction), channel, channel_name (None in a DM),
-        message (as `messages` shows it; files carry a text `preview`), names {id: name};
-        a reaction also has `reaction` and `user` (who reacted).
+        Each event: kind, channel, channel_name (None in a DM), names {id: name}, and
+        mostly `user` (who did it). Kinds message, edit, reaction, pin and ephemeral carry
+        `message` (as `messages` shows it; files carry a text `preview`); a reaction has
+        `reaction`, an ephemeral `ephemeral_to`. Also channel_created, channel_archived,
+        topic (`which`: topic/purpose, `value`), member_joined (`users`), view_opened
+        (`view`: id, callback_id, title, blocks).
         """
         query = {"cursor": cursor, "wait": wait}
         answer = self._call("GET", "feed", query=query, timeout=self.timeout + wait)
@@ -249,20 +299,28 @@ class EmulatorClient:
         return self._call("POST", "faults", {"disconnect": kind})["disconnected"]
 
     def socket_mode(
-        self, *, ack_timeout: float | None = None, retry_delays: list[float] | None = None
+        self,
+        *,
+        ack_timeout: float | None = None,
+        retry_delays: list[float] | None = None,
+        trigger_ttl: float | None = None,
     ) -> dict[str, Any]:
         """Change (or, without arguments, read) when unacked envelopes are delivered again.
 
         `ack_timeout`: seconds an Events API envelope may go unacked (Slack: 3);
-        `retry_delays`: one delay per retry after that (Slack: [0, 60, 300]; [] for none).
+        `retry_delays`: one delay per retry after that (Slack: [0, 60, 300]; [] for none);
+        `trigger_ttl`: seconds after delivery a trigger_id still opens a view (Slack: 3).
         """
         body: dict[str, Any] = {}
         if ack_timeout is not None:
             body["ack_timeout"] = ack_timeout
         if retry_delays is not None:
             body["retry_delays"] = retry_delays
+        if trigger_ttl is not None:
+            body["trigger_ttl"] = trigger_ttl
         answer = self._call("POST", "socket_mode", body)
-        return {"ack_timeout": answer["ack_timeout"], "retry_delays": answer["retry_delays"]}
+        keys = ("ack_timeout", "retry_delays", "trigger_ttl")
+        return {k: answer[k] for k in keys}
 
     def reset(self) -> None:
         self._call("POST", "reset", {})
@@ -304,6 +362,40 @@ class EmulatorClient:
             lambda m: m["ts"] != thread_ts and wanted(m),
             thread_ts=thread_ts,
             timeout=timeout,
+        )
+
+    def wait_for_ephemeral(
+        self,
+        predicate: Callable[[dict[str, Any]], Any] | None = None,
+        *,
+        user: str | None = None,
+        channel: str | None = None,
+        timeout: float = 10.0,
+    ) -> dict[str, Any]:
+        """The first ephemeral message (to `user`, in `channel`) for which `predicate` is true."""
+        wanted = predicate or (lambda e: True)
+        return wait_for(
+            lambda: self.ephemerals(user, channel),
+            lambda found: next((e for e in found if wanted(e)), None),
+            timeout=timeout,
+            what="an ephemeral message" + (f" to {user}" if user else ""),
+        )
+
+    def wait_for_view(
+        self,
+        predicate: Callable[[dict[str, Any]], Any] | None = None,
+        *,
+        user: str | None = None,
+        callback_id: str | None = None,
+        timeout: float = 10.0,
+    ) -> dict[str, Any]:
+        """The first modal opened (for `user`, with `callback_id`) matching `predicate`."""
+        wanted = predicate or (lambda v: True)
+        return wait_for(
+            lambda: self.views(user, callback_id),
+            lambda found: next((v for v in found if wanted(v)), None),
+            timeout=timeout,
+            what="a modal" + (f" {callback_id!r}" if callback_id else "") + " to open",
         )
 
     def wait_for_connections(

@@ -8,6 +8,9 @@ Refusals answer HTTP 400 with `{"ok": false, "error": ...}`.
 from __future__ import annotations
 
 import json
+import re
+import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,16 +18,28 @@ from aiohttp import web
 
 from stat_bot.integrations.slack_emulator.events import (
     block_actions_payload,
-    buttons,
     channel_created_event,
+    elements,
     message_changed_event,
     new_message_events,
+    options_of,
+    reaction_added_event,
+    slash_command_payload,
+)
+from stat_bot.integrations.slack_emulator.interactions import (
+    RESPONSE_URL_TTL,
+    RESPONSE_URL_USES,
+    ResponseTarget,
+    Trigger,
+    new_trigger_id,
+    respond,
 )
 from stat_bot.integrations.slack_emulator.state import STATE
 from stat_bot.integrations.slack_emulator.workspace import (
     BOT_NAME,
     BOT_USER_ID,
     Channel,
+    Message,
     SlackError,
     User,
     Workspace,
@@ -108,12 +123,64 @@ async def post_message(request: web.Request) -> web.StreamResponse:
     )
 
 
+def _find_element(message: Message, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The element a click names: by `action_id` (and `value` for twin buttons) or `index`."""
+    found = elements(message)
+    if "index" in body and body["index"] is not None:
+        index = int(body["index"])
+        if not 0 <= index < len(found):
+            raise SlackError("action_not_found", f"the message has {len(found)} elements")
+        return found[index]
+    wanted = [
+        (b, e)
+        for b, e in found
+        if e.get("action_id") == body.get("action_id")
+        and (
+            body.get("value") is None
+            or e.get("type") != "button"
+            or e.get("value") == body.get("value")
+        )
+    ]
+    if not wanted:
+        raise SlackError(
+            "action_not_found",
+            f"no element {body.get('action_id')!r}; it has "
+            + (", ".join(repr(e.get("action_id")) for _, e in found) or "none"),
+        )
+    return wanted[0]
+
+
+def _choice(ws: Workspace, element: dict[str, Any], body: dict[str, Any]) -> dict[str, Any] | None:
+    """What a select or overflow menu is set to: the `option` value, or `select_user`."""
+    kind = element.get("type")
+    if kind == "button":
+        return None
+    if kind == "users_select":
+        ref = body.get("select_user")
+        if not ref:
+            raise SlackError("invalid_arguments", "a users_select needs `select_user`")
+        return {"selected_user": ws.user(str(ref)).id}
+    options = options_of(element)
+    wanted = body.get("option")
+    option = next((o for o in options if o.get("value") == wanted), None)
+    if option is None:
+        values = ", ".join(repr(o.get("value")) for o in options) or "none"
+        raise SlackError(
+            "option_not_found",
+            f"{kind} {element.get('action_id')!r} has no option {wanted!r}; its values: {values}",
+        )
+    return {"selected_option": {"text": option.get("text"), "value": option.get("value")}}
+
+
 @_handler
 async def click(request: web.Request) -> web.StreamResponse:
-    """A user clicks a button of a posted message: a Socket Mode `interactive` envelope.
+    """A user uses an element of a posted message: a Socket Mode `interactive` envelope.
 
-    Body: `user`, `channel`, `ts` of the message, and the button by `action_id` (with
-    `value` when several share one) or by `index` (0-based, in reading order).
+    Body: `user`, `channel`, `ts` of the message, and the element by `action_id` (with
+    `value` when several buttons share one) or by `index` (0-based, in reading order,
+    among buttons, selects and overflow menus). A static_select or overflow needs
+    `option` (the option's value), a users_select `select_user`. The payload carries a
+    trigger_id views.open accepts and a response_url (`/_emulator/respond/...`).
     """
     state = request.app[STATE]
     body = await _body(request)
@@ -121,38 +188,177 @@ async def click(request: web.Request) -> web.StreamResponse:
     user = ws.user(str(body.get("user") or ""))
     channel = _conversation(ws, str(body.get("channel") or ""), user)
     message = ws.message(channel.id, str(body.get("ts") or ""))
-    found = buttons(message)
-    if "index" in body and body["index"] is not None:
-        index = int(body["index"])
-        if not 0 <= index < len(found):
-            raise SlackError("action_not_found", f"the message has {len(found)} buttons")
-        block, button = found[index]
-    else:
-        wanted = [
-            (b, e)
-            for b, e in found
-            if e.get("action_id") == body.get("action_id")
-            and (body.get("value") is None or e.get("value") == body.get("value"))
-        ]
-        if not wanted:
-            raise SlackError(
-                "action_not_found",
-                f"no button {body.get('action_id')!r}; it has "
-                + (", ".join(repr(e.get("action_id")) for _, e in found) or "none"),
-            )
-        block, button = wanted[0]
+    block, element = _find_element(message, body)
     if user.is_bot:
         raise SlackError("invalid_arguments", "the bot cannot click buttons")
+    choice = _choice(ws, element, body)
     url = base_url(request)
-    payload = block_actions_payload(ws, channel, message, user.id, block, button, url)
+    trigger_id = new_trigger_id()
+    trigger = state.triggers[trigger_id] = Trigger(user.id, channel.id)
+    response_url = state.issue_response_url(
+        ResponseTarget(channel.id, user.id, url, message_ts=message.ts)
+    )
+    payload = block_actions_payload(
+        ws,
+        channel,
+        message,
+        user.id,
+        block,
+        element,
+        url,
+        trigger_id=trigger_id,
+        response_url=response_url,
+        choice=choice,
+    )
     record = await state.hub.publish(payload, kind="interactive")
+    trigger.record = record
     acked = None
     if body.get("wait_ack"):
         acked = await state.hub.wait_acked(record, float(body.get("wait_ack_timeout") or 10))
     return web.json_response(
-        {"ok": True, "envelope_id": record.envelope_id, "action_id": button.get("action_id"),
-         "acked": acked}
-    )  # fmt: skip
+        {
+            "ok": True,
+            "envelope_id": record.envelope_id,
+            "action_id": element.get("action_id"),
+            "trigger_id": trigger_id,
+            "acked": acked,
+        }
+    )
+
+
+@_handler
+async def react(request: web.Request) -> web.StreamResponse:
+    """A user adds a reaction to a message: stored, and `reaction_added` sent to the app."""
+    state = request.app[STATE]
+    body = await _body(request)
+    ws = state.workspace
+    user = ws.user(str(body.get("user") or ""))
+    if user.is_bot:
+        raise SlackError("invalid_arguments", "react as the bot through reactions.add instead")
+    channel = ws.visible_channel(
+        _conversation(ws, str(body.get("channel") or ""), user).id, user.id
+    )
+    name = str(body.get("name") or "").strip(":")
+    message = ws.react(channel.id, str(body.get("ts") or ""), user.id, name)
+    state.note("reaction", channel, message, base_url(request), reaction=name, user=user.id)
+    events = []
+    if BOT_USER_ID in channel.members:  # like messages, only from conversations the app is in
+        events.append(reaction_added_event(channel, message, user.id, name))
+    records = await state.publish(events)
+    acked = None
+    if body.get("wait_ack"):
+        timeout = float(body.get("wait_ack_timeout") or 10)
+        acked = all([await state.hub.wait_acked(r, timeout) for r in records])
+    return web.json_response({"ok": True, "channel": channel.id, "ts": message.ts, "acked": acked})
+
+
+@_handler
+async def command(request: web.Request) -> web.StreamResponse:
+    """A user types a slash command: a Socket Mode `slash_commands` envelope.
+
+    Body: `user`, `channel`, `command` ("/incident"), `text`. An ack carrying text or
+    blocks is shown to the user alone (see `/_emulator/ephemerals`), or posted in the
+    channel with `response_type: in_channel`, as Slack does. `wait_ack`: answer once
+    the app has acked, with the ack's payload as `response`.
+    """
+    state = request.app[STATE]
+    body = await _body(request)
+    ws = state.workspace
+    user = ws.user(str(body.get("user") or ""))
+    if user.is_bot:
+        raise SlackError("invalid_arguments", "only people type slash commands")
+    channel = ws.visible_channel(
+        _conversation(ws, str(body.get("channel") or ""), user).id, user.id
+    )
+    name = str(body.get("command") or "")
+    if not re.fullmatch(r"/[a-z0-9_-]{1,31}", name):
+        raise SlackError(
+            "invalid_command", f"{name!r}: a command is / and up to 31 lowercase letters or digits"
+        )
+    url = base_url(request)
+    target = ResponseTarget(channel.id, user.id, url, command=name)
+    trigger_id = new_trigger_id()
+    trigger = state.triggers[trigger_id] = Trigger(user.id, channel.id)
+    response_url = state.issue_response_url(target)
+    payload = slash_command_payload(
+        channel,
+        user,
+        name,
+        str(body.get("text") or ""),
+        trigger_id=trigger_id,
+        response_url=response_url,
+    )
+    envelope_id = str(uuid.uuid4())
+    state.commands[envelope_id] = target  # before publishing: the ack may come at once
+    record = await state.hub.publish(payload, kind="slash_commands", envelope_id=envelope_id)
+    trigger.record = record
+    acked = None
+    if body.get("wait_ack"):
+        acked = await state.hub.wait_acked(record, float(body.get("wait_ack_timeout") or 10))
+    answer = {
+        "ok": True,
+        "envelope_id": envelope_id,
+        "trigger_id": trigger_id,
+        "response_url": response_url,
+        "acked": acked,
+        "response": record.ack_payload,
+    }
+    return web.json_response(answer)
+
+
+async def respond_url(request: web.Request) -> web.StreamResponse:
+    """A response_url: the app's answer to a command or click (JSON, as Bolt's respond sends)."""
+    state = request.app[STATE]
+    target = state.response_urls.get(request.match_info["token"])
+    if target is None or time.time() - target.created > RESPONSE_URL_TTL:
+        return refusal(SlackError("expired_url", "unknown or older than 30 minutes"), 404)
+    if target.uses >= RESPONSE_URL_USES:
+        return refusal(
+            SlackError("used_url", f"a response_url takes {RESPONSE_URL_USES} answers"), 404
+        )
+    try:
+        body = await _body(request)
+        events = respond(state, target, body, "response_url")
+    except SlackError as error:
+        return refusal(error)
+    target.uses += 1
+    await state.publish(events)
+    return web.json_response({"ok": True})
+
+
+async def ephemerals(request: web.Request) -> web.StreamResponse:
+    """Messages shown to one user alone (`?user=`, `?channel=` to narrow), oldest first."""
+    ws = request.app[STATE].workspace
+    user, channel = request.query.get("user"), request.query.get("channel")
+    try:
+        user_id = ws.user(user).id if user else None
+        channel_id = ws.channel(channel).id if channel else None
+    except SlackError as error:
+        return refusal(error)
+    found = [
+        e.to_api()
+        for e in ws.ephemerals
+        if (user_id is None or e.user == user_id)
+        and (channel_id is None or e.channel == channel_id)
+    ]
+    return web.json_response({"ok": True, "ephemerals": found})
+
+
+async def views(request: web.Request) -> web.StreamResponse:
+    """Modals opened with views.open (`?user=`, `?callback_id=` to narrow), oldest first."""
+    ws = request.app[STATE].workspace
+    user, callback_id = request.query.get("user"), request.query.get("callback_id")
+    try:
+        user_id = ws.user(user).id if user else None
+    except SlackError as error:
+        return refusal(error)
+    found = [
+        v.view_record()
+        for v in ws.views
+        if (user_id is None or v.user == user_id)
+        and (callback_id is None or v.view.get("callback_id") == callback_id)
+    ]
+    return web.json_response({"ok": True, "views": found})
 
 
 @_handler
@@ -199,6 +405,7 @@ async def add_channel(request: web.Request) -> web.StreamResponse:
         members=body.get("members"),
         is_archived=bool(body.get("is_archived")),
     )
+    state.note_event("channel_created", channel, user=channel.creator)
     if not channel.is_private:
         await state.publish([channel_created_event(channel)])
     return web.json_response({"ok": True, "channel": channel.to_api()})
@@ -314,8 +521,23 @@ async def socket_mode_settings(request: web.Request) -> web.StreamResponse:
                     "invalid_arguments", "retry_delays is a list of seconds, each in [0, 3600]"
                 )
             hub.retry_delays = tuple(float(d) for d in delays)
+        if "trigger_ttl" in body:
+            try:
+                ttl = float(body["trigger_ttl"])
+            except (TypeError, ValueError):
+                raise SlackError(
+                    "invalid_arguments", "trigger_ttl is a number of seconds"
+                ) from None
+            if not 0 <= ttl <= 3600:
+                raise SlackError("invalid_arguments", "trigger_ttl must be in [0, 3600] seconds")
+            request.app[STATE].trigger_ttl = ttl
     return web.json_response(
-        {"ok": True, "ack_timeout": hub.ack_timeout, "retry_delays": list(hub.retry_delays)}
+        {
+            "ok": True,
+            "ack_timeout": hub.ack_timeout,
+            "retry_delays": list(hub.retry_delays),
+            "trigger_ttl": request.app[STATE].trigger_ttl,
+        }
     )
 
 
@@ -324,6 +546,11 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/_emulator/messages", list_messages)
     app.router.add_post("/_emulator/edit", edit_message)
     app.router.add_post("/_emulator/click", click)
+    app.router.add_post("/_emulator/react", react)
+    app.router.add_post("/_emulator/command", command)
+    app.router.add_post("/_emulator/respond/{token}", respond_url)
+    app.router.add_get("/_emulator/ephemerals", ephemerals)
+    app.router.add_get("/_emulator/views", views)
     app.router.add_post("/_emulator/channels", add_channel)
     app.router.add_post("/_emulator/users", add_user)
     app.router.add_get("/_emulator/files/{file_id}", file_content)

@@ -15,9 +15,11 @@ from typing import Any
 from stat_bot.integrations.slack_emulator.workspace import (
     APP_ID,
     BOT_USER_ID,
+    TEAM_DOMAIN,
     TEAM_ID,
     Channel,
     Message,
+    User,
     Workspace,
 )
 
@@ -130,18 +132,46 @@ def event_callback(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def buttons(message: Message) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """The message's buttons in reading order, each with the actions block it is in."""
+INTERACTIVE = frozenset({"button", "static_select", "users_select", "overflow"})
+SELECTS = frozenset({"static_select", "users_select"})
+
+
+def elements(message: Message) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The message's clickable elements (buttons, selects, overflow menus) in reading order,
+    each with the block it is in."""
     found = []
     for block in message.blocks or []:
         if block.get("type") == "actions":
             for element in block.get("elements") or []:
-                if isinstance(element, dict) and element.get("type") == "button":
+                if isinstance(element, dict) and element.get("type") in INTERACTIVE:
                     found.append((block, element))
         accessory = block.get("accessory")
-        if isinstance(accessory, dict) and accessory.get("type") == "button":
+        if isinstance(accessory, dict) and accessory.get("type") in INTERACTIVE:
             found.append((block, accessory))
     return found
+
+
+def buttons(message: Message) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The message's buttons in reading order, each with the block it is in."""
+    return [(b, e) for b, e in elements(message) if e.get("type") == "button"]
+
+
+def options_of(element: dict[str, Any]) -> list[dict[str, Any]]:
+    """A static_select's or overflow's options, those inside option_groups included."""
+    found = [o for o in element.get("options") or [] if isinstance(o, dict)]
+    for group in element.get("option_groups") or []:
+        found += [o for o in (group or {}).get("options") or [] if isinstance(o, dict)]
+    return found
+
+
+def _select_state(element: dict[str, Any], chosen: dict[str, Any] | None) -> dict[str, Any]:
+    """One select's entry in `state.values`, as Slack reports what it shows now."""
+    kind = element.get("type")
+    if kind == "users_select":
+        user = chosen.get("selected_user") if chosen else element.get("initial_user")
+        return {"type": kind, "selected_user": user}
+    option = chosen.get("selected_option") if chosen else element.get("initial_option")
+    return {"type": kind, "selected_option": option}
 
 
 def block_actions_payload(
@@ -150,20 +180,47 @@ def block_actions_payload(
     message: Message,
     user_id: str,
     block: dict[str, Any],
-    button: dict[str, Any],
+    element: dict[str, Any],
     base_url: str,
+    *,
+    trigger_id: str,
+    response_url: str,
+    choice: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """What Slack sends when `user_id` clicks `button`: a `block_actions` interaction payload.
+    """What Slack sends when `user_id` uses `element`: a `block_actions` interaction payload.
 
     Shaped as Slack's reference shows it (type, user, api_app_id, token, container,
-    trigger_id, team, channel, message, state, actions), so Bolt's `app.action(...)`
-    matchers and listener arguments see what they would in Slack. There is no
-    `response_url` (it is optional; the emulator has no endpoint behind one): answer
-    through the Web API (chat.postMessage / chat.update) instead.
+    trigger_id, team, channel, message, state, response_url, actions), so Bolt's
+    `app.action(...)` matchers and listener arguments see what they would in Slack.
+    `choice` is what a select or overflow was set to: `{"selected_option": {...}}` or
+    `{"selected_user": "U..."}`; `state.values` shows every select of the message.
     """
     user = workspace.users[user_id]
     now = time.time()
     api_message = message.to_api(workspace, base_url)
+    kind = str(element.get("type", "button"))
+    action: dict[str, Any] = {
+        "action_id": element.get("action_id", ""),
+        "block_id": block.get("block_id", ""),
+        "type": kind,
+        "action_ts": f"{now:.6f}",
+    }
+    if kind == "button":
+        action["text"] = element.get("text", {"type": "plain_text", "text": ""})
+        action["value"] = element.get("value", "")
+        if element.get("style"):
+            action["style"] = element["style"]
+    else:
+        action.update(choice or {})
+        if kind in SELECTS and element.get("placeholder"):
+            action["placeholder"] = element["placeholder"]
+    values: dict[str, dict[str, Any]] = {}
+    for b, e in elements(message):
+        if e.get("type") in SELECTS and e.get("action_id"):
+            mine = e is element
+            values.setdefault(str(b.get("block_id", "")), {})[str(e["action_id"])] = _select_state(
+                e, choice if mine else None
+            )
     return {
         "type": "block_actions",
         "user": {
@@ -181,8 +238,8 @@ def block_actions_payload(
             "is_ephemeral": False,
             **({"thread_ts": message.thread_ts} if message.thread_ts else {}),
         },
-        "trigger_id": f"{int(now)}.{uuid.uuid4().int % 10**12}.{uuid.uuid4().hex[:32]}",
-        "team": {"id": TEAM_ID, "domain": "stat-local"},
+        "trigger_id": trigger_id,
+        "team": {"id": TEAM_ID, "domain": TEAM_DOMAIN},
         "enterprise": None,
         "is_enterprise_install": False,
         "channel": {
@@ -190,16 +247,74 @@ def block_actions_payload(
             "name": channel.name if not channel.is_im else "directmessage",
         },
         "message": api_message,
-        "state": {"values": {}},
-        "actions": [
-            {
-                "action_id": button.get("action_id", ""),
-                "block_id": block.get("block_id", ""),
-                "text": button.get("text", {"type": "plain_text", "text": ""}),
-                "value": button.get("value", ""),
-                **({"style": button["style"]} if button.get("style") else {}),
-                "type": "button",
-                "action_ts": f"{now:.6f}",
-            }
-        ],
+        "state": {"values": values},
+        "response_url": response_url,
+        "actions": [action],
+    }
+
+
+def slash_command_payload(
+    channel: Channel,
+    user: User,
+    command: str,
+    text: str,
+    *,
+    trigger_id: str,
+    response_url: str,
+) -> dict[str, Any]:
+    """A slash command as Slack sends it (form fields, here as the envelope's JSON payload)."""
+    return {
+        "token": VERIFICATION_TOKEN,
+        "team_id": TEAM_ID,
+        "team_domain": TEAM_DOMAIN,
+        "channel_id": channel.id,
+        "channel_name": "directmessage" if channel.is_im else channel.name,
+        "user_id": user.id,
+        "user_name": user.name,
+        "command": command,
+        "text": text,
+        "api_app_id": APP_ID,
+        "is_enterprise_install": "false",
+        "response_url": response_url,
+        "trigger_id": trigger_id,
+    }
+
+
+def reaction_added_event(
+    channel: Channel, message: Message, user_id: str, name: str
+) -> dict[str, Any]:
+    now = f"{time.time():.6f}"
+    return {
+        "type": "reaction_added",
+        "user": user_id,
+        "reaction": name,
+        "item_user": message.user,
+        "item": {"type": "message", "channel": channel.id, "ts": message.ts},
+        "event_ts": now,
+    }
+
+
+def member_joined_channel_event(
+    channel: Channel, user_id: str, inviter: str | None = None
+) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "type": "member_joined_channel",
+        "user": user_id,
+        "channel": channel.id,
+        "channel_type": "G" if channel.is_private else "C",
+        "team": TEAM_ID,
+        "event_ts": f"{time.time():.6f}",
+    }
+    if inviter:
+        event["inviter"] = inviter
+    return event
+
+
+def channel_archive_event(channel: Channel, user_id: str) -> dict[str, Any]:
+    """`channel_archive` (`group_archive` for a private channel), as Slack names them."""
+    return {
+        "type": "group_archive" if channel.is_private else "channel_archive",
+        "channel": channel.id,
+        "user": user_id,
+        "event_ts": f"{time.time():.6f}",
     }

@@ -30,6 +30,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,6 +123,8 @@ class SocketModeHub:
         self._acked_events: set[str] = set()  # first envelope ids of events acked once
         self._payloads: dict[str, dict[str, Any]] = {}  # first envelope id -> unacked event
         self._tried: dict[str, set[int]] = {}  # first envelope id -> sockets it went to
+        # Called with each envelope's record when first acked (a slash command's answer).
+        self.on_ack: Callable[[EnvelopeRecord], None] | None = None
 
     # -- connecting --------------------------------------------------------------------
 
@@ -195,6 +198,11 @@ class SocketModeHub:
             timer = self._timers.pop(first, None)
             if timer is not None:
                 timer.cancel()
+            if self.on_ack is not None:  # before any waiter resumes: what the ack caused is done
+                try:
+                    self.on_ack(record)
+                except Exception:
+                    log.exception("handling the ack of envelope %s failed", record.envelope_id)
             waiter = self.ack_waiters.pop(first, None)
             if waiter is not None and not waiter.done():
                 waiter.set_result(now)
@@ -229,17 +237,20 @@ class SocketModeHub:
         *,
         retry_of: EnvelopeRecord | None = None,
         attempt: int = 0,
+        envelope_id: str | None = None,
     ) -> EnvelopeRecord:
         """Wrap `payload` in an envelope and write it to a socket now, or queue it for the next.
 
         `retry_of`: the event's first envelope, when this is its `attempt`-th redelivery.
+        `envelope_id`: chosen by the caller, who must know it before the ack can arrive.
         """
-        envelope_id = str(uuid.uuid4())
+        envelope_id = envelope_id or str(uuid.uuid4())
         record = EnvelopeRecord(
             envelope_id=envelope_id,
             type=kind,
             # An event's type, or an interaction's (`block_actions`).
-            event_type=payload.get("event", {}).get("type", "") or str(payload.get("type", "")),
+            event_type=payload.get("event", {}).get("type", "")
+            or str(payload.get("type", "") or kind),
             event_id=payload.get("event_id", ""),
             published=time.time(),
             event_ts=payload.get("event", {}).get("ts"),
@@ -259,7 +270,8 @@ class SocketModeHub:
             {
                 "envelope_id": envelope_id,
                 "type": kind,
-                "accepts_response_payload": False,
+                # Slack lets an ack carry an answer only where one is shown (a command's).
+                "accepts_response_payload": kind == "slash_commands",
                 "retry_attempt": record.retry_attempt,
                 "retry_reason": record.retry_reason,
                 "payload": payload,

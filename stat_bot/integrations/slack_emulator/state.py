@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
@@ -18,15 +20,27 @@ from aiohttp import web
 
 from stat_bot.integrations.slack_emulator.events import event_callback
 from stat_bot.integrations.slack_emulator.faults import FaultPlan
+from stat_bot.integrations.slack_emulator.interactions import (
+    TRIGGER_TTL,
+    ResponseTarget,
+    Trigger,
+    respond,
+)
 from stat_bot.integrations.slack_emulator.socket_mode import EnvelopeRecord, SocketModeHub
 from stat_bot.integrations.slack_emulator.workspace import (
     APP_TOKEN,
+    BOT_ID,
     BOT_TOKEN,
+    BOT_USER_ID,
     Channel,
+    Ephemeral,
     Message,
+    SlackError,
     Workspace,
     message_view,
 )
+
+log = logging.getLogger(__name__)
 
 MAX_CALLS = 2000
 MESSAGE_SUBSCRIPTIONS = {
@@ -72,6 +86,14 @@ class EmulatorState:
         self.feed: deque[dict[str, Any]] = deque(maxlen=MAX_FEED)
         self.feed_end = 0
         self._feed_grew: asyncio.Event | None = None
+        # What interactive payloads handed the app: trigger_ids and response URLs (by token),
+        # and the slash command each unacked envelope carried (its ack may answer it).
+        self.trigger_ttl = TRIGGER_TTL
+        self.triggers: dict[str, Trigger] = {}
+        self.response_urls: dict[str, ResponseTarget] = {}
+        self.commands: dict[str, ResponseTarget] = {}
+        self.hub.on_ack = self._on_ack
+        self._tasks: set[asyncio.Future[Any]] = set()
 
     def reset(self) -> None:
         """Back to the seed: messages, files, users and faults gone; sockets stay connected."""
@@ -80,6 +102,34 @@ class EmulatorState:
         self.hub.reset()
         self.calls.clear()
         self.feed.clear()
+        self.triggers.clear()
+        self.response_urls.clear()
+        self.commands.clear()
+
+    def issue_response_url(self, target: ResponseTarget) -> str:
+        token = uuid.uuid4().hex
+        self.response_urls[token] = target
+        return f"{target.base_url}/_emulator/respond/{token}"
+
+    def _on_ack(self, record: EnvelopeRecord) -> None:
+        """A slash command's ack may carry its answer: show it to the user (or the channel)."""
+        target = self.commands.pop(record.envelope_id, None)
+        answer = record.ack_payload
+        if target is None or not isinstance(answer, dict):
+            return
+        if not answer.get("text") and not answer.get("blocks"):
+            return
+        try:
+            events = respond(self, target, answer, "command_ack")
+        except SlackError as error:
+            log.warning(
+                "the ack of %s carried an answer Slack would refuse: %s", target.command, error
+            )
+            return
+        if events:
+            task = asyncio.ensure_future(self.publish(events))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def publish(self, events: Iterable[dict[str, Any]]) -> list[EnvelopeRecord]:
         """Send each event the app subscribes to over Socket Mode, in order, right now."""
@@ -108,7 +158,37 @@ class EmulatorState:
     def note(
         self, kind: str, channel: Channel, message: Message, base_url: str, **extra: Any
     ) -> None:
-        """Add a feed entry (`message`, `edit` or `reaction`) and wake whoever waits for one."""
+        """Add a feed entry about a message (`message`, `edit`, `reaction`, `pin`)."""
+        self.note_event(
+            kind, channel, message=message_view(self.workspace, message, base_url), **extra
+        )
+
+    def note_ephemeral(self, channel: Channel, ephemeral: Ephemeral) -> None:
+        """A feed entry `ephemeral`: a message shown to `ephemeral_to` alone, from the app."""
+        message = {
+            "ts": ephemeral.ts,
+            "thread_ts": None,
+            "user": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "text": ephemeral.text,
+            "blocks": ephemeral.blocks,
+            "attachments": None,
+            "files": [],
+            "reactions": [],
+            "edited": False,
+            "history": [],
+            "reply_count": 0,
+            "pinned_to": [],
+        }
+        self.note_event("ephemeral", channel, message=message, ephemeral_to=ephemeral.user)
+
+    def note_event(self, kind: str, channel: Channel, **extra: Any) -> None:
+        """Add a feed entry and wake whoever waits for one.
+
+        Kinds: message, edit, reaction, pin, ephemeral (these carry `message`);
+        channel_created, channel_archived, topic (`which`: topic or purpose, `value`),
+        member_joined (`users`), view_opened (`view`); `user` is who did it.
+        """
         self.feed_end += 1
         self.feed.append(
             {
@@ -116,7 +196,6 @@ class EmulatorState:
                 "kind": kind,
                 "channel": channel.id,
                 "channel_name": None if channel.is_im else channel.name,
-                "message": message_view(self.workspace, message, base_url),
                 "names": {u.id: u.name for u in self.workspace.users.values()},
                 **extra,
             }

@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from stat_bot.integrations.slack_emulator.blocks import parse_blocks
-from stat_bot.integrations.slack_emulator.events import message_changed_event, new_message_events
+from stat_bot.integrations.slack_emulator.events import (
+    channel_archive_event,
+    channel_created_event,
+    member_joined_channel_event,
+    message_changed_event,
+    new_message_events,
+)
+from stat_bot.integrations.slack_emulator.interactions import exchange_trigger
 from stat_bot.integrations.slack_emulator.state import EmulatorState
 from stat_bot.integrations.slack_emulator.workspace import (
     BOT_ID,
@@ -25,11 +32,18 @@ from stat_bot.integrations.slack_emulator.workspace import (
     TEAM_ID,
     TEAM_NAME,
     Channel,
+    Ephemeral,
     File,
     SlackError,
+    View,
     Workspace,
+    check_channel_name,
     ts_key,
 )
+
+MAX_PINS = 100
+MAX_VIEW_BLOCKS = 100
+MAX_VIEW_TITLE = 24
 
 T = TypeVar("T")
 
@@ -204,6 +218,32 @@ def chat_update(ctx: CallContext, args: Args) -> dict[str, Any]:
     }
 
 
+@method("chat.postEphemeral")
+def chat_post_ephemeral(ctx: CallContext, args: Args) -> dict[str, Any]:
+    """A message only `user` sees; kept apart from the history (`/_emulator/ephemerals`)."""
+    channel = _bot_channel(ctx, args.required("channel"))
+    user = ctx.ws.users.get(args.required("user"))
+    if user is None:
+        raise SlackError("user_not_found", args.required("user"))
+    if user.id not in channel.members:
+        raise SlackError("user_not_in_channel", f"{user.id} is not a member of {channel.id}")
+    text = args.text("text") or ""
+    blocks = parse_blocks(args.values.get("blocks"))
+    if not text and not blocks:
+        raise SlackError("no_text", "give text or blocks")
+    ephemeral = Ephemeral(
+        channel.id,
+        user.id,
+        ctx.ws.clock.next(),
+        text=text,
+        blocks=blocks,
+        source="chat.postEphemeral",
+    )
+    ctx.ws.ephemerals.append(ephemeral)
+    ctx.state.note_ephemeral(channel, ephemeral)
+    return {"message_ts": ephemeral.ts}
+
+
 @method("chat.getPermalink")
 def chat_get_permalink(ctx: CallContext, args: Args) -> dict[str, Any]:
     channel = ctx.ws.visible_channel(args.required("channel"))
@@ -322,7 +362,191 @@ def conversations_replies(ctx: CallContext, args: Args) -> dict[str, Any]:
     }
 
 
+@method("conversations.create")
+def conversations_create(ctx: CallContext, args: Args) -> dict[str, Any]:
+    """A new channel with the bot as creator and only member, as when a bot creates one."""
+    name = check_channel_name(args.text("name") or "")
+    channel = ctx.ws.add_channel(name, is_private=args.flag("is_private"), members=[BOT_USER_ID])
+    ctx.state.note_event("channel_created", channel, user=BOT_USER_ID)
+    if not channel.is_private:  # Slack tells apps only of public channels
+        ctx.events.append(channel_created_event(channel))
+    return {"channel": channel.to_api()}
+
+
+@method("conversations.invite")
+def conversations_invite(ctx: CallContext, args: Args) -> dict[str, Any]:
+    channel = ctx.ws.visible_channel(args.required("channel"))
+    ids = [u.strip() for u in (args.text("users") or "").split(",") if u.strip()]
+    added = ctx.ws.invite(channel, BOT_USER_ID, ids)
+    ctx.state.note_event("member_joined", channel, users=added, user=BOT_USER_ID)
+    ctx.events += [member_joined_channel_event(channel, u, BOT_USER_ID) for u in added]
+    return {"channel": channel.to_api()}
+
+
+def _set_topic(ctx: CallContext, args: Args, which: str) -> dict[str, Any]:
+    channel = ctx.ws.visible_channel(args.required("channel"))
+    if channel.is_im:
+        raise SlackError("method_not_supported_for_channel_type", channel.id)
+    value = args.text(which) or ""
+    ctx.ws.set_topic(channel, BOT_USER_ID, which, value)
+    ctx.state.note_event("topic", channel, which=which, value=value, user=BOT_USER_ID)
+    return {"channel": channel.to_api()}
+
+
+@method("conversations.setTopic")
+def conversations_set_topic(ctx: CallContext, args: Args) -> dict[str, Any]:
+    return _set_topic(ctx, args, "topic")
+
+
+@method("conversations.setPurpose")
+def conversations_set_purpose(ctx: CallContext, args: Args) -> dict[str, Any]:
+    return _set_topic(ctx, args, "purpose")
+
+
+@method("conversations.archive")
+def conversations_archive(ctx: CallContext, args: Args) -> dict[str, Any]:
+    channel = ctx.ws.visible_channel(args.required("channel"))
+    ctx.ws.archive(channel, BOT_USER_ID)
+    ctx.state.note_event("channel_archived", channel, user=BOT_USER_ID)
+    ctx.events.append(channel_archive_event(channel, BOT_USER_ID))
+    return {}
+
+
+# -- pins ------------------------------------------------------------------------------
+
+
+@method("pins.add")
+def pins_add(ctx: CallContext, args: Args) -> dict[str, Any]:
+    channel = _bot_channel(ctx, args.required("channel"))
+    ts = args.text("timestamp")
+    if not ts:
+        raise SlackError("no_item_specified", "give timestamp: the ts of the message to pin")
+    if len(channel.pins) >= MAX_PINS:
+        raise SlackError("too_many_pins", f"a channel holds at most {MAX_PINS} pins")
+    message = ctx.ws.pin(channel, ts, BOT_USER_ID)
+    ctx.state.note("pin", channel, message, ctx.base_url, user=BOT_USER_ID)
+    item = _pin_item(ctx, channel, ts)
+    ctx.events.append(
+        {
+            "type": "pin_added",
+            "user": BOT_USER_ID,
+            "channel_id": channel.id,
+            "item": item,
+            "event_ts": f"{item['created']}.000000",
+        }
+    )
+    return {}
+
+
+@method("pins.remove")
+def pins_remove(ctx: CallContext, args: Args) -> dict[str, Any]:
+    channel = _bot_channel(ctx, args.required("channel"))
+    ts = args.text("timestamp")
+    if not ts:
+        raise SlackError("no_item_specified", "give timestamp: the ts of the pinned message")
+    message = ctx.ws.message(channel.id, ts)
+    if channel.pins.pop(ts, None) is None:
+        raise SlackError("no_pin", ts)
+    message.pinned_to.remove(channel.id)
+    return {}
+
+
+def _pin_item(ctx: CallContext, channel: Channel, ts: str) -> dict[str, Any]:
+    who, created = channel.pins[ts]
+    message = ctx.ws.message(channel.id, ts).to_api(ctx.ws, ctx.base_url)
+    message["permalink"] = f"{ctx.base_url}/archives/{channel.id}/p{ts.replace('.', '')}"
+    return {
+        "type": "message",
+        "created": created,
+        "created_by": who,
+        "channel": channel.id,
+        "message": message,
+    }
+
+
+@method("pins.list")
+def pins_list(ctx: CallContext, args: Args) -> dict[str, Any]:
+    """The channel's pinned messages, the latest pin first."""
+    channel = ctx.ws.visible_channel(args.required("channel"))
+    return {"items": [_pin_item(ctx, channel, ts) for ts in reversed(channel.pins)]}
+
+
+# -- views -----------------------------------------------------------------------------
+
+
+def _check_view(view: Any) -> dict[str, Any]:
+    """A modal as Slack checks it: type, title, blocks, and submit when it has inputs."""
+    if not isinstance(view, dict):
+        raise SlackError("invalid_arguments", "view must be a JSON object")
+    if view.get("type") != "modal":
+        raise SlackError("invalid_arguments", "views.open opens a view of type modal")
+    title = view.get("title")
+    if not isinstance(title, dict) or title.get("type") != "plain_text" or not title.get("text"):
+        raise SlackError("invalid_arguments", "a modal needs a plain_text title")
+    if len(title["text"]) > MAX_VIEW_TITLE:
+        raise SlackError(
+            "invalid_arguments", f"the title must be at most {MAX_VIEW_TITLE} characters"
+        )
+    blocks = parse_blocks(view.get("blocks"), limit=MAX_VIEW_BLOCKS)
+    if not blocks:
+        raise SlackError("invalid_arguments", "a modal needs blocks")
+    if any(b.get("type") == "input" for b in blocks) and not view.get("submit"):
+        raise SlackError("invalid_arguments", "a modal with input blocks needs a submit button")
+    if len(str(view.get("callback_id") or "")) > 255:
+        raise SlackError("invalid_arguments", "callback_id must be at most 255 characters")
+    if len(str(view.get("private_metadata") or "")) > 3000:
+        raise SlackError("invalid_arguments", "private_metadata must be at most 3000 characters")
+    return view
+
+
+@method("views.open")
+def views_open(ctx: CallContext, args: Args) -> dict[str, Any]:
+    trigger_id = args.text("trigger_id")
+    if not trigger_id:
+        raise SlackError("invalid_arguments", "give trigger_id, from the payload being answered")
+    view = _check_view(args.parsed("view"))
+    trigger = exchange_trigger(ctx.state, trigger_id)
+    opened = View(ctx.ws.new_id("V"), trigger.user, trigger_id, view)
+    ctx.ws.views.append(opened)
+    channel = ctx.ws.channels.get(trigger.channel)
+    if channel is not None:
+        summary = {
+            "id": opened.id,
+            "callback_id": view.get("callback_id", ""),
+            "title": view["title"]["text"],
+            "blocks": view.get("blocks") or [],
+        }
+        ctx.state.note_event("view_opened", channel, view=summary, user=trigger.user)
+    return {"view": opened.to_api()}
+
+
 # -- users and groups ------------------------------------------------------------------
+
+
+@method("users.conversations")
+def users_conversations(ctx: CallContext, args: Args) -> dict[str, Any]:
+    """The conversations `user` (default: the bot) is in that the bot may know of."""
+    ref = args.text("user") or BOT_USER_ID
+    if ref not in ctx.ws.users:
+        raise SlackError("user_not_found", ref)
+    types = {t.strip() for t in (args.text("types") or "public_channel").split(",") if t.strip()}
+    unknown = types - {"public_channel", "private_channel", "im", "mpim"}
+    if unknown:
+        raise SlackError("invalid_types", ",".join(sorted(unknown)))
+    skip_archived = args.flag("exclude_archived")
+    found = [
+        c
+        for c in ctx.ws.channels.values()
+        if _type_of(c) in types
+        and ref in c.members
+        and (not c.is_private or BOT_USER_ID in c.members)
+        and not (skip_archived and c.is_archived)
+    ]
+    page, cursor = paginate(found, args)
+    return {
+        "channels": [c.to_api() for c in page],
+        "response_metadata": {"next_cursor": cursor},
+    }
 
 
 @method("users.list")

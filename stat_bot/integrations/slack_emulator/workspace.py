@@ -38,6 +38,9 @@ ADMINS_GROUP_HANDLE = "hpc-admins"
 
 MAX_TEXT_LENGTH = 40_000
 MAX_BLOCKS = 50
+MAX_CHANNEL_NAME = 80
+MAX_TOPIC_LENGTH = 250
+MAX_PURPOSE_LENGTH = 250
 
 
 class SlackError(Exception):
@@ -107,6 +110,10 @@ class Channel:
     created: int = field(default_factory=lambda: int(time.time()))
     creator: str = ADMIN_USER_ID
     is_archived: bool = False
+    topic: dict[str, Any] = field(default_factory=lambda: _blank_topic())
+    purpose: dict[str, Any] = field(default_factory=lambda: _blank_topic())
+    # Pinned messages' ts, oldest pin first, with who pinned each and when (pins.list).
+    pins: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     @property
     def is_im(self) -> bool:
@@ -149,9 +156,35 @@ class Channel:
             "creator": self.creator,
             "context_team_id": TEAM_ID,
             "num_members": len(self.members),
-            "topic": {"value": "", "creator": "", "last_set": 0},
-            "purpose": {"value": "", "creator": "", "last_set": 0},
+            "topic": dict(self.topic),
+            "purpose": dict(self.purpose),
         }
+
+
+def _blank_topic() -> dict[str, Any]:
+    return {"value": "", "creator": "", "last_set": 0}
+
+
+def check_channel_name(name: str) -> str:
+    """`name` if Slack would accept it for a new channel, else Slack's own refusal.
+
+    Slack's rules: lowercase letters, digits, hyphens and underscores, at most 80
+    characters, and not punctuation alone.
+    """
+    if not name:
+        raise SlackError("invalid_name_required", "a channel needs a name")
+    if len(name) > MAX_CHANNEL_NAME:
+        raise SlackError(
+            "invalid_name_maxlength", f"{len(name)} characters, at most {MAX_CHANNEL_NAME}"
+        )
+    if not re.fullmatch(r"[a-z0-9_-]+", name):
+        raise SlackError(
+            "invalid_name_specials",
+            f"{name!r}: only lowercase letters, digits, hyphens and underscores are allowed",
+        )
+    if not re.search(r"[a-z0-9]", name):
+        raise SlackError("invalid_name_punctuation", f"{name!r} is punctuation only")
+    return name
 
 
 @dataclass
@@ -219,6 +252,7 @@ class Message:
     history: list[Edit] = field(default_factory=list)
     replies: list[str] = field(default_factory=list)
     parent_user_id: str | None = None
+    pinned_to: list[str] = field(default_factory=list)
 
     @property
     def is_reply(self) -> bool:
@@ -256,6 +290,8 @@ class Message:
             data["latest_reply"] = self.replies[-1]
         if self.history:
             data["edited"] = {"user": self.user, "ts": self.history[-1].edited_ts}
+        if self.pinned_to:
+            data["pinned_to"] = list(self.pinned_to)
         if self.reactions:
             data["reactions"] = [
                 {"name": name, "users": list(users), "count": len(users)}
@@ -294,7 +330,82 @@ def message_view(workspace: Workspace, message: Message, base_url: str) -> dict[
             {"text": e.text, "blocks": e.blocks, "edited_ts": e.edited_ts} for e in message.history
         ],
         "reply_count": len(message.replies),
+        "pinned_to": list(message.pinned_to),
     }
+
+
+@dataclass
+class Ephemeral:
+    """A message only `user` sees (a slash command's answer, a response_url reply).
+
+    Slack keeps these out of the channel's history, so the emulator keeps them
+    apart from `Workspace.messages`: `/_emulator/ephemerals` lists them.
+    """
+
+    channel: str
+    user: str
+    ts: str
+    text: str = ""
+    blocks: list[dict[str, Any]] | None = None
+    source: str = ""  # command_ack, response_url, chat.postEphemeral
+    command: str | None = None
+    replaced: bool = False  # a later response with replace_original took its place
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "channel": self.channel,
+            "ephemeral_to": self.user,
+            "ts": self.ts,
+            "text": self.text,
+            "blocks": self.blocks,
+            "source": self.source,
+            "command": self.command,
+            "replaced": self.replaced,
+        }
+
+
+@dataclass
+class View:
+    """A modal the app opened with views.open, kept for tests to read (no submission)."""
+
+    id: str
+    user: str
+    trigger_id: str
+    view: dict[str, Any]
+    opened: float = field(default_factory=time.time)
+
+    def to_api(self) -> dict[str, Any]:
+        """The view as views.open answers it, Slack's fields filled in."""
+        return {
+            "id": self.id,
+            "team_id": TEAM_ID,
+            "type": self.view.get("type", "modal"),
+            "title": self.view.get("title"),
+            "submit": self.view.get("submit"),
+            "close": self.view.get("close"),
+            "blocks": self.view.get("blocks") or [],
+            "private_metadata": self.view.get("private_metadata", ""),
+            "callback_id": self.view.get("callback_id", ""),
+            "external_id": self.view.get("external_id", ""),
+            "state": {"values": {}},
+            "hash": f"{int(self.opened)}.{self.id.lower()}",
+            "clear_on_close": bool(self.view.get("clear_on_close")),
+            "notify_on_close": bool(self.view.get("notify_on_close")),
+            "root_view_id": self.id,
+            "previous_view_id": None,
+            "app_id": APP_ID,
+            "app_installed_team_id": TEAM_ID,
+            "bot_id": BOT_ID,
+        }
+
+    def view_record(self) -> dict[str, Any]:
+        """What `/_emulator/views` shows: the API view plus who it opened for and when."""
+        return {
+            **self.to_api(),
+            "user": self.user,
+            "trigger_id": self.trigger_id,
+            "opened": self.opened,
+        }
 
 
 @dataclass
@@ -363,6 +474,8 @@ class Workspace:
         self.messages: dict[str, dict[str, Message]] = {}
         self.files: dict[str, File] = {}
         self.usergroups: dict[str, UserGroup] = {}
+        self.ephemerals: list[Ephemeral] = []
+        self.views: list[View] = []
         self.clock = TsClock()
         self._ids = itertools.count(1)
 
@@ -492,9 +605,7 @@ class Workspace:
         is_archived: bool = False,
     ) -> Channel:
         """A new channel; its members default to the admin alone, so the bot starts outside."""
-        name = name.removeprefix("#")
-        if not re.fullmatch(r"[a-z0-9_-]{1,80}", name):
-            raise SlackError("invalid_name_specials", name)
+        name = check_channel_name(name.removeprefix("#"))
         if any(c.name == name and not c.is_im for c in self.channels.values()):
             raise SlackError("name_taken", name)
         ids = [self.user(m).id for m in members] if members is not None else [ADMIN_USER_ID]
@@ -582,6 +693,59 @@ class Workspace:
         if user_id in users:
             raise SlackError("already_reacted", name)
         users.append(user_id)
+        return message
+
+    def invite(self, channel: Channel, inviter: str, user_ids: list[str]) -> list[str]:
+        """Add users to a channel; the ones added (already_in_channel only if all were in)."""
+        if channel.is_im:
+            raise SlackError("method_not_supported_for_channel_type", channel.id)
+        if channel.is_archived:
+            raise SlackError("is_archived", channel.id)
+        if inviter not in channel.members:
+            raise SlackError("not_in_channel", f"{inviter} is not a member of {channel.id}")
+        if not user_ids:
+            raise SlackError("no_user", "give users: a comma separated list of user ids")
+        for user_id in user_ids:
+            if user_id == inviter:
+                raise SlackError("cant_invite_self", user_id)
+            if user_id not in self.users or self.users[user_id].deleted:
+                raise SlackError("user_not_found", user_id)
+        added = [u for u in dict.fromkeys(user_ids) if u not in channel.members]
+        if not added:
+            raise SlackError("already_in_channel", ",".join(user_ids))
+        channel.members.extend(added)
+        return added
+
+    def archive(self, channel: Channel, user_id: str) -> None:
+        if channel.is_im:
+            raise SlackError("method_not_supported_for_channel_type", channel.id)
+        if channel.id == GENERAL_CHANNEL_ID:
+            raise SlackError("cant_archive_general", channel.id)
+        if channel.is_archived:
+            raise SlackError("already_archived", channel.id)
+        if user_id not in channel.members:
+            raise SlackError("not_in_channel", f"{user_id} is not a member of {channel.id}")
+        channel.is_archived = True
+
+    def set_topic(self, channel: Channel, user_id: str, which: str, value: str) -> None:
+        """Set a channel's `topic` or `purpose`, with Slack's length limits."""
+        limit = MAX_TOPIC_LENGTH if which == "topic" else MAX_PURPOSE_LENGTH
+        if len(value) > limit:
+            raise SlackError(
+                "too_long", f"the {which} has {len(value)} characters, at most {limit}"
+            )
+        if channel.is_archived:
+            raise SlackError("is_archived", channel.id)
+        if user_id not in channel.members:
+            raise SlackError("not_in_channel", f"{user_id} is not a member of {channel.id}")
+        setattr(channel, which, {"value": value, "creator": user_id, "last_set": int(time.time())})
+
+    def pin(self, channel: Channel, ts: str, user_id: str) -> Message:
+        message = self.message(channel.id, ts)
+        if ts in channel.pins:
+            raise SlackError("already_pinned", ts)
+        channel.pins[ts] = (user_id, int(time.time()))
+        message.pinned_to.append(channel.id)
         return message
 
     def mention_markup(self, text: str) -> str:
