@@ -32,6 +32,7 @@ VISITOR_USER_ID = "U0VISITOR"
 GENERAL_CHANNEL_ID = "C0GENERAL"
 LOGS_CHANNEL_ID = "C0LOGS"
 SUPPORT_CHANNEL_ID = "C0SUPPORT"
+INCIDENTS_CHANNEL_ID = "C0INCIDENTS"  # the incidents digest in local mode
 
 ADMINS_GROUP_ID = "S0ADMINS"
 ADMINS_GROUP_HANDLE = "hpc-admins"
@@ -498,6 +499,7 @@ class Workspace:
             (GENERAL_CHANNEL_ID, "general", everyone),
             (LOGS_CHANNEL_ID, "stat-bot-logs", [BOT_USER_ID, ADMIN_USER_ID]),
             (SUPPORT_CHANNEL_ID, "tech-support", [BOT_USER_ID, ADMIN_USER_ID]),
+            (INCIDENTS_CHANNEL_ID, "incidents", [BOT_USER_ID, ADMIN_USER_ID]),
         ):
             ws.channels[cid] = Channel(cid, name, members=list(members))
         ws.usergroups[ADMINS_GROUP_ID] = UserGroup(

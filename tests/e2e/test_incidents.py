@@ -1,0 +1,300 @@
+"""Incidents end to end: the real Bolt app and dispatcher against the Slack emulator and a real
+tracd, from opening to postmortem.
+
+Opened by a mention, by `/incident` and by a :rotating_light: reaction; roles claimed
+and assigned with the pinned message's button and user select, the status changed
+with its select; every change edits the pinned message and the digest; notes and
+:pushpin:-marked messages land in the timeline with the linked jobs' results; resolving
+writes the postmortem draft into Trac's wiki and archives the channel later; people
+outside INCIDENT_ALLOWED_USERS cannot change roles or status.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from slack_sdk import WebClient
+
+from job_configs import raw_config
+from stat_bot.integrations.slack_emulator import (
+    ADMIN_USER_ID,
+    BOT_TOKEN,
+    GUEST_USER_ID,
+    INCIDENTS_CHANNEL_ID,
+    VISITOR_USER_ID,
+    EmulatorThread,
+)
+from tests.e2e.slack_service import SlackService, message_text, start_service
+from tests.trac_fixtures import TracServer
+
+CONFIG = {
+    "incidents": raw_config["incidents"],
+    "hw": {
+        "description": "A stand-in for hardware checks",
+        "jobs": {"check": {"run_args_template": "echo checked {target}", "report_stdout": True}},
+        "slack": [{"command": "check [target:target]", "job_type": "check"}],
+    },
+}
+NAME = re.compile(r"^inc-\d{12}-")
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory, tracd: TracServer) -> Iterator[SlackService]:
+    home = tmp_path_factory.mktemp("incidents-e2e")
+    for namespace in CONFIG:
+        (home / "workspace" / namespace).mkdir(parents=True)
+    with EmulatorThread() as emulator:
+        running = start_service(
+            home,
+            emulator,
+            CONFIG,
+            INCIDENTS_DIGEST_CHANNEL="incidents",
+            INCIDENT_AUTO_INVITE_GROUP="hpc-admins",
+            INCIDENT_OPEN_REACTION="rotating_light",
+            INCIDENT_ALLOWED_USERS=f"@hpc-admins,{GUEST_USER_ID}",
+            INCIDENT_ARCHIVE_AFTER="4",
+            INCIDENT_VIDEO_LINK="https://meet.example.org/hpc-war-room",
+            **tracd.environ(),
+        )
+        try:
+            yield running
+        finally:
+            running.stop()
+    for name in ("bot", "dispatcher"):
+        assert "Traceback" not in running.log_of(name), running.log_of(name)
+
+
+@pytest.fixture(scope="module")
+def web(service: SlackService) -> WebClient:
+    """The Web API as the bot sees it (channel info, pins)."""
+    return WebClient(token=BOT_TOKEN, base_url=service.emulator.api_url)
+
+
+def channel_of(answer: dict[str, Any]) -> str:
+    found = re.search(r"<#(C[A-Z0-9]+)>", message_text(answer))
+    assert found, message_text(answer)
+    return found[1]
+
+
+def control(service: SlackService, channel: str, predicate: Any = None) -> dict[str, Any]:
+    """The pinned control message, once `predicate` holds for it."""
+
+    def wanted(m: dict[str, Any]) -> bool:
+        return bool(m["pinned_to"]) and (predicate is None or predicate(m))
+
+    return service.slack.wait_for_message(channel, wanted, timeout=30)
+
+
+def digest(service: SlackService, incident: int, predicate: Any = None) -> dict[str, Any]:
+    def wanted(m: dict[str, Any]) -> bool:
+        text = message_text(m)
+        return f"Incident {incident}:" in text and (predicate is None or predicate(text))
+
+    return service.slack.wait_for_message(INCIDENTS_CHANNEL_ID, wanted, timeout=30)
+
+
+def said(service: SlackService, channel: str, words: str, timeout: float = 30) -> dict[str, Any]:
+    return service.slack.wait_for_message(
+        channel, lambda m: m["bot_id"] and words in message_text(m), timeout=timeout
+    )
+
+
+def selected(message: dict[str, Any]) -> str | None:
+    for block in message["blocks"]:
+        for element in block.get("elements") or []:
+            if element.get("action_id") == "incident_status":
+                return (element.get("initial_option") or {}).get("value")
+    return None
+
+
+@pytest.fixture(scope="module")
+def opened(service: SlackService) -> dict[str, Any]:
+    """The incident of the tests below: opened by a mention, with an xname and a ticket."""
+    where = service.say(
+        "<@U0STATBOT> incident open GPFS hangs on login nodes --xname x1000c0s0b0n0 --ticket 12"
+    )
+    answer = service.reply(where, "is open", timeout=30)
+    return {"channel": channel_of(answer), "answer": answer, "where": where}
+
+
+def test_opening_by_command_creates_the_channel_and_everything_in_it(
+    service: SlackService, opened: dict[str, Any], web: WebClient
+) -> None:
+    channel = opened["channel"]
+    info = web.conversations_info(channel=channel)["channel"]
+    assert NAME.match(info["name"]), info["name"]
+    assert info["name"].endswith("-gpfs-hangs-on-login-nodes")
+    assert "GPFS hangs on login nodes" in info["topic"]["value"]
+    assert "https://meet.example.org/hpc-war-room" in info["topic"]["value"]
+    assert "GPFS hangs on login nodes" in info["purpose"]["value"]
+    members = web.conversations_members(channel=channel)["members"]
+    assert ADMIN_USER_ID in members  # the opener, and the @hpc-admins group
+    pinned = control(service, channel)
+    assert "Incident 1: investigating" in message_text(pinned)
+    assert selected(pinned) == "investigating"
+    actions = [
+        e.get("action_id")
+        for b in pinned["blocks"]
+        for e in [b.get("accessory") or {}, *(b.get("elements") or [])]
+    ]
+    assert "incident_claim-commander" in actions
+    assert "incident_assign" in actions
+    assert "Incident commander*: _unclaimed_" in message_text(pinned)
+    assert "investigating" in message_text(digest(service, 1))
+    # The jobs it started report in the channel: the site snapshot and the xname's check.
+    said(service, channel, "Dispatchers:")
+    said(service, channel, "checked x1000c0s0b0n0")
+    assert service.queue.incident(1).tickets == (12,)
+
+
+def test_claim_and_assign_update_the_pinned_message_and_the_digest(
+    service: SlackService, opened: dict[str, Any]
+) -> None:
+    channel = opened["channel"]
+    pinned = control(service, channel)
+    service.slack.click(GUEST_USER_ID, channel, pinned["ts"], "incident_claim-commander")
+    after = control(service, channel, lambda m: f"<@{GUEST_USER_ID}>" in message_text(m))
+    assert "Incident commander*: <@" in message_text(after)
+    said(service, channel, "is now the *Incident commander* (claimed the role)")
+    digest(service, 1, lambda text: f"Incident commander: <@{GUEST_USER_ID}>" in text)
+    dm = service.slack.wait_for_message(
+        "D" + GUEST_USER_ID[1:], lambda m: "Incident commander" in message_text(m), timeout=30
+    )
+    assert "You run the incident" in message_text(dm)  # what the role means
+
+    service.slack.click(
+        ADMIN_USER_ID, channel, pinned["ts"], "incident_assign", select_user="visitor"
+    )
+    control(
+        service,
+        channel,
+        lambda m: (
+            f"Technical lead*: <@{VISITOR_USER_ID}>" in message_text(m)
+            or f"*Communications liaison*: <@{VISITOR_USER_ID}>" in message_text(m)
+        ),
+    )
+    said(service, channel, f"(assigned by <@{ADMIN_USER_ID}>)")
+
+
+def test_someone_outside_the_allowed_users_changes_nothing(
+    service: SlackService, opened: dict[str, Any]
+) -> None:
+    channel = opened["channel"]
+    pinned = control(service, channel)
+    before = service.queue.incident(1)
+    service.slack.click(VISITOR_USER_ID, channel, pinned["ts"], "incident_claim-tech")
+    refusal = said(service, channel, "only @hpc-admins")
+    assert f"<@{VISITOR_USER_ID}>" in message_text(refusal)
+    where = service.say("<@U0STATBOT> incident status monitoring", user="visitor", channel=channel)
+    assert "nothing was changed" in message_text(service.reply(where, "only"))
+    after = service.queue.incident(1)
+    assert (after.roles, after.status) == (before.roles, before.status)
+
+
+def test_status_notes_and_marked_messages_make_the_timeline(
+    service: SlackService, opened: dict[str, Any]
+) -> None:
+    channel = opened["channel"]
+    pinned = control(service, channel)
+    service.slack.click(
+        ADMIN_USER_ID, channel, pinned["ts"], "incident_status", option="identified"
+    )
+    control(service, channel, lambda m: selected(m) == "identified")
+    digest(service, 1, lambda text: "Status: *identified*" in text)
+    said(service, channel, "set the status to *identified*")
+
+    where = service.say("<@U0STATBOT> incident note restarted mmfsd on io[1-4]", channel=channel)
+    service.wait_reaction(where, "memo")
+    evidence = service.say("waiters on nsd3 cleared after the restart", channel=channel)
+    service.slack.react(ADMIN_USER_ID, channel, evidence[1], "pushpin")
+    service.wait_reaction(evidence, "white_check_mark")
+
+    where = service.say("<@U0STATBOT> incident timeline", channel=channel)
+    timeline = message_text(service.reply(where, "Incident 1"))
+    for line in (
+        "opened: GPFS hangs on login nodes",
+        "status: investigating -> identified",
+        "restarted mmfsd on io[1-4]",
+        "waiters on nsd3 cleared after the restart",
+        "`hw check` succeeded",
+        "`incidents snapshot` succeeded",
+    ):
+        assert line in timeline, timeline
+
+
+def test_resolving_writes_the_postmortem_into_trac(
+    service: SlackService, opened: dict[str, Any], tracd: TracServer
+) -> None:
+    channel = opened["channel"]
+    where = service.say("<@U0STATBOT> incident resolve", channel=channel)
+    assert "Time to first role claimed" in message_text(service.reply(where, "resolved"))
+    said(service, channel, "Incident 1 is resolved.")
+    link = said(service, channel, "Postmortem draft:", timeout=60)
+    url = re.search(r"(http://\S+/wiki/Incidents/\S+)", message_text(link))
+    assert url, message_text(link)
+    name = url[1].split("/wiki/", 1)[1].rstrip(">")
+    page = tracd.client().wiki_page(name)
+    assert page is not None
+    assert "= Incident 1: {{{GPFS hangs on login nodes}}} =" in page.text
+    assert "restarted mmfsd on io[1-4]" in page.text
+    assert " * #12" in page.text
+    assert "x1000c0s0b0n0" in page.text
+    digest(service, 1, lambda text: "Postmortem:" in text and "resolved" in text)
+    incident = service.queue.incident(1)
+    assert incident.resolved_at is not None
+
+
+def test_reopening_is_recorded_and_keeps_the_channel(
+    service: SlackService, opened: dict[str, Any], web: WebClient
+) -> None:
+    channel = opened["channel"]
+    service.queue.incident(1)
+    where = service.say("<@U0STATBOT> incident status investigating", channel=channel)
+    assert "re-opened" in message_text(service.reply(where, "re-opened"))
+    time.sleep(6)  # longer than INCIDENT_ARCHIVE_AFTER: its archive job finds it open
+    assert not web.conversations_info(channel=channel)["channel"].get("is_archived")
+    kinds = [e.kind for e in service.queue.incident_timeline(1)]
+    assert "reopened" in kinds
+
+
+def test_slash_command_opens_and_resolving_archives_later(
+    service: SlackService, web: WebClient
+) -> None:
+    answer = service.slack.command(ADMIN_USER_ID, "general", "/incident", "www down", wait_ack=True)
+    assert answer["acked"]
+    reply = service.slack.wait_for_ephemeral(
+        lambda e: "is open" in (e.get("text") or ""), user=ADMIN_USER_ID, timeout=30
+    )
+    channel = channel_of(reply)
+    assert web.conversations_info(channel=channel)["channel"]["name"].endswith("-www-down")
+    empty = service.slack.command(ADMIN_USER_ID, "general", "/incident", "   ")
+    assert empty
+    service.slack.wait_for_ephemeral(
+        lambda e: "needs a short description" in (e.get("text") or ""),
+        user=ADMIN_USER_ID,
+        timeout=30,
+    )
+    where = service.say("<@U0STATBOT> incident resolve", channel=channel)
+    service.reply(where, "resolved")
+    deadline = time.monotonic() + 60
+    while not web.conversations_info(channel=channel)["channel"].get("is_archived"):
+        assert time.monotonic() < deadline, "the channel was never archived"
+        time.sleep(0.2)
+
+
+def test_a_reaction_opens_an_incident_with_the_message_as_its_first_entry(
+    service: SlackService, web: WebClient
+) -> None:
+    where = service.say("Lustre OSTs on oss3 went read-only <!channel>")
+    service.slack.react(ADMIN_USER_ID, where[0], where[1], "rotating_light")
+    answer = service.reply(where, "is open", timeout=30)
+    channel = channel_of(answer)
+    name = web.conversations_info(channel=channel)["channel"]["name"]
+    assert re.match(r"^inc-\d{12}-auto-[0-9a-f]{6}$", name), name
+    incident = service.queue.incident_by_channel(channel)
+    texts = [e.text for e in service.queue.incident_timeline(incident.id)]
+    assert any("Lustre OSTs on oss3 went read-only" in t for t in texts), texts
