@@ -17,7 +17,7 @@ from flask import Blueprint, Flask, jsonify, render_template, request
 from flask_login import login_required
 from flask_wtf.csrf import CSRFProtect
 
-from stat_bot.console import FILE_PREVIEW_LINES, readable
+from stat_bot.console import FILE_PREVIEW_LINES, happening, readable
 from stat_bot.integrations.slack_emulator.client import EmulatorClient, EmulatorError
 from stat_bot.report.notifiers import render_block
 from stat_bot.web.auth import api_login_required, who
@@ -70,6 +70,53 @@ def _block_parts(block: dict[str, Any], names: dict[str, str]) -> list[dict[str,
     return split_code(readable("\n".join(render_block(block)), names))
 
 
+def _label(obj: Any) -> str:
+    return str((obj or {}).get("text", "")) if isinstance(obj, dict) else ""
+
+
+def controls(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A message's buttons and static selects, as the page draws them (labels and values only).
+
+    The page builds real <button>/<select> elements from these with DOM APIs; choosing
+    one posts back action_id and value/option, and the emulator finds the element again.
+    """
+    found: list[dict[str, Any]] = []
+    for block in blocks:
+        candidates = list(block.get("elements") or []) if block.get("type") == "actions" else []
+        if isinstance(block.get("accessory"), dict):
+            candidates.append(block["accessory"])
+        for element in candidates:
+            if not isinstance(element, dict) or not element.get("action_id"):
+                continue
+            if element.get("type") == "button":
+                found.append(
+                    {
+                        "type": "button",
+                        "action_id": str(element["action_id"]),
+                        "value": str(element.get("value", "")),
+                        "text": _label(element.get("text")),
+                        "style": str(element.get("style") or ""),
+                    }
+                )
+            elif element.get("type") == "static_select":
+                options = list(element.get("options") or [])
+                for group in element.get("option_groups") or []:
+                    options += list((group or {}).get("options") or [])
+                found.append(
+                    {
+                        "type": "static_select",
+                        "action_id": str(element["action_id"]),
+                        "placeholder": _label(element.get("placeholder")) or "Choose…",
+                        "options": [
+                            {"text": _label(o.get("text")), "value": str(o.get("value", ""))}
+                            for o in options
+                            if isinstance(o, dict)
+                        ],
+                    }
+                )
+    return found
+
+
 def event_view(event: dict[str, Any]) -> dict[str, Any]:
     """One feed event as the page draws it (the same facts the terminal console prints)."""
     names: dict[str, str] = event.get("names") or {}
@@ -91,6 +138,17 @@ def event_view(event: dict[str, Any]) -> dict[str, Any]:
         reactor = event.get("user") or ""
         view.update(reaction=event.get("reaction"), reactor=names.get(reactor, reactor))
         return view
+    note = happening(event, names)
+    if note is not None or not message:
+        view["note"] = note or str(view["kind"])
+        return view
+    if view["kind"] == "pin":
+        pinner = event.get("user") or ""
+        view["note"] = f"{names.get(pinner, pinner)} pinned a message by {view['who']}"
+        return view
+    if view["kind"] == "ephemeral":
+        seer = str(event.get("ephemeral_to") or "")
+        view["ephemeral_to"] = names.get(seer, seer)
     parts: list[dict[str, Any]] = []
     blocks = message.get("blocks") or []
     if blocks and any(b.get("type") != "rich_text" for b in blocks):
@@ -110,6 +168,7 @@ def event_view(event: dict[str, Any]) -> dict[str, Any]:
             }
         )
     view["parts"] = parts
+    view["controls"] = controls(blocks)
     return view
 
 
@@ -166,6 +225,40 @@ def post() -> Any:
         raise ApiError(502, f"the local Slack did not answer: {error}") from None
     log.info("console message from the web", web_user=who(), as_user=user, channel=channel)
     return jsonify({"ok": True, "channel": channel_id, "ts": ts})
+
+
+@bp.route("/api/console/click", methods=["POST"])
+@api_login_required
+def click() -> Any:
+    """Use a message's button or static select as a local Slack user.
+
+    JSON {channel, ts, action_id, value (a button's), option (a select's value), user}.
+    """
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "send a JSON object {channel, ts, action_id, value or option, user}")
+    missing = [k for k in ("channel", "ts", "action_id") if not str(body.get(k) or "").strip()]
+    if missing:
+        raise ApiError(400, f"say which element was used: {', '.join(missing)} missing", missing[0])
+    user = str(body.get("user") or "admin").strip()
+    option = body.get("option")
+    value = body.get("value")
+    try:
+        _client().click(
+            user,
+            str(body["channel"]),
+            str(body["ts"]),
+            str(body["action_id"]),
+            value=str(value) if value is not None and option is None else None,
+            option=str(option) if option is not None else None,
+        )
+    except EmulatorError as error:
+        field = "user" if "user" in error.code else None
+        raise ApiError(400, f"the local Slack refused it: {error}", field) from None
+    except OSError as error:
+        raise ApiError(502, f"the local Slack did not answer: {error}") from None
+    log.info("console click from the web", web_user=who(), as_user=user, action=body["action_id"])
+    return jsonify({"ok": True})
 
 
 def init_app(app: Flask, csrf: CSRFProtect) -> None:

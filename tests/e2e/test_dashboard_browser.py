@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from stat_bot.integrations.slack_emulator import EmulatorClient
+from stat_bot.integrations.slack_emulator import BOT_TOKEN, EmulatorClient, wait_for
 from stat_bot.queue.base import ScheduleRow
 from stat_bot.queue.sqlite import SQLiteQueue
 from tests.conftest import STAT_BOT, subprocess_env, write_configs
@@ -348,3 +348,54 @@ def test_the_chat_console_runs_a_command(page: Any, service: Service) -> None:
     assert page.input_value("#chat-text") == ""
     # The bot's reaction shows on the message it answered.
     page.wait_for_selector(".feed .reactions .reaction:text(':crossed_fingers:')")
+
+
+def test_the_chat_console_clicks_buttons_and_chooses_options(page: Any, service: Service) -> None:
+    from slack_sdk import WebClient
+
+    bot = WebClient(token=BOT_TOKEN, base_url=service.slack.url + "/api/")
+    page.goto("/console")
+    page.select_option("#chat select[name='user']", "guest")
+    posted = bot.chat_postMessage(
+        channel="general",
+        text="Incident 3",
+        blocks=[
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": "Incident 3: <b>nid0001</b> down"},
+                "accessory": {
+                    "type": "static_select",
+                    "action_id": "browser_severity",
+                    "placeholder": {"type": "plain_text", "text": "Severity"},
+                    "options": [
+                        {"text": {"type": "plain_text", "text": "SEV1 <i>"}, "value": "sev1"},
+                        {"text": {"type": "plain_text", "text": "SEV2"}, "value": "sev2"},
+                    ],
+                },
+            },
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": "browser_resolve",
+                        "value": "3",
+                        "text": {"type": "plain_text", "text": "Resolve <now>"},
+                    }
+                ],
+            },
+        ],
+    )
+    message = f".feed .message[data-ts='{posted['ts']}']"
+    button = page.wait_for_selector(f"{message} .controls button:text('Resolve <now>')")
+    assert page.inner_text(f"{message} .controls select option[value='sev1']") == "SEV1 <i>"
+    since = time.time() - 60
+    button.click()
+    page.select_option(f"{message} .controls select", "sev2")
+
+    def clicks() -> list[dict[str, Any]]:
+        return service.slack.acks(since=since, event_type="block_actions")
+
+    sent = wait_for(clicks, lambda found: found if len(found) >= 2 else None, what="two clicks")
+    assert len(sent) == 2
+    assert page.inner_text("#chat-error") == ""

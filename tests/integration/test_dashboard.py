@@ -711,6 +711,77 @@ def test_console_posts_as_a_user_and_reads_the_feed(
         local_slack_file(settings).unlink()
 
 
+def test_console_shows_buttons_and_selects_and_uses_them_as_the_chosen_user(
+    logged_in: WebSession,
+    settings: Settings,
+    slack_emulator: EmulatorThread,
+    emulator_client: EmulatorClient,
+    slack_web_client: Any,
+) -> None:
+    write_local_slack_file(settings, slack_emulator.url)
+    blocks = [
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": "Severity?"},
+            "accessory": {
+                "type": "static_select",
+                "action_id": "severity",
+                "placeholder": {"type": "plain_text", "text": "Pick"},
+                "options": [{"text": {"type": "plain_text", "text": "<SEV1>"}, "value": "sev1"}],
+            },
+        },
+        {
+            "type": "actions",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": "resolve",
+                    "value": "7",
+                    "style": "danger",
+                    "text": {"type": "plain_text", "text": "Resolve"},
+                }
+            ],
+        },
+    ]
+    try:
+        posted = slack_web_client.chat_postMessage(channel="general", text="x", blocks=blocks)
+        events = logged_in.get("/api/console/feed?cursor=0").get_json()["events"]
+        assert events[-1]["controls"] == [
+            {
+                "type": "static_select",
+                "action_id": "severity",
+                "placeholder": "Pick",
+                "options": [{"text": "<SEV1>", "value": "sev1"}],
+            },
+            {"type": "button", "action_id": "resolve", "value": "7", "text": "Resolve",
+             "style": "danger"},
+        ]  # fmt: skip
+        use = {"channel": "C0GENERAL", "ts": posted["ts"], "user": "guest"}
+        chose = logged_in.post_json("/api/console/click", {**use, "action_id": "severity",
+                                                           "option": "sev1"})  # fmt: skip
+        assert chose.status_code == 200, chose.get_data(as_text=True)
+        clicked = logged_in.post_json("/api/console/click", {**use, "action_id": "resolve",
+                                                             "value": "7"})  # fmt: skip
+        assert clicked.status_code == 200
+        sent = [e["event_type"] for e in emulator_client.acks(event_type="block_actions")]
+        assert sent == ["block_actions", "block_actions"]
+        wrong = logged_in.post_json("/api/console/click", {**use, "action_id": "severity",
+                                                           "option": "sev9"})  # fmt: skip
+        assert wrong.status_code == 400
+        assert "sev1" in wrong.get_json()["error"]
+        missing = logged_in.post_json("/api/console/click", {"channel": "general"})
+        assert missing.status_code == 400
+        assert missing.get_json()["field"] == "ts"
+        no_csrf = logged_in.client.post("/api/console/click", json={**use, "action_id": "x"})
+        assert no_csrf.status_code == 400
+        # Happenings that are not messages come as notes.
+        slack_web_client.conversations_setTopic(channel="general", topic="all calm")
+        note = logged_in.get("/api/console/feed?cursor=0").get_json()["events"][-1]
+        assert note["note"] == "stat-bot set the channel topic: all calm"
+    finally:
+        local_slack_file(settings).unlink()
+
+
 def test_console_feed_needs_a_numeric_cursor(
     logged_in: WebSession, settings: Settings, slack_emulator: EmulatorThread, tmp_path: Path
 ) -> None:

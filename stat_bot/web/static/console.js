@@ -1,4 +1,5 @@
-/* The chat console page: post as a local Slack user, and draw the workspace's feed as text. */
+/* The chat console page: post as a local Slack user, draw the workspace's feed as text, and
+   use a message's buttons and selects (built with DOM APIs, labels as text). */
 "use strict";
 
 (function () {
@@ -50,6 +51,54 @@
     return box;
   }
 
+  async function use(event, control, choice) {
+    error.textContent = "";
+    const payload = {
+      channel: event.channel,
+      ts: event.ts,
+      action_id: control.action_id,
+      user: form.elements.user.value,
+    };
+    if (control.type === "button") payload.value = control.value;
+    else payload.option = choice;
+    try {
+      const { status, body: answer } = await window.statBot.call(feed.dataset.click, "POST", payload);
+      if (status !== 200) error.textContent = answer.error || "HTTP " + status;
+    } catch (failure) {
+      error.textContent = "Could not reach the server; nothing was clicked.";
+    }
+  }
+
+  function controls(event) {
+    const box = el("div", null, "controls");
+    for (const control of event.controls || []) {
+      if (control.type === "button") {
+        const button = el("button", control.text || control.action_id, control.style ? control.style : null);
+        button.type = "button";
+        button.dataset.actionId = control.action_id;
+        button.addEventListener("click", () => use(event, control));
+        box.appendChild(button);
+      } else if (control.type === "static_select") {
+        const select = el("select");
+        select.dataset.actionId = control.action_id;
+        select.setAttribute("aria-label", control.placeholder);
+        const placeholder = el("option", control.placeholder);
+        placeholder.value = "";
+        placeholder.disabled = true;
+        placeholder.selected = true;
+        select.appendChild(placeholder);
+        for (const option of control.options) {
+          const item = el("option", option.text);
+          item.value = option.value;
+          select.appendChild(item);
+        }
+        select.addEventListener("change", () => use(event, control, select.value));
+        box.appendChild(select);
+      }
+    }
+    return box;
+  }
+
   function find(event) {
     return feed.querySelector('[data-channel="' + CSS.escape(event.channel) + '"][data-ts="' + CSS.escape(String(event.ts)) + '"]');
   }
@@ -68,13 +117,22 @@
       }
       return;
     }
+    if (event.note !== undefined) {
+      const line = el("div", null, "message note-line");
+      line.appendChild(el("span", event.where + " ", "where"));
+      line.appendChild(el("span", event.note, "note"));
+      feed.appendChild(line);
+      return;
+    }
     const existing = event.kind === "edit" ? find(event) : null;
     if (existing) {
       existing.querySelector(".body").replaceWith(body(event.parts));
+      existing.querySelector(".controls").replaceWith(controls(event));
       existing.querySelector(".edited").textContent = " (edited)";
       return;
     }
-    const message = el("div", null, "message" + (event.bot ? " from-bot" : "") + (event.in_thread ? " in-thread" : ""));
+    const kinds = (event.bot ? " from-bot" : "") + (event.in_thread ? " in-thread" : "") + (event.ephemeral_to ? " ephemeral" : "");
+    const message = el("div", null, "message" + kinds);
     message.dataset.channel = event.channel;
     message.dataset.ts = event.ts;
     const head = el("div", null, "head");
@@ -82,8 +140,10 @@
     if (event.in_thread) head.appendChild(el("span", " ↳", "thread"));
     head.appendChild(el("span", " " + event.who, "who"));
     head.appendChild(el("span", event.kind === "edit" ? " (edited)" : "", "edited"));
+    if (event.ephemeral_to) head.appendChild(el("span", " (only visible to " + event.ephemeral_to + ")", "ephemeral-to"));
     message.appendChild(head);
     message.appendChild(body(event.parts));
+    message.appendChild(controls(event));
     message.appendChild(el("div", null, "reactions"));
     feed.appendChild(message);
   }
