@@ -19,9 +19,9 @@ from slack_bolt import App
 from slack_sdk import WebClient
 
 from stat_bot.bot.chat import Answer, Asker, People
+from stat_bot.incidents import messages as ids
 from stat_bot.incidents.model import EntryKind
 from stat_bot.incidents.service import Actor, IncidentError, IncidentService
-from stat_bot.report import incidents as ids
 from stat_bot.report.channels import ChannelError
 from stat_bot.report.messages import Message
 
@@ -277,13 +277,20 @@ def register(
         service.channels.invite(incident.channel_id, [user])
         return None
 
+    def on_click(change: Callable[[str, str, dict[str, Any]], str | None]) -> Callable[..., None]:
+        # Bolt passes a listener the arguments its parameters name: `body` only.
+        def listener(body: dict[str, Any]) -> None:
+            clicked(body, change)
+
+        return listener
+
     for action_id, change in (
         (re.compile(f"^{ids.CLAIM_ACTION}-"), claim),
         (ids.ASSIGN_ACTION, assign),
         (ids.STATUS_ACTION, status),
         (ids.JOIN_ACTION, join),
     ):
-        app.action(action_id)(ack=ack_now, lazy=[lambda body, change=change: clicked(body, change)])
+        app.action(action_id)(ack=ack_now, lazy=[on_click(change)])
 
     # reactions -------------------------------------------------------------------
     @app.event("reaction_added")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import structlog
 
 from stat_bot.hardware.xnames import XnameError, parse_xname
-from stat_bot.incidents import naming
+from stat_bot.incidents import messages, naming
 from stat_bot.incidents.model import (
     EntryKind,
     Incident,
@@ -37,7 +37,6 @@ from stat_bot.jobs.config import JobConfigs
 from stat_bot.jobs.model import Source
 from stat_bot.jobs.requests import build_request
 from stat_bot.queue.base import OutboxMessage, Queue
-from stat_bot.report import incidents as messages
 from stat_bot.report.channels import IncidentChannels
 from stat_bot.report.messages import escape_mrkdwn
 from stat_bot.settings import Settings

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from stat_bot.hardware.loop import Memory
-from stat_bot.incidents.model import Incident, IncidentDraft, IncidentMessages, TimelineEntry
 from stat_bot.jobs.model import Job, JobRequest, JobRequester, JobStatus, ReportState
+from stat_bot.queue.incident_model import Incident, IncidentDraft, IncidentMessages, TimelineEntry
 
 T = TypeVar("T")
 

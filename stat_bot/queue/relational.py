@@ -27,15 +27,6 @@ from types import ModuleType
 from typing import Any
 
 from stat_bot.hardware.loop import Memory
-from stat_bot.incidents.model import (
-    CHANGEABLE,
-    EntryKind,
-    Incident,
-    IncidentConflictError,
-    IncidentDraft,
-    IncidentMessages,
-    TimelineEntry,
-)
 from stat_bot.jobs.model import Job, JobRequest, JobRequester, JobStatus, ReportState
 from stat_bot.queue.base import (
     KEEP,
@@ -60,6 +51,15 @@ from stat_bot.queue.base import (
     Suppression,
     SweepRow,
     Worker,
+)
+from stat_bot.queue.incident_model import (
+    CHANGEABLE,
+    EntryKind,
+    Incident,
+    IncidentConflictError,
+    IncidentDraft,
+    IncidentMessages,
+    TimelineEntry,
 )
 
 MAX_ID = 2**63 - 1  # the largest 64-bit id: a larger job id names no job

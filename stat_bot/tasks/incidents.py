@@ -15,13 +15,13 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from stat_bot.incidents import messages
 from stat_bot.incidents.model import EntryKind, Incident, TimelineEntry
 from stat_bot.incidents.postmortem import draft, durations, page_name
 from stat_bot.incidents.templates import TemplateError
 from stat_bot.incidents.templates import load as load_templates
 from stat_bot.incidents.timeline import full_timeline
 from stat_bot.integrations.trac import TracError
-from stat_bot.report import incidents as messages
 from stat_bot.tasks import TaskContext, TaskUsageError, task
 from stat_bot.tasks.hw_loop import trac_client
 

@@ -115,7 +115,7 @@ def selected(message: dict[str, Any]) -> str | None:
 def opened(service: SlackService) -> dict[str, Any]:
     """The incident of the tests below: opened by a mention, with an xname and a ticket."""
     where = service.say(
-        "<@U0STATBOT> incident open GPFS hangs on login nodes --xname x1000c0s0b0n0 --ticket 12"
+        "<@U0BOT> incident open GPFS hangs on login nodes --xname x1000c0s0b0n0 --ticket 12"
     )
     answer = service.reply(where, "is open", timeout=30)
     return {"channel": channel_of(answer), "answer": answer, "where": where}
@@ -189,7 +189,7 @@ def test_someone_outside_the_allowed_users_changes_nothing(
     service.slack.click(VISITOR_USER_ID, channel, pinned["ts"], "incident_claim-tech")
     refusal = said(service, channel, "only @hpc-admins")
     assert f"<@{VISITOR_USER_ID}>" in message_text(refusal)
-    where = service.say("<@U0STATBOT> incident status monitoring", user="visitor", channel=channel)
+    where = service.say("<@U0BOT> incident status monitoring", user="visitor", channel=channel)
     assert "nothing was changed" in message_text(service.reply(where, "only"))
     after = service.queue.incident(1)
     assert (after.roles, after.status) == (before.roles, before.status)
@@ -207,13 +207,13 @@ def test_status_notes_and_marked_messages_make_the_timeline(
     digest(service, 1, lambda text: "Status: *identified*" in text)
     said(service, channel, "set the status to *identified*")
 
-    where = service.say("<@U0STATBOT> incident note restarted mmfsd on io[1-4]", channel=channel)
+    where = service.say("<@U0BOT> incident note restarted mmfsd on io[1-4]", channel=channel)
     service.wait_reaction(where, "memo")
     evidence = service.say("waiters on nsd3 cleared after the restart", channel=channel)
     service.slack.react(ADMIN_USER_ID, channel, evidence[1], "pushpin")
     service.wait_reaction(evidence, "white_check_mark")
 
-    where = service.say("<@U0STATBOT> incident timeline", channel=channel)
+    where = service.say("<@U0BOT> incident timeline", channel=channel)
     timeline = message_text(service.reply(where, "Incident 1"))
     for line in (
         "opened: GPFS hangs on login nodes",
@@ -230,7 +230,7 @@ def test_resolving_writes_the_postmortem_into_trac(
     service: SlackService, opened: dict[str, Any], tracd: TracServer
 ) -> None:
     channel = opened["channel"]
-    where = service.say("<@U0STATBOT> incident resolve", channel=channel)
+    where = service.say("<@U0BOT> incident resolve", channel=channel)
     assert "Time to first role claimed" in message_text(service.reply(where, "resolved"))
     said(service, channel, "Incident 1 is resolved.")
     link = said(service, channel, "Postmortem draft:", timeout=60)
@@ -253,7 +253,7 @@ def test_reopening_is_recorded_and_keeps_the_channel(
 ) -> None:
     channel = opened["channel"]
     service.queue.incident(1)
-    where = service.say("<@U0STATBOT> incident status investigating", channel=channel)
+    where = service.say("<@U0BOT> incident status investigating", channel=channel)
     assert "re-opened" in message_text(service.reply(where, "re-opened"))
     time.sleep(6)  # longer than INCIDENT_ARCHIVE_AFTER: its archive job finds it open
     assert not web.conversations_info(channel=channel)["channel"].get("is_archived")
@@ -278,7 +278,7 @@ def test_slash_command_opens_and_resolving_archives_later(
         user=ADMIN_USER_ID,
         timeout=30,
     )
-    where = service.say("<@U0STATBOT> incident resolve", channel=channel)
+    where = service.say("<@U0BOT> incident resolve", channel=channel)
     service.reply(where, "resolved")
     deadline = time.monotonic() + 60
     while not web.conversations_info(channel=channel)["channel"].get("is_archived"):
