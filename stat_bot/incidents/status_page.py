@@ -109,10 +109,20 @@ class StatusPage:
     def resolved_incidents(self) -> list[PublicIncident]:
         return [i for i in self.incidents if not i.is_open]
 
+    @property
+    def summary(self) -> str:
+        """One line for the banner: `All systems operational`, `Investigating: 2 open incidents`."""
+        count = len(self.open_incidents)
+        if not count:
+            return "All systems operational"
+        noun = "incident" if count == 1 else "incidents"
+        return f"{self.state.replace('_', ' ').capitalize()}: {count} open {noun}"
+
     def data(self) -> dict[str, Any]:
         return {
             "title": self.title,
             "state": self.state,
+            "summary": self.summary,
             "updated_at": self.updated_at,
             "components": [c.data() for c in self.components],
             "incidents": [i.data() for i in self.incidents],

@@ -126,6 +126,7 @@ def test_operational_when_no_incident_is_open(queue: Queue) -> None:
     assert data == {
         "title": "Cluster status",
         "state": "operational",
+        "summary": "All systems operational",
         "updated_at": "2027-01-15T08:00:00Z",
         "components": [],
         "incidents": [],
@@ -142,6 +143,7 @@ def test_open_incidents_first_then_resolved_within_the_window(queue: Queue) -> N
     investigating = open_incident(queue, xnames=("x1000c0s1b0n0",), at=NOW - 7200)
     data = page(queue)
     assert data["state"] == "investigating"
+    assert data["summary"] == "Investigating: 2 open incidents"
     assert [i["id"] for i in data["incidents"]] == [monitoring.id, investigating.id, resolved.id]
     first, second, third = data["incidents"]
     assert first == {
