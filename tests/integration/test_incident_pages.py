@@ -21,7 +21,7 @@ from stat_bot.jobs.model import JobStatus
 from stat_bot.queue import Queue
 from stat_bot.settings import Settings
 from tests.integration.test_dashboard import make_job
-from tests.web_fixtures import WebSession
+from tests.web_fixtures import WEB_USER, WebSession
 
 CONFIG = {"system": {"jobs": {"hello": {"run_args_template": "echo hi"}}}}
 DESCRIPTION = 'GPFS <script>alert("x")</script> hangs & stalls'
@@ -147,6 +147,24 @@ def test_status_feed_is_the_same_data_as_json_for_other_sites(
     text = response.get_data(as_text=True)
     for secret in ("GPFS", "script", CHANNEL, USER, USER_NAME, "4711", "s0b0n1", "s2b1n0"):
         assert secret not in text, secret
+
+
+def test_a_logged_in_visitor_gets_the_same_cacheable_page_without_a_cookie(
+    web: WebSession, web_user: tuple[str, str], queue: Queue
+) -> None:
+    """A shared cache may keep these answers: they must not carry anyone's session."""
+    two_incidents(queue)
+    anonymous = web.get("/status.json").get_json()
+    assert web.login().status_code == 302
+    for path in ("/status", "/status.json"):
+        response = web.get(path)
+        assert response.status_code == 200
+        assert "Set-Cookie" not in response.headers, path
+    html = web.get("/status").get_data(as_text=True)
+    assert "Log out" not in html
+    assert WEB_USER not in html
+    logged_in = web.get("/status.json").get_json()
+    assert {**logged_in, "updated_at": ""} == {**anonymous, "updated_at": ""}
 
 
 def test_operational_and_older_resolved_incidents_drop_off(
