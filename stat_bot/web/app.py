@@ -93,10 +93,22 @@ def _register_blueprints(app: Flask) -> None:
         dashboard,
         github,
         health,
+        incident_pages,
         metrics,
         stat_relay,
+        status_page,
         trac_hook,
     )
 
-    for module in (github, trac_hook, stat_relay, health, metrics, dashboard, console_page):
+    for module in (
+        github,
+        trac_hook,
+        stat_relay,
+        health,
+        metrics,
+        dashboard,
+        console_page,
+        incident_pages,
+        status_page,
+    ):
         module.init_app(app, csrf)

@@ -22,6 +22,7 @@ API_PREFIXES = (
     "/healthz",
     "/readyz",
     "/metrics",
+    "/status.json",
 )
 
 

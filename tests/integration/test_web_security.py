@@ -49,7 +49,13 @@ def token_app(
 
 def concrete_paths(app: Flask, job_id: int) -> list[tuple[str, str]]:
     """Every route of the app as (method, path), placeholders filled with real values."""
-    values = {"job_id": job_id, "stream": "stdout", "project": "system", "filename": "app.css"}
+    values = {
+        "job_id": job_id,
+        "incident_id": 1,
+        "stream": "stdout",
+        "project": "system",
+        "filename": "app.css",
+    }
     found = []
     with app.test_request_context():
         for rule in app.url_map.iter_rules():
