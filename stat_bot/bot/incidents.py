@@ -241,7 +241,11 @@ def register(
             if answer:
                 post(channel, thread_ts, Message(answer))
         except (IncidentError, ChannelError) as error:
-            post(channel, thread_ts, Message(str(error)))
+            # Said to the one who clicked, as Slack apps do, not to the whole channel.
+            try:
+                client.chat_postEphemeral(channel=channel, user=user, text=str(error))
+            except Exception:
+                post(channel, thread_ts, Message(str(error)))
         except Exception:
             failed("incident click", user, channel, thread_ts)
 

@@ -313,6 +313,8 @@ class IncidentService:
         if changed is None:
             return f"<@{user_id}> already is the {escape_mrkdwn(role.name)}."
         log.info("incident role set", incident=incident_id, role=role.key, user=user_id, by=by.id)
+        if changed.channel_id and user_id != by.id:
+            self.channels.invite(changed.channel_id, [user_id])  # a role holder belongs there
         return text
 
     def set_status(self, incident_id: int, status: str, *, by: Actor) -> str:
@@ -333,7 +335,7 @@ class IncidentService:
             changes: dict[str, object] = {"status": wanted}
             entries = [
                 TimelineEntry(
-                    EntryKind.STATUS, f"status: {current.status} -> {wanted}", by.id, by.name,
+                    EntryKind.STATUS, f"status: {current.status} → {wanted}", by.id, by.name,
                     at=now, data={"status": wanted, "previous": current.status},
                 )
             ]  # fmt: skip

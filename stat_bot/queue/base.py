@@ -577,7 +577,7 @@ class Queue(abc.ABC):
         outbox: Callable[[Incident], Sequence[OutboxMessage]] | None = None,
         now: float | None = None,
     ) -> Incident:
-        """Change an incident (only the columns of incidents.model.CHANGEABLE), add timeline
+        """Change an incident (only the columns of incident_model.CHANGEABLE), add timeline
         entries and store the messages the new state causes, in one transaction.
 
         With `version`, the change applies only to that version (IncidentConflictError

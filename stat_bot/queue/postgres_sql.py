@@ -809,7 +809,7 @@ SQL_INCIDENTS = (
     "SELECT " + INCIDENT_COLUMNS + " FROM incidents "
     "WHERE resolved_at IS NULL OR resolved_at >= %s ORDER BY opened_at DESC, id DESC LIMIT %s"
 )
-# The update's SET list is built from incidents.model.CHANGEABLE names (checked first).
+# The update's SET list is built from queue/incident_model.py CHANGEABLE names (checked first).
 SQL_UPDATE_INCIDENT = (
     "UPDATE incidents SET {assignments}version = version + 1, updated_at = %s "
     "WHERE id = %s RETURNING " + INCIDENT_COLUMNS

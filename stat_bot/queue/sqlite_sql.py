@@ -779,7 +779,7 @@ SQL_INCIDENTS = (
     "SELECT " + INCIDENT_COLUMNS + " FROM incidents "
     "WHERE resolved_at IS NULL OR resolved_at >= ? ORDER BY opened_at DESC, id DESC LIMIT ?"
 )
-# The update's SET list is built from incidents.model.CHANGEABLE names (checked first).
+# The update's SET list is built from queue/incident_model.py CHANGEABLE names (checked first).
 SQL_UPDATE_INCIDENT = (
     "UPDATE incidents SET {assignments}version = version + 1, updated_at = ? "
     "WHERE id = ? RETURNING " + INCIDENT_COLUMNS

@@ -323,7 +323,7 @@ class OutboxSender:
         try:
             if report.meta.get("archive"):
                 # Not a message: archiving an incident's channel, kept here so it is
-                # retried through outages like one (report/incidents.py's `archive`).
+                # retried through outages like one (incidents/messages.py's `archive`).
                 self.notifier.archive(channel or "")
                 report = dc_replace(report, messages=[])
             for index in range(item.parts_done, len(report.messages)):

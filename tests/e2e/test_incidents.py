@@ -166,18 +166,23 @@ def test_claim_and_assign_update_the_pinned_message_and_the_digest(
     )
     assert "You run the incident" in message_text(dm)  # what the role means
 
+    # The first user select is the commander's: the admin hands the role to someone else.
     service.slack.click(
         ADMIN_USER_ID, channel, pinned["ts"], "incident_assign", select_user="visitor"
     )
     control(
+        service, channel, lambda m: f"Incident commander*: <@{VISITOR_USER_ID}>" in message_text(m)
+    )
+    said(
         service,
         channel,
-        lambda m: (
-            f"Technical lead*: <@{VISITOR_USER_ID}>" in message_text(m)
-            or f"*Communications liaison*: <@{VISITOR_USER_ID}>" in message_text(m)
-        ),
+        f"<@{VISITOR_USER_ID}> is now the *Incident commander* (assigned by <@{ADMIN_USER_ID}>)",
     )
-    said(service, channel, f"(assigned by <@{ADMIN_USER_ID}>)")
+    assert service.queue.incident(1).roles == {"commander": VISITOR_USER_ID}
+    previous = [
+        e.data.get("previous") for e in service.queue.incident_timeline(1) if e.kind == "role"
+    ]
+    assert previous == [None, GUEST_USER_ID]  # who held it before is in the timeline
 
 
 def test_someone_outside_the_allowed_users_changes_nothing(
@@ -187,8 +192,10 @@ def test_someone_outside_the_allowed_users_changes_nothing(
     pinned = control(service, channel)
     before = service.queue.incident(1)
     service.slack.click(VISITOR_USER_ID, channel, pinned["ts"], "incident_claim-tech")
-    refusal = said(service, channel, "only @hpc-admins")
-    assert f"<@{VISITOR_USER_ID}>" in message_text(refusal)
+    refusal = service.slack.wait_for_ephemeral(
+        lambda e: "only @hpc-admins" in (e.get("text") or ""), user=VISITOR_USER_ID, timeout=30
+    )
+    assert refusal["channel"] == channel
     where = service.say("<@U0BOT> incident status monitoring", user="visitor", channel=channel)
     assert "nothing was changed" in message_text(service.reply(where, "only"))
     after = service.queue.incident(1)
@@ -217,7 +224,7 @@ def test_status_notes_and_marked_messages_make_the_timeline(
     timeline = message_text(service.reply(where, "Incident 1"))
     for line in (
         "opened: GPFS hangs on login nodes",
-        "status: investigating -> identified",
+        "status: investigating → identified",
         "restarted mmfsd on io[1-4]",
         "waiters on nsd3 cleared after the restart",
         "`hw check` succeeded",
