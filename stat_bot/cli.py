@@ -983,6 +983,26 @@ def _check_inventory(ctx: Context) -> dict[str, Any] | None:
     return {"file": str(path), "nodes": len(inventory)}
 
 
+def _check_templates(ctx: Context) -> dict[str, Any]:
+    """The incident templates (TEMPLATES_DIRECTORY or the shipped ones): the mistake, or a count."""
+    from stat_bot.incidents.templates import TemplateError
+    from stat_bot.incidents.templates import load as load_templates
+
+    try:
+        templates = load_templates(ctx.settings.templates_directory)
+    except TemplateError as error:
+        if ctx.as_json:
+            ctx.output({"ok": False, "templates": str(error)}, "")
+        else:
+            click.echo(f"incident templates: {error}", err=True)
+        raise SystemExit(1) from None
+    return {
+        "directory": str(templates.directory),
+        "roles": [r.key for r in templates.roles],
+        "statuses": list(templates.statuses),
+    }
+
+
 @main.command(
     "check-config",
     epilog=EPILOG_EXAMPLES
@@ -1012,10 +1032,12 @@ def check_config(ctx: Context) -> None:
                 click.echo(f"  - {problem}", err=True)
         raise SystemExit(1) from None
     inventory = _check_inventory(ctx)
+    templates = _check_templates(ctx)
     summary = {
         "ok": True,
         "file": str(path),
         "inventory": inventory,
+        "incident_templates": templates,
         "namespaces": {
             name: {
                 "description": ns.spec.description,
@@ -1039,6 +1061,10 @@ def check_config(ctx: Context) -> None:
     lines = [f"{path}: OK, {len(configs.namespaces)} namespace(s)"]
     if inventory:
         lines.append(f"{inventory['file']}: OK, {inventory['nodes']} node(s)")
+    lines.append(
+        f"incident templates {templates['directory']}: OK, roles "
+        f"{', '.join(templates['roles'])}; statuses {', '.join(templates['statuses'])}"
+    )
     for name, ns in configs.namespaces.items():
         lock = " (restricted)" if ns.spec.restricted else ""
         lines.append(f"\n{name}{lock}: {ns.spec.description}")

@@ -58,6 +58,8 @@ def service(tmp_path_factory: pytest.TempPathFactory, tracd: TracServer) -> Iter
             INCIDENT_ALLOWED_USERS=f"@hpc-admins,{GUEST_USER_ID}",
             INCIDENT_ARCHIVE_AFTER="4",
             INCIDENT_VIDEO_LINK="https://meet.example.org/hpc-war-room",
+            INCIDENT_STATUS_ENDPOINTS=f"trac={tracd.url},nowhere=http://127.0.0.1:9/status",
+            INCIDENT_STATUS_TIMEOUT="2",
             **tracd.environ(),
         )
         try:
@@ -146,7 +148,8 @@ def test_opening_by_command_creates_the_channel_and_everything_in_it(
     assert "Incident commander*: _unclaimed_" in message_text(pinned)
     assert "investigating" in message_text(digest(service, 1))
     # The jobs it started report in the channel: the site snapshot and the xname's check.
-    said(service, channel, "Dispatchers:")
+    snapshot = said(service, channel, "*nowhere:* unreachable")  # the report, not its progress
+    assert "*Dispatchers:* 1 alive of 1 registered" in message_text(snapshot)
     said(service, channel, "checked x1000c0s0b0n0")
     assert service.queue.incident(1).tickets == (12,)
 
@@ -271,13 +274,27 @@ def test_reopening_is_recorded_and_keeps_the_channel(
 def test_slash_command_opens_and_resolving_archives_later(
     service: SlackService, web: WebClient
 ) -> None:
-    answer = service.slack.command(ADMIN_USER_ID, "general", "/incident", "www down", wait_ack=True)
+    answer = service.slack.command(GUEST_USER_ID, "general", "/incident", "www down", wait_ack=True)
     assert answer["acked"]
     reply = service.slack.wait_for_ephemeral(
-        lambda e: "is open" in (e.get("text") or ""), user=ADMIN_USER_ID, timeout=30
+        lambda e: "is open" in (e.get("text") or ""), user=GUEST_USER_ID, timeout=30
     )
     channel = channel_of(reply)
     assert web.conversations_info(channel=channel)["channel"]["name"].endswith("-www-down")
+    members = web.conversations_members(channel=channel)["members"]
+    assert GUEST_USER_ID in members  # the opener
+    assert ADMIN_USER_ID in members  # INCIDENT_AUTO_INVITE_GROUP's member
+    assert VISITOR_USER_ID not in members
+    # The digest's Join button brings anyone in.
+    number = service.queue.incident_by_channel(channel).id
+    entry = digest(service, number)
+    service.slack.click(VISITOR_USER_ID, INCIDENTS_CHANNEL_ID, entry["ts"], "incident_join")
+    deadline = time.monotonic() + 30
+    while VISITOR_USER_ID not in web.conversations_members(channel=channel)["members"]:
+        assert time.monotonic() < deadline, "the Join button did not invite"
+        time.sleep(0.1)
+    # Its snapshot names the configured status endpoint (the test Trac answers 200).
+    said(service, channel, "*trac:* HTTP 200")
     empty = service.slack.command(ADMIN_USER_ID, "general", "/incident", "   ")
     assert empty
     service.slack.wait_for_ephemeral(

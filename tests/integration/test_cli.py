@@ -378,6 +378,38 @@ def test_check_config_summarises_a_good_file(configure, cli):
     assert data["namespaces"]["t"]["webhooks"] == []
 
 
+def test_incident_templates_are_checked_by_check_config_and_at_the_bot_start(
+    configure, cli, tmp_path
+):
+    """A typo in a site's templates stops `check-config` and the bot, naming file and
+    placeholder, before any Slack connection is tried."""
+    import shutil
+
+    from stat_bot.incidents.templates import SHIPPED
+
+    configure(CONFIG)
+    data = json.loads(cli("--json", "check-config").stdout)
+    assert data["incident_templates"]["roles"] == ["commander", "comms", "tech"]
+    folder = tmp_path / "templates"
+    shutil.copytree(SHIPPED, folder)
+    digest = folder / "digest.json"
+    digest.write_text(digest.read_text().replace("{age}", "{agee}"))
+    env = {"TEMPLATES_DIRECTORY": str(folder)}
+    result = cli("check-config", env=env)
+    assert result.returncode == 1
+    assert f"{digest} uses the unknown placeholder {{agee}}" in result.stderr
+    tokens = {
+        "SLACK_BOT_TOKEN": "xoxb-x",
+        "SLACK_APP_TOKEN": "xapp-x",
+        "SLACK_API_URL": "http://127.0.0.1:9/api/",
+    }
+    result = cli("bot", env={**env, **tokens})
+    assert result.returncode != 0
+    assert "incident templates:" in result.stderr
+    assert "{agee}" in result.stderr
+    assert "xoxb-x" not in result.stderr
+
+
 def test_check_config_lists_webhook_rules(configure, cli):
     configure(
         {
