@@ -7,7 +7,9 @@ mode from another. Lines typed go to the emulator as if typed in Slack's
 reacted to anywhere in the workspace is printed as it happens, Block Kit and
 files rendered as text. Buttons (a guarded job's Confirm/Cancel) are numbered
 as they appear, `[1] Confirm  [2] Cancel`, and `/click 1` clicks one, as Slack
-would send it to the bot.
+would send it to the bot; selects (an incident's status, a role's Assign) are numbered
+too and `/choose 3 monitoring` picks an option (or a user). `/incident ...` is sent as
+the slash command, and `/react <emoji>` reacts to the last message shown.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ Commands of this console:
   /as <user> <text> send as another user (admin, guest, visitor)
   /channel <name>   post in another channel from now on
   /click <n> [user] click button [n] of a message above (as you, or as <user>)
+  /choose <n> <option|user>  pick an option of select [n] (a status; a user to assign)
+  /react <emoji>    react to the last message shown (:rotating_light: opens an incident)
+  /incident <text>  the /incident slash command (opens an incident channel)
   /help             this text
   /quit             leave (Ctrl-D too)"""
 
@@ -125,7 +130,8 @@ class Console:
         self._lock = threading.Lock()
         self._names: dict[str, str] = {}
         # Buttons seen so far, by the number shown: (channel, message ts, action_id, value).
-        self._buttons: dict[int, tuple[str, str, str, str]] = {}
+        self._buttons: dict[int, tuple[str, str, str, str, str]] = {}
+        self._last: tuple[str, str] | None = None  # the last message shown: /react
 
     def say(self, text: str) -> None:
         with self._lock:
@@ -152,14 +158,19 @@ class Console:
                 self.stop.wait(poll)
 
     def _number_buttons(self, event: dict[str, Any]) -> str:
-        """`[1] Confirm  [2] Cancel` under a message with buttons, remembered for /click."""
+        """`[1] Confirm  [2] Cancel` under a message with buttons and selects, remembered
+        for /click and /choose."""
         message = event.get("message") or {}
+        if message.get("ts"):
+            self._last = (str(event.get("channel")), str(message.get("ts")))
         shown = []
         for block in message.get("blocks") or []:
-            if block.get("type") != "actions":
-                continue
-            for element in block.get("elements") or []:
-                if element.get("type") != "button":
+            elements = list(block.get("elements") or []) if block.get("type") == "actions" else []
+            if isinstance(block.get("accessory"), dict):
+                elements.append(block["accessory"])
+            for element in elements:
+                kind = element.get("type")
+                if kind not in ("button", "static_select", "users_select"):
                     continue
                 number = len(self._buttons) + 1
                 self._buttons[number] = (
@@ -167,12 +178,19 @@ class Console:
                     str(message.get("ts")),
                     str(element.get("action_id", "")),
                     str(element.get("value", "")),
+                    str(kind),
                 )
-                label = (element.get("text") or {}).get("text", "?")
+                if kind == "button":
+                    label = (element.get("text") or {}).get("text", "?")
+                elif kind == "static_select":
+                    values = [str(o.get("value")) for o in element.get("options") or []]
+                    label = "choose: " + "|".join(values)
+                else:
+                    label = (element.get("placeholder") or {}).get("text", "choose") + ": a user"
                 shown.append(f"[{number}] {label}")
         if not shown:
             return ""
-        return "\n    " + "  ".join(shown) + "   (type /click <n>)"
+        return "\n    " + "  ".join(shown) + "   (type /click <n> or /choose <n> <option>)"
 
     def click(self, line: str) -> None:
         """`/click <n> [user]`: press a numbered button, as this console's user or another."""
@@ -184,12 +202,53 @@ class Console:
         if number not in self._buttons:
             self.say(f"no button [{number}] yet; buttons are numbered as they are shown")
             return
-        channel, ts, action_id, value = self._buttons[number]
+        channel, ts, action_id, value, kind = self._buttons[number]
+        if kind != "button":
+            self.say(f"[{number}] is a select: /choose {number} <option>")
+            return
         user = parts[2] if len(parts) == 3 else self.user
         try:
             self.client.click(user, channel, ts, action_id, value=value)
         except Exception as error:
             self.say(f"(could not click: {error})")
+
+    def choose(self, line: str) -> None:
+        """`/choose <n> <option>`: pick an option of a numbered select (or a user to assign)."""
+        parts = line.split()
+        if len(parts) != 3 or not parts[1].isdigit():
+            self.say("usage: /choose <n> <option>  (n: a select's number, shown as [n])")
+            return
+        number = int(parts[1])
+        if number not in self._buttons or self._buttons[number][4] == "button":
+            self.say(f"no select [{number}]; buttons are pressed with /click")
+            return
+        channel, ts, action_id, _, kind = self._buttons[number]
+        choice = parts[2].removeprefix("@")
+        try:
+            if kind == "users_select":
+                self.client.click(self.user, channel, ts, action_id, select_user=choice)
+            else:
+                self.client.click(self.user, channel, ts, action_id, option=choice)
+        except Exception as error:
+            self.say(f"(could not choose: {error})")
+
+    def react(self, line: str) -> None:
+        parts = line.split()
+        if len(parts) != 2 or self._last is None:
+            self.say("usage: /react <emoji>  (reacts to the last message shown)")
+            return
+        channel, ts = self._last
+        try:
+            self.client.react(self.user, channel, ts, parts[1].strip(":"))
+        except Exception as error:
+            self.say(f"(could not react: {error})")
+
+    def command(self, line: str) -> None:
+        name, _, text = line.partition(" ")
+        try:
+            self.client.command(self.user, self.channel, name, text)
+        except Exception as error:
+            self.say(f"(could not send {name}: {error})")
 
     def _learn(self, event: dict[str, Any]) -> None:
         for user_id, name in (event.get("names") or {}).items():
@@ -237,6 +296,15 @@ class Console:
             user, text = parts[1], parts[2]
         elif line == "/click" or line.startswith("/click "):
             self.click(line)
+            return True
+        elif line == "/choose" or line.startswith("/choose "):
+            self.choose(line)
+            return True
+        elif line == "/react" or line.startswith("/react "):
+            self.react(line)
+            return True
+        elif line == "/incident" or line.startswith("/incident "):
+            self.command(line)
             return True
         elif line.startswith("/channel "):
             self.channel = line.split(maxsplit=1)[1].lstrip("#")

@@ -128,13 +128,102 @@ def test_the_console_numbers_buttons_and_clicks_them(
             channel=GENERAL_CHANNEL_ID, text="Power off x1000c0?", blocks=BUTTONS
         )
         wait_for(lambda: out.getvalue(), lambda text: "[2] Cancel" in text, what="buttons")
-        assert "[1] Confirm  [2] Cancel   (type /click <n>)" in out.getvalue()
+        assert (
+            "[1] Confirm  [2] Cancel   (type /click <n> or /choose <n> <option>)" in out.getvalue()
+        )
         assert console.handle("/click 2 guest")
         wait_for(lambda: seen, lambda s: len(s) == 1, what="the console's click")
         assert seen[0]["actions"][0]["action_id"] == "stat_cancel"
         assert seen[0]["user"]["username"] == "guest"
         console.handle("/click 9")
         assert "no button [9] yet" in out.getvalue()
+    finally:
+        console.stop.set()
+        follower.join(5)
+
+
+SELECTS = [
+    {
+        "type": "section",
+        "block_id": "incident-role-commander",
+        "text": {"type": "mrkdwn", "text": "*Incident commander*: _unclaimed_"},
+        "accessory": {
+            "type": "users_select",
+            "action_id": "incident_assign",
+            "placeholder": {"type": "plain_text", "text": "Assign"},
+        },
+    },
+    {
+        "type": "actions",
+        "block_id": "incident-status",
+        "elements": [
+            {
+                "type": "static_select",
+                "action_id": "incident_status",
+                "options": [
+                    {"text": {"type": "plain_text", "text": s}, "value": s}
+                    for s in ("investigating", "monitoring")
+                ],
+            }
+        ],
+    },
+]
+
+
+def test_the_console_chooses_options_reacts_and_sends_slash_commands(
+    slack_emulator: EmulatorThread, emulator_client: EmulatorClient, connect_bolt, slack_web_client
+):
+    """What an incident needs from the terminal: a status select, a user select, a
+    reaction on the last message and `/incident`, each reaching a real Bolt app."""
+    seen: list[tuple[str, Any]] = []
+    app = App(client=WebClient(token=BOT_TOKEN, base_url=slack_emulator.api_url))
+
+    @app.action("incident_status")
+    @app.action("incident_assign")
+    def on_select(ack: Any, action: dict[str, Any]) -> None:
+        ack()
+        seen.append(("select", action.get("selected_option") or action.get("selected_user")))
+
+    @app.event("reaction_added")
+    def on_reaction(event: dict[str, Any]) -> None:
+        seen.append(("reaction", event["reaction"]))
+
+    @app.command("/incident")
+    def on_command(ack: Any, command: dict[str, Any]) -> None:
+        ack(text=f"opening {command['text']}")
+        seen.append(("command", command["text"]))
+
+    connect_bolt(app)
+    out = io.StringIO()
+    console = Console(emulator_client, stdin=io.StringIO(""), stdout=out)
+    follower = threading.Thread(target=console.follow, kwargs={"cursor": 0}, daemon=True)
+    follower.start()
+    try:
+        slack_web_client.chat_postMessage(
+            channel=GENERAL_CHANNEL_ID, text="Incident 1", blocks=SELECTS
+        )
+        wait_for(
+            lambda: out.getvalue(),
+            lambda text: "[2] choose: investigating|monitoring" in text,
+            what="selects",
+        )
+        assert "[1] Assign: a user" in out.getvalue()
+        console.handle("/choose 2 monitoring")
+        console.handle("/choose 1 @admin")
+        console.handle("/react rotating_light")
+        console.handle("/incident gpfs hangs")
+        wait_for(lambda: seen, lambda s: len(s) == 4, what="the console's four actions")
+        assert (
+            "select",
+            {"text": {"type": "plain_text", "text": "monitoring"}, "value": "monitoring"},
+        ) in seen
+        assert ("select", ADMIN_USER_ID) in seen
+        assert ("reaction", "rotating_light") in seen
+        assert ("command", "gpfs hangs") in seen
+        console.handle("/click 2")
+        assert "[2] is a select: /choose 2 <option>" in out.getvalue()
+        console.handle("/choose 9 x")
+        assert "no select [9]" in out.getvalue()
     finally:
         console.stop.set()
         follower.join(5)
