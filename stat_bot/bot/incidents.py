@@ -288,11 +288,16 @@ def register(
 
         return listener
 
+    def open_from_report(user: str, channel: str, action: dict[str, Any]) -> str | None:
+        incident = service.open_from_job(str(action.get("value") or ""), by=commands.actor(user))
+        return ids.opened_message(incident, service.templates).text
+
     for action_id, change in (
         (re.compile(f"^{ids.CLAIM_ACTION}-"), claim),
         (ids.ASSIGN_ACTION, assign),
         (ids.STATUS_ACTION, status),
         (ids.JOIN_ACTION, join),
+        (ids.OPEN_ACTION, open_from_report),
     ):
         app.action(action_id)(ack=ack_now, lazy=[on_click(change)])
 

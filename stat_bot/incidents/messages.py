@@ -18,7 +18,7 @@ from stat_bot.incidents.model import Incident
 from stat_bot.incidents.postmortem import human
 from stat_bot.incidents.templates import Role, Templates
 from stat_bot.queue.base import OutboxMessage
-from stat_bot.report.messages import Message, Report, escape_mrkdwn
+from stat_bot.report.messages import OPEN_INCIDENT_ACTION, Message, Report, escape_mrkdwn
 from stat_bot.report.outbox import outgoing
 
 KIND = "incident"
@@ -26,7 +26,7 @@ CLAIM_ACTION = "incident_claim"  # + "-<role key>"; value: the incident id
 ASSIGN_ACTION = "incident_assign"  # a users_select in the role's section (block_id names the role)
 STATUS_ACTION = "incident_status"
 JOIN_ACTION = "incident_join"  # the digest's button; value: the incident id
-OPEN_ACTION = "incident_open"  # on a failed job's report; value: "<job id>"
+OPEN_ACTION = OPEN_INCIDENT_ACTION  # on a failed job's report, a failing hw check's
 ROLE_BLOCK = "incident-role-"
 
 

@@ -223,6 +223,35 @@ class IncidentService:
             )
         return started
 
+    def open_from_job(self, value: str, *, by: Actor) -> Incident:
+        """The "Open an incident" button of a failed job's report or a failing hw check:
+        an incident about that job (linked, so its result is in the timeline) and its nodes."""
+        raw_id, _, raw_xnames = value.partition(":")
+        job = self.queue.get(int(raw_id)) if raw_id.isdigit() else None
+        if job is None:
+            raise IncidentError(
+                "That job is no longer in STAT bot's history; open the incident with `/incident`."
+            )
+        xnames = [x for x in raw_xnames.split(",") if x]
+        if xnames:
+            description = f"{job.full_type} {job.args.get('target', '')}: {len(xnames)} node(s) failing".replace(
+                "  ", " "
+            )
+        else:
+            description = f"job #{job.id} {job.full_type} {job.status}"
+        incident = self.open(
+            description,
+            by=by,
+            xnames=xnames,
+            first_message=f"Opened from the report of job #{job.id} ({job.full_type}).",
+        )
+        self._change(
+            incident.id,
+            lambda inc: None if job.id in inc.jobs else ({"jobs": [*inc.jobs, job.id]}, [], []),
+            version_check=False,
+        )
+        return self.queue.incident(incident.id) or incident
+
     # changes ----------------------------------------------------------------------
     def _change(
         self,

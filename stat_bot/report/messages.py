@@ -233,6 +233,27 @@ def _why(job: Job, outcome: Outcome) -> str:
             return f"failed with exit status {outcome.exit_code}"
 
 
+# The button under a failed job's report (and a failing `hw check`) that opens an
+# incident about it; its value is "<job id>" or "<job id>:<xname>,<xname>..." (bot/incidents.py).
+OPEN_INCIDENT_ACTION = "incident_open"
+SECTION_TEXT = 3000  # Slack's limit for a section's text
+
+
+def open_incident_block(value: str) -> dict[str, Any]:
+    return {
+        "type": "actions",
+        "block_id": "incident-open",
+        "elements": [
+            {
+                "type": "button",
+                "action_id": OPEN_INCIDENT_ACTION,
+                "text": {"type": "plain_text", "text": "Open an incident"},
+                "value": value[:2000],
+            }
+        ],
+    }
+
+
 def failure_message(job: Job, outcome: Outcome, problem: str | None = None) -> Message:
     """Job id, why it ended, the end of stderr, and how to read the logs."""
     who = f"Job #{job.id} {_label(job)}" if _queued(job) else f"Command {_label(job)}"
@@ -248,7 +269,14 @@ def failure_message(job: Job, outcome: Outcome, problem: str | None = None) -> M
             f"Logs: `@stat-bot logs {job.id} stderr` in chat, or `stat-bot logs {job.id} stderr` "
             f"on the server (folder {outcome.log_dir})"
         )
-    return Message("\n".join(lines))
+    text = "\n".join(lines)
+    if not _queued(job):
+        return Message(text)
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": part}}
+        for part in split_text(text, SECTION_TEXT)
+    ]
+    return Message(text, [*blocks, open_incident_block(str(job.id))])
 
 
 def _destination(job: Job, spec: JobSpec | None) -> dict[str, Any]:

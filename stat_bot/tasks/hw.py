@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from stat_bot.hardware import credentials, report
-from stat_bot.hardware.health import NodeHealth
+from stat_bot.hardware.health import NodeHealth, State
 from stat_bot.hardware.inventory import InventoryError, Node
 from stat_bot.hardware.sweep import compare
 from stat_bot.hardware.targets import TargetError, check_target, select_from, unusable
+from stat_bot.report.messages import open_incident_block
 from stat_bot.tasks import TaskContext, TaskUsageError, task
 
 if TYPE_CHECKING:
@@ -290,7 +291,12 @@ def hw_check(ctx: TaskContext, args: Sequence[str]) -> int:
     ctx.queue.record_node_health(rows(results, ctx.job_id))
     notes += close_the_loop(ctx, results, ticket, asked(ctx))
     title = f"hw check {target}"
-    emit(report.check_report(results, title=title, target=target, notes=notes))
+    answer = report.check_report(results, title=title, target=target, notes=notes)
+    failing = [h.xname for h in results if h.state is not State.OK]
+    if failing and ctx.job_id is not None:
+        # A way from a failing check straight to an incident about those nodes.
+        answer["blocks"].append(open_incident_block(f"{ctx.job_id}:{','.join(failing[:40])}"))
+    emit(answer)
     return 0
 
 

@@ -274,7 +274,9 @@ def test_a_confirmed_jobs_report_names_who_confirmed():
     report = build_report(job, spec, Outcome(JobStatus.SUCCEEDED, 0, stdout="done\n"))
     assert report.messages[-1].text.endswith("_Confirmed by @alice._")
     failed = build_report(job, spec, Outcome(JobStatus.FAILED, 1))
-    assert "Confirmed by @alice." in failed.messages[-1].text
+    # A failure report is blocks (it has an "Open an incident" button): a context line.
+    (context,) = [b for b in failed.messages[-1].blocks if b["type"] == "context"]
+    assert context["elements"][0]["text"] == "Confirmed by @alice."
 
 
 def test_a_huge_typed_target_locks_everything_without_being_expanded():
@@ -282,3 +284,22 @@ def test_a_huge_typed_target_locks_everything_without_being_expanded():
     the process that builds the request (NodeSet would build every name)."""
     assert typed_locks("x[0-99999999]") == (LOCK_ALL,)
     assert typed_locks("x1000c[0-1]") == ("x1000.c0.", "x1000.c1.")
+
+
+def test_a_failed_jobs_report_offers_to_open_an_incident():
+    from stat_bot.jobs.config import JobSpec
+    from stat_bot.report.messages import OPEN_INCIDENT_ACTION
+
+    job = make_job()
+    spec = JobSpec(run_args_template="echo", report_stdout=True)
+    failed = build_report(job, spec, Outcome(JobStatus.FAILED, 1, stderr_tail="x" * 5000))
+    message = failed.messages[-1]
+    sections = [b for b in message.blocks if b["type"] == "section"]
+    assert all(len(b["text"]["text"]) <= 3000 for b in sections)
+    assert "".join(b["text"]["text"] for b in sections).replace("\n", "") == message.text.replace(
+        "\n", ""
+    )
+    (button,) = [e for b in message.blocks if b["type"] == "actions" for e in b["elements"]]
+    assert (button["action_id"], button["value"]) == (OPEN_INCIDENT_ACTION, str(job.id))
+    succeeded = build_report(job, spec, Outcome(JobStatus.SUCCEEDED, 0, stdout="ok\n"))
+    assert OPEN_INCIDENT_ACTION not in str(succeeded.messages)
