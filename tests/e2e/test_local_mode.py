@@ -448,3 +448,78 @@ def test_local_mode_brings_a_demo_chassis_so_hw_check_and_sweep_answer(tmp_path:
     while _running(redfish):
         assert time.monotonic() < deadline, "the Redfish emulator outlived `run`"
         time.sleep(0.1)
+
+
+def test_an_incident_runs_from_opening_to_postmortem_in_local_mode(tmp_path: Path) -> None:
+    """Local mode alone runs an incident: `/incident` opens the channel (the digest in
+    #incidents, @hpc-admins invited), the pinned message's buttons and select change it,
+    and resolving writes the postmortem into the local Trac's wiki; the public status page
+    shows it without its description."""
+    require_trac()
+    service, err = _start_local_mode(tmp_path)
+    try:
+        banner = err.read_text()
+        trac_url = re.search(r"Trac: +(http://127\.0\.0\.1:\d+/stat) \(local", banner)
+        dashboard = DASHBOARD.search(banner)
+        assert trac_url, banner
+        assert dashboard, banner
+        slack = EmulatorClient(
+            json.loads((tmp_path / "var" / "local-slack.json").read_text())["url"]
+        )
+        slack.wait_for_connections(timeout=30)
+
+        slack.command(
+            "admin", "general", "/incident", "Slurm controller unreachable --xname x1000c0s2b0n1"
+        )
+        opened = slack.wait_for_ephemeral(
+            lambda e: "is open" in (e.get("text") or ""), user="admin", timeout=60
+        )
+        channel = re.search(r"<#(C\w+)>", opened["text"])[1]  # type: ignore[index]
+        pinned = slack.wait_for_message(channel, lambda m: m["pinned_to"], timeout=60)
+        slack.wait_for_message(
+            "incidents", lambda m: "Slurm controller unreachable" in message_text(m), timeout=60
+        )
+        # The linked node's check (the demo chassis' critical PSU) and the snapshot.
+        slack.wait_for_message(
+            channel,
+            lambda m: (
+                "PSU 2: Critical" in message_text(m)
+                and not message_text(m).startswith(":hourglass")
+            ),
+            timeout=90,
+        )
+        slack.wait_for_message(
+            channel, lambda m: "Trac active tickets:" in message_text(m), timeout=90
+        )
+
+        slack.click("admin", channel, pinned["ts"], "incident_claim-commander", wait_ack=True)
+        slack.click(
+            "admin", channel, pinned["ts"], "incident_status", option="identified", wait_ack=True
+        )
+        slack.wait_for_message(
+            channel, lambda m: "set the status to *identified*" in message_text(m), timeout=60
+        )
+        slack.click(
+            "admin", channel, pinned["ts"], "incident_status", option="resolved", wait_ack=True
+        )
+        link = slack.wait_for_message(
+            channel, lambda m: "Postmortem draft:" in message_text(m), timeout=90
+        )
+        page = re.search(r"/wiki/(Incidents/[\w-]+)", message_text(link))
+        assert page, message_text(link)
+        with urllib.request.urlopen(
+            f"{trac_url[1]}/wiki/{page[1]}?format=txt", timeout=30
+        ) as answer:
+            wiki = answer.read().decode()
+        assert "Slurm controller unreachable" in wiki
+        assert "x1000c0s2b0n1" in wiki
+        assert "== Timeline ==" in wiki
+
+        with urllib.request.urlopen(f"{dashboard[1]}status.json", timeout=30) as answer:
+            public = json.loads(answer.read())
+        assert "Slurm controller unreachable" not in json.dumps(public)
+        assert any("x1000c0" in json.dumps(i) for i in public["incidents"]), public
+    finally:
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(40) == 0
+    assert "Traceback" not in err.read_text()
