@@ -269,6 +269,7 @@ raw_config = {
             "postmortem": {
                 "run_args_template": "stat-bot task incident-postmortem {incident}",
                 "report_stdout": False,
+                "report_success": False,  # the task posts the page's link itself
                 "timeout": 300,
                 "concurrency": 2,
                 "coalesce": True,

@@ -90,7 +90,7 @@ def render(event: dict[str, Any], names: dict[str, str]) -> str:
     blocks = message.get("blocks") or []
     if blocks and any(b.get("type") != "rich_text" for b in blocks):
         for block in blocks:
-            body.extend(render_block(block))
+            body.extend(readable(line, names) for line in render_block(block))
     elif message.get("text"):
         body.extend(readable(str(message["text"]), names).splitlines())
     for file in message.get("files") or []:
@@ -161,6 +161,8 @@ class Console:
         """`[1] Confirm  [2] Cancel` under a message with buttons and selects, remembered
         for /click and /choose."""
         message = event.get("message") or {}
+        if event.get("kind") in ("reaction", "pin"):
+            return ""  # the message itself was shown, buttons numbered, when posted
         if message.get("ts"):
             self._last = (str(event.get("channel")), str(message.get("ts")))
         shown = []

@@ -103,6 +103,16 @@ def _text_of(element: Any) -> str:
     return ""
 
 
+def _element(element: dict[str, Any]) -> str:
+    """A button as `[Label]`; a select as `[Label ▾]` with its current choice."""
+    kind = str(element.get("type") or "")
+    if kind.endswith("_select") or kind == "overflow":
+        chosen = _text_of((element.get("initial_option") or {}).get("text"))
+        label = chosen or _text_of(element.get("placeholder")) or "choose"
+        return f"[{label} ▾]"
+    return f"[{_text_of(element)}]"
+
+
 def render_block(block: dict[str, Any]) -> list[str]:
     """A Block Kit block as terminal lines: enough to read a report without Slack."""
     kind = block.get("type")
@@ -116,7 +126,7 @@ def render_block(block: dict[str, Any]) -> list[str]:
     if kind == "image":
         return [f"[image: {block.get('alt_text') or block.get('image_url', '')}]"]
     if kind == "actions":
-        return ["  ".join(f"[{_text_of(e)}]" for e in block.get("elements", []))]
+        return ["  ".join(_element(e) for e in block.get("elements", []))]
     lines: list[str] = []
     if kind == "section":
         if block.get("text"):
@@ -129,7 +139,7 @@ def render_block(block: dict[str, Any]) -> list[str]:
                 b = right[j] if j < len(right) else ""
                 lines.append(f"{a:<38}  {b}".rstrip())
         if block.get("accessory"):
-            lines.append(f"  [{_text_of(block['accessory'])}]")
+            lines.append(f"  {_element(block['accessory'])}")
         return lines
     if kind == "rich_text":
         return [str(block.get("elements", ""))]
