@@ -179,7 +179,17 @@ class IncidentService:
                 control=messages.post(control, incident.channel_id, pin=True), digest=digest
             )
 
-        incident = self.queue.open_incident(draft, entries=entries, outbox=outbox, now=now)
+        try:
+            incident = self.queue.open_incident(draft, entries=entries, outbox=outbox, now=now)
+        except Exception as error:
+            # Nothing was stored: a channel no incident knows of would only mislead.
+            log.exception("incident not stored; archiving its channel", channel=created.name)
+            why = self.channels.archive(created.id)
+            fate = "archived" if why is None else f"left behind ({why})"
+            raise IncidentError(
+                f"The incident could not be stored ({type(error).__name__}); its channel "
+                f"#{created.name} was {fate}. Try again in a minute."
+            ) from error
         log.info("incident opened", incident=incident.id, channel=incident.channel_name, user=by.id)
         jobs = [("snapshot", NAMESPACE, {"incident": str(incident.id)})]
         jobs += [("check", "hw", {"target": x}) for x in xnames]
