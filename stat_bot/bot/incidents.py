@@ -18,12 +18,12 @@ import structlog
 from slack_bolt import App
 from slack_sdk import WebClient
 
-from stat_bot.bot.chat import Answer, Asker, People
+from stat_bot.bot.chat import Answer, Asker, People, unescape
 from stat_bot.incidents import messages as ids
 from stat_bot.incidents.model import EntryKind
 from stat_bot.incidents.service import Actor, IncidentError, IncidentService
 from stat_bot.report.channels import ChannelError
-from stat_bot.report.messages import Message
+from stat_bot.report.messages import Message, escape_mrkdwn
 
 log = structlog.get_logger(__name__)
 
@@ -122,7 +122,7 @@ class IncidentCommands:
             state = "open" if incident.is_open else "resolved"
             lines.append(
                 f"{incident.id}. {ids.channel_link(incident)} *{incident.status}* ({state}): "
-                + incident.description.replace("<", "&lt;").replace(">", "&gt;")
+                + escape_mrkdwn(incident.description)
             )
         return "\n".join(lines)
 
@@ -320,10 +320,8 @@ def register(
                 incident = service.queue.incident_by_channel(channel)
                 if incident is None:
                     return
-                text = (
-                    service.channels.message_text(channel, ts)
-                    or "(a message that could not be read)"
-                )
+                read = service.channels.message_text(channel, ts)
+                text = unescape(read) if read else "(a message that could not be read)"
                 service.note(
                     incident.id,
                     text,
@@ -333,7 +331,7 @@ def register(
                 )
                 client.reactions_add(channel=channel, timestamp=ts, name="white_check_mark")
             else:
-                text = service.channels.message_text(channel, ts) or ""
+                text = unescape(service.channels.message_text(channel, ts) or "")
                 incident = service.open(
                     text.splitlines()[0][:120] if text.strip() else "opened from a reaction",
                     by=commands.actor(user),

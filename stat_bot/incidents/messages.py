@@ -121,7 +121,7 @@ def control_message(
     )
     # Roles and status stay changeable after resolving: choosing another status re-opens.
     blocks += _role_blocks(incident, templates)
-    text = f"Incident {incident.id}: {incident.description} ({incident.status})"
+    text = f"Incident {incident.id}: {escape_mrkdwn(incident.description)} ({incident.status})"
     return Message(text, blocks)
 
 
@@ -161,7 +161,9 @@ def digest_message(incident: Incident, templates: Templates, tz: ZoneInfo, now: 
                 ],
             }
         )
-    return Message(f"Incident {incident.id}: {incident.description} ({incident.status})", blocks)
+    return Message(
+        f"Incident {incident.id}: {escape_mrkdwn(incident.description)} ({incident.status})", blocks
+    )
 
 
 def update_message(incident: Incident, templates: Templates, text: str) -> Message:
