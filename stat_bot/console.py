@@ -54,6 +54,8 @@ def happening(event: dict[str, Any], names: dict[str, str]) -> str | None:
     kind = event.get("kind")
     if kind == "channel_created":
         return f"{who} created the channel"
+    if kind == "delete":
+        return f"{who} deleted a message"
     if kind == "channel_archived":
         return f"{who} archived the channel"
     if kind == "topic":

@@ -9,7 +9,6 @@ names the first one's outbox item (`replaces_outbox`) and waits for it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -208,26 +207,35 @@ def resolved_message(
     return Message(f"Incident {incident.id} is resolved. {durations}", blocks)
 
 
+def control_ref(incident: Incident) -> str:
+    """What every version of an incident's pinned control message is stored under."""
+    return f"incident:{incident.id}:control"
+
+
+def digest_ref(incident: Incident) -> str:
+    return f"incident:{incident.id}:digest"
+
+
 def post(
     message: Message,
     channel: str | None,
     *,
     pin: bool = False,
-    meta: Mapping[str, Any] | None = None,
+    ref: str | None = None,
 ) -> OutboxMessage:
-    """A new message for the outbox."""
-    extra = dict(meta or {})
+    """A new message for the outbox; with `ref`, the first version of one kept up to date."""
+    meta: dict[str, Any] = {"edits": True} if ref else {}
     if pin:
-        extra["pin"] = True
-    return outgoing(Report([message], kind="info", channel=channel, meta=extra), KIND)
+        meta["pin"] = True
+    return outgoing(Report([message], kind="info", channel=channel, meta=meta), KIND, ref=ref)
 
 
-def edit(first_item: int | None, message: Message, channel: str | None) -> list[OutboxMessage]:
-    """A new version of a message posted once (the control or digest message)."""
-    if first_item is None:
-        return []
-    meta = {"replaces_outbox": first_item, "wait_for_original": True}
-    return [outgoing(Report([message], kind="info", channel=channel, meta=meta), KIND)]
+def edit(
+    ref: str, message: Message, channel: str | None, *, pin: bool = False
+) -> list[OutboxMessage]:
+    """A new version of a message kept up to date: it edits the latest version delivered
+    (report/outbox.py), or is posted (and pinned) if every earlier one is gone."""
+    return [post(message, channel, pin=pin, ref=ref)]
 
 
 def archive(channel: str) -> OutboxMessage:

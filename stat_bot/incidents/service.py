@@ -174,9 +174,13 @@ class IncidentService:
                 digest = messages.post(
                     messages.digest_message(incident, self.templates, self.settings.tz, now),
                     self.settings.incidents_digest_channel,
+                    ref=messages.digest_ref(incident),
                 )
             return IncidentMessages(
-                control=messages.post(control, incident.channel_id, pin=True), digest=digest
+                control=messages.post(
+                    control, incident.channel_id, pin=True, ref=messages.control_ref(incident)
+                ),
+                digest=digest,
             )
 
         try:
@@ -307,15 +311,16 @@ class IncidentService:
         """The control and digest messages edited to show `new`."""
         now = self.queue.now()
         found = messages.edit(
-            new.control_outbox,
+            messages.control_ref(new),
             messages.control_message(
                 new, self.templates, self.settings.tz, self.settings.incident_video_link
             ),
             new.channel_id,
+            pin=True,
         )
         if self.settings.incidents_digest_channel:
             found += messages.edit(
-                new.digest_outbox,
+                messages.digest_ref(new),
                 messages.digest_message(new, self.templates, self.settings.tz, now),
                 self.settings.incidents_digest_channel,
             )

@@ -320,16 +320,24 @@ class OutboxSender:
         channel = report.channel or self.settings.slack_logs_channel
         report = dc_replace(report, channel=channel)
         first = Posted(item.posted_channel, item.ts) if item.parts_done else None
+        if self._superseded(item, report):
+            self._record(self.queue.outbox_delivered, item, None, None)
+            self.log.info(
+                "message superseded by a newer version; not sent", item=item.id, ref=item.ref
+            )
+            return Outcome.DELIVERED
         try:
             if report.meta.get("archive"):
                 # Not a message: archiving an incident's channel, kept here so it is
                 # retried through outages like one (incidents/messages.py's `archive`).
                 self.notifier.archive(channel or "")
                 report = dc_replace(report, messages=[])
+            posted_anew = True
             for index in range(item.parts_done, len(report.messages)):
-                posted = self.notifier.send(
-                    report, index, replace=self._replaces(item, report, index)
-                )
+                target = self._replaces(item, report, index)
+                posted = self.notifier.send(report, index, replace=target)
+                if index == 0 and target is not None and posted.ts == target.ts:
+                    posted_anew = False
                 first = first or posted
                 if index < len(report.messages) - 1:
                     self._record(
@@ -347,7 +355,7 @@ class OutboxSender:
             self.log.exception("outbox: unexpected error sending", item=item.id, kind=item.kind)
             return self._retry(item, DeliveryError(f"{type(error).__name__}: {error}"))
         first = first or Posted(channel)
-        if report.meta.get("pin") and item.parts_done == 0:
+        if report.meta.get("pin") and item.parts_done == 0 and report.messages and posted_anew:
             self._pin(item, first)
         self._after_file_report(item, report)
         self._record(
@@ -378,16 +386,9 @@ class OutboxSender:
             # A decision on a guarded job edits its offer (report/confirmations.py); an
             # offer never delivered is answered with a new message instead.
             offer = self.queue.outbox_get(int(offer_id))
-            if (
-                report.meta.get("wait_for_original")
-                and offer is not None
-                and not offer.ts
-                and offer.state is OutboxState.PENDING
-            ):
-                # An edit of a message still on its way (an incident's pinned control
-                # message, its digest message) waits for it rather than posting a twin.
-                raise WaitingForOriginalError("waiting for the message it edits to be delivered")
             return Posted(offer.posted_channel, offer.ts) if offer and offer.ts else None
+        if report.meta.get("edits") and item.ref:
+            return self._edited(item)
         if (
             item.kind == "report"
             and report.job_id is not None
@@ -398,6 +399,28 @@ class OutboxSender:
             where = self.queue.progress_posted(report.job_id)
             return Posted(*where) if where else None
         return None
+
+    def _edited(self, item: OutboxItem) -> Posted | None:
+        """Where a new version of a message kept up to date (an incident's pinned control
+        message, its digest message: every version shares one `ref`) goes: over the latest
+        version delivered, so a version that had to be posted anew (the message was deleted)
+        is the one edited from then on. It waits while an earlier version is still on its
+        way rather than posting a twin; with none delivered and none waiting, it posts."""
+        versions = [i for i in self.queue.outbox_find(str(item.ref)) if i.id < item.id]
+        delivered = [i for i in versions if i.ts]
+        if delivered:
+            latest = delivered[-1]
+            return Posted(latest.posted_channel, latest.ts)
+        if any(i.state is OutboxState.PENDING for i in versions):
+            raise WaitingForOriginalError("waiting for the message it edits to be delivered")
+        return None
+
+    def _superseded(self, item: OutboxItem, report: Report) -> bool:
+        """Whether a newer version of this kept-up-to-date message is stored already: then
+        this one is not sent at all, so an older version retried late never overwrites it."""
+        if not (report.meta.get("edits") and item.ref):
+            return False
+        return any(i.id > item.id for i in self.queue.outbox_find(str(item.ref)))
 
     def _pin(self, item: OutboxItem, where: Posted) -> None:
         """Pin a just-delivered message; a failure is logged, the message stays delivered."""

@@ -180,7 +180,7 @@ def incident_postmortem(ctx: TaskContext, args: Sequence[str]) -> int:
         ]
         if settings.incidents_digest_channel:
             found_messages += messages.edit(
-                new.digest_outbox,
+                messages.digest_ref(new),
                 messages.digest_message(new, templates, settings.tz, ctx.queue.now()),
                 settings.incidents_digest_channel,
             )

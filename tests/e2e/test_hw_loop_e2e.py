@@ -92,7 +92,13 @@ def service(
 
 
 def has_buttons(message: dict[str, Any]) -> bool:
-    return any(b.get("type") == "actions" for b in message.get("blocks") or [])
+    """An offer's Confirm/Cancel buttons (a failing check's "Open an incident" is not one)."""
+    return any(
+        e.get("action_id") == "stat_confirm"
+        for b in message.get("blocks") or []
+        if b.get("type") == "actions"
+        for e in b.get("elements") or []
+    )
 
 
 def code_of(offer: dict[str, Any]) -> str:

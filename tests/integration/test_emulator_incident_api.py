@@ -193,7 +193,7 @@ def test_users_conversations_and_usergroup_members(
         if not cursor:
             break
     assert ids[-3:] == made
-    assert len(ids) == 6
+    assert len(ids) == 7  # the 4 seeded channels the bot is in, and the 3 it made
     guest = slack_web_client.users_conversations(user=GUEST_USER_ID)["channels"]
     assert [c["id"] for c in guest] == [GENERAL_CHANNEL_ID, made[1]]
     assert error_of(slack_web_client.users_conversations, user="U0NOBODY") == "user_not_found"

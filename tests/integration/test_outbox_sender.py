@@ -354,3 +354,57 @@ def test_a_web_notice_does_not_jump_ahead_of_messages_waiting_out_an_outage(sett
         ]
     )
     assert web.deliver_within(relay, 1.0, give_up_late=True).state is OutboxState.DELIVERED
+
+
+# -- messages kept up to date (an incident's control and digest messages) ------------------
+
+
+def version(text: str, *, pin: bool = False) -> Any:
+    from stat_bot.incidents.messages import post
+
+    return post(Message(text), GENERAL_CHANNEL_ID, pin=pin, ref="incident:1:control")
+
+
+def test_versions_of_a_message_edit_it_in_place_and_only_the_newest_is_sent(
+    slack_settings, queue, emulator_client
+):
+    """The first version is posted and pinned; each later one edits it. A version stored
+    after another one waiting is never sent (the newer one carries the state), and a
+    version whose original is still pending waits for it rather than posting a twin."""
+    settings = slack_settings()
+    sender = slack_sender(settings, queue)
+    queue.post([version("v1", pin=True)])
+    drain(sender, lambda: texts(emulator_client) == ["v1"])
+    (posted,) = emulator_client.messages(GENERAL_CHANNEL_ID)
+    assert posted["pinned_to"] == [GENERAL_CHANNEL_ID]
+    queue.post([version("v2", pin=True), version("v3", pin=True)])
+    drain(sender, lambda: texts(emulator_client) == ["v3"])
+    (edited,) = emulator_client.messages(GENERAL_CHANNEL_ID)
+    assert edited["ts"] == posted["ts"]
+    assert [h["text"] for h in edited["history"]] == ["v1"]  # v2 was superseded, never sent
+    assert all(i.state is OutboxState.DELIVERED for i in queue.outbox_find("incident:1:control"))
+
+
+def test_a_version_stored_while_the_first_waits_replaces_it_and_a_deleted_one_is_posted_once(
+    slack_settings, queue, emulator_client, slack_web_client
+):
+    settings = slack_settings()
+    sender = slack_sender(settings, queue)
+    emulator_client.server_error(count=1, methods=["chat.postMessage"])
+    (first,) = queue.post([version("v1", pin=True)])
+    sender.send_due()  # v1 fails once and waits for its retry
+    queue.post([version("v2", pin=True)])
+    drain(sender, lambda: texts(emulator_client) == ["v2"])
+    (only,) = emulator_client.messages(GENERAL_CHANNEL_ID)  # no twin: v1 was never sent
+    assert only["pinned_to"] == [GENERAL_CHANNEL_ID]
+    assert queue.outbox_get(first).ts is None
+    # Someone deletes the message: the next version is posted (and pinned) anew, once,
+    # and the version after that edits the new one.
+    slack_web_client.chat_delete(channel=GENERAL_CHANNEL_ID, ts=only["ts"])
+    queue.post([version("v3", pin=True)])
+    drain(sender, lambda: texts(emulator_client) == ["v3"])
+    queue.post([version("v4", pin=True)])
+    drain(sender, lambda: texts(emulator_client) == ["v4"])
+    (again,) = emulator_client.messages(GENERAL_CHANNEL_ID)
+    assert again["pinned_to"] == [GENERAL_CHANNEL_ID]
+    assert [h["text"] for h in again["history"]] == ["v3"]

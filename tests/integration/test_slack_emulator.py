@@ -32,6 +32,7 @@ from stat_bot.integrations.slack_emulator import (
     BOT_USER_ID,
     GENERAL_CHANNEL_ID,
     GUEST_USER_ID,
+    INCIDENTS_CHANNEL_ID,
     LOGS_CHANNEL_ID,
     SUPPORT_CHANNEL_ID,
     VISITOR_USER_ID,
@@ -241,9 +242,9 @@ def test_conversations_pagination_join_and_dm(
         cursor = page["response_metadata"]["next_cursor"]
         if not cursor:
             break
-    assert pages == 2
+    assert pages == 3
     assert sorted(ids) == sorted(
-        [GENERAL_CHANNEL_ID, LOGS_CHANNEL_ID, SUPPORT_CHANNEL_ID, ops["id"]]
+        [GENERAL_CHANNEL_ID, LOGS_CHANNEL_ID, SUPPORT_CHANNEL_ID, INCIDENTS_CHANNEL_ID, ops["id"]]
     )
     # A private channel the bot is not in is invisible to it.
     assert slack_web_client.conversations_list(types="private_channel")["channels"] == []

@@ -218,6 +218,19 @@ def chat_update(ctx: CallContext, args: Args) -> dict[str, Any]:
     }
 
 
+@method("chat.delete")
+def chat_delete(ctx: CallContext, args: Args) -> dict[str, Any]:
+    """The bot deletes one of its own messages (others': cant_delete_message)."""
+    channel = _bot_channel(ctx, args.required("channel"))
+    ts = args.required("ts")
+    message = ctx.ws.message(channel.id, ts)
+    if message.user != BOT_USER_ID:
+        raise SlackError("cant_delete_message", ts)
+    ctx.ws.delete(channel.id, ts)
+    ctx.state.note("delete", channel, message, ctx.base_url, user=BOT_USER_ID)
+    return {"channel": channel.id, "ts": ts}
+
+
 @method("chat.postEphemeral")
 def chat_post_ephemeral(ctx: CallContext, args: Args) -> dict[str, Any]:
     """A message only `user` sees; kept apart from the history (`/_emulator/ephemerals`)."""

@@ -662,6 +662,19 @@ class Workspace:
         self.messages.setdefault(channel.id, {})[message.ts] = message
         return message
 
+    def delete(self, channel_id: str, ts: str) -> None:
+        """A message gone, with its pin and (a parent's) thread, as Slack deletes it."""
+        message = self.message(channel_id, ts)
+        channel = self.channels[channel_id]
+        channel.pins.pop(ts, None)
+        for reply in message.replies:
+            self.messages[channel_id].pop(reply, None)
+        if message.thread_ts and message.thread_ts != ts:
+            parent = self.messages[channel_id].get(message.thread_ts)
+            if parent is not None and ts in parent.replies:
+                parent.replies.remove(ts)
+        del self.messages[channel_id][ts]
+
     def edit(
         self,
         channel_id: str,
