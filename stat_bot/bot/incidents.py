@@ -22,11 +22,14 @@ from stat_bot.bot.chat import Answer, Asker, People, unescape
 from stat_bot.incidents import messages as ids
 from stat_bot.incidents.model import EntryKind
 from stat_bot.incidents.service import Actor, IncidentError, IncidentService
+from stat_bot.incidents.templates import escape_text
 from stat_bot.report.channels import ChannelError
-from stat_bot.report.messages import Message, escape_mrkdwn
+from stat_bot.report.messages import Message
 
 log = structlog.get_logger(__name__)
 
+# The queue's deliveries source recording messages that opened an incident by reaction.
+OPENED_BY_REACTION = "incident-reaction"
 MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
 TICKET = re.compile(r"^#?(\d{1,9})$")
 
@@ -122,7 +125,7 @@ class IncidentCommands:
             state = "open" if incident.is_open else "resolved"
             lines.append(
                 f"{incident.id}. {ids.channel_link(incident)} *{incident.status}* ({state}): "
-                + escape_mrkdwn(incident.description)
+                + escape_text(incident.description)
             )
         return "\n".join(lines)
 
@@ -274,11 +277,15 @@ def register(
 
     def join(user: str, channel: str, action: dict[str, Any]) -> str | None:
         incident = service.find(None, int(str(action.get("value") or "0") or 0))
-        if not incident.channel_id or not incident.is_open:
+        if not incident.channel_id or not incident.is_open or incident.archived_at:
             return (
                 f"Incident {incident.id} is resolved; its channel is {ids.channel_link(incident)}."
             )
-        service.channels.invite(incident.channel_id, [user])
+        if user not in service.channels.invite(incident.channel_id, [user]):
+            return (
+                f"<@{user}>, Slack would not add you to {ids.channel_link(incident)}; ask "
+                "someone in it to invite you."
+            )
         return None
 
     def on_click(change: Callable[[str, str, dict[str, Any]], str | None]) -> Callable[..., None]:
@@ -320,6 +327,10 @@ def register(
                 incident = service.queue.incident_by_channel(channel)
                 if incident is None:
                     return
+                if any(
+                    e.data.get("ts") == ts for e in service.queue.incident_timeline(incident.id)
+                ):
+                    return  # marked already (by someone else, or removed and added again)
                 read = service.channels.message_text(channel, ts)
                 text = unescape(read) if read else "(a message that could not be read)"
                 service.note(
@@ -331,6 +342,15 @@ def register(
                 )
                 client.reactions_add(channel=channel, timestamp=ts, name="white_check_mark")
             else:
+                if not service.channels.is_public(channel):
+                    # A private channel's or a DM's words must not land in a public
+                    # incident channel, its topic and the digest.
+                    log.info(
+                        "incident reaction in a private conversation; ignored", channel=channel
+                    )
+                    return
+                if service.queue.accept_delivery(OPENED_BY_REACTION, f"{channel}:{ts}", []) is None:
+                    return  # this message opened an incident already (another :rotating_light:)
                 text = unescape(service.channels.message_text(channel, ts) or "")
                 incident = service.open(
                     text.splitlines()[0][:120] if text.strip() else "opened from a reaction",

@@ -212,6 +212,7 @@ def run_bot(settings: Settings, configs: JobConfigs | ConfigFile, queue: Queue) 
             IncidentChannels(client),
             configs=lambda: chat.configs,
             groups_of=people.groups,
+            job_refusal=chat.refusal,
         )
         chat.incidents = IncidentCommands(service, people, bot_name=chat.bot_name)
         app = create_app(settings, chat, client, bot_user_id=auth["user_id"], people=people)

@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 
 from stat_bot.incidents.model import Incident
 from stat_bot.incidents.postmortem import human
-from stat_bot.incidents.templates import Role, Templates
+from stat_bot.incidents.templates import Role, Templates, escape_text
 from stat_bot.queue.base import OutboxMessage
-from stat_bot.report.messages import OPEN_INCIDENT_ACTION, Message, Report, escape_mrkdwn
+from stat_bot.report.messages import OPEN_INCIDENT_ACTION, Message, Report
 from stat_bot.report.outbox import outgoing
 
 KIND = "incident"
@@ -51,9 +51,7 @@ def roles_text(incident: Incident, templates: Templates) -> str:
     parts = []
     for role in templates.roles:
         holder = incident.roles.get(role.key)
-        parts.append(
-            f"{escape_mrkdwn(role.name)}: " + (f"<@{holder}>" if holder else "_unclaimed_")
-        )
+        parts.append(f"{escape_text(role.name)}: " + (f"<@{holder}>" if holder else "_unclaimed_"))
     return " | ".join(parts)
 
 
@@ -66,7 +64,7 @@ def _role_blocks(incident: Incident, templates: Templates) -> list[dict[str, Any
             {
                 "type": "section",
                 "block_id": f"{ROLE_BLOCK}{role.key}",
-                "text": {"type": "mrkdwn", "text": f"*{escape_mrkdwn(role.name)}*: {who}"},
+                "text": {"type": "mrkdwn", "text": f"*{escape_text(role.name)}*: {who}"},
                 "accessory": {
                     "type": "users_select",
                     "action_id": ASSIGN_ACTION,
@@ -120,7 +118,7 @@ def control_message(
     )
     # Roles and status stay changeable after resolving: choosing another status re-opens.
     blocks += _role_blocks(incident, templates)
-    text = f"Incident {incident.id}: {escape_mrkdwn(incident.description)} ({incident.status})"
+    text = f"Incident {incident.id}: {escape_text(incident.description)} ({incident.status})"
     return Message(text, blocks)
 
 
@@ -161,7 +159,7 @@ def digest_message(incident: Incident, templates: Templates, tz: ZoneInfo, now: 
             }
         )
     return Message(
-        f"Incident {incident.id}: {escape_mrkdwn(incident.description)} ({incident.status})", blocks
+        f"Incident {incident.id}: {escape_text(incident.description)} ({incident.status})", blocks
     )
 
 

@@ -27,7 +27,8 @@ class Durations:
 def durations(
     incident: Incident, entries: Sequence[TimelineEntry], identified_status: str | None
 ) -> Durations:
-    """Milestones from the timeline: the first of each after the (last) opening."""
+    """Milestones from the timeline, measured from the first opening: the first role
+    claimed, the first time identified, and the last resolve (a re-open clears it)."""
     start = incident.opened_at
     first_role = identified = resolved = None
     for entry in entries:

@@ -31,14 +31,13 @@ from stat_bot.incidents.model import (
     TimelineEntry,
 )
 from stat_bot.incidents.postmortem import durations, durations_text, human
-from stat_bot.incidents.templates import Templates
+from stat_bot.incidents.templates import Templates, escape_text
 from stat_bot.incidents.timeline import full_timeline
 from stat_bot.jobs.config import JobConfigs
 from stat_bot.jobs.model import Source
 from stat_bot.jobs.requests import build_request
 from stat_bot.queue.base import OutboxMessage, Queue
 from stat_bot.report.channels import IncidentChannels
-from stat_bot.report.messages import escape_mrkdwn
 from stat_bot.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -70,6 +69,7 @@ class IncidentService:
         channels: IncidentChannels,
         configs: Callable[[], JobConfigs],
         groups_of: Callable[[str], frozenset[str]] | None = None,
+        job_refusal: Callable[[str, str, str], str | None] | None = None,
     ) -> None:
         self.settings = settings
         self.queue = queue
@@ -77,6 +77,9 @@ class IncidentService:
         self.channels = channels
         self.configs = configs
         self.groups_of = groups_of
+        # Why a linked job may not start (the asker may not use its namespace): the
+        # bot's `ChatCommands.refusal(namespace, user, command)`.
+        self.job_refusal = job_refusal
 
     # permissions ------------------------------------------------------------------
     def refusal(self, user_id: str) -> str | None:
@@ -212,14 +215,22 @@ class IncidentService:
     def _start_jobs(
         self, incident: Incident, jobs: Sequence[tuple[str, str, dict[str, str]]], by: Actor
     ) -> list[int]:
-        """Queue jobs whose reports go to the incident's channel, and link them to it."""
+        """Queue jobs whose reports go to the incident's channel, and link them to it; the
+        refusals of those the asker may not run, said in the channel."""
         configs = self.configs()
-        started = []
+        started: list[int] = []
+        refusals: list[str] = []
         for job_type, namespace_name, args in jobs:
             namespace = configs.namespaces.get(namespace_name)
             if namespace is None or job_type not in namespace.spec.jobs:
                 log.warning("incident job not configured", namespace=namespace_name, job=job_type)
                 continue
+            if namespace_name != NAMESPACE and self.job_refusal is not None:
+                # A linked `hw check` is the asker's job: their namespace rights apply.
+                refused = self.job_refusal(namespace_name, by.id, f"{namespace_name} {job_type}")
+                if refused:
+                    refusals.append(refused)
+                    continue
             request = build_request(
                 namespace, job_type, source=Source.SLACK, args=args, channel=incident.channel_id,
                 user=by.id, user_name=by.name,
@@ -233,8 +244,10 @@ class IncidentService:
                     [],
                     [],
                 ),
-                version_check=False,
             )
+        if refusals:
+            text = "Not started: " + " ".join(dict.fromkeys(refusals))
+            self._change(incident.id, lambda _: ({}, [], [self._say(text)]), version_check=False)
         return started
 
     def open_from_job(self, value: str, *, by: Actor) -> Incident:
@@ -262,7 +275,6 @@ class IncidentService:
         self._change(
             incident.id,
             lambda inc: None if job.id in inc.jobs else ({"jobs": [*inc.jobs, job.id]}, [], []),
-            version_check=False,
         )
         return self.queue.incident(incident.id) or incident
 
@@ -340,7 +352,7 @@ class IncidentService:
         if refusal:
             raise IncidentError(refusal)
         how = "claimed the role" if user_id == by.id else f"assigned by <@{by.id}>"
-        text = f"<@{user_id}> is now the *{escape_mrkdwn(role.name)}* ({how})."
+        text = f"<@{user_id}> is now the *{escape_text(role.name)}* ({how})."
 
         def decide(current: Incident):  # type: ignore[no-untyped-def]
             if current.roles.get(role.key) == user_id:
@@ -355,7 +367,7 @@ class IncidentService:
 
         changed = self._change(incident_id, decide)
         if changed is None:
-            return f"<@{user_id}> already is the {escape_mrkdwn(role.name)}."
+            return f"<@{user_id}> already is the {escape_text(role.name)}."
         log.info("incident role set", incident=incident_id, role=role.key, user=user_id, by=by.id)
         if changed.channel_id and user_id != by.id:
             self.channels.invite(changed.channel_id, [user_id])  # a role holder belongs there
@@ -371,10 +383,25 @@ class IncidentService:
             raise IncidentError(refusal)
         resolving = wanted == self.templates.resolved_status
         said: list[str] = []
+        seen_open: list[bool] = []
 
         def decide(current: Incident):  # type: ignore[no-untyped-def]
             if current.status == wanted:
                 return None
+            if seen_open and seen_open[0] != current.is_open:
+                # Someone resolved (or re-opened) it while this was decided: re-deciding
+                # would turn a status change into a re-open nobody asked for.
+                state = "open again" if current.is_open else "resolved"
+                raise IncidentError(
+                    f"Incident {current.id} was {state} by someone else just now; nothing was "
+                    "changed. Look at its pinned message and choose again."
+                )
+            seen_open[:] = [current.is_open]
+            if not resolving and not current.is_open and current.archived_at is not None:
+                raise IncidentError(
+                    f"Incident {current.id}'s channel is archived, so it cannot be re-opened; "
+                    "open a new incident instead."
+                )
             now = self.queue.now()
             changes: dict[str, object] = {"status": wanted}
             entries = [
@@ -471,6 +498,9 @@ class IncidentService:
         tickets: Sequence[int] = (),
         by: Actor,
     ) -> str:
+        refusal = self.refusal(by.id)
+        if refusal:
+            raise IncidentError(refusal)
         xnames = self._xnames(xnames)
         entries = [
             TimelineEntry(EntryKind.LINK, f"xname {x}", by.id, by.name, data={"xname": x})
@@ -517,7 +547,7 @@ class IncidentService:
 
     def timeline_text(self, incident: Incident) -> str:
         lines = [
-            f"*Incident {incident.id}: {escape_mrkdwn(incident.description)}* ({incident.status})"
+            f"*Incident {incident.id}: {escape_text(incident.description)}* ({incident.status})"
         ]
         for entry in full_timeline(self.queue, incident):
             when = _clock(entry.at or 0.0, self.settings)
@@ -525,7 +555,7 @@ class IncidentService:
             text = (
                 entry.text
                 if entry.kind in (EntryKind.ROLE, EntryKind.JOB)
-                else escape_mrkdwn(entry.text)
+                else escape_text(entry.text)
             )
             lines.append(f"`{when}` {who} ({entry.kind}): {text}")
         return "\n".join(lines)

@@ -18,7 +18,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stat_bot.report.messages import escape_mrkdwn
+from stat_bot.hardware.report import escape as escape_untrusted
+
+PLAIN_TEXT_MAX = (
+    150  # a header's text; buttons and options allow less, placeholders there are short
+)
+MRKDWN_TEXT_MAX = 3000  # a section's text
+MAX_ROLES = 10  # one Claim button and one Assign select each, in one message
+
+
+def escape_text(text: str) -> str:
+    """Text people typed, for mrkdwn: <, > and & escaped and a plain @channel, @here or
+    @everyone defused, so a description can neither ping everyone nor fake a link."""
+    return escape_untrusted(text)
+
 
 SHIPPED = Path(__file__).parent / "templates"
 PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
@@ -35,7 +48,7 @@ TEMPLATES: dict[str, frozenset[str]] = {
     "resolved": COMMON | {"durations", "archive"},
 }
 KEY = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
-MAX_BLOCKS = 40  # leaves room for the role and status blocks added to the control message
+MAX_BLOCKS = 38  # leaves room for the role (MAX_ROLES) and status blocks of the control message
 
 
 class TemplateError(ValueError):
@@ -84,17 +97,21 @@ class Templates:
         link) unless named in `raw` (text the caller built from escaped parts).
         """
 
-        def text(key: str) -> str:
+        def text(key: str, plain: bool) -> str:
             value = "" if values.get(key) is None else str(values[key])
-            return value if key in raw else escape_mrkdwn(value)
+            if plain:  # Slack shows plain_text as it is: nothing to escape, nothing parsed
+                return value
+            return value if key in raw else escape_text(value)
 
-        def fill(node: Any) -> Any:
+        def fill(node: Any, plain: bool = False) -> Any:
             if isinstance(node, str):
-                return PLACEHOLDER.sub(lambda m: text(m[1]), node)
+                filled = PLACEHOLDER.sub(lambda m: text(m[1], plain), node)
+                return filled[:PLAIN_TEXT_MAX] if plain else filled[:MRKDWN_TEXT_MAX]
             if isinstance(node, list):
                 return [fill(n) for n in node]
             if isinstance(node, dict):
-                return {k: fill(v) for k, v in node.items()}
+                is_plain = node.get("type") == "plain_text"
+                return {k: fill(v, is_plain and k == "text") for k, v in node.items()}
             return node
 
         return fill(copy.deepcopy(self.blocks[name]))
@@ -169,6 +186,8 @@ def _incident_config(path: Path) -> tuple[tuple[Role, ...], tuple[str, ...], str
                 f"{path}: role key {raw['key']!r} must be lower case letters, digits, - or _ (at most 31)"
             )
         roles.append(Role(raw["key"], raw["name"], raw["description"]))
+    if len(roles) > MAX_ROLES:
+        raise TemplateError(f"{path}: at most {MAX_ROLES} roles fit the pinned message")
     if len({r.key for r in roles}) != len(roles):
         raise TemplateError(f"{path}: two roles share a key")
     statuses = data.get("statuses")
@@ -180,6 +199,8 @@ def _incident_config(path: Path) -> tuple[tuple[Role, ...], tuple[str, ...], str
         raise TemplateError(
             f'{path}: "statuses" must list at least two statuses, lower case words such as "investigating"'
         )
+    if len(statuses) > 100:
+        raise TemplateError(f"{path}: at most 100 statuses fit a select")
     if len(set(statuses)) != len(statuses):
         raise TemplateError(f"{path}: a status is listed twice")
     resolved = data.get("resolved_status", statuses[-1])

@@ -134,7 +134,10 @@ class IncidentChannels:
             messages = found.get("messages") or []
             if messages and messages[0].get("ts") == ts:
                 return str(messages[0].get("text") or "")
-            replies = self.client.conversations_replies(channel=channel, ts=ts, limit=1)
+            # A reply: Slack answers with its thread (the parent first), so look for it.
+            replies = self.client.conversations_replies(
+                channel=channel, ts=ts, oldest=ts, inclusive=True
+            )
             for message in replies.get("messages") or []:
                 if message.get("ts") == ts:
                     return str(message.get("text") or "")
@@ -143,6 +146,17 @@ class IncidentChannels:
                 "message not read", channel=channel, error=slack_error(error, "the message")
             )
         return None
+
+    def is_public(self, channel: str) -> bool:
+        """Whether a conversation is a public channel (False when Slack cannot say)."""
+        try:
+            info = self.client.conversations_info(channel=channel)["channel"]
+        except (SlackClientError, OSError) as error:
+            log.warning("channel not looked up", channel=channel, error=slack_error(error, "it"))
+            return False
+        return bool(info.get("is_channel")) and not (
+            info.get("is_private") or info.get("is_im") or info.get("is_mpim")
+        )
 
     def archive(self, channel: str) -> str | None:
         """Archive a channel; None when done (or already done), else why not."""

@@ -155,7 +155,12 @@ def incident_postmortem(ctx: TaskContext, args: Sequence[str]) -> int:
         return 1
     entries = full_timeline(ctx.queue, incident)
     found = durations(incident, entries, templates.identified_status)
+    # One page per resolve: a draft written after re-opening never replaces a page people
+    # may have filled in since the first one.
+    resolves = sum(1 for e in entries if e.kind is EntryKind.RESOLVED)
     name = page_name(ctx.settings.incident_wiki_prefix, incident, ctx.settings.tz)
+    if resolves > 1:
+        name = f"{name}-{resolves}"
     text = draft(
         incident,
         entries,
@@ -220,7 +225,7 @@ def incident_archive(ctx: TaskContext, args: Sequence[str]) -> int:
     channel = incident.channel_id
     ctx.queue.update_incident(
         incident.id,
-        version=incident.version,
+        version=None,
         changes={"archived_at": ctx.queue.now()},
         entries=[TimelineEntry(EntryKind.ARCHIVED, "channel archived")],
         outbox=lambda _: [messages.archive(channel)],

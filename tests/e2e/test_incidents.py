@@ -36,6 +36,7 @@ CONFIG = {
     "hw": {
         "description": "A stand-in for hardware checks",
         "jobs": {"check": {"run_args_template": "echo checked {target}", "report_stdout": True}},
+        "allowed_users": ["@hpc-admins"],  # a linked check is the asker's job: their rights
         "slack": [{"command": "check [target:target]", "job_type": "check"}],
     },
 }
@@ -201,6 +202,8 @@ def test_someone_outside_the_allowed_users_changes_nothing(
     assert refusal["channel"] == channel
     where = service.say("<@U0BOT> incident status monitoring", user="visitor", channel=channel)
     assert "nothing was changed" in message_text(service.reply(where, "only"))
+    where = service.say("<@U0BOT> incident link x1000c0s1b0n0", user="visitor", channel=channel)
+    assert "nothing was changed" in message_text(service.reply(where, "only"))
     after = service.queue.incident(1)
     assert (after.roles, after.status) == (before.roles, before.status)
 
@@ -274,7 +277,9 @@ def test_reopening_is_recorded_and_keeps_the_channel(
 def test_slash_command_opens_and_resolving_archives_later(
     service: SlackService, web: WebClient
 ) -> None:
-    answer = service.slack.command(GUEST_USER_ID, "general", "/incident", "www down", wait_ack=True)
+    answer = service.slack.command(
+        GUEST_USER_ID, "general", "/incident", "www down --xname x1000c0s3b0n0", wait_ack=True
+    )
     assert answer["acked"]
     reply = service.slack.wait_for_ephemeral(
         lambda e: "is open" in (e.get("text") or ""), user=GUEST_USER_ID, timeout=30
@@ -295,6 +300,11 @@ def test_slash_command_opens_and_resolving_archives_later(
         time.sleep(0.1)
     # Its snapshot names the configured status endpoint (the test Trac answers 200).
     said(service, channel, "*trac:* HTTP 200")
+    # The guest may not use `hw`: the linked check is not run for them, and that is said.
+    said(
+        service, channel, "Not started: Sorry <@U0GUEST>, `hw` commands are limited to @hpc-admins"
+    )
+    assert not [j for j in service.queue.jobs(limit=100) if j.args.get("target") == "x1000c0s3b0n0"]
     empty = service.slack.command(ADMIN_USER_ID, "general", "/incident", "   ")
     assert empty
     service.slack.wait_for_ephemeral(
@@ -308,6 +318,9 @@ def test_slash_command_opens_and_resolving_archives_later(
     while not web.conversations_info(channel=channel)["channel"].get("is_archived"):
         assert time.monotonic() < deadline, "the channel was never archived"
         time.sleep(0.2)
+    # An archived incident is not re-opened (its channel could hold nothing more).
+    where = service.say(f"<@U0BOT> incident {number} status investigating")
+    assert "cannot be re-opened" in message_text(service.reply(where, "archived"))
 
 
 def test_a_reaction_opens_an_incident_with_the_message_as_its_first_entry(
@@ -322,3 +335,22 @@ def test_a_reaction_opens_an_incident_with_the_message_as_its_first_entry(
     incident = service.queue.incident_by_channel(channel)
     texts = [e.text for e in service.queue.incident_timeline(incident.id)]
     assert any("Lustre OSTs on oss3 went read-only" in t for t in texts), texts
+    # Someone else's :rotating_light: on the same message opens nothing more.
+    before = len(service.queue.incidents())
+    service.slack.react(GUEST_USER_ID, where[0], where[1], "rotating_light", wait_ack=True)
+    # Nor does one in a private channel: its words stay there.
+    private = service.slack.add_channel("secret-ops", is_private=True, members=["admin", "U0BOT"])
+    secret = service.say("the root password is in vault 7", channel=private["id"])
+    service.slack.react(ADMIN_USER_ID, secret[0], secret[1], "rotating_light", wait_ack=True)
+    time.sleep(3)  # what a wrongly opened incident would need to show
+    assert len(service.queue.incidents()) == before
+    # Marking one message twice puts it in the timeline once.
+    evidence = service.say("oss3 remounted read-write", channel=channel)
+    service.slack.react(ADMIN_USER_ID, channel, evidence[1], "pushpin")
+    service.wait_reaction(evidence, "white_check_mark")
+    service.slack.react(GUEST_USER_ID, channel, evidence[1], "pushpin", wait_ack=True)
+    time.sleep(2)
+    marked = [
+        e for e in service.queue.incident_timeline(incident.id) if e.data.get("ts") == evidence[1]
+    ]
+    assert len(marked) == 1

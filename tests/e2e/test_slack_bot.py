@@ -350,7 +350,7 @@ def test_server_errors_are_retried(fresh: SlackService):
 def test_new_channels_are_joined_when_asked(tmp_path: Path, slack_emulator: EmulatorThread):
     running = start_service(tmp_path, slack_emulator, CONFIG, SLACK_JOIN_NEW_CHANNELS="true")
     try:
-        channel = running.slack.add_channel("incidents")
+        channel = running.slack.add_channel("hpc-news")
         deadline = time.monotonic() + 15
         while not running.slack.calls("conversations.join"):
             assert time.monotonic() < deadline, running.log_of("bot")

@@ -111,3 +111,17 @@ def test_roles_and_statuses_are_found_by_key_or_name() -> None:
     assert templates.role("janitor") is None
     assert templates.status("Monitoring") == "monitoring"
     assert templates.status("fixed") is None
+
+
+def test_plain_broadcasts_are_defused_and_plain_text_is_left_as_typed() -> None:
+    templates = load(None)
+    blocks = templates.render(
+        "update", {"text": "ping @channel and @here", "incident_id": 1, "status": "x"}
+    )
+    text = json.dumps(blocks, ensure_ascii=False)
+    assert "@\u2060channel" in text
+    assert "@\u2060here" in text
+    assert "@channel" not in text
+    header = templates.render("control", {"incident_id": "A&B <7>" + "x" * 300, "status": "s"})[0]
+    assert header["text"]["text"].startswith("Incident A&B <7>x")  # plain_text: no &amp;
+    assert len(header["text"]["text"]) == 150  # Slack's limit for a header
