@@ -466,6 +466,8 @@ def namespaces_help(configs: JobConfigs, bot: str = "stat-bot") -> str:
         "Built in: `status`, `jobs [namespace]`, `logs <id> [stdout|stderr] [head|tail]`, "
         "`cancel <id>`, `remove job id <id>`, `confirm <code>` and `cancel-confirm <code>` "
         "(answer an offer to run a guarded job, as its buttons do).",
+        "Incidents: `/incident <description>` or `incident open <description>` opens one; "
+        "`incident help` lists the rest.",
     ]
     return "\n".join(lines)
 

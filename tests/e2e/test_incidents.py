@@ -226,6 +226,13 @@ def test_status_notes_and_marked_messages_make_the_timeline(
     service.slack.react(ADMIN_USER_ID, channel, evidence[1], "pushpin")
     service.wait_reaction(evidence, "white_check_mark")
 
+    where = service.say("<@U0BOT> incident help", channel=channel)
+    manual = message_text(service.reply(where, "incident status"))
+    assert "`incident role <role> @someone`" in manual
+    assert "`commander`, `comms`, `tech`" in manual
+    assert "`incident help` lists the rest" in message_text(
+        service.reply(service.say("<@U0BOT> help"), "Namespaces")
+    )
     where = service.say("<@U0BOT> incident timeline", channel=channel)
     timeline = message_text(service.reply(where, "Incident 1"))
     for line in (
