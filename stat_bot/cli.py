@@ -330,6 +330,8 @@ def run(ctx: Context, console: bool | None) -> None:
         + dashboard
         + trac_line
         + redfish_line
+        + "  incidents:  `/incident <description>` opens one; digest in #incidents; public "
+        + f"status page {web_url(settings.web_host, web_port)}status\n"
         + f"  database:   {settings.database_shown}\n  namespaces: {namespaces}\n"
         + (f"  the service's logs go to {log_path}\n" if interactive else "")
         + "  chat from another terminal:  .venv/bin/stat-bot console\n"
