@@ -40,6 +40,11 @@ CONFIG = {
         "slack": [{"command": "check [target:target]", "job_type": "check"}],
     },
 }
+CONFIG["t"] = {
+    "description": "A job that fails",
+    "jobs": {"fail": {"run_args_template": "false"}},
+    "slack": [{"command": "fail", "job_type": "fail"}],
+}
 NAME = re.compile(r"^inc-\d{12}-")
 
 
@@ -361,3 +366,24 @@ def test_a_reaction_opens_an_incident_with_the_message_as_its_first_entry(
         e for e in service.queue.incident_timeline(incident.id) if e.data.get("ts") == evidence[1]
     ]
     assert len(marked) == 1
+
+
+def test_a_failed_jobs_report_opens_an_incident_about_it(
+    service: SlackService, web: WebClient
+) -> None:
+    where = service.say("<@U0BOT> t fail")
+    report = service.reply(where, "failed with exit status 1", timeout=30)
+    job = service.job_for(where)
+    service.slack.click(ADMIN_USER_ID, where[0], report["ts"], "incident_open", wait_ack=True)
+    answer = service.reply(where, "is open", timeout=30)
+    channel = channel_of(answer)
+    incident = service.queue.incident_by_channel(channel)
+    assert incident.description == f"job #{job.id} t fail failed"
+    assert job.id in incident.jobs
+    assert web.conversations_info(channel=channel)["channel"]["name"].endswith(
+        f"-job-{job.id}-t-fail-failed"
+    )
+    where = service.say("<@U0BOT> incident timeline", channel=channel)
+    assert f"job #{job.id} `t fail` failed, exit 1" in message_text(
+        service.reply(where, "Incident")
+    )
