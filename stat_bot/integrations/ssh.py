@@ -295,12 +295,35 @@ class SshRunner:
         except CommandTimedOut:
             self._drop(host)  # the channel's state is unknown: start clean next time
             return self._failure(host, "timeout", f"{host}: no answer within {limit:g} s", started)
+        except SessionBrokenError as exc:
+            if time.monotonic() - started >= limit - 0.05:
+                # Fabric closed the channel at the time limit and the close won the race
+                # with its own timeout error (seen on a loaded machine): a timeout all the same.
+                self._drop(host)
+                return self._failure(
+                    host, "timeout", f"{host}: no answer within {limit:g} s", started
+                )
+            return self._broken(host, connection, exc, kept, command, limit, started)
         except Exception as exc:
-            self._drop(host)
-            if kept:  # the node or its sshd restarted since the last call: log in again
-                return self.run(host, command, max(limit - (time.monotonic() - started), 0.5))
-            kind, words = self.explain(host, connection, exc, limit)
-            return self._failure(host, kind, words, started)
+            return self._broken(host, connection, exc, kept, command, limit, started)
+
+    def _broken(
+        self,
+        host: str,
+        connection: Connection,
+        exc: BaseException,
+        kept: bool,
+        command: str,
+        limit: float,
+        started: float,
+    ) -> Result:
+        """A run that failed other than by its time limit: once more on a fresh login when
+        it was a kept connection (the node or its sshd restarted), else the reason."""
+        self._drop(host)
+        if kept:  # the node or its sshd restarted since the last call: log in again
+            return self.run(host, command, max(limit - (time.monotonic() - started), 0.5))
+        kind, words = self.explain(host, connection, exc, limit)
+        return self._failure(host, kind, words, started)
 
     def _run_on(
         self, connection: Connection, host: str, command: str, limit: float, started: float
