@@ -12,6 +12,7 @@ outside INCIDENT_ALLOWED_USERS cannot change roles or status.
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -28,6 +29,7 @@ from stat_bot.integrations.slack_emulator import (
     VISITOR_USER_ID,
     EmulatorThread,
 )
+from tests.conftest import STAT_BOT
 from tests.e2e.slack_service import SlackService, message_text, start_service
 from tests.trac_fixtures import TracServer
 
@@ -62,7 +64,9 @@ def service(tmp_path_factory: pytest.TempPathFactory, tracd: TracServer) -> Iter
             INCIDENT_AUTO_INVITE_GROUP="hpc-admins",
             INCIDENT_OPEN_REACTION="rotating_light",
             INCIDENT_ALLOWED_USERS=f"@hpc-admins,{GUEST_USER_ID}",
-            INCIDENT_ARCHIVE_AFTER="4",
+            # Longer than any test takes, so no channel is archived behind a test's back;
+            # the archive job is run early by `archive_now` where a test wants it.
+            INCIDENT_ARCHIVE_AFTER="600",
             INCIDENT_VIDEO_LINK="https://meet.example.org/hpc-war-room",
             INCIDENT_STATUS_ENDPOINTS=f"trac={tracd.url},nowhere=http://127.0.0.1:9/status",
             INCIDENT_STATUS_TIMEOUT="2",
@@ -273,14 +277,42 @@ def test_resolving_writes_the_postmortem_into_trac(
     assert incident.resolved_at is not None
 
 
+def archive_job(service: SlackService, incident: int) -> Any:
+    """The `incidents archive` job a resolve queued, INCIDENT_ARCHIVE_AFTER after it."""
+    (job,) = [
+        j
+        for j in service.queue.jobs(limit=200)
+        if j.job_type == "archive"
+        and j.args == {"incident": str(incident)}
+        and not j.status.finished
+    ]
+    return job
+
+
+def archive_now(service: SlackService, incident: int) -> str:
+    """What the archive job does when its time comes, run now (as the dispatcher runs it)."""
+    result = subprocess.run(
+        [STAT_BOT, "task", "incident-archive", str(incident)],
+        env={**service.env, "INCIDENT_ARCHIVE_AFTER": "1"},
+        cwd=service.home,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def test_reopening_is_recorded_and_keeps_the_channel(
     service: SlackService, opened: dict[str, Any], web: WebClient
 ) -> None:
     channel = opened["channel"]
-    service.queue.incident(1)
+    resolved_at = service.queue.incident(1).resolved_at
+    job = archive_job(service, 1)
+    assert job.start_after == pytest.approx(resolved_at + 600, abs=5)
     where = service.say("<@U0BOT> incident status investigating", channel=channel)
     assert "re-opened" in message_text(service.reply(where, "re-opened"))
-    time.sleep(6)  # longer than INCIDENT_ARCHIVE_AFTER: its archive job finds it open
+    assert "was re-opened: its channel stays" in archive_now(service, 1)
     assert not web.conversations_info(channel=channel)["channel"].get("is_archived")
     kinds = [e.kind for e in service.queue.incident_timeline(1)]
     assert "reopened" in kinds
@@ -326,6 +358,8 @@ def test_slash_command_opens_and_resolving_archives_later(
     )
     where = service.say("<@U0BOT> incident resolve", channel=channel)
     service.reply(where, "resolved")
+    assert archive_job(service, number).start_after > time.time() + 500
+    assert "is being archived" in archive_now(service, number)
     deadline = time.monotonic() + 60
     while not web.conversations_info(channel=channel)["channel"].get("is_archived"):
         assert time.monotonic() < deadline, "the channel was never archived"
