@@ -365,12 +365,14 @@ class IncidentService:
             dm = lambda new: [messages.post(messages.role_dm(new, self.templates, role), user_id)]  # noqa: E731
             return {"roles": roles}, [entry], [self._refreshed, self._say(text), dm]
 
+        current = self.queue.incident(incident_id)
+        if current is not None and current.channel_id and user_id != by.id:
+            # A role holder belongs in the channel: invited before anything says they hold it.
+            self.channels.invite(current.channel_id, [user_id])
         changed = self._change(incident_id, decide)
         if changed is None:
             return f"<@{user_id}> already is the {escape_text(role.name)}."
         log.info("incident role set", incident=incident_id, role=role.key, user=user_id, by=by.id)
-        if changed.channel_id and user_id != by.id:
-            self.channels.invite(changed.channel_id, [user_id])  # a role holder belongs there
         return text
 
     def set_status(self, incident_id: int, status: str, *, by: Actor) -> str:

@@ -123,158 +123,18 @@ def selected(message: dict[str, Any]) -> str | None:
     return None
 
 
-@pytest.fixture(scope="module")
-def opened(service: SlackService) -> dict[str, Any]:
-    """The incident of the tests below: opened by a mention, with an xname and a ticket."""
-    where = service.say(
-        "<@U0BOT> incident open GPFS hangs on login nodes --xname x1000c0s0b0n0 --ticket 12"
-    )
+def open_incident(service: SlackService, text: str) -> dict[str, Any]:
+    """An incident opened by a mention; each test has its own (xdist may run a module's
+    tests on two workers, each with its own service)."""
+    where = service.say(f"<@U0BOT> incident open {text}")
     answer = service.reply(where, "is open", timeout=30)
-    return {"channel": channel_of(answer), "answer": answer, "where": where}
+    channel = channel_of(answer)
+    return {"channel": channel, "id": service.queue.incident_by_channel(channel).id}
 
 
-def test_opening_by_command_creates_the_channel_and_everything_in_it(
-    service: SlackService, opened: dict[str, Any], web: WebClient
-) -> None:
-    channel = opened["channel"]
-    info = web.conversations_info(channel=channel)["channel"]
-    assert NAME.match(info["name"]), info["name"]
-    assert info["name"].endswith("-gpfs-hangs-on-login-nodes")
-    assert "GPFS hangs on login nodes" in info["topic"]["value"]
-    assert "https://meet.example.org/hpc-war-room" in info["topic"]["value"]
-    assert "GPFS hangs on login nodes" in info["purpose"]["value"]
-    members = web.conversations_members(channel=channel)["members"]
-    assert ADMIN_USER_ID in members  # the opener, and the @hpc-admins group
-    pinned = control(service, channel)
-    assert "Incident 1: investigating" in message_text(pinned)
-    assert selected(pinned) == "investigating"
-    actions = [
-        e.get("action_id")
-        for b in pinned["blocks"]
-        for e in [b.get("accessory") or {}, *(b.get("elements") or [])]
-    ]
-    assert "incident_claim-commander" in actions
-    assert "incident_assign" in actions
-    assert "Incident commander*: _unclaimed_" in message_text(pinned)
-    assert "investigating" in message_text(digest(service, 1))
-    # The jobs it started report in the channel: the site snapshot and the xname's check.
-    snapshot = said(service, channel, "*nowhere:* unreachable")  # the report, not its progress
-    assert "*Dispatchers:* 1 alive of 1 registered" in message_text(snapshot)
-    said(service, channel, "checked x1000c0s0b0n0")
-    assert service.queue.incident(1).tickets == (12,)
-
-
-def test_claim_and_assign_update_the_pinned_message_and_the_digest(
-    service: SlackService, opened: dict[str, Any]
-) -> None:
-    channel = opened["channel"]
-    pinned = control(service, channel)
-    service.slack.click(GUEST_USER_ID, channel, pinned["ts"], "incident_claim-commander")
-    after = control(service, channel, lambda m: f"<@{GUEST_USER_ID}>" in message_text(m))
-    assert "Incident commander*: <@" in message_text(after)
-    said(service, channel, "is now the *Incident commander* (claimed the role)")
-    digest(service, 1, lambda text: f"Incident commander: <@{GUEST_USER_ID}>" in text)
-    dm = service.slack.wait_for_message(
-        "D" + GUEST_USER_ID[1:], lambda m: "Incident commander" in message_text(m), timeout=30
-    )
-    assert "You run the incident" in message_text(dm)  # what the role means
-
-    # The first user select is the commander's: the admin hands the role to someone else.
-    service.slack.click(
-        ADMIN_USER_ID, channel, pinned["ts"], "incident_assign", select_user="visitor"
-    )
-    control(
-        service, channel, lambda m: f"Incident commander*: <@{VISITOR_USER_ID}>" in message_text(m)
-    )
-    said(
-        service,
-        channel,
-        f"<@{VISITOR_USER_ID}> is now the *Incident commander* (assigned by <@{ADMIN_USER_ID}>)",
-    )
-    assert service.queue.incident(1).roles == {"commander": VISITOR_USER_ID}
-    previous = [
-        e.data.get("previous") for e in service.queue.incident_timeline(1) if e.kind == "role"
-    ]
-    assert previous == [None, GUEST_USER_ID]  # who held it before is in the timeline
-
-
-def test_someone_outside_the_allowed_users_changes_nothing(
-    service: SlackService, opened: dict[str, Any]
-) -> None:
-    channel = opened["channel"]
-    pinned = control(service, channel)
-    before = service.queue.incident(1)
-    service.slack.click(VISITOR_USER_ID, channel, pinned["ts"], "incident_claim-tech")
-    refusal = service.slack.wait_for_ephemeral(
-        lambda e: "only @hpc-admins" in (e.get("text") or ""), user=VISITOR_USER_ID, timeout=30
-    )
-    assert refusal["channel"] == channel
-    where = service.say("<@U0BOT> incident status monitoring", user="visitor", channel=channel)
-    assert "nothing was changed" in message_text(service.reply(where, "only"))
-    where = service.say("<@U0BOT> incident link x1000c0s1b0n0", user="visitor", channel=channel)
-    assert "nothing was changed" in message_text(service.reply(where, "only"))
-    after = service.queue.incident(1)
-    assert (after.roles, after.status) == (before.roles, before.status)
-
-
-def test_status_notes_and_marked_messages_make_the_timeline(
-    service: SlackService, opened: dict[str, Any]
-) -> None:
-    channel = opened["channel"]
-    pinned = control(service, channel)
-    service.slack.click(
-        ADMIN_USER_ID, channel, pinned["ts"], "incident_status", option="identified"
-    )
-    control(service, channel, lambda m: selected(m) == "identified")
-    digest(service, 1, lambda text: "Status: *identified*" in text)
-    said(service, channel, "set the status to *identified*")
-
-    where = service.say("<@U0BOT> incident note restarted mmfsd on io[1-4]", channel=channel)
-    service.wait_reaction(where, "memo")
-    evidence = service.say("waiters on nsd3 cleared after the restart", channel=channel)
-    service.slack.react(ADMIN_USER_ID, channel, evidence[1], "pushpin")
-    service.wait_reaction(evidence, "white_check_mark")
-
-    where = service.say("<@U0BOT> incident help", channel=channel)
-    manual = message_text(service.reply(where, "incident status"))
-    assert "`incident role <role> @someone`" in manual
-    assert "`commander`, `comms`, `tech`" in manual
-    assert "`incident help` lists the rest" in message_text(
-        service.reply(service.say("<@U0BOT> help"), "Namespaces")
-    )
-    where = service.say("<@U0BOT> incident timeline", channel=channel)
-    timeline = message_text(service.reply(where, "Incident 1"))
-    for line in (
-        "opened: GPFS hangs on login nodes",
-        "status: investigating → identified",
-        "restarted mmfsd on io[1-4]",
-        "waiters on nsd3 cleared after the restart",
-        "`hw check` succeeded",
-        "`incidents snapshot` succeeded",
-    ):
-        assert line in timeline, timeline
-
-
-def test_resolving_writes_the_postmortem_into_trac(
-    service: SlackService, opened: dict[str, Any], tracd: TracServer
-) -> None:
-    channel = opened["channel"]
-    where = service.say("<@U0BOT> incident resolve", channel=channel)
-    assert "Time to first role claimed" in message_text(service.reply(where, "resolved"))
-    said(service, channel, "Incident 1 is resolved.")
-    link = said(service, channel, "Postmortem draft:", timeout=60)
-    url = re.search(r"(http://\S+/wiki/Incidents/\S+)", message_text(link))
-    assert url, message_text(link)
-    name = url[1].split("/wiki/", 1)[1].rstrip(">")
-    page = tracd.client().wiki_page(name)
-    assert page is not None
-    assert "= Incident 1: {{{GPFS hangs on login nodes}}} =" in page.text
-    assert "restarted mmfsd on io[1-4]" in page.text
-    assert " * #12" in page.text
-    assert "x1000c0s0b0n0" in page.text
-    digest(service, 1, lambda text: "Postmortem:" in text and "resolved" in text)
-    incident = service.queue.incident(1)
-    assert incident.resolved_at is not None
+@pytest.fixture
+def opened(service: SlackService) -> dict[str, Any]:
+    return open_incident(service, "GPFS hangs on login nodes --xname x1000c0s0b0n0 --ticket 12")
 
 
 def archive_job(service: SlackService, incident: int) -> Any:
@@ -303,18 +163,165 @@ def archive_now(service: SlackService, incident: int) -> str:
     return result.stdout
 
 
-def test_reopening_is_recorded_and_keeps_the_channel(
+def test_opening_by_command_creates_the_channel_and_everything_in_it(
     service: SlackService, opened: dict[str, Any], web: WebClient
 ) -> None:
-    channel = opened["channel"]
-    resolved_at = service.queue.incident(1).resolved_at
-    job = archive_job(service, 1)
-    assert job.start_after == pytest.approx(resolved_at + 600, abs=5)
+    channel, number = opened["channel"], opened["id"]
+    info = web.conversations_info(channel=channel)["channel"]
+    assert NAME.match(info["name"]), info["name"]
+    assert info["name"].endswith("-gpfs-hangs-on-login-nodes")
+    assert "GPFS hangs on login nodes" in info["topic"]["value"]
+    assert "https://meet.example.org/hpc-war-room" in info["topic"]["value"]
+    assert "GPFS hangs on login nodes" in info["purpose"]["value"]
+    members = web.conversations_members(channel=channel)["members"]
+    assert ADMIN_USER_ID in members  # the opener, and the @hpc-admins group
+    pinned = control(service, channel)
+    assert f"Incident {number}: investigating" in message_text(pinned)
+    assert selected(pinned) == "investigating"
+    actions = [
+        e.get("action_id")
+        for b in pinned["blocks"]
+        for e in [b.get("accessory") or {}, *(b.get("elements") or [])]
+    ]
+    assert "incident_claim-commander" in actions
+    assert "incident_assign" in actions
+    assert "Incident commander*: _unclaimed_" in message_text(pinned)
+    assert "investigating" in message_text(digest(service, number))
+    # The jobs it started report in the channel: the site snapshot and the xname's check.
+    snapshot = said(service, channel, "*nowhere:* unreachable")  # the report, not its progress
+    assert "*Dispatchers:* 1 alive of 1 registered" in message_text(snapshot)
+    said(service, channel, "checked x1000c0s0b0n0")
+    assert service.queue.incident(number).tickets == (12,)
+
+
+def test_claim_assign_and_refusals(service: SlackService) -> None:
+    """Claim and assign update the pinned message and the digest and DM the holder; someone
+    outside INCIDENT_ALLOWED_USERS is told, privately, and changes nothing."""
+    incident = open_incident(service, "Slurm controller flapping")
+    channel, number = incident["channel"], incident["id"]
+    pinned = control(service, channel)
+    service.slack.click(GUEST_USER_ID, channel, pinned["ts"], "incident_claim-commander")
+    after = control(service, channel, lambda m: f"<@{GUEST_USER_ID}>" in message_text(m))
+    assert "Incident commander*: <@" in message_text(after)
+    said(service, channel, "is now the *Incident commander* (claimed the role)")
+    digest(service, number, lambda text: f"Incident commander: <@{GUEST_USER_ID}>" in text)
+    dm = service.slack.wait_for_message(
+        "D" + GUEST_USER_ID[1:],
+        lambda m: (
+            f"incident {number} " in message_text(m) and "Incident commander" in message_text(m)
+        ),
+        timeout=30,
+    )
+    assert "You run the incident" in message_text(dm)  # what the role means
+
+    # The first user select is the commander's: the admin hands the role to someone else,
+    # who is invited to the channel.
+    service.slack.click(
+        ADMIN_USER_ID, channel, pinned["ts"], "incident_assign", select_user="visitor"
+    )
+    control(
+        service, channel, lambda m: f"Incident commander*: <@{VISITOR_USER_ID}>" in message_text(m)
+    )
+    said(
+        service,
+        channel,
+        f"<@{VISITOR_USER_ID}> is now the *Incident commander* (assigned by <@{ADMIN_USER_ID}>)",
+    )
+    assert service.queue.incident(number).roles == {"commander": VISITOR_USER_ID}
+    previous = [
+        e.data.get("previous") for e in service.queue.incident_timeline(number) if e.kind == "role"
+    ]
+    assert previous == [None, GUEST_USER_ID]  # who held it before is in the timeline
+
+    # The visitor holds a role but is not in INCIDENT_ALLOWED_USERS: no changes.
+    before = service.queue.incident(number)
+    service.slack.click(VISITOR_USER_ID, channel, pinned["ts"], "incident_claim-tech")
+    refusal = service.slack.wait_for_ephemeral(
+        lambda e: "only @hpc-admins" in (e.get("text") or ""), user=VISITOR_USER_ID, timeout=30
+    )
+    assert refusal["channel"] == channel
+    where = service.say("<@U0BOT> incident status monitoring", user="visitor", channel=channel)
+    assert "nothing was changed" in message_text(service.reply(where, "only"))
+    where = service.say("<@U0BOT> incident link x1000c0s1b0n0", user="visitor", channel=channel)
+    assert "nothing was changed" in message_text(service.reply(where, "only"))
+    after = service.queue.incident(number)
+    assert (after.roles, after.status, after.xnames) == (before.roles, before.status, ())
+
+
+def test_an_incident_from_status_to_postmortem_and_reopened(
+    service: SlackService, tracd: TracServer, web: WebClient
+) -> None:
+    """Status select, notes and marked messages make the timeline (with the linked jobs'
+    results); resolving writes the postmortem into Trac's wiki; re-opening is recorded and
+    keeps the channel, whose archiving waits INCIDENT_ARCHIVE_AFTER."""
+    incident = open_incident(service, "Lustre MDS failover --xname x1000c0s0b0n0 --ticket 12")
+    channel, number = incident["channel"], incident["id"]
+    pinned = control(service, channel)
+    service.slack.click(
+        ADMIN_USER_ID, channel, pinned["ts"], "incident_status", option="identified"
+    )
+    control(service, channel, lambda m: selected(m) == "identified")
+    digest(service, number, lambda text: "Status: *identified*" in text)
+    said(service, channel, "set the status to *identified*")
+
+    where = service.say("<@U0BOT> incident note restarted mmfsd on io[1-4]", channel=channel)
+    service.wait_reaction(where, "memo")
+    evidence = service.say("waiters on nsd3 cleared after the restart", channel=channel)
+    service.slack.react(ADMIN_USER_ID, channel, evidence[1], "pushpin")
+    service.wait_reaction(evidence, "white_check_mark")
+
+    where = service.say("<@U0BOT> incident help", channel=channel)
+    manual = message_text(service.reply(where, "incident status"))
+    assert "`incident role <role> @someone`" in manual
+    assert "`commander`, `comms`, `tech`" in manual
+    assert "`incident help` lists the rest" in message_text(
+        service.reply(service.say("<@U0BOT> help"), "Namespaces")
+    )
+    said(service, channel, "checked x1000c0s0b0n0")  # the linked check's report
+    said(service, channel, "*nowhere:* unreachable")  # the snapshot's
+    deadline = time.monotonic() + 30
+    while not all(
+        (j := service.queue.get(job_id)) and j.status.finished
+        for job_id in service.queue.incident(number).jobs
+    ):
+        assert time.monotonic() < deadline, "the linked jobs did not finish"
+        time.sleep(0.1)
+    where = service.say("<@U0BOT> incident timeline", channel=channel)
+    timeline = message_text(service.reply(where, f"Incident {number}"))
+    for line in (
+        "opened: Lustre MDS failover",
+        "status: investigating → identified",
+        "restarted mmfsd on io[1-4]",
+        "waiters on nsd3 cleared after the restart",
+        "`hw check` succeeded",
+        "`incidents snapshot` succeeded",
+    ):
+        assert line in timeline, timeline
+
+    where = service.say("<@U0BOT> incident resolve", channel=channel)
+    assert "Time to first role claimed" in message_text(service.reply(where, "resolved"))
+    said(service, channel, f"Incident {number} is resolved.")
+    link = said(service, channel, "Postmortem draft:", timeout=60)
+    url = re.search(r"(http://\S+/wiki/Incidents/\S+)", message_text(link))
+    assert url, message_text(link)
+    name = url[1].split("/wiki/", 1)[1].rstrip(">")
+    page = tracd.client().wiki_page(name)
+    assert page is not None
+    assert f"= Incident {number}: {{{{{{Lustre MDS failover}}}}}} =" in page.text
+    assert "restarted mmfsd on io[1-4]" in page.text
+    assert " * #12" in page.text
+    assert "x1000c0s0b0n0" in page.text
+    digest(service, number, lambda text: "Postmortem:" in text and "resolved" in text)
+    resolved_at = service.queue.incident(number).resolved_at
+    assert resolved_at is not None
+
+    # Re-opened before its archive job's time: the job, when it runs, keeps the channel.
+    assert archive_job(service, number).start_after == pytest.approx(resolved_at + 600, abs=5)
     where = service.say("<@U0BOT> incident status investigating", channel=channel)
     assert "re-opened" in message_text(service.reply(where, "re-opened"))
-    assert "was re-opened: its channel stays" in archive_now(service, 1)
+    assert "was re-opened: its channel stays" in archive_now(service, number)
     assert not web.conversations_info(channel=channel)["channel"].get("is_archived")
-    kinds = [e.kind for e in service.queue.incident_timeline(1)]
+    kinds = [e.kind for e in service.queue.incident_timeline(number)]
     assert "reopened" in kinds
 
 
