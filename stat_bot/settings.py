@@ -42,6 +42,9 @@ SERVICE_SECRETS = frozenset(
         "WEB_SECRET_KEY",
         "WEB_USERS",
         "STAT_RELAY_TOKEN",
+        "ALERTMANAGER_TOKEN",
+        "ALERTMANAGER_BASIC_AUTH",
+        "PAGERDUTY_WEBHOOK_SECRET",
     }
 )
 
@@ -266,6 +269,20 @@ class Settings(BaseSettings):
     slurm_scontrol: str = Field(
         "scontrol",
         description="scontrol to drain and resume nodes (needs SLURM_CONF if not default)",
+    )
+
+    # On-call (stat_bot/oncall/): alerts in.
+    alertmanager_token: SecretStr | None = Field(
+        None, description="Bearer token Alertmanager sends to /alerts/alertmanager"
+    )
+    alertmanager_basic_auth: SecretStr | None = Field(
+        None, description="user:password Alertmanager sends to /alerts/alertmanager (basic auth)"
+    )
+    pagerduty_webhook_secret: SecretStr | None = Field(
+        None, description="The signing secret of the PagerDuty v3 webhook subscription"
+    )
+    oncall_channel: str | None = Field(
+        None, description="Channel where alerts are posted as they fire and resolve"
     )
 
     # Incidents (stat_bot/incidents/): a channel per incident, roles, a digest, a timeline.

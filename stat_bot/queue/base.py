@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from stat_bot.hardware.loop import Memory
 from stat_bot.jobs.model import Job, JobRequest, JobRequester, JobStatus, ReportState
+from stat_bot.queue.alert_model import Alert, AlertChange, AlertEvent
 from stat_bot.queue.incident_model import Incident, IncidentDraft, IncidentMessages, TimelineEntry
 
 T = TypeVar("T")
@@ -601,6 +602,31 @@ class Queue(abc.ABC):
     @abc.abstractmethod
     def incident_timeline(self, incident_id: int) -> list[TimelineEntry]:
         """An incident's stored timeline entries, oldest first."""
+
+    # on-call alerts (stat_bot/oncall/) ---------------------------------------
+    @abc.abstractmethod
+    def record_alerts(
+        self,
+        events: Sequence[AlertEvent],
+        *,
+        delivery: tuple[str, str] | None = None,
+        outbox: Callable[[list[AlertChange]], Sequence[OutboxMessage]] | None = None,
+        now: float | None = None,
+    ) -> list[AlertChange] | None:
+        """Record alert events and the messages they cause, in one transaction.
+
+        An event for a (source, fingerprint) seen before changes that alert: fired again
+        (counted), reported again (the same start: not counted), resolved. With
+        `delivery` (source, id), a delivery seen before records nothing: None.
+        """
+
+    @abc.abstractmethod
+    def alert(self, alert_id: int) -> Alert | None:
+        """One alert by id."""
+
+    @abc.abstractmethod
+    def alerts(self, *, since: float = 0.0, limit: int = 500) -> list[Alert]:
+        """Alerts that fired at or after `since`, the latest first."""
 
     # web sessions (held on the server, so logout ends them) ----------------
     @abc.abstractmethod

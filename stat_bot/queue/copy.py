@@ -37,6 +37,7 @@ TABLES: tuple[str, ...] = (
     "hw_loop",
     "incidents",
     "incident_events",
+    "alerts",
 )
 NOT_COPIED: tuple[str, ...] = ("workers", "beats", "throttle")
 # Tables the target must hold exactly as the source does: a dashboard session closed

@@ -28,6 +28,13 @@ from typing import Any
 
 from stat_bot.hardware.loop import Memory
 from stat_bot.jobs.model import Job, JobRequest, JobRequester, JobStatus, ReportState
+from stat_bot.queue.alert_model import (
+    Alert,
+    AlertChange,
+    AlertChangeKind,
+    AlertEvent,
+    AlertStatus,
+)
 from stat_bot.queue.base import (
     KEEP,
     Beat,
@@ -102,6 +109,46 @@ def _confirmation(row: Sequence[Any]) -> Confirmation:
         confirmers=tuple(json.loads(confirmers)), requested_by_name=requested_by_name,
         decided_by=decided_by, decided_at=decided_at, job_id=job_id, offer_id=offer_id,
     )  # fmt: skip
+
+
+def _alert(row: Sequence[Any]) -> Alert:
+    values = list(row)
+    values[6] = json.loads(values[6])
+    values[7] = AlertStatus(values[7])
+    return Alert(*values)
+
+
+def _alert_change(
+    current: Alert | None, event: AlertEvent
+) -> tuple[AlertChangeKind, dict[str, Any]]:
+    """What an event does to its alert (None: not seen before): the kind and new values."""
+    firing = event.status is AlertStatus.FIRING
+    values: dict[str, Any] = {
+        "title": event.title, "service": event.service, "severity": event.severity,
+        "labels": dict(event.labels), "url": event.url,
+    }  # fmt: skip
+    if current is None:
+        values.update(
+            status=event.status, first_fired_at=event.at, last_fired_at=event.at,
+            resolved_at=None if firing else event.at, fire_count=1,
+        )  # fmt: skip
+        return AlertChangeKind.NEW, values
+    values.update(
+        status=current.status, last_fired_at=current.last_fired_at,
+        resolved_at=current.resolved_at, fire_count=current.fire_count,
+    )  # fmt: skip
+    if firing:
+        if current.status is AlertStatus.FIRING and event.at <= current.last_fired_at:
+            return AlertChangeKind.REPEATED, values  # a reminder of the same firing
+        values.update(
+            status=AlertStatus.FIRING, last_fired_at=max(event.at, current.last_fired_at),
+            resolved_at=None, fire_count=current.fire_count + 1,
+        )  # fmt: skip
+        return AlertChangeKind.REFIRED, values
+    if current.status is AlertStatus.RESOLVED:
+        return AlertChangeKind.UNCHANGED, values
+    values.update(status=AlertStatus.RESOLVED, resolved_at=event.at)
+    return AlertChangeKind.RESOLVED, values
 
 
 def _incident(row: Sequence[Any]) -> Incident:
@@ -889,6 +936,55 @@ class RelationalQueue(Queue):
 
     def job_locks(self, job_id: int) -> list[str]:
         return [r[0] for r in self._read(self.sql.SQL_JOB_LOCKS, (job_id,))]
+
+    # on-call alerts -----------------------------------------------------------------
+    def record_alerts(
+        self,
+        events: Sequence[AlertEvent],
+        *,
+        delivery: tuple[str, str] | None = None,
+        outbox: Callable[[list[AlertChange]], Sequence[OutboxMessage]] | None = None,
+        now: float | None = None,
+    ) -> list[AlertChange] | None:
+        now = self.now() if now is None else now
+        changes: list[AlertChange] = []
+        with self._write() as conn:
+            insert = self.sql.SQL_INSERT_DELIVERY
+            if delivery is not None and conn.execute(insert, (*delivery, now)).rowcount != 1:
+                return None
+            self._serialize(conn, "alerts")  # one writer decides new-or-repeat at a time
+            for event in events:
+                rows = conn.execute(
+                    self.sql.SQL_GET_ALERT_BY_KEY, (event.source, event.fingerprint)
+                ).fetchall()
+                current = _alert(rows[0]) if rows else None
+                kind, v = _alert_change(current, event)
+                labels = json.dumps(v["labels"], sort_keys=True)
+                if current is None:
+                    row = conn.execute(
+                        self.sql.SQL_INSERT_ALERT,
+                        (event.source, event.fingerprint, v["title"], v["service"],
+                         v["severity"], labels, str(v["status"]), v["first_fired_at"],
+                         v["last_fired_at"], v["resolved_at"], v["url"], now),
+                    ).fetchone()  # fmt: skip
+                else:
+                    row = conn.execute(
+                        self.sql.SQL_UPDATE_ALERT,
+                        (v["title"], v["service"], v["severity"], labels, str(v["status"]),
+                         v["last_fired_at"], v["resolved_at"], v["fire_count"], v["url"], now,
+                         current.id),
+                    ).fetchone()  # fmt: skip
+                changes.append(AlertChange(_alert(row), kind))
+            if outbox is not None:
+                self._store(conn, outbox(changes), now)
+        return changes
+
+    def alert(self, alert_id: int) -> Alert | None:
+        rows = self._read(self.sql.SQL_GET_ALERT, (alert_id,))
+        return _alert(rows[0]) if rows else None
+
+    def alerts(self, *, since: float = 0.0, limit: int = 500) -> list[Alert]:
+        return [_alert(r) for r in self._read(self.sql.SQL_ALERTS, (since, limit))]
 
     # incidents --------------------------------------------------------------------
     def open_incident(

@@ -315,6 +315,28 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX incident_events_incident ON incident_events (incident_id, at, id);
     """,
+    """
+    -- On-call alerts (stat_bot/oncall/): one row per source and fingerprint, and an alert that
+    -- fires again is counted on its row (fire_count), not stored anew.
+    CREATE TABLE alerts (
+        id             INTEGER PRIMARY KEY,
+        source         TEXT NOT NULL,
+        fingerprint    TEXT NOT NULL,
+        title          TEXT NOT NULL,
+        service        TEXT NOT NULL DEFAULT '',
+        severity       TEXT NOT NULL DEFAULT '',
+        labels         TEXT NOT NULL DEFAULT '{}',
+        status         TEXT NOT NULL,
+        first_fired_at REAL NOT NULL,
+        last_fired_at  REAL NOT NULL,
+        resolved_at    REAL,
+        fire_count     INTEGER NOT NULL DEFAULT 1,
+        url            TEXT,
+        updated_at     REAL NOT NULL,
+        UNIQUE (source, fingerprint)
+    );
+    CREATE INDEX alerts_last_fired ON alerts (last_fired_at);
+    """,
 )
 JOB_COLUMNS = (
     "id, namespace, job_type, args, channel, thread_ts, user, source, status, created_at, "
@@ -792,3 +814,32 @@ SQL_INCIDENT_EVENTS = """
     SELECT id, incident_id, at, kind, "user", user_name, text, data FROM incident_events
     WHERE incident_id = ? ORDER BY at, id
 """
+
+ALERT_COLUMNS = (
+    "id, source, fingerprint, title, service, severity, labels, status, first_fired_at, "
+    "last_fired_at, resolved_at, fire_count, url, updated_at"
+)
+SQL_GET_ALERT_BY_KEY = (
+    "SELECT " + ALERT_COLUMNS + " FROM alerts WHERE source = ? AND fingerprint = ?"
+)
+SQL_INSERT_ALERT = (
+    """
+    INSERT INTO alerts (source, fingerprint, title, service, severity, labels, status,
+                        first_fired_at, last_fired_at, resolved_at, url, updated_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    RETURNING """
+    + ALERT_COLUMNS
+)
+SQL_UPDATE_ALERT = (
+    """
+    UPDATE alerts SET title = ?, service = ?, severity = ?, labels = ?, status = ?,
+        last_fired_at = ?, resolved_at = ?, fire_count = ?, url = ?, updated_at = ?
+    WHERE id = ?
+    RETURNING """
+    + ALERT_COLUMNS
+)
+SQL_GET_ALERT = "SELECT " + ALERT_COLUMNS + " FROM alerts WHERE id = ?"
+SQL_ALERTS = (
+    "SELECT " + ALERT_COLUMNS + " FROM alerts WHERE last_fired_at >= ? "
+    "ORDER BY last_fired_at DESC, id DESC LIMIT ?"
+)

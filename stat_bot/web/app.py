@@ -89,6 +89,7 @@ def create_app(
 
 def _register_blueprints(app: Flask) -> None:
     from stat_bot.web import (
+        alerts,
         console_page,
         dashboard,
         github,
@@ -102,6 +103,7 @@ def _register_blueprints(app: Flask) -> None:
 
     for module in (
         github,
+        alerts,
         trac_hook,
         stat_relay,
         health,

@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 # Routes called by programs (webhooks, the relay, JSON endpoints): errors as JSON.
 API_PREFIXES = (
     "/github/",
+    "/alerts/",
     "/trac",
     "/slack-proxy",
     "/set-interval",

@@ -173,6 +173,7 @@ class QueueCollector(Collector):
             ("webhook_requests", "Webhook"),
             ("relay_requests", "STAT relay"),
             ("trac_requests", "Trac notification"),
+            ("alert_requests", "Alert (Alertmanager, PagerDuty)"),
         ):
             counter = CounterMetricFamily(
                 f"stat_bot_{name}", f"{what} requests by result", labels=["result"]

@@ -1,0 +1,1 @@
+"""On-call: alerts in (Alertmanager, PagerDuty), runbook steps out, the weekly handoff."""

@@ -1,0 +1,47 @@
+"""What the on-call channel reads when an alert fires (again) or resolves."""
+
+from __future__ import annotations
+
+from stat_bot.hardware.report import escape
+from stat_bot.queue.alert_model import AlertChange, AlertChangeKind
+from stat_bot.queue.base import OutboxMessage
+from stat_bot.report.messages import Message, Report
+from stat_bot.report.outbox import outgoing
+
+KIND = "alert"
+SHOWN_LABELS = 8
+
+
+def alert_ref(change: AlertChange) -> str:
+    """The firing's outbox ref: a later message (its runbook, its resolution) finds it."""
+    return f"alert:{change.alert.id}:{change.alert.fire_count}"
+
+
+def alert_messages(changes: list[AlertChange], channel: str | None) -> list[OutboxMessage]:
+    """One message per alert that fired or resolved; repeats say nothing."""
+    if not channel:
+        return []
+    found = []
+    for change in changes:
+        alert = change.alert
+        title = escape(alert.title)
+        where = " · ".join(escape(x) for x in (alert.service, alert.severity) if x)
+        if change.kind in (AlertChangeKind.NEW, AlertChangeKind.REFIRED):
+            again = f" (fired {alert.fire_count} times)" if alert.fire_count > 1 else ""
+            head = f":rotating_light: *{title}*{again}"
+        elif change.kind is AlertChangeKind.RESOLVED:
+            head = f":white_check_mark: Resolved: *{title}*"
+        else:
+            continue
+        labels = ", ".join(
+            f"{escape(k)}=`{escape(v)}`" for k, v in sorted(alert.labels.items())[:SHOWN_LABELS]
+        )
+        lines = [head, f"{escape(alert.source)}{' · ' + where if where else ''}"]
+        if labels:
+            lines.append(labels)
+        if alert.url:
+            lines.append(f"<{alert.url}|source>")
+        text = "\n".join(lines)
+        report = Report([Message(text)], kind="info", channel=channel)
+        found.append(outgoing(report, KIND, ref=alert_ref(change)))
+    return found

@@ -1,0 +1,68 @@
+"""Alerts as the queue stores them: one row per (source, fingerprint), repeats counted on it.
+
+Defined beside the queue (which may not import oncall/) and read by the web routes
+that take alerts in, the on-call messages and, later, the handoff and its charts.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+class AlertStatus(enum.StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """One alert as a source reported it (an Alertmanager alert, a PagerDuty incident event).
+
+    `at` is when it started firing (or, resolved, when it ended), by the source's clock.
+    """
+
+    source: str
+    fingerprint: str
+    title: str
+    status: AlertStatus
+    at: float
+    service: str = ""
+    severity: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    id: int
+    source: str
+    fingerprint: str
+    title: str
+    service: str
+    severity: str
+    labels: Mapping[str, str]
+    status: AlertStatus
+    first_fired_at: float
+    last_fired_at: float
+    resolved_at: float | None
+    fire_count: int
+    url: str | None
+    updated_at: float
+
+
+class AlertChangeKind(enum.StrEnum):
+    NEW = "new"  # never seen before
+    REFIRED = "refired"  # fired again (after resolving, or a new start time)
+    REPEATED = "repeated"  # the same firing reported again: nothing changes but the time
+    RESOLVED = "resolved"
+    UNCHANGED = "unchanged"  # resolved again, or a resolution of something never seen firing
+
+
+@dataclass(frozen=True, slots=True)
+class AlertChange:
+    """What recording one event did to its alert."""
+
+    alert: Alert
+    kind: AlertChangeKind

@@ -1,0 +1,180 @@
+"""Alerts in: `POST /alerts/alertmanager` and `POST /alerts/pagerduty`.
+
+Each checks who sent the request before reading it (a bearer token or basic auth
+for Alertmanager, PagerDuty's `X-PagerDuty-Signature`), then the payload's shape,
+then records every alert and the messages it causes in one transaction: a refusal
+(4xx with the reason) stores nothing, and a PagerDuty event delivered twice (its
+retries carry the same event id) is recorded once.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from typing import Any
+
+import structlog
+from flask import Blueprint, Flask, Response, jsonify, request
+from flask_wtf.csrf import CSRFProtect
+
+from stat_bot.oncall.alerts import AlertPayloadError, alertmanager_events, pagerduty_event
+from stat_bot.oncall.messages import alert_messages
+from stat_bot.queue.alert_model import AlertChange, AlertEvent
+from stat_bot.web.errors import RefusedError
+from stat_bot.web.services import services
+from stat_bot.web.signed import count, counting_refusals, json_body
+
+log = structlog.get_logger(__name__)
+
+bp = Blueprint("alerts", __name__)
+
+COUNTER = "alert_requests"  # read by /metrics; labels: result
+PAGERDUTY_SIGNATURE = "X-PagerDuty-Signature"
+
+
+def init_app(app: Flask, csrf: CSRFProtect) -> None:
+    """Register the routes; exempt from CSRF, since they authenticate by token or signature."""
+    csrf.exempt(bp)
+    app.register_blueprint(bp)
+
+
+def _record(
+    events: list[AlertEvent], delivery: tuple[str, str] | None
+) -> tuple[str, int, dict[str, Any]]:
+    svc = services()
+    channel = svc.settings.oncall_channel
+
+    def said(changes: list[AlertChange]) -> list[Any]:
+        return alert_messages(changes, channel)
+
+    changes = svc.queue.record_alerts(events, delivery=delivery, outbox=said)
+    if changes is None:
+        return "duplicate", 200, {"ok": True, "duplicate": True, "alerts": []}
+    body = {
+        "ok": True,
+        "alerts": [
+            {"id": c.alert.id, "change": str(c.kind), "fire_count": c.alert.fire_count}
+            for c in changes
+        ],
+    }
+    return "accepted", 202, body
+
+
+def _answer(
+    source: str, started: float, result: str, status: int, body: dict[str, Any]
+) -> tuple[Response, int]:
+    count(COUNTER, result)
+    log.info(
+        "alerts received",
+        source=source,
+        result=result,
+        status=status,
+        alerts=len(body.get("alerts", ())),
+        ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+    return jsonify(body), status
+
+
+# Alertmanager -----------------------------------------------------------------------
+@bp.post("/alerts/alertmanager")
+def alertmanager() -> tuple[Response, int]:
+    started = time.perf_counter()
+    with counting_refusals(COUNTER, "alerts refused", source="alertmanager"):
+        _authorised()
+        body = request.get_data(cache=False)  # 413 above WEB_MAX_BODY
+        try:
+            events = alertmanager_events(json_body(body))
+        except AlertPayloadError as error:
+            raise RefusedError(
+                400, "bad_request", f"Alertmanager payload: {error}", "body"
+            ) from None
+        result, status, answer = _record(events, None)
+    return _answer("alertmanager", started, result, status, answer)
+
+
+def _authorised() -> None:
+    """A bearer token or basic-auth credentials, as set; 403 when neither is set, 401 else."""
+    settings = services().settings
+    token = settings.alertmanager_token.get_secret_value() if settings.alertmanager_token else ""
+    basic = (
+        settings.alertmanager_basic_auth.get_secret_value()
+        if settings.alertmanager_basic_auth
+        else ""
+    )
+    if not token and not basic:
+        raise RefusedError(
+            403,
+            "disabled",
+            "Alertmanager alerts are off until ALERTMANAGER_TOKEN or ALERTMANAGER_BASIC_AUTH is "
+            "set; set one, and the same in the receiver's http_config",
+        )
+    sent = request.headers.get("Authorization", "")
+    scheme, _, value = sent.partition(" ")
+    if (
+        token
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(value.strip().encode(), token.encode())
+    ):
+        return
+    if basic and scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True)
+        except ValueError:
+            decoded = b""
+        if hmac.compare_digest(decoded, basic.encode()):
+            return
+    raise RefusedError(
+        401,
+        "bad_signature",
+        "missing or wrong credentials: send the Authorization header Alertmanager's "
+        "http_config sets (a bearer token or basic auth, as configured here)",
+        "Authorization",
+    )
+
+
+# PagerDuty --------------------------------------------------------------------------
+@bp.post("/alerts/pagerduty")
+def pagerduty() -> tuple[Response, int]:
+    started = time.perf_counter()
+    with counting_refusals(COUNTER, "alerts refused", source="pagerduty"):
+        secret = services().settings.pagerduty_webhook_secret
+        if secret is None or not secret.get_secret_value():
+            raise RefusedError(
+                403,
+                "disabled",
+                "PagerDuty webhooks are off until PAGERDUTY_WEBHOOK_SECRET is set to the "
+                "subscription's signing secret",
+            )
+        body = request.get_data(cache=False)
+        _verify_pagerduty(secret.get_secret_value().encode(), body)
+        try:
+            event_id, event = pagerduty_event(json_body(body))
+        except AlertPayloadError as error:
+            raise RefusedError(400, "bad_request", f"PagerDuty payload: {error}", "body") from None
+        if event is None:
+            result, status, answer = "ignored", 200, {"ok": True, "ignored": True, "alerts": []}
+        else:
+            result, status, answer = _record([event], ("pagerduty", event_id))
+    return _answer("pagerduty", started, result, status, answer)
+
+
+def _verify_pagerduty(secret: bytes, body: bytes) -> None:
+    """`X-PagerDuty-Signature: v1=<hex>[,v1=<hex>...]`: one must be HMAC-SHA256(secret, body)."""
+    header = request.headers.get(PAGERDUTY_SIGNATURE)
+    if not header:
+        raise RefusedError(
+            403, "bad_signature", f"{PAGERDUTY_SIGNATURE} is missing: is the subscription signed?",
+            PAGERDUTY_SIGNATURE,
+        )  # fmt: skip
+    expected = b"v1=" + hmac.new(secret, body, hashlib.sha256).hexdigest().encode()
+    sent = [s.strip().encode("latin-1", "replace") for s in header.split(",")]
+    if not any(hmac.compare_digest(expected, s.lower()) for s in sent):
+        raise RefusedError(
+            403,
+            "bad_signature",
+            f"{PAGERDUTY_SIGNATURE} does not match the body: is PAGERDUTY_WEBHOOK_SECRET the "
+            "subscription's signing secret?",
+            PAGERDUTY_SIGNATURE,
+        )

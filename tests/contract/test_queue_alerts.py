@@ -1,0 +1,84 @@
+"""On-call alerts (Queue.record_alerts / alert / alerts), every backend."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stat_bot.queue.alert_model import AlertChangeKind, AlertEvent, AlertStatus
+from stat_bot.queue.base import OutboxMessage, Queue
+
+FIRING, RESOLVED = AlertStatus.FIRING, AlertStatus.RESOLVED
+
+
+def event(status: AlertStatus = FIRING, at: float = 100.0, **overrides: object) -> AlertEvent:
+    values: dict[str, object] = {
+        "source": "alertmanager",
+        "fingerprint": "abc123",
+        "title": "NodeDown: x1000c0s0b0n0",
+        "status": status,
+        "at": at,
+        "service": "slurm",
+        "severity": "critical",
+        "labels": {"alertname": "NodeDown", "xname": "x1000c0s0b0n0"},
+    }
+    values.update(overrides)
+    return AlertEvent(**values)  # type: ignore[arg-type]
+
+
+def test_a_fingerprint_is_one_alert_counted_each_time_it_fires(queue: Queue, other: Queue) -> None:
+    (first,) = queue.record_alerts([event()], now=100.0)
+    assert first.kind is AlertChangeKind.NEW
+    assert (first.alert.fire_count, first.alert.status) == (1, FIRING)
+    (again,) = queue.record_alerts([event()], now=200.0)  # Alertmanager's reminder
+    assert again.kind is AlertChangeKind.REPEATED
+    assert again.alert.fire_count == 1
+    (resolved,) = queue.record_alerts([event(RESOLVED, at=300.0)], now=300.0)
+    assert resolved.kind is AlertChangeKind.RESOLVED
+    assert resolved.alert.resolved_at == 300.0
+    (refired,) = queue.record_alerts([event(at=400.0)], now=400.0)
+    assert refired.kind is AlertChangeKind.REFIRED
+    assert (refired.alert.fire_count, refired.alert.resolved_at) == (2, None)
+    (same,) = other.alerts()
+    assert same.id == first.alert.id
+    assert (same.first_fired_at, same.last_fired_at, same.labels["xname"]) == (
+        100.0,
+        400.0,
+        "x1000c0s0b0n0",
+    )
+    assert other.alert(same.id) == same
+
+
+def test_sources_and_fingerprints_keep_alerts_apart(queue: Queue) -> None:
+    queue.record_alerts([event(), event(fingerprint="other"), event(source="pagerduty")], now=100.0)
+    assert len(queue.alerts()) == 3
+    assert queue.alerts(since=101.0) == []
+    assert len(queue.alerts(limit=2)) == 2
+
+
+def test_a_delivery_is_recorded_once_with_its_messages(queue: Queue) -> None:
+    def said(changes: list) -> list[OutboxMessage]:
+        return [
+            OutboxMessage("alert", json.dumps({"text": f"{c.kind} {c.alert.title}"}))
+            for c in changes
+        ]
+
+    changes = queue.record_alerts([event()], delivery=("pagerduty", "evt-1"), outbox=said)
+    assert [c.kind for c in changes] == [AlertChangeKind.NEW]
+    assert (
+        queue.record_alerts([event(at=500.0)], delivery=("pagerduty", "evt-1"), outbox=said) is None
+    )
+    assert queue.alerts()[0].fire_count == 1  # the retried delivery counted nothing
+    (message,) = queue.outbox_items()
+    assert "new NodeDown" in message.payload
+
+
+def test_a_failing_outbox_records_nothing(queue: Queue) -> None:
+    def broken(_: list) -> list[OutboxMessage]:
+        raise RuntimeError("template broke")
+
+    with pytest.raises(RuntimeError):
+        queue.record_alerts([event()], delivery=("alertmanager", "d1"), outbox=broken)
+    assert queue.alerts() == []
+    assert queue.record_alerts([event()], delivery=("alertmanager", "d1")) is not None
