@@ -31,6 +31,7 @@ from stat_bot.queue.base import (
 from stat_bot.report.confirmations import decided_report, offer_report, outcome_text
 from stat_bot.report.messages import escape_mrkdwn, joined_text
 from stat_bot.report.outbox import outgoing
+from stat_bot.views import when
 
 DEFAULT_CONFIRM_EXPIRY = 600.0  # seconds; the service passes HW_CONFIRM_EXPIRY
 CODE = re.compile(r"^[A-Za-z0-9]{4,12}$")
@@ -87,7 +88,7 @@ def parse_window(start: str, end: str, tz: ZoneInfo, now: float) -> tuple[float,
 
 
 def describe_time(ts: float, tz: ZoneInfo) -> str:
-    return datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%d %H:%M %Z")
+    return when(ts, tz, seconds=False, zone=True)
 
 
 def perform(

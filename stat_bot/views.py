@@ -35,10 +35,15 @@ LogEnd = Literal["head", "tail", "all"]
 LOG_STREAMS = ("stdout", "stderr")
 
 
-def when(ts: float | None, tz: ZoneInfo | None = None) -> str:
+def when(
+    ts: float | None, tz: ZoneInfo | None = None, *, seconds: bool = True, zone: bool = False
+) -> str:
+    """The one way a time is written for people: tables keep the seconds; chat and wiki
+    text name the zone, since their readers may not share the service's TIMEZONE."""
     if ts is None:
         return "-"
-    return datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%d %H:%M:%S")
+    form = "%Y-%m-%d %H:%M" + (":%S" if seconds else "") + (" %Z" if zone else "")
+    return datetime.fromtimestamp(ts, tz).strftime(form)
 
 
 def ago(ts: float | None, now: float | None = None) -> str:

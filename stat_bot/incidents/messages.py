@@ -9,7 +9,6 @@ names the first one's outbox item (`replaces_outbox`) and waits for it.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,6 +18,7 @@ from stat_bot.incidents.templates import Role, Templates, escape_text
 from stat_bot.queue.base import OutboxMessage
 from stat_bot.report.messages import OPEN_INCIDENT_ACTION, Message, Report
 from stat_bot.report.outbox import outgoing
+from stat_bot.views import when
 
 KIND = "incident"
 CLAIM_ACTION = "incident_claim"  # + "-<role key>"; value: the incident id
@@ -34,7 +34,7 @@ def channel_link(incident: Incident) -> str:
 
 
 def _when(at: float, tz: ZoneInfo) -> str:
-    return datetime.fromtimestamp(at, tz).strftime("%Y-%m-%d %H:%M %Z")
+    return when(at, tz, seconds=False, zone=True)
 
 
 def _values(incident: Incident, **more: object) -> dict[str, object]:

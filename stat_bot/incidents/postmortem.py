@@ -13,6 +13,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from stat_bot.incidents.model import EntryKind, Incident, TimelineEntry
+from stat_bot.views import when
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def _wiki_text(text: str) -> str:
 
 
 def _when(at: float | None, tz: ZoneInfo) -> str:
-    return datetime.fromtimestamp(at or 0, tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+    return when(at or 0, tz, zone=True)
 
 
 def draft(

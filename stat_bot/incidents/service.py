@@ -39,6 +39,7 @@ from stat_bot.jobs.requests import build_request
 from stat_bot.queue.base import OutboxMessage, Queue
 from stat_bot.report.channels import IncidentChannels
 from stat_bot.settings import Settings
+from stat_bot.views import when
 
 log = structlog.get_logger(__name__)
 
@@ -564,6 +565,4 @@ class IncidentService:
 
 
 def _clock(at: float, settings: Settings) -> str:
-    from datetime import datetime
-
-    return datetime.fromtimestamp(at, settings.tz).strftime("%Y-%m-%d %H:%M:%S")
+    return when(at, settings.tz)
