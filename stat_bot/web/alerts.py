@@ -10,7 +10,6 @@ retries carry the same event id) is recorded once.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import time
 from typing import Any
@@ -24,7 +23,13 @@ from stat_bot.oncall.messages import alert_messages
 from stat_bot.queue.alert_model import AlertChange, AlertEvent
 from stat_bot.web.errors import RefusedError
 from stat_bot.web.services import services
-from stat_bot.web.signed import count, counting_refusals, json_body
+from stat_bot.web.signed import (
+    count,
+    counting_refusals,
+    json_body,
+    secret_or_refuse,
+    verify_sha256,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -139,16 +144,22 @@ def _authorised() -> None:
 def pagerduty() -> tuple[Response, int]:
     started = time.perf_counter()
     with counting_refusals(COUNTER, "alerts refused", source="pagerduty"):
-        secret = services().settings.pagerduty_webhook_secret
-        if secret is None or not secret.get_secret_value():
-            raise RefusedError(
-                403,
-                "disabled",
-                "PagerDuty webhooks are off until PAGERDUTY_WEBHOOK_SECRET is set to the "
-                "subscription's signing secret",
-            )
+        secret = secret_or_refuse(
+            services().settings.pagerduty_webhook_secret,
+            "PagerDuty webhooks are off until PAGERDUTY_WEBHOOK_SECRET is set to the "
+            "subscription's signing secret",
+        )
         body = request.get_data(cache=False)
-        _verify_pagerduty(secret.get_secret_value().encode(), body)
+        verify_sha256(
+            secret,
+            body,
+            PAGERDUTY_SIGNATURE,
+            missing=f"{PAGERDUTY_SIGNATURE} is missing: is the subscription signed?",
+            mismatch=f"{PAGERDUTY_SIGNATURE} does not match the body: is "
+            "PAGERDUTY_WEBHOOK_SECRET the subscription's signing secret?",
+            scheme="v1",
+            several=True,
+        )
         try:
             event_id, event = pagerduty_event(json_body(body))
         except AlertPayloadError as error:
@@ -158,23 +169,3 @@ def pagerduty() -> tuple[Response, int]:
         else:
             result, status, answer = _record([event], ("pagerduty", event_id))
     return _answer("pagerduty", started, result, status, answer)
-
-
-def _verify_pagerduty(secret: bytes, body: bytes) -> None:
-    """`X-PagerDuty-Signature: v1=<hex>[,v1=<hex>...]`: one must be HMAC-SHA256(secret, body)."""
-    header = request.headers.get(PAGERDUTY_SIGNATURE)
-    if not header:
-        raise RefusedError(
-            403, "bad_signature", f"{PAGERDUTY_SIGNATURE} is missing: is the subscription signed?",
-            PAGERDUTY_SIGNATURE,
-        )  # fmt: skip
-    expected = b"v1=" + hmac.new(secret, body, hashlib.sha256).hexdigest().encode()
-    sent = [s.strip().encode("latin-1", "replace") for s in header.split(",")]
-    if not any(hmac.compare_digest(expected, s.lower()) for s in sent):
-        raise RefusedError(
-            403,
-            "bad_signature",
-            f"{PAGERDUTY_SIGNATURE} does not match the body: is PAGERDUTY_WEBHOOK_SECRET the "
-            "subscription's signing secret?",
-            PAGERDUTY_SIGNATURE,
-        )

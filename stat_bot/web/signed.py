@@ -33,25 +33,44 @@ def secret_or_refuse(secret: SecretStr | None, disabled: str) -> bytes:
     return secret.get_secret_value().encode()
 
 
-def verify_sha256(secret: bytes, body: bytes, header: str, *, missing: str, mismatch: str) -> None:
-    """Refuse (403) unless header `header` is `sha256=` + HMAC-SHA256(secret, body) in hex.
+def verify_sha256(
+    secret: bytes,
+    body: bytes,
+    header: str,
+    *,
+    missing: str,
+    mismatch: str,
+    scheme: str = "sha256",
+    several: bool = False,
+) -> None:
+    """Refuse (403) unless header `header` is `<scheme>=` + HMAC-SHA256(secret, body) in hex.
 
+    GitHub and Trac send one `sha256=`; PagerDuty sends `v1=`, and during a secret's
+    rotation several comma-separated, any one of which may match (`several`).
     `missing` and `mismatch` say, in the sender's terms, how to fix those two cases.
-    The comparison takes the same time however much of the digest matches.
+    Each comparison takes the same time however much of the digest matches.
     """
     value = request.headers.get(header)
-    if value is None:
+    if not value:
         raise RefusedError(403, "bad_signature", missing, header)
-    scheme, _, digest = value.strip().partition("=")
-    if scheme != "sha256" or not digest:
+    sent = value.split(",") if several else [value]
+    digests = []
+    for one in sent:
+        named, _, digest = one.strip().partition("=")
+        if named == scheme and digest:
+            digests.append(digest.lower().encode("latin-1", "replace"))
+    if not digests:
         raise RefusedError(
             403,
             "bad_signature",
-            f"{header} must be 'sha256=' followed by the body's HMAC-SHA256 in hex",
+            f"{header} must be '{scheme}=' followed by the body's HMAC-SHA256 in hex",
             header,
         )
     expected = hmac.new(secret, body, hashlib.sha256).hexdigest().encode()
-    if not hmac.compare_digest(expected, digest.lower().encode("latin-1", "replace")):
+    matched = False
+    for digest in digests:  # every one compared: the time says nothing of which matched
+        matched |= hmac.compare_digest(expected, digest)
+    if not matched:
         raise RefusedError(403, "bad_signature", mismatch, header)
 
 

@@ -255,7 +255,8 @@ def test_pagerduty_events_are_verified_and_recorded_once(app: Flask, queue: Queu
     [
         (None, "X-PagerDuty-Signature is missing"),
         ("v1=00", "does not match the body"),
-        ("sha256=whatever", "does not match the body"),
+        ("sha256=whatever", "must be 'v1=' followed by the body's HMAC-SHA256"),
+        ("v1=00, v1=11", "does not match the body"),
         (signed(b"another body"), "does not match the body"),
         (signed(b"", "wrong"), "does not match the body"),
     ],
