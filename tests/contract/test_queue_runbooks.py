@@ -3,6 +3,8 @@ every backend."""
 
 from __future__ import annotations
 
+import pytest
+
 from stat_bot.queue.alert_model import AlertEvent, AlertStatus
 from stat_bot.queue.base import Queue
 from stat_bot.queue.runbook_model import (
@@ -105,7 +107,8 @@ def test_answers_and_ratings_one_per_person_changeable(queue: Queue, other: Queu
     alert_id = alert(queue)
     draft = RunbookAnswerDraft(alert_id, 1, hit.section_id, hit.title, hit.url, hit.score, "r:1")
     answer = queue.record_runbook_answer(draft, now=50.0)
-    assert answer is not None and (answer.alert_id, answer.section_id) == (alert_id, hit.section_id)
+    assert answer is not None
+    assert (answer.alert_id, answer.section_id) == (alert_id, hit.section_id)
     assert queue.record_runbook_answer(draft) is None  # that firing is answered already
     assert other.rate_runbook(answer.id, "U1", True) == (1, 0)
     assert other.rate_runbook(answer.id, "U2", True) == (2, 0)
@@ -146,10 +149,8 @@ def test_answers_recorded_with_the_alert_in_one_transaction(queue: Queue) -> Non
         raise RuntimeError("the messages could not be built")
 
     event = AlertEvent("alertmanager", "f9", "NodeDown", AlertStatus.FIRING, 100.0)
-    try:
+    with pytest.raises(RuntimeError):
         queue.record_alerts([event], runbooks=answers, outbox=broken)
-    except RuntimeError:
-        pass
     assert queue.alerts() == []  # nothing half-stored
     (change,) = queue.record_alerts([event], runbooks=answers) or []
     assert queue.runbook_answers([change.alert.id])[change.alert.id].title == "Node down"
