@@ -27,6 +27,7 @@ from stat_bot.jobs.matching import (
 )
 from stat_bot.jobs.model import Source
 from stat_bot.jobs.params import excerpt
+from stat_bot.oncall.runbook_messages import search_answer
 from stat_bot.queue.base import Confirmation, Queue
 from stat_bot.report.messages import MAX_TEXT, FileUpload, Message, split_text
 from stat_bot.settings import Settings
@@ -45,6 +46,7 @@ from stat_bot.views import (
 log = structlog.get_logger(__name__)
 
 JOBS_SHOWN = 15
+RUNBOOK_HITS = 3  # sections `runbook <words>` shows
 LOG_LINES = 40
 MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 LINK = re.compile(r"<((?:https?|mailto):[^|>]+)(?:\|[^>]*)?>")
@@ -197,6 +199,8 @@ class ChatCommands:
             return self.decide(words[1], asker.user_id, confirm=first == "confirm")
         if first == "confirm" and len(words) == 3 and rest[1] == "cancel":
             return self.decide(words[1], asker.user_id, confirm=False)
+        if first == "runbook":
+            return self._runbook(" ".join(words[1:]))
         if first == "incident":
             if self.incidents is None:
                 return Answer.say(
@@ -209,6 +213,17 @@ class ChatCommands:
                 "to run a guarded job (its buttons do the same)."
             )
         return self._configured(text, asker)
+
+    # runbooks ----------------------------------------------------------------------
+    def _runbook(self, text: str) -> Answer:
+        """`runbook <words...>`: the best sections of the runbook index (oncall/)."""
+        if not text.strip():
+            return Answer.say(
+                "Usage: `runbook <words...>`, e.g. `runbook node down` or `runbook gpfs hang`."
+            )
+        hits = self.queue.search_runbooks(text, RUNBOOK_HITS)
+        indexed = self.queue.runbook_section_count() if not hits else 1
+        return Answer.say(search_answer(text, hits, indexed))
 
     # guarded jobs ------------------------------------------------------------------
     def _name(self, user_id: str) -> str | None:

@@ -672,8 +672,10 @@ class Queue(abc.ABC):
         """Record the section posted for an alert firing; None if that firing has one."""
 
     @abc.abstractmethod
-    def runbook_answer(self, answer_id: int) -> RunbookAnswer | None:
-        """One answer by id."""
+    def runbook_answer(
+        self, answer_id: int | None = None, *, ref: str | None = None
+    ) -> RunbookAnswer | None:
+        """One answer by id, or by the outbox ref of the reply that posted it."""
 
     @abc.abstractmethod
     def rate_runbook(

@@ -972,6 +972,9 @@ SQL_RUNBOOK_INSERT_ANSWER = (
     + RUNBOOK_ANSWER_COLUMNS
 )
 SQL_RUNBOOK_ANSWER = "SELECT " + RUNBOOK_ANSWER_COLUMNS + " FROM runbook_answers WHERE id = %s"
+SQL_RUNBOOK_ANSWER_BY_REF = (
+    "SELECT " + RUNBOOK_ANSWER_COLUMNS + " FROM runbook_answers WHERE ref = %s ORDER BY id DESC"
+)
 SQL_RUNBOOK_RATE = """
     INSERT INTO runbook_ratings (answer_id, "user", helpful, rated_at) VALUES (%s, %s, %s, %s)
     ON CONFLICT (answer_id, "user") DO UPDATE SET helpful = excluded.helpful,

@@ -1092,8 +1092,13 @@ class RelationalQueue(Queue):
             stored = self._store_answers(conn, [draft], now)
         return stored[0] if stored else None
 
-    def runbook_answer(self, answer_id: int) -> RunbookAnswer | None:
-        rows = self._read(self.sql.SQL_RUNBOOK_ANSWER, (answer_id,))
+    def runbook_answer(
+        self, answer_id: int | None = None, *, ref: str | None = None
+    ) -> RunbookAnswer | None:
+        if ref is not None:
+            rows = self._read(self.sql.SQL_RUNBOOK_ANSWER_BY_REF, (ref,))
+        else:
+            rows = self._read(self.sql.SQL_RUNBOOK_ANSWER, (answer_id,))
         return RunbookAnswer(*rows[0]) if rows else None
 
     def rate_runbook(

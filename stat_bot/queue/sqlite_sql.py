@@ -952,6 +952,9 @@ SQL_RUNBOOK_INSERT_ANSWER = (
     + RUNBOOK_ANSWER_COLUMNS
 )
 SQL_RUNBOOK_ANSWER = "SELECT " + RUNBOOK_ANSWER_COLUMNS + " FROM runbook_answers WHERE id = ?"
+SQL_RUNBOOK_ANSWER_BY_REF = (
+    "SELECT " + RUNBOOK_ANSWER_COLUMNS + " FROM runbook_answers WHERE ref = ? ORDER BY id DESC"
+)
 SQL_RUNBOOK_RATE = """
     INSERT INTO runbook_ratings (answer_id, user, helpful, rated_at) VALUES (?, ?, ?, ?)
     ON CONFLICT (answer_id, user) DO UPDATE SET helpful = excluded.helpful,

@@ -110,6 +110,8 @@ def test_answers_and_ratings_one_per_person_changeable(queue: Queue, other: Queu
     assert answer is not None
     assert (answer.alert_id, answer.section_id) == (alert_id, hit.section_id)
     assert queue.record_runbook_answer(draft) is None  # that firing is answered already
+    assert other.runbook_answer(ref="r:1") == answer
+    assert other.runbook_answer(ref="r:nothing") is None
     assert other.rate_runbook(answer.id, "U1", True) == (1, 0)
     assert other.rate_runbook(answer.id, "U2", True) == (2, 0)
     assert queue.rate_runbook(answer.id, "U1", False) == (1, 1)  # changed, not added
