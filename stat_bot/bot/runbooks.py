@@ -1,8 +1,9 @@
 """The Helpful / Not helpful buttons under an alert's runbook steps.
 
 A click records the clicker's rating of that answer (one per person: a second click
-changes it) and is acknowledged to the clicker alone, with the counts so far; the
-channel sees nothing, so ratings do not clutter the alert's thread.
+changes it) and is acknowledged to the clicker alone (ephemeral; a DM for someone who
+is not a member of the channel), with the counts so far; the channel sees nothing, so
+ratings do not clutter the alert's thread.
 """
 
 from __future__ import annotations
@@ -61,6 +62,11 @@ def register(app: App, client: WebClient, queue: Queue) -> None:
             )
         try:
             client.chat_postEphemeral(channel=channel, user=user, text=text)
+            return
+        except Exception as error:  # not a member of the (public) channel: a DM then
+            log.info("rating acknowledged by DM", reason=repr(error)[:200])
+        try:
+            client.chat_postMessage(channel=user, text=text)
         except Exception as error:
             log.warning("rating not acknowledged to the clicker", error=repr(error))
 
