@@ -50,8 +50,9 @@ SALT_ALPHABET = string.ascii_letters + string.digits + "./"
 # Runbooks in the wiki, under the default RUNBOOK_TRAC_PREFIX: local mode indexes them
 # at start, so the demo alert `NodeDown` gets these steps in its thread.
 SAMPLE_WIKI = {
-    "Runbooks/NodeDown": """= Node down =
-A compute node stopped answering (ping, slurmd). Work from the BMC inwards.
+    "Runbooks/NodeDown": """= NodeDown: a node stopped answering =
+A compute node stopped answering (ping, slurmd): alert `NodeDown`, with the node's
+`xname` label. Work from the BMC inwards.
 
  1. Check it from its BMC: `@stat-bot hw check <xname>` (the alert's xname label).
  2. Drain it before touching it: `@stat-bot hw drain <xname> "NodeDown: investigating"`.

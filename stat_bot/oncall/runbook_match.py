@@ -1,7 +1,8 @@
 """An alert matched to the runbook section that answers it, above a confidence threshold.
 
 The query is what names an alert's trouble: its alertname (CamelCase split into words,
-so `NodeDown` finds "Node down"), title (Alertmanager's alertname and summary; the
+so `NodeDown` finds "Node down"; the name as it is too, for pages that list the alerts
+they answer), title (Alertmanager's alertname and summary; the
 PagerDuty incident's title) and a few labels (service, job, component). Values such as
 xnames and host names are in the query too, but a word the index does not hold does
 not count against a section (Queue.search_runbooks), so they neither help nor hurt.
@@ -35,7 +36,8 @@ def split_words(name: str) -> str:
 
 
 def alert_query(title: str, service: str, labels: Mapping[str, str]) -> str:
-    parts = [split_words(labels.get("alertname", "")), split_words(title), service]
+    name = labels.get("alertname", "")
+    parts = [name, split_words(name), split_words(title), service]
     parts += [split_words(labels.get(name, "")) for name in QUERY_LABELS[1:]]
     return " ".join(p for p in parts if p)
 

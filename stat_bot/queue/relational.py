@@ -79,6 +79,7 @@ from stat_bot.queue.runbook_model import (
     score,
     stem,
     stems_of,
+    step_lines,
     terms,
 )
 
@@ -1068,7 +1069,8 @@ class RelationalQueue(Queue):
             RunbookHit(r[0], r[1], r[2], r[3], r[4], r[5], r[6], score(query, r[4], r[5], known))
             for r in rows
         ]
-        hits.sort(key=lambda h: (-h.score, h.section_id))
+        # Equal scores: the section with more steps (numbered or bulleted lines) first.
+        hits.sort(key=lambda h: (-h.score, -step_lines(h.body), h.section_id))
         return [h for h in hits if h.score > 0][:limit]
 
     def _store_answers(

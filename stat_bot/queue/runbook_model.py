@@ -96,6 +96,14 @@ def score(query: list[str], title: str, body: str, known: set[str]) -> float:
     return round(total / len(counted), 4)
 
 
+STEP = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s")
+
+
+def step_lines(body: str) -> int:
+    """How many lines of a section are steps (numbered or bulleted)."""
+    return sum(1 for line in body.splitlines() if STEP.match(line))
+
+
 def stems_of(title: str, body: str) -> set[str]:
     return {stem(w) for w in WORD.findall(f"{title} {body}".lower())}
 

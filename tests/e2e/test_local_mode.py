@@ -532,12 +532,9 @@ def test_an_alert_in_local_mode_gets_its_runbook_steps_from_the_trac_wiki(
     """Local mode indexes its Trac's sample runbooks at start; an Alertmanager alert
     `NodeDown` posted to the web server gets the wiki page's steps in its thread."""
     require_trac()
-    empty = tmp_path / "no-runbooks"
-    empty.mkdir()  # only the Trac wiki answers, not the repository's runbooks/
     token = "local-am-token"
-    service, err = _start_local_mode(
-        tmp_path / "home", ALERTMANAGER_TOKEN=token, RUNBOOK_DIRECTORY=str(empty)
-    )
+    # The repository's runbooks/ are indexed too: the wiki page written for the alert wins.
+    service, err = _start_local_mode(tmp_path / "home", ALERTMANAGER_TOKEN=token)
     try:
         banner = err.read_text()
         dashboard = DASHBOARD.search(banner)
@@ -577,7 +574,10 @@ def test_an_alert_in_local_mode_gets_its_runbook_steps_from_the_trac_wiki(
             "oncall", parent["ts"], lambda m: "Runbook" in message_text(m), timeout=30
         )
         text = message_text(reply)
-        assert f"<{trac_url[1]}/wiki/Runbooks/NodeDown#Nodedown|Node down>" in text, text
+        assert (
+            f"<{trac_url[1]}/wiki/Runbooks/NodeDown#NodeDown:anodestoppedanswering|"
+            "NodeDown: a node stopped answering>"
+        ) in text, text
         assert "Drain it before touching it" in text
     finally:
         service.send_signal(signal.SIGTERM)

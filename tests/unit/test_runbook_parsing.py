@@ -76,7 +76,7 @@ def test_markdown_headings_outside_code_fences_with_githubs_anchors() -> None:
 def test_an_alerts_query_splits_camel_case_and_the_score_ignores_unknown_words() -> None:
     assert split_words("GPFSWaitersHigh") == "GPFS Waiters High"
     query = alert_query("NodeDown: x1000c0s0b0n0 stopped", "slurm", {"alertname": "NodeDown"})
-    assert terms(query) == ["node", "down", "x1000c0s0b0n0", "stopped", "slurm"]
+    assert terms(query) == ["nodedown", "node", "down", "x1000c0s0b0n0", "stopped", "slurm"]
     words = terms("node down x1000c0s0b0n0")
     assert score(words, "Node down", "ping it", {"node", "down"}) == 1.0
     assert score(words, "Other", "the node is down", {"node", "down"}) == 0.6
