@@ -151,10 +151,12 @@ def trac_anchor(title: str) -> str:
 
 
 def _trac_plain(text: str) -> str:
-    """Wiki markup taken off a line: links [x label] -> label, ''/''' /`{{{ }}}` dropped."""
+    """Wiki markup taken off a line: links [x label] -> label, bold and italics dropped,
+    inline code kept in backticks (Slack's own)."""
     text = re.sub(r"\[\[?(?:\S+)\s+([^\]]+)\]\]?", r"\1", text)
     text = re.sub(r"\[\[?(\S+?)\]\]?", r"\1", text)
-    return re.sub(r"'''|''|`|\{\{\{|\}\}\}", "", text)
+    text = re.sub(r"\{\{\{(.*?)\}\}\}", r"`\1`", text)
+    return re.sub(r"'''|''", "", text)
 
 
 def trac_sections(url: str, text: str) -> list[RunbookSectionDraft]:
