@@ -27,7 +27,7 @@ from stat_bot.jobs.matching import (
 )
 from stat_bot.jobs.model import Source
 from stat_bot.jobs.params import excerpt
-from stat_bot.oncall.runbook_messages import search_answer
+from stat_bot.oncall.runbook_messages import runbook_search
 from stat_bot.queue.base import Confirmation, Queue
 from stat_bot.report.messages import MAX_TEXT, FileUpload, Message, split_text
 from stat_bot.settings import Settings
@@ -46,7 +46,6 @@ from stat_bot.views import (
 log = structlog.get_logger(__name__)
 
 JOBS_SHOWN = 15
-RUNBOOK_HITS = 3  # sections `runbook <words>` shows
 LOG_LINES = 40
 MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 LINK = re.compile(r"<((?:https?|mailto):[^|>]+)(?:\|[^>]*)?>")
@@ -217,13 +216,7 @@ class ChatCommands:
     # runbooks ----------------------------------------------------------------------
     def _runbook(self, text: str) -> Answer:
         """`runbook <words...>`: the best sections of the runbook index (oncall/)."""
-        if not text.strip():
-            return Answer.say(
-                "Usage: `runbook <words...>`, e.g. `runbook node down` or `runbook gpfs hang`."
-            )
-        hits = self.queue.search_runbooks(text, RUNBOOK_HITS)
-        indexed = self.queue.runbook_section_count() if not hits else 1
-        return Answer.say(search_answer(text, hits, indexed))
+        return Answer.say(runbook_search(self.queue, text))
 
     # guarded jobs ------------------------------------------------------------------
     def _name(self, user_id: str) -> str | None:

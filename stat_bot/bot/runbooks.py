@@ -1,4 +1,5 @@
-"""The Helpful / Not helpful buttons under an alert's runbook steps.
+"""Runbooks in chat: the Helpful / Not helpful buttons under an alert's steps, and the
+search (`@stat-bot runbook <words>` through ChatCommands, `/runbook <words>` here).
 
 A click records the clicker's rating of that answer (one per person: a second click
 changes it) and is acknowledged to the clicker alone (ephemeral; a DM for someone who
@@ -15,7 +16,7 @@ import structlog
 from slack_bolt import App
 from slack_sdk import WebClient
 
-from stat_bot.oncall.runbook_messages import HELPFUL_ACTION, NOT_HELPFUL_ACTION
+from stat_bot.oncall.runbook_messages import HELPFUL_ACTION, NOT_HELPFUL_ACTION, runbook_search
 from stat_bot.queue.base import Queue
 
 log = structlog.get_logger(__name__)
@@ -76,5 +77,17 @@ def register(app: App, client: WebClient, queue: Queue) -> None:
     def on_not_helpful(body: dict[str, Any]) -> None:
         clicked(body, helpful=False)
 
+    def on_slash(body: dict[str, Any], respond: Any) -> None:
+        """`/runbook <words...>`: the search, shown to the one who typed it."""
+        text = str(body.get("text") or "")
+        try:
+            answer = runbook_search(queue, text)
+        except Exception:
+            reference = uuid.uuid4().hex[:8]
+            log.exception("runbook search failed", reference=reference)
+            answer = f"Sorry, something went wrong inside STAT bot (reference `{reference}`)."
+        respond(text=answer, response_type="ephemeral")
+
+    app.command("/runbook")(ack=ack_now, lazy=[on_slash])
     app.action(HELPFUL_ACTION)(ack=ack_now, lazy=[on_helpful])
     app.action(NOT_HELPFUL_ACTION)(ack=ack_now, lazy=[on_not_helpful])

@@ -12,7 +12,7 @@ from stat_bot.hardware.report import escape
 from stat_bot.oncall.messages import alert_ref
 from stat_bot.oncall.runbook_match import FIRED, answer_ref
 from stat_bot.queue.alert_model import AlertChange
-from stat_bot.queue.base import OutboxMessage
+from stat_bot.queue.base import OutboxMessage, Queue
 from stat_bot.queue.runbook_model import RunbookHit
 from stat_bot.report.messages import Message, Report
 from stat_bot.report.outbox import outgoing
@@ -23,6 +23,7 @@ NOT_HELPFUL_ACTION = "runbook-not-helpful"
 MAX_STEP_LINES = 15
 MAX_STEPS_CHARS = 2500
 SEARCH_STEP_LINES = 3
+SEARCH_HITS = 3  # sections a search shows
 
 
 def steps(body: str, lines: int = MAX_STEP_LINES, chars: int = MAX_STEPS_CHARS) -> str:
@@ -118,3 +119,11 @@ def search_answer(query: str, hits: list[RunbookHit], indexed: int) -> str:
         first = steps(hit.body, SEARCH_STEP_LINES, 600)
         parts.append(f"• {link(hit.url, hit.title)} (match {hit.score:.0%})\n{first}")
     return "\n".join(parts)
+
+
+def runbook_search(queue: Queue, text: str, limit: int = SEARCH_HITS) -> str:
+    """`@stat-bot runbook <words...>` and `/runbook <words...>`: the answer to a search."""
+    if not text.strip():
+        return "Usage: `runbook <words...>`, e.g. `runbook node down` or `runbook gpfs hang`."
+    hits = queue.search_runbooks(text, limit)
+    return search_answer(text, hits, queue.runbook_section_count() if not hits else len(hits))

@@ -168,3 +168,7 @@ def test_an_alert_gets_its_runbook_steps_in_its_thread_and_a_click_is_recorded(
     found = message_text(running.reply(where, "Runbook sections", timeout=20))
     assert "GPFS hang" in found
     assert "mmdiag" in found
+    # The slash command answers the one who typed it alone.
+    slack.command(ADMIN_USER_ID, "general", "/runbook", "node down", wait_ack=True)
+    shown = slack.wait_for_ephemeral(lambda e: "Runbook sections" in e["text"], user=ADMIN_USER_ID)
+    assert "node-down.md#node-down|Node down>" in shown["text"]
