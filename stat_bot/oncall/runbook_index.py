@@ -190,9 +190,11 @@ class SiteCrawler:
                 if link not in seen:
                     seen.add(link)
                     todo.append(link)
-        # Pages still linked (read, or beyond the limit this time) stay. After a page
-        # could not be read, the pages only it links to were not seen: nothing is removed.
-        if report.read and not report.failed:
+        # Pages still linked (read, or beyond the limit this time) stay. After a stored
+        # page could not be read, the pages only it links to were not seen: nothing is
+        # removed. (A link that never worked hides nothing: it was never read.)
+        hidden = any(key in store.known for key, _ in report.failed)
+        if report.read and not hidden:
             report.removed = queue.prune_runbook_pages(self.source, seen)
         return report
 

@@ -171,6 +171,17 @@ def test_a_site_is_crawled_within_its_host_and_reparsed_only_when_changed(
     assert not any(h.title == "Node down" for h in queue.search_runbooks("ping bmc", 5))
 
 
+def test_a_link_that_never_worked_does_not_keep_removed_pages(queue: Queue, site: Site) -> None:
+    site.html("/", "<a href='/old.html'>old</a> <a href='/broken.html'>broken</a>")
+    site.html("/old.html", "<h1>Old runbook</h1><p>obsolete steps</p>")
+    assert crawler(site).crawl(queue).parsed == 2
+    site.html("/", "<a href='/broken.html'>broken</a>")  # old.html no longer linked
+    report = crawler(site).crawl(queue)
+    assert [key for key, _ in report.failed] == [site.url + "/broken.html"]
+    assert report.removed == [site.url + "/old.html"]
+    assert queue.search_runbooks("obsolete steps") == []
+
+
 def test_the_page_limit_is_honoured(queue: Queue, site: Site) -> None:
     site.html("/", "".join(f"<a href='/p{i}.html'>p{i}</a>" for i in range(10)))
     for i in range(10):
