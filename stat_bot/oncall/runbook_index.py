@@ -86,7 +86,11 @@ class _Store:
         if self.known.get(key) == digest:
             draft = RunbookPageDraft(self.source, key, url, key, digest)  # only touched
         else:
-            title, sections = parse()
+            try:
+                title, sections = parse()
+            except (RecursionError, ValueError, UnicodeError) as error:  # a hostile page
+                self.fail(key, f"could not be parsed: {type(error).__name__}")
+                return
             draft = RunbookPageDraft(self.source, key, url, title, digest, tuple(sections))
         change = self.queue.store_runbook_page(draft)
         if change.kind == "unchanged":
