@@ -84,14 +84,16 @@ class _Store:
         digest = content_hash(raw)
         self.report.read += 1
         if self.known.get(key) == digest:
-            draft = RunbookPageDraft(self.source, key, url, key, digest)  # only touched
-        else:
-            try:
-                title, sections = parse()
-            except (RecursionError, ValueError, UnicodeError) as error:  # a hostile page
-                self.fail(key, f"could not be parsed: {type(error).__name__}")
+            touched = RunbookPageDraft(self.source, key, url, key, digest)
+            if self.queue.store_runbook_page(touched, touch_only=True).kind == "unchanged":
+                self.report.unchanged += 1
                 return
-            draft = RunbookPageDraft(self.source, key, url, title, digest, tuple(sections))
+        try:
+            title, sections = parse()
+        except (RecursionError, ValueError, UnicodeError) as error:  # a hostile page
+            self.fail(key, f"could not be parsed: {type(error).__name__}")
+            return
+        draft = RunbookPageDraft(self.source, key, url, title, digest, tuple(sections))
         change = self.queue.store_runbook_page(draft)
         if change.kind == "unchanged":
             self.report.unchanged += 1

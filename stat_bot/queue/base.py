@@ -643,9 +643,15 @@ class Queue(abc.ABC):
 
     # runbooks (stat_bot/oncall/runbook_index.py, runbook_match.py) ---------
     @abc.abstractmethod
-    def store_runbook_page(self, page: RunbookPageDraft, *, now: float | None = None) -> PageChange:
+    def store_runbook_page(
+        self, page: RunbookPageDraft, *, touch_only: bool = False, now: float | None = None
+    ) -> PageChange:
         """Store a page read from a source: its sections are replaced (in one transaction)
-        only when its content hash changed; otherwise only its fetched time moves."""
+        only when its content hash changed; otherwise only its fetched time moves.
+
+        `touch_only`: the caller did not parse the page, believing its hash unchanged; if
+        the stored hash differs after all (another run stored a newer version meanwhile),
+        nothing is written and the change is "stale": parse it and store it in full."""
 
     @abc.abstractmethod
     def prune_runbook_pages(self, source: str, keep: Collection[str]) -> list[str]:

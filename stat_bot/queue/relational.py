@@ -1005,7 +1005,9 @@ class RelationalQueue(Queue):
         return [_alert(r) for r in self._read(self.sql.SQL_ALERTS, (since, limit))]
 
     # runbooks ---------------------------------------------------------------------
-    def store_runbook_page(self, page: RunbookPageDraft, *, now: float | None = None) -> PageChange:
+    def store_runbook_page(
+        self, page: RunbookPageDraft, *, touch_only: bool = False, now: float | None = None
+    ) -> PageChange:
         now = self.now() if now is None else now
         sql = self.sql
         with self._write() as conn:
@@ -1014,6 +1016,8 @@ class RelationalQueue(Queue):
             if row is not None and row[1] == page.content_hash:
                 conn.execute(sql.SQL_RUNBOOK_TOUCH_PAGE, (now, row[0]))
                 return PageChange(page.key, "unchanged", len(page.sections))
+            if touch_only:
+                return PageChange(page.key, "stale", 0)
             if row is None:
                 (page_id,) = conn.execute(
                     sql.SQL_RUNBOOK_INSERT_PAGE,

@@ -199,7 +199,8 @@ class RunbookAnswerSummary:
 
 @dataclass(frozen=True, slots=True)
 class PageChange:
-    """What storing a page did: "new", "changed" (sections replaced) or "unchanged"."""
+    """What storing a page did: "new", "changed" (sections replaced), "unchanged", or
+    "stale" (a touch-only store found another hash: nothing written)."""
 
     key: str
     kind: str

@@ -64,6 +64,10 @@ def test_a_page_is_stored_once_and_replaced_only_when_its_hash_changes(
     assert queue.store_runbook_page(NODE_DOWN, now=20.0).kind == "unchanged"
     (stored,) = other.runbook_pages()
     assert (stored.fetched_at, stored.parsed_at, stored.sections) == (20.0, 10.0, 2)
+    # A run that believed the hash unchanged writes nothing when it is not.
+    stale = page("node-down.md", "other")
+    assert queue.store_runbook_page(stale, touch_only=True).kind == "stale"
+    assert other.runbook_pages()[0].sections == 2
     changed = page("node-down.md", "h1b", ("Node down", "Reseat the node's blade."))
     assert queue.store_runbook_page(changed, now=30.0).kind == "changed"
     (stored,) = other.runbook_pages("markdown")
