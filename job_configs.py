@@ -286,6 +286,31 @@ raw_config = {
         },
         "slack": [],
     },
+    # On-call (README, "On-call"): the runbook index is a built-in task, re-read on a
+    # schedule (pages whose content did not change are not parsed again); an alert that
+    # fires gets the best-matching runbook section in its thread.
+    "oncall": {
+        "description": "On-call: the runbook index",
+        "jobs": {
+            "runbook-index": {
+                "run_args_template": "stat-bot task runbook-index",
+                "report_stdout": True,
+                "timeout": 1800,
+                "coalesce": "type",
+            },
+        },
+        "slack": [
+            {
+                "command": "runbook-index",
+                "help": "Read the runbook sources (sites, Trac wiki, runbooks/) again now",
+                "action": "schedule_job",
+                "job_type": "runbook-index",
+            },
+        ],
+        "schedules": [
+            {"cron": "17 * * * *", "job_type": "runbook-index", "name": "runbook-index"},
+        ],
+    },
     "hw": {
         "description": "Node health over Redfish and SSH by xname: show, check, sweep, power, drain",
         # Nodes come from HW_INVENTORY (CSV or YAML: xname,bmc,hostname,nid,system); BMCs are

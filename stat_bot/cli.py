@@ -8,6 +8,7 @@ change; "not found" and failed jobs exit 1.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import getpass
 import json
@@ -259,6 +260,7 @@ def run(ctx: Context, console: bool | None) -> None:
             url = supervisor.start_emulator(env, settings.local_slack_port)
             env = local_mode_environment(env, url)
             write_local_slack_file(settings, url)
+            _local_oncall_channel(url, env["ONCALL_CHANNEL"])
         trac = None
         if trac_port is not None:
             env = local_trac_environment(env, settings, web_port, trac_port)
@@ -302,6 +304,8 @@ def run(ctx: Context, console: bool | None) -> None:
     except SupervisorError as error:
         supervisor.stop()
         _fail(str(error))
+    if local:
+        _queue_runbook_index(ctx)
     namespaces = ", ".join(configs.namespaces) or "(none)"
     dashboard = f"  dashboard: {web_url(settings.web_host, web_port)}\n" + (
         f"    ({port_note})\n" if port_note else ""
@@ -356,6 +360,28 @@ def run(ctx: Context, console: bool | None) -> None:
     status = supervisor.wait()
     chat.stop.set()
     raise SystemExit(status)
+
+
+def _local_oncall_channel(url: str, name: str) -> None:
+    """Local mode's on-call channel, with the bot and the admin in it (alerts go there)."""
+    from stat_bot.integrations.slack_emulator.client import EmulatorClient, EmulatorError
+    from stat_bot.integrations.slack_emulator.workspace import ADMIN_USER_ID, BOT_USER_ID
+
+    with contextlib.suppress(EmulatorError):  # a channel of that name is there already
+        EmulatorClient(url).add_channel(name.lstrip("#"), members=[BOT_USER_ID, ADMIN_USER_ID])
+
+
+def _queue_runbook_index(ctx: Context) -> None:
+    """Local mode reads its runbooks (the local Trac's wiki, runbooks/) at once, not at the
+    schedule's next hour, so the first alert already finds its steps."""
+    from stat_bot.jobs.model import Source
+    from stat_bot.jobs.requests import build_request
+
+    namespace = ctx.configs.namespaces.get("oncall")
+    if namespace is None or "runbook-index" not in namespace.spec.jobs:
+        return
+    request = build_request(namespace, "runbook-index", source=Source.CLI, user="local-mode")
+    ctx.queue.enqueue(request)
 
 
 @main.command(

@@ -285,6 +285,30 @@ class Settings(BaseSettings):
         None, description="Channel where alerts are posted as they fire and resolve"
     )
 
+    # On-call runbooks (stat_bot/oncall/runbook_*.py): sources, index and matching.
+    runbook_sites: str = Field(
+        "", description="Comma-separated start URLs of documentation sites to index"
+    )
+    runbook_page_limit: int = Field(
+        200, ge=1, le=100_000, description="Pages read per site and re-index, at most"
+    )
+    runbook_max_page_bytes: int = Field(
+        2_000_000, ge=1024, description="A larger documentation page is skipped (reported)"
+    )
+    runbook_fetch_timeout: float = Field(10.0, gt=0, le=600, description="Seconds per page")
+    runbook_trac_prefix: str = Field(
+        "Runbooks/", description="Trac wiki pages under this name are runbooks; empty: none"
+    )
+    runbook_directory: Path = Field(
+        Path("runbooks"), description="Folder of Markdown runbooks (# headings: sections)"
+    )
+    runbook_directory_url: str | None = Field(
+        None, description="Browsable URL of that folder (links in Slack), e.g. on GitHub"
+    )
+    runbook_match_threshold: float = Field(
+        0.5, ge=0, le=1, description="Score (0-1) a section needs to be posted for an alert"
+    )
+
     # Incidents (stat_bot/incidents/): a channel per incident, roles, a digest, a timeline.
     incidents_digest_channel: str | None = Field(
         None, description="Channel NAME holding one up-to-date message per incident"
@@ -412,6 +436,22 @@ class Settings(BaseSettings):
             )
         return value.rstrip("/") if value else value
 
+    @field_validator("runbook_sites")
+    @classmethod
+    def _runbook_sites(cls, value: str) -> str:
+        for url in (u.strip() for u in value.split(",")):
+            if url and not url.startswith(("https://", "http://")):
+                raise ValueError(
+                    f"expected comma-separated http(s) start URLs such as "
+                    f"https://docs.example.org/runbooks/, got {url!r}"
+                )
+        return value
+
+    @property
+    def runbook_site_urls(self) -> list[str]:
+        """RUNBOOK_SITES as a list, empty entries dropped."""
+        return [u.strip() for u in self.runbook_sites.split(",") if u.strip()]
+
     @field_validator("database_url")
     @classmethod
     def _supported_database(cls, value: str) -> str:
@@ -437,6 +477,7 @@ class Settings(BaseSettings):
             (self.web_users_file or self.state_dir / "web-users").expanduser().absolute()
         )
         self.job_configs = self.job_configs.expanduser().absolute()
+        self.runbook_directory = self.runbook_directory.expanduser().absolute()
         if (self.slack_bot_token is None) != (self.slack_app_token is None):
             missing = "SLACK_APP_TOKEN" if self.slack_app_token is None else "SLACK_BOT_TOKEN"
             raise ValueError(
@@ -508,6 +549,7 @@ class Settings(BaseSettings):
         )
         if self.hw_inventory is not None:
             env["HW_INVENTORY"] = str(self.hw_inventory.expanduser().absolute())
+        env["RUNBOOK_DIRECTORY"] = str(self.runbook_directory)  # the runbook-index task's
         return env
 
 

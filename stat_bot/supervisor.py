@@ -293,6 +293,8 @@ def local_mode_environment(env: dict[str, str], url: str) -> dict[str, str]:
     env.setdefault("INCIDENTS_DIGEST_CHANNEL", "incidents")
     env.setdefault("INCIDENT_AUTO_INVITE_GROUP", "hpc-admins")
     env.setdefault("INCIDENT_OPEN_REACTION", "rotating_light")
+    # On-call: alerts and their runbook steps go to #oncall (local mode makes the channel).
+    env.setdefault("ONCALL_CHANNEL", "oncall")
     for name in PROXY_VARIABLES:
         env.pop(name, None)
     return env

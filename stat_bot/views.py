@@ -473,6 +473,8 @@ def namespaces_help(configs: JobConfigs, bot: str = "stat-bot") -> str:
         "(answer an offer to run a guarded job, as its buttons do).",
         "Incidents: `/incident <description>` or `incident open <description>` opens one; "
         "`incident help` lists the rest.",
+        "Runbooks: `runbook <words...>` searches the runbook index (alerts get theirs by "
+        "themselves).",
     ]
     return "\n".join(lines)
 

@@ -33,6 +33,7 @@ from stat_bot.bot.chat import Answer, Asker, ChatCommands, command_text
 from stat_bot.bot.incidents import IncidentCommands
 from stat_bot.bot.incidents import register as register_incidents
 from stat_bot.bot.people import SlackPeople
+from stat_bot.bot.runbooks import register as register_runbooks
 from stat_bot.report.confirmations import CANCEL_ACTION, CONFIRM_ACTION
 from stat_bot.report.slack import ChannelDirectory, post
 from stat_bot.settings import Settings
@@ -169,6 +170,7 @@ def create_app(
 
     app.action(CONFIRM_ACTION)(ack=ack_now, lazy=[on_confirm])
     app.action(CANCEL_ACTION)(ack=ack_now, lazy=[on_cancel])
+    register_runbooks(app, client, chat.queue)
 
     if isinstance(chat.incidents, IncidentCommands):
         register_incidents(

@@ -27,6 +27,7 @@ from stat_bot.jobs.matching import (
 )
 from stat_bot.jobs.model import Source
 from stat_bot.jobs.params import excerpt
+from stat_bot.oncall.runbook_messages import runbook_search
 from stat_bot.queue.base import Confirmation, Queue
 from stat_bot.report.messages import MAX_TEXT, FileUpload, Message, split_text
 from stat_bot.settings import Settings
@@ -197,6 +198,8 @@ class ChatCommands:
             return self.decide(words[1], asker.user_id, confirm=first == "confirm")
         if first == "confirm" and len(words) == 3 and rest[1] == "cancel":
             return self.decide(words[1], asker.user_id, confirm=False)
+        if first == "runbook":
+            return self._runbook(" ".join(words[1:]))
         if first == "incident":
             if self.incidents is None:
                 return Answer.say(
@@ -209,6 +212,11 @@ class ChatCommands:
                 "to run a guarded job (its buttons do the same)."
             )
         return self._configured(text, asker)
+
+    # runbooks ----------------------------------------------------------------------
+    def _runbook(self, text: str) -> Answer:
+        """`runbook <words...>`: the best sections of the runbook index (oncall/)."""
+        return Answer.say(runbook_search(self.queue, text))
 
     # guarded jobs ------------------------------------------------------------------
     def _name(self, user_id: str) -> str | None:

@@ -47,6 +47,31 @@ PLUGINS = Path(__file__).resolve().parents[2] / "contrib" / "trac"
 SALT_ALPHABET = string.ascii_letters + string.digits + "./"
 
 
+# Runbooks in the wiki, under the default RUNBOOK_TRAC_PREFIX: local mode indexes them
+# at start, so the demo alert `NodeDown` gets these steps in its thread.
+SAMPLE_WIKI = {
+    "Runbooks/NodeDown": """= NodeDown: a node stopped answering =
+A compute node stopped answering (ping, slurmd): alert `NodeDown`, with the node's
+`xname` label. Work from the BMC inwards.
+
+ 1. Check it from its BMC: `@stat-bot hw check <xname>` (the alert's xname label).
+ 2. Drain it before touching it: `@stat-bot hw drain <xname> "NodeDown: investigating"`.
+ 3. Read the SEL for thermal or power events: `@stat-bot hw sel <xname>`.
+ 4. Hung at the console: power cycle it, `@stat-bot hw power <xname> cycle` (asks to confirm).
+ 5. Back and `hw check` passes: `@stat-bot hw resume <xname>`; note it in the node's ticket.
+
+== Escalation ==
+Open a ticket (`@stat-bot trac create`) with the xname and the SEL lines; call the vendor
+for a node that fails twice in a week.
+""",
+    "Runbooks/SlurmNodeDrained": """= Slurm node drained =
+ 1. Read why: `@stat-bot hw slurm <xname>`; a STAT#ticket reason belongs to that ticket.
+ 2. `Kill task failed`: look for processes in D state; often a file system hang.
+ 3. Fixed and `@stat-bot hw check <xname>` passes: `@stat-bot hw resume <xname>`.
+""",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class SampleTicket:
     summary: str
@@ -181,6 +206,12 @@ class LocalTrac:
     @staticmethod
     def _add_samples(env: object) -> None:
         from trac.ticket.model import Ticket
+        from trac.wiki.model import WikiPage
+
+        for name, text in SAMPLE_WIKI.items():
+            page = WikiPage(env, name)
+            page.text = text
+            page.save("stat-bot-sample", "A sample runbook (local mode)")
 
         for sample in SAMPLE_TICKETS:
             ticket = Ticket(env)

@@ -650,6 +650,32 @@ class TracClient:
             raise TracError(f"{self.url}{path}?format=txt gave {export.content_type}, not text")
         return WikiPage(name, export.body.decode("utf-8"), version, self.wiki_url(name))
 
+    def wiki_names(self, prefix: str = "") -> list[str]:
+        """The names of the wiki pages starting with `prefix`, sorted (needs WIKI_VIEW).
+
+        Trac 1.6 has no listing API without plugins: this reads the TitleIndex page
+        every environment is created with (it holds the `[[TitleIndex]]` macro), whose
+        links name every page. A site that deleted that page is told how to restore it.
+        """
+        response = self._get("/wiki/TitleIndex", missing_ok=True)
+        page = trac_html.parse(response.text)
+        content = page.find("div", id="wikipage")
+        if response.status == 404 or content is None:
+            raise TracError(
+                f"{self.url}/wiki/TitleIndex is missing: STAT bot lists wiki pages from it; "
+                "create it with the text [[TitleIndex]]"
+            )
+        base = urllib.parse.urlsplit(self.url).path.rstrip("/") + "/wiki/"
+        names = set()
+        for link in content.find_all("a"):
+            parts = urllib.parse.urlsplit(link.attrs.get("href", ""))
+            if parts.query or parts.fragment or not parts.path.startswith(base):
+                continue
+            name = urllib.parse.unquote(parts.path[len(base) :])
+            if name and name.startswith(prefix) and "missing" not in link.classes:
+                names.add(name)
+        return sorted(names)
+
     def write_wiki(self, name: str, text: str, comment: str = "") -> WikiPage:
         """Create the page or replace its text (needs WIKI_CREATE / WIKI_MODIFY); the result.
 

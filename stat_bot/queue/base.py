@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import enum
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -19,6 +19,15 @@ from stat_bot.hardware.loop import Memory
 from stat_bot.jobs.model import Job, JobRequest, JobRequester, JobStatus, ReportState
 from stat_bot.queue.alert_model import Alert, AlertChange, AlertEvent
 from stat_bot.queue.incident_model import Incident, IncidentDraft, IncidentMessages, TimelineEntry
+from stat_bot.queue.runbook_model import (
+    PageChange,
+    RunbookAnswer,
+    RunbookAnswerDraft,
+    RunbookAnswerSummary,
+    RunbookHit,
+    RunbookPage,
+    RunbookPageDraft,
+)
 
 T = TypeVar("T")
 
@@ -611,9 +620,13 @@ class Queue(abc.ABC):
         *,
         delivery: tuple[str, str] | None = None,
         outbox: Callable[[list[AlertChange]], Sequence[OutboxMessage]] | None = None,
+        runbooks: Callable[[list[AlertChange]], Sequence[RunbookAnswerDraft]] | None = None,
         now: float | None = None,
     ) -> list[AlertChange] | None:
         """Record alert events and the messages they cause, in one transaction.
+
+        `runbooks`: the runbook sections answering the changes (stored before the
+        messages, in the same transaction; a firing already answered keeps its answer).
 
         An event for a (source, fingerprint) seen before changes that alert: fired again
         (counted), reported again (the same start: not counted), resolved. With
@@ -627,6 +640,59 @@ class Queue(abc.ABC):
     @abc.abstractmethod
     def alerts(self, *, since: float = 0.0, limit: int = 500) -> list[Alert]:
         """Alerts that fired at or after `since`, the latest first."""
+
+    # runbooks (stat_bot/oncall/runbook_index.py, runbook_match.py) ---------
+    @abc.abstractmethod
+    def store_runbook_page(
+        self, page: RunbookPageDraft, *, touch_only: bool = False, now: float | None = None
+    ) -> PageChange:
+        """Store a page read from a source: its sections are replaced (in one transaction)
+        only when its content hash changed; otherwise only its fetched time moves.
+
+        `touch_only`: the caller did not parse the page, believing its hash unchanged; if
+        the stored hash differs after all (another run stored a newer version meanwhile),
+        nothing is written and the change is "stale": parse it and store it in full."""
+
+    @abc.abstractmethod
+    def prune_runbook_pages(self, source: str, keep: Collection[str]) -> list[str]:
+        """Delete the source's pages whose key is not in `keep` (gone from the source);
+        the keys removed. A page that could not be read this time belongs in `keep`."""
+
+    @abc.abstractmethod
+    def runbook_pages(self, source: str | None = None) -> list[RunbookPage]:
+        """The stored pages (of one source), by source and key."""
+
+    @abc.abstractmethod
+    def runbook_section_count(self) -> int:
+        """How many sections the index holds (0: never indexed)."""
+
+    @abc.abstractmethod
+    def search_runbooks(self, text: str, limit: int = 5) -> list[RunbookHit]:
+        """Sections matching the words of `text`, best first, each with a 0..1 score that
+        both backends compute alike; sections sharing no word with it are not returned."""
+
+    @abc.abstractmethod
+    def record_runbook_answer(
+        self, draft: RunbookAnswerDraft, *, now: float | None = None
+    ) -> RunbookAnswer | None:
+        """Record the section posted for an alert firing; None if that firing has one."""
+
+    @abc.abstractmethod
+    def runbook_answer(
+        self, answer_id: int | None = None, *, ref: str | None = None
+    ) -> RunbookAnswer | None:
+        """One answer by id, or by the outbox ref of the reply that posted it."""
+
+    @abc.abstractmethod
+    def rate_runbook(
+        self, answer_id: int, user: str, helpful: bool, *, now: float | None = None
+    ) -> tuple[int, int] | None:
+        """A person's rating of an answer (one per person: a new click changes it); the
+        answer's (helpful, not helpful) counts after it, or None for no such answer."""
+
+    @abc.abstractmethod
+    def runbook_answers(self, alert_ids: Sequence[int]) -> dict[int, RunbookAnswerSummary]:
+        """Per alert id (those answered), its latest answer's section and rating counts."""
 
     # web sessions (held on the server, so logout ends them) ----------------
     @abc.abstractmethod

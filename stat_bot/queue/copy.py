@@ -38,6 +38,10 @@ TABLES: tuple[str, ...] = (
     "incidents",
     "incident_events",
     "alerts",
+    "runbook_pages",
+    "runbook_sections",  # SQLite's full-text index (runbook_fts) follows by its triggers
+    "runbook_answers",
+    "runbook_ratings",
 )
 NOT_COPIED: tuple[str, ...] = ("workers", "beats", "throttle")
 # Tables the target must hold exactly as the source does: a dashboard session closed

@@ -21,7 +21,7 @@ import json
 import os
 import secrets
 import socket
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from types import ModuleType
 from typing import Any
@@ -68,10 +68,25 @@ from stat_bot.queue.incident_model import (
     IncidentMessages,
     TimelineEntry,
 )
+from stat_bot.queue.runbook_model import (
+    PageChange,
+    RunbookAnswer,
+    RunbookAnswerDraft,
+    RunbookAnswerSummary,
+    RunbookHit,
+    RunbookPage,
+    RunbookPageDraft,
+    score,
+    stem,
+    stems_of,
+    step_lines,
+    terms,
+)
 
 MAX_ID = 2**63 - 1  # the largest 64-bit id: a larger job id names no job
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud and typed back
 CODE_LENGTH = 6
+RUNBOOK_CANDIDATES = 50  # sections the full-text search hands to the scoring, best first
 
 
 class _RollBackError(Exception):
@@ -944,6 +959,7 @@ class RelationalQueue(Queue):
         *,
         delivery: tuple[str, str] | None = None,
         outbox: Callable[[list[AlertChange]], Sequence[OutboxMessage]] | None = None,
+        runbooks: Callable[[list[AlertChange]], Sequence[RunbookAnswerDraft]] | None = None,
         now: float | None = None,
     ) -> list[AlertChange] | None:
         now = self.now() if now is None else now
@@ -975,6 +991,8 @@ class RelationalQueue(Queue):
                          current.id),
                     ).fetchone()  # fmt: skip
                 changes.append(AlertChange(_alert(row), kind))
+            if runbooks is not None:
+                self._store_answers(conn, runbooks(changes), now)
             if outbox is not None:
                 self._store(conn, outbox(changes), now)
         return changes
@@ -985,6 +1003,132 @@ class RelationalQueue(Queue):
 
     def alerts(self, *, since: float = 0.0, limit: int = 500) -> list[Alert]:
         return [_alert(r) for r in self._read(self.sql.SQL_ALERTS, (since, limit))]
+
+    # runbooks ---------------------------------------------------------------------
+    def store_runbook_page(
+        self, page: RunbookPageDraft, *, touch_only: bool = False, now: float | None = None
+    ) -> PageChange:
+        now = self.now() if now is None else now
+        sql = self.sql
+        with self._write() as conn:
+            self._serialize(conn, f"runbook:{page.source}")
+            row = conn.execute(sql.SQL_RUNBOOK_PAGE_HASH, (page.source, page.key)).fetchone()
+            if row is not None and row[1] == page.content_hash:
+                conn.execute(sql.SQL_RUNBOOK_TOUCH_PAGE, (now, row[0]))
+                return PageChange(page.key, "unchanged", len(page.sections))
+            if touch_only:
+                return PageChange(page.key, "stale", 0)
+            if row is None:
+                (page_id,) = conn.execute(
+                    sql.SQL_RUNBOOK_INSERT_PAGE,
+                    (page.source, page.key, page.url, page.title, page.content_hash, now, now),
+                ).fetchone()
+            else:
+                page_id = row[0]
+                conn.execute(
+                    sql.SQL_RUNBOOK_UPDATE_PAGE,
+                    (page.url, page.title, page.content_hash, now, now, page_id),
+                )
+                conn.execute(sql.SQL_RUNBOOK_DROP_SECTIONS, (page_id,))
+            self._many(
+                conn,
+                sql.SQL_RUNBOOK_INSERT_SECTION,
+                [
+                    (page_id, i, s.anchor, s.title, s.body, s.url)
+                    for i, s in enumerate(page.sections)
+                ],
+            )
+        return PageChange(page.key, "new" if row is None else "changed", len(page.sections))
+
+    def prune_runbook_pages(self, source: str, keep: Collection[str]) -> list[str]:
+        kept = set(keep)
+        removed = []
+        with self._write() as conn:
+            self._serialize(conn, f"runbook:{source}")
+            for row in conn.execute(self.sql.SQL_RUNBOOK_PAGES, (source, source)).fetchall():
+                if row[2] not in kept:
+                    conn.execute(self.sql.SQL_RUNBOOK_DELETE_PAGE, (row[0],))
+                    removed.append(row[2])
+        return removed
+
+    def runbook_pages(self, source: str | None = None) -> list[RunbookPage]:
+        return [RunbookPage(*r) for r in self._read(self.sql.SQL_RUNBOOK_PAGES, (source, source))]
+
+    def runbook_section_count(self) -> int:
+        return int(self._read(self.sql.SQL_RUNBOOK_SECTION_COUNT)[0][0])
+
+    def search_runbooks(self, text: str, limit: int = 5) -> list[RunbookHit]:
+        query = terms(text)
+        if not query or limit <= 0:
+            return []
+        rows = self._read(
+            self.sql.SQL_RUNBOOK_SEARCH,
+            self.sql.runbook_search_params(query, max(RUNBOOK_CANDIDATES, limit)),
+        )
+        wanted = {stem(t) for t in query}
+        known: set[str] = set()
+        for row in rows:
+            known |= stems_of(row[4], row[5]) & wanted
+        hits = [
+            RunbookHit(r[0], r[1], r[2], r[3], r[4], r[5], r[6], score(query, r[4], r[5], known))
+            for r in rows
+        ]
+        # Equal scores: the section with more steps (numbered or bulleted lines) first.
+        hits.sort(key=lambda h: (-h.score, -step_lines(h.body), h.section_id))
+        return [h for h in hits if h.score > 0][:limit]
+
+    def _store_answers(
+        self, conn: Any, drafts: Sequence[RunbookAnswerDraft], now: float
+    ) -> list[RunbookAnswer]:
+        stored = []
+        for d in drafts:
+            row = conn.execute(
+                self.sql.SQL_RUNBOOK_INSERT_ANSWER,
+                (d.alert_id, d.fire_count, d.section_id, d.title, d.url, d.score, d.ref, now),
+            ).fetchone()
+            if row is not None:
+                stored.append(RunbookAnswer(*row))
+        return stored
+
+    def record_runbook_answer(
+        self, draft: RunbookAnswerDraft, *, now: float | None = None
+    ) -> RunbookAnswer | None:
+        now = self.now() if now is None else now
+        with self._write() as conn:
+            stored = self._store_answers(conn, [draft], now)
+        return stored[0] if stored else None
+
+    def runbook_answer(
+        self, answer_id: int | None = None, *, ref: str | None = None
+    ) -> RunbookAnswer | None:
+        if ref is not None:
+            rows = self._read(self.sql.SQL_RUNBOOK_ANSWER_BY_REF, (ref,))
+        else:
+            rows = self._read(self.sql.SQL_RUNBOOK_ANSWER, (answer_id,))
+        return RunbookAnswer(*rows[0]) if rows else None
+
+    def rate_runbook(
+        self, answer_id: int, user: str, helpful: bool, *, now: float | None = None
+    ) -> tuple[int, int] | None:
+        now = self.now() if now is None else now
+        with self._write() as conn:
+            if not conn.execute(self.sql.SQL_RUNBOOK_ANSWER, (answer_id,)).fetchall():
+                return None
+            conn.execute(self.sql.SQL_RUNBOOK_RATE, (answer_id, user, int(helpful), now))
+            yes, no = conn.execute(self.sql.SQL_RUNBOOK_RATING_COUNTS, (answer_id,)).fetchone()
+        return int(yes), int(no)
+
+    def runbook_answers(self, alert_ids: Sequence[int]) -> dict[int, RunbookAnswerSummary]:
+        ids = [int(i) for i in alert_ids]
+        if not ids:
+            return {}
+        sql = self.sql.SQL_RUNBOOK_ANSWERS_FOR.format(marks=", ".join(self.sql.P for _ in ids))
+        return {
+            int(r[0]): RunbookAnswerSummary(
+                int(r[0]), int(r[1]), r[2], r[3], float(r[4]), int(r[5]), int(r[6])
+            )
+            for r in self._read(sql, ids)
+        }
 
     # incidents --------------------------------------------------------------------
     def open_incident(

@@ -383,9 +383,8 @@ class SQLiteQueue(RelationalQueue):
                     f"understands ({len(MIGRATIONS)}); upgrade STAT bot"
                 )
             for version in range(current + 1, len(MIGRATIONS) + 1):
-                for statement in MIGRATIONS[version - 1].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                for statement in statements(MIGRATIONS[version - 1]):
+                    conn.execute(statement)
                 conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
         self._local.wal = self._wal_id()  # the first write in WAL mode made it
         return len(MIGRATIONS)
@@ -423,3 +422,17 @@ class SQLiteQueue(RelationalQueue):
 
     def notify(self) -> None:
         self._wakeup.notify()
+
+
+def statements(script: str) -> Iterator[str]:
+    """A migration's statements one by one: split at each ";" that ends a whole statement
+    (sqlite3.complete_statement), so a trigger's BEGIN ... END body stays in one piece."""
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""
+    if pending.strip(" \n;"):
+        yield pending

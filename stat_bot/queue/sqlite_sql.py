@@ -337,6 +337,70 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX alerts_last_fired ON alerts (last_fired_at);
     """,
+    """
+    -- Runbooks (stat_bot/oncall/runbook_index.py): pages read from documentation sites, the
+    -- Trac wiki and the runbooks/ folder, cut into titled sections, a page's sections
+    -- replaced only when its content hash changed, runbook_fts indexes the sections (FTS5,
+    -- kept in step by triggers, so rows copied in by `db copy` are searchable too).
+    CREATE TABLE runbook_pages (
+        id           INTEGER PRIMARY KEY,
+        source       TEXT NOT NULL,
+        key          TEXT NOT NULL,
+        url          TEXT NOT NULL,
+        title        TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        fetched_at   REAL NOT NULL,
+        parsed_at    REAL NOT NULL,
+        UNIQUE (source, key)
+    );
+    CREATE TABLE runbook_sections (
+        id       INTEGER PRIMARY KEY,
+        page_id  INTEGER NOT NULL REFERENCES runbook_pages (id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        anchor   TEXT NOT NULL,
+        title    TEXT NOT NULL,
+        body     TEXT NOT NULL,
+        url      TEXT NOT NULL
+    );
+    CREATE INDEX runbook_sections_page ON runbook_sections (page_id, position);
+    CREATE VIRTUAL TABLE runbook_fts USING fts5 (
+        title, body, content='runbook_sections', content_rowid='id',
+        tokenize='porter unicode61'
+    );
+    CREATE TRIGGER runbook_sections_ai AFTER INSERT ON runbook_sections BEGIN
+        INSERT INTO runbook_fts (rowid, title, body) VALUES (new.id, new.title, new.body);
+    END;
+    CREATE TRIGGER runbook_sections_ad AFTER DELETE ON runbook_sections BEGIN
+        INSERT INTO runbook_fts (runbook_fts, rowid, title, body)
+        VALUES ('delete', old.id, old.title, old.body);
+    END;
+    CREATE TRIGGER runbook_sections_au AFTER UPDATE ON runbook_sections BEGIN
+        INSERT INTO runbook_fts (runbook_fts, rowid, title, body)
+        VALUES ('delete', old.id, old.title, old.body);
+        INSERT INTO runbook_fts (rowid, title, body) VALUES (new.id, new.title, new.body);
+    END;
+    -- The section posted in an alert firing's thread (title and url kept: a re-index
+    -- replaces sections), and each person's one rating of it.
+    CREATE TABLE runbook_answers (
+        id         INTEGER PRIMARY KEY,
+        alert_id   INTEGER NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
+        fire_count INTEGER NOT NULL,
+        section_id INTEGER REFERENCES runbook_sections (id) ON DELETE SET NULL,
+        title      TEXT NOT NULL,
+        url        TEXT NOT NULL,
+        score      REAL NOT NULL,
+        ref        TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        UNIQUE (alert_id, fire_count)
+    );
+    CREATE TABLE runbook_ratings (
+        answer_id INTEGER NOT NULL REFERENCES runbook_answers (id) ON DELETE CASCADE,
+        user      TEXT NOT NULL,
+        helpful   INTEGER NOT NULL,
+        rated_at  REAL NOT NULL,
+        PRIMARY KEY (answer_id, user)
+    );
+    """,
 )
 JOB_COLUMNS = (
     "id, namespace, job_type, args, channel, thread_ts, user, source, status, created_at, "
@@ -843,3 +907,74 @@ SQL_ALERTS = (
     "SELECT " + ALERT_COLUMNS + " FROM alerts WHERE last_fired_at >= ? "
     "ORDER BY last_fired_at DESC, id DESC LIMIT ?"
 )
+
+# runbooks ------------------------------------------------------------------------------
+RUNBOOK_PAGE_COLUMNS = (
+    "p.id, p.source, p.key, p.url, p.title, p.content_hash, p.fetched_at, p.parsed_at, "
+    "(SELECT count(*) FROM runbook_sections s WHERE s.page_id = p.id)"
+)
+SQL_RUNBOOK_PAGE_HASH = "SELECT id, content_hash FROM runbook_pages WHERE source = ? AND key = ?"
+SQL_RUNBOOK_INSERT_PAGE = """
+    INSERT INTO runbook_pages (source, key, url, title, content_hash, fetched_at, parsed_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id
+"""
+SQL_RUNBOOK_UPDATE_PAGE = """
+    UPDATE runbook_pages SET url = ?, title = ?, content_hash = ?, fetched_at = ?, parsed_at = ?
+    WHERE id = ?
+"""
+SQL_RUNBOOK_TOUCH_PAGE = "UPDATE runbook_pages SET fetched_at = ? WHERE id = ?"
+SQL_RUNBOOK_DROP_SECTIONS = "DELETE FROM runbook_sections WHERE page_id = ?"
+SQL_RUNBOOK_INSERT_SECTION = """
+    INSERT INTO runbook_sections (page_id, position, anchor, title, body, url)
+    VALUES (?, ?, ?, ?, ?, ?)
+"""
+SQL_RUNBOOK_PAGES = (
+    "SELECT " + RUNBOOK_PAGE_COLUMNS + " FROM runbook_pages p "
+    "WHERE (? IS NULL OR p.source = ?) ORDER BY p.source, p.key"
+)
+SQL_RUNBOOK_DELETE_PAGE = "DELETE FROM runbook_pages WHERE id = ?"
+SQL_RUNBOOK_SECTION_COUNT = "SELECT count(*) FROM runbook_sections"
+# Candidates for a query: FTS5's bm25 (title weighs 4x the body), best first.
+SQL_RUNBOOK_SEARCH = """
+    SELECT s.id, p.id, p.source, p.title, s.title, s.body, s.url
+    FROM runbook_fts f JOIN runbook_sections s ON s.id = f.rowid
+    JOIN runbook_pages p ON p.id = s.page_id
+    WHERE runbook_fts MATCH ? ORDER BY bm25(runbook_fts, 4.0, 1.0), s.id LIMIT ?
+"""
+RUNBOOK_ANSWER_COLUMNS = "id, alert_id, fire_count, section_id, title, url, score, ref, created_at"
+SQL_RUNBOOK_INSERT_ANSWER = (
+    """
+    INSERT INTO runbook_answers (alert_id, fire_count, section_id, title, url, score, ref,
+                                 created_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (alert_id, fire_count) DO NOTHING
+    RETURNING """
+    + RUNBOOK_ANSWER_COLUMNS
+)
+SQL_RUNBOOK_ANSWER = "SELECT " + RUNBOOK_ANSWER_COLUMNS + " FROM runbook_answers WHERE id = ?"
+SQL_RUNBOOK_ANSWER_BY_REF = (
+    "SELECT " + RUNBOOK_ANSWER_COLUMNS + " FROM runbook_answers WHERE ref = ? ORDER BY id DESC"
+)
+SQL_RUNBOOK_RATE = """
+    INSERT INTO runbook_ratings (answer_id, user, helpful, rated_at) VALUES (?, ?, ?, ?)
+    ON CONFLICT (answer_id, user) DO UPDATE SET helpful = excluded.helpful,
+        rated_at = excluded.rated_at
+"""
+SQL_RUNBOOK_RATING_COUNTS = """
+    SELECT coalesce(sum(helpful), 0), coalesce(sum(1 - helpful), 0)
+    FROM runbook_ratings WHERE answer_id = ?
+"""
+# Per alert, its latest answer (the highest fire_count) and the answer's rating counts.
+SQL_RUNBOOK_ANSWERS_FOR = """
+    SELECT a.alert_id, a.id, a.title, a.url, a.score,
+        (SELECT coalesce(sum(r.helpful), 0) FROM runbook_ratings r WHERE r.answer_id = a.id),
+        (SELECT coalesce(sum(1 - r.helpful), 0) FROM runbook_ratings r WHERE r.answer_id = a.id)
+    FROM runbook_answers a
+    WHERE a.alert_id IN ({marks}) AND a.fire_count = (
+        SELECT max(b.fire_count) FROM runbook_answers b WHERE b.alert_id = a.alert_id)
+"""
+
+
+def runbook_search_params(words: list[str], limit: int) -> tuple[object, ...]:
+    """FTS5 MATCH text for any of the words (each quoted: words are [a-z0-9]+ already)."""
+    return (" OR ".join(f'"{w}"' for w in words), limit)

@@ -327,6 +327,8 @@ class OutboxSender:
             )
             return Outcome.DELIVERED
         try:
+            if report.meta.get("thread_of") and not report.thread_ts and not item.parts_done:
+                report = self._in_thread(item, report)
             if report.meta.get("archive"):
                 # Not a message: archiving an incident's channel, kept here so it is
                 # retried through outages like one (incidents/messages.py's `archive`).
@@ -414,6 +416,28 @@ class OutboxSender:
         if any(i.state is OutboxState.PENDING for i in versions):
             raise WaitingForOriginalError("waiting for the message it edits to be delivered")
         return None
+
+    def _in_thread(self, item: OutboxItem, report: Report) -> Report:
+        """A reply in the thread of an earlier message, named by its outbox ref (`thread_of`:
+        an alert's runbook steps under the alert). It waits while that message is on its
+        way; if the message was never delivered (given up, expired), the reply goes to the
+        channel on its own rather than being lost."""
+        parents = [
+            i for i in self.queue.outbox_find(str(report.meta["thread_of"])) if i.id < item.id
+        ]
+        delivered = [i for i in parents if i.ts]
+        if delivered:
+            first = delivered[0]
+            return dc_replace(
+                report, channel=first.posted_channel or report.channel, thread_ts=first.ts
+            )
+        if any(i.state is OutboxState.PENDING for i in parents):
+            raise WaitingForOriginalError("waiting for the message it replies to be delivered")
+        self.log.warning(
+            "the message a reply belongs under was not delivered; posting it on its own",
+            item=item.id, thread_of=report.meta["thread_of"],
+        )  # fmt: skip
+        return report
 
     def _superseded(self, item: OutboxItem, report: Report) -> bool:
         """Whether a newer version of this kept-up-to-date message is stored already: then

@@ -20,7 +20,10 @@ from flask_wtf.csrf import CSRFProtect
 
 from stat_bot.oncall.alerts import AlertPayloadError, alertmanager_events, pagerduty_event
 from stat_bot.oncall.messages import alert_messages
+from stat_bot.oncall.runbook_match import answer_drafts, matches
+from stat_bot.oncall.runbook_messages import runbook_replies
 from stat_bot.queue.alert_model import AlertChange, AlertEvent
+from stat_bot.queue.runbook_model import RunbookAnswerDraft
 from stat_bot.web.errors import RefusedError
 from stat_bot.web.services import services
 from stat_bot.web.signed import (
@@ -50,11 +53,19 @@ def _record(
 ) -> tuple[str, int, dict[str, Any]]:
     svc = services()
     channel = svc.settings.oncall_channel
+    # The runbook sections answering the firings: searched first (a read), then stored
+    # and posted in the alerts' own transaction (oncall/runbook_match.py).
+    found = matches(svc.queue, events, svc.settings.runbook_match_threshold) if channel else {}
 
     def said(changes: list[AlertChange]) -> list[Any]:
-        return alert_messages(changes, channel)
+        return alert_messages(changes, channel) + runbook_replies(changes, found, channel)
 
-    changes = svc.queue.record_alerts(events, delivery=delivery, outbox=said)
+    def answered(changes: list[AlertChange]) -> list[RunbookAnswerDraft]:
+        return answer_drafts(changes, found)
+
+    changes = svc.queue.record_alerts(
+        events, delivery=delivery, outbox=said, runbooks=answered if found else None
+    )
     if changes is None:
         return "duplicate", 200, {"ok": True, "duplicate": True, "alerts": []}
     body = {

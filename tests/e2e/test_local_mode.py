@@ -21,6 +21,7 @@ from pathlib import Path
 
 from stat_bot.integrations.local_trac import SAMPLE_TICKETS
 from stat_bot.integrations.slack_emulator import EmulatorClient
+from stat_bot.queue.sqlite import SQLiteQueue
 from stat_bot.settings import PROXY_VARIABLES
 from tests.conftest import ROOT, STAT_BOT, proc_stat
 from tests.e2e.slack_service import message_text
@@ -519,6 +520,65 @@ def test_an_incident_runs_from_opening_to_postmortem_in_local_mode(tmp_path: Pat
             public = json.loads(answer.read())
         assert "Slurm controller unreachable" not in json.dumps(public)
         assert any("x1000c0" in json.dumps(i) for i in public["incidents"]), public
+    finally:
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(40) == 0
+    assert "Traceback" not in err.read_text()
+
+
+def test_an_alert_in_local_mode_gets_its_runbook_steps_from_the_trac_wiki(
+    tmp_path: Path,
+) -> None:
+    """Local mode indexes its Trac's sample runbooks at start; an Alertmanager alert
+    `NodeDown` posted to the web server gets the wiki page's steps in its thread."""
+    require_trac()
+    token = "local-am-token"
+    # The repository's runbooks/ are indexed too: the wiki page written for the alert wins.
+    service, err = _start_local_mode(tmp_path / "home", ALERTMANAGER_TOKEN=token)
+    try:
+        banner = err.read_text()
+        dashboard = DASHBOARD.search(banner)
+        trac_url = re.search(r"Trac: +(http://127\.0\.0\.1:\d+/stat) \(local", banner)
+        assert dashboard, banner
+        assert trac_url, banner
+        queue = SQLiteQueue(tmp_path / "home" / "var" / "stat-bot.sqlite3")
+        try:
+            deadline = time.monotonic() + 90
+            while not queue.runbook_pages("trac"):
+                assert service.poll() is None, err.read_text()
+                assert time.monotonic() < deadline, "local mode never indexed its runbooks"
+                time.sleep(0.2)
+        finally:
+            queue.close()
+        alert = {
+            "status": "firing",
+            "labels": {"alertname": "NodeDown", "severity": "critical", "xname": "x1000c0s0b0n0"},
+            "annotations": {"summary": "x1000c0s0b0n0 stopped answering"},
+            "startsAt": "2026-12-01T08:00:00Z",
+            "fingerprint": "local-node-down",
+        }
+        request = urllib.request.Request(
+            dashboard[1] + "alerts/alertmanager",
+            data=json.dumps({"version": "4", "status": "firing", "alerts": [alert]}).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 202
+        slack = EmulatorClient(
+            json.loads((tmp_path / "home" / "var" / "local-slack.json").read_text())["url"]
+        )
+        parent = slack.wait_for_message(
+            "oncall", lambda m: m["bot_id"] and "NodeDown" in m.get("text", ""), timeout=30
+        )
+        reply = slack.wait_for_reply(
+            "oncall", parent["ts"], lambda m: "Runbook" in message_text(m), timeout=30
+        )
+        text = message_text(reply)
+        assert (
+            f"<{trac_url[1]}/wiki/Runbooks/NodeDown#NodeDown:anodestoppedanswering|"
+            "NodeDown: a node stopped answering>"
+        ) in text, text
+        assert "Drain it before touching it" in text
     finally:
         service.send_signal(signal.SIGTERM)
         assert service.wait(40) == 0

@@ -20,9 +20,11 @@ import pytest
 from stat_bot.hardware.loop import Memory
 from stat_bot.jobs.model import JobRequest, JobStatus, Source, TargetSet
 from stat_bot.queue import open_queue
+from stat_bot.queue.alert_model import AlertEvent, AlertStatus
 from stat_bot.queue.base import NodeHealthRow, OutboxMessage, ScheduleRow
 from stat_bot.queue.copy import TABLES
 from stat_bot.queue.relational import RelationalQueue
+from stat_bot.queue.runbook_model import RunbookAnswerDraft, RunbookPageDraft, RunbookSectionDraft
 from stat_bot.settings import load_settings
 
 T0 = 1_700_000_000.0
@@ -68,6 +70,26 @@ def fill(queue: RelationalQueue) -> None:
     queue.record_sweep("all", T0, T0 + 60,
                        [NodeHealthRow("x1000c0s0b0n0", "ok", T0 + 30, {"xname": "x1000c0s0b0n0"}, None)])  # fmt: skip
     queue.remember_loop([Memory("x1000c0s0b0n0", 17, "PSU 2: Critical", True, None, None, T0)])
+    queue.store_runbook_page(RunbookPageDraft(
+        "markdown", "node-down.md", "runbooks/node-down.md", "Node down", "h1",
+        (RunbookSectionDraft("node-down", "Node down", "1. Ping the BMC", "runbooks/node-down.md#node-down"),),
+    ), now=T0)  # fmt: skip
+    (alert,) = (
+        queue.record_alerts(
+            [AlertEvent("alertmanager", "f1", "NodeDown", AlertStatus.FIRING, T0)], now=T0
+        )
+        or []
+    )
+    (hit,) = queue.search_runbooks("node down", 1)
+    answer = queue.record_runbook_answer(RunbookAnswerDraft(
+        alert.alert.id, 1, hit.section_id, hit.title, hit.url, hit.score, "runbook:1:1"), now=T0)  # fmt: skip
+    assert answer is not None
+    queue.rate_runbook(answer.id, "U1", True, now=T0)
+
+
+def searchable(queue: RelationalQueue) -> None:
+    """The copied sections are found by the target's own full-text search."""
+    assert [h.title for h in queue.search_runbooks("ping bmc")] == ["Node down"]
 
 
 def rows(queue: RelationalQueue, table: str) -> list[tuple]:
@@ -101,6 +123,7 @@ def test_db_copy_moves_every_table_idempotently_and_ids_go_on(tmp_path: Path, po
         for table in TABLES:
             assert rows(target, table) == rows(source, table), table
             assert counts[table]["source"] == counts[table]["target"] == counts[table]["added"]
+        searchable(target)
         assert counts["jobs"]["added"] == 8
         assert counts["job_requesters"]["added"] == 1
         assert counts["outbox"]["added"] >= 2
@@ -162,6 +185,7 @@ def test_db_copy_works_back_to_sqlite(tmp_path: Path, postgres_url, direction):
         target = open_queue(load_settings(state_dir=tmp_path, database_url=target_url))
         for table in TABLES:
             assert rows(target, table) == rows(source, table), table
+        searchable(target)  # SQLite's FTS5 index filled by its triggers as the rows came in
         target.close()
     finally:
         source.close()

@@ -408,3 +408,39 @@ def test_a_version_stored_while_the_first_waits_replaces_it_and_a_deleted_one_is
     (again,) = emulator_client.messages(GENERAL_CHANNEL_ID)
     assert again["pinned_to"] == [GENERAL_CHANNEL_ID]
     assert [h["text"] for h in again["history"]] == ["v3"]
+
+
+def reply_to(ref: str, text: str) -> Report:
+    return Report([Message(text)], "info", GENERAL_CHANNEL_ID, meta={"thread_of": ref})
+
+
+def test_a_reply_goes_under_its_parent_once_delivered_and_alone_if_the_parent_is_lost(
+    slack_settings, queue, emulator_client
+):
+    """`thread_of`: a message (an alert's runbook steps) posted in the thread of an earlier
+    one named by its outbox ref, waiting while that one is still on its way."""
+    settings = slack_settings()
+    sender = slack_sender(settings, queue)
+    emulator_client.server_error(count=1, methods=["chat.postMessage"])
+    parent = Report([Message("the alert")], "info", GENERAL_CHANNEL_ID)
+    queue.post(
+        [
+            outgoing(parent, "alert", ref="alert:1:1"),
+            outgoing(reply_to("alert:1:1", "steps"), "runbook"),
+        ]
+    )
+    sender.send_due()  # the parent fails once; the reply must not go out before it
+    assert texts(emulator_client) == []
+    drain(
+        sender,
+        lambda: (
+            texts(emulator_client) == ["the alert"]
+            and all(i.state is OutboxState.DELIVERED for i in queue.outbox_items())
+        ),
+    )
+    (posted,) = emulator_client.messages(GENERAL_CHANNEL_ID)
+    thread = emulator_client.messages(GENERAL_CHANNEL_ID, thread_ts=posted["ts"])
+    assert [m["text"] for m in thread] == ["the alert", "steps"]
+    # A parent given up (here: never stored) does not take its reply with it.
+    queue.post([outgoing(reply_to("alert:2:1", "orphan steps"), "runbook")])
+    drain(sender, lambda: texts(emulator_client) == ["the alert", "orphan steps"])
