@@ -337,6 +337,26 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX alerts_last_fired ON alerts (last_fired_at);
     """,
+    # 14: PLACEHOLDER, replaced at merge by the runbook index's migration (issue 14, part 2).
+    # It does nothing, so that migration 15 below can be written and tested before the merge.
+    """
+    SELECT 1
+    """,
+    """
+    -- Alert acknowledgement (a Slack button, PagerDuty's incident.acknowledged): the first
+    -- one is kept. Each firing is kept too, so the handoff and the dashboard count a week's
+    -- firings by day (fire_count is the alert's total since it was first seen).
+    ALTER TABLE alerts ADD COLUMN acknowledged_at REAL;
+    ALTER TABLE alerts ADD COLUMN acknowledged_by TEXT;
+    CREATE TABLE alert_firings (
+        id       INTEGER PRIMARY KEY,
+        alert_id BIGINT NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
+        fired_at REAL NOT NULL
+    );
+    CREATE INDEX alert_firings_at ON alert_firings (fired_at);
+    -- Alerts stored before this migration: their latest firing, the one thing known.
+    INSERT INTO alert_firings (alert_id, fired_at) SELECT id, last_fired_at FROM alerts;
+    """,
 )
 JOB_COLUMNS = (
     "id, namespace, job_type, args, channel, thread_ts, user, source, status, created_at, "
@@ -817,7 +837,7 @@ SQL_INCIDENT_EVENTS = """
 
 ALERT_COLUMNS = (
     "id, source, fingerprint, title, service, severity, labels, status, first_fired_at, "
-    "last_fired_at, resolved_at, fire_count, url, updated_at"
+    "last_fired_at, resolved_at, fire_count, url, updated_at, acknowledged_at, acknowledged_by"
 )
 SQL_GET_ALERT_BY_KEY = (
     "SELECT " + ALERT_COLUMNS + " FROM alerts WHERE source = ? AND fingerprint = ?"
@@ -842,4 +862,19 @@ SQL_GET_ALERT = "SELECT " + ALERT_COLUMNS + " FROM alerts WHERE id = ?"
 SQL_ALERTS = (
     "SELECT " + ALERT_COLUMNS + " FROM alerts WHERE last_fired_at >= ? "
     "ORDER BY last_fired_at DESC, id DESC LIMIT ?"
+)
+SQL_ALERTS_BETWEEN = (
+    "SELECT " + ALERT_COLUMNS + " FROM alerts WHERE id IN "
+    "(SELECT alert_id FROM alert_firings WHERE fired_at >= ? AND fired_at < ?) "
+    "OR (resolved_at >= ? AND resolved_at < ?) OR (acknowledged_at >= ? AND acknowledged_at < ?) "
+    "ORDER BY id"
+)
+SQL_INSERT_ALERT_FIRING = "INSERT INTO alert_firings (alert_id, fired_at) VALUES (?, ?)"
+SQL_ALERT_FIRINGS = (
+    "SELECT alert_id, fired_at FROM alert_firings WHERE fired_at >= ? AND fired_at < ? "
+    "ORDER BY fired_at, id"
+)
+SQL_ACKNOWLEDGE_ALERT = (
+    "UPDATE alerts SET acknowledged_at = ?, acknowledged_by = ?, updated_at = ? "
+    "WHERE id = ? AND acknowledged_at IS NULL RETURNING " + ALERT_COLUMNS
 )
