@@ -505,4 +505,46 @@ raw_config = {
             {"when": "critical", "ticket": True, "drain": "confirm", "resume": "offer"},
         ],
     },
+    # On-call (README, "Weekly handoff"). The runbook index adds its own entries here.
+    "oncall": {
+        "description": "On-call: the weekly handoff (and the runbook index)",
+        "jobs": {
+            # `@stat-bot oncall handoff`: the summary answers the asker; mailed too when
+            # SMTP_HOST and HANDOFF_MAIL_TO are set.
+            "handoff": {
+                "run_args_template": "stat-bot task oncall-handoff",
+                "report_stdout": True,
+                "timeout": 300,
+                "concurrency": 1,
+                "coalesce": True,
+            },
+            # The schedule's: posted to HANDOFF_CHANNEL (default ONCALL_CHANNEL) by the task.
+            "handoff-weekly": {
+                "run_args_template": "stat-bot task oncall-handoff --post",
+                "report_stdout": False,
+                "report_success": False,
+                "timeout": 300,
+                "concurrency": 1,
+                "coalesce": True,
+                "retries": 2,
+            },
+        },
+        "slack": [
+            {
+                "command": "handoff",
+                "help": "The on-call week's summary now (alerts, incidents, failed jobs, Trac, sweep)",
+                "action": "schedule_job",
+                "job_type": "handoff",
+            },
+        ],
+        "schedules": [
+            # Monday 09:00 in TIMEZONE; not without ONCALL_CHANNEL (nowhere to post).
+            {
+                "cron": "0 9 * * 1",
+                "job_type": "handoff-weekly",
+                "name": "weekly-handoff",
+                "requires": ["ONCALL_CHANNEL"],
+            },
+        ],
+    },
 }

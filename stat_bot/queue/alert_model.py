@@ -76,3 +76,4 @@ class AlertFiring:
 
     alert_id: int
     fired_at: float
+    resolved_at: float | None = None  # when this firing resolved (None: still firing)

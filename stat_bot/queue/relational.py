@@ -981,6 +981,8 @@ class RelationalQueue(Queue):
                     AlertChangeKind.REFIRED,
                 ):
                     conn.execute(self.sql.SQL_INSERT_ALERT_FIRING, (stored.id, event.at))
+                elif kind is AlertChangeKind.RESOLVED:
+                    conn.execute(self.sql.SQL_RESOLVE_ALERT_FIRING, (event.at, stored.id))
                 changes.append(AlertChange(stored, kind))
             if outbox is not None:
                 self._store(conn, outbox(changes), now)
@@ -1019,7 +1021,7 @@ class RelationalQueue(Queue):
 
     def alert_firings(self, since: float, until: float) -> list[AlertFiring]:
         rows = self._read(self.sql.SQL_ALERT_FIRINGS, (since, until))
-        return [AlertFiring(int(a), float(f)) for a, f in rows]
+        return [AlertFiring(int(a), float(f), None if r is None else float(r)) for a, f, r in rows]
 
     def alerts_between(self, since: float, until: float) -> list[Alert]:
         rows = self._read(self.sql.SQL_ALERTS_BETWEEN, (since, until) * 3)

@@ -351,11 +351,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE alert_firings (
         id       INTEGER PRIMARY KEY,
         alert_id BIGINT NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
-        fired_at REAL NOT NULL
+        fired_at    REAL NOT NULL,
+        resolved_at REAL
     );
     CREATE INDEX alert_firings_at ON alert_firings (fired_at);
     -- Alerts stored before this migration: their latest firing, the one thing known.
-    INSERT INTO alert_firings (alert_id, fired_at) SELECT id, last_fired_at FROM alerts;
+    INSERT INTO alert_firings (alert_id, fired_at, resolved_at)
+        SELECT id, last_fired_at, resolved_at FROM alerts;
     """,
 )
 JOB_COLUMNS = (
@@ -871,10 +873,14 @@ SQL_ALERTS_BETWEEN = (
 )
 SQL_INSERT_ALERT_FIRING = "INSERT INTO alert_firings (alert_id, fired_at) VALUES (?, ?)"
 SQL_ALERT_FIRINGS = (
-    "SELECT alert_id, fired_at FROM alert_firings WHERE fired_at >= ? AND fired_at < ? "
+    "SELECT alert_id, fired_at, resolved_at FROM alert_firings WHERE fired_at >= ? AND fired_at < ? "
     "ORDER BY fired_at, id"
 )
 SQL_ACKNOWLEDGE_ALERT = (
     "UPDATE alerts SET acknowledged_at = ?, acknowledged_by = ?, updated_at = ? "
     "WHERE id = ? AND acknowledged_at IS NULL RETURNING " + ALERT_COLUMNS
+)
+SQL_RESOLVE_ALERT_FIRING = (
+    "UPDATE alert_firings SET resolved_at = ? WHERE resolved_at IS NULL AND id = "
+    "(SELECT max(id) FROM alert_firings WHERE alert_id = ?)"
 )

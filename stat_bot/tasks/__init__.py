@@ -23,7 +23,11 @@ if TYPE_CHECKING:
     from stat_bot.settings import Settings
 
 # Modules whose tasks `stat-bot task` knows; each registers its names on import.
-MODULES: tuple[str, ...] = ("stat_bot.tasks.hw", "stat_bot.tasks.incidents")
+MODULES: tuple[str, ...] = (
+    "stat_bot.tasks.hw",
+    "stat_bot.tasks.incidents",
+    "stat_bot.tasks.oncall",
+)
 
 
 @dataclass

@@ -135,3 +135,12 @@ def test_each_firing_is_kept_with_its_time(queue: Queue, other: Queue) -> None:
     between = other.alerts_between(250.0, 320.0)
     assert sorted(x.fingerprint for x in between) == ["abc123", "c"]
     assert other.alerts_between(400.0, 500.0) == []
+
+
+def test_a_resolution_ends_the_latest_firing(queue: Queue) -> None:
+    queue.record_alerts([event(at=100.0)], now=100.0)
+    queue.record_alerts([event(RESOLVED, at=160.0)], now=160.0)
+    queue.record_alerts([event(RESOLVED, at=170.0)], now=170.0)  # again: changes nothing
+    queue.record_alerts([event(at=300.0)], now=300.0)
+    firings = queue.alert_firings(0.0, 1000.0)
+    assert [(f.fired_at, f.resolved_at) for f in firings] == [(100.0, 160.0), (300.0, None)]
