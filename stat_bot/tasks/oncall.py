@@ -93,7 +93,7 @@ def oncall_handoff(ctx: TaskContext, args: Sequence[str]) -> int:
         return 0
     to = recipients(settings)
     message = handoff_message(
-        subject=f"On-call handoff {week.label}",
+        subject=f"On-call handoff: {week.label}",
         sender=config.sender,
         to=to,
         text=handoff.plain_text(summary),
