@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from stat_bot.hardware.health import NodeHealth, State
+from stat_bot.incidents.model import EntryKind, IncidentDraft, TimelineEntry
 from stat_bot.jobs.model import JobRequest, JobStatus, Source
 from stat_bot.queue.alert_model import AlertEvent, AlertStatus
-from stat_bot.queue.base import Queue
+from stat_bot.queue.base import NodeHealthRow, Queue
 from tests.conftest import STAT_BOT
 from tests.smtp_fixtures import PASSWORD, SmtpServer, free_port
 from tests.trac_fixtures import TracServer
@@ -59,6 +61,22 @@ def seed(queue: Queue) -> None:
     (claimed,) = queue.claim("w1", 1)
     queue.finish(claimed.id, JobStatus.FAILED, 3)
     assert job is not None
+    # an incident opened and resolved 3 h 20 min later, one still open
+    resolved = queue.open_incident(
+        IncidentDraft(channel_id="C1", channel_name="inc-gpfs", description="GPFS hangs",
+                      status="investigating", opened_by="U1", opened_by_name="ada"),
+        entries=[TimelineEntry(EntryKind.OPENED, "opened")], now=now - 2 * DAY,
+    )  # fmt: skip
+    queue.update_incident(
+        resolved.id, version=None,
+        changes={"status": "resolved", "resolved_at": now - 2 * DAY + 12000},
+        entries=[TimelineEntry(EntryKind.RESOLVED, "resolved")],
+    )  # fmt: skip
+    # two sweeps of all nodes: x1000c0s0b0n0 turned critical in the last one
+    for state in (State.OK, State.CRITICAL):
+        health = NodeHealth("x1000c0s0b0n0", state=state)
+        row = NodeHealthRow(health.xname, state.value, now, health.to_dict())
+        queue.record_sweep("all", now - 60, now, [row])
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -106,7 +124,7 @@ def test_the_handoff_is_mailed_with_its_chart_and_numbers(
     assert smtp_server.logins == ["handoff"]
     message = email.message_from_bytes(received.data, policy=email.policy.default)
     assert isinstance(message, EmailMessage)
-    assert message["Subject"].startswith("On-call handoff ")
+    assert message["Subject"] == "On-call handoff: the last 7 days"
     plain, html, png, cid = parts(message)
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     assert f'src="cid:{cid}"' in html
@@ -119,6 +137,12 @@ def test_the_handoff_is_mailed_with_its_chart_and_numbers(
     assert "Ancient" not in plain
     assert f"opened #{ticket} Handoff test: PSU warning" in plain
     assert "Failed jobs (1):" in plain
+    assert "Incidents (1):" in plain
+    assert "#1 GPFS hangs: opened" in plain
+    assert "resolved after 3 h 20 min" in plain
+    assert "Last sweep (all, " in plain
+    assert "1 new problem" in plain
+    assert "x1000c0s0b0n0 ok -> critical" in plain
     assert "hw check: failed" in plain
     assert "NodeDown: &lt;!channel&gt;" in html
     assert "<!channel>" not in html
