@@ -9,6 +9,7 @@ import email.policy
 import subprocess
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -198,3 +199,29 @@ def test_a_bad_week_is_refused_with_the_form_to_use(queue: Queue, env: dict[str,
     result = run(env, "--week", "2026-48")
     assert result.returncode == 2
     assert "write it as 2026-W48" in result.stderr
+
+
+def test_a_server_without_starttls_gets_nothing_when_it_is_required(
+    queue: Queue, env: dict[str, str], smtp_server: SmtpServer
+) -> None:
+    """A plain server (no STARTTLS offered): refused before the login, nothing sent."""
+    from aiosmtpd.controller import Controller
+
+    received: list[bytes] = []
+
+    class Keep:
+        async def handle_DATA(self, _s: object, _e: object, envelope: Any) -> str:  # noqa: N802
+            received.append(envelope.content)
+            return "250 ok"
+
+    port = free_port()
+    plain = Controller(Keep(), hostname="127.0.0.1", port=port)
+    plain.start()
+    try:
+        result = run({**env, **smtp_server.environ(SMTP_PORT=str(port))})
+    finally:
+        plain.stop()
+    assert result.returncode == 1
+    assert "does not offer STARTTLS, and SMTP_STARTTLS is on" in result.stderr
+    assert PASSWORD not in result.stderr + result.stdout
+    assert received == []
