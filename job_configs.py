@@ -526,7 +526,7 @@ raw_config = {
                 "timeout": 300,
                 "concurrency": 1,
                 "coalesce": True,
-                "retries": 2,
+                # No retries: a retry after a failed mail would post the summary twice.
             },
         },
         "slack": [

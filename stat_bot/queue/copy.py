@@ -38,6 +38,7 @@ TABLES: tuple[str, ...] = (
     "incidents",
     "incident_events",
     "alerts",
+    "alert_firings",
 )
 NOT_COPIED: tuple[str, ...] = ("workers", "beats", "throttle")
 # Tables the target must hold exactly as the source does: a dashboard session closed
