@@ -126,6 +126,28 @@ def gather(
     )
 
 
+def runbook_answers(queue: Queue, alert_ids: list[int]) -> dict[int, RunbookAnswer]:
+    """The runbook index's answers for these alerts (issue 14, part 2), read through the
+    queue's `runbook_answers(alert_ids)` once that exists; {} before. Each answer is read
+    by its title/url and helpful/not_helpful counts (section_title/section_url accepted)."""
+    fetch = getattr(queue, "runbook_answers", None)
+    if fetch is None or not alert_ids:
+        return {}
+    found: dict[int, RunbookAnswer] = {}
+    for alert_id, answer in dict(fetch(alert_ids)).items():
+        if answer is None:
+            continue
+        title = getattr(answer, "title", None) or getattr(answer, "section_title", None) or ""
+        url = getattr(answer, "url", None) or getattr(answer, "section_url", None)
+        found[int(alert_id)] = Runbook(
+            str(title),
+            str(url) if url else None,
+            int(getattr(answer, "helpful", 0) or 0),
+            int(getattr(answer, "not_helpful", 0) or 0),
+        )
+    return found
+
+
 # what each rendering says, in one place -------------------------------------------------
 def _when(at: float, h: Handoff) -> str:
     return datetime.fromtimestamp(at, h.week.tz).strftime("%a %d %b %H:%M")
