@@ -286,17 +286,37 @@ raw_config = {
         },
         "slack": [],
     },
-    # On-call (README, "On-call"): the runbook index is a built-in task, re-read on a
-    # schedule (pages whose content did not change are not parsed again); an alert that
-    # fires gets the best-matching runbook section in its thread.
+    # On-call (README, "Runbooks" and "Weekly handoff"): the runbook index is a built-in
+    # task, re-read on a schedule (pages whose content did not change are not parsed
+    # again); an alert that fires gets the best-matching runbook section in its thread.
+    # The weekly handoff is a built-in task too, posted (and mailed) on Monday mornings.
     "oncall": {
-        "description": "On-call: the runbook index",
+        "description": "On-call: the runbook index and the weekly handoff",
         "jobs": {
             "runbook-index": {
                 "run_args_template": "stat-bot task runbook-index",
                 "report_stdout": True,
                 "timeout": 1800,
                 "coalesce": "type",
+            },
+            # `@stat-bot oncall handoff`: the summary answers the asker; mailed too when
+            # SMTP_HOST and HANDOFF_MAIL_TO are set.
+            "handoff": {
+                "run_args_template": "stat-bot task oncall-handoff",
+                "report_stdout": True,
+                "timeout": 300,
+                "concurrency": 1,
+                "coalesce": True,
+            },
+            # The schedule's: posted to HANDOFF_CHANNEL (default ONCALL_CHANNEL) by the task.
+            "handoff-weekly": {
+                "run_args_template": "stat-bot task oncall-handoff --post",
+                "report_stdout": False,
+                "report_success": False,
+                "timeout": 300,
+                "concurrency": 1,
+                "coalesce": True,
+                # No retries: a retry after a failed mail would post the summary twice.
             },
         },
         "slack": [
@@ -306,9 +326,22 @@ raw_config = {
                 "action": "schedule_job",
                 "job_type": "runbook-index",
             },
+            {
+                "command": "handoff",
+                "help": "The on-call week's summary now (alerts, incidents, failed jobs, Trac, sweep)",
+                "action": "schedule_job",
+                "job_type": "handoff",
+            },
         ],
         "schedules": [
             {"cron": "17 * * * *", "job_type": "runbook-index", "name": "runbook-index"},
+            # Monday 09:00 in TIMEZONE; not without ONCALL_CHANNEL (nowhere to post).
+            {
+                "cron": "0 9 * * 1",
+                "job_type": "handoff-weekly",
+                "name": "weekly-handoff",
+                "requires": ["ONCALL_CHANNEL"],
+            },
         ],
     },
     "hw": {

@@ -224,6 +224,9 @@ def run(ctx: Context, console: bool | None) -> None:
         SupervisorError,
         choose_local_trac_port,
         choose_web_port,
+        free_loopback_port,
+        local_mail_dir,
+        local_mail_environment,
         local_mode_environment,
         local_redfish_environment,
         local_redfish_file,
@@ -289,6 +292,27 @@ def run(ctx: Context, console: bool | None) -> None:
             )
         else:
             redfish_line = f"  hardware:   HW_INVENTORY={settings.hw_inventory or 'not set'}\n"
+        # Local mode keeps mail (the weekly handoff) in STATE_DIR/mail unless SMTP_HOST is set.
+        mail_line = f"  mail:       SMTP_HOST={settings.smtp_host or 'not set (no mail)'}\n"
+        if local and not settings.smtp_host:
+            mail_port = free_loopback_port()
+            mail_dir = local_mail_dir(settings)
+            settings.logs_dir.mkdir(parents=True, exist_ok=True)
+            with (settings.logs_dir / "local-mail.log").open("ab") as mail_log:
+                sink = supervisor.start(
+                    "local mail sink",
+                    [sys.executable, "-m", "stat_bot.integrations.mail_sink",
+                     "--dir", str(mail_dir), "--port", str(mail_port)],
+                    env, stdout=mail_log, stderr=mail_log,
+                )  # fmt: skip
+            supervisor.wait_listening(
+                "local mail sink", sink, "127.0.0.1", mail_port, hint="see local-mail.log"
+            )
+            env = local_mail_environment(env, mail_port)
+            mail_line = (
+                f"  mail:       kept in {mail_dir}/*.eml by a local mail sink "
+                f"(`@stat-bot oncall handoff` mails there)\n"
+            )
         supervisor.start("Slack bot", [*me, "bot"], env)
         supervisor.start("dispatcher", [*me, "dispatcher"], env)
         web = supervisor.start("web server", [*me, "web"], env)
@@ -334,6 +358,7 @@ def run(ctx: Context, console: bool | None) -> None:
         + dashboard
         + trac_line
         + redfish_line
+        + mail_line
         + "  incidents:  `/incident <description>` opens one; digest in #incidents; public "
         + f"status page {web_url(settings.web_host, web_port)}status\n"
         + f"  database:   {settings.database_shown}\n  namespaces: {namespaces}\n"

@@ -308,6 +308,26 @@ class Settings(BaseSettings):
     runbook_match_threshold: float = Field(
         0.5, ge=0, le=1, description="Score (0-1) a section needs to be posted for an alert"
     )
+    # On-call: the weekly handoff (stat_bot/oncall/handoff.py), by mail and to a channel.
+    handoff_channel: str | None = Field(
+        None, description="Channel the weekly handoff is posted to (default ONCALL_CHANNEL)"
+    )
+    handoff_mail_to: str = Field("", description="Comma list of addresses the handoff is mailed to")
+    smtp_host: str | None = Field(
+        None, description="SMTP server for the handoff mail (unset: no mail)"
+    )
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_starttls: bool = Field(True, description="Require STARTTLS (refuse to send without it)")
+    smtp_tls: bool = Field(False, description="Implicit TLS from the first byte (SMTPS, port 465)")
+    smtp_user: str | None = Field(None, description="SMTP login (unset: no AUTH)")
+    # A SecretStr (never shown, redacted in logs) but, like TRAC_PASSWORD, not in
+    # SERVICE_SECRETS: the handoff is a job (`stat-bot task oncall-handoff`) that sends the mail.
+    smtp_password: SecretStr | None = Field(None, description="That login's password")
+    smtp_from: str | None = Field(None, description="From address of the handoff mail")
+    smtp_ca_file: Path | None = Field(
+        None, description="CA bundle (PEM) to verify the SMTP server by (a private CA)"
+    )
+    smtp_timeout: float = Field(30.0, gt=0, description="Seconds for each SMTP step")
 
     # Incidents (stat_bot/incidents/): a channel per incident, roles, a digest, a timeline.
     incidents_digest_channel: str | None = Field(

@@ -361,3 +361,30 @@ def local_redfish_environment(
 def local_trac_dir(settings: Settings) -> Path:
     """The local Trac's folder: rebuilt at every start of local mode."""
     return settings.state_dir / "local-trac"
+
+
+def local_mail_dir(settings: Settings) -> Path:
+    """Where local mode's mail sink keeps the mails it receives (the handoff), as .eml files."""
+    return settings.state_dir / "mail"
+
+
+def free_loopback_port() -> int:
+    """A port free on 127.0.0.1 now (for local mode's mail sink)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def local_mail_environment(env: dict[str, str], port: int) -> dict[str, str]:
+    """The parts' environment pointed at local mode's mail sink: plain SMTP on loopback,
+    no login (the sink takes no other connections), HANDOFF_MAIL_TO kept if set."""
+    env = {k: v for k, v in env.items() if k not in ("SMTP_USER", "SMTP_PASSWORD", "SMTP_CA_FILE")}
+    env.update(
+        SMTP_HOST="127.0.0.1",
+        SMTP_PORT=str(port),
+        SMTP_STARTTLS="false",
+        SMTP_TLS="false",
+        SMTP_FROM=env.get("SMTP_FROM") or "stat-bot@localhost",
+        HANDOFF_MAIL_TO=env.get("HANDOFF_MAIL_TO") or "oncall@localhost",
+    )
+    return env

@@ -36,6 +36,7 @@ pytest_plugins = [
     "tests.redfish_fixtures",
     "tests.slack_emulator_fixtures",
     "tests.slurm_fixtures",
+    "tests.smtp_fixtures",
     "tests.sshd_fixtures",
     "tests.trac_fixtures",
     "tests.web_fixtures",

@@ -29,6 +29,7 @@ import structlog
 from slack_bolt import App
 from slack_sdk import WebClient
 
+from stat_bot.bot.alerts import register as register_alerts
 from stat_bot.bot.chat import Answer, Asker, ChatCommands, command_text
 from stat_bot.bot.incidents import IncidentCommands
 from stat_bot.bot.incidents import register as register_incidents
@@ -171,6 +172,15 @@ def create_app(
     app.action(CONFIRM_ACTION)(ack=ack_now, lazy=[on_confirm])
     app.action(CANCEL_ACTION)(ack=ack_now, lazy=[on_cancel])
     register_runbooks(app, client, chat.queue)
+    register_alerts(
+        app,
+        client,
+        chat.queue,
+        post=lambda channel, thread_ts, message: (
+            post(client, channels, channel, thread_ts, message) and None
+        ),
+        tz=settings.tz,
+    )
 
     if isinstance(chat.incidents, IncidentCommands):
         register_incidents(

@@ -20,6 +20,7 @@ MAX_ALERTS = 1000  # per Alertmanager request; its own default group limit is fa
 MAX_FIELD = 1000  # a label value, a title
 PAGERDUTY_FIRING = frozenset({"incident.triggered", "incident.reopened"})
 PAGERDUTY_RESOLVED = frozenset({"incident.resolved"})
+PAGERDUTY_ACKNOWLEDGED = "incident.acknowledged"
 
 
 class AlertPayloadError(ValueError):
@@ -150,3 +151,22 @@ def pagerduty_event(payload: Any) -> tuple[str, AlertEvent | None]:
         labels=labels,
         url=url if isinstance(url, str) and url.startswith("https://") else None,
     )
+
+
+def pagerduty_acknowledgement(payload: Any) -> tuple[str, float, str] | None:
+    """An `incident.acknowledged` event: the incident id (the alert's fingerprint), when,
+    and who (the agent's name, else `PagerDuty`); None for any other event type."""
+    if not isinstance(payload, Mapping) or not isinstance(payload.get("event"), Mapping):
+        raise AlertPayloadError('the body must be a JSON object with an "event" (PagerDuty v3)')
+    event = payload["event"]
+    if event.get("event_type") != PAGERDUTY_ACKNOWLEDGED:
+        return None
+    data = event.get("data")
+    if not isinstance(data, Mapping):
+        raise AlertPayloadError("event.data must be an object (the incident)")
+    at = _time(event.get("occurred_at"), "event.occurred_at")
+    if at is None:
+        raise AlertPayloadError("event.occurred_at must be set")
+    agent = event.get("agent") if isinstance(event.get("agent"), Mapping) else {}
+    who = _text(agent.get("summary"), "event.agent.summary", required=False) or "PagerDuty"
+    return _text(data.get("id"), "event.data.id"), at, who

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from stat_bot.hardware.report import escape
-from stat_bot.queue.alert_model import AlertChange, AlertChangeKind
+from stat_bot.queue.alert_model import Alert, AlertChange, AlertChangeKind
 from stat_bot.queue.base import OutboxMessage
 from stat_bot.report.messages import Message, Report
 from stat_bot.report.outbox import outgoing
 
 KIND = "alert"
 SHOWN_LABELS = 8
+ACK_ACTION = "stat_alert_ack"  # the Acknowledge button (stat_bot/bot/alerts.py)
 
 
 def alert_ref(change: AlertChange) -> str:
@@ -42,6 +43,41 @@ def alert_messages(changes: list[AlertChange], channel: str | None) -> list[Outb
         if alert.url:
             lines.append(f"<{alert.url}|source>")
         text = "\n".join(lines)
-        report = Report([Message(text)], kind="info", channel=channel)
+        blocks = None
+        if change.kind is not AlertChangeKind.RESOLVED and alert.acknowledged_at is None:
+            blocks = [
+                {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+                ack_button(alert.id),
+            ]
+        report = Report([Message(text, blocks)], kind="info", channel=channel)
         found.append(outgoing(report, KIND, ref=alert_ref(change)))
     return found
+
+
+def ack_button(alert_id: int) -> dict[str, object]:
+    """The Acknowledge button under a firing: the first click wins (Queue.acknowledge_alert)."""
+    return {
+        "type": "actions",
+        "block_id": f"stat_alert_{alert_id}",
+        "elements": [
+            {
+                "type": "button",
+                "action_id": ACK_ACTION,
+                "text": {"type": "plain_text", "text": "Acknowledge"},
+                "value": str(alert_id),
+            }
+        ],
+    }
+
+
+def acknowledged_text(alert: Alert, by: str) -> str:
+    """`:eyes: Acknowledged by <@U123>: *NodeDown*` (by: a Slack mention or a name)."""
+    return f":eyes: Acknowledged by {by}: *{escape(alert.title)}*"
+
+
+def acknowledged_message(alert: Alert, by: str, channel: str | None) -> list[OutboxMessage]:
+    """The channel's note of an acknowledgement made elsewhere (PagerDuty)."""
+    if not channel:
+        return []
+    report = Report([Message(acknowledged_text(alert, by))], kind="info", channel=channel)
+    return [outgoing(report, KIND, ref=f"alert-ack:{alert.id}")]

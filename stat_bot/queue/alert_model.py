@@ -50,6 +50,8 @@ class Alert:
     fire_count: int
     url: str | None
     updated_at: float
+    acknowledged_at: float | None = None  # the first acknowledgement; later ones do not move it
+    acknowledged_by: str | None = None  # a Slack user id, or "pagerduty:<agent>"
 
 
 class AlertChangeKind(enum.StrEnum):
@@ -66,3 +68,12 @@ class AlertChange:
 
     alert: Alert
     kind: AlertChangeKind
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFiring:
+    """One time an alert started firing (its first time, or again after resolving)."""
+
+    alert_id: int
+    fired_at: float
+    resolved_at: float | None = None  # when this firing resolved (None: still firing)

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from stat_bot.hardware.loop import Memory
 from stat_bot.jobs.model import Job, JobRequest, JobRequester, JobStatus, ReportState
-from stat_bot.queue.alert_model import Alert, AlertChange, AlertEvent
+from stat_bot.queue.alert_model import Alert, AlertChange, AlertEvent, AlertFiring
 from stat_bot.queue.incident_model import Incident, IncidentDraft, IncidentMessages, TimelineEntry
 from stat_bot.queue.runbook_model import (
     PageChange,
@@ -693,6 +693,34 @@ class Queue(abc.ABC):
     @abc.abstractmethod
     def runbook_answers(self, alert_ids: Sequence[int]) -> dict[int, RunbookAnswerSummary]:
         """Per alert id (those answered), its latest answer's section and rating counts."""
+
+    @abc.abstractmethod
+    def alert_by_key(self, source: str, fingerprint: str) -> Alert | None:
+        """The alert of a source's fingerprint (a PagerDuty incident id)."""
+
+    @abc.abstractmethod
+    def acknowledge_alert(
+        self,
+        alert_id: int,
+        by: str,
+        *,
+        at: float | None = None,
+        outbox: Callable[[Alert], Sequence[OutboxMessage]] | None = None,
+    ) -> tuple[Alert, bool] | None:
+        """Acknowledge an alert: the first acknowledgement wins, later ones change nothing.
+
+        Returns the alert and whether this call acknowledged it (False: it was already,
+        and `outbox` is not called); None when there is no such alert. The messages the
+        acknowledgement causes are written in the same transaction.
+        """
+
+    @abc.abstractmethod
+    def alert_firings(self, since: float, until: float) -> list[AlertFiring]:
+        """Every firing in [since, until), oldest first: for counts by day and by alert."""
+
+    @abc.abstractmethod
+    def alerts_between(self, since: float, until: float) -> list[Alert]:
+        """Alerts that fired, resolved or were acknowledged in [since, until), by id."""
 
     # web sessions (held on the server, so logout ends them) ----------------
     @abc.abstractmethod

@@ -42,6 +42,7 @@ TABLES: tuple[str, ...] = (
     "runbook_sections",  # SQLite's full-text index (runbook_fts) follows by its triggers
     "runbook_answers",
     "runbook_ratings",
+    "alert_firings",
 )
 NOT_COPIED: tuple[str, ...] = ("workers", "beats", "throttle")
 # Tables the target must hold exactly as the source does: a dashboard session closed

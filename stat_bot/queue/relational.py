@@ -33,6 +33,7 @@ from stat_bot.queue.alert_model import (
     AlertChange,
     AlertChangeKind,
     AlertEvent,
+    AlertFiring,
     AlertStatus,
 )
 from stat_bot.queue.base import (
@@ -990,7 +991,15 @@ class RelationalQueue(Queue):
                          v["last_fired_at"], v["resolved_at"], v["fire_count"], v["url"], now,
                          current.id),
                     ).fetchone()  # fmt: skip
-                changes.append(AlertChange(_alert(row), kind))
+                stored = _alert(row)
+                if event.status is AlertStatus.FIRING and kind in (
+                    AlertChangeKind.NEW,
+                    AlertChangeKind.REFIRED,
+                ):
+                    conn.execute(self.sql.SQL_INSERT_ALERT_FIRING, (stored.id, event.at))
+                elif kind is AlertChangeKind.RESOLVED:
+                    conn.execute(self.sql.SQL_RESOLVE_ALERT_FIRING, (event.at, stored.id))
+                changes.append(AlertChange(stored, kind))
             if runbooks is not None:
                 self._store_answers(conn, runbooks(changes), now)
             if outbox is not None:
@@ -1129,6 +1138,38 @@ class RelationalQueue(Queue):
             )
             for r in self._read(sql, ids)
         }
+
+    def alert_by_key(self, source: str, fingerprint: str) -> Alert | None:
+        rows = self._read(self.sql.SQL_GET_ALERT_BY_KEY, (source, fingerprint))
+        return _alert(rows[0]) if rows else None
+
+    def acknowledge_alert(
+        self,
+        alert_id: int,
+        by: str,
+        *,
+        at: float | None = None,
+        outbox: Callable[[Alert], Sequence[OutboxMessage]] | None = None,
+    ) -> tuple[Alert, bool] | None:
+        now = self.now()
+        at = now if at is None else at
+        with self._write() as conn:
+            row = conn.execute(self.sql.SQL_ACKNOWLEDGE_ALERT, (at, by, now, alert_id)).fetchone()
+            if row is None:
+                rows = conn.execute(self.sql.SQL_GET_ALERT, (alert_id,)).fetchall()
+                return (_alert(rows[0]), False) if rows else None
+            alert = _alert(row)
+            if outbox is not None:
+                self._store(conn, outbox(alert), now)
+        return alert, True
+
+    def alert_firings(self, since: float, until: float) -> list[AlertFiring]:
+        rows = self._read(self.sql.SQL_ALERT_FIRINGS, (since, until))
+        return [AlertFiring(int(a), float(f), None if r is None else float(r)) for a, f, r in rows]
+
+    def alerts_between(self, since: float, until: float) -> list[Alert]:
+        rows = self._read(self.sql.SQL_ALERTS_BETWEEN, (since, until) * 3)
+        return [_alert(r) for r in rows]
 
     # incidents --------------------------------------------------------------------
     def open_incident(

@@ -401,6 +401,23 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (answer_id, user)
     );
     """,
+    """
+    -- Alert acknowledgement (a Slack button, PagerDuty's incident.acknowledged): the first
+    -- one is kept. Each firing is kept too, so the handoff and the dashboard count a week's
+    -- firings by day (fire_count is the alert's total since it was first seen).
+    ALTER TABLE alerts ADD COLUMN acknowledged_at REAL;
+    ALTER TABLE alerts ADD COLUMN acknowledged_by TEXT;
+    CREATE TABLE alert_firings (
+        id       INTEGER PRIMARY KEY,
+        alert_id BIGINT NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
+        fired_at    REAL NOT NULL,
+        resolved_at REAL
+    );
+    CREATE INDEX alert_firings_at ON alert_firings (fired_at);
+    -- Alerts stored before this migration: their latest firing, the one thing known.
+    INSERT INTO alert_firings (alert_id, fired_at, resolved_at)
+        SELECT id, last_fired_at, resolved_at FROM alerts;
+    """,
 )
 JOB_COLUMNS = (
     "id, namespace, job_type, args, channel, thread_ts, user, source, status, created_at, "
@@ -881,7 +898,7 @@ SQL_INCIDENT_EVENTS = """
 
 ALERT_COLUMNS = (
     "id, source, fingerprint, title, service, severity, labels, status, first_fired_at, "
-    "last_fired_at, resolved_at, fire_count, url, updated_at"
+    "last_fired_at, resolved_at, fire_count, url, updated_at, acknowledged_at, acknowledged_by"
 )
 SQL_GET_ALERT_BY_KEY = (
     "SELECT " + ALERT_COLUMNS + " FROM alerts WHERE source = ? AND fingerprint = ?"
@@ -978,3 +995,24 @@ SQL_RUNBOOK_ANSWERS_FOR = """
 def runbook_search_params(words: list[str], limit: int) -> tuple[object, ...]:
     """FTS5 MATCH text for any of the words (each quoted: words are [a-z0-9]+ already)."""
     return (" OR ".join(f'"{w}"' for w in words), limit)
+
+
+SQL_ALERTS_BETWEEN = (
+    "SELECT " + ALERT_COLUMNS + " FROM alerts WHERE id IN "
+    "(SELECT alert_id FROM alert_firings WHERE fired_at >= ? AND fired_at < ?) "
+    "OR (resolved_at >= ? AND resolved_at < ?) OR (acknowledged_at >= ? AND acknowledged_at < ?) "
+    "ORDER BY id"
+)
+SQL_INSERT_ALERT_FIRING = "INSERT INTO alert_firings (alert_id, fired_at) VALUES (?, ?)"
+SQL_ALERT_FIRINGS = (
+    "SELECT alert_id, fired_at, resolved_at FROM alert_firings WHERE fired_at >= ? AND fired_at < ? "
+    "ORDER BY fired_at, id"
+)
+SQL_ACKNOWLEDGE_ALERT = (
+    "UPDATE alerts SET acknowledged_at = ?, acknowledged_by = ?, updated_at = ? "
+    "WHERE id = ? AND acknowledged_at IS NULL RETURNING " + ALERT_COLUMNS
+)
+SQL_RESOLVE_ALERT_FIRING = (
+    "UPDATE alert_firings SET resolved_at = ? WHERE resolved_at IS NULL AND id = "
+    "(SELECT max(id) FROM alert_firings WHERE alert_id = ?)"
+)

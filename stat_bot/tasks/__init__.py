@@ -27,6 +27,7 @@ MODULES: tuple[str, ...] = (
     "stat_bot.tasks.hw",
     "stat_bot.tasks.incidents",
     "stat_bot.tasks.runbooks",
+    "stat_bot.tasks.oncall",
 )
 
 

@@ -18,8 +18,13 @@ import structlog
 from flask import Blueprint, Flask, Response, jsonify, request
 from flask_wtf.csrf import CSRFProtect
 
-from stat_bot.oncall.alerts import AlertPayloadError, alertmanager_events, pagerduty_event
-from stat_bot.oncall.messages import alert_messages
+from stat_bot.oncall.alerts import (
+    AlertPayloadError,
+    alertmanager_events,
+    pagerduty_acknowledgement,
+    pagerduty_event,
+)
+from stat_bot.oncall.messages import acknowledged_message, alert_messages
 from stat_bot.oncall.runbook_match import answer_drafts, matches
 from stat_bot.oncall.runbook_messages import runbook_replies
 from stat_bot.queue.alert_model import AlertChange, AlertEvent
@@ -76,6 +81,27 @@ def _record(
         ],
     }
     return "accepted", 202, body
+
+
+def _acknowledge(incident_id: str, at: float, who: str) -> tuple[str, int, dict[str, Any]]:
+    """PagerDuty's `incident.acknowledged`: the alert's first acknowledgement, if it is the
+    first; an incident never seen firing here is answered 200 and stores nothing."""
+    svc = services()
+    alert = svc.queue.alert_by_key("pagerduty", incident_id)
+    if alert is None:
+        return "ignored", 200, {"ok": True, "ignored": True, "alerts": []}
+    channel = svc.settings.oncall_channel
+    done = svc.queue.acknowledge_alert(
+        alert.id,
+        f"pagerduty:{who}"[:200],
+        at=at,
+        outbox=lambda a: acknowledged_message(a, f"{who} (PagerDuty)", channel),
+    )
+    if done is None:
+        return "ignored", 200, {"ok": True, "ignored": True, "alerts": []}
+    acked, new = done
+    change = "acknowledged" if new else "acknowledged-already"
+    return "accepted", 200, {"ok": True, "alerts": [{"id": acked.id, "change": change}]}
 
 
 def _answer(
@@ -172,10 +198,14 @@ def pagerduty() -> tuple[Response, int]:
             several=True,
         )
         try:
-            event_id, event = pagerduty_event(json_body(body))
+            payload = json_body(body)
+            event_id, event = pagerduty_event(payload)
+            acknowledged = pagerduty_acknowledgement(payload) if event is None else None
         except AlertPayloadError as error:
             raise RefusedError(400, "bad_request", f"PagerDuty payload: {error}", "body") from None
-        if event is None:
+        if acknowledged is not None:
+            result, status, answer = _acknowledge(*acknowledged)
+        elif event is None:
             result, status, answer = "ignored", 200, {"ok": True, "ignored": True, "alerts": []}
         else:
             result, status, answer = _record([event], ("pagerduty", event_id))

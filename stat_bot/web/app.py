@@ -89,6 +89,7 @@ def create_app(
 
 def _register_blueprints(app: Flask) -> None:
     from stat_bot.web import (
+        alert_pages,
         alerts,
         console_page,
         dashboard,
@@ -111,6 +112,7 @@ def _register_blueprints(app: Flask) -> None:
         dashboard,
         console_page,
         incident_pages,
+        alert_pages,
         status_page,
     ):
         module.init_app(app, csrf)

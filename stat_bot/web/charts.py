@@ -14,6 +14,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from markupsafe import Markup, escape
@@ -193,5 +194,64 @@ def run_time_svg(types: list[TypeTiming]) -> Markup:
         )
     if not types:
         parts.append('<text class="empty" x="10" y="20">no finished jobs in this window</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def severity_class(severity: str) -> str:
+    """The CSS class of a severity's colour (app.css): known ones by name, others grey."""
+    known = ("critical", "error", "warning", "info")
+    return f"sev-{severity.lower()}" if severity.lower() in known else "sev-other"
+
+
+def alerts_per_day_svg(per_day: list[tuple[Any, dict[str, int]]], severities: list[str]) -> Markup:
+    """Alert firings per day, stacked by severity (the order given, bottom up); a legend
+    with each severity's total. Numbers in `data-*` attributes, as the jobs chart."""
+    width, height, left, bottom, top = 720, 240, 36, 28, 10
+    plot_w, plot_h = width - left - 8, height - bottom - top
+    peak = max((sum(c.values()) for _, c in per_day), default=0)
+    ceiling = _nice_ceiling(peak)
+    slot = plot_w / max(1, len(per_day))
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {width} {height + 24}" role="img" '
+        f'aria-labelledby="apd-title" {_attrs(data_chart="alerts-per-day")}>',
+        '<title id="apd-title">Alerts per day by severity</title>',
+        f'<line class="axis" x1="{left}" y1="{top + plot_h}" x2="{width - 8}" y2="{top + plot_h}"/>',
+        f'<text class="tick" x="{left - 4}" y="{top + 4}" text-anchor="end">{ceiling:g}</text>',
+        f'<text class="tick" x="{left - 4}" y="{top + plot_h}" text-anchor="end">0</text>',
+    ]
+    totals: Counter[str] = Counter()
+    for i, (day, counts) in enumerate(per_day):
+        x = left + i * slot + 2
+        y = top + plot_h
+        label = day.strftime("%a %d")
+        for severity in severities:
+            n = counts.get(severity, 0)
+            if not n:
+                continue
+            totals[severity] += n
+            h = plot_h * n / ceiling
+            y -= h
+            attrs = _attrs(data_severity=severity, data_day=day.isoformat(), data_count=n)
+            parts.append(
+                f'<rect class="bar {severity_class(severity)}" x="{x:.1f}" y="{y:.1f}" '
+                f'width="{slot - 4:.1f}" height="{h:.1f}" {attrs}>'
+                f"<title>{escape(label)}: {n} {escape(severity)}</title></rect>"
+            )
+        parts.append(
+            f'<text class="tick" x="{x + slot / 2:.1f}" y="{top + plot_h + 16}" '
+            f'text-anchor="middle">{escape(label)}</text>'
+        )
+    x = left
+    for severity in severities:
+        n = totals.get(severity, 0)
+        parts.append(
+            f'<g class="legend" {_attrs(data_severity=severity, data_total=n)}>'
+            f'<rect class="{severity_class(severity)}" x="{x}" y="{height + 8}" width="10" '
+            f'height="10"/><text x="{x + 14}" y="{height + 17}">{escape(severity)} {n}</text></g>'
+        )
+        x += 110
+    if not severities:
+        parts.append(f'<text class="empty" x="{left + 10}" y="{top + 20}">no alerts fired</text>')
     parts.append("</svg>")
     return Markup("".join(parts))

@@ -82,3 +82,65 @@ def test_a_failing_outbox_records_nothing(queue: Queue) -> None:
         queue.record_alerts([event()], delivery=("alertmanager", "d1"), outbox=broken)
     assert queue.alerts() == []
     assert queue.record_alerts([event()], delivery=("alertmanager", "d1")) is not None
+
+
+# acknowledgement and firings (migration 15) -------------------------------------------
+def test_the_first_acknowledgement_wins_and_says_so_once(queue: Queue, other: Queue) -> None:
+    (change,) = queue.record_alerts([event()], now=100.0)
+    alert_id = change.alert.id
+    assert change.alert.acknowledged_at is None
+
+    def said(alert: object) -> list[OutboxMessage]:
+        return [OutboxMessage(kind="text", payload=json.dumps({"ack": True}), channel="C1")]
+
+    first = queue.acknowledge_alert(alert_id, "U1", at=150.0, outbox=said)
+    assert first is not None
+    acked, new = first
+    assert new is True
+    assert (acked.acknowledged_at, acked.acknowledged_by) == (150.0, "U1")
+    again = other.acknowledge_alert(alert_id, "U2", at=160.0, outbox=said)
+    assert again is not None
+    assert again[1] is False
+    assert (again[0].acknowledged_at, again[0].acknowledged_by) == (150.0, "U1")
+    assert len(queue.outbox_items()) == 1  # the repeat wrote no message
+    assert queue.acknowledge_alert(alert_id + 1000, "U1") is None
+    # a later firing keeps the acknowledgement, and reading the alert shows it
+    queue.record_alerts([event(RESOLVED, at=200.0)], now=200.0)
+    queue.record_alerts([event(at=300.0)], now=300.0)
+    stored = other.alert(alert_id)
+    assert stored is not None
+    assert (stored.acknowledged_by, stored.fire_count) == ("U1", 2)
+
+
+def test_an_alert_is_found_by_its_source_and_fingerprint(queue: Queue) -> None:
+    queue.record_alerts([event(source="pagerduty", fingerprint="PD1")], now=100.0)
+    found = queue.alert_by_key("pagerduty", "PD1")
+    assert found is not None
+    assert found.fingerprint == "PD1"
+    assert queue.alert_by_key("alertmanager", "PD1") is None
+
+
+def test_each_firing_is_kept_with_its_time(queue: Queue, other: Queue) -> None:
+    queue.record_alerts([event(at=100.0), event(fingerprint="b", at=150.0)], now=150.0)
+    queue.record_alerts([event(at=100.0)], now=160.0)  # a reminder: not a new firing
+    queue.record_alerts([event(RESOLVED, at=200.0)], now=200.0)
+    queue.record_alerts([event(at=300.0)], now=300.0)
+    queue.record_alerts([event(fingerprint="c", status=RESOLVED, at=310.0)], now=310.0)
+    firings = other.alert_firings(0.0, 1000.0)
+    assert [f.fired_at for f in firings] == [100.0, 150.0, 300.0]
+    a = queue.alert_by_key("alertmanager", "abc123")
+    assert a is not None
+    assert [f.alert_id for f in firings].count(a.id) == 2
+    assert [f.fired_at for f in other.alert_firings(100.0, 300.0)] == [100.0, 150.0]
+    between = other.alerts_between(250.0, 320.0)
+    assert sorted(x.fingerprint for x in between) == ["abc123", "c"]
+    assert other.alerts_between(400.0, 500.0) == []
+
+
+def test_a_resolution_ends_the_latest_firing(queue: Queue) -> None:
+    queue.record_alerts([event(at=100.0)], now=100.0)
+    queue.record_alerts([event(RESOLVED, at=160.0)], now=160.0)
+    queue.record_alerts([event(RESOLVED, at=170.0)], now=170.0)  # again: changes nothing
+    queue.record_alerts([event(at=300.0)], now=300.0)
+    firings = queue.alert_firings(0.0, 1000.0)
+    assert [(f.fired_at, f.resolved_at) for f in firings] == [(100.0, 160.0), (300.0, None)]

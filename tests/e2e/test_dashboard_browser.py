@@ -399,3 +399,31 @@ def test_the_chat_console_clicks_buttons_and_chooses_options(page: Any, service:
     sent = wait_for(clicks, lambda found: found if len(found) >= 2 else None, what="two clicks")
     assert len(sent) == 2
     assert page.inner_text("#chat-error") == ""
+
+
+def test_the_alerts_page_draws_the_week_and_moves_between_weeks(
+    page: Any, service: Service
+) -> None:
+    from stat_bot.queue.alert_model import AlertEvent, AlertStatus
+
+    queue = service.queue()
+    try:
+        now = queue.now()
+        queue.record_alerts(
+            [AlertEvent("alertmanager", "browser-1", "NodeDown: x1", AlertStatus.FIRING, now,
+                        "slurm", "critical")]
+        )  # fmt: skip
+    finally:
+        queue.close()
+    page.click("header nav a:text('Alerts')")
+    page.wait_for_selector("h1:text('Alerts: week')")
+    this_week = page.inner_text("h1").removeprefix("Alerts: week ")
+    bar = page.wait_for_selector("svg[data-chart='alerts-per-day'] rect[data-severity='critical']")
+    assert bar.get_attribute("data-count") == "1"
+    # The colour comes from app.css (the CSP allows no inline style): the class applied.
+    assert bar.evaluate("e => getComputedStyle(e).fill") == "rgb(200, 40, 40)"
+    assert "NodeDown: x1" in page.inner_text("#frequent-alerts")
+    page.click("a[rel='prev']")
+    page.wait_for_selector("h1")
+    assert page.inner_text("h1") != f"Alerts: week {this_week}"
+    assert page.inner_text("#frequent-alerts").strip().endswith("none")

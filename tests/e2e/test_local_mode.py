@@ -7,6 +7,8 @@ from another process.
 
 from __future__ import annotations
 
+import email
+import email.policy
 import http.client
 import json
 import os
@@ -579,6 +581,41 @@ def test_an_alert_in_local_mode_gets_its_runbook_steps_from_the_trac_wiki(
             "NodeDown: a node stopped answering>"
         ) in text, text
         assert "Drain it before touching it" in text
+    finally:
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(40) == 0
+    assert "Traceback" not in err.read_text()
+
+
+def test_local_mode_keeps_the_handoff_mail_in_the_data_folder(tmp_path: Path) -> None:
+    """`@stat-bot oncall handoff` in local mode: the summary in the thread, and the mail
+    (plain text, HTML and its PNG chart) in STATE_DIR/mail/*.eml, said in the banner."""
+    require_trac()
+    service, err = _start_local_mode(tmp_path)
+    mail_dir = tmp_path / "var" / "mail"
+    try:
+        banner = err.read_text()
+        assert f"mail:       kept in {mail_dir}/*.eml" in banner
+        slack = EmulatorClient(
+            json.loads((tmp_path / "var" / "local-slack.json").read_text())["url"]
+        )
+        slack.wait_for_connections(timeout=30)
+        asked = slack.post("admin", "general", "@stat-bot oncall handoff")
+        reply = slack.wait_for_reply(
+            *asked, lambda m: m["bot_id"] and "On-call handoff" in message_text(m), timeout=90
+        )
+        assert "Most frequent alerts" in message_text(reply)
+        deadline = time.monotonic() + 30
+        while not list(mail_dir.glob("*.eml")):
+            assert time.monotonic() < deadline, "no mail in " + str(mail_dir)
+            time.sleep(0.1)
+        (mail,) = mail_dir.glob("*.eml")
+        message = email.message_from_bytes(mail.read_bytes(), policy=email.policy.default)
+        assert message["To"] == "oncall@localhost"
+        types = [part.get_content_type() for part in message.walk()]
+        assert types == [
+            "multipart/alternative", "text/plain", "multipart/related", "text/html", "image/png",
+        ]  # fmt: skip
     finally:
         service.send_signal(signal.SIGTERM)
         assert service.wait(40) == 0

@@ -303,3 +303,38 @@ def test_every_request_is_counted_for_metrics(app: Flask, queue: Queue) -> None:
     metrics = app.test_client().get("/metrics").get_data(as_text=True)
     assert 'stat_bot_alert_requests_total{result="accepted"} 1.0' in metrics
     assert 'stat_bot_alert_requests_total{result="bad_signature"} 1.0' in metrics
+
+
+def test_a_pagerduty_acknowledgement_is_kept_once_and_announced(app: Flask, queue: Queue) -> None:
+    body = json.dumps(pagerduty_payload()).encode()
+    assert (
+        post(app, "/alerts/pagerduty", body, {"X-PagerDuty-Signature": signed(body)}).status_code
+        == 202
+    )
+
+    def acknowledged(event_id: str, who: str, at: str) -> Any:
+        payload = pagerduty_payload("incident.acknowledged", event_id)
+        payload["event"]["agent"]["summary"] = who
+        payload["event"]["occurred_at"] = at
+        raw = json.dumps(payload).encode()
+        return post(app, "/alerts/pagerduty", raw, {"X-PagerDuty-Signature": signed(raw)})
+
+    first = acknowledged("01ACK1", "Earline Greenholt", "2026-12-01T08:09:00Z")
+    assert first.status_code == 200, first.get_json()
+    assert first.get_json()["alerts"][0]["change"] == "acknowledged"
+    later = acknowledged("01ACK2", "Someone Else", "2026-12-01T08:30:00Z")
+    assert later.get_json()["alerts"][0]["change"] == "acknowledged-already"
+    (alert,) = queue.alerts()
+    assert alert.acknowledged_by == "pagerduty:Earline Greenholt"
+    assert alert.acknowledged_at == alert.first_fired_at + 240
+    said = [i for i in queue.outbox_items() if "Acknowledged by" in i.payload]
+    assert len(said) == 1
+    assert said[0].channel == "oncall"
+    assert "Earline Greenholt (PagerDuty)" in said[0].payload
+    # an incident never seen firing here: answered, nothing stored
+    other = pagerduty_payload("incident.acknowledged", "01ACK3")
+    other["event"]["data"]["id"] = "PUNKNOWN"
+    raw = json.dumps(other).encode()
+    answer = post(app, "/alerts/pagerduty", raw, {"X-PagerDuty-Signature": signed(raw)})
+    assert (answer.status_code, answer.get_json()["ignored"]) == (200, True)
+    assert len(queue.alerts()) == 1
