@@ -33,7 +33,8 @@ SHOWN = 15  # incidents, failed jobs, tickets listed at most
 
 
 class RunbookAnswer(Protocol):
-    """The runbook section shown for an alert, and how people rated it (issue 14, part 2)."""
+    """The runbook section shown for an alert, and how people rated it: the queue's
+    RunbookAnswerSummary (Queue.runbook_answers), or a plain Runbook in tests."""
 
     title: str
     url: str | None
@@ -43,7 +44,7 @@ class RunbookAnswer(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Runbook:
-    """A plain RunbookAnswer (tests; the runbook index returns its own)."""
+    """A plain RunbookAnswer (tests; the queue returns its own)."""
 
     title: str
     url: str | None
@@ -116,7 +117,11 @@ def gather(
         week=week,
         made_at=queue.now() if now is None else now,
         stats=stats,
-        runbooks=dict(runbooks or {}),
+        runbooks=dict(
+            queue.runbook_answers([f.alert.id for f in stats.frequent])
+            if runbooks is None
+            else runbooks
+        ),
         incidents=incidents,
         failed_jobs=failed,
         trac=trac_week,
@@ -124,28 +129,6 @@ def gather(
         sweep=diff,
         sweep_at=sweep_at,
     )
-
-
-def runbook_answers(queue: Queue, alert_ids: list[int]) -> dict[int, RunbookAnswer]:
-    """The runbook index's answers for these alerts (issue 14, part 2), read through the
-    queue's `runbook_answers(alert_ids)` once that exists; {} before. Each answer is read
-    by its title/url and helpful/not_helpful counts (section_title/section_url accepted)."""
-    fetch = getattr(queue, "runbook_answers", None)
-    if fetch is None or not alert_ids:
-        return {}
-    found: dict[int, RunbookAnswer] = {}
-    for alert_id, answer in dict(fetch(alert_ids)).items():
-        if answer is None:
-            continue
-        title = getattr(answer, "title", None) or getattr(answer, "section_title", None) or ""
-        url = getattr(answer, "url", None) or getattr(answer, "section_url", None)
-        found[int(alert_id)] = Runbook(
-            str(title),
-            str(url) if url else None,
-            int(getattr(answer, "helpful", 0) or 0),
-            int(getattr(answer, "not_helpful", 0) or 0),
-        )
-    return found
 
 
 # what each rendering says, in one place -------------------------------------------------

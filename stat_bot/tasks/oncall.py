@@ -74,7 +74,6 @@ def oncall_handoff(ctx: TaskContext, args: Sequence[str]) -> int:
         print(f"--week: {error}", file=sys.stderr)
         return 2
     summary = handoff.gather(queue, week, trac=trac_client(settings))
-    summary.runbooks = handoff.runbook_answers(queue, [f.alert.id for f in summary.stats.frequent])
     text = handoff.slack_text(summary)
     if post:
         channel = settings.handoff_channel or settings.oncall_channel

@@ -18,6 +18,7 @@ from stat_bot.incidents.model import EntryKind, IncidentDraft, TimelineEntry
 from stat_bot.jobs.model import JobRequest, JobStatus, Source
 from stat_bot.queue.alert_model import AlertEvent, AlertStatus
 from stat_bot.queue.base import NodeHealthRow, Queue
+from stat_bot.queue.runbook_model import RunbookAnswerDraft, RunbookPageDraft, RunbookSectionDraft
 from tests.conftest import STAT_BOT
 from tests.smtp_fixtures import PASSWORD, SmtpServer, free_port
 from tests.trac_fixtures import TracServer
@@ -50,6 +51,21 @@ def seed(queue: Queue) -> None:
             now - days_ago * DAY + 600,
             AlertStatus.RESOLVED,
         )
+    # NodeDown's latest firing was answered by a runbook section, rated by two people
+    node_down = queue.alert_by_key("alertmanager", "n1")
+    assert node_down is not None
+    url = "https://wiki.example/Runbooks/NodeDown"
+    section = RunbookSectionDraft("nd", "NodeDown: a node stopped answering", "1. Drain it", url)
+    queue.store_runbook_page(RunbookPageDraft("site", url, url, "NodeDown", "h1", (section,)))
+    (hit,) = queue.search_runbooks("NodeDown stopped answering", limit=1)
+    answer = queue.record_runbook_answer(
+        RunbookAnswerDraft(
+            node_down.id, node_down.fire_count, hit.section_id, hit.title, url, hit.score, "t",
+        )
+    )  # fmt: skip
+    assert answer is not None
+    queue.rate_runbook(answer.id, "U1", True)
+    queue.rate_runbook(answer.id, "U2", False)
     fire("d1", "DiskFull: /scratch", "lustre", "warning", now - 2 * DAY)
     disk = queue.alert_by_key("alertmanager", "d1")
     assert disk is not None
@@ -133,6 +149,10 @@ def test_the_handoff_is_mailed_with_its_chart_and_numbers(
     assert "By service: slurm: 3, lustre: 1" in plain
     assert "By severity: critical: 3, warning: 1" in plain
     assert " 1. NodeDown: <!channel> x1000c0s0b0n0 (slurm, critical): 3x" in plain
+    assert (
+        "runbook: NodeDown: a node stopped answering https://wiki.example/Runbooks/NodeDown "
+        "(1 helpful, 1 not helpful)"
+    ) in plain
     assert "Time to acknowledge: median 5 min, p90 5 min." in plain
     assert "Time to resolve: median 10 min, p90 10 min." in plain
     assert "Ancient" not in plain

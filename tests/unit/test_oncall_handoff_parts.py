@@ -116,16 +116,3 @@ def test_slack_text_escapes_outside_text_and_links_the_runbook() -> None:
     html = handoff.html_text(summary)
     assert '<a href="https://wiki.example/Disk">Disk &lt;full&gt;</a>' in html
     assert "&lt;!channel&gt;" in html
-
-
-def test_runbook_answers_are_read_from_the_queue_once_it_has_them() -> None:
-    class Answer:
-        section_title, section_url, helpful, not_helpful = "Node down", "https://wiki/x", 2, 0
-
-    class WithRunbooks:
-        def runbook_answers(self, alert_ids: list[int]) -> dict[int, object]:
-            return {i: Answer() for i in alert_ids if i == 7}
-
-    found = handoff.runbook_answers(WithRunbooks(), [7, 8])  # type: ignore[arg-type]
-    assert found == {7: handoff.Runbook("Node down", "https://wiki/x", 2, 0)}
-    assert handoff.runbook_answers(object(), [7]) == {}  # type: ignore[arg-type]
