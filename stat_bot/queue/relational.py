@@ -72,6 +72,8 @@ from stat_bot.queue.incident_model import (
 MAX_ID = 2**63 - 1  # the largest 64-bit id: a larger job id names no job
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud and typed back
 CODE_LENGTH = 6
+# The deliveries source under which alert rules' dedupe keys are kept (record_alerts).
+ALERT_RULE_SOURCE = "alert-rule"
 
 
 class _RollBackError(Exception):
@@ -944,10 +946,12 @@ class RelationalQueue(Queue):
         *,
         delivery: tuple[str, str] | None = None,
         outbox: Callable[[list[AlertChange]], Sequence[OutboxMessage]] | None = None,
+        jobs: Callable[[AlertChange], Sequence[tuple[str, JobRequest]]] | None = None,
         now: float | None = None,
     ) -> list[AlertChange] | None:
         now = self.now() if now is None else now
         changes: list[AlertChange] = []
+        queued_any = False
         with self._write() as conn:
             insert = self.sql.SQL_INSERT_DELIVERY
             if delivery is not None and conn.execute(insert, (*delivery, now)).rowcount != 1:
@@ -974,9 +978,22 @@ class RelationalQueue(Queue):
                          v["last_fired_at"], v["resolved_at"], v["fire_count"], v["url"], now,
                          current.id),
                     ).fetchone()  # fmt: skip
-                changes.append(AlertChange(_alert(row), kind))
-            if outbox is not None:
-                self._store(conn, outbox(changes), now)
+                change = AlertChange(_alert(row), kind, current.status if current else None)
+                if jobs is not None:
+                    queued = []
+                    for key, request in jobs(change):
+                        insert = self.sql.SQL_INSERT_DELIVERY
+                        if conn.execute(insert, (ALERT_RULE_SOURCE, key, now)).rowcount != 1:
+                            continue  # this firing queued the rule's job already
+                        start_after = now + request.delay_seconds
+                        job_row, _ = self._insert_or_coalesce(conn, request, now, start_after)
+                        queued.append(_job(job_row).id)
+                    change = dataclasses.replace(change, jobs=tuple(queued))
+                    queued_any = queued_any or bool(queued)
+                changes.append(change)
+            stored = self._store(conn, outbox(changes), now) if outbox is not None else []
+            if queued_any or stored:
+                self._wake(conn)
         return changes
 
     def alert(self, alert_id: int) -> Alert | None:

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -20,6 +21,7 @@ from flask import Blueprint, Flask, Response, jsonify, request
 from flask_wtf.csrf import CSRFProtect
 
 from stat_bot.oncall.alerts import AlertPayloadError, alertmanager_events, pagerduty_event
+from stat_bot.oncall.intake import record
 from stat_bot.oncall.messages import alert_messages
 from stat_bot.queue.alert_model import AlertChange, AlertEvent
 from stat_bot.web.errors import RefusedError
@@ -46,16 +48,25 @@ def _record(
     svc = services()
     channel = svc.settings.oncall_channel
 
-    def said(changes: list[AlertChange]) -> list[Any]:
-        return alert_messages(changes, channel)
+    def said(changes: list[AlertChange], refusals: Mapping[int, list[str]]) -> list[Any]:
+        return alert_messages(changes, channel, refusals)
 
-    changes = svc.queue.record_alerts(events, delivery=delivery, outbox=said)
+    recorded = record(
+        svc.queue, svc.configs, events, delivery=delivery, messages=said, site_channel=channel
+    )
+    changes = recorded.changes
     if changes is None:
         return "duplicate", 200, {"ok": True, "duplicate": True, "alerts": []}
     body = {
         "ok": True,
         "alerts": [
-            {"id": c.alert.id, "change": str(c.kind), "fire_count": c.alert.fire_count}
+            {
+                "id": c.alert.id,
+                "change": str(c.kind),
+                "fire_count": c.alert.fire_count,
+                "jobs": list(c.jobs),
+                "refused": recorded.refusals.get(c.alert.id, []),
+            }
             for c in changes
         ],
     }
