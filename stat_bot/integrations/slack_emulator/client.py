@@ -179,6 +179,10 @@ class EmulatorClient:
         }
         return self._call("POST", "command", body)
 
+    def redeliver(self, channel: str, ts: str) -> int:
+        """Send a stored message's events to the app again (a Slack redelivery); how many."""
+        return self._call("POST", "redeliver", {"channel": channel, "ts": ts})["envelopes"]
+
     def edit(
         self,
         channel: str,

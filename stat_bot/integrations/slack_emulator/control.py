@@ -149,6 +149,19 @@ async def post_message(request: web.Request) -> web.StreamResponse:
     )
 
 
+@_handler
+async def redeliver(request: web.Request) -> web.StreamResponse:
+    """Send a stored message's events to the app again, as Slack does when it missed an
+    ack or retries after a reconnect (`channel`, `ts`); how many envelopes went out."""
+    state = request.app[STATE]
+    body = await _body(request)
+    ws = state.workspace
+    channel = ws.channel(str(body.get("channel") or ""))
+    message = ws.message(channel.id, str(body.get("ts") or ""))
+    records = await state.publish(new_message_events(ws, channel, message, base_url(request)))
+    return web.json_response({"ok": True, "envelopes": len(records)})
+
+
 def _find_element(message: Message, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The element a click names: by `action_id` (and `value` for twin buttons) or `index`."""
     found = elements(message)
@@ -575,6 +588,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/_emulator/messages", post_message)
     app.router.add_get("/_emulator/messages", list_messages)
     app.router.add_post("/_emulator/edit", edit_message)
+    app.router.add_post("/_emulator/redeliver", redeliver)
     app.router.add_post("/_emulator/click", click)
     app.router.add_post("/_emulator/react", react)
     app.router.add_post("/_emulator/command", command)
