@@ -59,9 +59,10 @@ LABEL_LINE = re.compile(
     r"^[\s•\-*>]*\*?(?P<key>[A-Za-z_][A-Za-z0-9_ ]{0,40}?)\*?\s*(?::|=)\s*\*?\s*`?(?P<value>[^`\n]*?)`?\s*$"
 )
 LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-# The words of Alertmanager Slack templates that are not labels.
+# The words of Alertmanager Slack templates that are not labels (`*Alert:*` is often the
+# summary, so the alertname comes from an `alertname` line or the title's group).
 TEMPLATE_WORDS = {
-    "alert": "alertname",
+    "alert": "",
     "alertname": "alertname",
     "summary": "",
     "description": "",

@@ -195,6 +195,14 @@ def test_alertmanager_resolved_matches_the_firing_group_and_repeats_share_it():
     assert fired.event.labels == {"alertname": "NodeDown"}  # the default template: no text
 
 
+def test_an_alert_line_holding_the_summary_is_not_the_alertname():
+    text = "*Alert:* Node x1000c0s0b0n0 is down\n*Severity:* critical"
+    read = read_alert(alertmanager_message("[FIRING:1] NodeDown (x1000c0s0b0n0)", text))
+    assert read is not None
+    assert read.event is not None
+    assert read.event.labels == {"alertname": "NodeDown", "severity": "critical"}
+
+
 def test_alertmanager_fields_are_labels():
     message = alertmanager_message("[FIRING:1] BMCUnreachable")
     message["attachments"][0]["fields"] = [
