@@ -1,7 +1,8 @@
 """The Bolt app: Slack events in, ChatCommands answers out.
 
 Listens to mentions in channels and to direct messages (where no mention is
-needed). The bot's own messages, other bots' and edits are ignored. Bolt acks
+needed). The bot's own messages, other bots' and edits are ignored as commands; other
+apps' messages in ONCALL_ALERT_CHANNELS are read as alerts (bot/slack_alerts.py). Bolt acks
 each event before the listener runs, so Slack never waits on a job being
 queued. An exception inside a listener puts an :x: on the command and a short
 apology in its thread; the details go to the log with a reference to match.
