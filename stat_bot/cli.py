@@ -256,7 +256,9 @@ def run(ctx: Context, console: bool | None) -> None:
     try:
         url = None
         if local:
-            url = supervisor.start_emulator(env, settings.local_slack_port)
+            url = supervisor.start_emulator(
+                env, settings.local_slack_port, alert_events=bool(settings.alert_channels)
+            )
             env = local_mode_environment(env, url)
             write_local_slack_file(settings, url)
         trac = None

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from stat_bot.bot.manifest import bot_events
 from stat_bot.integrations.slack_emulator import ADMIN_USER_ID, BOT_USER_ID, EmulatorThread
 from stat_bot.queue.alert_model import Alert, AlertStatus
 from tests.e2e.slack_service import SlackService, message_text, start_service
@@ -43,7 +44,9 @@ CONFIG = {
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlackService]:
     home = tmp_path_factory.mktemp("slack-alerts-e2e")
-    with EmulatorThread() as emulator:
+    # The workspace's app subscribes to channel messages, as DEPLOY.md has sites that read
+    # alerts from Slack add.
+    with EmulatorThread(bot_events=bot_events(alerts=True)) as emulator:
         slack = emulator.client()
         members = [BOT_USER_ID, ADMIN_USER_ID]
         for name in ("oncall", "alerts", "random"):
