@@ -67,6 +67,13 @@ class SlackAlertListener:
         self._ids: dict[str, str] = {}  # watched name or id -> id
         self._tried: float = 0.0
         self._lock = threading.Lock()
+        if self.wanted:
+            # Nothing arrives unless the app subscribes to channel messages: say so once.
+            log.info(
+                "reading alerts from slack channels",
+                channels=self.wanted,
+                needs="the app's message.channels and message.groups events (DEPLOY.md)",
+            )
 
     @property
     def enabled(self) -> bool:
