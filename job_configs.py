@@ -2,8 +2,8 @@
 
 The format is ebmbot's `raw_config` (see README, "Configuring jobs"), with optional
 extensions: per job `timeout`, `concurrency`, `coalesce`, `retries`,
-`report_channel`; per namespace `default_channel`, `schedules`, `webhooks` and
-`trac_rules`; typed placeholders such as `[count:int]`, `[interval:1h|2h|5h|1d]`,
+`report_channel`; per namespace `default_channel`, `schedules`, `webhooks`,
+`trac_rules` and `alert_rules`; typed placeholders such as `[count:int]`, `[interval:1h|2h|5h|1d]`,
 `[name=world]`, `[node:xname]`, `[target:target]` and `[text...]` (the rest of the line).
 
 Guarded jobs (README, "Guarded jobs"): per job `confirm` (text of what will happen,
@@ -550,6 +550,23 @@ raw_config = {
                 "when": {"xname": "x*"},
                 "job_type": "check-ticket",
                 "args": {"xname": "{xname}", "ticket": "{ticket}"},
+            },
+        ],
+        # Alert rules (README, "Alert rules"): an alert that starts firing (from
+        # Alertmanager, PagerDuty or a paging tool's Slack message) queues a job, once per
+        # firing; its report goes to ONCALL_CHANNEL (the paging message's thread when the
+        # alert was read there). Here a node or BMC that stops answering is checked at
+        # once. Conditions: alertname, title, severity, labels (a value, "re:<regex>",
+        # True/False for present/absent, or a list), source, status ("firing" or
+        # "resolved"). The label's value must be an xname ("arg_types"): anything else,
+        # even "all", is refused with the reason and never run.
+        "alert_rules": [
+            {
+                "alertname": ["NodeDown", "BMCUnreachable"],
+                "labels": {"xname": True},
+                "job_type": "check",
+                "args": {"target": "{xname}"},
+                "arg_types": {"target": "xname"},
             },
         ],
         # Closing the loop (README, "Hardware rules"): a check that finds a node critical

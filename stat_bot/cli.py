@@ -260,7 +260,9 @@ def run(ctx: Context, console: bool | None) -> None:
     try:
         url = None
         if local:
-            url = supervisor.start_emulator(env, settings.local_slack_port)
+            url = supervisor.start_emulator(
+                env, settings.local_slack_port, alert_events=bool(settings.alert_channels)
+            )
             env = local_mode_environment(env, url)
             write_local_slack_file(settings, url)
             _local_oncall_channel(url, env["ONCALL_CHANNEL"])
@@ -1067,6 +1069,7 @@ def check_config(ctx: Context) -> None:
     schedules and webhook rules, or every mistake with where it is."""
     from stat_bot.jobs.config import (
         ConfigError,
+        alert_rule_label,
         hw_rule_label,
         load_config,
         trac_rule_label,
@@ -1134,6 +1137,9 @@ def check_config(ctx: Context) -> None:
         for index, hw_rule in enumerate(ns.spec.hw_rules):
             covers = ", ".join(hw_rule.xnames)
             lines.append(f"  {hw_rule_label(index, hw_rule)} for {covers}")
+        for index, alert_rule in enumerate(ns.spec.alert_rules):
+            sources = "|".join(alert_rule.source) or "any source"
+            lines.append(f"  {alert_rule_label(index, alert_rule)}: {alert_rule.status}, {sources}")
     ctx.output(summary, "\n".join(lines))
 
 

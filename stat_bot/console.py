@@ -14,6 +14,7 @@ the slash command, and `/react <emoji>` reacts to the last message shown.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 import threading
@@ -21,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import IO, Any
 
-from stat_bot.integrations.slack_emulator.client import EmulatorClient
+from stat_bot.integrations.slack_emulator.client import EmulatorClient, EmulatorError
 from stat_bot.report.notifiers import render_block
 
 FILE_PREVIEW_LINES = 20
@@ -39,8 +40,32 @@ Commands of this console:
   /choose <n> <option|user>  pick an option of select [n] (a status; a user to assign)
   /react <emoji>    react to the last message shown (:rotating_light: opens an incident)
   /incident <text>  the /incident slash command (opens an incident channel)
+  /alert <firing|resolved> <AlertName> [label=value ...]
+                    post as Alertmanager's Slack app would, in the current channel (a
+                    channel in ONCALL_ALERT_CHANNELS makes it an alert)
   /help             this text
   /quit             leave (Ctrl-D too)"""
+
+
+PAGING_BOT = "alertmanager"  # the console's paging tool: another app's bot user
+
+
+def alertmanager_attachment(status: str, name: str, labels: dict[str, str]) -> dict[str, Any]:
+    """One alert as Alertmanager's slack_configs post it: the default title
+    (`[FIRING:1] NodeDown (x1000c0s0b0n0)`: the group's label values), colour, and the
+    labels listed in the text the way common site templates do."""
+    values = " ".join(labels.values())
+    title = f"[{status.upper()}{':1' if status == 'firing' else ''}] {name}"
+    title += f" ({values})" if values else ""
+    lines = [f"*Alert:* {name}", "*Details:*"]
+    lines += [f" • *{key}:* `{value}`" for key, value in sorted(labels.items())]
+    return {
+        "title": title,
+        "text": "\n".join(lines),
+        "fallback": title,
+        "color": "danger" if status == "firing" else "good",
+        "mrkdwn_in": ["fallback", "pretext", "text"],
+    }
 
 
 def readable(text: str, names: dict[str, str]) -> str:
@@ -95,6 +120,12 @@ def render(event: dict[str, Any], names: dict[str, str]) -> str:
             body.extend(readable(line, names) for line in render_block(block))
     elif message.get("text"):
         body.extend(readable(str(message["text"]), names).splitlines())
+    for attachment in message.get("attachments") or []:  # other apps' (a paging tool's)
+        for key in ("pretext", "title", "text"):
+            if attachment.get(key):
+                body.extend(readable(str(attachment[key]), names).splitlines())
+        for field in attachment.get("fields") or []:
+            body.append(f"{field.get('title')}: {field.get('value')}")
     for file in message.get("files") or []:
         body.append(f"[file {file.get('name')}, {file.get('size', 0):,} bytes]")
         preview = str(file.get("preview") or "").splitlines()
@@ -129,6 +160,7 @@ class Console:
         self.user = user
         self.channel = channel
         self.stop = threading.Event()
+        self._paging_bot = False  # the console's paging bot user exists
         self._lock = threading.Lock()
         self._names: dict[str, str] = {}
         # Buttons seen so far, by the number shown: (channel, message ts, action_id, value).
@@ -247,6 +279,32 @@ class Console:
         except Exception as error:
             self.say(f"(could not react: {error})")
 
+    def alert(self, line: str) -> None:
+        """Post as a paging tool's Slack app (the `alertmanager` bot user, made on first
+        use) a message in Alertmanager's default slack_configs shape."""
+        parts = line.split()[1:]
+        labels = dict(p.split("=", 1) for p in parts[2:] if "=" in p)
+        if (
+            len(parts) < 2
+            or parts[0] not in ("firing", "resolved")
+            or len(labels) != len(parts) - 2
+        ):
+            self.say("usage: /alert <firing|resolved> <AlertName> [label=value ...]")
+            return
+        try:
+            if not self._paging_bot:
+                with contextlib.suppress(EmulatorError):  # name_taken: made before
+                    self.client.add_user(PAGING_BOT, is_bot=True, real_name="Alertmanager")
+                self._paging_bot = True
+            self.client.post(
+                PAGING_BOT,
+                self.channel,
+                "",
+                attachments=[alertmanager_attachment(parts[0], parts[1], labels)],
+            )
+        except Exception as error:
+            self.say(f"(could not post the alert: {error})")
+
     def command(self, line: str) -> None:
         name, _, text = line.partition(" ")
         try:
@@ -309,6 +367,9 @@ class Console:
             return True
         elif line == "/incident" or line.startswith("/incident "):
             self.command(line)
+            return True
+        elif line == "/alert" or line.startswith("/alert "):
+            self.alert(line)
             return True
         elif line.startswith("/channel "):
             self.channel = line.split(maxsplit=1)[1].lstrip("#")

@@ -284,6 +284,11 @@ class Settings(BaseSettings):
     oncall_channel: str | None = Field(
         None, description="Channel where alerts are posted as they fire and resolve"
     )
+    oncall_alert_channels: str = Field(
+        "",
+        description="Channels (ids or names, comma separated) whose paging-tool messages "
+        "(PagerDuty's or Alertmanager's Slack app) are read as alerts; empty: none",
+    )
 
     # On-call runbooks (stat_bot/oncall/runbook_*.py): sources, index and matching.
     runbook_sites: str = Field(
@@ -510,6 +515,13 @@ class Settings(BaseSettings):
     def slack_configured(self) -> bool:
         """Whether to connect to a real Slack (both tokens set) rather than run local mode."""
         return self.slack_bot_token is not None and self.slack_app_token is not None
+
+    @property
+    def alert_channels(self) -> list[str]:
+        """ONCALL_ALERT_CHANNELS as a list: channel ids, or names without their #."""
+        return [
+            c.strip().removeprefix("#") for c in self.oncall_alert_channels.split(",") if c.strip()
+        ]
 
     @property
     def cors_origins(self) -> list[str]:

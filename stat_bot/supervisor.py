@@ -79,11 +79,13 @@ class Supervisor:
         self.parts.append(Part(name, process))
         return process
 
-    def start_emulator(self, env: dict[str, str], port: int) -> str:
-        """Start the local Slack emulator; its base URL once it is listening."""
+    def start_emulator(self, env: dict[str, str], port: int, *, alert_events: bool = False) -> str:
+        """Start the local Slack emulator; its base URL once it is listening. `alert_events`:
+        it sends channel messages too, as a workspace set up for ONCALL_ALERT_CHANNELS does."""
         argv = [sys.executable, "-m", "stat_bot.integrations.slack_emulator"]
         argv += ["--host", "127.0.0.1", "--port", str(port)]
         argv += ["--bot-token", LOCAL_BOT_TOKEN, "--app-token", LOCAL_APP_TOKEN]
+        argv += ["--alert-events"] if alert_events else []
         process = self.start("local Slack emulator", argv, env, stdout=subprocess.PIPE)
         assert process.stdout is not None
         found: list[str] = []

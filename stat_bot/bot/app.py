@@ -1,7 +1,8 @@
 """The Bolt app: Slack events in, ChatCommands answers out.
 
 Listens to mentions in channels and to direct messages (where no mention is
-needed). The bot's own messages, other bots' and edits are ignored. Bolt acks
+needed). The bot's own messages, other bots' and edits are ignored as commands; other
+apps' messages in ONCALL_ALERT_CHANNELS are read as alerts (bot/slack_alerts.py). Bolt acks
 each event before the listener runs, so Slack never waits on a job being
 queued. An exception inside a listener puts an :x: on the command and a short
 apology in its thread; the details go to the log with a reference to match.
@@ -35,6 +36,7 @@ from stat_bot.bot.incidents import IncidentCommands
 from stat_bot.bot.incidents import register as register_incidents
 from stat_bot.bot.people import SlackPeople
 from stat_bot.bot.runbooks import register as register_runbooks
+from stat_bot.bot.slack_alerts import SlackAlertListener
 from stat_bot.report.confirmations import CANCEL_ACTION, CONFIRM_ACTION
 from stat_bot.report.slack import ChannelDirectory, post
 from stat_bot.settings import Settings
@@ -69,6 +71,7 @@ def create_app(
     *,
     bot_user_id: str,
     people: SlackPeople | None = None,
+    bot_id: str | None = None,
 ) -> App:
     """A Bolt App for an already verified client (auth.test done by the caller)."""
     app = App(
@@ -121,8 +124,21 @@ def create_app(
             text = command_text(event.get("text", ""), bot_user_id)
             answer(event, text, body.get("event_id"))
 
+    alerts = SlackAlertListener(
+        settings,
+        chat.queue,
+        lambda: chat.configs,
+        channels,
+        bot_user_id=bot_user_id,
+        bot_id=bot_id,
+    )
+
     @app.event("message")
     def on_message(event: dict[str, Any], body: dict[str, Any]) -> None:
+        # Paging tools' messages in ONCALL_ALERT_CHANNELS are alerts (bot/slack_alerts.py):
+        # Bolt runs one listener per event, so they are told apart here.
+        if event.get("channel_type") != "im" and alerts.handle(event):
+            return
         # In channels a command comes as app_mention (Slack sends both); here only DMs count.
         if wanted(event) and event.get("channel_type") == "im":
             text = command_text(event.get("text", ""), bot_user_id)

@@ -22,6 +22,14 @@ def manifest() -> dict[str, Any]:
     return json.loads(MANIFEST.read_text())
 
 
-def bot_events() -> frozenset[str]:
-    """Event subscriptions, as Slack names them (`app_mention`, `message.im`, ...)."""
-    return frozenset(manifest()["settings"]["event_subscriptions"]["bot_events"])
+# What a site reading alerts from Slack (ONCALL_ALERT_CHANNELS) adds to the subscriptions
+# (DEPLOY.md): every message of the channels the bot is in. Not in the manifest itself, so
+# a site without it is not sent (and the bot does not read) every channel message.
+ALERT_EVENTS = frozenset({"message.channels", "message.groups"})
+
+
+def bot_events(*, alerts: bool = False) -> frozenset[str]:
+    """Event subscriptions, as Slack names them (`app_mention`, `message.im`, ...); with
+    `alerts`, also those that reading alerts from Slack channels needs."""
+    events = frozenset(manifest()["settings"]["event_subscriptions"]["bot_events"])
+    return events | ALERT_EVENTS if alerts else events

@@ -215,7 +215,14 @@ def run_bot(settings: Settings, configs: JobConfigs | ConfigFile, queue: Queue) 
             job_refusal=chat.refusal,
         )
         chat.incidents = IncidentCommands(service, people, bot_name=chat.bot_name)
-        app = create_app(settings, chat, client, bot_user_id=auth["user_id"], people=people)
+        app = create_app(
+            settings,
+            chat,
+            client,
+            bot_user_id=auth["user_id"],
+            people=people,
+            bot_id=auth.get("bot_id"),
+        )
         handler = PromptSocketModeHandler(app, settings.slack_app_token.get_secret_value())
         _retrying("socket mode", handler.connect, settings, stop, beat)
     except BotStartError as error:

@@ -31,9 +31,9 @@ from pydantic import (
 )
 
 from stat_bot.hardware.loop import LoopRule
-from stat_bot.jobs import trac_rules
+from stat_bot.jobs import alert_rules, trac_rules
 from stat_bot.jobs.model import ArgsError, check_args
-from stat_bot.jobs.params import PLACEHOLDER, Param, parse_placeholder
+from stat_bot.jobs.params import PLACEHOLDER, TYPES, Param, parse_placeholder
 from stat_bot.jobs.webhooks import ACTIONS, DEFAULT_BRANCH, VALUES
 
 ReportFormat = Literal["text", "blocks", "code", "file"]
@@ -230,6 +230,78 @@ class TracRuleSpec(_Strict):
         return value
 
 
+AlertCondition = StrictBool | StrictStr | list[StrictStr]
+
+
+class AlertRuleSpec(_Strict):
+    """An alert that queues a job (README "Alert rules"): conditions on it, and the job.
+
+    A "firing" rule acts when an alert starts firing (new, or again after it resolved; not
+    on reminders while it fires), a "resolved" rule when it resolves. `source` limits it
+    to alertmanager, pagerduty or slack (one or a list). `alertname` (the alertname label,
+    else the title), `title`, `severity` and each of `labels` take a value (case ignored),
+    `re:<regex>` (found anywhere; anchor with ^ and $), True (present and not empty),
+    False (absent) or a list of values. `args` fill the job's template fields with
+    `{xname}`-style values: a label the rule names in `labels`, or one of the alert's own
+    (alertname, title, service, severity, source, status, alert, url). Each arg is checked
+    by `arg_types` (e.g. {"target": "xname"}) or else by the type of the job's command
+    placeholder, so a hostile label value is refused, not run.
+    """
+
+    status: Literal["firing", "resolved"] = "firing"
+    source: list[Literal["alertmanager", "pagerduty", "slack"]] = Field(default_factory=list)
+    alertname: AlertCondition | None = None
+    title: AlertCondition | None = None
+    severity: AlertCondition | None = None
+    labels: dict[str, AlertCondition] = Field(default_factory=dict)
+    job_type: str
+    args: dict[str, str] = Field(default_factory=dict)
+    arg_types: dict[str, str] = Field(default_factory=dict)
+    delay_seconds: float = Field(0, ge=0)
+    channel: str | None = None
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        value = [value] if isinstance(value, str) else value
+        if isinstance(value, list):
+            wrong = [v for v in value if v not in alert_rules.SOURCES]
+            if wrong:
+                raise ValueError(
+                    f"{wrong[0]!r} is not an alert source; give one or more of "
+                    f"{', '.join(alert_rules.SOURCES)}"
+                )
+        return value
+
+    @field_validator("alertname", "title", "severity", mode="before")
+    @classmethod
+    def _condition(cls, value: Any) -> Any:
+        _alert_condition(value)
+        return value
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _label_conditions(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for condition in value.values():
+                _alert_condition(condition)
+        return value
+
+
+def _alert_condition(condition: Any) -> None:
+    """One clear message for a condition of the wrong kind (not one per kind it is not)."""
+    ok = (
+        condition is None
+        or isinstance(condition, bool | str)
+        or (isinstance(condition, list) and all(isinstance(c, str) for c in condition))
+    )
+    if not ok:
+        raise ValueError(
+            "a condition is a value such as 'NodeDown', 're:^x1000' (a regex), True (present), "
+            f"False (absent) or a list of values, not {condition!r}"
+        )
+
+
 HW_STATES = (
     "critical",
     "warning",
@@ -339,6 +411,7 @@ class NamespaceSpec(_Strict):
     webhooks: list[WebhookSpec] = Field(default_factory=list)
     trac_rules: list[TracRuleSpec] = Field(default_factory=list)
     hw_rules: list[HwRuleSpec] = Field(default_factory=list)
+    alert_rules: list[AlertRuleSpec] = Field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -436,6 +509,12 @@ class JobConfigs:
         for ns in self.namespaces.values():
             for rule in ns.spec.trac_rules:
                 yield ns, rule
+
+    def alert_rules(self) -> Iterator[tuple[Namespace, int, AlertRuleSpec]]:
+        """Every namespace's alert rules with their place, in the file's order."""
+        for ns in self.namespaces.values():
+            for index, rule in enumerate(ns.spec.alert_rules):
+                yield ns, index, rule
 
     def webhook_projects(self) -> list[str]:
         """Namespaces with webhook rules: the `<project>` of `/github/<project>`."""
@@ -553,6 +632,19 @@ def trac_rule_label(index: int, rule: Any) -> str:
     return label
 
 
+def alert_rule_label(index: int, rule: Any) -> str:
+    """`alert rule #1 (NodeDown -> check)`, as the other rules are named."""
+    label = f"alert rule #{index + 1}"
+    if isinstance(rule, Mapping):
+        name, job = rule.get("alertname") or rule.get("title"), rule.get("job_type", "?")
+    elif isinstance(rule, AlertRuleSpec):
+        name, job = rule.alertname or rule.title, rule.job_type
+    else:
+        return label
+    what = name if isinstance(name, str) else "|".join(name) if isinstance(name, list) else "any"
+    return f"{label} ({str(what)[:40]} -> {job})"
+
+
 def hw_rule_label(index: int, rule: Any) -> str:
     """`hw rule #1 (critical -> drain confirm)`: rules have no names, so their place and effect."""
     label = f"hw rule #{index + 1}"
@@ -582,6 +674,13 @@ def _location(raw: Mapping[str, Any], loc: tuple[Any, ...]) -> tuple[str, tuple[
             item = None
         parts.append(trac_rule_label(rest[1], item))
         rest = rest[2:]
+    elif len(rest) >= 2 and rest[0] == "alert_rules" and isinstance(rest[1], int):
+        try:
+            item = raw[loc[0]]["alert_rules"][rest[1]]
+        except (KeyError, IndexError, TypeError):
+            item = None
+        parts.append(alert_rule_label(rest[1], item))
+        rest = rest[2:]
     elif len(rest) >= 2 and rest[0] == "hw_rules" and isinstance(rest[1], int):
         parts.append(hw_rule_label(rest[1], None))
         rest = rest[2:]
@@ -607,6 +706,7 @@ _KEYS = {
     "webhook": list(WebhookSpec.model_fields),
     "trac": list(TracRuleSpec.model_fields),  # "trac rule #1": its first word is the kind
     "hw": list(HwRuleSpec.model_fields),  # "hw rule #1"
+    "alert": list(AlertRuleSpec.model_fields),  # "alert rule #1"
 }
 
 
@@ -755,6 +855,8 @@ def _check_namespace(
         problems.extend(_check_trac_rule(where, index, trac_rule, spec, fields, broken))
     for index, hw_rule in enumerate(spec.hw_rules):
         problems.extend(_check_hw_rule(where, index, hw_rule, spec, fields, broken))
+    for index, alert_rule in enumerate(spec.alert_rules):
+        problems.extend(_check_alert_rule(where, index, alert_rule, spec, fields, broken, commands))
     return problems, Namespace(name, spec, tuple(commands), tuple(schedules))
 
 
@@ -957,6 +1059,89 @@ def _check_trac_rule(
     return problems
 
 
+def _check_alert_rule(
+    where: str,
+    index: int,
+    rule: AlertRuleSpec,
+    spec: NamespaceSpec,
+    fields: Mapping[str, list[str]],
+    broken: frozenset[str] | set[str],
+    commands: list[Command],
+) -> list[str]:
+    """What is wrong with one alert rule: patterns, label names, job, args and their types."""
+    w = f"{where}, {alert_rule_label(index, rule)}"
+    problems = []
+    conditions: list[tuple[str, Any]] = [
+        ("alertname", rule.alertname), ("title", rule.title), ("severity", rule.severity),
+        *((f"labels.{name}", cond) for name, cond in rule.labels.items()),
+    ]  # fmt: skip
+    for key, condition in conditions:
+        patterns = [condition] if isinstance(condition, str) else condition
+        if isinstance(patterns, list):
+            if not patterns:
+                problems.append(f"{w}: key {key!r}: give at least one value, not an empty list")
+            for pattern in patterns:
+                error = alert_rules.pattern_error(pattern)
+                if error:
+                    problems.append(f"{w}: key {key!r}: {error}")
+    for name in rule.labels:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", name):
+            problems.append(
+                f"{w}: key 'labels': {name!r} is not a label name; label names are letters, "
+                "digits and _, such as xname or severity"
+            )
+    if rule.channel is not None and not rule.channel.strip():
+        problems.append(f"{w}: key 'channel': give a channel such as '#oncall', or remove the key")
+    present = [n for n, c in rule.labels.items() if c is not False]
+    values = [*alert_rules.VALUES, *(n for n in present if n not in alert_rules.VALUES)]
+    problems += _check_rule_job(
+        w,
+        rule.job_type,
+        rule.args,
+        spec,
+        fields,
+        broken,
+        values,
+        lambda unknown: (
+            f"{{{unknown}}} is not an alert value{_suggest(unknown, values)}; a rule may use "
+            f"{', '.join('{' + v + '}' for v in alert_rules.VALUES)}, and a label it names "
+            f'in "labels" (such as "labels": {{"{unknown}": True}})'
+        ),
+    )
+    for key, type_name in rule.arg_types.items():
+        if key not in rule.args:
+            problems.append(
+                f"{w}: key 'arg_types': {key!r} is not one of the rule's args "
+                f"({', '.join(rule.args) or 'none'})"
+            )
+        if type_name not in TYPES:
+            problems.append(
+                f"{w}: key 'arg_types.{key}': unknown type {type_name!r}"
+                f"{_suggest(type_name, list(TYPES))}; use one of {', '.join(TYPES)}"
+            )
+    typed = {
+        p.name
+        for c in commands
+        if c.spec.job_type == rule.job_type and c.spec.action == "schedule_job"
+        for p in c.params
+    }
+    for key, template in rule.args.items():
+        if key in rule.arg_types or key in typed:
+            continue
+        try:
+            names = template_fields(template)
+        except ValueError:
+            continue
+        if names:  # a value from outside with no type to check it
+            problems.append(
+                f"{w}: key 'args.{key}': {template!r} comes from the alert, so give it a type "
+                f'to be checked by, e.g. "arg_types": {{"{key}": "xname"}} (one of '
+                f"{', '.join(TYPES)}), or add a command for job {rule.job_type!r} with a "
+                f"typed [{key}:...] placeholder"
+            )
+    return problems
+
+
 # The args each of a hw rule's jobs must take: the rule fills them.
 HW_RULE_JOB_ARGS = {"drain_job": ("target", "reason"), "resume_job": ("target",)}
 
@@ -1023,6 +1208,7 @@ def _salvage(
         "webhooks": set(),
         "trac_rules": set(),
         "hw_rules": set(),
+        "alert_rules": set(),
     }
     for item in error.errors():
         loc = item["loc"]

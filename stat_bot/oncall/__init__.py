@@ -1,1 +1,2 @@
-"""On-call: alerts in (Alertmanager, PagerDuty), runbook steps out, the weekly handoff."""
+"""On-call: alerts in (Alertmanager, PagerDuty, paging tools' Slack messages), alert rules
+queueing jobs, runbook steps out, the weekly handoff."""

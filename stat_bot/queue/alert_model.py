@@ -64,10 +64,25 @@ class AlertChangeKind(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class AlertChange:
-    """What recording one event did to its alert."""
+    """What recording one event did to its alert.
+
+    `previous` is the alert's status before the event (None: new), so a rule can tell a
+    new firing (from nothing or after a resolution) from a reminder while it still fires;
+    `jobs` the ids of the jobs its alert rules queued in the same transaction.
+    """
 
     alert: Alert
     kind: AlertChangeKind
+    previous: AlertStatus | None = None
+    jobs: tuple[int, ...] = ()
+
+    @property
+    def started_firing(self) -> bool:
+        """Whether the alert began to fire with this event (not a repeat, not a reminder)."""
+        return self.alert.status is AlertStatus.FIRING and (
+            self.kind is AlertChangeKind.NEW
+            or (self.kind is AlertChangeKind.REFIRED and self.previous is not AlertStatus.FIRING)
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -621,6 +621,7 @@ class Queue(abc.ABC):
         delivery: tuple[str, str] | None = None,
         outbox: Callable[[list[AlertChange]], Sequence[OutboxMessage]] | None = None,
         runbooks: Callable[[list[AlertChange]], Sequence[RunbookAnswerDraft]] | None = None,
+        jobs: Callable[[AlertChange], Sequence[tuple[str, JobRequest]]] | None = None,
         now: float | None = None,
     ) -> list[AlertChange] | None:
         """Record alert events and the messages they cause, in one transaction.
@@ -631,6 +632,10 @@ class Queue(abc.ABC):
         An event for a (source, fingerprint) seen before changes that alert: fired again
         (counted), reported again (the same start: not counted), resolved. With
         `delivery` (source, id), a delivery seen before records nothing: None.
+        `jobs` gives, for each change, the jobs its alert rules ask for, each under a
+        dedupe key: a key seen before (kept as an `alert-rule` delivery) queues nothing,
+        so one firing queues a rule's job once. The changes handed to `outbox` carry the
+        ids of the jobs queued for them.
         """
 
     @abc.abstractmethod

@@ -88,6 +88,8 @@ MAX_ID = 2**63 - 1  # the largest 64-bit id: a larger job id names no job
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud and typed back
 CODE_LENGTH = 6
 RUNBOOK_CANDIDATES = 50  # sections the full-text search hands to the scoring, best first
+# The deliveries source under which alert rules' dedupe keys are kept (record_alerts).
+ALERT_RULE_SOURCE = "alert-rule"
 
 
 class _RollBackError(Exception):
@@ -961,10 +963,12 @@ class RelationalQueue(Queue):
         delivery: tuple[str, str] | None = None,
         outbox: Callable[[list[AlertChange]], Sequence[OutboxMessage]] | None = None,
         runbooks: Callable[[list[AlertChange]], Sequence[RunbookAnswerDraft]] | None = None,
+        jobs: Callable[[AlertChange], Sequence[tuple[str, JobRequest]]] | None = None,
         now: float | None = None,
     ) -> list[AlertChange] | None:
         now = self.now() if now is None else now
         changes: list[AlertChange] = []
+        queued_any = False
         with self._write() as conn:
             insert = self.sql.SQL_INSERT_DELIVERY
             if delivery is not None and conn.execute(insert, (*delivery, now)).rowcount != 1:
@@ -999,11 +1003,24 @@ class RelationalQueue(Queue):
                     conn.execute(self.sql.SQL_INSERT_ALERT_FIRING, (stored.id, event.at))
                 elif kind is AlertChangeKind.RESOLVED:
                     conn.execute(self.sql.SQL_RESOLVE_ALERT_FIRING, (event.at, stored.id))
-                changes.append(AlertChange(stored, kind))
+                change = AlertChange(stored, kind, current.status if current else None)
+                if jobs is not None:
+                    queued = []
+                    for key, request in jobs(change):
+                        insert = self.sql.SQL_INSERT_DELIVERY
+                        if conn.execute(insert, (ALERT_RULE_SOURCE, key, now)).rowcount != 1:
+                            continue  # this firing queued the rule's job already
+                        start_after = now + request.delay_seconds
+                        job_row, _ = self._insert_or_coalesce(conn, request, now, start_after)
+                        queued.append(_job(job_row).id)
+                    change = dataclasses.replace(change, jobs=tuple(queued))
+                    queued_any = queued_any or bool(queued)
+                changes.append(change)
             if runbooks is not None:
                 self._store_answers(conn, runbooks(changes), now)
-            if outbox is not None:
-                self._store(conn, outbox(changes), now)
+            said = self._store(conn, outbox(changes), now) if outbox is not None else []
+            if queued_any or said:
+                self._wake(conn)
         return changes
 
     def alert(self, alert_id: int) -> Alert | None:

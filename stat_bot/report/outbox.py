@@ -428,8 +428,11 @@ class OutboxSender:
         delivered = [i for i in parents if i.ts]
         if delivered:
             first = delivered[0]
+            # A parent that is itself a reply (an alert read from the on-call channel is
+            # answered in the paging tool's thread): this reply joins that same thread.
+            thread = decode(first.payload).thread_ts or first.ts
             return dc_replace(
-                report, channel=first.posted_channel or report.channel, thread_ts=first.ts
+                report, channel=first.posted_channel or report.channel, thread_ts=thread
             )
         if any(i.state is OutboxState.PENDING for i in parents):
             raise WaitingForOriginalError("waiting for the message it replies to be delivered")

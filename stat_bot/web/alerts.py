@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hmac
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -24,11 +25,9 @@ from stat_bot.oncall.alerts import (
     pagerduty_acknowledgement,
     pagerduty_event,
 )
+from stat_bot.oncall.intake import record
 from stat_bot.oncall.messages import acknowledged_message, alert_messages
-from stat_bot.oncall.runbook_match import answer_drafts, matches
-from stat_bot.oncall.runbook_messages import runbook_replies
 from stat_bot.queue.alert_model import AlertChange, AlertEvent
-from stat_bot.queue.runbook_model import RunbookAnswerDraft
 from stat_bot.web.errors import RefusedError
 from stat_bot.web.services import services
 from stat_bot.web.signed import (
@@ -58,25 +57,32 @@ def _record(
 ) -> tuple[str, int, dict[str, Any]]:
     svc = services()
     channel = svc.settings.oncall_channel
-    # The runbook sections answering the firings: searched first (a read), then stored
-    # and posted in the alerts' own transaction (oncall/runbook_match.py).
-    found = matches(svc.queue, events, svc.settings.runbook_match_threshold) if channel else {}
 
-    def said(changes: list[AlertChange]) -> list[Any]:
-        return alert_messages(changes, channel) + runbook_replies(changes, found, channel)
+    def said(changes: list[AlertChange], refusals: Mapping[int, list[str]]) -> list[Any]:
+        return alert_messages(changes, channel, refusals)
 
-    def answered(changes: list[AlertChange]) -> list[RunbookAnswerDraft]:
-        return answer_drafts(changes, found)
-
-    changes = svc.queue.record_alerts(
-        events, delivery=delivery, outbox=said, runbooks=answered if found else None
+    recorded = record(
+        svc.queue,
+        svc.configs,
+        events,
+        delivery=delivery,
+        messages=said,
+        site_channel=channel,
+        runbook_threshold=svc.settings.runbook_match_threshold,
     )
+    changes = recorded.changes
     if changes is None:
         return "duplicate", 200, {"ok": True, "duplicate": True, "alerts": []}
     body = {
         "ok": True,
         "alerts": [
-            {"id": c.alert.id, "change": str(c.kind), "fire_count": c.alert.fire_count}
+            {
+                "id": c.alert.id,
+                "change": str(c.kind),
+                "fire_count": c.alert.fire_count,
+                "jobs": list(c.jobs),
+                "refused": recorded.refusals.get(c.alert.id, []),
+            }
             for c in changes
         ],
     }

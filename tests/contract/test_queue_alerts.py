@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from stat_bot.queue.alert_model import AlertChangeKind, AlertEvent, AlertStatus
+from stat_bot.jobs.model import JobRequest, Source
+from stat_bot.queue.alert_model import AlertChange, AlertChangeKind, AlertEvent, AlertStatus
 from stat_bot.queue.base import OutboxMessage, Queue
 
 FIRING, RESOLVED = AlertStatus.FIRING, AlertStatus.RESOLVED
@@ -144,3 +145,65 @@ def test_a_resolution_ends_the_latest_firing(queue: Queue) -> None:
     queue.record_alerts([event(at=300.0)], now=300.0)
     firings = queue.alert_firings(0.0, 1000.0)
     assert [(f.fired_at, f.resolved_at) for f in firings] == [(100.0, 160.0), (300.0, None)]
+
+
+def check_request(target: str = "x1000c0s0b0n0") -> JobRequest:
+    return JobRequest(
+        namespace="hw", job_type="check", args={"target": target}, channel="oncall",
+        source=Source.WEBHOOK, coalesce=False,
+    )  # fmt: skip
+
+
+def test_alert_rules_queue_their_jobs_once_per_key_with_the_alert(
+    queue: Queue, other: Queue
+) -> None:
+    """The rules' jobs are queued in the alert's transaction, each dedupe key once, and the
+    messages see the ids of the jobs queued for their alert."""
+    seen: list[tuple[int, ...]] = []
+
+    def jobs(change: AlertChange) -> list[tuple[str, JobRequest]]:
+        key = f"{change.alert.id}:{change.alert.fire_count}:firing:hw:0"
+        return [(key, check_request())] if change.started_firing else []
+
+    def said(changes: list[AlertChange]) -> list[OutboxMessage]:
+        seen.extend(c.jobs for c in changes)
+        return []
+
+    (first,) = queue.record_alerts([event()], outbox=said, jobs=jobs, now=100.0)
+    assert first.previous is None
+    assert first.started_firing
+    (job_id,) = first.jobs
+    job = other.get(job_id)
+    assert job is not None
+    assert (job.namespace, job.job_type, dict(job.args)) == (
+        "hw",
+        "check",
+        {"target": "x1000c0s0b0n0"},
+    )
+    assert seen == [(job_id,)]
+    # A reminder of the same firing queues nothing; nor does a rule asking again with a
+    # key it gave before (a redelivered firing).
+    (again,) = queue.record_alerts([event()], jobs=jobs, now=200.0)
+    assert (again.kind, again.jobs, again.previous) == (AlertChangeKind.REPEATED, (), FIRING)
+    (replayed,) = queue.record_alerts(
+        [event()], jobs=lambda c: [("1:1:firing:hw:0", check_request())], now=250.0
+    )
+    assert replayed.jobs == ()
+    queue.record_alerts([event(RESOLVED, at=300.0)], jobs=jobs, now=300.0)
+    (refired,) = queue.record_alerts([event(at=400.0)], jobs=jobs, now=400.0)
+    assert refired.previous is RESOLVED
+    assert len(refired.jobs) == 1
+    assert refired.jobs != first.jobs
+    assert len(other.jobs()) == 2
+
+
+def test_a_failing_rule_records_neither_alert_nor_job(queue: Queue) -> None:
+    def jobs(change: AlertChange) -> list[tuple[str, JobRequest]]:
+        if change.alert.fingerprint == "second":
+            raise RuntimeError("rule broke")
+        return [(f"{change.alert.id}:1", check_request())]
+
+    with pytest.raises(RuntimeError):
+        queue.record_alerts([event(), event(fingerprint="second")], jobs=jobs)
+    assert queue.alerts() == []
+    assert queue.jobs() == []

@@ -143,7 +143,13 @@ def test_alertmanager_alerts_are_stored_counted_and_announced(app: Flask, queue:
     again = post(
         app, "/alerts/alertmanager", alertmanager_payload(starts="2026-12-01T10:00:00Z"), BEARER
     )
-    assert again.get_json()["alerts"][0] == {"id": 1, "change": "refired", "fire_count": 2}
+    assert again.get_json()["alerts"][0] == {
+        "id": 1,
+        "change": "refired",
+        "fire_count": 2,
+        "jobs": [],
+        "refused": [],
+    }
     (alert,) = queue.alerts()
     assert (alert.title, alert.service, alert.severity, alert.fire_count) == (
         "NodeDown: x1000c0s0b0n0 stopped answering", "slurm", "critical", 2,

@@ -14,6 +14,7 @@ from slack_sdk import WebClient
 from stat_bot.console import Console
 from stat_bot.integrations.slack_emulator import (
     ADMIN_USER_ID,
+    BOT_ID,
     BOT_TOKEN,
     GENERAL_CHANNEL_ID,
     EmulatorClient,
@@ -227,3 +228,35 @@ def test_the_console_chooses_options_reacts_and_sends_slash_commands(
     finally:
         console.stop.set()
         follower.join(5)
+
+
+def test_the_console_posts_as_a_paging_tool(emulator_client: EmulatorClient):
+    """`/alert` posts as another app's bot user in Alertmanager's Slack shape: the parser
+    reads it as the alert it says, and the console shows the attachment."""
+    from stat_bot.oncall.slack_alerts import read_alert
+
+    out = io.StringIO()
+    console = Console(emulator_client, stdin=io.StringIO(""), stdout=out)
+    follower = threading.Thread(target=console.follow, kwargs={"cursor": 0}, daemon=True)
+    follower.start()
+    try:
+        console.handle("/alert firing NodeDown xname=x1000c0s0b0n0 severity=critical")
+        console.handle("/alert resolved NodeDown xname=x1000c0s0b0n0 severity=critical")
+        console.handle("/alert burning NodeDown")
+        wait_for(lambda: out.getvalue(), lambda t: "[RESOLVED] NodeDown" in t, what="both")
+        assert "[FIRING:1] NodeDown (x1000c0s0b0n0 critical)" in out.getvalue()
+        assert "usage: /alert <firing|resolved>" in out.getvalue()
+    finally:
+        console.stop.set()
+        follower.join(5)
+    fired, resolved = emulator_client.messages("general")[-2:]
+    assert fired["bot_id"]
+    assert fired["bot_id"] != BOT_ID
+    first, second = read_alert(fired), read_alert(resolved)
+    assert first is not None
+    assert second is not None
+    assert first.event is not None
+    assert second.event is not None
+    assert first.event.labels["xname"] == "x1000c0s0b0n0"
+    assert (first.event.status, second.event.status) == ("firing", "resolved")
+    assert first.event.fingerprint == second.event.fingerprint

@@ -13,6 +13,7 @@ import logging
 
 from aiohttp import web
 
+from stat_bot.bot.manifest import bot_events as manifest_events
 from stat_bot.integrations.slack_emulator.server import create_app
 from stat_bot.integrations.slack_emulator.workspace import APP_TOKEN, BOT_TOKEN
 from stat_bot.lifeline import watch_parent
@@ -21,10 +22,16 @@ DEFAULT_PORT = 8765
 
 
 async def serve(
-    host: str, port: int, bot_token: str, app_token: str, access_log: bool = False
+    host: str,
+    port: int,
+    bot_token: str,
+    app_token: str,
+    access_log: bool = False,
+    alert_events: bool = False,
 ) -> None:
+    events = manifest_events(alerts=alert_events)
     runner = web.AppRunner(
-        create_app(bot_token=bot_token, app_token=app_token),
+        create_app(bot_token=bot_token, app_token=app_token, bot_events=events),
         shutdown_timeout=2.0,
         # Off by default: a console polling the feed would log a line a second.
         access_log=web.access_logger if access_log else None,
@@ -58,11 +65,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bot-token", default=BOT_TOKEN)
     parser.add_argument("--app-token", default=APP_TOKEN)
     parser.add_argument("--access-log", action="store_true", help="log every HTTP request")
+    parser.add_argument(
+        "--alert-events",
+        action="store_true",
+        help="also send every channel message (message.channels, message.groups), as a "
+        "workspace does whose app reads alerts from Slack (ONCALL_ALERT_CHANNELS)",
+    )
     args = parser.parse_args(argv)
     watch_parent()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.host, args.port, args.bot_token, args.app_token, args.access_log))
+        asyncio.run(
+            serve(
+                args.host,
+                args.port,
+                args.bot_token,
+                args.app_token,
+                args.access_log,
+                args.alert_events,
+            )
+        )
 
 
 if __name__ == "__main__":

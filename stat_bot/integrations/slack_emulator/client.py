@@ -97,18 +97,26 @@ class EmulatorClient:
         thread_ts: str | None = None,
         *,
         wait_ack: bool = False,
+        attachments: list[dict[str, Any]] | None = None,
+        blocks: list[dict[str, Any]] | None = None,
     ) -> tuple[str, str]:
         """Post as `user` (id or name) to a channel (id, name, #name, or `dm`); (channel, ts).
 
         `wait_ack`: return only once the app has acked the events the message caused.
+        `attachments` and `blocks`: another app's bot user (add_user(is_bot=True)) posting
+        as a paging tool's Slack app does.
         """
-        body = {
+        body: dict[str, Any] = {
             "user": user,
             "channel": channel,
             "text": text,
             "thread_ts": thread_ts,
             "wait_ack": wait_ack,
         }
+        if attachments is not None:
+            body["attachments"] = attachments
+        if blocks is not None:
+            body["blocks"] = blocks
         answer = self._call("POST", "messages", body)
         return answer["channel"], answer["ts"]
 
@@ -171,8 +179,26 @@ class EmulatorClient:
         }
         return self._call("POST", "command", body)
 
-    def edit(self, channel: str, ts: str, text: str) -> None:
-        self._call("POST", "edit", {"channel": channel, "ts": ts, "text": text})
+    def redeliver(self, channel: str, ts: str) -> int:
+        """Send a stored message's events to the app again (a Slack redelivery); how many."""
+        return self._call("POST", "redeliver", {"channel": channel, "ts": ts})["envelopes"]
+
+    def edit(
+        self,
+        channel: str,
+        ts: str,
+        text: str,
+        *,
+        attachments: list[dict[str, Any]] | None = None,
+        blocks: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """Edit a message as its author would (a bot's attachments and blocks too)."""
+        body: dict[str, Any] = {"channel": channel, "ts": ts, "text": text}
+        if attachments is not None:
+            body["attachments"] = attachments
+        if blocks is not None:
+            body["blocks"] = blocks
+        self._call("POST", "edit", body)
 
     def add_user(
         self,
@@ -182,13 +208,16 @@ class EmulatorClient:
         is_ultra_restricted: bool = False,
         is_admin: bool = False,
         real_name: str = "",
+        is_bot: bool = False,
     ) -> dict[str, Any]:
+        """A new member; `is_bot`: another app's bot user (its `profile.bot_id` is set)."""
         body = {
             "name": name,
             "is_restricted": is_restricted,
             "is_ultra_restricted": is_ultra_restricted,
             "is_admin": is_admin,
             "real_name": real_name,
+            "is_bot": is_bot,
         }
         return self._call("POST", "users", body)["user"]
 

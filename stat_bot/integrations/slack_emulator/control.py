@@ -94,13 +94,30 @@ def _handler(func: Handler) -> Handler:
     return wrapped
 
 
+def _rich(
+    body: dict[str, Any], user: User
+) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]] | None]:
+    """A bot's `attachments` and `blocks` (lists of objects); people post text only."""
+    found = []
+    for key in ("attachments", "blocks"):
+        value = body.get(key)
+        if value is not None and not (
+            isinstance(value, list) and all(isinstance(v, dict) for v in value)
+        ):
+            raise SlackError("invalid_arguments", f"{key} must be a list of objects")
+        if value is not None and not user.is_bot:
+            raise SlackError("invalid_arguments", f"only a bot user posts {key}")
+        found.append(value)
+    return found[0], found[1]
+
+
 @_handler
 async def post_message(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     body = await _body(request)
     ws = state.workspace
     user = ws.user(str(body.get("user") or ""))
-    if user.is_bot:
+    if user.id == BOT_USER_ID:
         raise SlackError("invalid_arguments", "post as the bot through the Web API instead")
     channel = _conversation(ws, str(body.get("channel") or ""), user)
     if user.id not in channel.members:
@@ -108,9 +125,18 @@ async def post_message(request: web.Request) -> web.StreamResponse:
             raise SlackError("not_in_channel", f"{user.name} is not a member of {channel.name}")
         channel.members.append(user.id)
     text = ws.mention_markup(str(body.get("text") or ""))
-    if not text:
+    # Another app's bot (a paging tool's) may post attachments and blocks, as apps do.
+    attachments, blocks = _rich(body, user)
+    if not text and not attachments and not blocks:
         raise SlackError("no_text")
-    message = ws.post(channel, user, text=text, thread_ts=body.get("thread_ts") or None)
+    message = ws.post(
+        channel,
+        user,
+        text=text,
+        blocks=blocks,
+        attachments=attachments,
+        thread_ts=body.get("thread_ts") or None,
+    )
     url = base_url(request)
     state.note("message", channel, message, url)
     records = await state.publish(new_message_events(ws, channel, message, url))
@@ -121,6 +147,19 @@ async def post_message(request: web.Request) -> web.StreamResponse:
     return web.json_response(
         {"ok": True, "channel": channel.id, "ts": message.ts, "text": message.text, "acked": acked}
     )
+
+
+@_handler
+async def redeliver(request: web.Request) -> web.StreamResponse:
+    """Send a stored message's events to the app again, as Slack does when it missed an
+    ack or retries after a reconnect (`channel`, `ts`); how many envelopes went out."""
+    state = request.app[STATE]
+    body = await _body(request)
+    ws = state.workspace
+    channel = ws.channel(str(body.get("channel") or ""))
+    message = ws.message(channel.id, str(body.get("ts") or ""))
+    records = await state.publish(new_message_events(ws, channel, message, base_url(request)))
+    return web.json_response({"ok": True, "envelopes": len(records)})
 
 
 def _find_element(message: Message, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -388,7 +427,10 @@ async def edit_message(request: web.Request) -> web.StreamResponse:
     ts = str(body.get("ts") or "")
     author = ws.message(channel.id, ts).user
     text = ws.mention_markup(str(body.get("text") or ""))
-    message, previous = ws.edit(channel.id, ts, author, text=text)
+    attachments, blocks = _rich(body, ws.user(author))
+    message, previous = ws.edit(
+        channel.id, ts, author, text=text, blocks=blocks, attachments=attachments
+    )
     url = base_url(request)
     state.note("edit", channel, message, url)
     await state.publish(message_changed_event(ws, channel, message, previous, url))
@@ -421,6 +463,7 @@ async def add_user(request: web.Request) -> web.StreamResponse:
         is_admin=bool(body.get("is_admin")),
         is_restricted=bool(body.get("is_restricted")),
         is_ultra_restricted=bool(body.get("is_ultra_restricted")),
+        is_bot=bool(body.get("is_bot")),
     )
     await state.publish([{"type": "team_join", "user": user.to_api()}])
     return web.json_response({"ok": True, "user": user.to_api()})
@@ -545,6 +588,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/_emulator/messages", post_message)
     app.router.add_get("/_emulator/messages", list_messages)
     app.router.add_post("/_emulator/edit", edit_message)
+    app.router.add_post("/_emulator/redeliver", redeliver)
     app.router.add_post("/_emulator/click", click)
     app.router.add_post("/_emulator/react", react)
     app.router.add_post("/_emulator/command", command)

@@ -270,7 +270,8 @@ class Message:
         }
         if self.bot_id:
             data["bot_id"] = self.bot_id
-            data["app_id"] = APP_ID
+            # Another app's bot (a paging tool's) has an app of its own.
+            data["app_id"] = APP_ID if self.bot_id == BOT_ID else f"A{self.bot_id[1:]}"
         if self.files:
             data["subtype"] = "file_share"
             data["upload"] = False
@@ -581,17 +582,21 @@ class Workspace:
         is_restricted: bool = False,
         is_ultra_restricted: bool = False,
         user_id: str | None = None,
+        is_bot: bool = False,
     ) -> User:
-        """A new member, joined to #general like a new hire would be."""
+        """A new member, joined to #general like a new hire would be; `is_bot`: another
+        app's bot user (a paging tool's), with a bot id of its own."""
         if any(u.name == name for u in self.users.values()):
             raise SlackError("name_taken", name)
         user = User(
             user_id or self.new_id("U"),
             name,
             real_name,
+            is_bot=is_bot,
             is_admin=is_admin,
             is_restricted=is_restricted or is_ultra_restricted,
             is_ultra_restricted=is_ultra_restricted,
+            bot_id=self.new_id("B") if is_bot else None,
         )
         self.users[user.id] = user
         if GENERAL_CHANNEL_ID in self.channels:
@@ -683,6 +688,7 @@ class Workspace:
         *,
         text: str | None,
         blocks: list[dict[str, Any]] | None = None,
+        attachments: list[dict[str, Any]] | None = None,
     ) -> tuple[Message, dict[str, Any]]:
         """Change a message's text/blocks, keeping the old version; only the author may."""
         message = self.message(channel_id, ts)
@@ -696,6 +702,8 @@ class Workspace:
             message.text = text
         if blocks is not None:
             message.blocks = blocks
+        if attachments is not None:
+            message.attachments = attachments
         return message, previous
 
     def react(self, channel_id: str, ts: str, user_id: str, name: str) -> Message:
