@@ -276,7 +276,10 @@ def slack_text(h: Handoff) -> str:
 def chart_png(h: Handoff) -> bytes:
     s = h.stats
     return png_chart.stacked_bars(
-        [c for _, c in s.per_day], {name: colour(name) for name in s.severities}, s.severities
+        [c for _, c in s.per_day],
+        {name: colour(name) for name in s.severities},
+        s.severities,
+        labels=[f"{d:%a %d}" for d, _ in s.per_day],
     )
 
 

@@ -1,40 +1,26 @@
-"""A stacked bar chart as a PNG, written with the standard library (zlib) alone.
+"""The handoff mail's chart: alerts per day, stacked by severity, as a PNG.
 
-Mail clients do not render SVG (the dashboard's charts), so the handoff mail carries
-its chart as a PNG. Bars only: the numbers and the legend are in the mail's HTML
-beside it, where text is sharp and readable by screen readers.
+Mail clients do not render SVG (the dashboard's charts), so the mail carries a PNG,
+drawn by matplotlib's Agg backend through its object API: no pyplot, so no global
+figure state and no display is touched when a job draws it.
 """
 
 from __future__ import annotations
 
-import struct
-import zlib
+import io
 from collections.abc import Mapping, Sequence
 
-WHITE = (255, 255, 255)
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+DPI = 100
 AXIS = (120, 120, 120)
-GRID = (225, 225, 225)
 
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return (
-        struct.pack(">I", len(data))
-        + kind
-        + data
-        + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    )
-
-
-def encode_png(pixels: Sequence[bytearray], width: int, height: int) -> bytes:
-    """RGB rows (3 bytes a pixel) into a PNG file."""
-    raw = b"".join(b"\x00" + bytes(row) for row in pixels)
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _chunk(b"IHDR", header)
-        + _chunk(b"IDAT", zlib.compress(raw, 9))
-        + _chunk(b"IEND", b"")
-    )
+def _rgb(colour: tuple[int, int, int]) -> tuple[float, float, float]:
+    red, green, blue = colour
+    return red / 255, green / 255, blue / 255
 
 
 def stacked_bars(
@@ -42,34 +28,38 @@ def stacked_bars(
     colours: Mapping[str, tuple[int, int, int]],
     order: Sequence[str],
     *,
+    labels: Sequence[str] | None = None,
     width: int = 560,
-    height: int = 200,
+    height: int = 220,
 ) -> bytes:
-    """One bar per column, stacked bottom-up in `order`; scaled to the tallest bar."""
-    pixels = [bytearray(WHITE * width) for _ in range(height)]
-
-    def fill(x0: int, y0: int, x1: int, y1: int, colour: tuple[int, int, int]) -> None:
-        for y in range(max(0, y0), min(height, y1)):
-            row = pixels[y]
-            for x in range(max(0, x0), min(width, x1)):
-                row[3 * x : 3 * x + 3] = bytes(colour)
-
-    pad, base = 10, height - 10
-    tallest = max((sum(c.values()) for c in columns), default=0) or 1
-    for quarter in range(1, 5):  # light grid lines at 25 % steps of the tallest bar
-        y = base - (base - pad) * quarter // 4
-        fill(pad, y, width - pad, y + 1, GRID)
-    slot = (width - 2 * pad) / max(1, len(columns))
-    for index, column in enumerate(columns):
-        x0 = int(pad + index * slot + slot * 0.15)
-        x1 = int(pad + (index + 1) * slot - slot * 0.15)
-        top = base
-        for name in order:
-            count = column.get(name, 0)
-            if not count:
-                continue
-            h = max(1, round((base - pad) * count / tallest))
-            fill(x0, top - h, x1, top, colours.get(name, AXIS))
-            top -= h
-    fill(pad, base, width - pad, base + 1, AXIS)
-    return encode_png(pixels, width, height)
+    """One bar per column (a day), stacked bottom-up in `order`, with a legend when there
+    is more than one name; `width` x `height` pixels."""
+    figure = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    xs = list(range(len(columns)))
+    bottoms = [0] * len(columns)
+    for name in order:
+        counts = [column.get(name, 0) for column in columns]
+        if not any(counts):
+            continue
+        axes.bar(
+            xs, counts, bottom=bottoms, width=0.7, label=name,
+            color=_rgb(colours.get(name, AXIS)), antialiased=False,
+        )  # fmt: skip
+        bottoms = [b + c for b, c in zip(bottoms, counts, strict=True)]
+    axes.set_xticks(xs, list(labels) if labels is not None else [str(x + 1) for x in xs])
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_ylim(0, max(bottoms, default=0) + 1)
+    axes.set_ylabel("firings")
+    axes.grid(axis="y", color=(0.88, 0.88, 0.88))
+    axes.set_axisbelow(True)
+    for side in ("top", "right"):
+        axes.spines[side].set_visible(False)
+    if sum(1 for name in order if any(c.get(name) for c in columns)) > 1:
+        # Beside the plot, not over it: it never hides the first days' bars.
+        axes.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", frameon=False)
+    figure.tight_layout()
+    out = io.BytesIO()
+    figure.savefig(out, format="png", dpi=DPI)
+    return out.getvalue()

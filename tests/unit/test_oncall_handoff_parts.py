@@ -3,13 +3,13 @@ TIMEZONE, the PNG chart, percentiles, and the Slack text's escaping."""
 
 from __future__ import annotations
 
-import struct
-import zlib
+import io
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from matplotlib.image import imread
 
 from stat_bot.jobs.config_file import load_config
 from stat_bot.jobs.schedules import next_due
@@ -54,31 +54,34 @@ def test_the_weekly_schedule_is_monday_nine_in_the_sites_time_zone() -> None:
     assert after.isoformat() == "2027-03-29T07:00:00+00:00"
 
 
-def png_rows(data: bytes) -> tuple[int, int, list[bytes]]:
-    assert data.startswith(b"\x89PNG\r\n\x1a\n")
-    width, height = struct.unpack(">II", data[16:24])
-    idat = data.index(b"IDAT")
-    (length,) = struct.unpack(">I", data[idat - 4 : idat])
-    raw = zlib.decompress(data[idat + 4 : idat + 4 + length])
-    stride = 1 + 3 * width
-    return width, height, [raw[i * stride + 1 : (i + 1) * stride] for i in range(height)]
-
-
 def test_the_png_chart_draws_taller_bars_for_more_alerts() -> None:
     red, blue = (200, 0, 0), (0, 0, 200)
     data = stacked_bars(
         [{"critical": 2, "info": 2}, {"info": 1}], {"critical": red, "info": blue},
-        ["critical", "info"], width=40, height=60,
+        ["critical", "info"], labels=["Mon 30", "Tue 01"], width=400, height=300,
     )  # fmt: skip
-    width, height, rows = png_rows(data)
-    assert (width, height) == (40, 60)
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    pixels = (imread(io.BytesIO(data), format="png")[:, :, :3] * 255).round().astype(int)
+    assert pixels.shape[:2] == (300, 400)
 
-    def column(x: int, colour: tuple[int, int, int]) -> int:
-        return sum(1 for row in rows if row[3 * x : 3 * x + 3] == bytes(colour))
+    def heights(colour: tuple[int, int, int]) -> list[int]:
+        """Per pixel column, how many pixels have this colour (a bar's height there)."""
+        return [int(n) for n in (pixels == colour).all(axis=2).sum(axis=0)]
 
-    assert column(14, blue) == 2 * column(24, blue) == 20  # first bar: 2 info, second: 1
-    assert column(14, red) == column(14, blue)  # stacked: 2 critical above 2 info
-    assert column(24, red) == 0
+    blue, red_ = heights(blue), heights(red)
+    # The bars: runs of columns with tall blue (the legend's swatches are a few pixels).
+    bars: list[list[int]] = []
+    for x, tall in enumerate(h > 20 for h in blue):
+        if tall and bars and bars[-1][-1] == x - 1:
+            bars[-1].append(x)
+        elif tall:
+            bars.append([x])
+    assert len(bars) == 2, bars
+    first, second = (sorted(blue[x] for x in bar)[len(bar) // 2] for bar in bars)
+    assert 1.85 < first / second < 2.15  # 2 info, then 1 info (edges round to pixels)
+    stacked = sorted(red_[x] for x in bars[0])[len(bars[0]) // 2]
+    assert 0.9 < stacked / first < 1.1  # 2 critical stacked on the 2 info
+    assert max(red_[x] for x in bars[1]) == 0
 
 
 def test_percentiles_are_nearest_rank() -> None:
