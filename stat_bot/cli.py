@@ -225,6 +225,7 @@ def run(ctx: Context, console: bool | None) -> None:
         choose_local_trac_port,
         choose_web_port,
         free_loopback_port,
+        local_alert_token,
         local_mail_dir,
         local_mail_environment,
         local_mode_environment,
@@ -315,6 +316,14 @@ def run(ctx: Context, console: bool | None) -> None:
                 f"  mail:       kept in {mail_dir}/*.eml by a local mail sink "
                 f"(`@stat-bot oncall handoff` mails there)\n"
             )
+        alert_line = ""
+        if local:
+            env, token_file = local_alert_token(settings, env)
+            if token_file is not None:
+                alert_line = (
+                    f"  alerts:     POST {web_url(settings.web_host, web_port)}alerts/alertmanager "
+                    f'with -H "Authorization: Bearer $(cat {token_file})"\n'
+                )
         supervisor.start("Slack bot", [*me, "bot"], env)
         supervisor.start("dispatcher", [*me, "dispatcher"], env)
         web = supervisor.start("web server", [*me, "web"], env)
@@ -361,6 +370,7 @@ def run(ctx: Context, console: bool | None) -> None:
         + trac_line
         + redfish_line
         + mail_line
+        + alert_line
         + "  incidents:  `/incident <description>` opens one; digest in #incidents; public "
         + f"status page {web_url(settings.web_host, web_port)}status\n"
         + f"  database:   {settings.database_shown}\n  namespaces: {namespaces}\n"

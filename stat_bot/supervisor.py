@@ -365,6 +365,25 @@ def local_trac_dir(settings: Settings) -> Path:
     return settings.state_dir / "local-trac"
 
 
+def local_alert_token(
+    settings: Settings, env: dict[str, str]
+) -> tuple[dict[str, str], Path | None]:
+    """Local mode takes Alertmanager's webhook out of the box: with neither
+    ALERTMANAGER_TOKEN nor ALERTMANAGER_BASIC_AUTH set, a new random bearer token each
+    start, handed to the web server and kept in STATE_DIR/local-alertmanager-token (mode
+    600) for curl and the README's examples, never printed. None: the site's own is used."""
+    if settings.alertmanager_token or settings.alertmanager_basic_auth:
+        return env, None
+    path = settings.state_dir / "local-alertmanager-token"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(token + "\n")
+    os.chmod(path, 0o600)  # a file left by an earlier start keeps its mode otherwise
+    return {**env, "ALERTMANAGER_TOKEN": token}, path
+
+
 def local_mail_dir(settings: Settings) -> Path:
     """Where local mode's mail sink keeps the mails it receives (the handoff), as .eml files."""
     return settings.state_dir / "mail"

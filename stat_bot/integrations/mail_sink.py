@@ -19,6 +19,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
+from stat_bot.lifeline import watch_parent
+
 
 class SavingHandler:
     """Writes each accepted mail to `folder` as `<time>-<n>.eml` (written aside, then renamed,
@@ -49,6 +51,7 @@ def main() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    watch_parent()  # stops with `stat-bot run`, even when that is killed outright
     stop.wait()
     controller.stop()
 

@@ -170,11 +170,12 @@ def test_parts_stop_when_run_is_killed_outright(tmp_path: Path) -> None:
         while not (tmp_path / "var" / "local-slack.json").exists():
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        # The Slack emulator, the local Trac, the Redfish emulator, the bot, the dispatcher,
-        # the web server (its workers are its own).
-        children = _wait_children(service.pid, 6)
+        # The Slack emulator, the local Trac, the Redfish emulator, the mail sink, the bot,
+        # the dispatcher, the web server (its workers are its own).
+        children = _wait_children(service.pid, 7)
         assert any("local-trac" in _cmdline(pid) for pid in children)
         assert any("redfish_emulator" in _cmdline(pid) for pid in children)
+        assert any("mail_sink" in _cmdline(pid) for pid in children)
     finally:
         service.kill()  # SIGKILL: it gets no chance to stop them itself
         service.wait()
@@ -534,11 +535,17 @@ def test_an_alert_in_local_mode_gets_its_runbook_steps_from_the_trac_wiki(
     """Local mode indexes its Trac's sample runbooks at start; an Alertmanager alert
     `NodeDown` posted to the web server gets the wiki page's steps in its thread."""
     require_trac()
-    token = "local-am-token"
     # The repository's runbooks/ are indexed too: the wiki page written for the alert wins.
-    service, err = _start_local_mode(tmp_path / "home", ALERTMANAGER_TOKEN=token)
+    service, err = _start_local_mode(tmp_path / "home")
     try:
         banner = err.read_text()
+        # No ALERTMANAGER_TOKEN set: local mode made one, kept in a file only its user reads.
+        token_file = tmp_path / "home" / "var" / "local-alertmanager-token"
+        assert f'Bearer $(cat {token_file})"' in banner, banner
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        token = token_file.read_text().strip()
+        assert len(token) >= 24
+        assert token not in banner
         dashboard = DASHBOARD.search(banner)
         trac_url = re.search(r"Trac: +(http://127\.0\.0\.1:\d+/stat) \(local", banner)
         assert dashboard, banner
