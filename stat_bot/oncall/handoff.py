@@ -132,6 +132,10 @@ def gather(
 
 
 # what each rendering says, in one place -------------------------------------------------
+def _fired(count: int) -> str:
+    return "once" if count == 1 else f"{count} times"
+
+
 def _when(at: float, h: Handoff) -> str:
     return datetime.fromtimestamp(at, h.week.tz).strftime("%a %d %b %H:%M")
 
@@ -193,7 +197,7 @@ def plain_text(h: Handoff) -> str:
     """The mail's text/plain part."""
     s = h.stats
     lines = [_title(h), ""]
-    lines.append(f"Alerts fired {s.firings} times.")
+    lines.append(f"Alerts fired {_fired(s.firings)}.")
     lines.append(f"By service: {_counts(s.by_service)}")
     lines.append(f"By severity: {_counts(s.by_severity)}")
     lines.append(_times(h))
@@ -233,7 +237,7 @@ def slack_text(h: Handoff) -> str:
     e = escape
     lines = [f"*{e(_title(h))}*"]
     lines.append(
-        f"*Alerts:* fired {s.firings} times · by service: {e(_counts(s.by_service))} · by severity: {e(_counts(s.by_severity))}"
+        f"*Alerts:* fired {_fired(s.firings)} · by service: {e(_counts(s.by_service))} · by severity: {e(_counts(s.by_severity))}"
     )
     lines.append(e(_times(h)))
     lines.append("*Per day:* " + ", ".join(f"{d:%a} {sum(c.values())}" for d, c in s.per_day))
@@ -328,7 +332,7 @@ def html_text(h: Handoff, cid: str = CHART_CID) -> str:
 <html><head><meta charset="utf-8"><title>{q(_title(h))}</title></head>
 <body style="font-family:sans-serif">
 <h2>{q(_title(h))}</h2>
-<p>Alerts fired <b>{s.firings}</b> times. {q(_times(h))}</p>
+<p>Alerts fired <b>{_fired(s.firings)}</b>. {q(_times(h))}</p>
 <h3>Alerts per day</h3>
 <img src="cid:{q(cid)}" alt="Alerts per day, stacked by severity" width="560" height="200">
 <p>{legend}</p>
