@@ -139,7 +139,9 @@ class SlackAlertListener:
         if not self._from_a_bot(message):
             return
         ts = str(message.get("ts") or "")
-        read = read_alert(message)
+        # An edit's own ts (the event's) is when the paging tool changed its message.
+        edit_ts = str(event.get("ts") or "") if edited else ""
+        read = read_alert(message, edit_ts or None)
         if read is None:
             log.debug(
                 "bot message in an alert channel is not an alert we read",
@@ -157,7 +159,9 @@ class SlackAlertListener:
                 status=read.status_word,
             )
             return
-        delivery = f"{channel}:{ts}:{read.status_word}" if edited else f"{channel}:{ts}"
+        # An edit is its own delivery (a reopened and again resolved incident is two), and
+        # the same edit delivered again is still counted once.
+        delivery = f"{channel}:{ts}:{read.status_word}:{edit_ts}" if edited else f"{channel}:{ts}"
         self._record(channel, message, read, delivery)
 
     def _record(

@@ -67,6 +67,18 @@ def escape(text: str) -> str:
     return _BROADCAST.sub("@" + WORD_JOINER, text)
 
 
+def link(url: str | None, label: str) -> str:
+    """A Slack link to `url` labelled `label`, both from outside: only a plain web address
+    becomes a link (one holding <, >, | or a space could close the link and add a
+    `<!channel>` of its own), anything else is shown as text beside the label."""
+    shown = escape(label).replace("|", "¦")
+    if not url:
+        return shown
+    if url.startswith(("https://", "http://")) and not any(c in url for c in "<>|\n\r\t "):
+        return f"<{url}|{shown}>"
+    return f"{shown} (`{escape(url)}`)"
+
+
 def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Protocol
 
 from stat_bot.hardware.health import NodeHealth
-from stat_bot.hardware.report import escape
+from stat_bot.hardware.report import escape, link
 from stat_bot.hardware.sweep import SweepDiff, compare
 from stat_bot.integrations.trac import TracClient, TracError
 from stat_bot.jobs.model import Job, JobStatus
@@ -247,13 +247,7 @@ def slack_text(h: Handoff) -> str:
         line = f"{n}. {e(f.alert.title)}{' (' + where + ')' if where else ''}: *{f.fired}x*"
         runbook = h.runbooks.get(f.alert.id)
         if runbook is not None:
-            name = e(runbook.title)
-            link = (
-                f"<{runbook.url}|{name}>"
-                if runbook.url and runbook.url.startswith(("http://", "https://"))
-                else name
-            )
-            line += f" — runbook {link} ({_rating(runbook)})"
+            line += f" — runbook {link(runbook.url, runbook.title)} ({_rating(runbook)})"
         lines.append(line)
     if not s.frequent:
         lines.append("none")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from stat_bot.hardware.report import escape
+from stat_bot.hardware.report import escape, link
 from stat_bot.queue.alert_model import Alert, AlertChange, AlertChangeKind
 from stat_bot.queue.base import OutboxMessage
 from stat_bot.report.messages import Message, Report
@@ -98,7 +98,7 @@ def alert_messages(
         if labels:
             lines.append(labels)
         if alert.url:
-            lines.append(f"<{alert.url}|source>")
+            lines.append(link(alert.url, "source"))
         lines += rule_lines(change, refusals)
         text = "\n".join(lines)
         blocks = None
@@ -129,7 +129,8 @@ def ack_button(alert_id: int) -> dict[str, object]:
 
 
 def acknowledged_text(alert: Alert, by: str) -> str:
-    """`:eyes: Acknowledged by <@U123>: *NodeDown*` (by: a Slack mention or a name)."""
+    """`:eyes: Acknowledged by <@U123>: *NodeDown*` (by: a Slack mention we made, or a
+    name from outside, which `acknowledged_message` escapes)."""
     return f":eyes: Acknowledged by {by}: *{escape(alert.title)}*"
 
 
@@ -137,5 +138,6 @@ def acknowledged_message(alert: Alert, by: str, channel: str | None) -> list[Out
     """The channel's note of an acknowledgement made elsewhere (PagerDuty)."""
     if not channel:
         return []
-    report = Report([Message(acknowledged_text(alert, by))], kind="info", channel=channel)
+    text = acknowledged_text(alert, escape(by))  # a PagerDuty user's name: outside text
+    report = Report([Message(text)], kind="info", channel=channel)
     return [outgoing(report, KIND, ref=f"alert-ack:{alert.id}")]

@@ -15,6 +15,7 @@ longer linked, listed or on disk) are removed. Sources:
 
 from __future__ import annotations
 
+import dataclasses
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -71,6 +72,10 @@ class SourceReport:
         return text
 
 
+def _text(value: str) -> str:
+    return value.replace("\x00", "")
+
+
 class _Store:
     """Stores pages of one source, parsing only those whose hash changed."""
 
@@ -93,7 +98,12 @@ class _Store:
         except (RecursionError, ValueError, UnicodeError) as error:  # a hostile page
             self.fail(key, f"could not be parsed: {type(error).__name__}")
             return
-        draft = RunbookPageDraft(self.source, key, url, title, digest, tuple(sections))
+        # A NUL is no text (and PostgreSQL refuses it): dropped before it reaches the queue.
+        sections = [
+            dataclasses.replace(s, title=_text(s.title), body=_text(s.body), url=_text(s.url))
+            for s in sections
+        ]
+        draft = RunbookPageDraft(self.source, key, url, _text(title), digest, tuple(sections))
         change = self.queue.store_runbook_page(draft)
         if change.kind == "unchanged":
             self.report.unchanged += 1

@@ -3,7 +3,7 @@
 The query is what names an alert's trouble: its alertname (CamelCase split into words,
 so `NodeDown` finds "Node down"; the name as it is too, for pages that list the alerts
 they answer), title (Alertmanager's alertname and summary; the
-PagerDuty incident's title) and a few labels (service, job, component). Values such as
+PagerDuty incident's title) and a few labels (service, component). Values such as
 xnames and host names are in the query too, but a word the index does not hold does
 not count against a section (Queue.search_runbooks), so they neither help nor hurt.
 
@@ -14,6 +14,7 @@ posted for a firing that was not recorded.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 
@@ -21,11 +22,13 @@ import structlog
 
 from stat_bot.queue.alert_model import AlertChange, AlertChangeKind, AlertEvent
 from stat_bot.queue.base import Queue
-from stat_bot.queue.runbook_model import RunbookAnswerDraft, RunbookHit
+from stat_bot.queue.runbook_model import RunbookAnswerDraft, RunbookHit, stem, stems_of, terms
 
 log = structlog.get_logger(__name__)
 
-QUERY_LABELS = ("alertname", "service", "job", "component", "subsystem", "summary")
+# Not `job` or `instance`: a Prometheus scrape job (`node`) says where, and matched every
+# runbook that mentions a node.
+QUERY_LABELS = ("alertname", "service", "component", "subsystem", "summary")
 CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 FIRED = (AlertChangeKind.NEW, AlertChangeKind.REFIRED)
 
@@ -42,11 +45,39 @@ def alert_query(title: str, service: str, labels: Mapping[str, str]) -> str:
     return " ".join(p for p in parts if p)
 
 
+def naming_terms(event: AlertEvent) -> list[str]:
+    """The words that say what the trouble is: the alert's name split into words (its
+    title when it has none, as PagerDuty's incidents), less those holding a digit (an
+    xname, a node, a host: they name where, not what)."""
+    name = event.labels.get("alertname", "") or event.title
+    return [t for t in terms(split_words(name)) if not any(c.isdigit() for c in t)]
+
+
+def coverage(event: AlertEvent, hit: RunbookHit) -> float:
+    """0..1: how much of what names the alert the section speaks of. A section that names
+    the alert itself (`NodeDown`) covers it whole."""
+    words = stems_of(hit.title, hit.body)
+    name = event.labels.get("alertname", "").lower()
+    if name and stem(name) in words:
+        return 1.0
+    wanted = {stem(t) for t in naming_terms(event)}
+    return len(wanted & words) / len(wanted) if wanted else 1.0
+
+
 def best_match(queue: Queue, event: AlertEvent, threshold: float) -> RunbookHit | None:
-    """The best section for a firing alert, if its score reaches `threshold`."""
-    hits = queue.search_runbooks(alert_query(event.title, event.service, event.labels), 1)
-    if hits and hits[0].score >= threshold:
-        return hits[0]
+    """The best section for a firing alert whose score reaches `threshold`.
+
+    The search's score counts only words some runbook holds, so a section sharing one
+    common word (`node`) with an alert it has nothing to do with (`HostClockSkew`) could
+    score high; the score is therefore capped by how much of the alert's name the section
+    covers, and the best section after that cap wins."""
+    hits = queue.search_runbooks(alert_query(event.title, event.service, event.labels), 5)
+    capped = [
+        dataclasses.replace(h, score=round(min(h.score, coverage(event, h)), 4)) for h in hits
+    ]
+    capped.sort(key=lambda h: (-h.score, h.section_id))
+    if capped and capped[0].score >= threshold:
+        return capped[0]
     return None
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stat_bot.hardware.report import escape
+from stat_bot.hardware.report import escape, link
 from stat_bot.oncall.messages import alert_ref
 from stat_bot.oncall.runbook_match import FIRED, answer_ref
 from stat_bot.queue.alert_model import AlertChange
@@ -40,14 +40,6 @@ def steps(body: str, lines: int = MAX_STEP_LINES, chars: int = MAX_STEPS_CHARS) 
     if len(kept) < len(all_lines):
         kept.append("…")
     return "\n".join(kept)
-
-
-def link(hit_url: str, title: str) -> str:
-    """A Slack link to the section when its URL is a web address; its path otherwise."""
-    label = escape(title).replace("|", "¦")
-    if hit_url.startswith(("https://", "http://")) and not any(c in hit_url for c in "<>| \n"):
-        return f"<{hit_url}|{label}>"
-    return f"{label} (`{escape(hit_url)}`)"
 
 
 def runbook_reply(change: AlertChange, hit: RunbookHit, channel: str) -> OutboxMessage:

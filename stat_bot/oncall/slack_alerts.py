@@ -150,14 +150,15 @@ def _clip(text: str) -> str:
     return " ".join(text.split())[:MAX_FIELD]
 
 
-def read_alert(message: Mapping[str, Any]) -> SlackAlert | None:
+def read_alert(message: Mapping[str, Any], at_ts: str | None = None) -> SlackAlert | None:
     """The alert a paging tool's message reports, or None if it is not one we can read.
 
     `message` is a Slack message event (or the `message` of a `message_changed`); its `ts`
-    is the alert's time.
+    is the alert's time, or `at_ts` when given (an edit's own time: a PagerDuty message
+    edited to Resolved resolved the alert then, not when it was first posted).
     """
     try:
-        at = float(str(message.get("ts")))
+        at = float(str(at_ts or message.get("ts")))
     except ValueError:
         return None
     if not at > 0:
@@ -209,6 +210,7 @@ def _alertmanager(message: Mapping[str, Any], at: float) -> SlackAlert | None:
         severity=labels.get("severity") or "",
         labels=labels,
         url=url,
+        starts_known=False,  # the message's time: a repeat while firing is a reminder
     )
     return SlackAlert("alertmanager", event, found["status"].lower())
 
@@ -290,6 +292,7 @@ def _pagerduty(message: Mapping[str, Any], at: float) -> SlackAlert | None:
             severity=labels.get("priority") or labels.get("urgency") or "",
             labels=labels,
             url=link[0] if link else None,
+            starts_known=False,
         )
     return SlackAlert("pagerduty", event, status_word)
 

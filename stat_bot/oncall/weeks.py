@@ -9,6 +9,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
+FIRST_YEAR, LAST_YEAR = 1971, 9998
 
 
 class WeekError(ValueError):
@@ -40,6 +41,9 @@ def iso_week(label: str, tz: ZoneInfo) -> Week:
     if not match:
         raise WeekError(f"week {label[:20]!r} is not an ISO week: write it as 2026-W48")
     year, number = int(match.group(1)), int(match.group(2))
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        # Beyond these, the week before or after (the page's links) has no date.
+        raise WeekError(f"week {label[:20]!r}: give a year from {FIRST_YEAR} to {LAST_YEAR}")
     try:
         monday = date.fromisocalendar(year, number, 1)
     except ValueError:

@@ -32,6 +32,10 @@ class AlertEvent:
     severity: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     url: str | None = None
+    # Whether `at` of a firing is when it started (Alertmanager's startsAt), so a later one
+    # while still firing is a new firing; False for a time that is only when the report was
+    # posted (a paging tool's Slack message), where a repeat while firing is a reminder.
+    starts_known: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -156,8 +156,14 @@ def _alert_change(
         resolved_at=current.resolved_at, fire_count=current.fire_count,
     )  # fmt: skip
     if firing:
-        if current.status is AlertStatus.FIRING and event.at <= current.last_fired_at:
+        if current.status is AlertStatus.FIRING and (
+            event.at <= current.last_fired_at or not event.starts_known
+        ):
             return AlertChangeKind.REPEATED, values  # a reminder of the same firing
+        if current.status is AlertStatus.RESOLVED and event.at <= current.last_fired_at:
+            # The firing it already knew, delivered late (a retry, an HA peer) after its
+            # resolution: it does not open the alert again (no resolution would follow).
+            return AlertChangeKind.UNCHANGED, values
         values.update(
             status=AlertStatus.FIRING, last_fired_at=max(event.at, current.last_fired_at),
             resolved_at=None, fire_count=current.fire_count + 1,

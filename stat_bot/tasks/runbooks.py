@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from stat_bot.hardware.report import escape
 from stat_bot.oncall.runbook_index import index_all
 from stat_bot.tasks import TaskContext, TaskUsageError, task
 from stat_bot.tasks.hw_loop import trac_client
@@ -27,9 +28,11 @@ def runbook_index(ctx: TaskContext, args: Sequence[str]) -> int:
         raise TaskUsageError("usage: stat-bot task runbook-index (no arguments)")
     reports = index_all(ctx.queue, ctx.settings, trac_client(ctx.settings))
     for report in reports:
-        print(report.line())
+        # The job's stdout is posted as Slack text: page addresses, redirect targets and
+        # errors come from the sites read, so they are escaped (no `<!channel>` from a link).
+        print(escape(report.line()))
         for key, reason in report.failed[:SHOWN_FAILURES]:
-            print(f"  not read: {key}: {reason}")
+            print(f"  not read: {escape(key)}: {escape(reason)}")
         if len(report.failed) > SHOWN_FAILURES:
             print(f"  ... and {len(report.failed) - SHOWN_FAILURES} more")
     print(f"{ctx.queue.runbook_section_count()} sections in the index.")

@@ -51,6 +51,34 @@ def test_a_fingerprint_is_one_alert_counted_each_time_it_fires(queue: Queue, oth
     assert other.alert(same.id) == same
 
 
+def test_a_late_copy_of_a_resolved_firing_does_not_open_it_again(queue: Queue) -> None:
+    queue.record_alerts([event(at=100.0)], now=100.0)
+    queue.record_alerts([event(RESOLVED, at=300.0)], now=300.0)
+    # The same firing (startsAt 100) delivered late, by a retry or an HA peer.
+    (late,) = queue.record_alerts([event(at=100.0)], now=310.0)
+    assert late.kind is AlertChangeKind.UNCHANGED
+    assert (late.alert.status, late.alert.fire_count, late.alert.resolved_at) == (
+        RESOLVED,
+        1,
+        300.0,
+    )
+    assert [f.resolved_at for f in queue.alert_firings(0.0, 1000.0)] == [300.0]
+
+
+def test_without_start_times_a_repeat_while_firing_is_a_reminder(queue: Queue) -> None:
+    """A paging tool's Slack message dates its post, not the alert's start."""
+    posted = {"source": "slack", "starts_known": False}
+    queue.record_alerts([event(at=100.0, **posted)], now=100.0)
+    (reminder,) = queue.record_alerts([event(at=200.0, **posted)], now=200.0)
+    assert reminder.kind is AlertChangeKind.REPEATED
+    assert reminder.alert.fire_count == 1
+    queue.record_alerts([event(RESOLVED, at=250.0, **posted)], now=250.0)
+    (again,) = queue.record_alerts([event(at=400.0, **posted)], now=400.0)
+    assert (again.kind, again.alert.fire_count) == (AlertChangeKind.REFIRED, 2)
+    firings = [(f.fired_at, f.resolved_at) for f in queue.alert_firings(0.0, 1000.0)]
+    assert firings == [(100.0, 250.0), (400.0, None)]
+
+
 def test_sources_and_fingerprints_keep_alerts_apart(queue: Queue) -> None:
     queue.record_alerts([event(), event(fingerprint="other"), event(source="pagerduty")], now=100.0)
     assert len(queue.alerts()) == 3

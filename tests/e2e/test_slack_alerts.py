@@ -139,18 +139,24 @@ def test_a_pagerduty_incident_counted_and_resolved_in_its_thread(service: SlackS
     # Not a second top-level copy of the alert in the on-call channel.
     top = [m for m in service.slack.messages("oncall") if m["user"] == BOT_USER_ID]
     assert not [m for m in top if title in message_text(m) and not m["thread_ts"]]
-    # The same incident posted again: one alert, counted twice.
-    again = post_as(service, "pagerduty", "oncall", pd("Q0DISKFULL1", title))
-    assert the_alert(service, title, lambda a: a.fire_count == 2).status is AlertStatus.FIRING
-    poll(lambda: bot_replies(service, "oncall", again), "the second follow-up")
-    assert "fired 2 times since" in bot_replies(service, "oncall", again)[0]
+    # The same incident posted again while it fires: a reminder, not a second firing.
+    post_as(service, "pagerduty", "oncall", pd("Q0DISKFULL1", title))
+    seen = the_alert(service, title, lambda a: a.updated_at > alert.updated_at)
+    assert (seen.fire_count, seen.status) == (1, AlertStatus.FIRING)
     # PagerDuty edits its message as the incident moves on: Acknowledged changes nothing,
-    # Resolved resolves the alert.
+    # Resolved resolves the alert, at the edit's time (not the message's).
     for status in ("Acknowledged", "Resolved"):
         edited = pd("Q0DISKFULL1", title, status)
         service.slack.edit("oncall", ts, "", attachments=edited["attachments"])
     resolved = the_alert(service, title, lambda a: a.status is AlertStatus.RESOLVED)
-    assert resolved.fire_count == 2
+    assert resolved.fire_count == 1
+    assert resolved.resolved_at is not None
+    assert resolved.resolved_at > float(ts)
+    # Triggered again later, a new message: the same alert fires a second time.
+    again = post_as(service, "pagerduty", "oncall", pd("Q0DISKFULL1", title))
+    assert the_alert(service, title, lambda a: a.fire_count == 2).status is AlertStatus.FIRING
+    poll(lambda: bot_replies(service, "oncall", again), "the second follow-up")
+    assert "fired 2 times since" in bot_replies(service, "oncall", again)[0]
 
 
 def test_a_redelivered_message_counts_once(service: SlackService):

@@ -97,6 +97,8 @@ def test_a_week_of_alerts_in_numbers_and_a_chart(
         ("2026-48", "write it as 2026-W48"),
         ("2026-W54", "2026 has no week 54"),
         ("x" * 300, "ISO week"),
+        ("9999-W52", "give a year from 1971 to 9998"),  # its next week has no date
+        ("0001-W01", "give a year from 1971 to 9998"),
     ],
 )
 def test_a_bad_week_is_refused_with_the_form_to_use(

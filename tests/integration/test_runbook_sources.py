@@ -256,3 +256,42 @@ def test_markdown_files_are_indexed_and_removed_when_deleted(queue: Queue, tmp_p
     assert report.removed == ["node-down.md"]
     assert report.unchanged == 1
     assert index_markdown(queue, tmp_path / "nowhere", None).error is not None
+
+
+def test_a_nul_byte_in_a_page_costs_nothing_else(queue: Queue, tmp_path: Path) -> None:
+    """PostgreSQL refuses NUL in text: dropped before storing, so the page and the folder's
+    other pages are all indexed, on every backend alike."""
+    folder = tmp_path / "runbooks"
+    folder.mkdir()
+    (folder / "a-nul.md").write_text("# Disk\x00 full\n\n1. Free\x00 space\n")
+    (folder / "b-fine.md").write_text("# Fan failed\n\n1. Swap the fan\n")
+    report = index_markdown(queue, folder, None)
+    assert (report.parsed, report.failed) == (2, [])
+    (hit,) = queue.search_runbooks("disk full", 1)
+    assert (hit.title, "\x00" in hit.body) == ("Disk full", False)
+    assert queue.search_runbooks("fan failed", 1)[0].title == "Fan failed"
+
+
+def test_shipped_runbooks_answer_their_alerts_and_not_others(queue: Queue) -> None:
+    """A section sharing one common word (`node`) with an unrelated alert is not its answer;
+    the alerts the shipped runbooks are written for still find them."""
+    from stat_bot.oncall.runbook_match import best_match
+    from stat_bot.queue.alert_model import AlertEvent, AlertStatus
+
+    index_markdown(queue, Path(__file__).resolve().parents[2] / "runbooks", None)
+
+    def answer(name: str, summary: str, **labels: str) -> str | None:
+        event = AlertEvent(
+            "alertmanager", name, f"{name}: {summary}", AlertStatus.FIRING, 1.0, "", "critical",
+            {"alertname": name, **labels},
+        )  # fmt: skip
+        hit = best_match(queue, event, 0.5)
+        return hit.title if hit else None
+
+    for unrelated in ("HostClockSkew", "HostHighCpuLoad", "HostOutOfMemory", "HostSwapIsFillingUp"):
+        assert answer(unrelated, "on nid000012", job="node", instance="nid000012:9100") is None
+    assert answer("NodeDown", "x1000c0s0b0n0 stopped answering", xname="x1000c0s0b0n0") == (
+        "Node down or BMC unreachable"
+    )
+    assert answer("SlurmNodeDrained", "nid000006 drained") == "Slurm node drained or down"
+    assert answer("GPFSWaitersHigh", "long waiters on nsd1") == "GPFS hang"
