@@ -16,6 +16,7 @@ longer linked, listed or on disk) are removed. Sources:
 from __future__ import annotations
 
 import dataclasses
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -23,6 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 from bs4 import BeautifulSoup
@@ -122,6 +124,9 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None  # a redirect comes back as an HTTPError; the crawler decides
 
 
+READ_CHUNK = 65536
+
+
 class PageError(Exception):
     """A page that cannot be indexed; the text says why."""
 
@@ -156,10 +161,7 @@ class SiteCrawler:
                     kind = response.headers.get_content_type()
                     if kind not in HTML_TYPES:
                         raise PageError(f"not an HTML page ({kind})")
-                    body = response.read(self.max_bytes + 1)
-                    if len(body) > self.max_bytes:
-                        raise PageError(f"larger than RUNBOOK_MAX_PAGE_BYTES ({self.max_bytes})")
-                    return url, body
+                    return url, self._body(response)
             except urllib.error.HTTPError as error:
                 if error.code in (301, 302, 303, 307, 308) and error.headers.get("Location"):
                     target = urllib.parse.urljoin(url, error.headers["Location"]).split("#")[0]
@@ -172,6 +174,22 @@ class SiteCrawler:
                 reason = getattr(error, "reason", error)
                 raise PageError(f"unreachable: {reason}") from None
         raise PageError("too many redirects")
+
+    def _body(self, response: Any) -> bytes:
+        """The page, read against one deadline: the socket's timeout bounds each read
+        only, and a server sending a byte now and then would otherwise hold the crawl
+        (and every site after it) until the job's own timeout."""
+        deadline = time.monotonic() + self.timeout
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := response.read1(READ_CHUNK):
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise PageError(f"larger than RUNBOOK_MAX_PAGE_BYTES ({self.max_bytes})")
+            if time.monotonic() > deadline:
+                raise PageError(f"slower than RUNBOOK_FETCH_TIMEOUT ({self.timeout:g} s)")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def links(self, url: str, body: bytes) -> list[str]:
         soup = BeautifulSoup(body, "html.parser")

@@ -5,6 +5,7 @@ a page limit; hostile pages), the Trac wiki in a real tracd, and a Markdown fold
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from stat_bot.integrations.trac import TracClient
-from stat_bot.oncall.runbook_index import SiteCrawler, index_markdown, index_trac
+from stat_bot.oncall.runbook_index import PageError, SiteCrawler, index_markdown, index_trac
 from stat_bot.queue import Queue
 from tests.peers import free_port
 from tests.trac_fixtures import TracServer
@@ -295,3 +296,36 @@ def test_shipped_runbooks_answer_their_alerts_and_not_others(queue: Queue) -> No
     )
     assert answer("SlurmNodeDrained", "nid000006 drained") == "Slurm node drained or down"
     assert answer("GPFSWaitersHigh", "long waiters on nsd1") == "GPFS hang"
+
+
+def test_a_server_dripping_a_page_is_given_up_at_the_fetch_timeout() -> None:
+    """The socket's timeout bounds each read only: a byte every 0.2 s would never trip it."""
+
+    class Drip(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            for _ in range(100):  # 20 s of a page, if nobody hung up
+                try:
+                    self.wfile.write(b"<p>x</p>\n")
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(0.2)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Drip)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        crawler = SiteCrawler(url, limit=5, timeout=1.0, max_bytes=1_000_000)
+        started = time.monotonic()
+        with pytest.raises(PageError, match="slower than RUNBOOK_FETCH_TIMEOUT"):
+            crawler.fetch(url)
+        assert time.monotonic() - started < 10
+    finally:
+        server.shutdown()
+        server.server_close()
