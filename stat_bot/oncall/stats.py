@@ -62,8 +62,8 @@ def alert_stats(
 ) -> AlertStats:
     """Numbers for `week` from its firings and the alerts they (or their ends) belong to.
 
-    Time to acknowledge: an alert's first acknowledgement in the week minus its first
-    firing. Time to resolve: each firing of the week that resolved, from firing to resolved.
+    Time to acknowledge and to resolve: each firing of the week that was acknowledged (or
+    resolved), from its start to its first acknowledgement (or its resolution).
     """
     by_id = {a.id: a for a in alerts}
     days = {d: Counter[str]() for d in week.days()}
@@ -81,11 +81,7 @@ def alert_stats(
         per_alert[alert.id] += 1
         services[alert.service or NONE] += 1
         severities[severity] += 1
-    acks = [
-        a.acknowledged_at - a.first_fired_at
-        for a in alerts
-        if a.acknowledged_at is not None and week.start <= a.acknowledged_at < week.end
-    ]
+    acks = [f.acknowledged_at - f.fired_at for f in firings if f.acknowledged_at is not None]
     resolves = [
         f.resolved_at - f.fired_at
         for f in firings

@@ -96,3 +96,4 @@ class AlertFiring:
     alert_id: int
     fired_at: float
     resolved_at: float | None = None  # when this firing resolved (None: still firing)
+    acknowledged_at: float | None = None  # its first acknowledgement (None: none yet)

@@ -1007,6 +1007,9 @@ class RelationalQueue(Queue):
                     AlertChangeKind.REFIRED,
                 ):
                     conn.execute(self.sql.SQL_INSERT_ALERT_FIRING, (stored.id, event.at))
+                    if stored.acknowledged_at is not None:
+                        ack_row = conn.execute(self.sql.SQL_CLEAR_ALERT_ACK, (stored.id,))
+                        stored = _alert(ack_row.fetchone())
                 elif kind is AlertChangeKind.RESOLVED:
                     conn.execute(self.sql.SQL_RESOLVE_ALERT_FIRING, (event.at, stored.id))
                 change = AlertChange(stored, kind, current.status if current else None)
@@ -1182,13 +1185,19 @@ class RelationalQueue(Queue):
                 rows = conn.execute(self.sql.SQL_GET_ALERT, (alert_id,)).fetchall()
                 return (_alert(rows[0]), False) if rows else None
             alert = _alert(row)
+            conn.execute(self.sql.SQL_ACKNOWLEDGE_ALERT_FIRING, (at, alert_id))
             if outbox is not None:
                 self._store(conn, outbox(alert), now)
         return alert, True
 
     def alert_firings(self, since: float, until: float) -> list[AlertFiring]:
         rows = self._read(self.sql.SQL_ALERT_FIRINGS, (since, until))
-        return [AlertFiring(int(a), float(f), None if r is None else float(r)) for a, f, r in rows]
+        return [
+            AlertFiring(
+                int(a), float(f), None if r is None else float(r), None if k is None else float(k)
+            )
+            for a, f, r, k in rows
+        ]
 
     def alerts_between(self, since: float, until: float) -> list[Alert]:
         rows = self._read(self.sql.SQL_ALERTS_BETWEEN, (since, until) * 3)

@@ -403,7 +403,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     """
     -- Alert acknowledgement (a Slack button, PagerDuty's incident.acknowledged): the first
-    -- one is kept. Each firing is kept too, so the handoff and the dashboard count a week's
+    -- one of each firing is kept (on the alert for its latest firing, and on the firing). Each firing is kept too, so the handoff and the dashboard count a week's
     -- firings by day (fire_count is the alert's total since it was first seen).
     ALTER TABLE alerts ADD COLUMN acknowledged_at REAL;
     ALTER TABLE alerts ADD COLUMN acknowledged_by TEXT;
@@ -411,7 +411,8 @@ MIGRATIONS: tuple[str, ...] = (
         id       INTEGER PRIMARY KEY,
         alert_id BIGINT NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
         fired_at    REAL NOT NULL,
-        resolved_at REAL
+        resolved_at REAL,
+        acknowledged_at REAL
     );
     CREATE INDEX alert_firings_at ON alert_firings (fired_at);
     -- Alerts stored before this migration: their latest firing, the one thing known.
@@ -1005,12 +1006,22 @@ SQL_ALERTS_BETWEEN = (
 )
 SQL_INSERT_ALERT_FIRING = "INSERT INTO alert_firings (alert_id, fired_at) VALUES (?, ?)"
 SQL_ALERT_FIRINGS = (
-    "SELECT alert_id, fired_at, resolved_at FROM alert_firings WHERE fired_at >= ? AND fired_at < ? "
+    "SELECT alert_id, fired_at, resolved_at, acknowledged_at FROM alert_firings "
+    "WHERE fired_at >= ? AND fired_at < ? "
     "ORDER BY fired_at, id"
 )
 SQL_ACKNOWLEDGE_ALERT = (
     "UPDATE alerts SET acknowledged_at = ?, acknowledged_by = ?, updated_at = ? "
     "WHERE id = ? AND acknowledged_at IS NULL RETURNING " + ALERT_COLUMNS
+)
+SQL_ACKNOWLEDGE_ALERT_FIRING = (
+    "UPDATE alert_firings SET acknowledged_at = ? WHERE acknowledged_at IS NULL AND id = "
+    "(SELECT max(id) FROM alert_firings WHERE alert_id = ?)"
+)
+# A new firing is acknowledged anew: the alert forgets the last firing's acknowledgement.
+SQL_CLEAR_ALERT_ACK = (
+    "UPDATE alerts SET acknowledged_at = NULL, acknowledged_by = NULL WHERE id = ? "
+    "RETURNING " + ALERT_COLUMNS
 )
 SQL_RESOLVE_ALERT_FIRING = (
     "UPDATE alert_firings SET resolved_at = ? WHERE resolved_at IS NULL AND id = "

@@ -133,12 +133,18 @@ def test_the_first_acknowledgement_wins_and_says_so_once(queue: Queue, other: Qu
     assert (again[0].acknowledged_at, again[0].acknowledged_by) == (150.0, "U1")
     assert len(queue.outbox_items()) == 1  # the repeat wrote no message
     assert queue.acknowledge_alert(alert_id + 1000, "U1") is None
-    # a later firing keeps the acknowledgement, and reading the alert shows it
+    # a later firing is acknowledged anew; each firing keeps its own acknowledgement
     queue.record_alerts([event(RESOLVED, at=200.0)], now=200.0)
-    queue.record_alerts([event(at=300.0)], now=300.0)
+    (refired,) = queue.record_alerts([event(at=300.0)], now=300.0)
+    assert (refired.alert.acknowledged_at, refired.alert.acknowledged_by) == (None, None)
+    second = other.acknowledge_alert(alert_id, "U2", at=330.0, outbox=said)
+    assert second is not None
+    assert second[1] is True
     stored = other.alert(alert_id)
     assert stored is not None
-    assert (stored.acknowledged_by, stored.fire_count) == ("U1", 2)
+    assert (stored.acknowledged_by, stored.acknowledged_at, stored.fire_count) == ("U2", 330.0, 2)
+    firings = queue.alert_firings(0.0, 1000.0)
+    assert [(f.fired_at, f.acknowledged_at) for f in firings] == [(100.0, 150.0), (300.0, 330.0)]
 
 
 def test_an_alert_is_found_by_its_source_and_fingerprint(queue: Queue) -> None:
