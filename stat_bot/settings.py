@@ -289,6 +289,11 @@ class Settings(BaseSettings):
         description="Channels (ids or names, comma separated) whose paging-tool messages "
         "(PagerDuty's or Alertmanager's Slack app) are read as alerts; empty: none",
     )
+    oncall_alert_bots: str = Field(
+        "",
+        description="Only these apps post alerts there (comma separated bot ids B..., app ids "
+        "A... or bot user names); empty: any app's bot but STAT bot's own",
+    )
 
     # On-call runbooks (stat_bot/oncall/runbook_*.py): sources, index and matching.
     runbook_sites: str = Field(
@@ -522,6 +527,15 @@ class Settings(BaseSettings):
         return [
             c.strip().removeprefix("#") for c in self.oncall_alert_channels.split(",") if c.strip()
         ]
+
+    @property
+    def alert_bots(self) -> frozenset[str]:
+        """ONCALL_ALERT_BOTS as a set of bot ids, app ids or names (names lower-cased)."""
+        return frozenset(
+            b.strip().removeprefix("@").lower()
+            for b in self.oncall_alert_bots.split(",")
+            if b.strip()
+        )
 
     @property
     def cors_origins(self) -> list[str]:

@@ -108,9 +108,21 @@ class SlackAlertListener:
         bot_id = message.get("bot_id")
         if not bot_id and message.get("subtype") != "bot_message":
             return False  # a person
-        return not (
-            (self.bot_id and bot_id == self.bot_id) or message.get("user") == self.bot_user_id
-        )
+        if (self.bot_id and bot_id == self.bot_id) or message.get("user") == self.bot_user_id:
+            return False
+        allowed = self.settings.alert_bots
+        if not allowed:
+            return True
+        # Anyone holding an incoming-webhook URL for a watched channel can post as a bot:
+        # with ONCALL_ALERT_BOTS set, only the paging tools named there are read.
+        profile = message.get("bot_profile")
+        names = [
+            bot_id,
+            message.get("app_id"),
+            message.get("username"),
+            profile.get("name") if isinstance(profile, Mapping) else None,
+        ]
+        return any(isinstance(n, str) and n.lower() in allowed for n in names)
 
     def handle(self, event: Mapping[str, Any]) -> bool:
         """Whether the event was a message in a watched channel (handled here, whatever it

@@ -150,3 +150,23 @@ def test_an_old_style_bot_message_counts(listener: SlackAlertListener, queue: Qu
     assert message["subtype"] == "bot_message"
     listener.handle(in_channel(message, ALERTS))
     assert [a.title for a in queue.alerts()] == ["DiskFull (lustre)"]
+
+
+def test_with_oncall_alert_bots_only_the_named_paging_tools_are_read(
+    make_settings: Callable[..., Settings], configure: Any, queue: Queue
+) -> None:
+    configs = configure(CONFIG)
+    settings = make_settings(
+        oncall_channel=ONCALL, oncall_alert_channels=ALERTS, oncall_alert_bots="B0PAGERDUTY"
+    )
+    channels = ChannelDirectory(WebClient(base_url="http://127.0.0.1:9/api/"))
+    listener = SlackAlertListener(
+        settings, queue, lambda: configs, channels, bot_user_id=OUR_BOT_USER, bot_id=OUR_BOT
+    )
+    # Alertmanager's app is not named: its page is heard (a message in a watched channel)
+    # but not read as an alert.
+    assert listener.handle(in_channel(alertmanager_message("[FIRING:1] NodeDown", AM_TEXT), ALERTS))
+    assert queue.alerts() == []
+    assert listener.handle(in_channel(pagerduty_message(), ALERTS))
+    (alert,) = queue.alerts()
+    assert alert.fingerprint.startswith("pagerduty:")
