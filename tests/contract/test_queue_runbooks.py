@@ -160,3 +160,17 @@ def test_answers_recorded_with_the_alert_in_one_transaction(queue: Queue) -> Non
     assert queue.alerts() == []  # nothing half-stored
     (change,) = queue.record_alerts([event], runbooks=answers) or []
     assert queue.runbook_answers([change.alert.id])[change.alert.id].title == "Node down"
+
+
+def test_short_common_words_and_word_forms_find_sections_on_every_backend(queue: Queue) -> None:
+    """ "down", "off" and "up" are stop words to PostgreSQL's English search and an alert
+    named NodeDown needs its "down"; "drained" must find "drain"."""
+    queue.store_runbook_page(
+        page(
+            "slurm.md", "h3",
+            ("Slurm node drained", "1. Read the reason.\n2. Resume it when the drain is done."),
+            ("Power off", "Switch it off, then back up."),
+        )
+    )  # fmt: skip
+    assert [h.title for h in queue.search_runbooks("off up", 5)] == ["Power off"]
+    assert [h.title for h in queue.search_runbooks("draining", 5)] == ["Slurm node drained"]
