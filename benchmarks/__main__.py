@@ -33,6 +33,7 @@ from benchmarks.common import (
     SLOW_FILES_US,
     BenchmarkSkipError,
     Figure,
+    Repeats,
     file_cost,
     file_system,
     machine,
@@ -116,6 +117,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--pg-rounds", type=int, help=f"postgres: rounds against procrastinate ({plan.rounds})"
     )
     parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run the chosen benchmarks N times over and judge each target by the median of the "
+        "N runs (or the worst, where every run must clear it), printing the spread (1)",
+    )
+    parser.add_argument(
         "--tmpdir",
         type=Path,
         help="where the temporary folder goes (default: the system's, usually /tmp)",
@@ -132,6 +141,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "leave its slow state after recent deletions (300; 0: do not wait)",
     )
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error(f"--repeat must be 1 or more, not {args.repeat}")
     unknown = [n for n in args.names if n not in NAMES]
     if unknown:
         parser.error(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(NAMES)}")
@@ -226,36 +237,47 @@ def main(argv: list[str]) -> int:
         flush=True,
     )
     crashed: list[str] = []
-    verdicts: list[tuple[str, Figure]] = []
+    repeats = Repeats()
     try:
-        for name in names:
-            home = top / name
-            home.mkdir()
-            if name in FILE_BOUND and args.settle > 0:
-                settle(top / "settle", args.settle)
-            started = time.monotonic()
-            try:
-                title, figures = runs[name](home)
-            except BenchmarkSkipError as skipped:
-                print(f"{name}: skipped: {skipped}\n", flush=True)
-                continue
-            except Exception:
-                crashed.append(name)
-                print(f"{name}: could not run\n{traceback.format_exc()}", file=sys.stderr)
-                continue
-            print(f"{title} [{time.monotonic() - started:.1f} s]")
-            print_figures(figures)
-            verdicts.extend((name, f) for f in figures if f.passed is not None)
+        for run in range(1, args.repeat + 1):
+            if args.repeat > 1:
+                print(f"=== run {run} of {args.repeat} ===\n", flush=True)
+            for name in names:
+                home = top / f"{name}-{run}"
+                home.mkdir()
+                if name in FILE_BOUND and args.settle > 0:
+                    settle(top / "settle", args.settle)
+                started = time.monotonic()
+                try:
+                    title, figures = runs[name](home)
+                except BenchmarkSkipError as skipped:
+                    print(f"{name}: skipped: {skipped}\n", flush=True)
+                    continue
+                except Exception:
+                    crashed.append(name)
+                    print(f"{name}: could not run\n{traceback.format_exc()}", file=sys.stderr)
+                    continue
+                print(f"{title} [{time.monotonic() - started:.1f} s]")
+                print_figures(figures)
+                repeats.add(name, figures)
+                if not args.keep:
+                    shutil.rmtree(home, ignore_errors=True)
     finally:
         if args.keep:
             print(f"kept {top}")
         else:
             shutil.rmtree(top, ignore_errors=True)
-    if verdicts:
-        summary = ", ".join(f"{name} {f.label} {f.verdict}" for name, f in verdicts)
+    judged = repeats.summary()
+    if args.repeat > 1 and judged:
+        print(f"=== {args.repeat} runs: each target judged by the median (or the worst) ===\n")
+        for name in dict.fromkeys(n for n, _, _ in judged):
+            print(name)
+            print_figures([f for n, f, _ in judged if n == name])
+    if judged:
+        summary = ", ".join(f"{name} {f.label} {f.verdict}" for name, f, _ in judged)
         print(f"summary: {summary}")
     if crashed:
-        print(f"could not run: {', '.join(crashed)}", file=sys.stderr)
+        print(f"could not run: {', '.join(sorted(set(crashed)))}", file=sys.stderr)
         return 1
     return 0
 

@@ -6,11 +6,12 @@ import contextlib
 import os
 import platform
 import sqlite3
+import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,14 @@ class BenchmarkSkipError(Exception):
 
 @dataclass(frozen=True)
 class Figure:
-    """One measured number, with the target it is held against (if any)."""
+    """One measured number, with the target it is held against (if any).
+
+    Targets are ratios to (or differences from) a reference measured in the same run,
+    never absolute rates: this machine's speed varies 2-3x from day to day, and a bare
+    reference slows down with it. Counts that must be exact (nothing lost) are the other
+    kind of target. `worst` says how `bench --repeat` judges the figure: by the worst of
+    the runs (a floor every run must clear) rather than by their median.
+    """
 
     label: str
     value: float
@@ -39,6 +47,7 @@ class Figure:
     higher_is_better: bool = True
     digits: int = 0
     note: str = ""
+    worst: bool = False
 
     @property
     def passed(self) -> bool | None:
@@ -79,6 +88,43 @@ def print_figures(figures: Sequence[Figure]) -> None:
             line += f"  {f.note}"
         print(line.rstrip())
     print(flush=True)
+
+
+@dataclass
+class Repeats:
+    """Every figure of `bench --repeat N`, by benchmark and label, for the median and spread."""
+
+    runs: int = 0
+    seen: dict[tuple[str, str], list[Figure]] = field(default_factory=dict)
+
+    def add(self, name: str, figures: Sequence[Figure]) -> None:
+        for f in figures:
+            self.seen.setdefault((name, f.label), []).append(f)
+
+    def summary(self) -> list[tuple[str, Figure, str]]:
+        """(benchmark, the figure judged over the runs, its spread) for each judged figure.
+
+        The judged value is the median of the runs, or the worst run for a `worst` figure.
+        """
+        out: list[tuple[str, Figure, str]] = []
+        for (name, _), figures in self.seen.items():
+            first = figures[0]
+            if first.target is None:
+                continue
+            values = [f.value for f in figures]
+            if first.worst:
+                judged = min(values) if first.higher_is_better else max(values)
+                how = "worst"
+            else:
+                judged = statistics.median(values)
+                how = "median"
+            spread = (
+                f"{how} of {len(values)}: "
+                + ", ".join(first._number(v) for v in sorted(values))
+                + f" (spread {first._number(max(values) - min(values))})"
+            )
+            out.append((name, replace(first, value=judged, note=spread), how))
+        return out
 
 
 def file_cost(folder: Path, count: int = 200) -> float:

@@ -24,7 +24,7 @@ from stat_bot.queue.base import Queue
 from stat_bot.queue.sqlite import SQLiteQueue
 from stat_bot.settings import Settings
 
-TARGET = 5000.0  # jobs/s
+TARGET_RATIO = 0.6  # SQLiteQueue jobs/s over bare sqlite3's, same run
 ROUNDS = 10  # alternating slices of the service and the bare run
 TIME_LIMIT = 300.0  # seconds
 
@@ -151,13 +151,9 @@ def run(
         f"{file_system(home)})"
     )
     return title, [
-        Figure("SQLiteQueue jobs/s", service_rate, "/s", TARGET),
-        Figure(
-            "bare sqlite3, same 3 statements",
-            bare_rate,
-            "/s",
-            note=f"reference: SQLiteQueue is {service_rate / bare_rate:.2f} of it",
-        ),
+        Figure("SQLiteQueue jobs/s", service_rate, "/s"),
+        Figure("bare sqlite3, same 3 statements", bare_rate, "/s", note="reference, same run"),
+        Figure("SQLiteQueue / bare sqlite3", service_rate / bare_rate, "", TARGET_RATIO, digits=2),
         Figure(
             "SQLiteQueue time per job",
             service_s / jobs * 1e6,
