@@ -297,10 +297,23 @@ def hop_figures(
         stamps = (published, sent, ack, created, claimed, started[ts])
         for i in range(len(HOPS)):
             spans[i].append((stamps[i + 1] - stamps[i]) * 1000)
+    if not spans[0]:
+        return []
+    # Slack's and the bot's share, up to the enqueue: what the dispatcher cannot change.
+    bot = [sum(parts) for parts in zip(*spans[:3], strict=True)]
     return [
         Figure(f"{mode}: {hop}, p50", percentile(values, 50), " ms", None, False, 2, note="hop")
         for hop, values in zip(HOPS, spans, strict=True)
-        if values
+    ] + [
+        Figure(
+            f"{mode}: command -> enqueue began, p50",
+            percentile(bot, 50),
+            " ms",
+            None,
+            False,
+            2,
+            note="information: up to the bot's enqueue",
+        )
     ]
 
 
