@@ -12,6 +12,10 @@ message and published its `app_mention` event (the envelope carries the
 message's ts). The test client's own HTTP post before that is shown apart.
 
 - command -> ack: the emulator stamps when that envelope's ack came back.
+- where a command waits (information): the same span cut at each hop, from the
+  emulator's record (published, written to the socket, acked: the bot acks on its
+  socket's reader thread as the envelope arrives) and the jobs table (created_at:
+  the bot's enqueue began; started_at: the dispatcher claimed it), then bash's clock.
 - command -> job started: the job is `echo "$STAT_BOT_THREAD_TS $EPOCHREALTIME" >> FILE`;
   bash reads the clock as soon as the child runs, and the thread ts names the
   command. The job type allows 100 at once and does not coalesce, so every
@@ -25,8 +29,10 @@ not waiting for the bot). WARMUP commands go first, one at a time, not counted.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shlex
+import sqlite3
 import subprocess
 import sys
 import time
@@ -142,6 +148,7 @@ def run(home: Path, *, count: int = 100) -> tuple[str, list[Figure]]:
                 slack.post("admin", "general", "@stat-bot bench stamp", wait_ack=True)
                 time.sleep(0.1)
             results = {}
+            reacted: dict[str, dict[str, float]] = {}
             for mode in ("back-to-back", "burst"):
                 cpu = {p.name: p.cpu_seconds() for p in parts}
                 cpu["dispatcher"] = cpu_seconds(dispatcher.process.pid)
@@ -155,11 +162,12 @@ def run(home: Path, *, count: int = 100) -> tuple[str, list[Figure]]:
                 started = wait_until(
                     lambda posted=posted: starts_of(stamps, posted), 60, f"{count} jobs to start"
                 )
-                time.sleep(0.5)  # let the last reactions and acks finish before reading CPU
+                reacted[mode] = reactions_of(slack, posted)  # all answered: part of the CPU
+                time.sleep(0.5)  # let the last acks and log lines finish before reading CPU
                 used = {p.name: p.cpu_seconds() - cpu[p.name] for p in parts}
                 used["dispatcher"] = cpu_seconds(dispatcher.process.pid) - cpu["dispatcher"]
                 acked = {
-                    e["event_ts"]: (e["published"], e["acked"])
+                    e["event_ts"]: (e["published"], e["acked"], e["sent"])
                     for e in slack.acks(event_type="app_mention")
                     # First deliveries only: a redelivery (retry_attempt > 0) is its own record.
                     if e["acked"] and e["event_ts"] in posted and not e.get("retry_attempt")
@@ -168,6 +176,7 @@ def run(home: Path, *, count: int = 100) -> tuple[str, list[Figure]]:
                     raise BenchmarkError(f"only {len(acked)} of {len(posted)} commands were acked")
                 results[mode] = (posted, acked, started, used)
             dispatcher.ready()  # still running?
+            queued = jobs_times(home / "var" / "stat-bot.sqlite3")
         finally:
             dispatcher.stop()
     finally:
@@ -217,6 +226,16 @@ def run(home: Path, *, count: int = 100) -> tuple[str, list[Figure]]:
                 False,
                 2,
             ),
+            *hop_figures(mode, posted, acked, queued, started),
+            Figure(
+                f"{mode}: command -> reaction added, p50",
+                percentile([(reacted[mode][ts] - acked[ts][0]) * 1000 for ts in posted], 50),
+                " ms",
+                None,
+                False,
+                2,
+                note="information: the answer a person sees",
+            ),
             *(
                 Figure(
                     f"{mode}: CPU per command, {name}",
@@ -250,6 +269,75 @@ def run(home: Path, *, count: int = 100) -> tuple[str, list[Figure]]:
         "(emulator, `stat-bot bot`, `stat-bot dispatcher`, each a process)"
     )
     return title, figures
+
+
+HOPS = (
+    "published -> sent",
+    "sent -> acked (bot received)",
+    "acked -> enqueue began",
+    "enqueue began -> claimed",
+    "claimed -> job started",
+)
+
+
+def hop_figures(
+    mode: str,
+    posted: dict[str, float],
+    acked: dict[str, tuple[float, float, float]],
+    queued: dict[str, tuple[float, float]],
+    started: dict[str, float],
+) -> list[Figure]:
+    """The p50 of each hop a command takes: where it waits (information only)."""
+    spans: list[list[float]] = [[] for _ in HOPS]
+    for ts in posted:
+        if ts not in queued:
+            continue
+        published, ack, sent = acked[ts]
+        created, claimed = queued[ts]
+        stamps = (published, sent, ack, created, claimed, started[ts])
+        for i in range(len(HOPS)):
+            spans[i].append((stamps[i + 1] - stamps[i]) * 1000)
+    if not spans[0]:
+        return []
+    # Slack's and the bot's share, up to the enqueue: what the dispatcher cannot change.
+    bot = [sum(parts) for parts in zip(*spans[:3], strict=True)]
+    return [
+        Figure(f"{mode}: {hop}, p50", percentile(values, 50), " ms", None, False, 2, note="hop")
+        for hop, values in zip(HOPS, spans, strict=True)
+    ] + [
+        Figure(
+            f"{mode}: command -> enqueue began, p50",
+            percentile(bot, 50),
+            " ms",
+            None,
+            False,
+            2,
+            note="information: up to the bot's enqueue",
+        )
+    ]
+
+
+def reactions_of(slack: EmulatorClient, posted: dict[str, float]) -> dict[str, float]:
+    """When the bot's reaction on each posted command was stored, once all are there."""
+
+    def found() -> dict[str, float] | None:
+        times = {
+            c["args"].get("timestamp"): c["time"]
+            for c in slack.calls("reactions.add")
+            if c["ok"] and c["args"].get("timestamp") in posted
+        }
+        return times if len(times) == len(posted) else None
+
+    return wait_until(found, 30, "the reactions on every command")
+
+
+def jobs_times(database: Path) -> dict[str, tuple[float, float]]:
+    """(created_at, started_at) of each job by its command's ts (the thread it answers in)."""
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        rows = db.execute(
+            "SELECT thread_ts, created_at, started_at FROM jobs WHERE started_at IS NOT NULL"
+        ).fetchall()
+    return {ts: (created, claimed) for ts, created, claimed in rows}
 
 
 def starts_of(stamps: Path, posted: dict[str, float]) -> dict[str, float] | None:

@@ -4,8 +4,10 @@ Listens to mentions in channels and to direct messages (where no mention is
 needed). The bot's own messages, other bots' and edits are ignored as commands; other
 apps' messages in ONCALL_ALERT_CHANNELS are read as alerts (bot/slack_alerts.py). Bolt acks
 each event before the listener runs, so Slack never waits on a job being
-queued. An exception inside a listener puts an :x: on the command and a short
-apology in its thread; the details go to the log with a reference to match.
+queued; a command's reaction and messages are then posted from threads of their
+own (bot/replies.py), so the next events never wait on them. An exception inside
+a listener puts an :x: on the command and a short apology in its thread; the
+details go to the log with a reference to match.
 
 Each command is answered once, however many bot processes share the Slack app
 and however often Slack delivers it: Slack spreads events over the app's Socket
@@ -35,6 +37,7 @@ from stat_bot.bot.chat import Answer, Asker, ChatCommands, command_text
 from stat_bot.bot.incidents import IncidentCommands
 from stat_bot.bot.incidents import register as register_incidents
 from stat_bot.bot.people import SlackPeople
+from stat_bot.bot.replies import Replies, apologise
 from stat_bot.bot.runbooks import register as register_runbooks
 from stat_bot.bot.slack_alerts import SlackAlertListener
 from stat_bot.report.confirmations import CANCEL_ACTION, CONFIRM_ACTION
@@ -72,8 +75,14 @@ def create_app(
     bot_user_id: str,
     people: SlackPeople | None = None,
     bot_id: str | None = None,
+    replies: Replies | None = None,
 ) -> App:
-    """A Bolt App for an already verified client (auth.test done by the caller)."""
+    """A Bolt App for an already verified client (auth.test done by the caller).
+
+    `replies` posts the commands' answers (bot/replies.py); the caller closes it after
+    the Socket Mode handler, so that no answer handed over is lost. Without one, the
+    app makes its own, closed only when the process exits.
+    """
     app = App(
         client=client,
         token_verification_enabled=False,
@@ -89,6 +98,8 @@ def create_app(
         logger=None,
     )
     channels = ChannelDirectory(client)
+    if replies is None:
+        replies = Replies(client, channels)
 
     def answer(event: dict[str, Any], text: str, event_id: str | None) -> None:
         asker = Asker(
@@ -97,22 +108,23 @@ def create_app(
             thread_ts=event.get("thread_ts") or event["ts"],
             is_im=event.get("channel_type") == "im",
         )
-        bound = log.bind(user=asker.user_id, channel=asker.channel, command=text)
         try:
             if not first_delivery(chat, event_id):
                 return
             result: Answer = chat.handle(text, asker)
-            if result.reaction:
-                client.reactions_add(
-                    channel=asker.channel, timestamp=event["ts"], name=result.reaction
-                )
-            for message in result.messages:
-                post(client, channels, asker.channel, asker.thread_ts, message)
-            bound.info("command answered", messages=len(result.messages))
         except Exception:
             reference = uuid.uuid4().hex[:8]
-            bound.exception("command failed", reference=reference)
+            log.exception(
+                "command failed",
+                user=asker.user_id,
+                channel=asker.channel,
+                command=text,
+                reference=reference,
+            )
             apologise(client, asker, event["ts"], reference)
+            return
+        # Posted from the replies' own threads: this worker is free for the next event.
+        replies.send(asker, event["ts"], result, text)
 
     def wanted(event: dict[str, Any]) -> bool:
         # Edits, joins, bot posts (ours or another app's) all carry a subtype or a bot_id.
@@ -233,17 +245,3 @@ def create_app(
             apologise(client, asker, event["ts"], reference)
 
     return app
-
-
-def apologise(client: WebClient, asker: Asker, ts: str, reference: str) -> None:
-    """An :x: on the command and a short note in its thread; never raises."""
-    try:
-        client.reactions_add(channel=asker.channel, timestamp=ts, name="x")
-        client.chat_postMessage(
-            channel=asker.channel,
-            thread_ts=asker.thread_ts,
-            text=f"Sorry, something went wrong inside STAT bot while handling that "
-            f"(reference `{reference}`); the details are in its logs.",
-        )
-    except Exception as error:
-        log.warning("could not report a failed command", error=repr(error), reference=reference)

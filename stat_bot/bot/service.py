@@ -27,6 +27,7 @@ from stat_bot.bot.app import create_app
 from stat_bot.bot.chat import ChatCommands
 from stat_bot.bot.incidents import IncidentCommands
 from stat_bot.bot.people import SlackPeople
+from stat_bot.bot.replies import Replies
 from stat_bot.bot.socket_mode import PromptSocketModeHandler
 from stat_bot.incidents.service import IncidentService
 from stat_bot.incidents.templates import TemplateError
@@ -35,7 +36,7 @@ from stat_bot.jobs.config import JobConfigs
 from stat_bot.jobs.config_file import ConfigFile
 from stat_bot.queue.base import Queue
 from stat_bot.report.channels import IncidentChannels
-from stat_bot.report.slack import slack_error, web_client
+from stat_bot.report.slack import ChannelDirectory, slack_error, web_client
 from stat_bot.settings import PROXY_VARIABLES, Settings
 
 log = structlog.get_logger(__name__)
@@ -215,6 +216,7 @@ def run_bot(settings: Settings, configs: JobConfigs | ConfigFile, queue: Queue) 
             job_refusal=chat.refusal,
         )
         chat.incidents = IncidentCommands(service, people, bot_name=chat.bot_name)
+        replies = Replies(client, ChannelDirectory(client))
         app = create_app(
             settings,
             chat,
@@ -222,6 +224,7 @@ def run_bot(settings: Settings, configs: JobConfigs | ConfigFile, queue: Queue) 
             bot_user_id=auth["user_id"],
             people=people,
             bot_id=auth.get("bot_id"),
+            replies=replies,
         )
         handler = PromptSocketModeHandler(app, settings.slack_app_token.get_secret_value())
         _retrying("socket mode", handler.connect, settings, stop, beat)
@@ -244,6 +247,7 @@ def run_bot(settings: Settings, configs: JobConfigs | ConfigFile, queue: Queue) 
     finally:
         log.info("bot stopping")
         try:
-            handler.close()
+            handler.close()  # waits for the listeners still running; they may hand over answers
+            replies.close()  # then for those answers to be posted
         finally:
             beat.stop()

@@ -114,6 +114,13 @@ def test_mention_anywhere_with_extra_space_and_a_full_stop(service: SlackService
     assert message_text(service.reply(where, "Hello")) == "Hello Ada"
 
 
+def test_text_beyond_ascii_comes_through_the_socket_intact(service: SlackService):
+    """Frames are decoded by the bot (bot/socket_mode.py), not checked byte by byte first."""
+    where = service.say("@stat-bot démo hëllo Zoë ✓")
+    text = message_text(service.reply(where, "understand"))
+    assert "I didn't understand `démo hëllo Zoë ✓`" in text
+
+
 def test_nonsense_gets_the_closest_commands(service: SlackService):
     text = message_text(service.reply(service.say("@stat-bot demo helo Ada"), "understand"))
     assert "I didn't understand `demo helo Ada`" in text
