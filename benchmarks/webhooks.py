@@ -38,6 +38,7 @@ import http.client
 import json
 import os
 import secrets
+import select
 import socket
 import subprocess
 import sys
@@ -129,7 +130,12 @@ def signed(secret: bytes, event: str, payload: dict[str, Any]) -> tuple[bytes, d
 
 
 def client_main() -> None:
-    """In a fresh process: send the deliveries; argv: the job's JSON file; JSON on stdout out."""
+    """In a fresh process: send the deliveries; argv: the job's JSON file; JSON on stdout out.
+
+    Once its deliveries are signed and its connection open it says `ready` on stdout and
+    waits for the start time on stdin: every client starts together however slowly each
+    got ready (on a busy machine, seconds apart).
+    """
     job = json.loads(Path(sys.argv[1]).read_text())
     secret = job["secret"].encode()
     deliveries = []
@@ -142,8 +148,10 @@ def client_main() -> None:
     connection = http.client.HTTPConnection("127.0.0.1", job["port"], timeout=30)
     connection.connect()
     connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    print("ready", flush=True)
+    start_at = float(sys.stdin.readline())
     ready = time.time()
-    time.sleep(max(0.0, job["start_at"] - ready))
+    time.sleep(max(0.0, start_at - ready))
     statuses: dict[str, int] = {}
     latencies: list[float] = []
     reconnects = 0
@@ -175,7 +183,7 @@ def client_main() -> None:
             "statuses": statuses,
             "latencies": latencies,
             "reconnects": reconnects,
-            "late": max(0.0, ready - job["start_at"]),
+            "late": max(0.0, ready - start_at),
             "bytes": sum(len(b) for b, _ in deliveries) / max(1, len(deliveries)),
             "cpu": time.process_time(),
         },
@@ -246,8 +254,6 @@ def drive(
         lambda: server.alive() and ping(port, secret.encode()), 30, f"the {side} server to answer"
     )
     per_client = [count // clients + (1 if n < count % clients else 0) for n in range(clients)]
-    # Late enough for every client to have started and signed its share (checked below).
-    start_at = time.time() + 2.0 + 0.25 * clients
     code = (
         f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
         "from benchmarks.webhooks import client_main; client_main()"
@@ -264,14 +270,13 @@ def drive(
                     "port": port,
                     "secret": secret,
                     "project": "bench",
-                    "start_at": start_at,
                 }
             )
         )
         processes.append(
             subprocess.Popen(
                 [sys.executable, "-c", code, str(job)],
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 env=client_env(),
@@ -280,6 +285,14 @@ def drive(
         )
     results = []
     try:
+        for process in processes:
+            ready(process, timeout)
+        # Soon enough to start together, late enough for each to read it first.
+        start_at = time.time() + 0.2
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.write(f"{start_at!r}\n")
+            process.stdin.flush()
         for process in processes:
             left = max(1.0, start_at + timeout - time.time())
             try:
@@ -312,6 +325,17 @@ def drive(
         client_cpu=sum(r["cpu"] for r in results),
         body_bytes=results[0]["bytes"],
     )
+
+
+def ready(process: subprocess.Popen[str], timeout: float) -> None:
+    """Wait for a client's `ready` line; BenchmarkError if it fails or is not ready in time."""
+    assert process.stdout is not None
+    readable, _, _ = select.select([process.stdout], [], [], timeout)
+    line = process.stdout.readline() if readable else ""
+    if line.strip() != "ready":
+        process.kill()
+        _, err = process.communicate(timeout=5)
+        raise BenchmarkError(f"a client did not get ready: {line[:200]!r}\n{err[-2000:]}")
 
 
 def client_env() -> dict[str, str]:
