@@ -1,4 +1,5 @@
-"""(e) GitHub webhooks: COUNT signed deliveries from CLIENTS processes against `stat-bot web`.
+"""(e) GitHub webhooks: COUNT signed deliveries from CLIENTS processes against `stat-bot web`,
+and the same against a bare reference endpoint on the same server, alternating.
 
 Server side: the real `stat-bot web` console script (gunicorn, gthread workers)
 with WEB_WORKERS x WEB_THREADS (the settings' defaults unless given), JSON logs
@@ -7,15 +8,25 @@ job_configs.py whose namespace `bench` has one rule: a push to main queues
 `build {sha}`, a job type that does not coalesce, so every delivery is its own
 job. No dispatcher runs, so every job stays queued and can be counted.
 
+The reference (bare_webhooks.py): a bare Flask app on the same gunicorn settings
+that checks the same signature, parses the JSON and writes one SQLite row per
+delivery with the queue's durability (WAL, its default synchronous, one
+transaction per delivery). ROUNDS rounds of each, alternating (bare, STAT bot,
+STAT bot, bare...), each on a fresh server and database.
+
 Client side: CLIENTS fresh Python processes, each with COUNT / CLIENTS push
 deliveries shaped like GitHub's (about 4 kB of JSON, each with its own commit
 sha and X-GitHub-Delivery id) signed in advance as GitHub signs them, start at
 the same agreed moment and send them one after another over one keep-alive
 connection (http.client), checking each answer is 202. Requests/s = COUNT /
-(last response - first request), over all clients.
+(last response - first request), over all clients; per side, all its rounds'
+deliveries over all its rounds' time.
 
-Then the database must hold exactly COUNT queued jobs and COUNT deliveries, and
-the `webhook_requests` counter COUNT accepted: none lost, none doubled.
+Judged: STAT bot's requests/s at least 0.7 of the bare endpoint's, and at most
+1 ms of server CPU (master and workers) per accepted delivery (the ratio to the
+bare endpoint's CPU is shown beside it). After each STAT bot round the database
+must hold exactly COUNT queued jobs and COUNT deliveries, and the
+`webhook_requests` counter COUNT accepted: none lost, none doubled.
 """
 
 from __future__ import annotations
@@ -27,11 +38,13 @@ import http.client
 import json
 import os
 import secrets
+import select
 import socket
 import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +60,6 @@ from benchmarks.common import (
 )
 from stat_bot.web.server import free_port
 
-TARGET_PER_SECOND = 500.0
 ROOT = Path(__file__).resolve().parents[1]
 REPOSITORY = "hpe-hpc/stat"
 
@@ -118,7 +130,12 @@ def signed(secret: bytes, event: str, payload: dict[str, Any]) -> tuple[bytes, d
 
 
 def client_main() -> None:
-    """In a fresh process: send the deliveries; argv: the job's JSON file; JSON on stdout out."""
+    """In a fresh process: send the deliveries; argv: the job's JSON file; JSON on stdout out.
+
+    Once its deliveries are signed and its connection open it says `ready` on stdout and
+    waits for the start time on stdin: every client starts together however slowly each
+    got ready (on a busy machine, seconds apart).
+    """
     job = json.loads(Path(sys.argv[1]).read_text())
     secret = job["secret"].encode()
     deliveries = []
@@ -131,8 +148,10 @@ def client_main() -> None:
     connection = http.client.HTTPConnection("127.0.0.1", job["port"], timeout=30)
     connection.connect()
     connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    print("ready", flush=True)
+    start_at = float(sys.stdin.readline())
     ready = time.time()
-    time.sleep(max(0.0, job["start_at"] - ready))
+    time.sleep(max(0.0, start_at - ready))
     statuses: dict[str, int] = {}
     latencies: list[float] = []
     reconnects = 0
@@ -164,7 +183,7 @@ def client_main() -> None:
             "statuses": statuses,
             "latencies": latencies,
             "reconnects": reconnects,
-            "late": max(0.0, ready - job["start_at"]),
+            "late": max(0.0, ready - start_at),
             "bytes": sum(len(b) for b, _ in deliveries) / max(1, len(deliveries)),
             "cpu": time.process_time(),
         },
@@ -199,121 +218,201 @@ def server_cpu(pid: int) -> float:
     return total
 
 
-def run(
+@dataclass
+class Round:
+    """One side's measurement: COUNT deliveries from the clients against one server."""
+
+    side: str
+    count: int
+    seconds: float
+    server_cpu: float
+    statuses: dict[str, int]
+    latencies: list[float]
+    reconnects: int
+    late: float
+    client_cpu: float
+    body_bytes: float
+
+    @property
+    def accepted(self) -> int:
+        return self.statuses.get("202", 0)
+
+
+def drive(
     home: Path,
+    server: Any,
+    port: int,
+    secret: str,
+    side: str,
     *,
-    count: int = 5000,
-    clients: int = 4,
-    workers: int | None = None,
-    threads: int | None = None,
-    timeout: float = 120.0,
-) -> tuple[str, list[Figure]]:
-    # Imported here, so the client processes (which import this module) start quickly.
+    count: int,
+    clients: int,
+    timeout: float,
+) -> Round:
+    """Once the server answers a ping: the clients' deliveries, timed, and its CPU meanwhile."""
+    wait_until(
+        lambda: server.alive() and ping(port, secret.encode()), 30, f"the {side} server to answer"
+    )
+    per_client = [count // clients + (1 if n < count % clients else 0) for n in range(clients)]
+    code = (
+        f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
+        "from benchmarks.webhooks import client_main; client_main()"
+    )
+    cpu_before = server_cpu(server.process.pid)
+    processes = []
+    for n, share in enumerate(per_client):
+        job = home / f"client{n}.json"
+        job.write_text(
+            json.dumps(
+                {
+                    "client": n,
+                    "count": share,
+                    "port": port,
+                    "secret": secret,
+                    "project": "bench",
+                }
+            )
+        )
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-c", code, str(job)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=client_env(),
+                text=True,
+            )
+        )
+    results = []
+    try:
+        for process in processes:
+            ready(process, timeout)
+        # Soon enough to start together, late enough for each to read it first.
+        start_at = time.time() + 0.2
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.write(f"{start_at!r}\n")
+            process.stdin.flush()
+        for process in processes:
+            left = max(1.0, start_at + timeout - time.time())
+            try:
+                out, err = process.communicate(timeout=left)
+            except subprocess.TimeoutExpired:
+                raise BenchmarkError(f"a client was not done after {timeout:g} s") from None
+            if process.returncode != 0:
+                raise BenchmarkError(f"a client failed:\n{err[-2000:]}")
+            results.append(json.loads(out))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait(5)
+    server_seconds = server_cpu(server.process.pid) - cpu_before
+    server.alive()
+    statuses: dict[str, int] = {}
+    for result in results:
+        for status, n in result["statuses"].items():
+            statuses[status] = statuses.get(status, 0) + n
+    return Round(
+        side=side,
+        count=count,
+        seconds=max(r["last"] for r in results) - min(r["first"] for r in results),
+        server_cpu=server_seconds,
+        statuses=statuses,
+        latencies=[ms for result in results for ms in result["latencies"]],
+        reconnects=sum(r["reconnects"] for r in results),
+        late=max(r["late"] for r in results),
+        client_cpu=sum(r["cpu"] for r in results),
+        body_bytes=results[0]["bytes"],
+    )
+
+
+def ready(process: subprocess.Popen[str], timeout: float) -> None:
+    """Wait for a client's `ready` line; BenchmarkError if it fails or is not ready in time."""
+    assert process.stdout is not None
+    readable, _, _ = select.select([process.stdout], [], [], timeout)
+    line = process.stdout.readline() if readable else ""
+    if line.strip() != "ready":
+        process.kill()
+        _, err = process.communicate(timeout=5)
+        raise BenchmarkError(f"a client did not get ready: {line[:200]!r}\n{err[-2000:]}")
+
+
+def client_env() -> dict[str, str]:
+    from stat_bot.settings import PROXY_VARIABLES
+
+    return {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES}
+
+
+JOB_CONFIGS = {
+    "bench": {
+        "description": "benchmark jobs",
+        "jobs": {
+            "build": {
+                "run_args_template": "echo build {sha}",
+                "coalesce": False,
+                "report_success": False,
+            }
+        },
+        "webhooks": [
+            {"event": "push", "branch": "main", "job_type": "build", "args": {"sha": "{sha}"}}
+        ],
+    }
+}
+
+
+@dataclass
+class Checks:
+    """What STAT bot's database holds after a round: every delivery exactly once."""
+
+    jobs: int = 0
+    distinct: int = 0
+    deliveries: int = 0
+    counted: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: Checks) -> None:
+        self.jobs += other.jobs
+        self.distinct += other.distinct
+        self.deliveries += other.deliveries
+        for label, n in other.counted.items():
+            self.counted[label] = self.counted.get(label, 0) + n
+
+
+def stat_bot_round(
+    home: Path, *, count: int, clients: int, settings: dict[str, str], timeout: float
+) -> tuple[Round, Checks]:
+    """The real `stat-bot web` in `home`, with no dispatcher: every job stays queued."""
     from benchmarks.slack import Background
     from stat_bot.settings import PROXY_VARIABLES
 
     (home / "workspace" / "bench").mkdir(parents=True)
     (home / "job_configs.py").write_text(
-        '"""Generated by the benchmarks."""\n\nraw_config = '
-        + repr(
-            {
-                "bench": {
-                    "description": "benchmark jobs",
-                    "jobs": {
-                        "build": {
-                            "run_args_template": "echo build {sha}",
-                            "coalesce": False,
-                            "report_success": False,
-                        }
-                    },
-                    "webhooks": [
-                        {
-                            "event": "push",
-                            "branch": "main",
-                            "job_type": "build",
-                            "args": {"sha": "{sha}"},
-                        }
-                    ],
-                }
-            }
-        )
-        + "\n"
+        '"""Generated by the benchmarks."""\n\nraw_config = ' + repr(JOB_CONFIGS) + "\n"
     )
     secret = secrets.token_hex(20)
     port = free_port()
-    settings = {"WEB_PORT": str(port), "WEB_HOST": "127.0.0.1", "GITHUB_WEBHOOK_SECRET": secret}
-    if workers is not None:
-        settings["WEB_WORKERS"] = str(workers)
-    if threads is not None:
-        settings["WEB_THREADS"] = str(threads)
     env = {
         k: v
         for k, v in dispatcher_env(home).items()
         if not k.startswith(("WEB_", "GITHUB_")) and k not in PROXY_VARIABLES
     }
     env.update(settings)
-    shown_workers = env.get("WEB_WORKERS", "2 (default)")
-    shown_threads = env.get("WEB_THREADS", "4 (default)")
+    env.update(WEB_PORT=str(port), WEB_HOST="127.0.0.1", GITHUB_WEBHOOK_SECRET=secret)
     server = Background("web", [str(STAT_BOT), "web"], env, home)
     try:
-        wait_until(
-            lambda: server.alive() and ping(port, secret.encode()), 30, "the web server to answer"
+        measured = drive(
+            home,
+            server,
+            port,
+            secret,
+            "stat-bot web",
+            count=count,
+            clients=clients,
+            timeout=timeout,
         )
-        per_client = [count // clients + (1 if n < count % clients else 0) for n in range(clients)]
-        # Late enough for every client to have started and signed its share (checked below).
-        start_at = time.time() + 2.0 + 0.25 * clients
-        code = (
-            f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
-            "from benchmarks.webhooks import client_main; client_main()"
-        )
-        cpu_before = server_cpu(server.process.pid)
-        processes = []
-        for n, share in enumerate(per_client):
-            job = home / f"client{n}.json"
-            job.write_text(
-                json.dumps(
-                    {
-                        "client": n,
-                        "count": share,
-                        "port": port,
-                        "secret": secret,
-                        "project": "bench",
-                        "start_at": start_at,
-                    }
-                )
-            )
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-c", code, str(job)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    env={k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES},
-                    text=True,
-                )
-            )
-        results = []
-        try:
-            for process in processes:
-                left = max(1.0, start_at + timeout - time.time())
-                try:
-                    out, err = process.communicate(timeout=left)
-                except subprocess.TimeoutExpired:
-                    raise BenchmarkError(f"a client was not done after {timeout:g} s") from None
-                if process.returncode != 0:
-                    raise BenchmarkError(f"a client failed:\n{err[-2000:]}")
-                results.append(json.loads(out))
-        finally:
-            for process in processes:
-                if process.poll() is None:
-                    process.kill()
-                    process.wait(5)
-        server_seconds = server_cpu(server.process.pid) - cpu_before
-        server.alive()
     finally:
         server.stop()
-    database = home / "var" / "stat-bot.sqlite3"
-    with read_only(database) as db:
+    with read_only(home / "var" / "stat-bot.sqlite3") as db:
         (jobs,) = db.execute(
             "SELECT count(*) FROM jobs WHERE namespace = 'bench' AND status = 'queued'"
         ).fetchone()
@@ -324,67 +423,218 @@ def run(
         counted = dict(
             db.execute("SELECT label, value FROM counters WHERE name = 'webhook_requests'")
         )
-    statuses: dict[str, int] = {}
-    for result in results:
-        for status, n in result["statuses"].items():
-            statuses[status] = statuses.get(status, 0) + n
-    latencies = [ms for result in results for ms in result["latencies"]]
-    seconds = max(r["last"] for r in results) - min(r["first"] for r in results)
-    reconnects = sum(r["reconnects"] for r in results)
-    late = max(r["late"] for r in results)
-    others = {s: n for s, n in statuses.items() if s != "202"}
-    title = (
-        f"GitHub webhooks: {count:,} signed push deliveries (~{results[0]['bytes'] / 1000:.1f} kB "
-        f"each) from {clients} client processes, each one keep-alive connection, against "
-        f"`stat-bot web` (gunicorn, WEB_WORKERS {shown_workers}, WEB_THREADS {shown_threads}); "
-        "no dispatcher, so every job stays queued"
+    return measured, Checks(jobs, distinct, deliveries, counted)
+
+
+def bare_round(
+    home: Path, *, count: int, clients: int, workers: int, threads: int, timeout: float
+) -> Round:
+    """The bare reference (bare_webhooks.py) in `home`, with the same clients and payloads."""
+    from benchmarks.bare_webhooks import create_database
+    from benchmarks.slack import Background
+
+    home.mkdir(parents=True)
+    database = home / "bare.sqlite3"
+    create_database(database)
+    secret = secrets.token_hex(20)
+    port = free_port()
+    env = client_env()
+    env.update(BARE_WEBHOOK_SECRET=secret, PYTHONPATH=str(ROOT))
+    argv = [sys.executable, "-m", "benchmarks.bare_webhooks", str(database), str(port)]
+    server = Background("bare", [*argv, str(workers), str(threads)], env, home)
+    try:
+        measured = drive(
+            home, server, port, secret, "bare", count=count, clients=clients, timeout=timeout
+        )
+    finally:
+        server.stop()
+    with read_only(database) as db:
+        (rows,) = db.execute("SELECT count(*) FROM deliveries").fetchone()
+    if rows != count or measured.accepted != count:
+        raise BenchmarkError(
+            f"the bare reference recorded {rows:,} deliveries and accepted {measured.accepted:,} "
+            f"of {count:,}: it is broken, so nothing can be judged against it"
+        )
+    return measured
+
+
+def run(
+    home: Path,
+    *,
+    count: int = 5000,
+    clients: int = 4,
+    workers: int | None = None,
+    threads: int | None = None,
+    rounds: int = 2,
+    timeout: float = 120.0,
+) -> tuple[str, list[Figure]]:
+    from stat_bot.settings import Settings
+
+    defaults = Settings.model_fields
+    web_workers = workers if workers is not None else int(defaults["web_workers"].default)
+    web_threads = threads if threads is not None else int(defaults["web_threads"].default)
+    settings: dict[str, str] = {}
+    if workers is not None:
+        settings["WEB_WORKERS"] = str(workers)
+    if threads is not None:
+        settings["WEB_THREADS"] = str(threads)
+    measured: dict[str, list[Round]] = {"stat-bot web": [], "bare": []}
+    checks = Checks()
+    for n in range(rounds):
+        # Alternating, bare first in even rounds (bare, STAT bot, STAT bot, bare, ...), so a
+        # machine slowing down or speeding up during the run weighs on both sides alike.
+        for side in ("bare", "stat-bot web") if n % 2 == 0 else ("stat-bot web", "bare"):
+            where = home / f"{'bare' if side == 'bare' else 'stat-bot'}-{n + 1}"
+            if side == "bare":
+                measured[side].append(
+                    bare_round(
+                        where,
+                        count=count,
+                        clients=clients,
+                        workers=web_workers,
+                        threads=web_threads,
+                        timeout=timeout,
+                    )
+                )
+            else:
+                where.mkdir()
+                one, checked = stat_bot_round(
+                    where, count=count, clients=clients, settings=settings, timeout=timeout
+                )
+                measured[side].append(one)
+                checks.add(checked)
+    return title(count, clients, rounds, web_workers, web_threads, measured), figures(
+        count * rounds, measured["stat-bot web"], measured["bare"], checks
     )
-    return title, [
+
+
+def title(
+    count: int,
+    clients: int,
+    rounds: int,
+    workers: int,
+    threads: int,
+    measured: dict[str, list[Round]],
+) -> str:
+    size = measured["stat-bot web"][0].body_bytes / 1000
+    return (
+        f"GitHub webhooks: {count:,} signed push deliveries (~{size:.1f} kB each) from "
+        f"{clients} client processes, each one keep-alive connection, against `stat-bot web` "
+        f"(gunicorn gthread, WEB_WORKERS {workers} x WEB_THREADS {threads}; no dispatcher, so "
+        "every job stays queued) and against the bare reference (Flask on the same gunicorn "
+        "settings: the signature checked, the JSON parsed, one SQLite row per delivery, WAL, "
+        f"synchronous as the queue's default); {rounds} rounds each, alternating"
+    )
+
+
+def rate(rounds: list[Round]) -> float:
+    """Deliveries per second over all of a side's rounds (their total count / total time)."""
+    return sum(r.count for r in rounds) / sum(r.seconds for r in rounds)
+
+
+def cpu_ms(rounds: list[Round]) -> float:
+    """Server CPU per accepted delivery over all of a side's rounds, in ms."""
+    return sum(r.server_cpu for r in rounds) * 1000 / max(1, sum(r.accepted for r in rounds))
+
+
+def each(rounds: list[Round], shown: Any) -> str:
+    return "rounds: " + ", ".join(shown(r) for r in rounds)
+
+
+def figures(total: int, stat: list[Round], bare: list[Round], checks: Checks) -> list[Figure]:
+    """STAT bot's figures beside the bare reference's, judged as ratios to it."""
+    statuses: dict[str, int] = {}
+    for r in stat:
+        for status, n in r.statuses.items():
+            statuses[status] = statuses.get(status, 0) + n
+    others = {s: n for s, n in statuses.items() if s != "202"}
+    latencies = [ms for r in stat for ms in r.latencies]
+    late = max(r.late for r in stat + bare)
+    disturbed = f"; a client was ready {late:.2f} s after the start: disturbed" if late else ""
+    return [
         Figure(
-            "webhooks/s",
-            count / seconds,
+            "webhooks/s, STAT bot",
+            rate(stat),
             "/s",
-            TARGET_PER_SECOND,
-            note=f"{seconds:.2f} s"
-            + (f"; a client was ready {late:.2f} s after the start: disturbed" if late else ""),
+            note=each(stat, lambda r: f"{r.count / r.seconds:,.0f}/s") + disturbed,
         ),
         Figure(
-            "answered 202", statuses.get("202", 0), "", count, note=f"others: {others or 'none'}"
+            "webhooks/s, bare Flask + SQLite (reference)",
+            rate(bare),
+            "/s",
+            note=each(bare, lambda r: f"{r.count / r.seconds:,.0f}/s"),
         ),
-        Figure("jobs queued in the database", jobs, "", count, note=f"{distinct:,} distinct shas"),
-        Figure("deliveries recorded", deliveries, "", count),
+        Figure("webhooks/s: STAT bot / bare", rate(stat) / rate(bare), "", 0.7, digits=2),
+        Figure(
+            "answered 202", statuses.get("202", 0), "", total, note=f"others: {others or 'none'}"
+        ),
+        Figure(
+            "jobs queued in the database",
+            checks.jobs,
+            "",
+            total,
+            note=f"{checks.distinct:,} distinct shas",
+        ),
+        Figure("deliveries recorded", checks.deliveries, "", total),
         Figure(
             "lost or doubled (|queued - sent|)",
-            abs(jobs - count) + abs(deliveries - count),
+            abs(checks.jobs - total) + abs(checks.deliveries - total),
             "",
             0,
             higher_is_better=False,
         ),
         Figure(
             "counter webhook_requests accepted",
-            counted.get("accepted", 0),
+            checks.counted.get("accepted", 0),
             "",
-            count,
-            note=f"all labels: {counted}",
+            total,
+            note=f"all labels: {checks.counted}",
         ),
         Figure("request -> response p50", percentile(latencies, 50), " ms", None, False, 2),
         Figure("request -> response p99", percentile(latencies, 99), " ms", None, False, 2),
         Figure(
-            "CPU per webhook, server (all workers)",
-            server_seconds * 1000 / count,
+            "request -> response p50, bare",
+            percentile([ms for r in bare for ms in r.latencies], 50),
             " ms",
             None,
             False,
             2,
         ),
         Figure(
+            "CPU per accepted webhook, server (all workers)",
+            cpu_ms(stat),
+            " ms",
+            1.0,
+            False,
+            2,
+            note=each(stat, lambda r: f"{r.server_cpu * 1000 / max(1, r.accepted):.2f} ms"),
+        ),
+        Figure(
+            "CPU per webhook, bare server (reference)",
+            cpu_ms(bare),
+            " ms",
+            None,
+            False,
+            2,
+            note=each(bare, lambda r: f"{r.server_cpu * 1000 / max(1, r.accepted):.2f} ms"),
+        ),
+        Figure(
+            "CPU per webhook: STAT bot / bare",
+            cpu_ms(stat) / cpu_ms(bare),
+            "",
+            None,
+            False,
+            2,
+            note="information: the CPU STAT bot spends beyond the bare endpoint's",
+        ),
+        Figure(
             "CPU per webhook, clients",
-            sum(r["cpu"] for r in results) * 1000 / count,
+            sum(r.client_cpu for r in stat) * 1000 / total,
             " ms",
             None,
             False,
             2,
             note="information: includes building and signing the payloads",
         ),
-        Figure("reconnects", reconnects, "", 0, higher_is_better=False),
+        Figure("reconnects", sum(r.reconnects for r in stat), "", 0, higher_is_better=False),
     ]

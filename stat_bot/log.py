@@ -7,6 +7,7 @@ masked before it reaches a file or the journal.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import re
@@ -49,12 +50,26 @@ def redact(value: str) -> str:
     return value
 
 
+# Values that hold no text, so nothing to mask: most of a line's values (ids, counts, times).
+PLAIN = frozenset({int, float, bool, type(None)})
+
+
+@functools.lru_cache(maxsize=4096)
+def _secret_key(key: str) -> bool:
+    """Whether a key names a secret; the same few dozen keys come back on every line."""
+    return SECRET_KEYS.search(key) is not None
+
+
 def _scrub(value: Any) -> Any:
+    if type(value) in PLAIN:
+        return value
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, dict):
-        return {k: "***" if SECRET_KEYS.search(str(k)) else _scrub(v) for k, v in value.items()}
+        return {k: "***" if _secret_key(str(k)) else _scrub(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
+        if all(type(v) in PLAIN for v in value):
+            return value  # a list of job ids, say: nothing in it to mask
         return type(value)(_scrub(v) for v in value)
     return value
 
@@ -62,7 +77,7 @@ def _scrub(value: Any) -> Any:
 def redact_processor(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     """structlog processor: mask secret-named keys and credential-looking text."""
     for key, value in list(event_dict.items()):
-        if SECRET_KEYS.search(key):
+        if _secret_key(key):
             event_dict[key] = "***"
         else:
             event_dict[key] = _scrub(value)

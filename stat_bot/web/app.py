@@ -16,6 +16,7 @@ from stat_bot.report.notifiers import Notifier
 from stat_bot.settings import Settings, get_settings
 from stat_bot.web import auth, errors
 from stat_bot.web.services import KEY, Services, secret_key
+from stat_bot.web.session_cookies import SessionCookies
 
 csrf = CSRFProtect()
 
@@ -24,6 +25,17 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 )
+# (lower-case name, name, value) of the headers every response gets unless it has its own.
+SECURITY_HEADERS = tuple(
+    (name.lower(), name, value)
+    for name, value in (
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),
+        ("Referrer-Policy", "same-origin"),
+        ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    )
+)
+HSTS = (("strict-transport-security", "Strict-Transport-Security", "max-age=31536000"),)
 
 
 class BoundedInt(IntegerConverter):
@@ -63,6 +75,7 @@ def create_app(
         REMEMBER_COOKIE_SECURE=settings.secure_cookies,
         WTF_CSRF_TIME_LIMIT=None,  # valid for the session's life: a dashboard left open works
     )
+    app.session_interface = SessionCookies()
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keys in the order written
     if settings.web_proxy_count:
         n = settings.web_proxy_count
@@ -74,14 +87,14 @@ def create_app(
     csrf.init_app(app)
     _register_blueprints(app)
 
+    headers = SECURITY_HEADERS + (HSTS if settings.secure_cookies else ())
+
     @app.after_request
     def security_headers(response: Response) -> Response:
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        if settings.secure_cookies:
-            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        # Each added unless the route set its own; one pass over the response's headers
+        # rather than a case-insensitive search per header (a webhook's answer pays it too).
+        present = {name.lower() for name, _ in response.headers}
+        response.headers.extend([(n, v) for low, n, v in headers if low not in present])
         return response
 
     return app

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 import structlog
@@ -112,6 +113,27 @@ def _refused(limit: RequestLimit) -> Response:
     return Response(html, status=429, headers={"Retry-After": str(wait)})
 
 
+def _hook_lists(app: Flask) -> list[list[Callable[..., Any]]]:
+    """The app-wide before, after and teardown hook lists (Flask keeps them by blueprint)."""
+    return [
+        app.before_request_funcs.setdefault(None, []),
+        app.after_request_funcs.setdefault(None, []),
+        app.teardown_request_funcs.setdefault(None, []),
+    ]
+
+
+def _login_only(hook: Callable[..., Any]) -> Callable[..., Any]:
+    """`hook`, run on the login form only; elsewhere it passes its argument (a response) on."""
+
+    @wraps(hook)
+    def run(*args: Any) -> Any:
+        if request.endpoint == LOGIN_ENDPOINT:
+            return hook(*args)
+        return args[0] if args else None
+
+    return run
+
+
 def init_app(app: Flask) -> Limiter:
     """Throttle failed logins on `app`; returns the app's own Limiter."""
     settings = app.extensions["stat_bot"].settings
@@ -120,6 +142,8 @@ def init_app(app: Flask) -> Limiter:
     if uri == "queue":
         uri = f"{QUEUE_SCHEME}://"
         options["queue_of"] = lambda: services().queue
+    hooks = _hook_lists(app)
+    before = [list(funcs) for funcs in hooks]
     limiter = Limiter(
         key_func=_address_key,
         app=app,
@@ -130,9 +154,11 @@ def init_app(app: Flask) -> Limiter:
         on_breach=_refused,
         key_prefix="stat-bot-login",
     )
-    # Only the login form is limited: every other request leaves Flask-Limiter at once
-    # (its full check costs ~50 us a request, a webhook's budget is ~1 ms of CPU).
-    limiter.request_filter(lambda: request.endpoint != LOGIN_ENDPOINT)
+    # Only the login form is limited, so Flask-Limiter's app-wide hooks (its check before,
+    # its deductions after, its clean-up) run for that endpoint alone: on every other
+    # request they did nothing, at ~0.1 ms of CPU, a tenth of a webhook's budget.
+    for funcs, had in zip(hooks, before, strict=True):
+        funcs[:] = [f if f in had else _login_only(f) for f in funcs]
     view = app.view_functions[LOGIN_ENDPOINT]
     view = limiter.limit(
         settings.web_login_limit_user, key_func=_user_key, methods=["POST"], deduct_when=_failed

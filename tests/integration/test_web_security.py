@@ -321,3 +321,26 @@ def test_oversized_query_and_form_values_are_answered_without_a_500(
         response = logged_in.post(path, data=form)
         assert response.status_code < 500, path
         assert len(response.get_data()) < 50_000, path
+
+
+SECURITY_HEADERS = (
+    "X-Content-Type-Options",
+    "X-Frame-Options",
+    "Referrer-Policy",
+    "Content-Security-Policy",
+)
+
+
+def test_every_answer_gets_the_security_headers_once_and_a_routes_own_is_kept(
+    web_app: Flask,
+) -> None:
+    @web_app.get("/framed-on-purpose")
+    def framed() -> Any:
+        return "", 200, {"x-frame-options": "SAMEORIGIN"}  # its own, in another case
+
+    client = web_app.test_client()
+    for response in (client.get("/framed-on-purpose"), client.post("/github/system")):
+        for name in SECURITY_HEADERS:
+            assert len(response.headers.getlist(name)) == 1, (response.request.path, name)
+    assert client.get("/framed-on-purpose").headers["X-Frame-Options"] == "SAMEORIGIN"
+    assert client.post("/github/system").headers["X-Frame-Options"] == "DENY"
