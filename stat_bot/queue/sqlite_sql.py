@@ -427,15 +427,14 @@ JOB_COLUMNS = (
     "user_name, confirmed_by"
 )
 
-SQL_INSERT_JOB = (
-    """
+# No RETURNING: the caller knows every value of the new row (relational._queued_job)
+# and reads its id from the cursor's lastrowid (RETURNING costs more than the insert).
+SQL_INSERT_JOB = """
     INSERT INTO jobs (namespace, job_type, args, channel, thread_ts, user, source, status,
                       created_at, start_after, max_retries, concurrency, is_im, report_state,
                       user_name, confirmed_by)
-    VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, 'pending', ?, ?)
-    RETURNING """
-    + JOB_COLUMNS
-)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
 
 SQL_FIND_QUEUED_OF_TYPE = """
     SELECT id, args FROM jobs WHERE status = 'queued' AND namespace = ? AND job_type = ?
@@ -548,11 +547,17 @@ SQL_EXPIRE_CONFIRMATIONS = (
 )
 SQL_PRUNE_CONFIRMATIONS = "DELETE FROM confirmations WHERE state != 'pending' AND created_at < ?"
 
-SQL_MARK_RUNNING = (
+# Claims the next claimable job (SQL_CLAIM_NEXT) in one statement: the candidate is
+# chosen and marked running without a round trip between (the subquery is uncorrelated,
+# so it is evaluated once; it finds nothing, and the statement changes nothing, when no
+# job is claimable).
+SQL_CLAIM_ONE = (
     """
     UPDATE jobs SET status = 'running', started_at = :now, heartbeat_at = :now, worker_id = :worker,
                     attempts = attempts + 1, cancel_requested = 0, pid = NULL, exit_code = NULL
-    WHERE id = :id RETURNING """
+    WHERE id = ("""
+    + SQL_CLAIM_NEXT
+    + """) RETURNING """
     + JOB_COLUMNS
 )
 

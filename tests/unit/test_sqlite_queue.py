@@ -140,6 +140,24 @@ def test_stale_marker_is_removed_on_notify(queue: SQLiteQueue, other: SQLiteQueu
         live.close()
 
 
+def test_a_listener_that_comes_after_a_reused_listing_is_woken(queue: SQLiteQueue):
+    # The marker folder's listing is reused while its mtime stays the same, once settled:
+    first = queue.wakeup_listener("first")
+    directory = Path(f"{queue.path}.wake")
+    settled = time.time() - 10
+    os.utime(directory, (settled, settled))
+    queue.notify()  # lists the folder and keeps the listing
+    queue.notify()  # reuses it
+    assert readable(first.fileno(), 5)
+    second = queue.wakeup_listener("second")  # a new marker: a new mtime
+    try:
+        queue.notify()
+        assert readable(second.fileno(), 5)
+    finally:
+        first.close()
+        second.close()
+
+
 def test_notify_without_listeners_is_harmless(queue: SQLiteQueue):
     queue.notify()
     queue.enqueue(request(), now=T0)
