@@ -490,6 +490,17 @@ SQL_ACTIVE_SUPPRESSION_END = """
     WHERE namespace = ? AND job_type = ? AND start_at <= ? AND end_at > ?
 """
 
+# What enqueue tells the requester: when an active suppression of the type ends, and
+# whether a job of the type runs. Two columns: SQL_RUNNING_OF_TYPE's rows are read only
+# when one does (the driver describes every column of every statement it runs, rows or
+# none, and a job has 28).
+SQL_SUPPRESSED_UNTIL_AND_RUNNING = """
+    SELECT (SELECT max(end_at) FROM suppressions
+            WHERE namespace = :ns AND job_type = :jt AND start_at <= :at AND end_at > :at),
+           EXISTS (SELECT 1 FROM jobs
+                   WHERE status = 'running' AND namespace = :ns AND job_type = :jt)
+"""
+
 # The next claimable job: due, its type below its concurrency limit, not suppressed.
 # Both subqueries are uncorrelated, so SQLite evaluates each once per statement.
 SQL_CLAIM_NEXT = """
