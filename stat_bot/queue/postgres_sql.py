@@ -417,15 +417,14 @@ JOB_COLUMNS = (
     "user_name, confirmed_by"
 )
 
-SQL_INSERT_JOB = (
-    """
+# The caller knows every value of the new row (relational._queued_job): only its id comes back.
+SQL_INSERT_JOB = """
     INSERT INTO jobs (namespace, job_type, args, channel, thread_ts, "user", source, status,
                       created_at, start_after, max_retries, concurrency, is_im, report_state,
                       user_name, confirmed_by)
-    VALUES (%s, %s, %s, %s, %s, %s, %s, 'queued', %s, %s, %s, %s, %s, 'pending', %s, %s)
-    RETURNING """
-    + JOB_COLUMNS
-)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+    RETURNING id
+"""
 
 SQL_FIND_QUEUED_OF_TYPE = """
     SELECT id, args FROM jobs WHERE status = 'queued' AND namespace = %s AND job_type = %s
@@ -480,6 +479,17 @@ SQL_RUNNING_OF_TYPE = (
 SQL_ACTIVE_SUPPRESSION_END = """
     SELECT max(end_at) FROM suppressions
     WHERE namespace = %s AND job_type = %s AND start_at <= %s AND end_at > %s
+"""
+
+# What enqueue tells the requester: when an active suppression of the type ends, and
+# whether a job of the type runs. Two columns: SQL_RUNNING_OF_TYPE's rows are read only
+# when one does (the driver describes every column of every statement it runs, rows or
+# none, and a job has 28).
+SQL_SUPPRESSED_UNTIL_AND_RUNNING = """
+    SELECT (SELECT max(end_at) FROM suppressions
+            WHERE namespace = %(ns)s AND job_type = %(jt)s AND start_at <= %(at)s AND end_at > %(at)s),
+           EXISTS (SELECT 1 FROM jobs
+                   WHERE status = 'running' AND namespace = %(ns)s AND job_type = %(jt)s)
 """
 
 # The next claimable job: due, its type below its concurrency limit, not suppressed.
@@ -540,11 +550,15 @@ SQL_EXPIRE_CONFIRMATIONS = (
 )
 SQL_PRUNE_CONFIRMATIONS = "DELETE FROM confirmations WHERE state != 'pending' AND created_at < %s"
 
-SQL_MARK_RUNNING = (
+# Claims the next claimable job (SQL_CLAIM_NEXT, which locks its row) in one statement:
+# one round trip instead of select-then-update; nothing changes when no job is claimable.
+SQL_CLAIM_ONE = (
     """
     UPDATE jobs SET status = 'running', started_at = %(now)s, heartbeat_at = %(now)s, worker_id = %(worker)s,
                     attempts = attempts + 1, cancel_requested = 0, pid = NULL, exit_code = NULL
-    WHERE id = %(id)s RETURNING """
+    WHERE id = ("""
+    + SQL_CLAIM_NEXT
+    + """) RETURNING """
     + JOB_COLUMNS
 )
 

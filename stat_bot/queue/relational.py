@@ -96,23 +96,46 @@ class _RollBackError(Exception):
     """Raised inside a write to undo all of it: another process did the same thing first."""
 
 
+_JOB_STATUS = {status.value: status for status in JobStatus}  # a dict lookup: Enum() costs more
+
+
 def _job(row: Sequence[object]) -> Job:
-    (
-        id_, namespace, job_type, args, channel, thread_ts, user, source, status, created_at,
-        start_after, started_at, finished_at, attempts, max_retries, concurrency, worker_id,
-        heartbeat_at, pid, exit_code, log_dir, cancel_requested, report_state, report_error, is_im, note,
-        user_name, confirmed_by,
-    ) = row  # fmt: skip
+    """A jobs row (JOB_COLUMNS) as a Job.
+
+    Positional: JOB_COLUMNS lists the Job's fields in their order (a unit test holds the
+    two equal in both backends). Building a Job by 28 keywords cost more than reading its
+    row; three rows are read per job.
+    """
+    values: list[Any] = list(row)
+    values[3] = json.loads(values[3])  # args
+    values[8] = _JOB_STATUS[values[8]]  # status
+    values[21] = bool(values[21])  # cancel_requested
+    values[24] = bool(values[24])  # is_im
+    return Job(*values)
+
+
+def _queued_job(request: JobRequest, args: str, created: float, start_after: float) -> Job:
+    """The job `request` becomes, as SQL_INSERT_JOB writes it (its id not yet known).
+
+    The insert's values are taken from here, and every other column is the schema's
+    default for a new row, so the row is not read back: RETURNING every column cost more
+    than the insert itself (the contract suite holds this Job equal to `get`'s).
+    """
     return Job(
-        id=id_, namespace=namespace, job_type=job_type, args=json.loads(args), channel=channel,
-        thread_ts=thread_ts, user=user, source=source, status=JobStatus(status),
-        created_at=created_at, start_after=start_after, started_at=started_at,
-        finished_at=finished_at, attempts=attempts, max_retries=max_retries,
-        concurrency=concurrency, worker_id=worker_id, heartbeat_at=heartbeat_at, pid=pid,
-        exit_code=exit_code, log_dir=log_dir, cancel_requested=bool(cancel_requested),
-        report_state=report_state, report_error=report_error, is_im=bool(is_im), note=note,
-        user_name=user_name, confirmed_by=confirmed_by,
-    )  # fmt: skip  # type: ignore[arg-type]
+        id=0, namespace=request.namespace, job_type=request.job_type, args=json.loads(args),
+        channel=request.channel, thread_ts=request.thread_ts, user=request.user,
+        source=str(request.source), status=JobStatus.QUEUED, created_at=float(created),
+        start_after=float(start_after), started_at=None, finished_at=None, attempts=0,
+        max_retries=request.retries, concurrency=request.concurrency, worker_id=None,
+        heartbeat_at=None, pid=None, exit_code=None, log_dir=None, cancel_requested=False,
+        report_state=str(ReportState.PENDING), report_error=None, is_im=bool(request.is_im),
+        note=None, user_name=request.user_name, confirmed_by=request.confirmed_by,
+    )  # fmt: skip
+
+
+# Job arguments as stored: canonical JSON (sorted keys), so equal arguments are equal text
+# (coalescing compares the text). One encoder, built once, rather than one per json.dumps.
+_args_json = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
 
 
 def _confirmation(row: Sequence[Any]) -> Confirmation:
@@ -264,9 +287,18 @@ class RelationalQueue(Queue):
         """
 
     # writing ---------------------------------------------------------------
+    def _insert_id(self, conn: Any, sql: str, params: Sequence[object]) -> int:
+        """Run `sql`, an INSERT of one row, in the caller's transaction; the new row's id.
+
+        Here the statement ends `RETURNING id` (PostgreSQL: the id comes back in the same
+        round trip); SQLite's inserts return nothing and it reads the cursor's `lastrowid`,
+        as its RETURNING costs more than the insert itself.
+        """
+        return conn.execute(sql, params).fetchone()[0]
+
     def _insert_or_coalesce(
         self, conn: Any, request: JobRequest, created: float, start_after: float
-    ) -> tuple[tuple, bool]:
+    ) -> tuple[Job, bool]:
         """Insert the job, or merge the request into a queued one and keep who asked.
 
         `coalesce` True merges into a queued job of the type with the same arguments
@@ -274,7 +306,7 @@ class RelationalQueue(Queue):
         become this request's (ebmbot's); either way the requester is stored beside
         the job, in this transaction, so their answer cannot be lost.
         """
-        args = json.dumps(request.args, ensure_ascii=False, sort_keys=True)
+        args = _args_json(request.args)
         if request.coalesce:
             self._serialize(conn, f"coalesce:{request.namespace}:{request.job_type}")
             if request.coalesce == "type":
@@ -307,31 +339,36 @@ class RelationalQueue(Queue):
                     self._many(
                         conn, self.sql.SQL_ADD_LOCK, [(job_id, key) for key in request.locks]
                     )
-                return row, True
-        row = conn.execute(
-            self.sql.SQL_INSERT_JOB,
-            (request.namespace, request.job_type, args, request.channel, request.thread_ts,
-             request.user, request.source, created, start_after, request.retries,
-             request.concurrency, int(request.is_im), request.user_name, request.confirmed_by),
-        ).fetchone()  # fmt: skip
+                return _job(row), True
+        job = _queued_job(request, args, created, start_after)
+        job.id = self._insert_id(
+            conn, self.sql.SQL_INSERT_JOB,
+            (job.namespace, job.job_type, args, job.channel, job.thread_ts, job.user, job.source,
+             job.status, job.created_at, job.start_after, job.max_retries, job.concurrency,
+             int(job.is_im), job.report_state, job.user_name, job.confirmed_by),
+        )  # fmt: skip
         if request.locks:
-            self._many(conn, self.sql.SQL_ADD_LOCK, [(row[0], key) for key in request.locks])
-        return row, False
+            self._many(conn, self.sql.SQL_ADD_LOCK, [(job.id, key) for key in request.locks])
+        return job, False
 
     def enqueue(self, request: JobRequest, *, now: float | None = None) -> EnqueueResult:
         now = self.now() if now is None else now
         start_after = now + request.delay_seconds
         with self._write() as conn:
-            row, coalesced = self._insert_or_coalesce(conn, request, now, start_after)
-            running = conn.execute(
-                self.sql.SQL_RUNNING_OF_TYPE, (request.namespace, request.job_type)
-            ).fetchall()
-            until = conn.execute(
-                self.sql.SQL_ACTIVE_SUPPRESSION_END,
-                (request.namespace, request.job_type, start_after, start_after),
-            ).fetchone()[0]
+            job, coalesced = self._insert_or_coalesce(conn, request, now, start_after)
+            until, runs = conn.execute(
+                self.sql.SQL_SUPPRESSED_UNTIL_AND_RUNNING,
+                {"ns": request.namespace, "jt": request.job_type, "at": start_after},
+            ).fetchone()
+            running = (
+                conn.execute(
+                    self.sql.SQL_RUNNING_OF_TYPE, (request.namespace, request.job_type)
+                ).fetchall()
+                if runs
+                else ()
+            )
             self._wake(conn)
-        return EnqueueResult(_job(row), coalesced, tuple(_job(r) for r in running), until)
+        return EnqueueResult(job, coalesced, tuple(_job(r) for r in running), until)
 
     def claim(self, worker_id: str, limit: int, *, now: float | None = None) -> list[Job]:
         if limit <= 0:
@@ -340,14 +377,12 @@ class RelationalQueue(Queue):
         claimed: list[Job] = []
         with self._write() as conn:
             self._serialize(conn, "claim")  # admission (limits, locks) is decided one at a time
+            params = {"now": now, "worker": worker_id}
             for _ in range(limit):
-                row = conn.execute(self.sql.SQL_CLAIM_NEXT, {"now": now}).fetchone()
+                row = conn.execute(self.sql.SQL_CLAIM_ONE, params).fetchone()
                 if row is None:
                     break
-                job = conn.execute(
-                    self.sql.SQL_MARK_RUNNING, {"now": now, "worker": worker_id, "id": row[0]}
-                ).fetchone()
-                claimed.append(_job(job))
+                claimed.append(_job(row))
         return claimed
 
     def mark_started(
@@ -785,11 +820,11 @@ class RelationalQueue(Queue):
                     return None
                 if conn.execute(self.sql.SQL_RECORD_FIRING, (key, due, self.now())).rowcount != 1:
                     raise _RollBackError  # this due time has fired already
-                row, coalesced = self._insert_or_coalesce(conn, request, due, due)
+                job, coalesced = self._insert_or_coalesce(conn, request, due, due)
                 self._wake(conn)
         except _RollBackError:
             return None
-        return EnqueueResult(_job(row), coalesced)
+        return EnqueueResult(job, coalesced)
 
     # webhooks ----------------------------------------------------------------
     def accept_delivery(
@@ -818,12 +853,12 @@ class RelationalQueue(Queue):
                     raise _RollBackError  # another process accepted the same body just now
                 for request in requests:
                     start_after = now + request.delay_seconds
-                    row, coalesced = self._insert_or_coalesce(conn, request, now, start_after)
+                    job, coalesced = self._insert_or_coalesce(conn, request, now, start_after)
                     until = conn.execute(
                         self.sql.SQL_ACTIVE_SUPPRESSION_END,
                         (request.namespace, request.job_type, start_after, start_after),
                     ).fetchone()[0]
-                    results.append(EnqueueResult(_job(row), coalesced, (), until))
+                    results.append(EnqueueResult(job, coalesced, (), until))
                 if notices is not None:
                     stored = self._store(conn, notices(results), now)
                 if results or stored:
@@ -899,8 +934,7 @@ class RelationalQueue(Queue):
             elif confirm:
                 request = dataclasses.replace(offer.request, confirmed_by=by_name or by)
                 start_after = now + request.delay_seconds
-                job_row, coalesced = self._insert_or_coalesce(conn, request, now, start_after)
-                job = _job(job_row)
+                job, coalesced = self._insert_or_coalesce(conn, request, now, start_after)
                 running = conn.execute(
                     self.sql.SQL_RUNNING_OF_TYPE, (request.namespace, request.job_type)
                 ).fetchall()
@@ -1020,8 +1054,8 @@ class RelationalQueue(Queue):
                         if conn.execute(insert, (ALERT_RULE_SOURCE, key, now)).rowcount != 1:
                             continue  # this firing queued the rule's job already
                         start_after = now + request.delay_seconds
-                        job_row, _ = self._insert_or_coalesce(conn, request, now, start_after)
-                        queued.append(_job(job_row).id)
+                        job, _ = self._insert_or_coalesce(conn, request, now, start_after)
+                        queued.append(job.id)
                     change = dataclasses.replace(change, jobs=tuple(queued))
                     queued_any = queued_any or bool(queued)
                 changes.append(change)

@@ -299,8 +299,7 @@ class SQLiteQueue(RelationalQueue):
                 time.sleep(delay)
                 delay = min(delay * 2, BUSY_MAX_SLEEP)
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self) -> _Transaction:
         """One IMMEDIATE transaction: the write lock up front, so no upgrade can deadlock.
 
         Any SQLite failure - in a statement or in the COMMIT (a full disk, a read-only
@@ -308,30 +307,49 @@ class SQLiteQueue(RelationalQueue):
         raised as a QueueError that says what it means. After such a failure the
         connection is reopened for the next call (see `_drop`).
         """
+        return _Transaction(self)
+
+    def _begin(self) -> sqlite3.Connection:
+        """This thread's connection, inside a new IMMEDIATE transaction (see `_write`)."""
         conn = self._conn()
         try:
-            self._when_free(lambda: conn.execute("BEGIN IMMEDIATE"), "lock")
-        except QueueError as error:
-            self._drop_after(error)
-            raise
+            conn.execute("BEGIN IMMEDIATE")  # the usual case: the lock is free
+        except sqlite3.Error:
+            try:
+                self._when_free(lambda: conn.execute("BEGIN IMMEDIATE"), "lock")
+            except QueueError as error:
+                self._drop_after(error)
+                raise
         self._local.wake = False
+        return conn
+
+    def _end(self, conn: sqlite3.Connection, error: BaseException | None) -> None:
+        """Commit the transaction `_begin` opened and wake the listeners, or, after `error`
+        in the block, roll it back (the caller lets `error` go on, unless `_abandon` raised
+        what it means)."""
+        if error is not None:
+            self._abandon(conn, error)
+            return
         try:
-            yield conn
             conn.execute("COMMIT")
-        except BaseException as error:
-            if conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    self._drop()
-            if isinstance(error, sqlite3.Error) and is_fault(error):
-                self._drop()
-                raise QueueError(
-                    f"could not write to the queue database {self.path}: {describe(error)}"
-                ) from error
+        except BaseException as failed:
+            self._abandon(conn, failed)
             raise
         if self._local.wake:
             self._wakeup.notify()
+
+    def _abandon(self, conn: sqlite3.Connection, error: BaseException) -> None:
+        """Roll back after `error`; a fault of the file or disk is raised as a QueueError."""
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                self._drop()
+        if isinstance(error, sqlite3.Error) and is_fault(error):
+            self._drop()
+            raise QueueError(
+                f"could not write to the queue database {self.path}: {describe(error)}"
+            ) from error
 
     def _wake(self, conn: sqlite3.Connection) -> None:
         self._local.wake = True  # sent by `_write` once the COMMIT went through
@@ -416,6 +434,10 @@ class SQLiteQueue(RelationalQueue):
     def _many(self, conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[object]]) -> int:
         return conn.executemany(sql, rows).rowcount
 
+    def _insert_id(self, conn: sqlite3.Connection, sql: str, params: Sequence[object]) -> int:
+        cursor = conn.execute(sql, params)  # no RETURNING (see RelationalQueue._insert_id)
+        return cursor.lastrowid  # type: ignore[return-value]  # set by the one-row INSERT
+
     # waking ----------------------------------------------------------------
     def wakeup_listener(self, name: str) -> WakeupListener:
         return self._wakeup.listen(name)
@@ -436,3 +458,22 @@ def statements(script: str) -> Iterator[str]:
             pending = ""
     if pending.strip(" \n;"):
         yield pending
+
+
+class _Transaction:
+    """`SQLiteQueue._write`'s context manager, as a class: a generator-based one cost
+    more than the statements of a short transaction (it is entered three times a job)."""
+
+    __slots__ = ("_conn", "_queue")
+
+    def __init__(self, queue: SQLiteQueue) -> None:
+        self._queue = queue
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._conn = self._queue._begin()
+        return self._conn
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: Any
+    ) -> None:
+        self._queue._end(self._conn, error)  # returns None: an error in the block goes on

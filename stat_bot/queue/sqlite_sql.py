@@ -427,15 +427,14 @@ JOB_COLUMNS = (
     "user_name, confirmed_by"
 )
 
-SQL_INSERT_JOB = (
-    """
+# No RETURNING: the caller knows every value of the new row (relational._queued_job)
+# and reads its id from the cursor's lastrowid (RETURNING costs more than the insert).
+SQL_INSERT_JOB = """
     INSERT INTO jobs (namespace, job_type, args, channel, thread_ts, user, source, status,
                       created_at, start_after, max_retries, concurrency, is_im, report_state,
                       user_name, confirmed_by)
-    VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, 'pending', ?, ?)
-    RETURNING """
-    + JOB_COLUMNS
-)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
 
 SQL_FIND_QUEUED_OF_TYPE = """
     SELECT id, args FROM jobs WHERE status = 'queued' AND namespace = ? AND job_type = ?
@@ -491,16 +490,33 @@ SQL_ACTIVE_SUPPRESSION_END = """
     WHERE namespace = ? AND job_type = ? AND start_at <= ? AND end_at > ?
 """
 
+# What enqueue tells the requester: when an active suppression of the type ends, and
+# whether a job of the type runs. Two columns: SQL_RUNNING_OF_TYPE's rows are read only
+# when one does (the driver describes every column of every statement it runs, rows or
+# none, and a job has 28).
+SQL_SUPPRESSED_UNTIL_AND_RUNNING = """
+    SELECT (SELECT max(end_at) FROM suppressions
+            WHERE namespace = :ns AND job_type = :jt AND start_at <= :at AND end_at > :at),
+           EXISTS (SELECT 1 FROM jobs
+                   WHERE status = 'running' AND namespace = :ns AND job_type = :jt)
+"""
+
 # The next claimable job: due, its type below its concurrency limit, not suppressed.
-# Both subqueries are uncorrelated, so SQLite evaluates each once per statement.
+# Both subqueries are uncorrelated, so SQLite evaluates each once per statement, and only
+# if needed: each is behind a test, also evaluated once, that no job runs / no suppression
+# is active (then no type is at its limit / suppressed); building the subqueries' tables
+# cost more than the rest of the claim.
 SQL_CLAIM_NEXT = """
     SELECT id FROM jobs AS j
     WHERE j.status = 'queued' AND j.start_after <= :now
-      AND (j.namespace, j.job_type) NOT IN (
-            SELECT namespace, job_type FROM jobs WHERE status = 'running'
-            GROUP BY namespace, job_type HAVING count(*) >= max(concurrency))
-      AND (j.namespace, j.job_type) NOT IN (
-            SELECT namespace, job_type FROM suppressions WHERE start_at <= :now AND end_at > :now)
+      AND (NOT EXISTS (SELECT 1 FROM jobs WHERE status = 'running')
+           OR (j.namespace, j.job_type) NOT IN (
+                SELECT namespace, job_type FROM jobs WHERE status = 'running'
+                GROUP BY namespace, job_type HAVING count(*) >= max(concurrency)))
+      AND (NOT EXISTS (SELECT 1 FROM suppressions WHERE start_at <= :now AND end_at > :now)
+           OR (j.namespace, j.job_type) NOT IN (
+                SELECT namespace, job_type FROM suppressions
+                WHERE start_at <= :now AND end_at > :now))
       AND NOT EXISTS (
             SELECT 1 FROM job_locks AS mine
                 CROSS JOIN jobs AS r INDEXED BY jobs_running
@@ -548,11 +564,17 @@ SQL_EXPIRE_CONFIRMATIONS = (
 )
 SQL_PRUNE_CONFIRMATIONS = "DELETE FROM confirmations WHERE state != 'pending' AND created_at < ?"
 
-SQL_MARK_RUNNING = (
+# Claims the next claimable job (SQL_CLAIM_NEXT) in one statement: the candidate is
+# chosen and marked running without a round trip between (the subquery is uncorrelated,
+# so it is evaluated once; it finds nothing, and the statement changes nothing, when no
+# job is claimable).
+SQL_CLAIM_ONE = (
     """
     UPDATE jobs SET status = 'running', started_at = :now, heartbeat_at = :now, worker_id = :worker,
                     attempts = attempts + 1, cancel_requested = 0, pid = NULL, exit_code = NULL
-    WHERE id = :id RETURNING """
+    WHERE id = ("""
+    + SQL_CLAIM_NEXT
+    + """) RETURNING """
     + JOB_COLUMNS
 )
 

@@ -16,10 +16,18 @@ import contextlib
 import hashlib
 import os
 import socket
+import time
 import uuid
 from pathlib import Path
 
 from stat_bot.queue.base import WakeupListener
+
+# A listing of the marker folder is reused while the folder's (device, inode, mtime) is
+# unchanged, which spares every commit the open/getdents/close of a listing (one stat
+# instead). Only a listing made once the mtime was this old is reused: a marker added in
+# the same tick of the file system's clock as the listing could leave the mtime as it
+# was (git's "racily clean" index entries), but not one added a whole second later.
+LISTING_SETTLED_NS = 1_000_000_000
 
 
 class WakeupDirectory:
@@ -31,16 +39,32 @@ class WakeupDirectory:
             b"\0stat-bot/" + hashlib.sha1(str(database).encode()).hexdigest()[:16].encode() + b"/"
         )
         self._sender: socket.socket | None = None
+        self._listed: tuple[tuple[int, int, int], list[str]] | None = None
+
+    def _names(self) -> list[str]:
+        """The markers in the folder (none if it does not exist): see LISTING_SETTLED_NS."""
+        try:
+            st = os.stat(self.directory)
+        except FileNotFoundError:
+            return []
+        stamp = (st.st_dev, st.st_ino, st.st_mtime_ns)
+        listed = self._listed
+        if listed is not None and listed[0] == stamp:
+            return listed[1]
+        try:
+            names = os.listdir(self.directory)  # after the stat: a change between is seen next time
+        except FileNotFoundError:
+            return []
+        settled = time.time_ns() - st.st_mtime_ns > LISTING_SETTLED_NS
+        self._listed = (stamp, names) if settled else None
+        return names
 
     def _address(self, name: str) -> bytes:
         return self._prefix + name.encode()
 
     def notify(self) -> None:
         """Poke every listener; never raises, since a missed wake-up only costs a poll interval."""
-        try:
-            names = os.listdir(self.directory)
-        except FileNotFoundError:
-            return
+        names = self._names()
         if not names:
             return
         if self._sender is None:

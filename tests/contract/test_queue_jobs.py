@@ -6,13 +6,14 @@ Moved here from the SQLite queue's unit tests so every backend runs them.
 
 from __future__ import annotations
 
+import dataclasses
 import select
 import time
 from typing import Any
 
 import pytest
 
-from stat_bot.jobs.model import JobRequest, JobStatus, ReportState, Source
+from stat_bot.jobs.model import Job, JobRequest, JobStatus, ReportState, Source
 from stat_bot.queue.base import CancelOutcome, Queue, ScheduleRow
 
 T0 = 1_700_000_000.0
@@ -53,6 +54,19 @@ def test_enqueue_stores_the_request(queue: Queue):
     assert (job.started_at, job.finished_at, job.attempts) == (None, None, 0)
     assert job.report_state == "pending"
     assert queue.get(job.id) == job
+
+
+def test_enqueue_returns_the_job_exactly_as_stored(queue: Queue):
+    """enqueue builds the new job from what it inserted rather than reading the row back:
+    every field must still be what `get` reads, with the same type (an int clock too)."""
+    asked = request(args={"b": "2", "a": "1"}, user_name="Ada", confirmed_by="U2", delay_seconds=5)
+    made = queue.enqueue(asked, now=1_700_000_000).job
+    stored = queue.get(made.id)
+    assert stored is not None
+    for field in dataclasses.fields(Job):
+        mine, read = getattr(made, field.name), getattr(stored, field.name)
+        assert (mine, type(mine)) == (read, type(read)), field.name
+    assert list(made.args) == list(stored.args) == ["a", "b"]
 
 
 def test_claim_start_finish_transitions_and_timestamps(queue: Queue):

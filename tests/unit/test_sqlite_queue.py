@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import select
 import sqlite3
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from stat_bot.jobs.model import JobRequest, JobStatus, ReportState
+from stat_bot.jobs.model import Job, JobRequest, JobStatus, ReportState
+from stat_bot.queue import postgres_sql, sqlite_sql
 from stat_bot.queue.base import QueueBusyError, QueueError
 from stat_bot.queue.sqlite import MIGRATIONS, SQLiteQueue
 
@@ -140,6 +142,24 @@ def test_stale_marker_is_removed_on_notify(queue: SQLiteQueue, other: SQLiteQueu
         live.close()
 
 
+def test_a_listener_that_comes_after_a_reused_listing_is_woken(queue: SQLiteQueue):
+    # The marker folder's listing is reused while its mtime stays the same, once settled:
+    first = queue.wakeup_listener("first")
+    directory = Path(f"{queue.path}.wake")
+    settled = time.time() - 10
+    os.utime(directory, (settled, settled))
+    queue.notify()  # lists the folder and keeps the listing
+    queue.notify()  # reuses it
+    assert readable(first.fileno(), 5)
+    second = queue.wakeup_listener("second")  # a new marker: a new mtime
+    try:
+        queue.notify()
+        assert readable(second.fileno(), 5)
+    finally:
+        first.close()
+        second.close()
+
+
 def test_notify_without_listeners_is_harmless(queue: SQLiteQueue):
     queue.notify()
     queue.enqueue(request(), now=T0)
@@ -264,3 +284,10 @@ def test_requesters_go_when_their_job_is_pruned(queue: SQLiteQueue):
     assert [j.id for j in queue.prune(T0 + 2)] == [job.id]
     with sqlite3.connect(queue.path) as db:
         assert db.execute("SELECT count(*) FROM job_requesters").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("module", [sqlite_sql, postgres_sql], ids=["sqlite", "postgres"])
+def test_job_columns_are_the_job_fields_in_order(module):
+    # relational._job builds a Job from a row positionally.
+    columns = [name.strip().strip('"') for name in module.JOB_COLUMNS.split(",")]
+    assert columns == [field.name for field in dataclasses.fields(Job)]
