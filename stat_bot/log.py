@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import logging
 import re
 import sys
@@ -50,25 +51,28 @@ def redact(value: str) -> str:
     return value
 
 
-# Values that hold no text, so nothing to mask: most of a line's values (ids, counts, times).
-PLAIN = frozenset({int, float, bool, type(None)})
+# Values that cannot hold text: the usual numbers and flags of a log line pass untouched.
+PLAIN_TYPES = frozenset({int, float, bool, type(None)})
 
 
-@functools.lru_cache(maxsize=4096)
-def _secret_key(key: str) -> bool:
-    """Whether a key names a secret; the same few dozen keys come back on every line."""
+@functools.lru_cache(maxsize=1024)
+def secret_key(key: str) -> bool:
+    """Whether a field's name says its value is a secret; the names of log fields repeat."""
     return SECRET_KEYS.search(key) is not None
 
 
 def _scrub(value: Any) -> Any:
-    if type(value) in PLAIN:
+    kind = type(value)
+    if kind is str:
+        return redact(value)
+    if kind in PLAIN_TYPES:
         return value
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, dict):
-        return {k: "***" if _secret_key(str(k)) else _scrub(v) for k, v in value.items()}
+        return {k: "***" if secret_key(str(k)) else _scrub(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        if all(type(v) in PLAIN for v in value):
+        if all(type(v) in PLAIN_TYPES for v in value):
             return value  # a list of job ids, say: nothing in it to mask
         return type(value)(_scrub(v) for v in value)
     return value
@@ -76,11 +80,24 @@ def _scrub(value: Any) -> Any:
 
 def redact_processor(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     """structlog processor: mask secret-named keys and credential-looking text."""
-    for key, value in list(event_dict.items()):
-        if _secret_key(key):
+    texts = False
+    # Only values are replaced, so the dict can be changed while it is walked.
+    for key, value in event_dict.items():
+        kind = type(value)
+        if secret_key(key):
             event_dict[key] = "***"
-        else:
+        elif kind is str:
+            texts = True
+        elif kind not in PLAIN_TYPES:
             event_dict[key] = _scrub(value)
+    # Most lines hold no credential-like text at all: one search over all their text
+    # (joined by a character no pattern matches) instead of one per value.
+    if texts and MAY_HOLD_SECRET.search(
+        "\0".join(v for v in event_dict.values() if type(v) is str)
+    ):
+        for key, value in event_dict.items():
+            if type(value) is str:
+                event_dict[key] = redact(value)
     return event_dict
 
 
@@ -128,15 +145,32 @@ class TolerantStream:
         return bool(self._stream.isatty())
 
 
+def _json_default(value: Any) -> Any:
+    """What structlog's JSONRenderer does with a value JSON cannot hold."""
+    try:
+        return value.__structlog__()
+    except AttributeError:
+        return repr(value)
+
+
+_JSON = json.JSONEncoder(ensure_ascii=False, default=_json_default)
+
+
+def _to_json(event_dict: dict[str, Any], **_: Any) -> str:
+    """json.dumps(event_dict, ensure_ascii=False), without building an encoder for every line."""
+    return _JSON.encode(event_dict)
+
+
 def configure(level: str = "INFO", fmt: str = "auto", stream: Any = None) -> None:
     """Set up structlog and route the standard library's logging through the same pipeline."""
     stream = TolerantStream(stream or sys.stderr)
     console = fmt == "console" or (fmt == "auto" and stream.isatty())
+    # The level and the time are added after redaction: they never hold a secret.
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        redact_processor,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        redact_processor,
     ]
     renderer: Any
     if console:
@@ -148,13 +182,14 @@ def configure(level: str = "INFO", fmt: str = "auto", stream: Any = None) -> Non
         tail = [
             structlog.processors.format_exc_info,
             _render_exception_then_redact,
-            structlog.processors.JSONRenderer(ensure_ascii=False),
+            structlog.processors.JSONRenderer(serializer=_to_json),
         ]
     numeric = logging.getLevelName(level)
     structlog.configure(
         processors=[*shared, structlog.stdlib.PositionalArgumentsFormatter(), *tail],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        # One write per line (PrintLogger writes the line and its newline apart).
+        logger_factory=structlog.WriteLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(stream)
