@@ -17,7 +17,9 @@ files is measured and shown too (see spawn.py).
 
 from __future__ import annotations
 
+import os
 import shlex
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -41,13 +43,25 @@ WARMUP = 10
 
 
 def bare_starts(home: Path, count: int = 50) -> list[float]:
-    """For scale: ms from `subprocess.Popen` of the same command to its $EPOCHREALTIME."""
+    """The reference: ms from `subprocess.Popen` of the same command to its $EPOCHREALTIME.
+
+    The same child as a job's: bash by its full path, in a session of its own (so that a
+    timeout or a cancel can stop everything it started), with an environment of the same
+    size as a job gets (this process's variables and a dozen job variables). Any runner
+    has to do both for a job, so the reference pays for them too (the environment's
+    conversion alone is about 0.15 ms for ~80 variables); what is left over is what STAT
+    bot adds.
+    """
     stamps = home / "bare-starts.txt"
     command = f't=$EPOCHREALTIME; echo "0 $t" >> {shlex.quote(str(stamps))}'
+    bash = shutil.which("bash") or "/bin/bash"
+    job = {f"STAT_BOT_BARE_{n}": f"value {n}" for n in range(12)}
     before: list[float] = []
     for _ in range(count):
         before.append(time.time())
-        subprocess.run(["bash", "-c", command], check=True)
+        subprocess.run(
+            [bash, "-c", command], check=True, env={**os.environ, **job}, start_new_session=True
+        )
     started = [float(line.split()[1]) for line in stamps.read_text().splitlines()]
     return [(s - b) * 1000 for s, b in zip(started, before, strict=True)]
 
