@@ -835,18 +835,26 @@ class RelationalQueue(Queue):
         *,
         notices: Callable[[list[EnqueueResult]], Sequence[OutboxMessage]] | None = None,
         digest: str | None = None,
+        counter: str | None = None,
         now: float | None = None,
     ) -> list[EnqueueResult] | None:
         now = self.now() if now is None else now
         results: list[EnqueueResult] = []
         stored: list[int] = []
+
+        def tally(conn: Any, label: str) -> None:
+            if counter is not None:
+                conn.execute(self.sql.SQL_COUNT, (counter, label, 1))
+
         try:
             with self._write() as conn:
                 seen = self.sql.SQL_DIGEST_SEEN
                 if digest is not None and conn.execute(seen, (source, digest)).fetchone():
-                    return None  # a captured body under a new delivery id: nothing is written
+                    tally(conn, "duplicate")  # a captured body under a new delivery id
+                    return None
                 insert = self.sql.SQL_INSERT_DELIVERY
                 if conn.execute(insert, (source, delivery_id, now)).rowcount != 1:
+                    tally(conn, "duplicate")
                     return None
                 insert = self.sql.SQL_INSERT_DIGEST
                 if digest is not None and conn.execute(insert, (source, digest, now)).rowcount != 1:
@@ -861,10 +869,14 @@ class RelationalQueue(Queue):
                     results.append(EnqueueResult(job, coalesced, (), until))
                 if notices is not None:
                     stored = self._store(conn, notices(results), now)
+                tally(conn, "accepted" if results else "ignored")
                 if results or stored:
                     self._wake(conn)
         except _RollBackError:
-            return None  # rolled back: the delivery id is not kept either
+            # Rolled back: the delivery id is not kept either, nor its count.
+            if counter is not None:
+                self.count(counter, "duplicate")
+            return None
         return results
 
     # confirmations ------------------------------------------------------------

@@ -22,7 +22,8 @@ A job that lands in an active suppression gets a notice in the namespace's chann
 saying until when and how to lift it, stored in the outbox with the delivery and
 delivered like every other message; Slack being down never fails the webhook.
 Every request is counted in the queue counter `webhook_requests` by result (for
-/metrics) and logged, without the secret or the signature.
+/metrics; a delivery's accepted, ignored or duplicate in the transaction that records
+it) and logged, without the secret or the signature.
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ RESULTS = (
     "accepted", "duplicate", "ignored", "ping", "bad_signature", "bad_request",
     "unknown_project", "disabled", "too_large",
 )  # fmt: skip
+# Counted by the queue in the transaction that records the delivery (accept_delivery).
+COUNTED_WITH_DELIVERY = frozenset({"accepted", "duplicate", "ignored"})
 SOURCE = "github"  # deliveries are unique per source
 NOTICE_WAIT = 10.0  # the first tries at a suppression notice; the outbox retries after
 SIGNATURE = "X-Hub-Signature-256"
@@ -97,7 +100,8 @@ def receive(project: str) -> tuple[Response, int]:
     }
     with counting_refusals(COUNTER, "github webhook refused", **context):
         result, status, body = _receive(project)
-    count(COUNTER, result)
+    if result not in COUNTED_WITH_DELIVERY:
+        count(COUNTER, result)
     log.info(
         "github webhook",
         **context,
@@ -153,7 +157,9 @@ def _receive(project: str) -> tuple[str, int, dict[str, Any]]:
             and (notice := _suppressed_notice(namespace, enqueued, github)) is not None
         ]
 
-    results = svc.queue.accept_delivery(SOURCE, delivery, requests, digest=digest, notices=notices)
+    results = svc.queue.accept_delivery(
+        SOURCE, delivery, requests, digest=digest, notices=notices, counter=COUNTER
+    )
     answer: dict[str, Any] = {"ok": True, "event": event, "delivery": delivery}
     if results is None:
         return "duplicate", 200, {**answer, "duplicate": True, "jobs": []}

@@ -60,3 +60,16 @@ def test_a_replayed_body_writes_nothing(queue: Queue) -> None:
     assert len(queue.jobs(limit=100)) == 4
     queue.prune(16.0)
     assert queue.accept_delivery("github", "d4", [request], digest="x" * 64, now=17.0) is not None
+
+
+def test_a_delivery_is_counted_once_with_its_outcome(queue: Queue) -> None:
+    """The webhook route's counter goes in the delivery's own transaction, once per call."""
+    request = JobRequest("demo", "hello", {"name": "a"}, coalesce=False)
+    c = "webhook_requests"
+    assert queue.accept_delivery("github", "d1", [request], digest="a" * 64, counter=c)
+    assert queue.accept_delivery("github", "d2", [], digest="b" * 64, counter=c) == []
+    assert queue.accept_delivery("github", "d1", [request], digest="c" * 64, counter=c) is None
+    assert queue.accept_delivery("github", "d3", [request], digest="a" * 64, counter=c) is None
+    assert queue.accept_delivery("github", "d4", [request]) is not None  # no counter: not counted
+    assert queue.counters(c) == {"accepted": 1, "ignored": 1, "duplicate": 2}
+    assert len(queue.jobs(limit=100)) == 2
