@@ -19,8 +19,9 @@ so Slack never sees a slow app and never redelivers.
 And it reads text frames without websocket-client's UTF-8 check, which walks
 every byte of every frame in pure Python (about 0.3 ms for a 1 KB envelope, on the
 one reader thread every event passes through: a third of that thread's CPU).
-`bytes.decode` checks the same thing in C a moment later; a frame that is not
-UTF-8 is refused there (logged by the client, not acked, so Slack delivers it
+`bytes.decode` checks the same thing in C, first thing in the connection's message
+callback (before slack-sdk's own, whose debug logging expects text); a frame that is
+not UTF-8 is refused there (logged by the client, not acked, so Slack delivers it
 again), where websocket-client would have dropped the whole connection.
 """
 
@@ -49,9 +50,7 @@ class PromptSocketModeClient(SocketModeClient):
         self._acked: OrderedDict[str, None] = OrderedDict()
         self._acked_lock = threading.Lock()
 
-    def enqueue_message(self, message: str | bytes) -> None:
-        if isinstance(message, bytes):  # skip_utf8_validation: text frames come undecoded
-            message = message.decode("utf-8")
+    def enqueue_message(self, message: str) -> None:
         if '"events_api"' in message:
             with contextlib.suppress(ValueError):
                 envelope = json.loads(message)
@@ -87,6 +86,7 @@ class PromptSocketModeClient(SocketModeClient):
         # The parent's method, with ping_timeout and skip_utf8_validation added to run_forever.
         if self.current_session is None:
             return
+        decode_text_frames(self.current_session)
         try:
             self.logger.info("Starting to receive messages from a new connection")
             self.current_session.run_forever(
@@ -103,6 +103,26 @@ class PromptSocketModeClient(SocketModeClient):
             self.logger.exception(f"Failed to start or stop the current session: {error}")
             if self.current_session is not None:
                 self.current_session.close()
+
+
+def decode_text_frames(session: Any) -> None:
+    """Have `session` (a WebSocketApp) hand its message callback text, not bytes.
+
+    With skip_utf8_validation, websocket-client passes text frames on undecoded; every
+    callback after this one (slack-sdk's, which logs the message at DEBUG with a text
+    pattern, and the client's listeners) gets a str as before.
+    """
+    handle = session.on_message
+    if getattr(handle, "decodes_text_frames", False):
+        return  # this connection's callback is already wrapped
+
+    def on_message(ws: Any, message: str | bytes) -> None:
+        if isinstance(message, bytes):
+            message = message.decode("utf-8")  # UnicodeDecodeError: refused, not acked
+        handle(ws, message)
+
+    on_message.decodes_text_frames = True  # type: ignore[attr-defined]
+    session.on_message = on_message
 
 
 class PromptSocketModeHandler(SocketModeHandler):

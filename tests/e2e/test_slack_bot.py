@@ -368,6 +368,20 @@ def test_new_channels_are_joined_when_asked(tmp_path: Path, slack_emulator: Emul
         running.stop()
 
 
+def test_a_bot_logging_at_debug_answers_text_beyond_ascii(
+    tmp_path: Path, slack_emulator: EmulatorThread
+):
+    """At DEBUG slack-sdk logs each frame with a text pattern: frames reach it decoded."""
+    running = start_service(tmp_path, slack_emulator, CONFIG, LOG_LEVEL="DEBUG")
+    try:
+        where = running.say("@stat-bot démo Zoë ✓")
+        text = message_text(running.reply(where, "understand"))
+        assert "I didn't understand `démo Zoë ✓`" in text
+        assert "cannot use a string pattern" not in running.log_of("bot")
+    finally:
+        running.stop()
+
+
 @pytest.mark.parametrize("kind", ["message", "close", "drop"])
 def test_the_socket_comes_back_after_a_disconnect(fresh: SlackService, kind: str):
     before = fresh.slack.connections()["total"]
