@@ -177,33 +177,21 @@ class RunningJob:
         kill_group(self.pid, signal.SIGKILL)
 
     async def wait(self) -> Outcome:
-        # One plain future that the exit, a cancel or the timeout resolves, rather than a
-        # task per awaitable or asyncio.wait's own machinery: this runs once per job.
-        loop = asyncio.get_running_loop()
-        woken = self._cancelled = loop.create_future()
+        # Plain futures rather than a task per awaitable: this runs once per job.
+        self._cancelled = asyncio.get_running_loop().create_future()
         if self._cancel.is_set():
-            woken.set_result(None)
+            self._cancelled.set_result(None)
         process = self.process
         if isinstance(process, ChildProcess):
             waiter: asyncio.Future[int] = process.exited
         else:
             waiter = asyncio.ensure_future(process.wait())
-
-        def wake(_: object = None) -> None:
-            if not woken.done():
-                woken.set_result(None)
-
-        waiter.add_done_callback(wake)
-        timer = loop.call_later(self.timeout, wake) if self.timeout is not None else None
-        try:
-            await woken
-        finally:
-            waiter.remove_done_callback(wake)
-            if timer is not None:
-                timer.cancel()
+        done, _ = await asyncio.wait(
+            {waiter, self._cancelled}, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED
+        )
         status: JobStatus
         note = None
-        if waiter.done():
+        if waiter in done:
             code = waiter.result()
             status = JobStatus.SUCCEEDED if code == 0 else JobStatus.FAILED
             kill_group(self.pid, signal.SIGKILL)  # stray background children of a finished job
@@ -257,8 +245,6 @@ def disk_full_note(log_dir: Path) -> str | None:
 
 def read_text(path: Path, limit: int) -> str:
     try:
-        if os.stat(path).st_size == 0:
-            return ""  # many jobs print nothing: no need to open it
         with path.open("rb") as f:
             return f.read(limit).decode("utf-8", errors="replace")
     except FileNotFoundError:

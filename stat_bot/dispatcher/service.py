@@ -36,7 +36,6 @@ from stat_bot.dispatcher.runner import (
     remove_log_dir,
 )
 from stat_bot.dispatcher.schedules import config_rows
-from stat_bot.dispatcher.wake import WakeFlag
 from stat_bot.jobs.config import JobConfigs, JobSpec
 from stat_bot.jobs.config_file import ConfigFile
 from stat_bot.jobs.model import Job, JobRequester, JobStatus, ReportState, Source
@@ -76,24 +75,6 @@ PERSIST_MAX_DELAY = 5.0
 MAX_SCHEDULE_SLEEP = 30.0  # re-read schedules at least this often (the dashboard may change them)
 
 PERSON_SOURCES = frozenset({Source.SLACK, Source.CLI})
-
-
-def settle_group(
-    group: list[tuple[str, tuple[Any, ...], dict[str, Any], Any]],
-    results: list[Any] | None = None,
-    *,
-    error: BaseException | None = None,
-) -> None:
-    """Resume the callers of a group of writes with their results, or all with the error."""
-    if error is not None:
-        for *_, done in group:
-            if not done.done():
-                done.set_exception(error)
-        return
-    assert results is not None
-    for (*_, done), result in zip(group, results, strict=True):
-        if not done.done():
-            done.set_result(result)
 
 
 class WriteAbandonedError(Exception):
@@ -154,7 +135,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._db = ThreadPoolExecutor(1, thread_name_prefix="stat-bot-db")
         self.sender = OutboxSender(queue, notifier, settings, owner=self.worker_id)
-        self._wake = WakeFlag()
+        self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         # The notifier's optional extras, looked up once: a start notice nobody reads
         # would cost a stored message for every job.
@@ -186,25 +167,17 @@ class Dispatcher:
         finally:
             self._db_pending -= 1
 
-    def _try_now(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[bool, T | None]:
-        """A short queue call made on the loop at once, if it need not wait: (True, result).
+    async def _q_quick(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A short queue call: on the loop if it need not wait, else as `_q`.
 
-        (False, None) when it must go to the queue thread instead: another process holds
-        the lock, or a call is still on that thread - this one then follows it there, so
+        While any call is still on the queue thread this one follows it there, so
         calls about one job (mark started, then finish) always land in order.
         """
         if not self._db_pending:
             try:
-                return True, self.queue.call_nowait(fn, *args, **kwargs)
+                return self.queue.call_nowait(fn, *args, **kwargs)
             except QueueBusyError:
                 pass
-        return False, None
-
-    async def _q_quick(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """A short queue call: on the loop if it need not wait, else as `_q`."""
-        made, result = self._try_now(fn, *args, **kwargs)
-        if made:
-            return result  # type: ignore[return-value]
         return await self._q(fn, *args, **kwargs)
 
     async def _grouped(self, name: str, *args: Any, **kwargs: Any) -> Any:
@@ -223,30 +196,21 @@ class Dispatcher:
         return await done
 
     def _commit_group(self) -> None:
-        """Commit this moment's writes: here and now if they need not wait, else on the thread."""
         group, self._group = self._group, []
+        self._spawn(self._commit(group))
+
+    async def _commit(self, group: list[tuple[str, tuple[Any, ...], dict[str, Any], Any]]) -> None:
         writes = [(name, args, kwargs) for name, args, kwargs, _ in group]
         try:
-            made, results = self._try_now(self.queue.write_many, writes)
+            results = await self._q_quick(self.queue.write_many, writes)
         except Exception as error:
-            settle_group(group, error=error)
+            for *_, done in group:
+                if not done.done():
+                    done.set_exception(error)
             return
-        if made:
-            settle_group(group, results)
-        else:
-            self._spawn(self._commit(group, writes))
-
-    async def _commit(
-        self,
-        group: list[tuple[str, tuple[Any, ...], dict[str, Any], Any]],
-        writes: list[tuple[str, tuple[Any, ...], dict[str, Any]]],
-    ) -> None:
-        try:
-            results = await self._q(self.queue.write_many, writes)
-        except Exception as error:
-            settle_group(group, error=error)
-            return
-        settle_group(group, results)
+        for (*_, done), result in zip(group, results, strict=True):
+            if not done.done():
+                done.set_result(result)
 
     async def _q_persist(self, what: str, *args: Any, **kwargs: Any) -> Any:
         """A grouped write that must not be lost (a job's end): retried with backoff until it lands.
@@ -373,10 +337,6 @@ class Dispatcher:
             timeout = poll
             try:
                 await self._dispatch_once()
-                if self._launching:
-                    # The launches start their processes (up to the spawn they wait for
-                    # nothing) before this loop makes its next query.
-                    await asyncio.sleep(0)
                 now = self.queue.now()
                 due = await self._q_quick(self.queue.next_due, now=now)
                 if due is not None:
@@ -388,7 +348,8 @@ class Dispatcher:
                 self.log.exception("dispatch cycle failed; retrying")
                 timeout = max(poll, 1.0)
             if timeout > 0:
-                await self._wake.wait(timeout)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def _dispatch_once(self) -> None:
         if self.running:
@@ -407,10 +368,8 @@ class Dispatcher:
             self._spawn(self._launch(job))
 
     async def _launch(self, job: Job) -> None:
-        """Start a claimed job, then see it through to its end (one task for both)."""
-        running: RunningJob | None = None
         try:
-            running = await self._start(job)
+            await self._start(job)
         except Exception as error:
             self.log.exception("job could not start", job_id=job.id)
             note = f"STAT bot could not start it: {error}"
@@ -421,18 +380,15 @@ class Dispatcher:
                 self._launched.set()
             if job.id not in self.running:
                 self._wake.set()  # it never ran (or has already ended): its slot is free
-        if running is not None:
-            await self._supervise(running)
 
-    async def _start(self, job: Job) -> RunningJob | None:
-        """Spawn a claimed job's process; None if it could not start (its end is recorded)."""
+    async def _start(self, job: Job) -> None:
         jlog = self.log.bind(job_id=job.id, job=job.full_type)
         configs = self.configs  # job_configs.py as it is now, once for this job
         if not configs.has_job(job.namespace, job.job_type):
             note = f"job type {job.full_type!r} is not in {configs.source}"
             jlog.warning("job not configured", note=note)
             await self._finish(job, None, Outcome(JobStatus.FAILED, note=note))
-            return None
+            return
         spec = configs.job(job.namespace, job.job_type)
         namespace = configs.namespaces[job.namespace].spec
         try:
@@ -442,9 +398,10 @@ class Dispatcher:
             await self._finish(
                 job, spec, Outcome(JobStatus.FAILED, note=f"could not start: {error}")
             )
-            return None
+            return
         self.running[job.id] = running
         jlog.info("job started", pid=running.pid, args=job.args, attempt=job.attempts)
+        self._spawn(self._supervise(running))
         # Progress notes are for a person waiting on an answer. A schedule's or webhook's job
         # has nobody waiting, and its report may be silent on purpose (a quiet sweep, an
         # empty active-tickets report): a note would break that silence.
@@ -452,7 +409,6 @@ class Dispatcher:
             loop = asyncio.get_running_loop()
             timer = loop.call_later(self._progress_after, self._progress_tick, running)
             self._progress[job.id] = (timer, None)
-        return running
 
     def _progress_tick(self, running: RunningJob) -> None:
         """Every PROGRESS_INTERVAL: the elapsed time and the end of stdout, to the outbox."""
