@@ -899,7 +899,7 @@ def run(home: Path, *, plan: Plan | None = None, quick: bool = False) -> tuple[s
         # 2. latency on PostgreSQL, then the same on SQLite, then bash alone.
         full_latency = dispatched_latency(home / "latency-pg", make("latency"), plan)
         lite_latency = dispatched_latency(home / "latency-sqlite", None, plan)
-        bare_popen = latency.bare_starts(home / "latency-sqlite")
+        bare_popen = latency.bare_starts(home / "latency-sqlite", gap=plan.gap)
         figures += latency_figures(full_latency, lite_latency, bare_popen)
 
         # 3. scale-out, between two bare spawn runs; SQLite's one dispatcher beside it.

@@ -65,6 +65,37 @@ def process_is_job(pid: int, job_id: int) -> bool:
     return f"STAT_BOT_JOB_ID={job_id}".encode() in environ.split(b"\0")
 
 
+def job_groups(job_id: int, attempt: int, log_dir: Path) -> set[int]:
+    """The process groups of this host's processes started for one attempt of one job.
+
+    For a job whose dispatcher died between starting it and recording its pid: its
+    processes are found by the variables every job process inherits (the job's id, the
+    attempt and the log folder, which only this installation's job of that id has), so a
+    peer can stop them before the job runs again. Linux (/proc); elsewhere, none.
+    """
+    wanted = {
+        f"STAT_BOT_JOB_ID={job_id}".encode(),
+        f"STAT_BOT_ATTEMPT={attempt}".encode(),
+        f"STAT_BOT_LOG_DIR={log_dir}".encode(),
+    }
+    groups: set[int] = set()
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return groups
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+            if wanted <= set(environ.split(b"\0")):
+                groups.add(os.getpgid(int(entry)))
+        except OSError:  # gone meanwhile, or another user's
+            continue
+    groups.discard(os.getpgrp())  # never our own group (a job is always in its own)
+    return groups
+
+
 class JobProcess(Protocol):
     """What a job's process offers: asyncio.subprocess.Process and ChildProcess both do."""
 

@@ -30,6 +30,7 @@ import structlog
 from stat_bot.dispatcher.runner import (
     Runner,
     RunningJob,
+    job_groups,
     kill_group,
     process_is_job,
     read_tail,
@@ -528,7 +529,7 @@ class Dispatcher:
             exit_code=outcome.exit_code,
             duration=round(duration, 3) if duration is not None else None,
         )
-        if finished is None:
+        if not finished:
             self.log.warning(
                 "job was no longer running when it ended (declared lost?)", job_id=job.id
             )
@@ -595,6 +596,12 @@ class Dispatcher:
             if local and item.pid and process_is_job(item.pid, job.id):
                 # Its dispatcher died (kill -9) but the job's process group may live on.
                 kill_group(item.pid, signal.SIGKILL)
+            elif local and not item.pid:
+                # It died after starting the job but before recording its pid: found by
+                # its environment, or it would run on beside its next attempt.
+                log_dir = self.runner.log_dir_for(job)
+                for group in await asyncio.to_thread(job_groups, job.id, job.attempts, log_dir):
+                    kill_group(group, signal.SIGKILL)
             self.log.warning(
                 "job re-queued after its dispatcher was lost" if item.requeued else "job lost",
                 job_id=job.id,

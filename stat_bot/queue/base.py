@@ -366,8 +366,11 @@ class Queue(abc.ABC):
         outbox: Sequence[OutboxMessage] = (),
         now: float | None = None,
         worker_id: str | None = None,
-    ) -> Job | None:
-        """End a running job; None if it was no longer running (for example, declared lost).
+    ) -> bool:
+        """End a running job; False if it was no longer running (for example, declared lost).
+
+        Whether, not the row: the one caller (the dispatcher) has the job already, and
+        reading the whole row back cost about as much as the update (BENCHMARKS.md).
 
         `worker_id`: only if that dispatcher runs it, so a dispatcher cut off from the
         database for longer than LOST_AFTER, whose job was re-queued and claimed by

@@ -564,14 +564,10 @@ SQL_CLAIM_ONE = (
 
 SQL_MARK_STARTED = "UPDATE jobs SET pid = %s, log_dir = %s WHERE id = %s"
 
-SQL_FINISH = (
-    """
+SQL_FINISH = """
     UPDATE jobs SET status = %s, exit_code = %s, finished_at = %s, note = coalesce(%s, note),
                     report_state = %s
-    WHERE id = %s AND status = 'running' AND (%s::text IS NULL OR worker_id = %s)
-    RETURNING """
-    + JOB_COLUMNS
-)
+    WHERE id = %s AND status = 'running' AND (%s::text IS NULL OR worker_id = %s)"""
 
 SQL_WORKER_HEARTBEAT = "UPDATE workers SET heartbeat_at = %s WHERE id = %s"
 SQL_JOBS_HEARTBEAT = "UPDATE jobs SET heartbeat_at = %s WHERE worker_id = %s AND status = 'running'"
@@ -646,7 +642,6 @@ SQL_INSERT_DELIVERY = """
     ON CONFLICT (source, delivery_id) DO NOTHING
 """
 SQL_PRUNE_DELIVERIES = "DELETE FROM deliveries WHERE received_at < %s"
-SQL_DIGEST_SEEN = "SELECT 1 FROM delivery_digests WHERE source = %s AND digest = %s"
 SQL_INSERT_DIGEST = (
     "INSERT INTO delivery_digests (source, digest, received_at) VALUES (%s, %s, %s) "
     "ON CONFLICT DO NOTHING"

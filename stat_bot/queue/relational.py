@@ -414,7 +414,7 @@ class RelationalQueue(Queue):
         outbox: Sequence[OutboxMessage] = (),
         now: float | None = None,
         worker_id: str | None = None,
-    ) -> Job | None:
+    ) -> bool:
         with self._write() as conn:
             return self._finish(
                 conn, job_id, status, exit_code, note, report_state, outbox=outbox, now=now,
@@ -433,17 +433,16 @@ class RelationalQueue(Queue):
         outbox: Sequence[OutboxMessage] = (),
         now: float | None = None,
         worker_id: str | None = None,
-    ) -> Job | None:
+    ) -> bool:
         now = self.now() if now is None else now
-        row = conn.execute(
+        if not conn.execute(
             self.sql.SQL_FINISH,
             (status, exit_code, now, note, report_state, job_id, worker_id, worker_id),
-        ).fetchone()
-        if row is None:
-            return None
+        ).rowcount:
+            return False
         conn.execute(self.sql.SQL_OUTBOX_DROP_PROGRESS, (job_id,))
         self._store(conn, outbox, now)
-        return _job(row)
+        return True
 
     def heartbeat(self, worker_id: str, *, now: float | None = None) -> list[int]:
         now = self.now() if now is None else now
@@ -848,17 +847,16 @@ class RelationalQueue(Queue):
 
         try:
             with self._write() as conn:
-                seen = self.sql.SQL_DIGEST_SEEN
-                if digest is not None and conn.execute(seen, (source, digest)).fetchone():
-                    tally(conn, "duplicate")  # a captured body under a new delivery id
+                insert = self.sql.SQL_INSERT_DIGEST  # nothing if the body was seen before
+                if digest is not None and conn.execute(insert, (source, digest, now)).rowcount != 1:
+                    tally(conn, "duplicate")  # a captured body, perhaps under a new delivery id
                     return None
                 insert = self.sql.SQL_INSERT_DELIVERY
                 if conn.execute(insert, (source, delivery_id, now)).rowcount != 1:
+                    if digest is not None:
+                        raise _RollBackError  # a new body under a used id: nor its digest kept
                     tally(conn, "duplicate")
                     return None
-                insert = self.sql.SQL_INSERT_DIGEST
-                if digest is not None and conn.execute(insert, (source, digest, now)).rowcount != 1:
-                    raise _RollBackError  # another process accepted the same body just now
                 for request in requests:
                     start_after = now + request.delay_seconds
                     job, coalesced = self._insert_or_coalesce(conn, request, now, start_after)

@@ -580,13 +580,12 @@ SQL_CLAIM_ONE = (
 
 SQL_MARK_STARTED = "UPDATE jobs SET pid = ?, log_dir = ? WHERE id = ?"
 
-SQL_FINISH = (
-    """
+# No RETURNING: finish says only whether the job was still running (its rowcount); the
+# dispatcher has the job, and reading its 28 columns back cost as much as the update.
+SQL_FINISH = """
     UPDATE jobs SET status = ?, exit_code = ?, finished_at = ?, note = coalesce(?, note),
                     report_state = ?
-    WHERE id = ? AND status = 'running' AND (? IS NULL OR worker_id = ?) RETURNING """
-    + JOB_COLUMNS
-)
+    WHERE id = ? AND status = 'running' AND (? IS NULL OR worker_id = ?)"""
 
 SQL_WORKER_HEARTBEAT = "UPDATE workers SET heartbeat_at = ? WHERE id = ?"
 SQL_JOBS_HEARTBEAT = "UPDATE jobs SET heartbeat_at = ? WHERE worker_id = ? AND status = 'running'"
@@ -661,8 +660,10 @@ SQL_INSERT_DELIVERY = """
     ON CONFLICT (source, delivery_id) DO NOTHING
 """
 SQL_PRUNE_DELIVERIES = "DELETE FROM deliveries WHERE received_at < ?"
-SQL_DIGEST_SEEN = "SELECT 1 FROM delivery_digests WHERE source = ? AND digest = ?"
-SQL_INSERT_DIGEST = "INSERT INTO delivery_digests (source, digest, received_at) VALUES (?, ?, ?)"
+SQL_INSERT_DIGEST = """
+    INSERT INTO delivery_digests (source, digest, received_at) VALUES (?, ?, ?)
+    ON CONFLICT (source, digest) DO NOTHING
+"""
 SQL_PRUNE_DIGESTS = "DELETE FROM delivery_digests WHERE received_at < ?"
 
 SQL_OPEN_SESSION = "INSERT INTO web_sessions (id_hash, user, created_at) VALUES (?, ?, ?)"

@@ -84,12 +84,13 @@ def test_claim_start_finish_transitions_and_timestamps(queue: Queue):
     assert started is not None
     assert (started.pid, started.log_dir) == (4321, "/logs/1")
 
-    finished = queue.finish(job.id, JobStatus.FAILED, 3, note="boom", now=T0 + 4)
+    assert queue.finish(job.id, JobStatus.FAILED, 3, note="boom", now=T0 + 4) is True
+    finished = queue.get(job.id)
     assert finished is not None
     assert finished.status is JobStatus.FAILED
     assert (finished.exit_code, finished.finished_at, finished.note) == (3, T0 + 4, "boom")
     assert finished.duration == 3
-    assert queue.get(job.id) == finished
+    assert (finished.pid, finished.log_dir, finished.worker_id) == (4321, "/logs/1", "w1")
 
     queue.record_report(job.id, ReportState.FAILED, "channel_not_found")
     reported = queue.get(job.id)
@@ -99,14 +100,14 @@ def test_claim_start_finish_transitions_and_timestamps(queue: Queue):
 
 def test_finish_of_a_job_no_longer_running_returns_none(queue: Queue):
     job = queue.enqueue(request(), now=T0).job
-    assert queue.finish(job.id, JobStatus.SUCCEEDED, 0, now=T0) is None  # still queued
+    assert queue.finish(job.id, JobStatus.SUCCEEDED, 0, now=T0) is False  # still queued
     queue.claim("w1", 1, now=T0)
-    assert queue.finish(job.id, JobStatus.SUCCEEDED, 0, now=T0 + 1) is not None
-    assert queue.finish(job.id, JobStatus.FAILED, 1, now=T0 + 2) is None
+    assert queue.finish(job.id, JobStatus.SUCCEEDED, 0, now=T0 + 1) is True
+    assert queue.finish(job.id, JobStatus.FAILED, 1, now=T0 + 2) is False
     stored = queue.get(job.id)
     assert stored is not None
     assert (stored.status, stored.exit_code) == (JobStatus.SUCCEEDED, 0)
-    assert queue.finish(9999, JobStatus.SUCCEEDED, 0) is None
+    assert queue.finish(9999, JobStatus.SUCCEEDED, 0) is False
 
 
 def test_claim_honours_delay(queue: Queue):
@@ -411,7 +412,7 @@ def test_a_late_finish_after_recovery_is_ignored(queue: Queue):
     job = queue.enqueue(request(), now=T0).job
     queue.claim("ghost", 1, now=T0)
     queue.recover_lost(lambda w: True, now=T0 + 1)
-    assert queue.finish(job.id, JobStatus.SUCCEEDED, 0) is None
+    assert queue.finish(job.id, JobStatus.SUCCEEDED, 0) is False
     stored = queue.get(job.id)
     assert stored is not None
     assert stored.status is JobStatus.LOST
@@ -556,7 +557,8 @@ def test_the_default_write_many_makes_the_writes_one_by_one(queue: Queue):
     a = queue.enqueue(request("a"), now=T0).job
     queue.claim("w", 1, now=T0 + 1)
     results = Queue.write_many(queue, [("finish", (a.id, JobStatus.SUCCEEDED, 0), {})])
-    assert results[0].status is JobStatus.SUCCEEDED
+    assert results == [True]
+    assert queue.get(a.id).status is JobStatus.SUCCEEDED
     with pytest.raises(ValueError, match="cannot be grouped"):
         Queue.write_many(queue, [("prune", (T0,), {})])
 
@@ -569,8 +571,8 @@ def test_a_finish_for_a_worker_no_longer_running_the_job_changes_nothing(queue: 
     queue.recover_lost(lambda w: True, now=T0 + 60)  # A judged dead: re-queued
     (again,) = queue.claim("B", 1, now=T0 + 61)
     assert again.id == job.id
-    assert queue.finish(job.id, JobStatus.SUCCEEDED, 0, worker_id="A", now=T0 + 62) is None
+    assert queue.finish(job.id, JobStatus.SUCCEEDED, 0, worker_id="A", now=T0 + 62) is False
     assert queue.get(job.id).status is JobStatus.RUNNING
-    done = queue.finish(job.id, JobStatus.FAILED, 1, worker_id="B", now=T0 + 63)
-    assert done is not None
+    assert queue.finish(job.id, JobStatus.FAILED, 1, worker_id="B", now=T0 + 63) is True
+    done = queue.get(job.id)
     assert (done.status, done.exit_code, done.worker_id) == (JobStatus.FAILED, 1, "B")

@@ -24,10 +24,8 @@ def running_job(queue: Queue, now: float = T0) -> int:
 
 def test_a_report_is_stored_with_the_jobs_end_in_one_transaction(queue: Queue):
     job_id = running_job(queue)
-    finished = queue.finish(
-        job_id, JobStatus.SUCCEEDED, 0, outbox=[message(job_id=job_id)], now=T0 + 1
-    )
-    assert finished is not None
+    assert queue.finish(job_id, JobStatus.SUCCEEDED, 0, outbox=[message(job_id=job_id)], now=T0 + 1)
+    finished = queue.get(job_id)
     assert finished.report_state == ReportState.PENDING
     (item,) = queue.outbox_items()
     assert (item.kind, item.job_id, item.state, item.payload) == (
@@ -43,7 +41,7 @@ def test_no_report_is_stored_for_a_job_that_was_no_longer_running(queue: Queue):
     job_id = running_job(queue)
     queue.finish(job_id, JobStatus.FAILED, 1, now=T0 + 1)
     again = queue.finish(job_id, JobStatus.SUCCEEDED, 0, outbox=[message(job_id=job_id)])
-    assert again is None
+    assert again is False
     assert queue.outbox_items() == []
 
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
+from stat_bot.dispatcher.runner import job_groups
 from stat_bot.jobs.model import JobStatus, ReportState
 from tests.integration.conftest import (
     process_gone,
@@ -153,3 +158,49 @@ def test_a_lost_job_is_reported_to_every_requester_merged_into_it(
         assert report.job_id == job_id
         assert f"Job #{job_id} `t hang` was lost" in report.messages[0].text
     wait_until(lambda: process_gone(leader) and process_gone(child), 10, what="orphans to die")
+
+
+def test_orphans_of_a_job_whose_pid_was_never_recorded_are_found_and_killed(
+    configure, queue, settings, start_dispatcher, kill_at_end
+):
+    """The dispatcher died after starting the job but before its pid was committed: the
+    peer finds the orphans by their environment (job, attempt, log folder) and kills them
+    before the job runs again, so the two attempts never run side by side."""
+    configs = _configs(configure, retries=1)
+    job_id, leader, child = _start_and_kill(start_dispatcher, queue, configs, settings, kill_at_end)
+    queue.mark_started(job_id, None, None)  # type: ignore[arg-type]  # as if never recorded
+    assert queue.get(job_id).pid is None
+
+    second = start_dispatcher()
+    job = wait_status(queue, job_id, JobStatus.SUCCEEDED)
+    assert job.attempts == 2
+    wait_until(lambda: process_gone(leader) and process_gone(child), 10, what="orphans to die")
+    wait_until(lambda: "attempt 2" in second.stdout(), 10, what="the second attempt's report")
+
+
+def test_orphans_are_matched_by_attempt_and_log_folder(tmp_path):
+    """A process of another attempt, or of another installation's job with the same id,
+    is never taken for the lost one."""
+    log_dir = tmp_path / "logs" / "t" / "hang" / "7"
+
+    def start(attempt: int, folder: object) -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ,
+            "STAT_BOT_JOB_ID": "7",
+            "STAT_BOT_ATTEMPT": str(attempt),
+            "STAT_BOT_LOG_DIR": str(folder),
+        }
+        return subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(60)"], env=env, start_new_session=True
+        )
+
+    mine, later, elsewhere = start(1, log_dir), start(2, log_dir), start(1, tmp_path / "other")
+    try:
+        wait_until(lambda: mine.pid in job_groups(7, 1, log_dir), 10, what="the process seen")
+        assert job_groups(7, 1, log_dir) == {mine.pid}
+        assert job_groups(7, 2, log_dir) == {later.pid}
+        assert job_groups(8, 1, log_dir) == set()
+    finally:
+        for process in (mine, later, elsewhere):
+            process.kill()
+            process.wait()
