@@ -37,7 +37,7 @@ from stat_bot.bot.chat import Answer, Asker, ChatCommands, command_text
 from stat_bot.bot.incidents import IncidentCommands
 from stat_bot.bot.incidents import register as register_incidents
 from stat_bot.bot.people import SlackPeople
-from stat_bot.bot.replies import Replies, apologise
+from stat_bot.bot.replies import Replies, apologise, command_failed
 from stat_bot.bot.runbooks import register as register_runbooks
 from stat_bot.bot.slack_alerts import SlackAlertListener
 from stat_bot.report.confirmations import CANCEL_ACTION, CONFIRM_ACTION
@@ -113,15 +113,7 @@ def create_app(
                 return
             result: Answer = chat.handle(text, asker)
         except Exception:
-            reference = uuid.uuid4().hex[:8]
-            log.exception(
-                "command failed",
-                user=asker.user_id,
-                channel=asker.channel,
-                command=text,
-                reference=reference,
-            )
-            apologise(client, asker, event["ts"], reference)
+            command_failed(client, asker, event["ts"], text)
             return
         # Posted from the replies' own threads: this worker is free for the next event.
         replies.send(asker, event["ts"], result, text)

@@ -50,7 +50,6 @@ class Replies:
         self._pool.submit(self._send, asker, ts, answer, command)
 
     def _send(self, asker: Asker, ts: str, answer: Answer, command: str) -> None:
-        bound = log.bind(user=asker.user_id, channel=asker.channel, command=command)
         try:
             if answer.reaction:
                 self._client.reactions_add(
@@ -58,15 +57,35 @@ class Replies:
                 )
             for message in answer.messages:
                 post(self._client, self._channels, asker.channel, asker.thread_ts, message)
-            bound.info("command answered", messages=len(answer.messages))
+            log.info(
+                "command answered",
+                user=asker.user_id,
+                channel=asker.channel,
+                command=command,
+                messages=len(answer.messages),
+            )
         except Exception:
-            reference = uuid.uuid4().hex[:8]
-            bound.exception("command failed", reference=reference)
-            apologise(self._client, asker, ts, reference)
+            command_failed(self._client, asker, ts, command)
 
     def close(self) -> None:
         """Wait until every answer handed over has been posted (or has failed)."""
         self._pool.shutdown(wait=True)
+
+
+def command_failed(client: WebClient, asker: Asker, ts: str, command: str) -> None:
+    """Log the exception being handled with a reference, and apologise with it; never raises.
+
+    For a command that failed in its listener or while its answer was posted alike.
+    """
+    reference = uuid.uuid4().hex[:8]
+    log.exception(
+        "command failed",
+        user=asker.user_id,
+        channel=asker.channel,
+        command=command,
+        reference=reference,
+    )
+    apologise(client, asker, ts, reference)
 
 
 def apologise(client: WebClient, asker: Asker, ts: str, reference: str) -> None:
