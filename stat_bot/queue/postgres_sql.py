@@ -409,6 +409,12 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO alert_firings (alert_id, fired_at, resolved_at)
         SELECT id, last_fired_at, resolved_at FROM alerts;
     """,
+    """
+    -- As in SQLite: each index is another write for every webhook delivery, and these two
+    -- served only the prune (every 6 hours), which now reads the two tables through.
+    DROP INDEX IF EXISTS deliveries_received;
+    DROP INDEX IF EXISTS delivery_digests_received;
+    """,
 )
 JOB_COLUMNS = (
     'id, namespace, job_type, args, channel, thread_ts, "user", source, status, created_at, '

@@ -95,6 +95,8 @@ class SQLiteQueue(RelationalQueue):
         self._creating = False
         self._local = threading.local()
         self._wakeup = WakeupDirectory(self.path)
+        self._gate = threading.RLock()
+        self._gate_pid = os.getpid()
 
     # connections -----------------------------------------------------------
     def _missing(self) -> QueueMissingError:
@@ -309,17 +311,45 @@ class SQLiteQueue(RelationalQueue):
         """
         return _Transaction(self)
 
+    def _writer_gate(self) -> threading.RLock:
+        """This process's turn at writing: its threads wait here, not in `_when_free`.
+
+        SQLite lets one writer in at a time anyway. Threads of one process (a web
+        worker's request threads) that all try `BEGIN IMMEDIATE` would each fail, sleep
+        and retry while one of them holds the lock, which costs CPU and oversleeps the
+        moment it is free; waiting on a lock in the process wakes the next one at once.
+        Re-entrant, so a nested transaction fails in SQLite as before rather than
+        waiting for itself; a forked child starts with its own, unheld.
+        """
+        if self._gate_pid != os.getpid():
+            self._gate = threading.RLock()
+            self._gate_pid = os.getpid()
+        return self._gate
+
     def _begin(self) -> sqlite3.Connection:
         """This thread's connection, inside a new IMMEDIATE transaction (see `_write`)."""
-        conn = self._conn()
+        gate = self._writer_gate()
+        if not gate.acquire(blocking=False):
+            if getattr(self._local, "nowait", False):
+                raise QueueBusyError(f"{self.path} is being written by another thread")
+            if not gate.acquire(timeout=self._busy_ms / 1000):
+                raise QueueError(
+                    f"could not lock the queue database {self.path}: another thread of this "
+                    f"process held it for {self._busy_ms / 1000:g} s"
+                )
         try:
-            conn.execute("BEGIN IMMEDIATE")  # the usual case: the lock is free
-        except sqlite3.Error:
+            conn = self._conn()
             try:
-                self._when_free(lambda: conn.execute("BEGIN IMMEDIATE"), "lock")
-            except QueueError as error:
-                self._drop_after(error)
-                raise
+                conn.execute("BEGIN IMMEDIATE")  # the usual case: the lock is free
+            except sqlite3.Error:
+                try:
+                    self._when_free(lambda: conn.execute("BEGIN IMMEDIATE"), "lock")
+                except QueueError as error:
+                    self._drop_after(error)
+                    raise
+        except BaseException:
+            gate.release()
+            raise
         self._local.wake = False
         return conn
 
@@ -327,14 +357,17 @@ class SQLiteQueue(RelationalQueue):
         """Commit the transaction `_begin` opened and wake the listeners, or, after `error`
         in the block, roll it back (the caller lets `error` go on, unless `_abandon` raised
         what it means)."""
-        if error is not None:
-            self._abandon(conn, error)
-            return
         try:
-            conn.execute("COMMIT")
-        except BaseException as failed:
-            self._abandon(conn, failed)
-            raise
+            if error is not None:
+                self._abandon(conn, error)
+                return
+            try:
+                conn.execute("COMMIT")
+            except BaseException as failed:
+                self._abandon(conn, failed)
+                raise
+        finally:
+            self._gate.release()
         if self._local.wake:
             self._wakeup.notify()
 

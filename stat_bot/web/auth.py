@@ -43,6 +43,7 @@ from flask_wtf.csrf import CSRFError, validate_csrf
 from wtforms import ValidationError
 
 from stat_bot.web.errors import ApiError
+from stat_bot.web.hooks import confine
 from stat_bot.web.services import services
 
 log = structlog.get_logger(__name__)
@@ -206,10 +207,18 @@ def logout() -> Any:
     return redirect(url_for("auth.login"))
 
 
+def _sent_cookies() -> bool:
+    # Not `session`: in Flask, looking at it marks it accessed (and the answer `Vary: Cookie`).
+    return bool(request.environ.get("HTTP_COOKIE"))
+
+
 def init_app(app: Flask) -> None:
     from stat_bot.web import throttle
 
-    login_manager.init_app(app)
+    # flask-login's hook after each request refreshes or clears a remember cookie the client
+    # sent, or sets one for a login made with remember=True, which STAT bot never makes: a
+    # request that sent no cookie (webhooks, the relay, health checks) gives it nothing to do.
+    confine(app, lambda: login_manager.init_app(app), _sent_cookies)
     app.before_request(refuse_token_elsewhere)
     app.register_blueprint(bp)
     throttle.init_app(app)

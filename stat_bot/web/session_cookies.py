@@ -17,11 +17,17 @@ class SessionCookies(SecureCookieSessionInterface):
     """Flask's own sessions and cookies; a request without a Cookie header opens sooner.
 
     It gets the empty session Flask would give it, without parsing nothing into a cookie
-    jar and building the serializer first. Everything else (a cookie, signed or forged,
-    and saving the session) is Flask's code.
+    jar and building the serializer first; and a session that stayed empty and untouched
+    is not saved (Flask would work out the cookie's seven settings, then set nothing).
+    Everything else (a cookie, signed or forged, and saving a session) is Flask's code.
     """
 
     def open_session(self, app: Flask, request: Any) -> SecureCookieSession | None:
         if app.secret_key and not request.environ.get("HTTP_COOKIE"):
             return self.session_class()
         return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session: Any, response: Any) -> None:
+        if not session and not session.modified and not session.accessed:
+            return
+        super().save_session(app, session, response)

@@ -34,7 +34,9 @@ from stat_bot.settings import Settings, load_settings
 from tests.conftest import STAT_BOT, write_configs
 from tests.e2e.slack_service import message_text, service_env
 
-pytestmark = pytest.mark.slow
+# Each wait below has its own limit and says what it waited for, with the processes' logs;
+# pytest-timeout's default (120 s) is only the backstop, above the sum of a test's waits.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 CONFIG = {
     "t": {
@@ -86,7 +88,12 @@ class TwoBots:
             for name, process in self.processes.items():
                 if name not in self.killed:
                     assert process.poll() is None, f"{name} exited:\n{self.log_of(name)}"
-            assert time.monotonic() < deadline, f"gave up waiting for {what}"
+            if time.monotonic() >= deadline:
+                logs = "\n".join(
+                    f"--- {name}, the end of its log:\n{self.log_of(name)[-4000:]}"
+                    for name in self.processes
+                )
+                pytest.fail(f"gave up waiting for {what} after {timeout:g} s\n{logs}")
             time.sleep(0.1)
 
     killed: set[str] = field(default_factory=set)

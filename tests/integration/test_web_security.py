@@ -344,3 +344,39 @@ def test_every_answer_gets_the_security_headers_once_and_a_routes_own_is_kept(
             assert len(response.headers.getlist(name)) == 1, (response.request.path, name)
     assert client.get("/framed-on-purpose").headers["X-Frame-Options"] == "SAMEORIGIN"
     assert client.post("/github/system").headers["X-Frame-Options"] == "DENY"
+
+
+def test_error_answers_get_the_security_headers_too(
+    web_app: Flask, make_web_app: Callable[..., Flask], make_settings: Callable[..., Settings]
+) -> None:
+    """Added on the way out of the whole app, so no answer Flask makes goes without them."""
+    client = web_app.test_client()
+    signed = make_web_app(make_settings(github_webhook_secret="s3cret")).test_client()
+    too_large = b"x" * (web_app.config["MAX_CONTENT_LENGTH"] + 1)
+    answers = {
+        "not found": client.get("/no-such-page"),
+        "wrong method": client.get("/github/system"),
+        "too large": signed.post("/github/system", data=too_large),
+        "login redirect": client.get("/"),
+    }
+    assert [answers[k].status_code for k in answers] == [404, 405, 413, 302]
+    for what, response in answers.items():
+        for name in SECURITY_HEADERS:
+            assert len(response.headers.getlist(name)) == 1, (what, name)
+        assert "Strict-Transport-Security" not in response.headers, what
+    secure = make_web_app(make_settings(web_secure_cookies=True)).test_client()
+    assert secure.get("/no-such-page").headers["Strict-Transport-Security"] == "max-age=31536000"
+
+
+def test_an_answer_to_a_request_without_cookies_sets_none_and_does_not_vary_by_them(
+    web_app: Flask, web_user: tuple[str, str]
+) -> None:
+    client = web_app.test_client()
+    for response in (client.post("/github/system"), client.get("/healthz")):
+        assert "Set-Cookie" not in response.headers, response.request.path
+        assert "Cookie" not in response.headers.get("Vary", ""), response.request.path
+    # A browser's session still works: the login page sets the cookie, the login uses it.
+    web = WebSession(web_app.test_client())
+    assert "Set-Cookie" in web.client.get("/login").headers
+    assert web.login(*web_user).status_code == 302
+    assert web.client.get("/").status_code == 200

@@ -7,6 +7,7 @@ import os
 import select
 import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -237,6 +238,94 @@ def test_after_call_nowait_other_calls_wait_for_the_lock_again(tmp_path: Path):
     finally:
         holder.close()
         q.close()
+
+
+# --- threads of one process take turns ----------------------------------------------------
+
+
+class HeldWrite:
+    """A delivery whose transaction stays open (its notices are asked for inside it) until
+    `release`: another thread of the process, mid-write, as in a web worker."""
+
+    def __init__(self, queue: SQLiteQueue) -> None:
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+        def notices(results: list) -> list:
+            self.holding.set()
+            assert self.release.wait(10)
+            return []
+
+        self.thread = threading.Thread(
+            target=queue.accept_delivery, args=("github", "held", [request("held")]),
+            kwargs={"notices": notices},
+        )  # fmt: skip
+        self.thread.start()
+        assert self.holding.wait(10)
+
+    def done(self) -> None:
+        self.release.set()
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+
+
+def test_a_thread_waits_its_turn_behind_another_threads_write(tmp_path: Path):
+    q = SQLiteQueue(tmp_path / "q.sqlite3", busy_timeout=10)
+    q.migrate()
+    held = HeldWrite(q)
+    with pytest.raises(QueueBusyError, match="being written by another thread"):
+        q.call_nowait(q.enqueue, request("nowait"))
+    finished: list[float] = []
+    waiter = threading.Thread(target=lambda: finished.append(q.enqueue(request("after")).job.id))
+    waiter.start()
+    time.sleep(0.3)
+    assert waiter.is_alive()  # waiting, not refused
+    assert not finished
+    held.done()
+    waiter.join(10)
+    assert finished, "the waiting write never went through"
+    assert sorted(j.job_type for j in q.jobs()) == ["after", "held"]
+    q.close()
+
+
+def test_a_thread_that_waits_longer_than_the_busy_timeout_is_told_why(tmp_path: Path):
+    q = SQLiteQueue(tmp_path / "q.sqlite3", busy_timeout=0.3)
+    q.migrate()
+    held = HeldWrite(q)
+    try:
+        started = time.monotonic()
+        with pytest.raises(QueueError, match=r"another thread of this process held it for 0\.3 s"):
+            q.enqueue(request("late"))
+        assert time.monotonic() - started >= 0.25
+    finally:
+        held.done()
+    assert q.enqueue(request("later")).job.id  # the turn is free again
+    q.close()
+
+
+def test_a_forked_child_does_not_inherit_a_turn_held_by_a_parents_thread(tmp_path: Path):
+    # Only the turn: an SQLite connection must not cross a fork mid-transaction (SQLite's
+    # rule), and the service forks (gunicorn's workers) before any is opened.
+    q = SQLiteQueue(tmp_path / "q.sqlite3")
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with q._writer_gate():
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: the holding thread is not here, and never lets go
+            os._exit(0 if q._writer_gate().acquire(timeout=2) else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        release.set()
+        holder.join(10)
 
 
 # --- group commit ------------------------------------------------------------------------
