@@ -15,6 +15,7 @@ show as two jobs, two reports or two answers.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -97,6 +98,30 @@ class TwoBots:
             time.sleep(0.1)
 
     killed: set[str] = field(default_factory=set)
+
+    def freeze(self, name: str) -> subprocess.Popen[bytes]:
+        """SIGSTOP `name`, and wait until every one of its threads has stopped.
+
+        The signal only starts a stop: until each thread has taken it, one that runs on
+        the other core can still read and ack an envelope posted meanwhile, and a command
+        acked by a frozen bot is one Slack never sends again. Seen twice on a busy machine:
+        the first command posted after the signal was never answered.
+        """
+        process = self.processes[name]
+        os.kill(process.pid, signal.SIGSTOP)
+        tasks = Path(f"/proc/{process.pid}/task")
+        deadline = time.monotonic() + 30
+        while True:
+            states = []
+            for task in tasks.iterdir():
+                with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                    stat = (task / "stat").read_text()
+                    states.append(stat.rsplit(")", 1)[1].split()[0])
+            if states and all(state in ("T", "t") for state in states):
+                return process
+            if time.monotonic() >= deadline:
+                pytest.fail(f"{name} did not stop within 30 s after SIGSTOP: {states}")
+            time.sleep(0.002)
 
     def post(self, n: int) -> str:
         # Not alternating by twos, or the round robin would give each bot one kind.
@@ -211,8 +236,7 @@ def test_a_bot_killed_mid_run_leaves_its_commands_to_the_other(two_bots: TwoBots
     """
     first = [two_bots.post(n) for n in range(25)]
     two_bots.wait(lambda: two_bots.all_answered(first), "the first 25 answers", timeout=120)
-    victim = two_bots.processes["bot-b"]
-    os.kill(victim.pid, signal.SIGSTOP)
+    victim = two_bots.freeze("bot-b")
     second = [two_bots.post(n) for n in range(25, 50)]
     time.sleep(0.3)  # some of them are on its socket, unacked
     victim.kill()
@@ -232,8 +256,7 @@ def test_a_frozen_bots_late_copies_are_dropped(two_bots: TwoBots) -> None:
     stale copies and answers none of them again."""
     warm = [two_bots.post(n) for n in range(10)]
     two_bots.wait(lambda: two_bots.all_answered(warm), "the first 10 answers", timeout=120)
-    sleeper = two_bots.processes["bot-b"]
-    os.kill(sleeper.pid, signal.SIGSTOP)
+    sleeper = two_bots.freeze("bot-b")
     try:
         frozen = [two_bots.post(n) for n in range(10, 30)]
         two_bots.wait(lambda: two_bots.all_answered(frozen), "20 answers by bot-a", timeout=120)
