@@ -265,17 +265,18 @@ class SQLiteQueue(RelationalQueue):
         finally:
             self._local.nowait = False
 
-    def _when_free(self, attempt: Callable[[], T], what: str) -> T:
+    def _when_free(self, attempt: Callable[[], T], what: str, *, since: float | None = None) -> T:
         """`attempt` (a statement that may find the database locked), retried until it is free.
 
         SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25 ms... between tries, so a
         writer that just misses a lock held for a fraction of a millisecond (the usual
         here: bot, dispatcher and CLI each commit in ~0.1 ms) waits tens of milliseconds.
         Retrying after 0.1 ms, doubling to 2 ms, keeps such waits near the time the lock
-        is really held, up to the same overall timeout.
+        is really held, up to the same overall timeout, counted from `since` (a
+        `time.monotonic()`) when the caller had already waited for its turn.
         """
         delay = BUSY_FIRST_SLEEP
-        deadline: float | None = None
+        deadline: float | None = None if since is None else since + self._busy_ms / 1000
         while True:
             try:
                 return attempt()
@@ -329,9 +330,11 @@ class SQLiteQueue(RelationalQueue):
     def _begin(self) -> sqlite3.Connection:
         """This thread's connection, inside a new IMMEDIATE transaction (see `_write`)."""
         gate = self._writer_gate()
+        waited_from = None  # the busy timeout covers both waits: the turn, then SQLite's lock
         if not gate.acquire(blocking=False):
             if getattr(self._local, "nowait", False):
                 raise QueueBusyError(f"{self.path} is being written by another thread")
+            waited_from = time.monotonic()
             if not gate.acquire(timeout=self._busy_ms / 1000):
                 raise QueueError(
                     f"could not lock the queue database {self.path}: another thread of this "
@@ -343,7 +346,9 @@ class SQLiteQueue(RelationalQueue):
                 conn.execute("BEGIN IMMEDIATE")  # the usual case: the lock is free
             except sqlite3.Error:
                 try:
-                    self._when_free(lambda: conn.execute("BEGIN IMMEDIATE"), "lock")
+                    self._when_free(
+                        lambda: conn.execute("BEGIN IMMEDIATE"), "lock", since=waited_from
+                    )
                 except QueueError as error:
                     self._drop_after(error)
                     raise

@@ -303,6 +303,38 @@ def test_a_thread_that_waits_longer_than_the_busy_timeout_is_told_why(tmp_path: 
     q.close()
 
 
+def test_the_busy_timeout_covers_the_wait_for_the_turn_and_for_sqlites_lock_together(
+    tmp_path: Path,
+):
+    q = SQLiteQueue(tmp_path / "q.sqlite3", busy_timeout=1.0)
+    q.migrate()
+    holder = sqlite3.connect(q.path, isolation_level=None)  # another process's write, throughout
+    holder.execute("BEGIN IMMEDIATE")
+    released = threading.Event()
+
+    def hold_the_turn() -> None:
+        with q._writer_gate():
+            time.sleep(0.8)
+        released.set()
+
+    turn = threading.Thread(target=hold_the_turn)
+    turn.start()
+    try:
+        time.sleep(0.1)  # the turn is taken
+        started = time.monotonic()
+        with pytest.raises(QueueError) as raised:
+            q.enqueue(request("late"))
+        waited = time.monotonic() - started
+        assert not isinstance(raised.value, QueueBusyError)
+        assert released.is_set()  # it did wait for the turn, then for SQLite's lock
+        assert 0.9 <= waited < 1.6  # one busy timeout in all, not one for each wait
+    finally:
+        turn.join(10)
+        holder.execute("ROLLBACK")
+        holder.close()
+        q.close()
+
+
 def test_a_forked_child_does_not_inherit_a_turn_held_by_a_parents_thread(tmp_path: Path):
     # Only the turn: an SQLite connection must not cross a fork mid-transaction (SQLite's
     # rule), and the service forks (gunicorn's workers) before any is opened.
