@@ -32,7 +32,7 @@ from stat_bot.integrations.slack_emulator import EmulatorThread
 from stat_bot.jobs.model import Job
 from stat_bot.queue import Queue, open_queue
 from stat_bot.settings import Settings, load_settings
-from tests.conftest import STAT_BOT, write_configs
+from tests.conftest import STAT_BOT, proc_stat, write_configs
 from tests.e2e.slack_service import message_text, service_env
 
 # Each wait below has its own limit and says what it waited for, with the processes' logs;
@@ -57,6 +57,15 @@ CONFIG = {
     }
 }
 ACK_TIMEOUT = 1.0
+
+
+def stopped(pid: int) -> bool:
+    """Whether every thread of process `pid` is stopped (state T, or t when traced)."""
+    states = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            states.append(proc_stat(int(task.name))[0])
+    return bool(states) and all(state in ("T", "t") for state in states)
 
 
 @dataclass
@@ -109,19 +118,8 @@ class TwoBots:
         """
         process = self.processes[name]
         os.kill(process.pid, signal.SIGSTOP)
-        tasks = Path(f"/proc/{process.pid}/task")
-        deadline = time.monotonic() + 30
-        while True:
-            states = []
-            for task in tasks.iterdir():
-                with contextlib.suppress(OSError):  # a thread that ended meanwhile
-                    stat = (task / "stat").read_text()
-                    states.append(stat.rsplit(")", 1)[1].split()[0])
-            if states and all(state in ("T", "t") for state in states):
-                return process
-            if time.monotonic() >= deadline:
-                pytest.fail(f"{name} did not stop within 30 s after SIGSTOP: {states}")
-            time.sleep(0.002)
+        self.wait(lambda: stopped(process.pid), f"{name} to stop after SIGSTOP", timeout=30)
+        return process
 
     def post(self, n: int) -> str:
         # Not alternating by twos, or the round robin would give each bot one kind.
