@@ -31,6 +31,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from stat_bot.queue import postgres_sql
 from stat_bot.queue.base import QueueError, WakeupListener
+from stat_bot.queue.process import current as this_process
 from stat_bot.queue.relational import RelationalQueue
 from stat_bot.settings import scrubbed
 
@@ -109,10 +110,10 @@ class PostgresQueue(RelationalQueue):
     # connections -----------------------------------------------------------
     def _get_pool(self) -> ConnectionPool:
         pool = self._pool
-        if pool is not None and self._pid == os.getpid():
+        if pool is not None and self._pid == this_process.pid:
             return pool
         with self._pool_lock:
-            if self._pool is None or self._pid != os.getpid():
+            if self._pool is None or self._pid != this_process.pid:
                 if self._pool is not None:
                     # A forked child's copy of its parent's pool: never closed or collected
                     # here, which would end the parent's sessions on the sockets they share.
@@ -129,7 +130,7 @@ class PostgresQueue(RelationalQueue):
                     open=False,
                 )
                 self._pool.open(wait=False)
-                self._pid = os.getpid()
+                self._pid = this_process.pid
             return self._pool
 
     def _failure(self, what: str, error: BaseException) -> QueueError:
@@ -262,7 +263,7 @@ class PostgresQueue(RelationalQueue):
         for listener in self._listeners:
             listener.close()
         self._listeners.clear()
-        if self._pool is not None and self._pid == os.getpid():
+        if self._pool is not None and self._pid == this_process.pid:
             self._pool.close()
         self._pool = None
 

@@ -24,6 +24,7 @@ import structlog
 
 from stat_bot.queue import sqlite_sql
 from stat_bot.queue.base import QueueBusyError, QueueError, QueueMissingError, WakeupListener
+from stat_bot.queue.process import current as this_process
 from stat_bot.queue.relational import RelationalQueue
 from stat_bot.queue.sqlite_sql import MIGRATIONS, SQL_BEAT
 from stat_bot.queue.wakeup import WakeupDirectory
@@ -96,7 +97,7 @@ class SQLiteQueue(RelationalQueue):
         self._local = threading.local()
         self._wakeup = WakeupDirectory(self.path)
         self._gate = threading.RLock()
-        self._gate_pid = os.getpid()
+        self._gate_pid = this_process.pid
 
     # connections -----------------------------------------------------------
     def _missing(self) -> QueueMissingError:
@@ -197,7 +198,7 @@ class SQLiteQueue(RelationalQueue):
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid():
+        if conn is not None and self._local.pid == this_process.pid:
             if time.monotonic() < self._local.checked:
                 return conn
             self._local.checked = time.monotonic() + FILE_CHECK_EVERY
@@ -251,7 +252,7 @@ class SQLiteQueue(RelationalQueue):
             conn.close()
             raise
         self._local.conn = conn
-        self._local.pid = os.getpid()
+        self._local.pid = this_process.pid
         self._local.ident = self._file_id()
         self._local.wal = self._wal_id()
         self._local.checked = time.monotonic() + FILE_CHECK_EVERY
@@ -322,9 +323,9 @@ class SQLiteQueue(RelationalQueue):
         Re-entrant, so a nested transaction fails in SQLite as before rather than
         waiting for itself; a forked child starts with its own, unheld.
         """
-        if self._gate_pid != os.getpid():
+        if self._gate_pid != this_process.pid:
             self._gate = threading.RLock()
-            self._gate_pid = os.getpid()
+            self._gate_pid = this_process.pid
         return self._gate
 
     def _begin(self) -> sqlite3.Connection:
