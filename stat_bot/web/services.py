@@ -1,8 +1,9 @@
 """What the web app's routes share: settings, the queue, job configs, users, the outbox.
 
 Built once per application (per gunicorn worker) and kept in `app.extensions`;
-routes get it from `services()`. The queue gives each thread its own
-connection, so one object serves all of a worker's threads. The web server sends
+routes get it from `services()`. The queue is safe for every thread (they take
+turns at its writing connection and read on their own), so one object serves all
+of a worker's threads. The web server sends
 nothing to Slack itself: its messages go into the queue's outbox with the change
 that causes them, and `sender` makes an immediate try for a waiting request
 through the same sender the dispatcher runs (report/outbox.py).

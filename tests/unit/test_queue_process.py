@@ -30,17 +30,22 @@ def test_the_id_is_this_processs_and_a_forked_childs_own():
     assert current.pid == parent
 
 
-def test_a_forked_child_opens_its_own_connection_and_writes_through_it(tmp_path: Path):
+def test_a_forked_child_opens_its_own_connections_and_writes_through_them(tmp_path: Path):
     q = SQLiteQueue(tmp_path / "q.sqlite3")
-    q.migrate()
-    parents = q._conn()
-    request = JobRequest(namespace="ns", job_type="t")
+    q.migrate()  # opens the parent's reading and writing connections
+    reader, writer = q._conn(), q._writer.conn
+    assert reader is not None
+    assert writer is not None
+    request = JobRequest(namespace="ns", job_type="t", coalesce=False)  # each a new job
 
     def child_writes() -> bool:
         q.enqueue(request)
-        return q._conn() is not parents
+        return q._writer.conn is not writer and q._conn() is not reader and len(q.jobs()) == 1
 
     assert in_child(child_writes) == 0
-    assert q._conn() is parents  # the parent's is still its own, and still works
-    assert len(q.jobs()) == 1
+    # The parent's are still its own, and still work.
+    assert q._conn() is reader
+    q.enqueue(request)
+    assert q._writer.conn is writer
+    assert len(q.jobs()) == 2
     q.close()
