@@ -31,6 +31,9 @@ from stat_bot.queue.sqlite_sql import MIGRATIONS, SQL_BEAT
 from stat_bot.queue.wakeup import WakeupDirectory
 
 T = TypeVar("T")
+# Where a connection is kept with what it was opened on: a thread's (threading.local) or
+# the process's writer (`_Opened`).
+Held = Any
 log = structlog.get_logger(__name__)
 
 WAL_AUTOCHECKPOINT_PAGES = 4000
@@ -166,7 +169,7 @@ class SQLiteQueue(RelationalQueue):
             if self._wal_id() == stale:
                 self._set_aside()
 
-    def _drop(self, opened: Any = None) -> None:
+    def _drop(self, opened: Held | None = None) -> None:
         """Forget a connection (this thread's, or `opened`'s): the next call opens a fresh one.
 
         After an error that may have left it unusable (opened read-only while the file
@@ -180,7 +183,7 @@ class SQLiteQueue(RelationalQueue):
             with suppress(sqlite3.Error):
                 conn.close()
 
-    def _drop_after(self, error: QueueError, opened: Any = None) -> None:
+    def _drop_after(self, error: QueueError, opened: Held | None = None) -> None:
         """`_drop` after a fault; a lock held by another writer leaves the connection be."""
         cause = error.__cause__
         if isinstance(cause, sqlite3.Error) and is_fault(cause):
@@ -202,7 +205,7 @@ class SQLiteQueue(RelationalQueue):
                 return f"the database {self.path} was replaced by another file while in use"
         return None
 
-    def _conn(self, opened: Any = None) -> sqlite3.Connection:
+    def _conn(self, opened: Held | None = None) -> sqlite3.Connection:
         """This thread's connection for reads, or `opened`'s (the writer's), opened if need be."""
         held = self._local if opened is None else opened
         conn: sqlite3.Connection | None = getattr(held, "conn", None)
@@ -227,8 +230,8 @@ class SQLiteQueue(RelationalQueue):
             )
         if conn is not None:
             # A forked child's copy of its parent's connection: never closed here, nor
-            # collected (which closes it). SQLite would end the parent's use of the file
-            # (a last connection's close checkpoints and deletes the write-ahead log).
+            # collected (which closes it). SQLite's documentation forbids using a
+            # connection across a fork, and closing it (a checkpoint, unlocking) is a use.
             _INHERITED.append(conn)
             held.conn = None
         stale = getattr(held, "stale_wal", None)
@@ -413,11 +416,30 @@ class SQLiteQueue(RelationalQueue):
         self._local.wake = True  # sent by `_write` once the COMMIT went through
 
     def _read(self, sql: str, params: Sequence[object] | dict[str, object] = ()) -> list[tuple]:
-        conn = self._conn()
+        """The rows of `sql`: through the writer's connection when no other thread is
+        writing, else through this thread's own, so a read never waits for a write.
+
+        The writer's is preferred because its page cache is the warm one: a connection's
+        cache is emptied whenever another connection wrote since its last transaction, so
+        a thread that reads after this process's writes (the dispatcher, after each claim)
+        would read its pages again from the file on a connection of its own.
+        """
+        gate = self._writer_gate()
+        if not gate.acquire(blocking=False):
+            return self._read_on(None, sql, params)
+        try:
+            return self._read_on(self._writer, sql, params)
+        finally:
+            gate.release()
+
+    def _read_on(
+        self, opened: Held | None, sql: str, params: Sequence[object] | dict[str, object]
+    ) -> list[tuple]:
+        conn = self._conn(opened)
         try:
             return self._when_free(lambda: conn.execute(sql, params).fetchall(), "read")
         except QueueError as error:
-            self._drop_after(error)
+            self._drop_after(error, opened)
             raise
 
     def probe_write(self) -> None:
@@ -484,14 +506,9 @@ class SQLiteQueue(RelationalQueue):
 
     def close(self) -> None:
         """Close this thread's connection and, between writes, the process's writer."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == this_process.pid:
-            conn.close()
-        self._local.conn = None
+        _close(self._local)
         with self._writer_gate():
-            if self._writer.conn is not None and self._writer.pid == this_process.pid:
-                self._writer.conn.close()
-            self._writer.conn = None
+            _close(self._writer)
         self._wakeup.close()
 
     def _many(self, conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[object]]) -> int:
@@ -521,6 +538,17 @@ def statements(script: str) -> Iterator[str]:
             pending = ""
     if pending.strip(" \n;"):
         yield pending
+
+
+def _close(held: Held) -> None:
+    """Close the connection `held` holds, unless a forked child inherited it (see `_conn`)."""
+    conn: sqlite3.Connection | None = getattr(held, "conn", None)
+    if conn is not None:
+        if held.pid == this_process.pid:
+            conn.close()
+        else:
+            _INHERITED.append(conn)
+    held.conn = None
 
 
 class _Opened:

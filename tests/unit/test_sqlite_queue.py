@@ -335,6 +335,55 @@ def test_the_busy_timeout_covers_the_wait_for_the_turn_and_for_sqlites_lock_toge
         q.close()
 
 
+def test_a_processs_threads_write_through_one_connection(tmp_path: Path):
+    # SQLite empties a connection's page cache when another wrote since: one writing
+    # connection per process keeps it, however many threads take turns at it.
+    q = SQLiteQueue(tmp_path / "q.sqlite3")
+    q.migrate()
+    used = []
+
+    def write(n: int) -> None:
+        q.enqueue(request(f"t{n}"))
+        used.append(q._writer.conn)
+
+    for n in range(4):
+        thread = threading.Thread(target=write, args=(n,))
+        thread.start()
+        thread.join(10)
+    assert len(used) == 4
+    assert all(conn is used[0] for conn in used)
+    assert len(q.jobs()) == 4
+    q.close()
+
+
+def test_a_read_takes_the_writers_connection_when_free_and_never_waits_for_a_write(
+    tmp_path: Path,
+):
+    q = SQLiteQueue(tmp_path / "q.sqlite3", busy_timeout=10)
+    q.migrate()
+    q.enqueue(request("first"))
+    got: list = []
+    thread = threading.Thread(target=lambda: got.append((q.jobs(), q._local.__dict__.get("conn"))))
+    thread.start()
+    thread.join(10)
+    ((jobs, own),) = got
+    assert len(jobs) == 1
+    assert own is None  # read on the writer's connection: no connection of its own opened
+    held = HeldWrite(q)  # another thread mid-write, its delivery not yet committed
+    try:
+        got.clear()
+        started = time.monotonic()
+        thread = threading.Thread(target=lambda: got.append(q.jobs()))
+        thread.start()
+        thread.join(5)
+        assert time.monotonic() - started < 2  # not held up by the write
+        assert [job.job_type for job in got[0]] == ["first"]  # and it sees only what committed
+    finally:
+        held.done()
+    assert {job.job_type for job in q.jobs()} == {"first", "held"}
+    q.close()
+
+
 def test_a_forked_child_does_not_inherit_a_turn_held_by_a_parents_thread(tmp_path: Path):
     # Only the turn: an SQLite connection must not cross a fork mid-transaction (SQLite's
     # rule), and the service forks (gunicorn's workers) before any is opened.
