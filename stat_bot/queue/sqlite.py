@@ -192,17 +192,18 @@ class SQLiteQueue(RelationalQueue):
     def file_problem(self) -> str | None:
         """What is wrong with the database file this process uses, or None.
 
-        Compares the file at DATABASE_URL's path with the one this thread has open
-        (device and inode), so a database deleted or replaced under a running
-        service is named rather than silently written into a ghost.
+        Compares the file at DATABASE_URL's path with the one the process's writing
+        connection has open (device and inode), so a database deleted or replaced under
+        a running service is named rather than silently written into a ghost. That
+        connection serves every write and most reads; a thread's own reading connection,
+        used while another thread writes, compares the file itself when next used.
         """
         now = self._file_id()
         if now is None:
             return f"the database {self.path} was deleted: restore it, or run `stat-bot db migrate`"
-        for held in (self._local, self._writer):
-            opened = getattr(held, "ident", None)
-            if getattr(held, "conn", None) is not None and opened and opened != now:
-                return f"the database {self.path} was replaced by another file while in use"
+        opened = self._writer.ident
+        if self._writer.conn is not None and opened and opened != now:
+            return f"the database {self.path} was replaced by another file while in use"
         return None
 
     def _conn(self, opened: Held | None = None) -> sqlite3.Connection:

@@ -17,7 +17,7 @@ import pytest
 from stat_bot.jobs.model import Job, JobRequest, JobStatus, ReportState
 from stat_bot.queue import postgres_sql, sqlite_sql
 from stat_bot.queue.base import QueueBusyError, QueueError
-from stat_bot.queue.sqlite import MIGRATIONS, SQLiteQueue
+from stat_bot.queue.sqlite import FILE_CHECK_EVERY, MIGRATIONS, SQLiteQueue
 
 T0 = 1_700_000_000.0
 
@@ -381,6 +381,31 @@ def test_a_read_takes_the_writers_connection_when_free_and_never_waits_for_a_wri
     finally:
         held.done()
     assert {job.job_type for job in q.jobs()} == {"first", "held"}
+    q.close()
+
+
+def test_a_replaced_file_is_named_until_the_writer_moves_to_it(tmp_path: Path):
+    q = SQLiteQueue(tmp_path / "q.sqlite3")
+    q.migrate()
+    q.enqueue(request("old"))
+    held = HeldWrite(q)  # meanwhile this thread reads on a connection of its own
+    try:
+        assert [job.job_type for job in q.jobs()] == ["old"]
+    finally:
+        held.done()
+    assert q._local.conn is not None
+    new = SQLiteQueue(tmp_path / "new.sqlite3")
+    new.migrate()
+    new.close()
+    os.replace(tmp_path / "new.sqlite3", q.path)
+    assert q.file_problem() == f"the database {q.path} was replaced by another file while in use"
+    time.sleep(FILE_CHECK_EVERY)  # the file is compared with the open one at most this often
+    q.enqueue(request("new"))  # the writer finds the new file and moves to it
+    # Named no longer, though this thread's own reading connection is still the old
+    # file's: it compares the file itself when next used.
+    assert q.file_problem() is None
+    assert q._read_on(None, "SELECT job_type FROM jobs", ()) == [("new",)]
+    assert [job.job_type for job in q.jobs()] == ["new"]
     q.close()
 
 
