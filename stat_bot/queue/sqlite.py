@@ -423,7 +423,9 @@ class SQLiteQueue(RelationalQueue):
         The writer's is preferred because its page cache is the warm one: a connection's
         cache is emptied whenever another connection wrote since its last transaction, so
         a thread that reads after this process's writes (the dispatcher, after each claim)
-        would read its pages again from the file on a connection of its own.
+        would read its pages again from the file on a connection of its own. A write of
+        another thread that comes meanwhile waits for the read (one statement)
+        as it would for another write; on the dispatcher's loop it goes to the queue thread.
         """
         gate = self._writer_gate()
         if not gate.acquire(blocking=False):
