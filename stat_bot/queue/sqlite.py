@@ -19,7 +19,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
@@ -31,9 +31,6 @@ from stat_bot.queue.sqlite_sql import MIGRATIONS, SQL_BEAT
 from stat_bot.queue.wakeup import WakeupDirectory
 
 T = TypeVar("T")
-# Where a connection is kept with what it was opened on: a thread's (threading.local) or
-# the process's writer (`_Opened`).
-Held = Any
 log = structlog.get_logger(__name__)
 
 WAL_AUTOCHECKPOINT_PAGES = 4000
@@ -100,7 +97,7 @@ class SQLiteQueue(RelationalQueue):
         self._synchronous = synchronous
         self._create = create
         self._creating = False
-        self._local = threading.local()  # each thread's connection for reads, and its flags
+        self._local = _ThreadState()  # each thread's connection for reads, and its flags
         self._writer = _Opened()  # the process's connection for writes, used under the gate
         self._wakeup = WakeupDirectory(self.path)
         self._gate = threading.RLock()
@@ -176,12 +173,8 @@ class SQLiteQueue(RelationalQueue):
         was, the file deleted or replaced, an I/O error), reopening is what lets the
         service recover by itself once the cause is gone.
         """
-        opened = self._local if opened is None else opened
-        conn: sqlite3.Connection | None = getattr(opened, "conn", None)
-        opened.conn = None
-        if conn is not None:
-            with suppress(sqlite3.Error):
-                conn.close()
+        with suppress(sqlite3.Error):
+            _forget(self._local if opened is None else opened)
 
     def _drop_after(self, error: QueueError, opened: Held | None = None) -> None:
         """`_drop` after a fault; a lock held by another writer leaves the connection be."""
@@ -209,7 +202,7 @@ class SQLiteQueue(RelationalQueue):
     def _conn(self, opened: Held | None = None) -> sqlite3.Connection:
         """This thread's connection for reads, or `opened`'s (the writer's), opened if need be."""
         held = self._local if opened is None else opened
-        conn: sqlite3.Connection | None = getattr(held, "conn", None)
+        conn = held.conn
         if conn is not None and held.pid == this_process.pid:
             if time.monotonic() < held.checked:
                 return conn
@@ -230,12 +223,8 @@ class SQLiteQueue(RelationalQueue):
                 "queue database replaced while in use; opening the new file", path=str(self.path)
             )
         if conn is not None:
-            # A forked child's copy of its parent's connection: never closed here, nor
-            # collected (which closes it). SQLite's documentation forbids using a
-            # connection across a fork, and closing it (a checkpoint, unlocking) is a use.
-            _INHERITED.append(conn)
-            held.conn = None
-        stale = getattr(held, "stale_wal", None)
+            _forget(held)  # a forked child's copy of its parent's connection
+        stale = held.stale_wal
         if stale is not None:
             self._set_aside_stale(stale)
             held.stale_wal = None
@@ -313,7 +302,7 @@ class SQLiteQueue(RelationalQueue):
                     raise QueueError(
                         f"could not {what} the queue database {self.path}: {describe(error)}"
                     ) from error
-                if getattr(self._local, "nowait", False):
+                if self._local.nowait:
                     raise QueueBusyError(f"{self.path} is locked by another writer") from error
                 now = time.monotonic()
                 if deadline is None:
@@ -356,7 +345,7 @@ class SQLiteQueue(RelationalQueue):
         gate = self._writer_gate()
         waited_from = None  # the busy timeout covers both waits: the turn, then SQLite's lock
         if not gate.acquire(blocking=False):
-            if getattr(self._local, "nowait", False):
+            if self._local.nowait:
                 raise QueueBusyError(f"{self.path} is being written by another thread")
             waited_from = time.monotonic()
             if not gate.acquire(timeout=self._busy_ms / 1000):
@@ -509,9 +498,9 @@ class SQLiteQueue(RelationalQueue):
 
     def close(self) -> None:
         """Close this thread's connection and, between writes, the process's writer."""
-        _close(self._local)
+        _forget(self._local)
         with self._writer_gate():
-            _close(self._writer)
+            _forget(self._writer)
         self._wakeup.close()
 
     def _many(self, conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[object]]) -> int:
@@ -543,15 +532,32 @@ def statements(script: str) -> Iterator[str]:
         yield pending
 
 
-def _close(held: Held) -> None:
-    """Close the connection `held` holds, unless a forked child inherited it (see `_conn`)."""
-    conn: sqlite3.Connection | None = getattr(held, "conn", None)
+class Held(Protocol):
+    """A connection with what it was opened on: a thread's (`_ThreadState`) or the
+    process's writer (`_Opened`)."""
+
+    conn: sqlite3.Connection | None
+    pid: int
+    ident: tuple[int, int] | None
+    wal: tuple[int, int] | None
+    checked: float
+    stale_wal: tuple[int, int] | None
+
+
+def _forget(held: Held) -> None:
+    """Let go of `held`'s connection: closed if this process opened it, else kept open.
+
+    A forked child's copy of its parent's connection is never closed, nor collected
+    (which closes it): SQLite's documentation forbids using a connection across a fork,
+    and closing it (a checkpoint, unlocking) is a use.
+    """
+    conn = held.conn
+    held.conn = None
     if conn is not None:
         if held.pid == this_process.pid:
             conn.close()
         else:
             _INHERITED.append(conn)
-    held.conn = None
 
 
 class _Opened:
@@ -575,6 +581,20 @@ class _Opened:
         self.wal: tuple[int, int] | None = None
         self.checked = 0.0
         self.stale_wal: tuple[int, int] | None = None
+
+
+class _ThreadState(threading.local):
+    """A thread's own reading connection (the fields of `_Opened`) and its flags."""
+
+    def __init__(self) -> None:
+        self.conn: sqlite3.Connection | None = None
+        self.pid = 0
+        self.ident: tuple[int, int] | None = None
+        self.wal: tuple[int, int] | None = None
+        self.checked = 0.0
+        self.stale_wal: tuple[int, int] | None = None
+        self.nowait = False  # `call_nowait`: give up at the first busy answer
+        self.wake = False  # a committed write wakes the listeners
 
 
 class _Transaction:

@@ -363,7 +363,7 @@ def test_a_read_takes_the_writers_connection_when_free_and_never_waits_for_a_wri
     q.migrate()
     q.enqueue(request("first"))
     got: list = []
-    thread = threading.Thread(target=lambda: got.append((q.jobs(), q._local.__dict__.get("conn"))))
+    thread = threading.Thread(target=lambda: got.append((q.jobs(), q._local.conn)))
     thread.start()
     thread.join(10)
     ((jobs, own),) = got
