@@ -260,8 +260,9 @@ def main(argv: list[str]) -> int:
                 print(f"{title} [{time.monotonic() - started:.1f} s]")
                 print_figures(figures)
                 repeats.add(name, figures)
-                if not args.keep:
-                    shutil.rmtree(home, ignore_errors=True)
+                # Each benchmark's folder stays until the whole run is over: deleting its
+                # thousands of files would slow the next benchmark's file creation for a
+                # minute or two (BENCHMARKS.md, "The file system").
     finally:
         if args.keep:
             print(f"kept {top}")
