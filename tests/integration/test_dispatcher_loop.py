@@ -9,6 +9,7 @@ event loop, so each step can be awaited and looked at.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
@@ -275,3 +276,27 @@ async def test_a_job_claimed_as_the_dispatcher_stops_gets_the_grace_and_is_stopp
     ended = queue.get(job.id)
     assert ended.status is JobStatus.CANCELLED
     assert ended.note == "stopped: the dispatcher shut down after waiting 0.3 s for it"
+
+
+@pytest.mark.asyncio
+async def test_the_dispatcher_gives_the_cpu_to_each_job_it_starts(
+    loop: Loop, queue, monkeypatch: pytest.MonkeyPatch
+):
+    """One yield right after each spawn: the new process, queued on the dispatcher's CPU,
+    starts before the dispatcher's bookkeeping for it (BENCHMARKS.md, dispatch latency)."""
+    yields: list[int] = []
+    real = os.sched_yield
+
+    def recording() -> None:
+        yields.append(len(loop.dispatcher.running))
+        real()
+
+    monkeypatch.setattr(os, "sched_yield", recording)
+    await loop.start()
+    configs = loop.dispatcher.configs
+    ids = [queue.enqueue(request_for(configs, "t", "quick")).job.id for _ in range(3)]
+    await until(lambda: all(queue.get(i).status.finished for i in ids), what="the jobs to finish")
+    await loop.stop()
+    started = [job for job in queue.jobs() if job.pid is not None]  # schedules' jobs too
+    assert len(started) >= 3
+    assert len(yields) == len(started)
