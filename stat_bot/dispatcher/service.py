@@ -144,6 +144,9 @@ class Dispatcher:
         self._progress_after = settings.progress_after if notifier.wants_progress else 0.0
         self._progress: dict[int, tuple[asyncio.TimerHandle, asyncio.Task[None] | None]] = {}
         self._had_progress: set[int] = set()  # jobs whose report replaces a progress message
+        # Jobs a progress note was ever written for (stored or not: a failed write may have
+        # landed), whose end drops any unsent one; the other jobs' ends skip that statement.
+        self._progress_tried: set[int] = set()
         self.log = log.bind(worker=self.worker_id)
 
     @property
@@ -432,6 +435,7 @@ class Dispatcher:
             await asyncio.to_thread(read_tail, running.log_dir / "stdout", 4096), lines=10
         )
         message = outgoing(progress_report(job, elapsed, output), "progress")
+        self._progress_tried.add(job.id)
         try:
             await self._q(self.queue.post_progress, job.id, message)
         except QueueError as error:  # the next tick tries again
@@ -497,6 +501,8 @@ class Dispatcher:
             requesters = await self._requesters(job)
             reports = to_requesters(report, job, spec, requesters, replaces_progress=had_progress)
         self._had_progress.discard(job.id)
+        progress = ask_progress or job.id in self._progress_tried
+        self._progress_tried.discard(job.id)
         outbox = [outgoing(each, "report") for each in reports]
         state = ReportState.PENDING if reports else ReportState.NONE
         try:
@@ -511,6 +517,7 @@ class Dispatcher:
                 # A stray (another's job) is ended whoever runs it; our own only if it is
                 # still ours, not re-queued and claimed by another while we were cut off.
                 worker_id=None if ask_progress else self.worker_id,
+                progress=progress,
             )
         except WriteAbandonedError:
             return  # logged with the job id; the next start recovers it

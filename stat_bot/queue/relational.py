@@ -414,11 +414,12 @@ class RelationalQueue(Queue):
         outbox: Sequence[OutboxMessage] = (),
         now: float | None = None,
         worker_id: str | None = None,
+        progress: bool = True,
     ) -> bool:
         with self._write() as conn:
             return self._finish(
                 conn, job_id, status, exit_code, note, report_state, outbox=outbox, now=now,
-                worker_id=worker_id,
+                worker_id=worker_id, progress=progress,
             )  # fmt: skip
 
     def _finish(
@@ -433,6 +434,7 @@ class RelationalQueue(Queue):
         outbox: Sequence[OutboxMessage] = (),
         now: float | None = None,
         worker_id: str | None = None,
+        progress: bool = True,
     ) -> bool:
         now = self.now() if now is None else now
         if not conn.execute(
@@ -440,7 +442,8 @@ class RelationalQueue(Queue):
             (status, exit_code, now, note, report_state, job_id, worker_id, worker_id),
         ).rowcount:
             return False
-        conn.execute(self.sql.SQL_OUTBOX_DROP_PROGRESS, (job_id,))
+        if progress:
+            conn.execute(self.sql.SQL_OUTBOX_DROP_PROGRESS, (job_id,))
         self._store(conn, outbox, now)
         return True
 

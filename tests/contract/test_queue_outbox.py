@@ -150,6 +150,16 @@ def test_one_progress_message_per_job_rearmed_and_dropped_when_the_job_ends(
     assert (current.state, current.payload) == (OutboxState.DROPPED, '"15 s"')
 
 
+def test_an_end_said_to_have_no_progress_note_leaves_the_outbox_alone(queue: Queue):
+    """`progress=False` is the caller's word that the job wrote none (the dispatcher
+    knows): the statement that drops one is skipped, so anything there stays."""
+    job_id = running_job(queue)
+    note = queue.post_progress(job_id, message("10 s", kind="progress"), now=T0)
+    assert queue.finish(job_id, JobStatus.SUCCEEDED, 0, now=T0 + 1, progress=False)
+    assert queue.outbox_get(note).state is OutboxState.PENDING
+    assert queue.get(job_id).status is JobStatus.SUCCEEDED
+
+
 def test_a_several_part_report_records_each_part(queue: Queue):
     (item_id,) = queue.post([message()], now=T0)
     queue.claim_outbox("s1", now=T0)

@@ -23,8 +23,9 @@ from structlog.testing import capture_logs
 from stat_bot.dispatcher.schedules import config_rows
 from stat_bot.dispatcher.service import Dispatcher
 from stat_bot.jobs.config import JobConfigs
-from stat_bot.jobs.model import JobStatus, ReportState
+from stat_bot.jobs.model import JobStatus, ReportState, Source
 from stat_bot.queue import Queue, open_queue
+from stat_bot.queue.base import OutboxState
 from stat_bot.queue.sqlite import SQLiteQueue
 from stat_bot.report.notifiers import RecordingNotifier
 from stat_bot.settings import Settings
@@ -58,9 +59,15 @@ async def until(check: Callable[[], T], timeout: float = 15.0, what: str = "") -
 class Loop:
     """A Dispatcher on the test's event loop: `start()` runs it as a task, `stop()` ends it."""
 
-    def __init__(self, settings: Settings, configs: JobConfigs, queue: Queue | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        configs: JobConfigs,
+        queue: Queue | None = None,
+        notifier: RecordingNotifier | None = None,
+    ) -> None:
         self.queue = queue or open_queue(settings)
-        self.notifier = RecordingNotifier()
+        self.notifier = notifier or RecordingNotifier()
         self.dispatcher = Dispatcher(settings, configs, self.queue, self.notifier)
         self.task: asyncio.Task[None] | None = None
 
@@ -300,3 +307,43 @@ async def test_the_dispatcher_gives_the_cpu_to_each_job_it_starts(
     started = [job for job in queue.jobs() if job.pid is not None]  # schedules' jobs too
     assert len(started) >= 3
     assert len(yields) == len(started)
+
+
+@pytest.mark.asyncio
+async def test_only_a_job_that_wrote_a_progress_note_has_one_dropped_at_its_end(
+    make_settings, configure, queue
+):
+    """The end of a job that never wrote a note skips the statement that drops one; a job
+    that did has its unsent note dropped, whatever became of its write."""
+    settings = make_settings(progress_after=0.2, progress_interval=0.2)
+    runner = Loop(settings, configure(CONFIG), notifier=RecordingNotifier(wants_progress=True))
+    ends: list[tuple[int, bool]] = []
+    finish = runner.queue._finish  # type: ignore[attr-defined]  # the grouped write's own
+
+    def recording(conn: Any, job_id: int, *args: Any, **kwargs: Any) -> Any:
+        ends.append((job_id, kwargs.get("progress", True)))
+        return finish(conn, job_id, *args, **kwargs)
+
+    runner.queue._finish = recording  # type: ignore[attr-defined]
+    async with stopped_at_end(runner):
+        await runner.start()
+        configs = runner.dispatcher.configs
+        asked = {"channel": "C1", "source": Source.SLACK}  # a person waits on these
+        quick = queue.enqueue(request_for(configs, "t", "quick", **asked)).job
+        slow = queue.enqueue(request_for(configs, "t", "sleepy", **asked)).job
+        await until(lambda: queue.get(quick.id).status.finished, what="the quick job to end")
+        await until(
+            lambda: (
+                queue.progress_posted(slow.id)
+                or any(i.job_id == slow.id for i in queue.outbox_items())
+            ),
+            what="a progress note",
+        )
+        queue.request_cancel(slow.id)
+        await until(lambda: queue.get(slow.id).status.finished, what="the slow job to end")
+        await runner.stop()
+    assert (quick.id, False) in ends
+    assert (slow.id, True) in ends
+    notes = [i for i in queue.outbox_items() if i.job_id == slow.id and i.kind == "progress"]
+    assert notes
+    assert all(i.state is not OutboxState.PENDING for i in notes)
