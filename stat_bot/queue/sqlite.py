@@ -560,6 +560,16 @@ def _forget(held: Held) -> None:
             _INHERITED.append(conn)
 
 
+def _not_opened(held: Held) -> None:
+    """`held` with no connection yet: the next `_conn` opens one."""
+    held.conn = None
+    held.pid = 0
+    held.ident = None
+    held.wal = None
+    held.checked = 0.0
+    held.stale_wal = None
+
+
 class _Opened:
     """What one connection was opened on: the writer's, kept for the whole process.
 
@@ -572,27 +582,17 @@ class _Opened:
     for the bare endpoint).
     """
 
-    __slots__ = ("checked", "conn", "ident", "pid", "stale_wal", "wal")
+    __slots__ = ("checked", "conn", "ident", "pid", "stale_wal", "wal")  # `Held`'s fields
 
     def __init__(self) -> None:
-        self.conn: sqlite3.Connection | None = None
-        self.pid = 0
-        self.ident: tuple[int, int] | None = None
-        self.wal: tuple[int, int] | None = None
-        self.checked = 0.0
-        self.stale_wal: tuple[int, int] | None = None
+        _not_opened(self)
 
 
 class _ThreadState(threading.local):
     """A thread's own reading connection (the fields of `_Opened`) and its flags."""
 
     def __init__(self) -> None:
-        self.conn: sqlite3.Connection | None = None
-        self.pid = 0
-        self.ident: tuple[int, int] | None = None
-        self.wal: tuple[int, int] | None = None
-        self.checked = 0.0
-        self.stale_wal: tuple[int, int] | None = None
+        _not_opened(self)
         self.nowait = False  # `call_nowait`: give up at the first busy answer
         self.wake = False  # a committed write wakes the listeners
 
