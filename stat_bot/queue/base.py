@@ -380,8 +380,8 @@ class Queue(abc.ABC):
         `outbox`: its report, stored in the same transaction, and only if the job was
         still running (a job declared lost meanwhile is reported by its recovery). The
         job's unsent progress note is dropped: the report replaces it. `progress` False
-        says it has none (the dispatcher knows which jobs it stored one for), which spares
-        that statement on the end of nearly every job.
+        says it has none (the dispatcher knows which jobs it tried to write one for),
+        which spares that statement on the end of nearly every job.
         """
 
     @abc.abstractmethod
