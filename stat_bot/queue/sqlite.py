@@ -413,8 +413,8 @@ class SQLiteQueue(RelationalQueue):
         cache is emptied whenever another connection wrote since its last transaction, so
         a thread that reads after this process's writes (the dispatcher, after each claim)
         would read its pages again from the file on a connection of its own. A write of
-        another thread that comes meanwhile waits for the read (one statement)
-        as it would for another write; on the dispatcher's loop it goes to the queue thread.
+        another thread that comes meanwhile waits for the read (one statement) as it would
+        for another write; on the dispatcher's loop it goes to the queue thread.
         """
         gate = self._writer_gate()
         if not gate.acquire(blocking=False):
@@ -549,7 +549,8 @@ def _forget(held: Held) -> None:
 
     A forked child's copy of its parent's connection is never closed, nor collected
     (which closes it): SQLite's documentation forbids using a connection across a fork,
-    and closing it (a checkpoint, unlocking) is a use.
+    and closing it is a use that would end the parent's (a last connection's close
+    checkpoints and deletes the write-ahead log).
     """
     conn = held.conn
     held.conn = None
