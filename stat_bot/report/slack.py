@@ -20,6 +20,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
+from stat_bot.report.keep_alive import KeepAliveWebClient
 from stat_bot.report.messages import Message, Report
 from stat_bot.report.notifiers import DeliveryError, Notifier, Posted
 from stat_bot.settings import Settings
@@ -45,7 +46,7 @@ def web_client(settings: Settings, *, retries: bool = True) -> WebClient:
         RateLimitErrorRetryHandler(max_retry_count=MAX_RATE_LIMIT_RETRIES),
         ServerErrorRetryHandler(max_retry_count=MAX_SERVER_ERROR_RETRIES),
     ]
-    return WebClient(
+    return KeepAliveWebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=settings.slack_api_url,
         timeout=30 if retries else 10,
