@@ -23,7 +23,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 
 from stat_bot.report.keep_alive import KeepAliveWebClient
 from stat_bot.report.slack import web_client
-from stat_bot.settings import Settings
+from stat_bot.settings import PROXY_VARIABLES, Settings
 
 TOKEN = "xoxb-keep-alive-test"
 
@@ -98,7 +98,9 @@ class Handler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def server() -> Iterator[Scripted]:
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Scripted]:
+    for name in PROXY_VARIABLES:  # slack-sdk would send every call through one
+        monkeypatch.delenv(name, raising=False)
     scripted = Scripted()
     thread = threading.Thread(target=scripted.serve_forever, daemon=True)
     thread.start()
