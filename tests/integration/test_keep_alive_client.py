@@ -1,11 +1,12 @@
 """report/keep_alive.py against a real HTTP/1.1 server that counts connections and misbehaves
-on cue: calls share a connection per thread, and every failure reaches slack-sdk's retry
-handlers as it did through urllib (429 with Retry-After, 5xx, a connection dropped mid-call,
-a connection the server closed while idle)."""
+on cue: calls share a connection per thread, every failure reaches slack-sdk's retry
+handlers as it did through urllib (429 with Retry-After, 5xx, a call dropped), and no call
+ever reads another's answer (a 1xx, a read timeout, a connection the server closed)."""
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
+from stat_bot.report import keep_alive
 from stat_bot.report.keep_alive import KeepAliveWebClient
 from stat_bot.report.slack import web_client
 from stat_bot.settings import PROXY_VARIABLES, Settings
@@ -35,15 +37,21 @@ class Scripted(ThreadingHTTPServer):
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
-        self.cues: list[str] = []  # taken one per request: "429", "500", "drop", "close"
+        # Taken one per request: "429", "500", "103", "drop", "close", "slow".
+        self.cues: list[str] = []
         self.seen: list[dict[str, Any]] = []
         self.connections = 0
         self.idle_timeout: float | None = None  # the server hangs up on a connection idle this long
+        self.hung_up = threading.Event()  # set each time the server ends a connection
         self.lock = threading.Lock()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/api/"
+
+    def shutdown_request(self, request: Any) -> None:
+        super().shutdown_request(request)  # the connection's socket closed
+        self.hung_up.set()
 
     def ports(self) -> list[int]:
         return [s["port"] for s in self.seen]
@@ -78,7 +86,13 @@ class Handler(BaseHTTPRequestHandler):
         if cue == "drop":  # read the request, answer nothing, hang up
             self.close_connection = True
             return
-        status, answer, extra = 200, {"ok": True}, {}
+        if cue == "slow":
+            time.sleep(2.0)
+        if cue == "103":  # an informational answer first; the real one follows
+            self.wfile.write(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>\r\n\r\n")
+            self.wfile.flush()
+            time.sleep(0.5)  # the caller's next call goes out before this call's answer
+        status, answer, extra = 200, {"ok": True, "path": self.path}, {}
         if cue == "429":
             status, answer, extra = 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "1"}
         elif cue == "500":
@@ -92,7 +106,11 @@ class Handler(BaseHTTPRequestHandler):
         for name, value in extra.items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.wfile.write(data)
+        except OSError:  # "slow": the caller gave up and hung up
+            self.close_connection = True
+            return
         if cue == "close":
             self.close_connection = True
 
@@ -148,26 +166,82 @@ def test_form_encoded_calls_keep_their_content_type(server: Scripted) -> None:
     assert server.seen[0]["body"] == b"channel=C1&text=form"
 
 
-def test_a_connection_the_server_closed_while_idle_is_replaced_without_a_retry(
+def test_a_connection_the_server_ends_with_connection_close_is_not_used_again(
     server: Scripted,
 ) -> None:
-    slack = client(server)  # no retry handlers: a lost call would raise
-    server.cues = ["close"]  # the server hangs up after answering, as after its idle timeout
+    slack = client(server)  # no retry handlers: a call sent on the ended connection would raise
+    server.cues = ["close"]
     assert slack.auth_test()["ok"]
-    time.sleep(0.1)
     assert slack.auth_test()["ok"]
     assert server.connections == 2
     assert len(server.seen) == 2  # each call was sent once
 
 
-def test_an_idle_connection_closed_without_a_word_is_noticed_before_use(server: Scripted) -> None:
+def test_a_connection_the_server_closed_while_idle_is_noticed_before_use(
+    server: Scripted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[str] = []
+    exchange = KeepAliveWebClient._exchange
+
+    def counted(self: KeepAliveWebClient, kept: Any, req: Any, headers: Any) -> Any:
+        sent.append(req.selector)
+        return exchange(self, kept, req, headers)
+
+    monkeypatch.setattr(KeepAliveWebClient, "_exchange", counted)
     slack = client(server)  # no retry handlers: a call sent on the dead connection would raise
-    server.idle_timeout = 0.2
+    server.idle_timeout = 0.3
     assert slack.auth_test()["ok"]
-    time.sleep(0.6)  # the server has hung up, sending no Connection: close beforehand
+    assert server.hung_up.wait(10)  # the server hung up, with no Connection: close before
     assert slack.auth_test()["ok"]
     assert server.connections == 2
     assert len(server.seen) == 2
+    assert sent == ["/api/auth.test"] * 2  # nothing was sent on the dead connection
+
+
+def test_a_connection_idle_past_the_limit_is_not_used_again(
+    server: Scripted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(keep_alive, "IDLE_LIMIT", 0.0)  # a silent drop by a firewall, say
+    slack = client(server)
+    for _ in range(3):
+        assert slack.auth_test()["ok"]
+    assert server.connections == 3
+
+
+def test_a_call_the_server_dropped_on_a_kept_connection_goes_once_more_on_a_new_one(
+    server: Scripted,
+) -> None:
+    slack = client(server)  # no retry handlers: only the kept connection's rule retries
+    assert slack.auth_test()["ok"]
+    server.cues = ["drop"]  # as if the server's idle close crossed the call
+    assert slack.chat_postMessage(channel="C1", text="again")["path"] == "/api/chat.postMessage"
+    assert [s["path"] for s in server.seen[1:]] == ["/api/chat.postMessage"] * 2
+    assert server.connections == 2
+
+    server.cues = ["drop", "drop"]  # once more only: the new connection's failure stands
+    with pytest.raises(ConnectionError):
+        slack.chat_postMessage(channel="C1", text="lost")
+    assert len(server.seen) == 5
+
+
+def test_an_informational_answer_leaves_nothing_behind_for_the_next_call(
+    server: Scripted,
+) -> None:
+    slack = client(server)
+    server.cues = ["103"]
+    with pytest.raises(SlackApiError) as raised:
+        slack.chat_postMessage(channel="C1", text="hinted")
+    assert raised.value.response.status_code == 103
+    assert slack.chat_delete(channel="C1", ts="1.2")["path"] == "/api/chat.delete"
+
+
+def test_a_call_that_timed_out_leaves_its_late_answer_behind(server: Scripted) -> None:
+    slack = KeepAliveWebClient(token=TOKEN, base_url=server.url, timeout=0.5)
+    assert slack.auth_test()["ok"]
+    server.cues = ["slow"]
+    with pytest.raises(TimeoutError):
+        slack.chat_postMessage(channel="C1", text="slow")
+    assert slack.chat_delete(channel="C1", ts="1.2")["path"] == "/api/chat.delete"
 
 
 def test_rate_limits_and_server_errors_are_retried_as_through_urllib(server: Scripted) -> None:
@@ -195,12 +269,13 @@ def test_an_error_answer_without_retries_is_slacks_error_with_status_and_headers
     assert raised.value.response.headers["Retry-After"] == "1"
 
 
-def test_a_call_dropped_mid_way_is_retried_on_a_new_connection(server: Scripted) -> None:
+def test_a_call_dropped_on_a_new_connection_is_left_to_the_retry_handler(
+    server: Scripted,
+) -> None:
     slack = client(server, ConnectionErrorRetryHandler(max_retry_count=2))
-    assert slack.auth_test()["ok"]
     server.cues = ["drop"]
     assert slack.chat_postMessage(channel="C1", text="again")["ok"]
-    assert [s["path"] for s in server.seen[1:]] == ["/api/chat.postMessage"] * 2
+    assert [s["path"] for s in server.seen] == ["/api/chat.postMessage"] * 2
     assert server.connections == 2
 
 
@@ -213,16 +288,20 @@ def test_a_dropped_call_without_retries_raises_a_connection_error(server: Script
     assert server.connections == 2
 
 
-def test_an_unreachable_slack_is_a_url_error_as_before(server: Scripted) -> None:
-    url = server.url
-    server.shutdown()
-    server.server_close()
-    slack = KeepAliveWebClient(token=TOKEN, base_url=url, timeout=2)
-    with pytest.raises(URLError):  # what ConnectionErrorRetryHandler and the outbox expect
-        slack.auth_test()
+def test_an_unreachable_slack_is_a_url_error_as_before() -> None:
+    with socket.socket() as bound:  # bound, never listening: connections are refused
+        bound.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{bound.getsockname()[1]}/api/"
+        slack = KeepAliveWebClient(token=TOKEN, base_url=url, timeout=2)
+        with pytest.raises(URLError):  # what ConnectionErrorRetryHandler and the outbox expect
+            slack.auth_test()
 
 
-def test_with_a_proxy_calls_go_through_urllib_as_before(server: Scripted) -> None:
+def test_with_a_proxy_calls_go_through_urllib_as_before(
+    server: Scripted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
     proxy = f"http://127.0.0.1:{server.server_address[1]}"
     slack = KeepAliveWebClient(token=TOKEN, base_url="http://slack.invalid/api/", proxy=proxy)
     assert slack.auth_test()["ok"]
