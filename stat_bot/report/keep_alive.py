@@ -44,6 +44,8 @@ IDLE_LIMIT = 15.0  # seconds a kept connection may sit unused and still be used 
 
 @dataclass
 class _Kept:
+    """A thread's connection to one host, and when it last answered (for IDLE_LIMIT)."""
+
     conn: http.client.HTTPConnection
     used: float  # time.monotonic() at the end of its last call
 
@@ -89,8 +91,8 @@ class KeepAliveWebClient(WebClient):
         """One request and its whole answer; the connection is dropped unless left sound."""
         conn = kept.conn
         try:
-            if conn.sock is not None:
-                conn.sock.settimeout(self.timeout)  # the client's timeout may have changed
+            if conn.sock is not None and conn.sock.gettimeout() != self.timeout:
+                conn.sock.settimeout(self.timeout)  # the client's timeout was changed
             try:
                 conn.request(req.get_method(), req.selector, req.data, headers)
             except OSError as error:

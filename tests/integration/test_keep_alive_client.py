@@ -236,8 +236,9 @@ def test_an_informational_answer_leaves_nothing_behind_for_the_next_call(
 
 
 def test_a_call_that_timed_out_leaves_its_late_answer_behind(server: Scripted) -> None:
-    slack = KeepAliveWebClient(token=TOKEN, base_url=server.url, timeout=0.5)
+    slack = client(server)  # 5 s
     assert slack.auth_test()["ok"]
+    slack.timeout = 0.5  # for the connection already kept too (the answer takes 2 s)
     server.cues = ["slow"]
     with pytest.raises(TimeoutError):
         slack.chat_postMessage(channel="C1", text="slow")
