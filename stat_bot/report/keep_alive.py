@@ -9,20 +9,20 @@ on a kept connection, and the emulator 0.62-0.80 ms against 0.34-0.36 (BENCHMARK
 Each thread keeps one connection per host. Everything else is urllib's, so slack-sdk's
 retry handlers see what they always saw: an error while sending is a `URLError`, an
 error while reading the answer is the socket's own (`RemoteDisconnected`,
-`ConnectionResetError`, `TimeoutError`), and an answer of 400 or more is an `HTTPError`
-carrying its status, headers and body. So is any answer outside 2xx, a redirect
-included: it is not followed (urllib would have sent the token on to the new address),
-and a 1xx other than 100 does not leave the real answer behind for the next call.
+`ConnectionResetError`, `TimeoutError`), and any answer outside 2xx is an `HTTPError`
+carrying its status, headers and body. A redirect is not followed (urllib would have
+sent the token on to the new address), and a 1xx other than 100 does not leave the real
+answer behind for the next call.
 
 A kept connection is closed, and the next call opens another, after any failure, after a
-1xx answer, after the server's `Connection: close`, once the server has closed
-it while idle (it reads as ready with nothing to read), and after IDLE_LIMIT seconds
-unused (a firewall or NAT may drop an idle flow without a word, and a call on it would
-wait out the whole timeout). When a call on a kept
-connection fails before any answer, because the server closed it just as the call went
-out (the send fails, or the connection ends with no status line), the call is made once
-more on a new connection, as HTTP clients do for an idle connection's close. With a proxy
-(HTTPS_PROXY, or the client's `proxy`) calls go through urllib as before.
+1xx answer, after the server's `Connection: close`, once the server has closed it while
+idle (it reads as ready with nothing to read), and after IDLE_LIMIT seconds unused (a
+firewall or NAT may drop an idle flow without a word, and a call on it would wait out
+the whole timeout). When a call on a kept connection fails before any answer, because
+the server closed it just as the call went out (the send fails, or the connection ends
+with no status line), the call is made once more on a new connection, as HTTP clients
+do for an idle connection's close. With a proxy (HTTPS_PROXY, or the client's `proxy`)
+calls go through urllib as before.
 """
 
 from __future__ import annotations
@@ -46,8 +46,16 @@ IDLE_LIMIT = 15.0  # seconds a kept connection may sit unused and still be used 
 class _Kept:
     """A thread's connection to one host, and when it last answered (for IDLE_LIMIT)."""
 
+    key: tuple[str, str]  # (scheme, host), where `_Connections.by_host` holds it
     conn: http.client.HTTPConnection
     used: float  # time.monotonic() at the end of its last call
+
+
+class _Connections(threading.local):
+    """A thread's kept connections."""
+
+    def __init__(self) -> None:
+        self.by_host: dict[tuple[str, str], _Kept] = {}
 
 
 class KeepAliveWebClient(WebClient):
@@ -55,7 +63,7 @@ class KeepAliveWebClient(WebClient):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._kept = threading.local()
+        self._kept = _Connections()
 
     def _perform_urllib_http_request_internal(self, url: str, req: Request) -> dict[str, Any]:
         if self.proxy is not None or req.type not in ("http", "https"):
@@ -111,8 +119,8 @@ class KeepAliveWebClient(WebClient):
     def _connection(self, scheme: str, host: str) -> tuple[_Kept, bool]:
         """This thread's sound connection to `host`, and whether it has been used before;
         a new one when it has none."""
-        by_host: dict[tuple[str, str], _Kept] = self._kept.__dict__.setdefault("by_host", {})
-        kept = by_host.get((scheme, host))
+        key = (scheme, host)
+        kept = self._kept.by_host.get(key)
         if kept is not None and (
             time.monotonic() - kept.used > IDLE_LIMIT or _closed_by_peer(kept.conn)
         ):
@@ -126,15 +134,13 @@ class KeepAliveWebClient(WebClient):
             )
         else:
             conn = http.client.HTTPConnection(host, timeout=self.timeout)
-        kept = by_host[(scheme, host)] = _Kept(conn, time.monotonic())
+        kept = self._kept.by_host[key] = _Kept(key, conn, time.monotonic())
         return kept, False
 
     def _forget(self, kept: _Kept) -> None:
         kept.conn.close()
-        by_host: dict[tuple[str, str], _Kept] = self._kept.__dict__.get("by_host", {})
-        for key, held in list(by_host.items()):
-            if held is kept:
-                del by_host[key]
+        if self._kept.by_host.get(kept.key) is kept:
+            del self._kept.by_host[kept.key]
 
 
 def _closed_by_peer(conn: http.client.HTTPConnection) -> bool:
