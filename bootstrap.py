@@ -51,9 +51,37 @@ def run(*args: str | Path, **kwargs: object) -> None:
     subprocess.run([str(a) for a in args], check=True, **kwargs)  # type: ignore[call-overload]
 
 
+def made_by(venv: Path) -> str | None:
+    """The interpreter a virtual environment was created from (its pyvenv.cfg), if it says."""
+    try:
+        lines = (venv / "pyvenv.cfg").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        key, _, value = line.partition("=")
+        if key.strip() == "executable" and value.strip():
+            return value.strip()
+    return None
+
+
+def same_interpreter(made_with: str | None, running: str) -> bool:
+    """Whether two paths name one interpreter (symlinks resolved: python3 -> python3.11)."""
+    return made_with is None or os.path.realpath(made_with) == os.path.realpath(running)
+
+
 def make_venv() -> None:
+    """`.venv` from the interpreter running this script, made again if another one made it.
+
+    So `/usr/bin/python3 bootstrap.py bench` measures the distribution's build even where
+    `python3` once meant another (an unoptimized source build costs STAT bot about a third
+    more CPU per job: DEPLOY.md, "Python").
+    """
     if (BIN / "python").exists():
-        return
+        made_with = made_by(VENV)
+        if same_interpreter(made_with, sys.executable):
+            return
+        say(f"{VENV} was made by {made_with}; making it again for {sys.executable}")
+        shutil.rmtree(VENV)
     say(f"creating {VENV}")
     try:
         run(sys.executable, "-m", "venv", VENV)

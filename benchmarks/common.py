@@ -316,6 +316,23 @@ def file_system(path: Path) -> str:
     return kind
 
 
+def interpreter() -> str:
+    """Which Python build runs the benchmarks: STAT bot's figures move with it, bash's do not.
+
+    Debian's python3 is one executable built with profile-guided and link-time optimization;
+    a default source build (pyenv's) loads libpython as a shared library without them and
+    spends about a third more CPU on the same Python (BENCHMARKS.md, "The interpreter").
+    """
+    executable = os.path.realpath(sys.executable)
+    libpython = "libpython built in"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/maps").read_text().splitlines():
+            if "/libpython" in line:
+                libpython = f"libpython shared: {line.split()[-1]}"
+                break
+    return f"{executable}, {libpython}"
+
+
 def machine() -> dict[str, str]:
     """The facts BENCHMARKS.md records about where figures were measured."""
     model = "unknown"
@@ -338,7 +355,7 @@ def machine() -> dict[str, str]:
         "cpu": model,
         "memory": memory,
         "kernel": platform.release(),
-        "python": platform.python_version(),
+        "python": f"{platform.python_version()} ({interpreter()})",
         "sqlite": sqlite3.sqlite_version,
         "load": load,
     }
