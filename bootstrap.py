@@ -7,7 +7,8 @@
     python3 bootstrap.py lock     # regenerate the lock files from pyproject.toml
 
 Extra arguments after `test` go to pytest; after `run`, to `stat-bot run`.
-The virtual environment is rebuilt only when a lock file changes.
+The virtual environment is rebuilt when a lock file changes, and made again when
+another interpreter runs this script than the one that made it.
 """
 
 from __future__ import annotations
