@@ -8,7 +8,7 @@
 
 Extra arguments after `test` go to pytest; after `run`, to `stat-bot run`.
 The virtual environment is rebuilt when a lock file changes, and made again when
-another interpreter runs this script than the one that made it.
+another interpreter runs this script than the one its pyvenv.cfg names.
 """
 
 from __future__ import annotations
@@ -70,20 +70,45 @@ def same_interpreter(made_with: str | None, running: str) -> bool:
     return made_with is None or os.path.realpath(made_with) == os.path.realpath(running)
 
 
+def made_for_this_interpreter(venv: Path) -> bool:
+    """Whether `venv` belongs to the interpreter running this script (or says nothing)."""
+    if Path(sys.prefix).resolve() == venv.resolve():
+        return True  # running inside it, even as a copied (`--copies`) interpreter
+    made_with = made_by(venv)
+    running = {sys.executable, getattr(sys, "_base_executable", sys.executable)}
+    return any(same_interpreter(made_with, path) for path in running)
+
+
 def make_venv() -> None:
     """`.venv` from the interpreter running this script, made again if another one made it.
 
     So `/usr/bin/python3 bootstrap.py bench` measures the distribution's build even where
-    `python3` once meant another (an unoptimized source build costs STAT bot about a third
-    more CPU per job: DEPLOY.md, "Python").
+    `python3` once meant another (the build changes STAT bot's CPU figures: BENCHMARKS.md,
+    "The interpreter"). The old `.venv` comes back if the new one cannot be made, and
+    nothing half-made is left where the next run would take it for a finished one.
     """
+    old = None
     if (BIN / "python").exists():
-        made_with = made_by(VENV)
-        if same_interpreter(made_with, sys.executable):
+        if made_for_this_interpreter(VENV):
             return
-        say(f"{VENV} was made by {made_with}; making it again for {sys.executable}")
-        shutil.rmtree(VENV)
+        say(f"{VENV} was made by {made_by(VENV)}; making it again for {sys.executable}")
+        old = VENV.with_name(VENV.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        VENV.rename(old)
     say(f"creating {VENV}")
+    try:
+        create_venv()
+    except BaseException:
+        shutil.rmtree(VENV, ignore_errors=True)
+        if old is not None:
+            old.rename(VENV)
+            say(f"kept the {VENV} there was")
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def create_venv() -> None:
     try:
         run(sys.executable, "-m", "venv", VENV)
     except subprocess.CalledProcessError:

@@ -317,20 +317,23 @@ def file_system(path: Path) -> str:
 
 
 def interpreter() -> str:
-    """Which Python build runs the benchmarks: STAT bot's figures move with it, bash's do not.
+    """Which Python runs the benchmarks: STAT bot's figures move with its build, bash's do not.
 
-    Debian's python3 is one executable built with profile-guided and link-time optimization;
-    a default source build (pyenv's) loads libpython as a shared library without them and
-    spends about a third more CPU on the same Python (BENCHMARKS.md, "The interpreter").
+    Its path, and whether libpython is a shared library: a hint at the build, not proof
+    of it. pyenv's builds (`--enable-shared`) load it as one, compiled without PGO or LTO
+    unless asked; Debian's python3 is one executable built with both (BENCHMARKS.md,
+    "The interpreter").
     """
     executable = os.path.realpath(sys.executable)
-    libpython = "libpython built in"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/self/maps").read_text().splitlines():
-            if "/libpython" in line:
-                libpython = f"libpython shared: {line.split()[-1]}"
-                break
-    return f"{executable}, {libpython}"
+    try:
+        maps = Path("/proc/self/maps").read_text().splitlines()
+    except OSError:
+        return f"{executable}, libpython unknown"
+    for line in maps:
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and "/libpython" in fields[5]:
+            return f"{executable}, libpython shared: {fields[5]}"
+    return f"{executable}, libpython built in"
 
 
 def machine() -> dict[str, str]:

@@ -1,13 +1,15 @@
 """bootstrap.py keeps `.venv` on the interpreter that runs it.
 
-The benchmarks' figures depend on the Python build (an unoptimized source build spends
-about a third more CPU on STAT bot's Python than Debian's python3), so running
-bootstrap with another interpreter must not quietly reuse a `.venv` another one made.
+The benchmarks' figures depend on the Python build (BENCHMARKS.md, "The interpreter"), so
+running bootstrap with another interpreter must not quietly reuse a `.venv` another one
+made; and a `.venv` that could not be made again must not be lost or left half-made.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -51,7 +53,7 @@ def made(venv: Path, executable: str) -> None:
 
 
 def test_a_venv_made_by_this_interpreter_is_kept(bootstrap: ModuleType) -> None:
-    made(bootstrap.VENV, sys.executable)
+    made(bootstrap.VENV, os.path.realpath(sys.executable))  # as `venv` writes it: resolved
     bootstrap.make_venv()
     assert bootstrap.commands == []
     assert (bootstrap.BIN / "marker").exists()
@@ -93,3 +95,52 @@ def test_a_venv_that_does_not_say_is_kept(bootstrap: ModuleType) -> None:
     assert bootstrap.made_by(bootstrap.VENV) is None
     bootstrap.make_venv()
     assert bootstrap.commands == []
+
+
+def test_a_venv_is_kept_when_bootstrap_runs_inside_it(
+    bootstrap: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`.venv/bin/python bootstrap.py` from a `--copies` venv: its python is a plain file."""
+    made(bootstrap.VENV, "/usr/bin/python3.11")
+    monkeypatch.setattr(sys, "prefix", str(bootstrap.VENV))
+    monkeypatch.setattr(sys, "executable", str(bootstrap.BIN / "python"))
+    monkeypatch.setattr(sys, "_base_executable", str(bootstrap.BIN / "python"), raising=False)
+    bootstrap.make_venv()
+    assert bootstrap.commands == []
+    assert (bootstrap.BIN / "marker").exists()
+
+
+def test_the_old_venv_comes_back_when_the_new_one_cannot_be_made(
+    bootstrap: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made(bootstrap.VENV, "/opt/other-python/bin/python3.11")
+
+    def failing_venv(*args: object, **kwargs: object) -> None:
+        (bootstrap.BIN).mkdir(parents=True)  # as `venv` does before ensurepip fails
+        (bootstrap.BIN / "python").write_text("")
+        raise subprocess.CalledProcessError(1, [str(a) for a in args])
+
+    monkeypatch.setattr(bootstrap, "run", failing_venv)
+    monkeypatch.setattr(bootstrap.shutil, "which", lambda name: None)  # no apt-get
+    with pytest.raises(SystemExit, match="python3-venv"):
+        bootstrap.make_venv()
+    assert (bootstrap.BIN / "marker").read_text() == "installed"
+    assert bootstrap.made_by(bootstrap.VENV) == "/opt/other-python/bin/python3.11"
+    assert not bootstrap.VENV.with_name(".venv.old").exists()
+
+
+def test_nothing_half_made_is_left_when_no_venv_can_be_made(
+    bootstrap: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Else the next run finds bin/python, takes the venv as made, and pip is missing."""
+
+    def failing_venv(*args: object, **kwargs: object) -> None:
+        (bootstrap.BIN).mkdir(parents=True)
+        (bootstrap.BIN / "python").write_text("")
+        raise subprocess.CalledProcessError(1, [str(a) for a in args])
+
+    monkeypatch.setattr(bootstrap, "run", failing_venv)
+    monkeypatch.setattr(bootstrap.shutil, "which", lambda name: None)
+    with pytest.raises(SystemExit):
+        bootstrap.make_venv()
+    assert not bootstrap.VENV.exists()
