@@ -70,11 +70,10 @@ def same_interpreter(made_with: str | None, running: str) -> bool:
     return made_with is None or os.path.realpath(made_with) == os.path.realpath(running)
 
 
-def made_for_this_interpreter(venv: Path) -> bool:
-    """Whether `venv` belongs to the interpreter running this script (or says nothing)."""
+def made_for_this_interpreter(venv: Path, made_with: str | None) -> bool:
+    """Whether `venv`, made by `made_with`, belongs to the interpreter running this script."""
     if Path(sys.prefix).resolve() == venv.resolve():
         return True  # running inside it, even as a copied (`--copies`) interpreter
-    made_with = made_by(venv)
     running = {sys.executable, getattr(sys, "_base_executable", sys.executable)}
     return any(same_interpreter(made_with, path) for path in running)
 
@@ -89,9 +88,10 @@ def make_venv() -> None:
     """
     old = None
     if (BIN / "python").exists():
-        if made_for_this_interpreter(VENV):
+        made_with = made_by(VENV)
+        if made_for_this_interpreter(VENV, made_with):
             return
-        say(f"{VENV} was made by {made_by(VENV)}; making it again for {sys.executable}")
+        say(f"{VENV} was made by {made_with}; making it again for {sys.executable}")
         old = VENV.with_name(VENV.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
         VENV.rename(old)
