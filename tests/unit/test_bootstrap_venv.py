@@ -110,10 +110,9 @@ def test_a_venv_is_kept_when_bootstrap_runs_inside_it(
     assert (bootstrap.BIN / "marker").exists()
 
 
-def test_the_old_venv_comes_back_when_the_new_one_cannot_be_made(
-    bootstrap: ModuleType, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    made(bootstrap.VENV, "/opt/other-python/bin/python3.11")
+@pytest.fixture
+def venv_fails(bootstrap: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`python -m venv` fails at ensurepip (no python3-venv) and apt-get cannot help."""
 
     def failing_venv(*args: object, **kwargs: object) -> None:
         (bootstrap.BIN).mkdir(parents=True)  # as `venv` does before ensurepip fails
@@ -122,6 +121,11 @@ def test_the_old_venv_comes_back_when_the_new_one_cannot_be_made(
 
     monkeypatch.setattr(bootstrap, "run", failing_venv)
     monkeypatch.setattr(bootstrap.shutil, "which", lambda name: None)  # no apt-get
+
+
+@pytest.mark.usefixtures("venv_fails")
+def test_the_old_venv_comes_back_when_the_new_one_cannot_be_made(bootstrap: ModuleType) -> None:
+    made(bootstrap.VENV, "/opt/other-python/bin/python3.11")
     with pytest.raises(SystemExit, match="python3-venv"):
         bootstrap.make_venv()
     assert (bootstrap.BIN / "marker").read_text() == "installed"
@@ -129,18 +133,9 @@ def test_the_old_venv_comes_back_when_the_new_one_cannot_be_made(
     assert not bootstrap.VENV.with_name(".venv.old").exists()
 
 
-def test_nothing_half_made_is_left_when_no_venv_can_be_made(
-    bootstrap: ModuleType, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.usefixtures("venv_fails")
+def test_nothing_half_made_is_left_when_no_venv_can_be_made(bootstrap: ModuleType) -> None:
     """Else the next run finds bin/python, takes the venv as made, and pip is missing."""
-
-    def failing_venv(*args: object, **kwargs: object) -> None:
-        (bootstrap.BIN).mkdir(parents=True)
-        (bootstrap.BIN / "python").write_text("")
-        raise subprocess.CalledProcessError(1, [str(a) for a in args])
-
-    monkeypatch.setattr(bootstrap, "run", failing_venv)
-    monkeypatch.setattr(bootstrap.shutil, "which", lambda name: None)
     with pytest.raises(SystemExit):
         bootstrap.make_venv()
     assert not bootstrap.VENV.exists()
