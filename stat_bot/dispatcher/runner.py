@@ -151,6 +151,11 @@ class ChildProcess:
         return await asyncio.shield(self._exited)
 
 
+def _wake(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
+
+
 @cache
 def devnull() -> int:
     """One descriptor on /dev/null for every job's stdin (not inherited: Popen dup2s it to 0).
@@ -183,7 +188,7 @@ class RunningJob:
     started: float = field(default_factory=time.monotonic)
     _cancel: asyncio.Event = field(default_factory=asyncio.Event)
     _reason: str | None = None
-    _cancelled: asyncio.Future[None] | None = None  # what `wait` waits on besides the exit
+    _woken: asyncio.Future[None] | None = None  # what `wait` waits on: exit, cancel or timeout
 
     @property
     def pid(self) -> int:
@@ -193,8 +198,7 @@ class RunningJob:
         """Ask the job to stop; `wait` then reports it cancelled."""
         self._reason = reason
         self._cancel.set()
-        if self._cancelled is not None and not self._cancelled.done():
-            self._cancelled.set_result(None)
+        _wake(self._woken)
 
     async def _stop(self) -> None:
         """SIGTERM the process group, then SIGKILL whatever is left after the grace period."""
@@ -208,21 +212,34 @@ class RunningJob:
         kill_group(self.pid, signal.SIGKILL)
 
     async def wait(self) -> Outcome:
-        # Plain futures rather than a task per awaitable: this runs once per job.
-        self._cancelled = asyncio.get_running_loop().create_future()
-        if self._cancel.is_set():
-            self._cancelled.set_result(None)
+        # One future that the exit, a cancel or the timeout completes, rather than
+        # asyncio.wait over several (its sets, callbacks and waiter cost more than the
+        # rest of this, and it runs once per job).
+        loop = asyncio.get_running_loop()
+        woken: asyncio.Future[None] = loop.create_future()
+        self._woken = woken
         process = self.process
         if isinstance(process, ChildProcess):
             waiter: asyncio.Future[int] = process.exited
         else:
             waiter = asyncio.ensure_future(process.wait())
-        done, _ = await asyncio.wait(
-            {waiter, self._cancelled}, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED
-        )
+        if self._cancel.is_set():
+            _wake(woken)
+
+        def exited(_: asyncio.Future[int]) -> None:
+            _wake(woken)
+
+        waiter.add_done_callback(exited)
+        timer = loop.call_later(self.timeout, _wake, woken) if self.timeout is not None else None
+        try:
+            await woken
+        finally:
+            waiter.remove_done_callback(exited)
+            if timer is not None:
+                timer.cancel()
         status: JobStatus
         note = None
-        if waiter in done:
+        if waiter.done():
             code = waiter.result()
             status = JobStatus.SUCCEEDED if code == 0 else JobStatus.FAILED
             kill_group(self.pid, signal.SIGKILL)  # stray background children of a finished job
@@ -297,8 +314,15 @@ def read_tail(path: Path, limit: int = 16384) -> str:
 
 def open_logs(log_dir: Path) -> tuple[int, int]:
     """Make a job's log folder and open its stdout and stderr files (as open("wb") would)."""
-    log_dir.mkdir(parents=True, exist_ok=True)
     folder = str(log_dir)
+    try:
+        os.mkdir(folder)  # usually its type's folder is there: one system call
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(folder), exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder)
+    except FileExistsError:
+        pass  # a job run again keeps its folder; its files start empty
     out = os.open(os.path.join(folder, "stdout"), LOG_FLAGS, 0o666)
     try:
         err = os.open(os.path.join(folder, "stderr"), LOG_FLAGS, 0o666)

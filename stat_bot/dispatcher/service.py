@@ -261,7 +261,9 @@ class Dispatcher:
                 delay = min(delay * 2, PERSIST_MAX_DELAY)
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
+        # A coroutine, always: create_task skips ensure_future's "is it a future?" probe,
+        # which raises and swallows an AttributeError on every call.
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
@@ -386,11 +388,13 @@ class Dispatcher:
                 self._wake.set()  # it never ran (or has already ended): its slot is free
 
     async def _start(self, job: Job) -> None:
-        jlog = self.log.bind(job_id=job.id, job=job.full_type)
+        # The job's fields first in each line, as a bound logger would put them (binding
+        # one per job costs a logger object and a copy of its context).
+        ids = {"job_id": job.id, "job": job.full_type}
         configs = self.configs  # job_configs.py as it is now, once for this job
         if not configs.has_job(job.namespace, job.job_type):
             note = f"job type {job.full_type!r} is not in {configs.source}"
-            jlog.warning("job not configured", note=note)
+            self.log.warning("job not configured", **ids, note=note)
             await self._finish(job, None, Outcome(JobStatus.FAILED, note=note))
             return
         spec = configs.job(job.namespace, job.job_type)
@@ -398,13 +402,13 @@ class Dispatcher:
         try:
             running = await self.runner.start(job, spec, namespace)
         except OSError as error:
-            jlog.error("job could not start", error=str(error))
+            self.log.error("job could not start", **ids, error=str(error))
             await self._finish(
                 job, spec, Outcome(JobStatus.FAILED, note=f"could not start: {error}")
             )
             return
         self.running[job.id] = running
-        jlog.info("job started", pid=running.pid, args=job.args, attempt=job.attempts)
+        self.log.info("job started", **ids, pid=running.pid, args=job.args, attempt=job.attempts)
         self._spawn(self._supervise(running))
         # Progress notes are for a person waiting on an answer. A schedule's or webhook's job
         # has nobody waiting, and its report may be silent on purpose (a quiet sweep, an

@@ -1,0 +1,157 @@
+"""How a running job's wait ends: its exit, a cancel (asked before or during the wait), or its
+timeout; and its log folder, made whether or not its type's folder exists yet.
+
+Real `bash` children through the real Runner; the wait is one future that any of the
+three completes (runner.RunningJob.wait), so each way out is driven here on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from stat_bot.dispatcher.runner import Runner, open_logs
+from stat_bot.jobs.config import parse_config
+from stat_bot.jobs.model import JobStatus
+from stat_bot.settings import Settings, load_settings
+from tests.unit.helpers import make_job
+
+CONFIG = parse_config(
+    {
+        "t": {
+            "jobs": {
+                "ok": {"run_args_template": "exit 0"},
+                "fails": {"run_args_template": "exit 3"},
+                "sleeps": {"run_args_template": "sleep 30"},
+                "short": {"run_args_template": "sleep 30", "timeout": 0.5},
+            }
+        }
+    }
+)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """The Runner's settings alone: no queue is involved, so no backend either."""
+    (tmp_path / "workspace").mkdir()
+    return load_settings(
+        state_dir=tmp_path / "var",
+        workspace_dir=tmp_path / "workspace",
+        job_configs=tmp_path / "job_configs.py",
+        _env_file=None,
+    )
+
+
+def gone(pid: int) -> bool:
+    """Whether the process (a reaped child) no longer exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+async def started(runner: Runner, job_type: str, job_id: int):
+    job = make_job(id=job_id, namespace="t", job_type=job_type, status=JobStatus.RUNNING)
+    return await runner.start(job, CONFIG.job("t", job_type), CONFIG.namespaces["t"].spec)
+
+
+def test_the_exit_ends_the_wait_with_its_status(settings: Settings):
+    async def go():
+        runner = Runner(settings)
+        ok = await (await started(runner, "ok", 1)).wait()
+        failed = await (await started(runner, "fails", 2)).wait()
+        return ok, failed
+
+    ok, failed = asyncio.run(go())
+    assert (ok.status, ok.exit_code) == (JobStatus.SUCCEEDED, 0)
+    assert (failed.status, failed.exit_code) == (JobStatus.FAILED, 3)
+
+
+def test_a_cancel_asked_before_the_wait_begins_still_ends_it(settings: Settings):
+    async def go():
+        running = await started(Runner(settings), "sleeps", 3)
+        running.cancel("cancelled on request")  # as a cancel request that lands before supervision
+        began = time.monotonic()
+        outcome = await asyncio.wait_for(running.wait(), 10)
+        return running.pid, outcome, time.monotonic() - began
+
+    pid, outcome, took = asyncio.run(go())
+    assert outcome.status is JobStatus.CANCELLED
+    assert outcome.note == "cancelled on request"
+    assert took < 5, f"the cancel waited {took:.1f} s"
+    assert gone(pid)
+
+
+def test_a_cancel_during_the_wait_ends_it(settings: Settings):
+    async def go():
+        running = await started(Runner(settings), "sleeps", 4)
+        asyncio.get_running_loop().call_later(0.2, running.cancel)
+        began = time.monotonic()
+        outcome = await asyncio.wait_for(running.wait(), 10)
+        return running.pid, outcome, time.monotonic() - began
+
+    pid, outcome, took = asyncio.run(go())
+    assert outcome.status is JobStatus.CANCELLED
+    assert 0.2 <= took < 5
+    assert gone(pid)
+
+
+def test_the_timeout_ends_the_wait_and_a_later_cancel_changes_nothing(settings: Settings):
+    async def go():
+        running = await started(Runner(settings), "short", 5)
+        began = time.monotonic()
+        outcome = await asyncio.wait_for(running.wait(), 10)
+        took = time.monotonic() - began
+        running.cancel()  # after the end: nothing left to wake
+        return running.pid, outcome, took
+
+    pid, outcome, took = asyncio.run(go())
+    assert outcome.status is JobStatus.TIMED_OUT
+    assert outcome.timeout == 0.5
+    assert 0.5 <= took < 5
+    assert gone(pid)
+
+
+def test_a_wait_cut_short_by_its_caller_leaves_the_job_to_a_later_wait(settings: Settings):
+    """The dispatcher stopping cancels supervision; a cancel afterwards must not fail."""
+
+    async def go():
+        running = await started(Runner(settings), "sleeps", 6)
+        waiting = asyncio.ensure_future(running.wait())
+        await asyncio.sleep(0.1)
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        running.cancel("cancelled on request")  # the first wait's future: already done, skipped
+        return running.pid, await asyncio.wait_for(running.wait(), 10)
+
+    pid, outcome = asyncio.run(go())
+    assert outcome.status is JobStatus.CANCELLED
+    assert gone(pid)
+
+
+def test_log_folders_are_made_with_their_type_folder_and_start_empty_when_run_again(
+    tmp_path: Path,
+):
+    folder = tmp_path / "logs" / "ns" / "new-type" / "7"  # neither the type nor the ns exists
+    for _ in range(2):
+        out, err = open_logs(folder)
+        try:
+            os.write(out, b"first run's output")
+        finally:
+            os.close(out)
+            os.close(err)
+    out, err = open_logs(folder)  # the same job again (a retry): its files start empty
+    os.close(out)
+    os.close(err)
+    assert (folder / "stdout").read_bytes() == b""
+    assert (folder / "stderr").read_bytes() == b""
+    sibling = folder.parent / "8"  # its type's folder exists now: made in one step
+    out, err = open_logs(sibling)
+    os.close(out)
+    os.close(err)
+    assert sorted(p.name for p in sibling.iterdir()) == ["stderr", "stdout"]
