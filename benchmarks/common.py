@@ -173,6 +173,49 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_schedule(pid: int, tid: int | None = None) -> tuple[float, float] | None:
+    """Seconds a thread has spent on a CPU and waiting in a run queue for one (Linux
+    /proc/<pid>/task/<tid>/schedstat; the main thread by default); None where not offered."""
+    try:
+        fields = Path(f"/proc/{pid}/task/{tid or pid}/schedstat").read_text().split()
+        return int(fields[0]) / 1e9, int(fields[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@dataclass(frozen=True)
+class LoopShare:
+    """Where one thread's wall time went per job: on a CPU, waiting for one, and the rest
+    (blocked: in vfork until a child has exec'd, in a system call, or idle)."""
+
+    on_cpu: float  # ms per job
+    waiting: float
+    wall: float
+
+    @property
+    def rest(self) -> float:
+        return max(0.0, self.wall - self.on_cpu - self.waiting)
+
+    @classmethod
+    def between(
+        cls,
+        first: tuple[float, float],
+        last: tuple[float, float],
+        seconds: float,
+        jobs: int,
+    ) -> LoopShare:
+        per_job = 1000 / max(1, jobs)
+        return cls(
+            (last[0] - first[0]) * per_job, (last[1] - first[1]) * per_job, seconds * per_job
+        )
+
+    def shown(self) -> str:
+        return (
+            f"on a CPU {self.on_cpu:.2f}, waiting for one {self.waiting:.2f}, "
+            f"the rest {self.rest:.2f} ms"
+        )
+
+
 def wait_until(
     check: Callable[[], Any], timeout: float, what: str, *, interval: float = 0.05
 ) -> Any:

@@ -25,6 +25,11 @@ on a journal-less ext4 (as on the test VMs), creating an inode right after many
 were deleted (by this benchmark's previous run, or by other processes' test
 folders) scans past every recently deleted one, and one job's folder and two
 files can take milliseconds instead of tens of microseconds.
+
+For information it prints, for each side, where its event loop's thread spent each job
+(/proc's schedstat): on a CPU, waiting in a run queue for one, and the rest (blocked in
+vfork until a child has exec'd, or idle). Each side spawns from that one thread, and
+it, not the two cores, is what limits both: neither keeps both cores busy.
 """
 
 from __future__ import annotations
@@ -40,9 +45,11 @@ from benchmarks.common import (
     BenchmarkError,
     DispatcherProcess,
     Figure,
+    LoopShare,
     file_cost,
     file_figure,
     read_only,
+    thread_schedule,
     wait_until,
     write_job_configs,
 )
@@ -57,6 +64,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def bare_main() -> None:
     """In a fresh process: time bare `bash -c true` spawns; argv: jobs concurrency watcher."""
     import asyncio
+    import os
 
     jobs, concurrency, watcher = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 
@@ -76,15 +84,19 @@ def bare_main() -> None:
                 if await process.wait() != 0:
                     failures += 1
 
-        start = time.time()
+        start, first = time.time(), thread_schedule(os.getpid())
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return {"seconds": time.time() - start, "failures": failures}
+        seconds, last = time.time() - start, thread_schedule(os.getpid())
+        loop = LoopShare.between(first, last, seconds, jobs) if first and last else None
+        return {"seconds": seconds, "failures": failures, "loop": loop and vars(loop)}
 
     print(json.dumps(asyncio.run(main())))
 
 
-def bare(jobs: int, concurrency: int, watcher: str, timeout: float) -> float:
-    """Bare spawns per second, measured in a fresh process."""
+def bare(
+    jobs: int, concurrency: int, watcher: str, timeout: float
+) -> tuple[float, LoopShare | None]:
+    """Bare spawns per second, measured in a fresh process, and its event loop's thread."""
     code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from benchmarks.spawn import bare_main; bare_main()"
     result = subprocess.run(
         [sys.executable, "-c", code, str(jobs), str(concurrency), watcher],
@@ -98,11 +110,14 @@ def bare(jobs: int, concurrency: int, watcher: str, timeout: float) -> float:
     data = json.loads(result.stdout)
     if data["failures"]:
         raise BenchmarkError(f"{data['failures']} bare `bash -c true` spawns failed")
-    return jobs / data["seconds"]
+    return jobs / data["seconds"], LoopShare(**data["loop"]) if data["loop"] else None
 
 
-def dispatched(home: Path, jobs: int, concurrency: int, timeout: float) -> float:
-    """Jobs per second through the real dispatcher, from its first claim to its last finish."""
+def dispatched(
+    home: Path, jobs: int, concurrency: int, timeout: float
+) -> tuple[float, LoopShare | None]:
+    """Jobs per second through the real dispatcher, from its first claim to its last finish;
+    and its event loop's thread, from a few jobs in (its start-up left out) to the end."""
     (home / "workspace" / "bench").mkdir(parents=True)
     types = [f"t{i:04d}" for i in range(jobs)]
     write_job_configs(
@@ -120,21 +135,29 @@ def dispatched(home: Path, jobs: int, concurrency: int, timeout: float) -> float
     with dispatcher, read_only(dispatcher.database) as db:
         dispatcher.start(wait_ready=False)
 
-        def finished() -> bool:
+        def finished() -> int:
             if dispatcher.process is not None and dispatcher.process.poll() is not None:
                 raise BenchmarkError(f"the dispatcher exited:\n{dispatcher.log_tail()}")
             (count,) = db.execute(
                 "SELECT count(*) FROM jobs WHERE finished_at IS NOT NULL"
             ).fetchone()
-            return count >= jobs
+            return int(count)
 
-        wait_until(finished, timeout, f"{jobs} jobs to finish", interval=0.1)
+        pid = dispatcher.process.pid if dispatcher.process is not None else 0
+        some = max(1, jobs // 20)
+        wait_until(lambda: finished() >= some, timeout, f"{some} jobs to finish", interval=0.002)
+        since, done_then, loop_first = time.time(), finished(), thread_schedule(pid)
+        wait_until(lambda: finished() >= jobs, timeout, f"{jobs} jobs to finish", interval=0.02)
+        loop_last = thread_schedule(pid)
         first, last, ok = db.execute(
             "SELECT min(started_at), max(finished_at), sum(status = 'succeeded') FROM jobs"
         ).fetchone()
     if ok != jobs:
         raise BenchmarkError(f"only {ok} of {jobs} jobs succeeded:\n{dispatcher.log_tail()}")
-    return jobs / (last - first)
+    loop = None
+    if loop_first and loop_last and last > since:
+        loop = LoopShare.between(loop_first, loop_last, last - since, jobs - done_then)
+    return jobs / (last - first), loop
 
 
 def run(
@@ -146,13 +169,15 @@ def run(
     timeout: float = 120.0,
 ) -> tuple[str, list[Figure]]:
     files_us = file_cost(home / "files")
-    bares = [bare(jobs, concurrency, "default", timeout)]
+    bare_runs = [bare(jobs, concurrency, "default", timeout)]
     pidfd: list[float] = []
-    services: list[float] = []
+    service_runs: list[tuple[float, LoopShare | None]] = []
     for n in range(rounds):
-        pidfd.append(bare(jobs, concurrency, "pidfd", timeout))
-        services.append(dispatched(home / f"round{n}", jobs, concurrency, timeout))
-        bares.append(bare(jobs, concurrency, "default", timeout))
+        pidfd.append(bare(jobs, concurrency, "pidfd", timeout)[0])
+        service_runs.append(dispatched(home / f"round{n}", jobs, concurrency, timeout))
+        bare_runs.append(bare(jobs, concurrency, "default", timeout))
+    bares = [rate for rate, _ in bare_runs]
+    services = [rate for rate, _ in service_runs]
     ratios = [s / ((bares[n] + bares[n + 1]) / 2) for n, s in enumerate(services)]
     pidfd_ratios = [s / p for s, p in zip(services, pidfd, strict=True)]
     title = (
@@ -196,5 +221,46 @@ def run(
             "/s",
             note=f"information; dispatcher / it: {statistics.median(pidfd_ratios):.2f}",
         ),
+        *loop_figures(
+            [loop for _, loop in service_runs if loop], [loop for _, loop in bare_runs if loop]
+        ),
         file_figure(files_us),
+    ]
+
+
+def loop_figures(service: list[LoopShare], reference: list[LoopShare]) -> list[Figure]:
+    """Each side's event-loop thread per job, medians over the rounds (information).
+
+    Both sides spawn from one thread, and that thread is what limits them: per job it
+    runs, waits for a CPU while the jobs' bash processes have them, and is blocked (in
+    vfork until the child has exec'd) or idle. A job costs STAT bot more of the first.
+    """
+    if not service or not reference:
+        return []
+
+    def median(shares: list[LoopShare]) -> LoopShare:
+        return LoopShare(
+            statistics.median(x.on_cpu for x in shares),
+            statistics.median(x.waiting for x in shares),
+            statistics.median(x.wall for x in shares),
+        )
+
+    ours, bare_loop = median(service), median(reference)
+    return [
+        Figure(
+            "dispatcher's loop thread per job, median",
+            ours.wall,
+            " ms",
+            higher_is_better=False,
+            digits=2,
+            note=ours.shown(),
+        ),
+        Figure(
+            "bare spawner's loop thread per job, median",
+            bare_loop.wall,
+            " ms",
+            higher_is_better=False,
+            digits=2,
+            note=bare_loop.shown(),
+        ),
     ]
