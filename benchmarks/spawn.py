@@ -245,22 +245,15 @@ def loop_figures(service: list[LoopShare], reference: list[LoopShare]) -> list[F
             statistics.median(x.wall for x in shares),
         )
 
-    ours, bare_loop = median(service), median(reference)
+    sides = (("dispatcher's", median(service)), ("bare spawner's", median(reference)))
     return [
         Figure(
-            "dispatcher's loop thread per job, median",
-            ours.wall,
+            f"{side} loop thread per job, median",
+            share.wall,
             " ms",
             higher_is_better=False,
             digits=2,
-            note=ours.shown(),
-        ),
-        Figure(
-            "bare spawner's loop thread per job, median",
-            bare_loop.wall,
-            " ms",
-            higher_is_better=False,
-            digits=2,
-            note=bare_loop.shown(),
-        ),
+            note=share.shown(),
+        )
+        for side, share in sides
     ]
