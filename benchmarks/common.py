@@ -175,12 +175,16 @@ def cpu_seconds(pid: int) -> float:
 
 def thread_schedule(pid: int, tid: int | None = None) -> tuple[float, float] | None:
     """Seconds a thread has spent on a CPU and waiting in a run queue for one (Linux
-    /proc/<pid>/task/<tid>/schedstat; the main thread by default); None where not offered."""
+    /proc/<pid>/task/<tid>/schedstat; the main thread by default); None where not offered
+    (a kernel without scheduler statistics shows zeros there)."""
     try:
         fields = Path(f"/proc/{pid}/task/{tid or pid}/schedstat").read_text().split()
-        return int(fields[0]) / 1e9, int(fields[1]) / 1e9
+        on_cpu, waiting = int(fields[0]), int(fields[1])
     except (OSError, ValueError, IndexError):
         return None
+    if on_cpu == 0 and waiting == 0:  # no thread that ever ran has both at zero
+        return None
+    return on_cpu / 1e9, waiting / 1e9
 
 
 @dataclass(frozen=True)

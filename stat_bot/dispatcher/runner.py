@@ -152,6 +152,7 @@ class ChildProcess:
 
 
 def _wake(future: asyncio.Future[None] | None) -> None:
+    """Complete a job's wait, if one is waiting and nothing has completed it yet."""
     if future is not None and not future.done():
         future.set_result(None)
 
@@ -222,9 +223,12 @@ class RunningJob:
         if isinstance(process, ChildProcess):
             waiter: asyncio.Future[int] = process.exited
         else:
-            waiter = asyncio.ensure_future(process.wait())
+            waiter = loop.create_task(process.wait())
         if self._cancel.is_set():
-            _wake(woken)
+            # Asked before this wait began. Woken at the loop's next turn, not now: a job
+            # that has already exited is seen to have (its pidfd polled, its task run) and
+            # reported as it ended, as with any cancel that comes too late.
+            loop.call_soon(_wake, woken)
 
         def exited(_: asyncio.Future[int]) -> None:
             _wake(woken)
@@ -316,13 +320,15 @@ def open_logs(log_dir: Path) -> tuple[int, int]:
     """Make a job's log folder and open its stdout and stderr files (as open("wb") would)."""
     folder = str(log_dir)
     try:
-        os.mkdir(folder)  # usually its type's folder is there: one system call
+        os.mkdir(folder)  # its type's folder is usually there (and pathlib's calls cost more)
     except FileNotFoundError:
         os.makedirs(os.path.dirname(folder), exist_ok=True)
         with contextlib.suppress(FileExistsError):
             os.mkdir(folder)
     except FileExistsError:
-        pass  # a job run again keeps its folder; its files start empty
+        if not os.path.isdir(folder):  # a file in its place: say so, as Path.mkdir did
+            raise
+        # else a job run again: it keeps its folder, and its files start empty
     out = os.open(os.path.join(folder, "stdout"), LOG_FLAGS, 0o666)
     try:
         err = os.open(os.path.join(folder, "stderr"), LOG_FLAGS, 0o666)

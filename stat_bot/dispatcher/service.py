@@ -21,7 +21,7 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -260,7 +260,7 @@ class Dispatcher:
                     await asyncio.wait_for(self._stopping.wait(), delay)
                 delay = min(delay * 2, PERSIST_MAX_DELAY)
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         # A coroutine, always: create_task skips ensure_future's "is it a future?" probe,
         # which raises and swallows an AttributeError on every call.
         task = asyncio.get_running_loop().create_task(coro)
@@ -388,8 +388,8 @@ class Dispatcher:
                 self._wake.set()  # it never ran (or has already ended): its slot is free
 
     async def _start(self, job: Job) -> None:
-        # The job's fields first in each line, as a bound logger would put them (binding
-        # one per job costs a logger object and a copy of its context).
+        # The job's fields right after the dispatcher's own in each line, where a logger
+        # bound per job would put them (binding one costs a logger and a context copy).
         ids = {"job_id": job.id, "job": job.full_type}
         configs = self.configs  # job_configs.py as it is now, once for this job
         if not configs.has_job(job.namespace, job.job_type):

@@ -2,7 +2,8 @@
 timeout; and its log folder, made whether or not its type's folder exists yet.
 
 Real `bash` children through the real Runner; the wait is one future that any of the
-three completes (runner.RunningJob.wait), so each way out is driven here on its own.
+three completes (runner.RunningJob.wait), so each way out is driven here on its own, on
+both ways a job's exit is seen: its pidfd (Linux) and asyncio's child watcher (elsewhere).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from stat_bot.dispatcher.runner import Runner, open_logs
+from stat_bot.dispatcher import runner as runner_module
+from stat_bot.dispatcher.runner import Runner, RunningJob, open_logs
 from stat_bot.jobs.config import parse_config
 from stat_bot.jobs.model import JobStatus
 from stat_bot.settings import Settings, load_settings
@@ -34,9 +36,17 @@ CONFIG = parse_config(
 )
 
 
+@pytest.fixture(params=["pidfd", "child watcher"])
+def exit_seen_by(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "child watcher":
+        monkeypatch.setattr(runner_module, "pidfd_usable", lambda: False)
+    return str(request.param)
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """The Runner's settings alone: no queue is involved, so no backend either."""
+def settings(tmp_path: Path, exit_seen_by: str) -> Settings:
+    """The Runner's settings alone: no queue is involved, so no backend either; each
+    test that runs jobs runs once per way of seeing their exit."""
     (tmp_path / "workspace").mkdir()
     return load_settings(
         state_dir=tmp_path / "var",
@@ -55,7 +65,7 @@ def gone(pid: int) -> bool:
     return False
 
 
-async def started(runner: Runner, job_type: str, job_id: int):
+async def started(runner: Runner, job_type: str, job_id: int) -> RunningJob:
     job = make_job(id=job_id, namespace="t", job_type=job_type, status=JobStatus.RUNNING)
     return await runner.start(job, CONFIG.job("t", job_type), CONFIG.namespaces["t"].spec)
 
@@ -85,6 +95,30 @@ def test_a_cancel_asked_before_the_wait_begins_still_ends_it(settings: Settings)
     assert outcome.note == "cancelled on request"
     assert took < 5, f"the cancel waited {took:.1f} s"
     assert gone(pid)
+
+
+def test_a_cancel_asked_before_the_wait_for_a_job_that_has_ended_reports_its_end(
+    settings: Settings, exit_seen_by: str
+):
+    """The job ended before its wait began: the cancel came too late, as for a cancel
+    asked once the wait has seen the exit, and the report says how the job ended."""
+
+    async def go():
+        runner = Runner(settings)
+        done = await started(runner, "ok", 7)
+        failed = await started(runner, "fails", 8)
+        time.sleep(0.3)  # both exit while the loop is not looking: their pidfds unread
+        if exit_seen_by == "child watcher":
+            # Its thread reaps the children and hands their statuses to the loop, two
+            # turns later; nothing has asked for them yet when the cancel comes.
+            await asyncio.sleep(0.1)
+        done.cancel("cancelled on request")
+        failed.cancel("cancelled on request")
+        return await done.wait(), await failed.wait()
+
+    done, failed = asyncio.run(go())
+    assert (done.status, done.exit_code) == (JobStatus.SUCCEEDED, 0)
+    assert (failed.status, failed.exit_code) == (JobStatus.FAILED, 3)
 
 
 def test_a_cancel_during_the_wait_ends_it(settings: Settings):
@@ -155,3 +189,13 @@ def test_log_folders_are_made_with_their_type_folder_and_start_empty_when_run_ag
     os.close(out)
     os.close(err)
     assert sorted(p.name for p in sibling.iterdir()) == ["stderr", "stdout"]
+
+
+def test_a_file_where_a_log_folder_belongs_is_refused_by_its_name(tmp_path: Path):
+    blocked = tmp_path / "logs" / "ns" / "type" / "9"
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("not a folder")
+    with pytest.raises(FileExistsError) as raised:
+        open_logs(blocked)
+    assert raised.value.filename == str(blocked)
+    assert blocked.read_text() == "not a folder"
