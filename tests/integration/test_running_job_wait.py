@@ -19,6 +19,7 @@ from stat_bot.dispatcher import runner as runner_module
 from stat_bot.dispatcher.runner import Runner, RunningJob, open_logs
 from stat_bot.jobs.config import parse_config
 from stat_bot.jobs.model import JobStatus
+from stat_bot.report.messages import Outcome
 from stat_bot.settings import Settings, load_settings
 from tests.unit.helpers import make_job
 
@@ -70,6 +71,23 @@ async def started(runner: Runner, job_type: str, job_id: int) -> RunningJob:
     return await runner.start(job, CONFIG.job("t", job_type), CONFIG.namespaces["t"].spec)
 
 
+async def timed_wait(running: RunningJob) -> tuple[Outcome, float]:
+    """The job's outcome and the seconds its wait took (never more than 10)."""
+    began = time.monotonic()
+    outcome = await asyncio.wait_for(running.wait(), 10)
+    return outcome, time.monotonic() - began
+
+
+def make_logs(folder: Path, output: bytes = b"") -> None:
+    """open_logs as a job's start does, with `output` written as the job's stdout."""
+    out, err = open_logs(folder)
+    try:
+        os.write(out, output)
+    finally:
+        os.close(out)
+        os.close(err)
+
+
 def test_the_exit_ends_the_wait_with_its_status(settings: Settings):
     async def go():
         runner = Runner(settings)
@@ -86,9 +104,7 @@ def test_a_cancel_asked_before_the_wait_begins_still_ends_it(settings: Settings)
     async def go():
         running = await started(Runner(settings), "sleeps", 3)
         running.cancel("cancelled on request")  # as a cancel request that lands before supervision
-        began = time.monotonic()
-        outcome = await asyncio.wait_for(running.wait(), 10)
-        return running.pid, outcome, time.monotonic() - began
+        return running.pid, *await timed_wait(running)
 
     pid, outcome, took = asyncio.run(go())
     assert outcome.status is JobStatus.CANCELLED
@@ -125,9 +141,7 @@ def test_a_cancel_during_the_wait_ends_it(settings: Settings):
     async def go():
         running = await started(Runner(settings), "sleeps", 4)
         asyncio.get_running_loop().call_later(0.2, running.cancel)
-        began = time.monotonic()
-        outcome = await asyncio.wait_for(running.wait(), 10)
-        return running.pid, outcome, time.monotonic() - began
+        return running.pid, *await timed_wait(running)
 
     pid, outcome, took = asyncio.run(go())
     assert outcome.status is JobStatus.CANCELLED
@@ -138,9 +152,7 @@ def test_a_cancel_during_the_wait_ends_it(settings: Settings):
 def test_the_timeout_ends_the_wait_and_a_later_cancel_changes_nothing(settings: Settings):
     async def go():
         running = await started(Runner(settings), "short", 5)
-        began = time.monotonic()
-        outcome = await asyncio.wait_for(running.wait(), 10)
-        took = time.monotonic() - began
+        outcome, took = await timed_wait(running)
         running.cancel()  # after the end: nothing left to wake
         return running.pid, outcome, took
 
@@ -172,22 +184,13 @@ def test_log_folders_are_made_with_their_type_folder_and_start_empty_when_run_ag
     tmp_path: Path,
 ):
     folder = tmp_path / "logs" / "ns" / "new-type" / "7"  # neither the type nor the ns exists
-    for _ in range(2):
-        out, err = open_logs(folder)
-        try:
-            os.write(out, b"first run's output")
-        finally:
-            os.close(out)
-            os.close(err)
-    out, err = open_logs(folder)  # the same job again (a retry): its files start empty
-    os.close(out)
-    os.close(err)
+    make_logs(folder, b"first run's output")
+    assert (folder / "stdout").read_bytes() == b"first run's output"
+    make_logs(folder)  # the same job again (a retry): its files start empty
     assert (folder / "stdout").read_bytes() == b""
     assert (folder / "stderr").read_bytes() == b""
     sibling = folder.parent / "8"  # its type's folder exists now: made in one step
-    out, err = open_logs(sibling)
-    os.close(out)
-    os.close(err)
+    make_logs(sibling)
     assert sorted(p.name for p in sibling.iterdir()) == ["stderr", "stdout"]
 
 
