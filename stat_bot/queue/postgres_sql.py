@@ -415,6 +415,15 @@ MIGRATIONS: tuple[str, ...] = (
     DROP INDEX IF EXISTS deliveries_received;
     DROP INDEX IF EXISTS delivery_digests_received;
     """,
+    """
+    -- As in SQLite: a request that coalesces by arguments read the arguments of every
+    -- queued job of its type. The index holds their first 500 characters, not all of
+    -- them: a B-tree entry must fit in a third of a page (2,704 bytes), and 500
+    -- characters of up to 4 bytes do with room for the names; the lookup compares both.
+    DROP INDEX IF EXISTS jobs_queued_type;
+    CREATE INDEX jobs_queued_args ON jobs (namespace, job_type, left(args, 500))
+        WHERE status = 'queued';
+    """,
 )
 JOB_COLUMNS = (
     'id, namespace, job_type, args, channel, thread_ts, "user", source, status, created_at, '
@@ -439,7 +448,8 @@ SQL_FIND_QUEUED_OF_TYPE = """
 # Arguments are stored as canonical JSON (sorted keys), so equal arguments are equal text.
 SQL_FIND_QUEUED_SAME_ARGS = """
     SELECT id, args FROM jobs
-    WHERE status = 'queued' AND namespace = %s AND job_type = %s AND args = %s
+    WHERE status = 'queued' AND namespace = %(ns)s AND job_type = %(jt)s
+      AND left(args, 500) = left(%(args)s, 500) AND args = %(args)s
     ORDER BY id LIMIT 1 FOR UPDATE
 """
 

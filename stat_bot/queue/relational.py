@@ -315,7 +315,8 @@ class RelationalQueue(Queue):
                 ).fetchone()
             else:
                 existing = conn.execute(
-                    self.sql.SQL_FIND_QUEUED_SAME_ARGS, (request.namespace, request.job_type, args)
+                    self.sql.SQL_FIND_QUEUED_SAME_ARGS,
+                    {"ns": request.namespace, "jt": request.job_type, "args": args},
                 ).fetchone()
             if existing:
                 job_id, old_args = existing

@@ -426,6 +426,15 @@ MIGRATIONS: tuple[str, ...] = (
     DROP INDEX IF EXISTS deliveries_received;
     DROP INDEX IF EXISTS delivery_digests_received;
     """,
+    """
+    -- A request that coalesces by arguments looked for its twin by reading the arguments
+    -- of every queued job of its type: with 20,000 queued checks of one type (one per node
+    -- of a large machine) an enqueue took 3.9 ms instead of 0.09, holding the write lock.
+    -- With the arguments in the index it is one search; the type-wide lookups still use
+    -- the index by its first two columns.
+    DROP INDEX IF EXISTS jobs_queued_type;
+    CREATE INDEX jobs_queued_args ON jobs (namespace, job_type, args) WHERE status = 'queued';
+    """,
 )
 JOB_COLUMNS = (
     "id, namespace, job_type, args, channel, thread_ts, user, source, status, created_at, "
@@ -450,7 +459,7 @@ SQL_FIND_QUEUED_OF_TYPE = """
 # Arguments are stored as canonical JSON (sorted keys), so equal arguments are equal text.
 SQL_FIND_QUEUED_SAME_ARGS = """
     SELECT id, args FROM jobs
-    WHERE status = 'queued' AND namespace = ? AND job_type = ? AND args = ?
+    WHERE status = 'queued' AND namespace = :ns AND job_type = :jt AND args = :args
     ORDER BY id LIMIT 1
 """
 

@@ -301,6 +301,25 @@ def test_coalescing_leaves_running_jobs_alone(queue: Queue, coalesce):
     assert queue.requesters(running.id) == []
 
 
+def test_coalescing_by_arguments_finds_its_twin_among_many_queued_of_its_type(queue: Queue):
+    # The lookup is an index search on the arguments (PostgreSQL's index holds their first
+    # 500 characters): twins are found among hundreds, and arguments alike up to there
+    # but not after are two jobs.
+    jobs = [queue.enqueue(request(args={"node": f"n{i}"}), now=T0).job for i in range(300)]
+    long = {"nodes": "x" * 600}
+    first_long = queue.enqueue(request(args=long), now=T0).job
+    other_long = queue.enqueue(request(args={"nodes": "x" * 599 + "y"}), now=T0)
+    assert other_long.coalesced is False
+    twin = queue.enqueue(request(args={"node": "n150"}, channel="C2"), now=T0 + 1)
+    assert twin.coalesced is True
+    assert twin.job.id == jobs[150].id
+    again = queue.enqueue(request(args=long, channel="C3"), now=T0 + 1)
+    assert again.coalesced is True
+    assert again.job.id == first_long.id
+    assert len(queue.jobs(statuses=[JobStatus.QUEUED], limit=1000)) == 302
+    assert [r.channel for r in queue.requesters(jobs[150].id)] == ["C2"]
+
+
 def test_without_coalescing_every_request_is_a_job(queue: Queue):
     a = queue.enqueue(request(coalesce=False), now=T0).job
     b = queue.enqueue(request(coalesce=False), now=T0).job

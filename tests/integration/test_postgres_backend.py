@@ -67,6 +67,27 @@ def test_a_newer_schema_is_refused_naming_both_versions(empty_database):
         queue.close()
 
 
+def test_the_coalescing_lookup_searches_the_index_by_type_and_arguments(postgres_url):
+    queue = PostgresQueue(postgres_url)
+    try:
+        queue.migrate()
+    finally:
+        queue.close()
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute("SET enable_seqscan = off")  # a table this small is cheaper to scan
+        plan = "\n".join(
+            row[0]
+            for row in conn.execute(
+                "EXPLAIN " + postgres_sql.SQL_FIND_QUEUED_SAME_ARGS,
+                {"ns": "ns", "jt": "hello", "args": "{}"},
+            )
+        )
+    assert "Index Scan using jobs_queued_args on jobs" in plan, plan
+    (condition,) = [line for line in plan.splitlines() if "Index Cond:" in line]
+    for column in ("namespace = ", "job_type = ", '"left"(args, 500) = '):
+        assert column in condition, plan
+
+
 def test_the_clock_is_the_servers_not_the_hosts(postgres_url, monkeypatch):
     queue = PostgresQueue(postgres_url)
     try:

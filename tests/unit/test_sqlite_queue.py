@@ -54,6 +54,18 @@ def test_migrate_is_idempotent_and_records_the_version(tmp_path: Path):
     assert mode == "wal"
 
 
+def test_the_coalescing_lookup_searches_the_index_by_type_and_arguments(queue: SQLiteQueue):
+    with sqlite3.connect(queue.path) as db:
+        plan = db.execute(
+            "EXPLAIN QUERY PLAN " + sqlite_sql.SQL_FIND_QUEUED_SAME_ARGS,
+            {"ns": "ns", "jt": "hello", "args": "{}"},
+        ).fetchall()
+    assert [row[-1] for row in plan] == [
+        "SEARCH jobs USING INDEX jobs_queued_args "
+        "(namespace=? AND job_type=? AND args=?)"
+    ]
+
+
 def test_newer_schema_is_refused(tmp_path: Path):
     path = tmp_path / "q.sqlite3"
     q = SQLiteQueue(path)
