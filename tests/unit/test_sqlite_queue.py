@@ -61,8 +61,7 @@ def test_the_coalescing_lookup_searches_the_index_by_type_and_arguments(queue: S
             {"ns": "ns", "jt": "hello", "args": "{}"},
         ).fetchall()
     assert [row[-1] for row in plan] == [
-        "SEARCH jobs USING INDEX jobs_queued_args "
-        "(namespace=? AND job_type=? AND args=?)"
+        "SEARCH jobs USING INDEX jobs_queued_args (namespace=? AND job_type=? AND args=?)"
     ]
 
 
