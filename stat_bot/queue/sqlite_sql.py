@@ -804,8 +804,12 @@ SQL_OUTBOX_EXPIRE = (
 # waits for it (and expired by anyone). A job's messages go one at a time, in order:
 # none while an older one of the same job is leased to a sender (its progress edit
 # must not land after its report).
+# INDEXED BY: without statistics SQLite walks the whole table in id order to skip a sort,
+# which reads every message sent in the history kept (90 days by default) to find the few
+# pending ones: 3.2 ms at 50,000, on every claim, in a write transaction.
 SQL_OUTBOX_DUE = """
-    SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= :now
+    SELECT id FROM outbox INDEXED BY outbox_pending
+    WHERE state = 'pending' AND next_attempt_at <= :now
       AND kind != 'relay' AND (claimed_until IS NULL OR claimed_until <= :now)
       AND (job_id IS NULL OR NOT EXISTS (
             SELECT 1 FROM outbox AS o WHERE o.job_id = outbox.job_id AND o.id < outbox.id
@@ -853,9 +857,9 @@ SQL_OUTBOX_PENDING_SUMMARY = "SELECT count(*), min(created_at) FROM outbox WHERE
 SQL_OUTBOX_GIVEN_UP = (
     "SELECT state, count(*) FROM outbox WHERE state IN ('failed', 'expired') GROUP BY state"
 )
-SQL_OUTBOX_LAST_ERROR = (
-    "SELECT last_error FROM outbox WHERE state = 'pending' AND last_error IS NOT NULL "
-    "ORDER BY id DESC LIMIT 1"
+SQL_OUTBOX_LAST_ERROR = (  # INDEXED BY: as SQL_OUTBOX_DUE
+    "SELECT last_error FROM outbox INDEXED BY outbox_pending "
+    "WHERE state = 'pending' AND last_error IS NOT NULL ORDER BY id DESC LIMIT 1"
 )
 # A message leased by a sender is not due for the others until its lease ends; a relayed
 # ticket is due only to be expired, once its waiting request is gone.

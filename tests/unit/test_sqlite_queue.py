@@ -65,6 +65,30 @@ def test_the_coalescing_lookup_searches_the_index_by_type_and_arguments(queue: S
     ]
 
 
+@pytest.mark.parametrize(
+    ("statement", "params", "outbox_step"),
+    [
+        (
+            sqlite_sql.SQL_OUTBOX_DUE,
+            {"now": T0, "limit": 20},
+            "SEARCH outbox USING INDEX outbox_pending (next_attempt_at<?)",
+        ),
+        (sqlite_sql.SQL_OUTBOX_LAST_ERROR, (), "SCAN outbox USING INDEX outbox_pending"),
+    ],
+    ids=["due", "last-error"],
+)
+def test_the_outbox_is_read_through_its_pending_messages_only(
+    queue: SQLiteQueue, statement: str, params, outbox_step: str
+):
+    # The messages sent stay for the history's 90 days; a walk of the table in id order
+    # would read them all to find the few pending.
+    with sqlite3.connect(queue.path) as db:
+        plan = [row[-1] for row in db.execute("EXPLAIN QUERY PLAN " + statement, params)]
+    assert [step for step in plan if step.startswith(("SCAN outbox", "SEARCH outbox"))] == [
+        outbox_step
+    ], plan
+
+
 def test_newer_schema_is_refused(tmp_path: Path):
     path = tmp_path / "q.sqlite3"
     q = SQLiteQueue(path)
