@@ -419,7 +419,8 @@ MIGRATIONS: tuple[str, ...] = (
     -- As in SQLite: a request that coalesces by arguments read the arguments of every
     -- queued job of its type. The index holds their first 500 characters, not all of
     -- them: a B-tree entry must fit in a third of a page (2,704 bytes), and 500
-    -- characters of up to 4 bytes do with room for the names; the lookup compares both.
+    -- characters of up to 4 bytes do with the names (up to ~690 bytes together, far
+    -- beyond any in job_configs.py); the lookup compares the whole text too.
     DROP INDEX IF EXISTS jobs_queued_type;
     CREATE INDEX jobs_queued_args ON jobs (namespace, job_type, left(args, 500))
         WHERE status = 'queued';

@@ -88,6 +88,33 @@ def test_the_coalescing_lookup_searches_the_index_by_type_and_arguments(postgres
         assert column in condition, plan
 
 
+def test_an_upgrade_to_the_coalescing_index_keeps_the_queued_jobs_and_finds_their_twins(
+    empty_database, monkeypatch
+):
+    with monkeypatch.context() as before:
+        before.setattr(postgres_sql, "MIGRATIONS", postgres_sql.MIGRATIONS[:16])
+        old = PostgresQueue(empty_database)
+        try:
+            assert old.migrate() == 16
+            queued = [
+                old.enqueue(JobRequest(namespace="ns", job_type="t", args={"n": str(i)})).job
+                for i in range(3)
+            ]
+        finally:
+            old.close()
+    queue = PostgresQueue(empty_database)
+    try:
+        assert queue.migrate() == len(postgres_sql.MIGRATIONS)
+        twin = queue.enqueue(JobRequest(namespace="ns", job_type="t", args={"n": "1"}))
+        assert (twin.coalesced, twin.job.id) == (True, queued[1].id)
+    finally:
+        queue.close()
+    with psycopg.connect(empty_database) as conn:
+        indexes = {n for (n,) in conn.execute("SELECT indexname FROM pg_indexes")}
+    assert "jobs_queued_args" in indexes
+    assert "jobs_queued_type" not in indexes
+
+
 def test_the_clock_is_the_servers_not_the_hosts(postgres_url, monkeypatch):
     queue = PostgresQueue(postgres_url)
     try:

@@ -89,6 +89,29 @@ def test_the_outbox_is_read_through_its_pending_messages_only(
     ], plan
 
 
+def test_an_upgrade_to_the_coalescing_index_keeps_the_queued_jobs_and_finds_their_twins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    path = tmp_path / "queue.sqlite3"
+    with monkeypatch.context() as before:
+        before.setattr("stat_bot.queue.sqlite.MIGRATIONS", MIGRATIONS[:16])
+        old = SQLiteQueue(path)
+        assert old.migrate() == 16
+        queued = [old.enqueue(request(args={"n": str(i)}), now=T0).job for i in range(3)]
+        old.close()
+    queue = SQLiteQueue(path)
+    try:
+        assert queue.migrate() == len(MIGRATIONS)
+        twin = queue.enqueue(request(args={"n": "1"}, channel="C2"), now=T0 + 1)
+        assert (twin.coalesced, twin.job.id) == (True, queued[1].id)
+    finally:
+        queue.close()
+    with sqlite3.connect(path) as db:
+        indexes = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "jobs_queued_args" in indexes
+    assert "jobs_queued_type" not in indexes
+
+
 def test_newer_schema_is_refused(tmp_path: Path):
     path = tmp_path / "q.sqlite3"
     q = SQLiteQueue(path)
