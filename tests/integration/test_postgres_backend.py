@@ -30,6 +30,14 @@ def empty_database():
     drop_database(url)
 
 
+@pytest.fixture
+def migrated_database():
+    require_postgres()
+    url = create_database(migrated=True)
+    yield url
+    drop_database(url)
+
+
 def test_processes_starting_together_migrate_once_in_turns(empty_database):
     results: list[object] = []
 
@@ -67,13 +75,8 @@ def test_a_newer_schema_is_refused_naming_both_versions(empty_database):
         queue.close()
 
 
-def test_the_coalescing_lookup_searches_the_index_by_type_and_arguments(postgres_url):
-    queue = PostgresQueue(postgres_url)
-    try:
-        queue.migrate()
-    finally:
-        queue.close()
-    with psycopg.connect(postgres_url) as conn:
+def test_the_coalescing_lookup_searches_the_index_by_type_and_arguments(migrated_database):
+    with psycopg.connect(migrated_database) as conn:
         conn.execute("SET enable_seqscan = off")  # a table this small is cheaper to scan
         plan = "\n".join(
             row[0]
