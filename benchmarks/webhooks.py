@@ -132,9 +132,10 @@ def signed(secret: bytes, event: str, payload: dict[str, Any]) -> tuple[bytes, d
 def client_main() -> None:
     """In a fresh process: send the deliveries; argv: the job's JSON file; JSON on stdout out.
 
-    Once its deliveries are signed and its connection open it says `ready` on stdout and
-    waits for the start time on stdin: every client starts together however slowly each
-    got ready (on a busy machine, seconds apart).
+    Once its deliveries are signed and its connection open it says `ready <its port>` on
+    stdout and waits for the start time on stdin: every client starts together however
+    slowly each got ready (on a busy machine, seconds apart). Told `reconnect` instead, it
+    opens a new connection and says `ready` again (see `deal_evenly`).
     """
     job = json.loads(Path(sys.argv[1]).read_text())
     secret = job["secret"].encode()
@@ -145,11 +146,19 @@ def client_main() -> None:
         deliveries.append(signed(secret, "push", push_payload(sha, previous)))
         previous = sha
     path = f"/github/{job['project']}"
-    connection = http.client.HTTPConnection("127.0.0.1", job["port"], timeout=30)
-    connection.connect()
-    connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    print("ready", flush=True)
-    start_at = float(sys.stdin.readline())
+
+    def connect() -> http.client.HTTPConnection:
+        connection = http.client.HTTPConnection("127.0.0.1", job["port"], timeout=30)
+        connection.connect()
+        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        print(f"ready {connection.sock.getsockname()[1]}", flush=True)
+        return connection
+
+    connection = connect()
+    while (line := sys.stdin.readline()).strip() == "reconnect":  # see deal_evenly
+        connection.close()
+        connection = connect()
+    start_at = float(line)
     ready = time.time()
     time.sleep(max(0.0, start_at - ready))
     statuses: dict[str, int] = {}
@@ -208,14 +217,103 @@ def ping(port: int, secret: bytes) -> bool:
     return True
 
 
+def workers(pid: int) -> list[int]:
+    """gunicorn's workers: the master's child processes (Linux /proc)."""
+    with contextlib.suppress(OSError):
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return []
+
+
 def server_cpu(pid: int) -> float:
     """CPU seconds of gunicorn's master and its workers (its child processes)."""
     total = cpu_seconds(pid)
-    with contextlib.suppress(OSError):
-        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-            with contextlib.suppress(OSError):
-                total += cpu_seconds(int(child))
+    for child in workers(pid):
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(child)
     return total
+
+
+def worker_of_clients(pid: int, port: int) -> dict[int, int]:
+    """Which worker holds each established connection to `port`: client port -> worker pid.
+
+    Linux /proc: the server ends of the connections (local port `port`) from
+    /proc/net/tcp{,6}, their socket inodes found among each worker's descriptors.
+    """
+    clients: dict[str, int] = {}  # socket inode -> the client's port
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                local, remote = fields[1].rsplit(":", 1)[1], fields[2].rsplit(":", 1)[1]
+                if fields[3] == "01" and int(local, 16) == port:
+                    clients[fields[9]] = int(remote, 16)
+    held: dict[int, int] = {}
+    for worker in workers(pid):
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{worker}/fd"):
+                with contextlib.suppress(OSError):
+                    link = os.readlink(f"/proc/{worker}/fd/{fd}")
+                    if link.startswith("socket:[") and link[8:-1] in clients:
+                        held[clients[link[8:-1]]] = worker
+    return held
+
+
+def split_of(pid: int, held: dict[int, int]) -> list[int]:
+    """Connections per worker, most first (a worker holding none counts as 0)."""
+    return sorted((list(held.values()).count(w) for w in workers(pid)), reverse=True)
+
+
+def deal_evenly(
+    server_pid: int, port: int, processes: list[subprocess.Popen[str]], timeout: float
+) -> tuple[list[int], int]:
+    """Have clients reconnect until the workers hold their connections evenly.
+
+    The workers share one listening socket and race to accept, so the clients' few
+    kept-alive connections fall to them by chance: with 4 and 2 workers, 2+2 in 3 rounds
+    of 8, 3+1 in 4, 4+0 in 1. A worker holding more has that many clients sharing its one
+    interpreter while the other idles, which moved a round's throughput by up to 40 %, on
+    either side, more than anything measured. So before the deliveries begin, a client of
+    the busiest worker is asked to connect again (landing on either worker) until no worker
+    holds more than one connection beyond another's: both sides are measured alike.
+    Returns the split and how many reconnections it took.
+    """
+    ports = [client_port(p, timeout) for p in processes]
+    moves = 0
+    deadline = time.monotonic() + timeout
+    while True:
+        held: dict[int, int] = {}
+        while time.monotonic() < deadline:  # until every connection has been accepted
+            held = worker_of_clients(server_pid, port)
+            if all(p in held for p in ports):
+                break
+            time.sleep(0.01)
+        split = split_of(server_pid, held)
+        if not uneven(split) or moves >= MAX_REDEALS or time.monotonic() >= deadline:
+            return split, moves
+        busiest = max(set(held.values()), key=list(held.values()).count)
+        n = next(i for i, p in enumerate(ports) if held.get(p) == busiest)
+        stdin = processes[n].stdin
+        assert stdin is not None
+        stdin.write("reconnect\n")
+        stdin.flush()
+        ports[n] = client_port(processes[n], timeout)
+        moves += 1
+
+
+MAX_REDEALS = 40  # reconnections before the deliveries start on an uneven split anyway
+
+
+def client_port(process: subprocess.Popen[str], timeout: float) -> int:
+    """The local port of a client's connection, from its `ready <port>` line."""
+    assert process.stdout is not None
+    readable, _, _ = select.select([process.stdout], [], [], timeout)
+    line = process.stdout.readline() if readable else ""
+    word, _, number = line.strip().partition(" ")
+    if word != "ready" or not number.isdigit():
+        process.kill()
+        _, err = process.communicate(timeout=5)
+        raise BenchmarkError(f"a client did not get ready: {line[:200]!r}\n{err[-2000:]}")
+    return int(number)
 
 
 @dataclass
@@ -232,6 +330,8 @@ class Round:
     late: float
     client_cpu: float
     body_bytes: float
+    split: list[int]  # connections per worker, most first, as the deliveries began
+    redealt: int  # reconnections it took to deal them evenly (deal_evenly)
 
     @property
     def accepted(self) -> int:
@@ -285,8 +385,7 @@ def drive(
         )
     results = []
     try:
-        for process in processes:
-            ready(process, timeout)
+        split, redealt = deal_evenly(server.process.pid, port, processes, timeout)
         # Soon enough to start together, late enough for each to read it first.
         start_at = time.time() + 0.2
         for process in processes:
@@ -324,18 +423,9 @@ def drive(
         late=max(r["late"] for r in results),
         client_cpu=sum(r["cpu"] for r in results),
         body_bytes=results[0]["bytes"],
+        split=split,
+        redealt=redealt,
     )
-
-
-def ready(process: subprocess.Popen[str], timeout: float) -> None:
-    """Wait for a client's `ready` line; BenchmarkError if it fails or is not ready in time."""
-    assert process.stdout is not None
-    readable, _, _ = select.select([process.stdout], [], [], timeout)
-    line = process.stdout.readline() if readable else ""
-    if line.strip() != "ready":
-        process.kill()
-        _, err = process.communicate(timeout=5)
-        raise BenchmarkError(f"a client did not get ready: {line[:200]!r}\n{err[-2000:]}")
 
 
 def client_env() -> dict[str, str]:
@@ -537,6 +627,19 @@ def cpu_ms(rounds: list[Round]) -> float:
     return sum(r.server_cpu for r in rounds) * 1000 / max(1, sum(r.accepted for r in rounds))
 
 
+def uneven(split: list[int]) -> bool:
+    """Whether one worker holds more than one connection beyond another's share."""
+    return bool(split) and split[0] - split[-1] > 1
+
+
+def dealt(rounds: list[Round]) -> str:
+    """Each round's connections per worker, and the reconnections that dealt them."""
+    return "connections per worker: " + ", ".join(
+        "+".join(map(str, r.split)) + (f" ({r.redealt} reconnected)" if r.redealt else "")
+        for r in rounds
+    )
+
+
 def each(rounds: list[Round], shown: Any) -> str:
     return "rounds: " + ", ".join(shown(r) for r in rounds)
 
@@ -559,10 +662,22 @@ def figures(total: int, stat: list[Round], bare: list[Round], checks: Checks) ->
             note=each(stat, lambda r: f"{r.count / r.seconds:,.0f}/s") + disturbed,
         ),
         Figure(
+            "rounds with connections split unevenly, STAT bot",
+            sum(uneven(r.split) for r in stat),
+            "",
+            note=dealt(stat),
+        ),
+        Figure(
             "webhooks/s, bare Flask + SQLite (reference)",
             rate(bare),
             "/s",
             note=each(bare, lambda r: f"{r.count / r.seconds:,.0f}/s"),
+        ),
+        Figure(
+            "rounds with connections split unevenly, bare",
+            sum(uneven(r.split) for r in bare),
+            "",
+            note=dealt(bare),
         ),
         Figure("webhooks/s: STAT bot / bare", rate(stat) / rate(bare), "", 0.7, digits=2),
         Figure(
