@@ -338,6 +338,30 @@ class Round:
         return self.statuses.get("202", 0)
 
 
+def start_client(
+    home: Path, n: int, count: int, port: int, secret: str, project: str
+) -> subprocess.Popen[str]:
+    """Client process `n` (client_main), to send `count` deliveries to `project` on `port`."""
+    job = home / f"client{n}.json"
+    job.write_text(
+        json.dumps(
+            {"client": n, "count": count, "port": port, "secret": secret, "project": project}
+        )
+    )
+    code = (
+        f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
+        "from benchmarks.webhooks import client_main; client_main()"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code, str(job)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=client_env(),
+        text=True,
+    )
+
+
 def drive(
     home: Path,
     server: Any,
@@ -354,35 +378,10 @@ def drive(
         lambda: server.alive() and ping(port, secret.encode()), 30, f"the {side} server to answer"
     )
     per_client = [count // clients + (1 if n < count % clients else 0) for n in range(clients)]
-    code = (
-        f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
-        "from benchmarks.webhooks import client_main; client_main()"
-    )
     cpu_before = server_cpu(server.process.pid)
-    processes = []
-    for n, share in enumerate(per_client):
-        job = home / f"client{n}.json"
-        job.write_text(
-            json.dumps(
-                {
-                    "client": n,
-                    "count": share,
-                    "port": port,
-                    "secret": secret,
-                    "project": "bench",
-                }
-            )
-        )
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, "-c", code, str(job)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=client_env(),
-                text=True,
-            )
-        )
+    processes = [
+        start_client(home, n, share, port, secret, "bench") for n, share in enumerate(per_client)
+    ]
     results = []
     try:
         split, redealt = deal_evenly(server.process.pid, port, processes, timeout)

@@ -24,8 +24,8 @@ from stat_bot.dispatcher.runner import Runner, RunningJob
 from stat_bot.jobs.config import parse_config
 from stat_bot.jobs.model import JobStatus
 from stat_bot.report.messages import Outcome
-from stat_bot.settings import Settings, load_settings
-from tests.unit.helpers import make_job
+from stat_bot.settings import Settings
+from tests.unit.helpers import make_job, runner_settings
 
 pytestmark = pytest.mark.skipif(not runner_module.pidfd_usable(), reason="needs pidfd_open")
 
@@ -55,13 +55,7 @@ CONFIG = parse_config(
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    (tmp_path / "workspace").mkdir()
-    return load_settings(
-        state_dir=tmp_path / "var",
-        workspace_dir=tmp_path / "workspace",
-        job_configs=tmp_path / "job_configs.py",
-        _env_file=None,
-    )
+    return runner_settings(tmp_path)
 
 
 async def run(runner: Runner, job_type: str, job_id: int) -> tuple[RunningJob, Outcome]:

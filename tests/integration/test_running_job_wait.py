@@ -20,8 +20,8 @@ from stat_bot.dispatcher.runner import Runner, RunningJob, open_logs
 from stat_bot.jobs.config import parse_config
 from stat_bot.jobs.model import JobStatus
 from stat_bot.report.messages import Outcome
-from stat_bot.settings import Settings, load_settings
-from tests.unit.helpers import make_job
+from stat_bot.settings import Settings
+from tests.unit.helpers import make_job, runner_settings
 
 CONFIG = parse_config(
     {
@@ -48,13 +48,7 @@ def exit_seen_by(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 def settings(tmp_path: Path, exit_seen_by: str) -> Settings:
     """The Runner's settings alone: no queue is involved, so no backend either; each
     test that runs jobs runs once per way of seeing their exit."""
-    (tmp_path / "workspace").mkdir()
-    return load_settings(
-        state_dir=tmp_path / "var",
-        workspace_dir=tmp_path / "workspace",
-        job_configs=tmp_path / "job_configs.py",
-        _env_file=None,
-    )
+    return runner_settings(tmp_path)
 
 
 def gone(pid: int) -> bool:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from stat_bot.jobs.config import ConfigError, parse_config
 from stat_bot.jobs.model import Job, JobStatus
+from stat_bot.settings import Settings, load_settings
 
 
 def make_job(**overrides: Any) -> Job:
@@ -59,3 +61,15 @@ def one_namespace(
     if slack is not None:
         body["slack"] = slack
     return {"ns": body}
+
+
+def runner_settings(tmp_path: Path) -> Settings:
+    """Settings for running jobs through a Runner alone (no queue): a workspace folder in
+    `tmp_path`, no environment file."""
+    (tmp_path / "workspace").mkdir()
+    return load_settings(
+        state_dir=tmp_path / "var",
+        workspace_dir=tmp_path / "workspace",
+        job_configs=tmp_path / "job_configs.py",
+        _env_file=None,
+    )

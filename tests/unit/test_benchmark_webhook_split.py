@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.webhooks import ROOT, deal_evenly, split_of, uneven, worker_of_clients
+from benchmarks.webhooks import deal_evenly, split_of, start_client, uneven, worker_of_clients
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux /proc")
 
@@ -55,26 +55,7 @@ def server():
 
 def clients(tmp_path: Path, port: int, n: int) -> list[subprocess.Popen[str]]:
     """The benchmark's own client processes, with no deliveries to send."""
-    started = []
-    for i in range(n):
-        job = tmp_path / f"client{i}.json"
-        job.write_text(
-            json.dumps({"client": i, "count": 0, "port": port, "secret": "s", "project": "p"})
-        )
-        code = (
-            f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
-            "from benchmarks.webhooks import client_main; client_main()"
-        )
-        started.append(
-            subprocess.Popen(
-                [sys.executable, "-c", code, str(job)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
-    return started
+    return [start_client(tmp_path, i, 0, port, "s", "p") for i in range(n)]
 
 
 def test_connections_that_all_fell_to_one_worker_are_dealt_two_and_two(server, tmp_path):
