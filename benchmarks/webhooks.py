@@ -540,9 +540,18 @@ def bare_round(
     with read_only(database) as db:
         (rows,) = db.execute("SELECT count(*) FROM deliveries").fetchone()
     if rows != count or measured.accepted != count:
+        others = {status: n for status, n in measured.statuses.items() if status != "202"}
+        # What the server said about it (a traceback's last line names the error).
+        said = [
+            line.strip()
+            for line in server.text().splitlines()
+            if "Error" in line or "Traceback" in line or "[ERROR]" in line
+        ][-6:]
         raise BenchmarkError(
             f"the bare reference recorded {rows:,} deliveries and accepted {measured.accepted:,} "
-            f"of {count:,}: it is broken, so nothing can be judged against it"
+            f"of {count:,}: it is broken, so nothing can be judged against it (answers other "
+            f"than 202: {others or 'none'}; the clients reconnected {measured.reconnects} "
+            "times; its log: " + (" | ".join(said) if said else "no error") + ")"
         )
     return measured
 
