@@ -903,12 +903,12 @@ def run(home: Path, *, plan: Plan | None = None, quick: bool = False) -> tuple[s
         figures += latency_figures(full_latency, lite_latency, bare_popen)
 
         # 3. scale-out, between two bare spawn runs; SQLite's one dispatcher beside it.
-        bares = [spawn.bare(plan.jobs, plan.concurrency, "default", plan.timeout)]
+        bares = [spawn.bare(plan.jobs, plan.concurrency, "default", plan.timeout)[0]]
         scaled = {
             n: scale_out(home / f"scale{n}", make(f"scale{n}"), plan, n) for n in plan.dispatchers
         }
-        lite = spawn.dispatched(home / "scale-sqlite", plan.jobs, plan.concurrency, plan.timeout)
-        bares.append(spawn.bare(plan.jobs, plan.concurrency, "default", plan.timeout))
+        lite = spawn.dispatched(home / "scale-sqlite", plan.jobs, plan.concurrency, plan.timeout)[0]
+        bares.append(spawn.bare(plan.jobs, plan.concurrency, "default", plan.timeout)[0])
         figures += scale_figures(scaled, lite, bares, plan.concurrency)
 
         # 4. beside procrastinate: alternating rounds of the same work.

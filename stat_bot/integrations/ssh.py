@@ -248,15 +248,18 @@ class SshRunner:
         }
         if self._pkey is not None:
             connect_kwargs.update(pkey=self._pkey, look_for_keys=False, allow_agent=False)
-        # Connection() clones the shared Config, and cloning one Config from several threads
-        # at once is not safe (seen as "No attribute or config key found for 'gateway'" on
-        # a few of 64 hosts): build them one at a time; connecting stays concurrent.
+        # Each connection gets its own copy of the Config: Connection() writes settings
+        # (inline_ssh_env) into the Config it is given, and every write rebuilds that
+        # Config from empty, so with one shared Config a host starting its command while
+        # another's connection was built could read no settings at all ("No attribute or
+        # config key found for 'runners'", 1 of 64 hosts). Copies are made one at a time,
+        # from a Config nothing writes to; connecting stays concurrent.
         with self._build_lock:
             connection = Connection(
                 host,
                 user=self.cfg.user,
                 port=self.cfg.port,
-                config=self._fabric_config,
+                config=self._fabric_config.clone(),
                 connect_kwargs=connect_kwargs,
             )
         if self._pkey is not None:  # the configured key, not also the ssh_config's IdentityFile
