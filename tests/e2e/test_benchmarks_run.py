@@ -10,9 +10,12 @@ runner. Small counts keep this to about a minute; the figures are not judged.
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.peers import require
 from tests.postgres_fixtures import server_problem
@@ -49,14 +52,28 @@ TITLES = [
 def test_every_benchmark_runs_to_its_figures(tmp_path: Path):
     require(server_problem(), "PostgreSQL (set TEST_DATABASE_URL)")
     require_sshd()
-    answer = subprocess.run(
+    process = subprocess.Popen(
         [sys.executable, "-m", "benchmarks", *SMALL, "--tmpdir", str(tmp_path)],
         cwd=ROOT,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=900,
-        check=False,
+        # Python turns SIGINT into KeyboardInterrupt only where it is not ignored, and a
+        # shell ignores it in what it starts in the background (as CI may start pytest).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+    try:
+        stdout, stderr = process.communicate(timeout=900)
+    except subprocess.TimeoutExpired:
+        # Ctrl-C, so each benchmark's `finally` stops the servers it started.
+        process.send_signal(signal.SIGINT)
+        try:
+            stdout, stderr = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            stdout, stderr = process.communicate()
+        pytest.fail(f"the benchmarks took over 15 minutes:\n{(stdout + stderr)[-4000:]}")
+    answer = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     output = answer.stdout + answer.stderr
     assert answer.returncode == 0, output[-4000:]
     failed = re.findall(r"^(\w+): (?:could not run|skipped:)", output, re.MULTILINE)
