@@ -13,6 +13,7 @@ it from SSH_* variables, tests from the loopback sshd).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -25,6 +26,7 @@ from typing import Literal
 
 import paramiko
 from fabric import Config, Connection
+from fabric.runners import Remote
 from invoke.exceptions import CommandTimedOut
 from paramiko.ssh_exception import NoValidConnectionsError
 
@@ -32,6 +34,22 @@ KnownHosts = Literal["strict", "accept-new", "off"]
 ErrorKind = Literal["unreachable", "auth_refused", "host_key", "timeout", "error"]
 KNOWN_HOSTS_POLICIES = ("strict", "accept-new", "off")
 DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
+
+
+class _Remote(Remote):
+    """Fabric's runner for a remote command, whose kill at the time limit tolerates a
+    connection already closed.
+
+    Fabric kills a command at its time limit from a timer thread by closing the channel.
+    The run can see the channel closed while that thread is still sending the close, and
+    the runner then drops the connection (`SshRunner.run`); the thread's send failed with
+    EOFError, printed as an unhandled exception in a thread (on stderr, which a workspace
+    script's job reports). The channel is closed either way, which is all the kill is for.
+    """
+
+    def kill(self) -> None:
+        with contextlib.suppress(EOFError, OSError, paramiko.SSHException):
+            super().kill()
 
 
 class SshSetupError(ValueError):
@@ -214,7 +232,9 @@ class SshRunner:
             if not path.is_file():
                 raise SshSetupError(f"ssh_config file {path} does not exist")
             ssh_config = paramiko.SSHConfig.from_path(str(path))
-        self._fabric_config = Config(ssh_config=ssh_config)
+        self._fabric_config = Config(
+            ssh_config=ssh_config, overrides={"runners": {"remote": _Remote}}
+        )
         self._known_hosts = cfg.known_hosts_path
         # Read once: each connection gets only its host's keys (known_hosts may be long).
         self._host_keys = paramiko.HostKeys()

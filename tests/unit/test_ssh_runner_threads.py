@@ -1,4 +1,5 @@
-"""SshRunner's connections under threads: building one must not disturb another's settings.
+"""SshRunner's connections under threads: building one must not disturb another's settings,
+and Fabric's timer thread must not fail where the runner has already dropped a connection.
 
 Fabric's Connection writes some of its own settings into its Config, and each write
 rebuilds that Config from empty. The runner once shared one Config among all its
@@ -13,6 +14,9 @@ from __future__ import annotations
 import sys
 import threading
 from pathlib import Path
+
+import pytest
+from fabric.runners import Remote
 
 from stat_bot.integrations.ssh import SshConfig, SshRunner
 
@@ -64,3 +68,27 @@ def test_each_connection_has_its_own_settings_from_the_same_ssh_config(tmp_path:
                 2299,
                 "checker",
             )
+
+
+class _ChannelOfAClosedConnection:
+    """What paramiko's channel does when its connection was closed under it: the close
+    message cannot be sent."""
+
+    def close(self) -> None:
+        raise EOFError
+
+
+def test_the_kill_at_the_time_limit_tolerates_a_connection_already_dropped(tmp_path: Path):
+    # Fabric's timer thread kills a command at its time limit by closing the channel; the
+    # runner may have dropped the connection by then. An exception there would be an
+    # unhandled one in a thread, printed on the stderr a workspace script's job reports.
+    with SshRunner(SshConfig(known_hosts="off", known_hosts_file=tmp_path / "kh")) as runner:
+        connection = runner._connection("n1")
+        remote_class = connection.config.runners.remote
+        assert remote_class is not Remote
+        assert issubclass(remote_class, Remote)
+        remote = remote_class(context=connection)
+        remote.channel = _ChannelOfAClosedConnection()
+        remote.kill()  # no EOFError
+        with pytest.raises(EOFError):  # Fabric's own kill, on the same channel
+            Remote.kill(remote)
