@@ -73,15 +73,14 @@ def test_every_benchmark_runs_to_its_figures(tmp_path: Path):
             process.kill()
             stdout, stderr = process.communicate()
         pytest.fail(f"the benchmarks took over 15 minutes:\n{(stdout + stderr)[-4000:]}")
-    answer = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-    output = answer.stdout + answer.stderr
-    assert answer.returncode == 0, output[-4000:]
+    output = stdout + stderr
+    assert process.returncode == 0, output[-4000:]
     failed = re.findall(r"^(\w+): (?:could not run|skipped:)", output, re.MULTILINE)
     assert not failed, output[-4000:]
-    lines = answer.stdout.splitlines()
+    lines = stdout.splitlines()
     found = [next((i for i, line in enumerate(lines) if line.startswith(t)), -1) for t in TITLES]
     missing = [t for t, i in zip(TITLES, found, strict=True) if i < 0]
-    assert not missing, f"no figures from: {missing}\n{answer.stdout[-3000:]}"
+    assert not missing, f"no figures from: {missing}\n{stdout[-3000:]}"
     assert found == sorted(found)
     summary = [line for line in lines if line.startswith("summary: ")]
     assert summary, output[-2000:]
