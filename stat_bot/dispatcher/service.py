@@ -342,9 +342,12 @@ class Dispatcher:
             self._wake.clear()
             timeout = poll
             try:
-                await self._dispatch_once()
                 now = self.queue.now()
-                due = await self._q_quick(self.queue.next_due, now=now)
+                due = await self._dispatch_once(now)
+                if due is not None and due <= now:
+                    # Due jobs not claimed wait for a slot (a job's end wakes the loop) or
+                    # for their type's limit, lock or suppression: only a later start counts.
+                    due = await self._q_quick(self.queue.next_due, now=now)
                 if due is not None:
                     timeout = min(poll, max(0.0, due - now))
             except QueueError as error:  # the database's fault, said in words: no traceback
@@ -357,14 +360,24 @@ class Dispatcher:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
 
-    async def _dispatch_once(self) -> None:
+    async def _dispatch_once(self, now: float) -> float | None:
+        """Cancel what was asked, claim what is due; when the earliest queued job is due.
+
+        A claim is a write transaction (on PostgreSQL also a lock), which waits for and
+        holds up every other writer, the bot's and the web server's enqueues among them.
+        Most wake-ups find nothing to claim (a job ended and freed a slot; the idle
+        poll), so a read of the earliest queued job comes first and the claim is made
+        only when one is due. Nothing is missed by it: a job queued after the read wakes
+        the loop again (its commit's wake-up, or the next poll).
+        """
         if self.running:
             for job_id in await self._q_quick(self.queue.cancel_requests, self.worker_id):
                 if job_id in self.running:
                     self.running[job_id].cancel("cancelled on request")
+        earliest = await self._q_quick(self.queue.next_due)
         free = self.settings.dispatcher_concurrency - len(self.running) - self._launching
-        if free <= 0 or self._stopping.is_set():
-            return
+        if earliest is None or earliest > now or free <= 0 or self._stopping.is_set():
+            return earliest
         for job in await self._q_quick(self.queue.claim, self.worker_id, free):
             # Each claimed job is launched on its own so that one's file-system work
             # (its log folder) overlaps another's spawn.
@@ -372,6 +385,7 @@ class Dispatcher:
             self._launching += 1
             self._launched.clear()
             self._spawn(self._launch(job))
+        return earliest
 
     async def _launch(self, job: Job) -> None:
         try:
@@ -599,20 +613,13 @@ class Dispatcher:
     async def _recover(self) -> None:
         self._recover_now = await self._q(self.queue.now)
         recovered: list[Recovered] = await self._q(
-            self.queue.recover_lost, self._is_dead, notices=self._recovery_notices
+            self.queue.recover_lost,
+            self._is_dead,
+            notices=self._recovery_notices,
+            stop=self._stop_lost_attempt,
         )
         for item in recovered:
             job = item.job
-            local = item.worker is not None and item.worker.hostname == self.hostname
-            if local and item.pid and process_is_job(item.pid, job.id):
-                # Its dispatcher died (kill -9) but the job's process group may live on.
-                kill_group(item.pid, signal.SIGKILL)
-            elif local and not item.pid:
-                # It died after starting the job but before recording its pid: found by
-                # its environment, or it would run on beside its next attempt.
-                log_dir = self.runner.log_dir_for(job)
-                for group in await asyncio.to_thread(job_groups, job.id, job.attempts, log_dir):
-                    kill_group(group, signal.SIGKILL)
             self.log.warning(
                 "job re-queued after its dispatcher was lost" if item.requeued else "job lost",
                 job_id=job.id,
@@ -624,6 +631,22 @@ class Dispatcher:
         if any(r.requeued for r in recovered):
             self._wake.set()
         await self._end_strays()
+
+    def _stop_lost_attempt(self, item: Recovered) -> None:
+        """Kill what is left on this host of a dead dispatcher's job (its dispatcher died,
+        by kill -9, but the job's process group may live on). Called by the queue before
+        the job's slot is given back (`Queue.recover_lost`), on the queue thread."""
+        job = item.job
+        if item.worker is None or item.worker.hostname != self.hostname:
+            return
+        if item.pid:
+            if process_is_job(item.pid, job.id):
+                kill_group(item.pid, signal.SIGKILL)
+            return
+        # It died after starting the job but before recording its pid: found by its
+        # environment, or it would run on beside its next attempt.
+        for group in job_groups(job.id, job.attempts, self.runner.log_dir_for(job)):
+            kill_group(group, signal.SIGKILL)
 
     def _timeout_of(self, job: Job) -> float | None:
         spec = self._spec(job)

@@ -12,10 +12,11 @@ import asyncio
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
+import psycopg
 import pytest
 import pytest_asyncio
 from structlog.testing import capture_logs
@@ -26,6 +27,7 @@ from stat_bot.jobs.config import JobConfigs
 from stat_bot.jobs.model import JobStatus, ReportState, Source
 from stat_bot.queue import Queue, open_queue
 from stat_bot.queue.base import OutboxState
+from stat_bot.queue.postgres import lock_id
 from stat_bot.queue.sqlite import SQLiteQueue
 from stat_bot.report.notifiers import RecordingNotifier
 from stat_bot.settings import Settings
@@ -255,7 +257,7 @@ async def test_a_stopping_dispatcher_claims_and_fires_nothing(loop: Loop, queue)
     queue.sync_schedules(config_rows(configs), now=now - 60)  # due every second since
     job = queue.enqueue(request_for(configs, "t", "quick")).job
     loop.dispatcher.stop()
-    await loop.dispatcher._dispatch_once()
+    await loop.dispatcher._dispatch_once(loop.queue.now())
     assert queue.get(job.id).status is JobStatus.QUEUED
     # The schedule loop returns at once instead of firing the due second.
     await asyncio.wait_for(loop.dispatcher._schedule_loop(), 5)
@@ -274,7 +276,7 @@ async def test_a_job_claimed_as_the_dispatcher_stops_gets_the_grace_and_is_stopp
     async with stopped_at_end(runner):
         d = runner.dispatcher
         job = queue.enqueue(request_for(d.configs, "t", "sleepy")).job
-        await d._dispatch_once()  # claimed; its launch is a task that has not run yet
+        await d._dispatch_once(d.queue.now())  # claimed; its launch is a task that has not run yet
         assert (d._launching, d.running) == (1, {})
         d.stop()
         heartbeat = asyncio.create_task(asyncio.sleep(3600))
@@ -348,3 +350,63 @@ async def test_only_a_job_that_wrote_a_progress_note_has_one_dropped_at_its_end(
     notes = [i for i in queue.outbox_items() if i.job_id == slow.id and i.kind == "progress"]
     assert notes
     assert all(i.state is not OutboxState.PENDING for i in notes)
+
+
+@contextmanager
+def claims_locked(settings: Settings) -> Iterator[None]:
+    """Another process holding what a claim must take: SQLite's write lock, or on
+    PostgreSQL the claims' advisory lock."""
+    if settings.database_url.startswith("postgresql"):
+        with psycopg.connect(settings.database_url) as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_id("claim"),))
+            yield
+        return
+    holder = sqlite3.connect(settings.sqlite_path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        yield
+        holder.execute("ROLLBACK")
+    finally:
+        holder.close()
+
+
+@pytest.mark.asyncio
+async def test_a_dispatcher_claims_only_when_a_job_is_due(make_settings, configure, queue):
+    """A claim is a write transaction: a wake-up or poll with nothing due (a slot freed, the
+    idle poll) reads instead, so it neither waits for nor holds up other writers; a job
+    queued later, or one that falls due later, is still started."""
+    settings = make_settings(dispatcher_poll_interval=0.05)
+    unscheduled = {"t": {"jobs": CONFIG["t"]["jobs"]}}
+    runner = Loop(settings, configure(unscheduled))
+    claims: list[list[int]] = []
+    claim = runner.queue.claim
+
+    def counting(*args: Any, **kwargs: Any) -> list[Any]:
+        claimed = claim(*args, **kwargs)
+        claims.append([job.id for job in claimed])
+        return claimed
+
+    runner.queue.claim = counting  # type: ignore[method-assign]
+    async with stopped_at_end(runner):
+        await runner.start()
+        configs = runner.dispatcher.configs
+        # Idle, then with another process holding the write lock: polls read and go on.
+        await asyncio.sleep(0.5)
+        with claims_locked(settings), capture_logs() as logs:
+            await asyncio.sleep(0.5)
+        assert claims == []
+        assert not [e for e in logs if e["log_level"] in ("warning", "error")]
+        # A job queued now is woken for and claimed once.
+        first = queue.enqueue(request_for(configs, "t", "quick")).job.id
+        await until(lambda: queue.get(first).status.finished, what="the job to finish")
+        assert claims == [[first]]
+        # One due in 0.4 s is not claimed (nor tried for) before it is due, then is.
+        later = queue.enqueue(request_for(configs, "t", "quick", delay_seconds=0.4)).job
+        await asyncio.sleep(0.25)
+        assert claims == [[first]]
+        done = await until(
+            lambda: (j := queue.get(later.id)) and j.status.finished and j, what="the later job"
+        )
+        assert claims == [[first], [later.id]]
+        assert done.started_at is not None
+        assert done.started_at >= later.start_after
