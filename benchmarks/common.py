@@ -167,10 +167,12 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (Linux /proc)."""
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """User + system CPU time a process has used so far (Linux /proc); with `children`,
+    that of its children it has waited for instead (a dispatcher's finished jobs)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    first = 13 if children else 11  # cutime, cstime; utime, stime
+    return (int(fields[first]) + int(fields[first + 1])) / os.sysconf("SC_CLK_TCK")
 
 
 def thread_schedule(pid: int, tid: int | None = None) -> tuple[float, float] | None:

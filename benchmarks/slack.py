@@ -21,6 +21,10 @@ message's ts). The test client's own HTTP post before that is shown apart.
   command. The job type allows 100 at once and does not coalesce, so every
   command is its own job; DISPATCHER_CONCURRENCY stays at its default (8).
 
+CPU per command, for information: each of the three processes, the jobs (bash), and this
+process while it posts; their sum over the time between two posts is how many cores the
+round's rate asks for (above the machine's cores, a backlog grows through the round).
+
 Two rounds of COUNT commands: back to back (each posted as soon as the previous
 one was acked, as a person or script firing commands one after another would),
 then a burst (each posted as soon as the emulator answered the previous post,
@@ -30,6 +34,7 @@ not waiting for the bot). WARMUP commands go first, one at a time, not counted.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shlex
 import sqlite3
@@ -150,8 +155,11 @@ def run(home: Path, *, count: int = 100) -> tuple[str, list[Figure]]:
             results = {}
             reacted: dict[str, dict[str, float]] = {}
             for mode in ("back-to-back", "burst"):
+                pid = dispatcher.process.pid
                 cpu = {p.name: p.cpu_seconds() for p in parts}
-                cpu["dispatcher"] = cpu_seconds(dispatcher.process.pid)
+                cpu["dispatcher"] = cpu_seconds(pid)
+                cpu["jobs"] = cpu_seconds(pid, children=True)
+                posting = time.process_time()
                 posted: dict[str, float] = {}
                 for _ in range(count):
                     before = time.time()
@@ -159,13 +167,18 @@ def run(home: Path, *, count: int = 100) -> tuple[str, list[Figure]]:
                         "admin", "general", "@stat-bot bench stamp", wait_ack=mode == "back-to-back"
                     )
                     posted[ts] = before
+                posting = time.process_time() - posting
                 started = wait_until(
                     lambda posted=posted: starts_of(stamps, posted), 60, f"{count} jobs to start"
                 )
                 reacted[mode] = reactions_of(slack, posted)  # all answered: part of the CPU
                 time.sleep(0.5)  # let the last acks and log lines finish before reading CPU
                 used = {p.name: p.cpu_seconds() - cpu[p.name] for p in parts}
-                used["dispatcher"] = cpu_seconds(dispatcher.process.pid) - cpu["dispatcher"]
+                used["dispatcher"] = cpu_seconds(pid) - cpu["dispatcher"]
+                # The rest of what the two cores do per command: the jobs' bash (children the
+                # dispatcher has reaped) and this process posting as the user.
+                used["jobs (bash)"] = cpu_seconds(pid, children=True) - cpu["jobs"]
+                used["test client's posts"] = posting
                 acked = {
                     e["event_ts"]: (e["published"], e["acked"], e["sent"])
                     for e in slack.acks(event_type="app_mention")
@@ -246,6 +259,24 @@ def run(home: Path, *, count: int = 100) -> tuple[str, list[Figure]]:
                     2,
                 )
                 for name, seconds in used.items()
+            ),
+            Figure(
+                f"{mode}: CPU per command, all of these",
+                sum(used.values()) * 1000 / count,
+                " ms",
+                None,
+                False,
+                2,
+            ),
+            Figure(
+                f"{mode}: cores the posting rate asks for",
+                sum(used.values()) / count / (took / 1000 / max(1, count - 1)),
+                "",
+                None,
+                False,
+                2,
+                note="information: all CPU per command / time between posts; the machine has "
+                f"{os.cpu_count()}",
             ),
         ]
     start_p50 = {
