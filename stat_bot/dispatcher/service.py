@@ -612,12 +612,16 @@ class Dispatcher:
 
     async def _recover(self) -> None:
         self._recover_now = await self._q(self.queue.now)
+        # What is left on this host of a dead peer's jobs is stopped before the recovery
+        # gives their slots back: once that commits, a job of the same type (or the job
+        # itself, re-queued) may start at once, and must not run beside the remains.
+        stopped = await self._stop_remains_of_dead_peers()
         recovered: list[Recovered] = await self._q(
-            self.queue.recover_lost,
-            self._is_dead,
-            notices=self._recovery_notices,
-            stop=self._stop_lost_attempt,
+            self.queue.recover_lost, self._is_dead, notices=self._recovery_notices
         )
+        late = [(r.job, r.worker, r.pid) for r in recovered if r.job.id not in stopped]
+        if late:  # its dispatcher died after the look above: stopped as soon as can be
+            await asyncio.to_thread(self._stop_lost_attempts, late)
         for item in recovered:
             job = item.job
             self.log.warning(
@@ -632,21 +636,42 @@ class Dispatcher:
             self._wake.set()
         await self._end_strays()
 
-    def _stop_lost_attempt(self, item: Recovered) -> None:
-        """Kill what is left on this host of a dead dispatcher's job (its dispatcher died,
-        by kill -9, but the job's process group may live on). Called by the queue before
-        the job's slot is given back (`Queue.recover_lost`), on the queue thread."""
-        job = item.job
-        if item.worker is None or item.worker.hostname != self.hostname:
-            return
-        if item.pid:
-            if process_is_job(item.pid, job.id):
-                kill_group(item.pid, signal.SIGKILL)
-            return
-        # It died after starting the job but before recording its pid: found by its
-        # environment, or it would run on beside its next attempt.
-        for group in job_groups(job.id, job.attempts, self.runner.log_dir_for(job)):
-            kill_group(group, signal.SIGKILL)
+    async def _stop_remains_of_dead_peers(self) -> set[int]:
+        """Kill what is left of the running jobs of this host's dead dispatchers; their ids.
+
+        Done outside the recovery's transaction: reading /proc can wait on a process
+        stuck in the kernel, and no other writer should wait with it. Only a recovery
+        gives a dead dispatcher's slots back, so the jobs stay `running` meanwhile.
+        """
+        dead = {
+            w.id: w
+            for w in await self._q(self.queue.workers)
+            if w.hostname == self.hostname and self._is_dead(w)
+        }
+        if not dead:
+            return set()
+        remains = [
+            (job, dead[job.worker_id], job.pid)
+            for job in await self._q(self.queue.running_jobs)
+            if job.worker_id in dead
+        ]
+        await asyncio.to_thread(self._stop_lost_attempts, remains)
+        return {job.id for job, _, _ in remains}
+
+    def _stop_lost_attempts(self, attempts: list[tuple[Job, Worker | None, int | None]]) -> None:
+        """Kill the process groups of lost attempts run on this host (their dispatcher died,
+        by kill -9, but a job's process group lives on): (job, its dead worker, its pid)."""
+        for job, worker, pid in attempts:
+            if worker is None or worker.hostname != self.hostname:
+                continue
+            if pid:
+                if process_is_job(pid, job.id):
+                    kill_group(pid, signal.SIGKILL)
+                continue
+            # It died after starting the job but before recording its pid: found by its
+            # environment, or it would run on beside its next attempt.
+            for group in job_groups(job.id, job.attempts, self.runner.log_dir_for(job)):
+                kill_group(group, signal.SIGKILL)
 
     def _timeout_of(self, job: Job) -> float | None:
         spec = self._spec(job)

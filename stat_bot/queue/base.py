@@ -439,16 +439,12 @@ class Queue(abc.ABC):
         is_dead: Callable[[Worker], bool],
         *,
         notices: Callable[[Recovered], Sequence[OutboxMessage]] | None = None,
-        stop: Callable[[Recovered], None] | None = None,
         now: float | None = None,
     ) -> list[Recovered]:
         """Re-queue or mark lost the running jobs of workers `is_dead` judges gone.
 
         `notices` gives the messages that tell each job's asker, stored in the same
-        transaction as the change they report. `stop` is called for each job before that
-        transaction commits: what is left of the lost attempt must be stopped before its
-        slot is given back, or a job claimed the moment the commit frees the slot (or the
-        job itself, run again) would run beside it, past its type's concurrency.
+        transaction as the change they report.
         """
 
     # schedules ---------------------------------------------------------------

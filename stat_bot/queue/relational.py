@@ -727,7 +727,6 @@ class RelationalQueue(Queue):
         is_dead: Callable[[Worker], bool],
         *,
         notices: Callable[[Recovered], Sequence[OutboxMessage]] | None = None,
-        stop: Callable[[Recovered], None] | None = None,
         now: float | None = None,
     ) -> list[Recovered]:
         now = self.now() if now is None else now
@@ -764,9 +763,6 @@ class RelationalQueue(Queue):
                     recovered.append(Recovered(_job(new), False, worker, job.pid))
             for wid in dead:
                 conn.execute(self.sql.SQL_UNREGISTER_WORKER, (wid,))
-            if stop is not None:
-                for item in recovered:
-                    stop(item)
             if notices is not None:
                 for item in recovered:
                     self._store(conn, notices(item), now)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from stat_bot.jobs.model import Job, JobRequest, JobStatus, ReportState, Source
-from stat_bot.queue.base import CancelOutcome, Queue, Recovered, ScheduleRow
+from stat_bot.queue.base import CancelOutcome, Queue, ScheduleRow
 
 T0 = 1_700_000_000.0
 
@@ -416,31 +416,6 @@ def test_recover_lost_requeues_while_retries_remain_then_marks_lost(queue: Queue
     assert lost.job.finished_at == T0 + 120
     assert lost.job.report_state == "pending"
     assert "dead2" in (lost.job.note or "")
-
-
-def test_recover_lost_stops_what_is_left_of_each_job_before_its_slot_is_given_back(
-    queue: Queue, other: Queue
-):
-    """`stop` runs for every recovered job while the job still holds its slot to everyone
-    else: a peer's claim meanwhile must not start the job again, or another of its type
-    beside what is left of the lost attempt."""
-    queue.register_worker("dead", "host", 1, now=T0)
-    single = queue.enqueue(request(retries=1), now=T0).job  # concurrency 1
-    queue.claim("dead", 1, now=T0)
-    queue.mark_started(single.id, 5555, "/logs/1")
-    waiting = queue.enqueue(request(coalesce=False), now=T0).job  # same type, behind it
-    seen: list[tuple[int, int | None, JobStatus | None]] = []
-
-    def stop(item: Recovered) -> None:
-        stored = other.get(item.job.id)  # as another process sees it at this moment
-        seen.append((item.job.id, item.pid, stored.status if stored else None))
-
-    (recovered,) = queue.recover_lost(lambda w: w.id == "dead", stop=stop, now=T0 + 60)
-    assert seen == [(single.id, 5555, JobStatus.RUNNING)]
-    assert recovered.requeued is True
-    # Once committed the slot is free: one job of the type is claimed, the one queued
-    # first (the re-queued job's turn counts from its recovery).
-    assert [j.id for j in other.claim("peer", 5, now=T0 + 60)] == [waiting.id]
 
 
 def test_recover_lost_takes_jobs_of_unregistered_workers(queue: Queue):

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import socket
 import sqlite3
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -21,6 +24,7 @@ import pytest
 import pytest_asyncio
 from structlog.testing import capture_logs
 
+from stat_bot.dispatcher import service
 from stat_bot.dispatcher.schedules import config_rows
 from stat_bot.dispatcher.service import Dispatcher
 from stat_bot.jobs.config import JobConfigs
@@ -400,13 +404,51 @@ async def test_a_dispatcher_claims_only_when_a_job_is_due(make_settings, configu
         first = queue.enqueue(request_for(configs, "t", "quick")).job.id
         await until(lambda: queue.get(first).status.finished, what="the job to finish")
         assert claims == [[first]]
-        # One due in 0.4 s is not claimed (nor tried for) before it is due, then is.
+        # One due in 0.4 s is not tried for before it is due (a try would have claimed
+        # nothing, and been counted), then is claimed.
         later = queue.enqueue(request_for(configs, "t", "quick", delay_seconds=0.4)).job
-        await asyncio.sleep(0.25)
-        assert claims == [[first]]
         done = await until(
             lambda: (j := queue.get(later.id)) and j.status.finished and j, what="the later job"
         )
         assert claims == [[first], [later.id]]
         assert done.started_at is not None
         assert done.started_at >= later.start_after
+
+
+@pytest.mark.asyncio
+async def test_a_dead_dispatchers_job_is_killed_before_its_slot_is_given_back(
+    loop: Loop, queue, monkeypatch: pytest.MonkeyPatch
+):
+    """Recovery frees a dead dispatcher's slots when it commits, and a job of the type may
+    start at once: what is left of the lost attempt on this host must be dead by then."""
+    configs = loop.dispatcher.configs
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a dispatcher's pid that is no longer alive: dead, on this host
+    queue.register_worker("dead", socket.gethostname(), gone.pid)
+    job = queue.enqueue(request_for(configs, "t", "sleepy", retries=1)).job
+    queue.claim("dead", 1)
+    remains = subprocess.Popen(
+        ["sleep", "30"], env={**os.environ, "STAT_BOT_JOB_ID": str(job.id)}, start_new_session=True
+    )
+    try:
+        queue.mark_started(job.id, remains.pid, "/nowhere")
+        seen: list[JobStatus] = []
+        real_kill = service.kill_group
+
+        def kill_group(pgid: int, sig: int) -> None:
+            stored = queue.get(job.id)  # as every other process sees it, at the kill
+            seen.append(stored.status if stored else None)
+            real_kill(pgid, sig)
+
+        monkeypatch.setattr(service, "kill_group", kill_group)
+        await loop.dispatcher._recover()
+        assert remains.wait(10) == -signal.SIGKILL
+    finally:
+        if remains.poll() is None:
+            remains.kill()
+            remains.wait()
+    assert seen == [JobStatus.RUNNING]
+    requeued = queue.get(job.id)
+    assert requeued is not None
+    assert requeued.status is JobStatus.QUEUED
+    assert requeued.attempts == 1
