@@ -361,22 +361,25 @@ class Dispatcher:
                     await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def _dispatch_once(self, now: float) -> float | None:
-        """Cancel what was asked, claim what is due; when the earliest queued job is due.
+        """Cancel what was asked, claim what is due; when a queued job is (next) due.
 
         A claim is a write transaction (on PostgreSQL also a lock), which waits for and
         holds up every other writer, the bot's and the web server's enqueues among them.
         Most wake-ups find nothing to claim (a job ended and freed a slot; the idle
         poll), so a read of the earliest queued job comes first and the claim is made
         only when one is due. Nothing is missed by it: a job queued after the read wakes
-        the loop again (its commit's wake-up, or the next poll).
+        the loop again (its commit's wake-up, or the next poll). With no slot free, the
+        first start after `now` is returned instead: nothing due can be claimed anyway.
         """
         if self.running:
             for job_id in await self._q_quick(self.queue.cancel_requests, self.worker_id):
                 if job_id in self.running:
                     self.running[job_id].cancel("cancelled on request")
-        earliest = await self._q_quick(self.queue.next_due)
         free = self.settings.dispatcher_concurrency - len(self.running) - self._launching
-        if earliest is None or earliest > now or free <= 0 or self._stopping.is_set():
+        if free <= 0 or self._stopping.is_set():
+            return await self._q_quick(self.queue.next_due, now=now)
+        earliest = await self._q_quick(self.queue.next_due)
+        if earliest is None or earliest > now:
             return earliest
         for job in await self._q_quick(self.queue.claim, self.worker_id, free):
             # Each claimed job is launched on its own so that one's file-system work
