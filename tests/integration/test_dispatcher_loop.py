@@ -432,7 +432,7 @@ async def test_a_dead_dispatchers_job_is_killed_before_its_slot_is_given_back(
     )
     try:
         queue.mark_started(job.id, remains.pid, "/nowhere")
-        seen: list[JobStatus] = []
+        seen: list[JobStatus | None] = []
         real_kill = service.kill_group
 
         def kill_group(pgid: int, sig: int) -> None:
