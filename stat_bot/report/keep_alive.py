@@ -6,13 +6,15 @@ slack.com a TCP and TLS handshake per reaction, message and report. Against the 
 emulator a `reactions.add` cost the caller 0.59-0.77 ms of CPU that way and 0.42-0.51 ms
 on a kept connection, and the emulator 0.62-0.80 ms against 0.34-0.36 (BENCHMARKS.md).
 
-Each thread keeps one connection per host. Everything else is urllib's, so slack-sdk's
-retry handlers see what they always saw: an error while sending is a `URLError`, an
-error while reading the answer is the socket's own (`RemoteDisconnected`,
-`ConnectionResetError`, `TimeoutError`), and any answer outside 2xx is an `HTTPError`
-carrying its status, headers and body. A redirect is not followed (urllib would have
-sent the token on to the new address), and a 1xx other than 100 does not leave the real
-answer behind for the next call.
+Each thread keeps one connection per host, with TCP_NODELAY set as http.client sets it on
+connecting: a request's headers and body go out in two writes, and Nagle's algorithm would
+hold the body back for the headers' acknowledgement, a round trip per call. Everything
+else is urllib's, so slack-sdk's retry handlers see what they always saw: an error while
+sending is a `URLError`, an error while reading the answer is the socket's own
+(`RemoteDisconnected`, `ConnectionResetError`, `TimeoutError`), and any answer outside
+2xx is an `HTTPError` carrying its status, headers and body. A redirect is not followed
+(urllib would have sent the token on to the new address), and a 1xx other than 100 does
+not leave the real answer behind for the next call.
 
 A kept connection is closed, and the next call opens another, after any failure, after a
 1xx answer, after the server's `Connection: close`, once the server has closed it while

@@ -159,6 +159,19 @@ def test_calls_from_one_thread_share_one_connection_and_each_thread_has_its_own(
     assert server.ports()[-1] == server.ports()[0]
 
 
+def test_a_kept_connection_sends_without_waiting_for_acknowledgements(server: Scripted) -> None:
+    # http.client writes a request's headers and its body in two sends; with Nagle's
+    # algorithm on, a kept connection would hold the body back until the headers were
+    # acknowledged: one more round trip to Slack per call.
+    slack = client(server)
+    assert slack.chat_postMessage(channel="C1", text="first")["ok"]
+    assert slack.chat_postMessage(channel="C1", text="second")["ok"]
+    assert server.connections == 1
+    [kept] = slack._kept.by_host.values()
+    assert kept.conn.sock is not None
+    assert kept.conn.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
 def test_form_encoded_calls_keep_their_content_type(server: Scripted) -> None:
     slack = client(server)
     slack.api_call("chat.postMessage", params={"channel": "C1", "text": "form"})
