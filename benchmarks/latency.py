@@ -32,6 +32,7 @@ from benchmarks.common import (
     file_cost,
     file_figure,
     percentile,
+    spare_cost,
     wait_until,
 )
 from benchmarks.common import write_job_configs as write_configs
@@ -143,6 +144,7 @@ def measure(
 
 def run(home: Path, *, jobs: int = 300, gap: float = 0.02) -> tuple[str, list[Figure]]:
     files_us = file_cost(home / "files", 100)
+    spare_us = spare_cost(home / "spare-files", 100)
     starts = stamp_job(home)
     with DispatcherProcess(home) as dispatcher:
         dispatcher.start()
@@ -204,6 +206,15 @@ def run(home: Path, *, jobs: int = 300, gap: float = 0.02) -> tuple[str, list[Fi
         ),
     ]
     figures.append(file_figure(files_us))
+    figures.append(
+        Figure(
+            "file system: a job's folder from a spare",
+            spare_us,
+            " \u00b5s",
+            higher_is_better=False,
+            note="information: a rename + 2 opens, as a job's start after a quiet moment",
+        )
+    )
     if coalesced:
         figures.append(
             Figure("jobs coalesced (not measured)", coalesced, "", None, False, note="raise --gap")

@@ -127,6 +127,9 @@ class Settings(BaseSettings):
         10.0, gt=0, le=600, description="PostgreSQL: seconds a call waits for a connection"
     )
     logs_dir: Path | None = Field(None, description="Per-job stdout/stderr folders")
+    log_spares: int = Field(
+        64, ge=0, le=100_000, description="Empty job log folders made ahead while idle (0: none)"
+    )
     writeable_dir: Path | None = Field(None, description="Where jobs may write files")
     workspace_dir: Path = Field(Path("workspace"), description="Namespace script folders")
     job_configs: Path = Field(Path("job_configs.py"), description="The job configuration file")

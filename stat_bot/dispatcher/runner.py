@@ -33,6 +33,7 @@ from typing import Protocol
 
 import structlog
 
+from stat_bot.dispatcher.spares import SpareFolders
 from stat_bot.jobs.config import JobSpec, NamespaceSpec, missing_variables, render_template
 from stat_bot.jobs.model import Job, JobStatus
 from stat_bot.report.messages import Outcome, tail
@@ -329,6 +330,11 @@ def open_logs(log_dir: Path) -> tuple[int, int]:
         if not os.path.isdir(folder):  # a file in its place: say so, as Path.mkdir did
             raise
         # else a job run again: it keeps its folder, and its files start empty
+    return open_log_files(folder)
+
+
+def open_log_files(folder: str) -> tuple[int, int]:
+    """Open (or make) the stdout and stderr files of a log folder that is there."""
     out = os.open(os.path.join(folder, "stdout"), LOG_FLAGS, 0o666)
     try:
         err = os.open(os.path.join(folder, "stderr"), LOG_FLAGS, 0o666)
@@ -351,8 +357,11 @@ def timed_open_logs(log_dir: Path) -> tuple[int, int, float]:
 class Runner:
     """Spawns jobs; holds what every spawn shares (the base environment) computed once."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, spares: SpareFolders | None = None) -> None:
         self.settings = settings
+        # Log folders made ahead of time by the dispatcher (spares.py); None: each job's
+        # folder is made as it starts (`stat-bot exec`, LOG_SPARES=0).
+        self.spares = spares
         self._base_env = settings.job_environment()
         # bash as the jobs' PATH finds it, looked up once rather than tried dir by dir per spawn.
         self._bash = shutil.which("bash", path=self._base_env.get("PATH", os.defpath))
@@ -440,6 +449,8 @@ class Runner:
         return RunningJob(job, spec, process, log_dir, timeout, self.settings.kill_grace)
 
     async def _open_logs(self, log_dir: Path) -> tuple[int, int]:
+        if self.spares is not None and self.spares.take(str(log_dir)):
+            return open_log_files(str(log_dir))  # two files that are there: no new inode
         if self._file_seconds > SLOW_FILES:
             loop = asyncio.get_running_loop()
             out, err, took = await loop.run_in_executor(self._files, timed_open_logs, log_dir)

@@ -37,6 +37,7 @@ from stat_bot.dispatcher.runner import (
     remove_log_dir,
 )
 from stat_bot.dispatcher.schedules import config_rows
+from stat_bot.dispatcher.spares import SpareFolders
 from stat_bot.jobs.config import JobConfigs, JobSpec
 from stat_bot.jobs.config_file import ConfigFile
 from stat_bot.jobs.model import Job, JobRequester, JobStatus, ReportState, Source
@@ -122,7 +123,9 @@ class Dispatcher:
         # a break; None while it cannot (see `_is_dead`).
         self._in_touch_since: float | None = None
         self.worker_id = worker_id or f"{self.hostname}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.runner = Runner(settings)
+        assert settings.logs_dir is not None
+        self.spares = SpareFolders(settings.logs_dir, settings.log_spares)
+        self.runner = Runner(settings, spares=self.spares if settings.log_spares else None)
         self.running: dict[int, RunningJob] = {}
         # Jobs this dispatcher claimed whose end is not yet recorded: any other job the
         # database says this worker runs is a stray (see `_end_strays`).
@@ -313,6 +316,7 @@ class Dispatcher:
                 database=self.settings.database_shown,
             )
             await self._recover()
+            self.spares.start()
             heartbeat = self._spawn(self._heartbeat_loop())
             background = [self._spawn(self._schedule_loop()), self._spawn(self._prune_loop())]
             await self._main_loop()
@@ -328,6 +332,7 @@ class Dispatcher:
                 await self._q(self.queue.unregister_worker, self.worker_id)
             # Messages not yet accepted stay in the outbox for the next sender.
             await asyncio.to_thread(self.sender.stop)
+            await asyncio.to_thread(self.spares.close)
             self._db.shutdown(wait=True)
             self.log.info("dispatcher stopped")
             if install_signal_handlers:
