@@ -96,7 +96,10 @@ def make_job(
     job = result.job
     if status is JobStatus.QUEUED:
         return job
-    now = time.time()
+    # The queue's clock, as a dispatcher claims by: on PostgreSQL it is the server's, read
+    # now and then and carried on by this host's monotonic clock, so it can be a little
+    # ahead of time.time() and a job queued just now not yet due by the latter.
+    now = queue.now()
     (claimed,) = [j for j in queue.claim("test-worker", 100, now=now) if j.id == job.id]
     log_dir = settings.logs_dir / namespace / job_type / str(job.id)  # type: ignore[operator]
     log_dir.mkdir(parents=True)
