@@ -14,9 +14,10 @@ import time
 
 import structlog
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.errors import SlackApiError
 
 from stat_bot.bot.chat import LookupFailedError, Person
+from stat_bot.report.slack import SLACK_CALL_ERRORS
 
 log = structlog.get_logger(__name__)
 
@@ -46,7 +47,7 @@ class SlackPeople:
         now = time.monotonic()
         try:
             _, name, guest = self._user(user_id, now)
-        except (SlackClientError, OSError) as error:
+        except SLACK_CALL_ERRORS as error:
             raise LookupFailedError(
                 f"Slack's users.info did not answer for you ({slack_reason(error)})"
             ) from None
@@ -59,7 +60,7 @@ class SlackPeople:
         """The user's Slack name (cached like the rest), or None if Slack cannot say."""
         try:
             return self._user(user_id, time.monotonic())[1] or None
-        except (SlackClientError, OSError) as error:
+        except SLACK_CALL_ERRORS as error:
             log.debug("no name for a user", user=user_id, error=type(error).__name__)
             return None
 
@@ -83,7 +84,7 @@ class SlackPeople:
             raise LookupFailedError(failed[1])
         try:
             listed = self._client.usergroups_list(include_users=True).get("usergroups", [])
-        except (SlackClientError, OSError) as error:
+        except SLACK_CALL_ERRORS as error:
             why = f"Slack's usergroups.list failed ({slack_reason(error)})"
             log.warning("user-group lookup failed", reason=why)
             with self._lock:

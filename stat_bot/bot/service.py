@@ -21,7 +21,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 import structlog
-from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.errors import SlackApiError
 
 from stat_bot.bot.app import create_app
 from stat_bot.bot.chat import ChatCommands
@@ -36,7 +36,7 @@ from stat_bot.jobs.config import JobConfigs
 from stat_bot.jobs.config_file import ConfigFile
 from stat_bot.queue.base import Queue
 from stat_bot.report.channels import IncidentChannels
-from stat_bot.report.slack import ChannelDirectory, slack_error, web_client
+from stat_bot.report.slack import SLACK_CALL_ERRORS, ChannelDirectory, slack_error, web_client
 from stat_bot.settings import PROXY_VARIABLES, Settings
 
 log = structlog.get_logger(__name__)
@@ -89,7 +89,7 @@ def _retrying(
                     exit_status=2,
                 ) from None
             reason = slack_error(error, what)
-        except (SlackClientError, OSError) as error:
+        except SLACK_CALL_ERRORS as error:
             reason = f"Slack at {settings.slack_api_url} cannot be reached for {what}: {error}"
         remaining = deadline - time.monotonic()
         if remaining <= 0:

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import structlog
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.errors import SlackApiError
 
-from stat_bot.report.slack import slack_error
+from stat_bot.report.slack import SLACK_CALL_ERRORS, slack_error
 
 log = structlog.get_logger(__name__)
 
@@ -57,7 +57,7 @@ class IncidentChannels:
                 if _code(error) == "name_taken":
                     continue
                 raise ChannelError(self._why(error, f"creating #{name}")) from None
-            except (SlackClientError, OSError) as error:
+            except SLACK_CALL_ERRORS as error:
                 raise ChannelError(slack_error(error, f"creating #{name}")) from None
         raise ChannelError(
             f"every name up to #{last} is taken; give the incident another description"
@@ -71,7 +71,7 @@ class IncidentChannels:
         ):
             try:
                 method(channel=channel, **value)
-            except (SlackClientError, OSError) as error:
+            except SLACK_CALL_ERRORS as error:
                 log.warning(
                     "incident channel not described",
                     channel=channel,
@@ -92,7 +92,7 @@ class IncidentChannels:
             log.warning(
                 "invitation refused", channel=channel, error=slack_error(error, "the invitation")
             )
-        except (SlackClientError, OSError) as error:
+        except SLACK_CALL_ERRORS as error:
             log.warning(
                 "invitation failed", channel=channel, error=slack_error(error, "the invitation")
             )
@@ -105,7 +105,7 @@ class IncidentChannels:
             except SlackApiError as error:
                 if _code(error) == "already_in_channel":
                     invited.append(user)
-            except (SlackClientError, OSError):
+            except SLACK_CALL_ERRORS:
                 pass
         return invited
 
@@ -121,7 +121,7 @@ class IncidentChannels:
             return list(
                 self.client.usergroups_users_list(usergroup=found[0]["id"]).get("users", [])
             )
-        except (SlackClientError, OSError) as error:
+        except SLACK_CALL_ERRORS as error:
             log.warning("user group not read", group=handle, error=slack_error(error, "the group"))
             return []
 
@@ -141,7 +141,7 @@ class IncidentChannels:
             for message in replies.get("messages") or []:
                 if message.get("ts") == ts:
                     return str(message.get("text") or "")
-        except (SlackClientError, OSError) as error:
+        except SLACK_CALL_ERRORS as error:
             log.warning(
                 "message not read", channel=channel, error=slack_error(error, "the message")
             )
@@ -151,7 +151,7 @@ class IncidentChannels:
         """Whether a conversation is a public channel (False when Slack cannot say)."""
         try:
             info = self.client.conversations_info(channel=channel)["channel"]
-        except (SlackClientError, OSError) as error:
+        except SLACK_CALL_ERRORS as error:
             log.warning("channel not looked up", channel=channel, error=slack_error(error, "it"))
             return False
         return bool(info.get("is_channel")) and not (
@@ -166,7 +166,7 @@ class IncidentChannels:
             if _code(error) in ("already_archived", "is_archived"):
                 return None
             return self._why(error, "archiving the channel")
-        except (SlackClientError, OSError) as error:
+        except SLACK_CALL_ERRORS as error:
             return slack_error(error, "archiving the channel")
         return None
 

@@ -8,6 +8,7 @@ to try again. The bot's replies to the person who spoke to it use `post` too.
 
 from __future__ import annotations
 
+import http.client
 import logging
 import threading
 
@@ -54,6 +55,17 @@ def web_client(settings: Settings, *, retries: bool = True) -> WebClient:
         # A probe's failures are reported by its caller, once per try.
         logger=None if retries else QUIET,
     )
+
+
+# What a Web API call raises when Slack did not answer as Slack: unreachable (OSError), the
+# SDK's own failures, or an answer that is not HTTP at all (http.client.HTTPException: a
+# proxy or another service on the configured address). Each is "could not be reached",
+# retried like an outage, never a traceback.
+SLACK_CALL_ERRORS: tuple[type[Exception], ...] = (
+    SlackClientError,
+    OSError,
+    http.client.HTTPException,
+)
 
 
 def slack_error(error: Exception, what: str) -> str:
@@ -268,7 +280,7 @@ class SlackNotifier(Notifier):
                 unfurl_media=False,
             )
             return Posted(response.get("channel"), response.get("ts"))
-        except (SlackClientError, OSError, DeliveryError) as error:
+        except (*SLACK_CALL_ERRORS, DeliveryError) as error:
             raise delivery_error(error, channel) from error
 
     def _link_to(self, where: dict[str, str]) -> str:
@@ -290,7 +302,7 @@ class SlackNotifier(Notifier):
             return
         try:
             self.client.chat_update(channel=where.channel, ts=where.ts, text=text)
-        except (SlackClientError, OSError) as error:
+        except SLACK_CALL_ERRORS as error:
             raise delivery_error(error, where.channel) from error
 
     def pin(self, where: Posted) -> None:
@@ -302,7 +314,7 @@ class SlackNotifier(Notifier):
             code = error.response.get("error") if error.response is not None else None
             if code != "already_pinned":
                 raise delivery_error(error, where.channel) from error
-        except (SlackClientError, OSError) as error:
+        except SLACK_CALL_ERRORS as error:
             raise delivery_error(error, where.channel) from error
 
     def archive(self, channel: str) -> None:
@@ -312,5 +324,5 @@ class SlackNotifier(Notifier):
             code = error.response.get("error") if error.response is not None else None
             if code not in ("already_archived", "is_archived"):
                 raise delivery_error(error, channel) from error
-        except (SlackClientError, OSError) as error:
+        except SLACK_CALL_ERRORS as error:
             raise delivery_error(error, channel) from error

@@ -6,6 +6,8 @@ emulator with injected faults, or a closed port for "unreachable".
 
 from __future__ import annotations
 
+import contextlib
+import socketserver
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -190,6 +192,62 @@ def test_an_unreachable_slack_keeps_every_message_in_order_until_it_returns(
     up = slack_sender(slack_settings(), queue, owner="after")
     drain(up, lambda: queue.outbox_summary().undelivered == 0)
     assert texts(emulator_client) == [f"m{i}" for i in range(5)]
+
+
+class NotHttp(socketserver.ThreadingTCPServer):
+    """A service that is not Slack on Slack's address: an SMTP server's greeting first.
+
+    Seen in CI when a stopped emulator's port was taken by another test's mail server.
+    """
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        class Greet(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                self.request.sendall(b"220 localhost Python SMTP 1.4.6\r\n")
+                self.request.settimeout(5)
+                with contextlib.suppress(OSError):  # as a mail server: wait for commands
+                    while self.request.recv(4096):
+                        pass
+
+        super().__init__(("127.0.0.1", 0), Greet)
+
+
+def test_a_service_that_is_not_slack_on_its_address_is_an_outage_not_a_crash(
+    slack_settings, queue, slack_emulator, emulator_client
+):
+    from structlog.testing import capture_logs
+
+    other = NotHttp()
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        wrong = slack_settings(slack_api_url=f"http://127.0.0.1:{other.server_address[1]}/api/")
+        (item,) = store(queue, Report([Message("m0")], channel="general"))
+        with pytest.raises(DeliveryError) as raised:
+            SlackNotifier(wrong).send(Report([Message("m0")], channel="general"), 0)
+        assert raised.value.outage
+        assert not raised.value.permanent
+        assert "could not be reached" in str(raised.value)
+        assert "BadStatusLine" in str(raised.value)
+        sender = slack_sender(wrong, queue)
+        with capture_logs() as logged:
+            drain(sender, lambda: queue.outbox_get(item).attempts >= 2)
+    finally:
+        other.shutdown()
+        other.server_close()
+    pending = queue.outbox_get(item)
+    assert pending.state is OutboxState.PENDING
+    assert "could not be reached" in pending.last_error
+    assert [e for e in logged if e["log_level"] in ("error", "critical")] == []
+    assert not any("exc_info" in e or "exception" in e for e in logged)
+    # The right address again: delivered once.
+    drain(
+        slack_sender(slack_settings(), queue, owner="after"),
+        lambda: not queue.outbox_summary().undelivered,
+    )
+    assert texts(emulator_client) == ["m0"]
 
 
 class FlakyOnSecondPart(RecordingNotifier):
