@@ -16,7 +16,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from stat_bot.dispatcher import runner as runner_module
-from stat_bot.dispatcher.runner import Runner
+from stat_bot.dispatcher.runner import Runner, open_log_files
 from stat_bot.dispatcher.spares import SpareFolders
 from stat_bot.jobs.config import parse_config
 from stat_bot.jobs.model import JobRequest, JobStatus
@@ -142,6 +142,23 @@ def test_spares_left_at_a_stop_are_taken_up_by_the_next_start(pool, logs):
     wait_until(lambda: len(second) == 3, what="the spares taken up")
     time.sleep(QUIET * 4)
     assert spare_names(second) == left
+
+
+def test_a_spare_half_made_when_its_dispatcher_was_killed_still_gives_both_files(pool, logs):
+    # kill -9 between a spare's folder and its files: the next start takes it up as it is.
+    folder = logs / ".spare" / socket.gethostname()
+    (folder / "1-1").mkdir(parents=True)
+    (folder / "1-1" / "stdout").write_bytes(b"")
+    half_made = (folder / "1-1").stat().st_ino
+    spares = pool(1)
+    spares.start()
+    wait_until(lambda: len(spares) == 1, what="the half-made spare taken up")
+    target = logs / "ns" / "type" / "3"
+    assert spares.take(str(target))
+    assert target.stat().st_ino == half_made
+    for fd in open_log_files(str(target)):
+        os.close(fd)
+    assert sorted(os.listdir(target)) == ["stderr", "stdout"]
 
 
 def test_a_symlink_among_the_spares_is_not_taken_up(pool, logs, tmp_path):
